@@ -1,0 +1,472 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// CanarySpec declares how a Deployment is delivered progressively.
+// +kubebuilder:validation:XValidation:rule="!has(self.autoscalerRef) || self.autoscalerRef.name != self.targetRef.name || self.autoscalerRef.kind != self.targetRef.kind",message="autoscalerRef must not point at the target itself"
+type CanarySpec struct {
+	// TargetRef is the Deployment to deliver. canopy reads its pod template and
+	// changes only its replica count.
+	TargetRef TargetRef `json:"targetRef"`
+
+	// AutoscalerRef is a HorizontalPodAutoscaler of the target. canopy generates the
+	// matching autoscaler for the primary Deployment.
+	// +optional
+	AutoscalerRef *AutoscalerRef `json:"autoscalerRef,omitempty"`
+
+	// Service describes the apex Service and the generated routing.
+	Service CanaryService `json:"service"`
+
+	// Analysis is the progression: how traffic moves and how each step is judged.
+	Analysis CanaryAnalysis `json:"analysis"`
+
+	// ProgressDeadlineSeconds bounds how long the canary (and, when promoting, the primary)
+	// may take to become ready before the rollout fails.
+	// +kubebuilder:validation:Minimum=10
+	// +kubebuilder:validation:Maximum=86400
+	// +kubebuilder:default=600
+	// +optional
+	ProgressDeadlineSeconds *int32 `json:"progressDeadlineSeconds,omitempty"`
+
+	// Suspend stops all changes: no traffic moves and nothing is written until it is cleared.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+
+	// SkipAnalysis promotes a new revision without running checks or waiting for steps.
+	// +optional
+	SkipAnalysis bool `json:"skipAnalysis,omitempty"`
+
+	// RevertOnDeletion routes traffic back to the target Deployment and its Service and
+	// removes every generated object when the Canary is deleted.
+	// +optional
+	RevertOnDeletion bool `json:"revertOnDeletion,omitempty"`
+}
+
+// TargetRef names the workload delivered by a Canary, in the Canary's namespace.
+type TargetRef struct {
+	// +kubebuilder:validation:Enum=apps/v1
+	// +kubebuilder:default=apps/v1
+	// +optional
+	APIVersion string `json:"apiVersion,omitempty"`
+	// +kubebuilder:validation:Enum=Deployment
+	// +kubebuilder:default=Deployment
+	// +optional
+	Kind string `json:"kind,omitempty"`
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=240
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+}
+
+// AutoscalerRef names a HorizontalPodAutoscaler in the Canary's namespace.
+type AutoscalerRef struct {
+	// +kubebuilder:validation:Enum=autoscaling/v2
+	// +kubebuilder:default=autoscaling/v2
+	// +optional
+	APIVersion string `json:"apiVersion,omitempty"`
+	// +kubebuilder:validation:Enum=HorizontalPodAutoscaler
+	// +kubebuilder:default=HorizontalPodAutoscaler
+	// +optional
+	Kind string `json:"kind,omitempty"`
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+}
+
+// CanaryService describes the Services and routing canopy generates for the target.
+type CanaryService struct {
+	// Port is the port of the apex, primary and canary Services.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port"`
+	// PortName names the Service port; it decides the protocol Istio infers.
+	// +kubebuilder:validation:MaxLength=15
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:default=http
+	// +optional
+	PortName string `json:"portName,omitempty"`
+	// TargetPort is the container port; by default the same as Port.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	TargetPort *int32 `json:"targetPort,omitempty"`
+	// Hosts routed by the VirtualService besides the apex Service's own name.
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=253
+	// +optional
+	Hosts []string `json:"hosts,omitempty"`
+	// Gateways the VirtualService is bound to ("mesh" is always included when
+	// gateways are given). A gateway in another namespace is written "namespace/name".
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=253
+	// +optional
+	Gateways []string `json:"gateways,omitempty"`
+	// Match restricts the generated route to matching requests.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Match []HTTPMatch `json:"match,omitempty"`
+	// +optional
+	Retries *HTTPRetry `json:"retries,omitempty"`
+	// +optional
+	Timeout Duration `json:"timeout,omitempty"`
+	// +optional
+	Headers *Headers `json:"headers,omitempty"`
+	// +optional
+	CorsPolicy *CorsPolicy `json:"corsPolicy,omitempty"`
+	// +optional
+	TrafficPolicy *TrafficPolicy `json:"trafficPolicy,omitempty"`
+}
+
+// CanaryAnalysis is the progression and its checks. The strategy follows from the fields set:
+// stepWeight or stepWeights give a weighted canary; iterations with match give A/B testing;
+// iterations alone give blue/green; mirror adds traffic mirroring.
+// +kubebuilder:validation:XValidation:rule="!(has(self.stepWeight) && has(self.stepWeights))",message="set stepWeight or stepWeights, not both"
+// +kubebuilder:validation:XValidation:rule="has(self.stepWeight) || has(self.stepWeights) || has(self.iterations)",message="one of stepWeight, stepWeights or iterations is required"
+// +kubebuilder:validation:XValidation:rule="!has(self.iterations) || !(has(self.stepWeight) || has(self.stepWeights))",message="iterations (A/B or blue/green) cannot be combined with stepWeight or stepWeights"
+// +kubebuilder:validation:XValidation:rule="!has(self.stepWeight) || self.stepWeight <= self.maxWeight",message="stepWeight must be less than or equal to maxWeight"
+// +kubebuilder:validation:XValidation:rule="!has(self.stepWeights) || self.stepWeights.all(w, w <= self.maxWeight)",message="every stepWeights entry must be less than or equal to maxWeight"
+// +kubebuilder:validation:XValidation:rule="!has(self.stepWeights) || self.stepWeights[self.stepWeights.size() - 1] == self.maxWeight",message="the last stepWeights entry must equal maxWeight"
+// +kubebuilder:validation:XValidation:rule="!has(self.match) || has(self.iterations)",message="match (A/B testing) requires iterations"
+// +kubebuilder:validation:XValidation:rule="!has(self.mirrorWeight) || self.mirror",message="mirrorWeight requires mirror: true"
+// +kubebuilder:validation:XValidation:rule="duration(self.interval) >= duration('1s')",message="interval must be at least 1s"
+type CanaryAnalysis struct {
+	// Interval between two steps (and two runs of the checks).
+	// +kubebuilder:default="1m"
+	// +optional
+	Interval Duration `json:"interval,omitempty"`
+	// Threshold is the number of failed checks that rolls the canary back.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +kubebuilder:default=5
+	// +optional
+	Threshold int32 `json:"threshold,omitempty"`
+	// StepWeight is added to the canary's weight at every passed step.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	StepWeight *int32 `json:"stepWeight,omitempty"`
+	// StepWeights lists the canary's weights step by step, strictly increasing.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:items:Minimum=1
+	// +kubebuilder:validation:items:Maximum=100
+	// +kubebuilder:validation:XValidation:rule="self.isSorted() && self.all(w, self.indexOf(w) == self.lastIndexOf(w))",message="stepWeights must be strictly increasing"
+	// +optional
+	StepWeights []int32 `json:"stepWeights,omitempty"`
+	// MaxWeight is the canary's weight at which it is promoted.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +kubebuilder:default=50
+	// +optional
+	MaxWeight int32 `json:"maxWeight,omitempty"`
+	// Iterations is the number of passed checks before promotion, for A/B testing and blue/green.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	Iterations *int32 `json:"iterations,omitempty"`
+	// Match selects the requests routed to the canary during A/B testing.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Match []HTTPMatch `json:"match,omitempty"`
+	// Mirror copies traffic to the canary; the mirrored responses are discarded.
+	// +optional
+	Mirror bool `json:"mirror,omitempty"`
+	// MirrorWeight is the percentage of traffic mirrored (default 100).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	MirrorWeight *int32 `json:"mirrorWeight,omitempty"`
+	// Metrics are the checks run at every step.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Metrics []CanaryMetric `json:"metrics,omitempty"`
+	// Webhooks are called at the points of the rollout their type names; confirm-* gates
+	// hold the rollout until they answer 200.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Webhooks []CanaryWebhook `json:"webhooks,omitempty"`
+}
+
+// OnErrorPolicy says what a check that could not be measured does.
+// +kubebuilder:validation:Enum=hold;fail
+type OnErrorPolicy string
+
+const (
+	// OnErrorHold waits without counting a failure, for at most holdTimeout, then fails.
+	OnErrorHold OnErrorPolicy = "hold"
+	// OnErrorFail counts the check as failed.
+	OnErrorFail OnErrorPolicy = "fail"
+)
+
+// ThresholdRange bounds a metric's value; a value outside fails the check.
+// +kubebuilder:validation:XValidation:rule="has(self.min) || has(self.max)",message="set min, max or both"
+// +kubebuilder:validation:XValidation:rule="!has(self.min) || !has(self.max) || self.min <= self.max",message="min must be less than or equal to max"
+type ThresholdRange struct {
+	// +optional
+	Min *float64 `json:"min,omitempty"`
+	// +optional
+	Max *float64 `json:"max,omitempty"`
+}
+
+// CanaryMetric is one health check. The built-in names request-success-rate and
+// request-duration need no template; any other check names a MetricTemplate.
+// +kubebuilder:validation:XValidation:rule="has(self.templateRef) || self.name in ['request-success-rate', 'request-duration']",message="a metric other than request-success-rate or request-duration needs a templateRef"
+type CanaryMetric struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+	// TemplateRef names a MetricTemplate.
+	// +optional
+	TemplateRef *TemplateRef `json:"templateRef,omitempty"`
+	// ThresholdRange is the range a passing value lies in.
+	ThresholdRange ThresholdRange `json:"thresholdRange"`
+	// Interval is the metric's look-back window (default: the analysis interval).
+	// +optional
+	Interval Duration `json:"interval,omitempty"`
+	// TemplateVariables are substituted into the template's query, escaped.
+	// +kubebuilder:validation:MaxProperties=32
+	// +optional
+	TemplateVariables map[string]string `json:"templateVariables,omitempty"`
+	// MinRequests is the least number of requests in the window for the value to count.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MinRequests *int64 `json:"minRequests,omitempty"`
+	// OnError says what happens when the check cannot be measured (no data, NaN, too few
+	// requests, provider unreachable, timeout, bad query). None of these ever passes.
+	// +kubebuilder:default=hold
+	// +optional
+	OnError OnErrorPolicy `json:"onError,omitempty"`
+	// HoldTimeout bounds how long onError=hold waits before the check fails.
+	// +kubebuilder:default="10m"
+	// +optional
+	HoldTimeout Duration `json:"holdTimeout,omitempty"`
+}
+
+// TemplateRef names a MetricTemplate; namespace defaults to the Canary's.
+type TemplateRef struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// WebhookType is the point of a rollout at which a webhook is called.
+// +kubebuilder:validation:Enum=confirm-rollout;pre-rollout;rollout;confirm-traffic-increase;confirm-promotion;post-rollout;rollback;event
+type WebhookType string
+
+// The webhook types.
+const (
+	WebhookConfirmRollout         WebhookType = "confirm-rollout"
+	WebhookPreRollout             WebhookType = "pre-rollout"
+	WebhookRollout                WebhookType = "rollout"
+	WebhookConfirmTrafficIncrease WebhookType = "confirm-traffic-increase"
+	WebhookConfirmPromotion       WebhookType = "confirm-promotion"
+	WebhookPostRollout            WebhookType = "post-rollout"
+	WebhookRollback               WebhookType = "rollback"
+	WebhookEvent                  WebhookType = "event"
+)
+
+// CanaryWebhook is an HTTP call at a point of the rollout.
+type CanaryWebhook struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+	Type WebhookType `json:"type"`
+	// URL receives a POST with a JSON payload.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('http://') || self.startsWith('https://')",message="url must be an http:// or https:// URL"
+	URL string `json:"url"`
+	// +kubebuilder:default="10s"
+	// +optional
+	Timeout Duration `json:"timeout,omitempty"`
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10
+	// +kubebuilder:default=2
+	// +optional
+	Retries *int32 `json:"retries,omitempty"`
+	// +kubebuilder:validation:MaxProperties=32
+	// +optional
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+// CanaryPhase is where a Canary's rollout stands.
+// +kubebuilder:validation:Enum="";Initializing;Initialized;Waiting;Progressing;Promoting;Finalising;Succeeded;RollingBack;Failed;Terminating
+type CanaryPhase string
+
+// The phases of a Canary.
+const (
+	// PhaseInitializing: the primary and the routing are being generated.
+	PhaseInitializing CanaryPhase = "Initializing"
+	// PhaseInitialized: the primary serves all traffic; no rollout yet.
+	PhaseInitialized CanaryPhase = "Initialized"
+	// PhaseWaiting: a new revision waits for a confirm-rollout gate.
+	PhaseWaiting CanaryPhase = "Waiting"
+	// PhaseProgressing: traffic moves to the canary step by step.
+	PhaseProgressing CanaryPhase = "Progressing"
+	// PhasePromoting: the canary's template is copied to the primary.
+	PhasePromoting CanaryPhase = "Promoting"
+	// PhaseFinalising: traffic goes back to the promoted primary; the canary scales to zero.
+	PhaseFinalising CanaryPhase = "Finalising"
+	// PhaseSucceeded: the last rollout was promoted.
+	PhaseSucceeded CanaryPhase = "Succeeded"
+	// PhaseRollingBack: traffic goes back to the primary; the canary scales to zero.
+	PhaseRollingBack CanaryPhase = "RollingBack"
+	// PhaseFailed: the last rollout was rolled back.
+	PhaseFailed CanaryPhase = "Failed"
+	// PhaseTerminating: the Canary is being deleted.
+	PhaseTerminating CanaryPhase = "Terminating"
+)
+
+// CheckOutcome is the result of one measurement.
+// +kubebuilder:validation:Enum=Pass;Fail;NoData;NaN;TooFewRequests;Unreachable;Timeout;BadQuery;Error
+type CheckOutcome string
+
+// The check outcomes. Only Pass passes.
+const (
+	OutcomePass           CheckOutcome = "Pass"
+	OutcomeFail           CheckOutcome = "Fail"
+	OutcomeNoData         CheckOutcome = "NoData"
+	OutcomeNaN            CheckOutcome = "NaN"
+	OutcomeTooFewRequests CheckOutcome = "TooFewRequests"
+	OutcomeUnreachable    CheckOutcome = "Unreachable"
+	OutcomeTimeout        CheckOutcome = "Timeout"
+	OutcomeBadQuery       CheckOutcome = "BadQuery"
+	OutcomeError          CheckOutcome = "Error"
+)
+
+// CheckStatus is the last measurement of one check.
+type CheckStatus struct {
+	Name    string       `json:"name"`
+	Outcome CheckOutcome `json:"outcome"`
+	// Value as measured, formatted; empty when there was none.
+	// +optional
+	Value string `json:"value,omitempty"`
+	// Threshold as written, e.g. ">= 99" or "<= 500".
+	// +optional
+	Threshold string `json:"threshold,omitempty"`
+	// +optional
+	Message string `json:"message,omitempty"`
+	// HoldingSince is when the check started holding the rollout (onError=hold).
+	// +optional
+	HoldingSince *metav1.Time `json:"holdingSince,omitempty"`
+	// +optional
+	LastMeasured *metav1.Time `json:"lastMeasured,omitempty"`
+}
+
+// GateStatus is the state of a confirm-* webhook gate.
+type GateStatus struct {
+	Name string      `json:"name"`
+	Type WebhookType `json:"type"`
+	Open bool        `json:"open"`
+	// Attempts counts the calls made while the gate was closed, in this rollout.
+	Attempts int32 `json:"attempts"`
+	// +optional
+	Message string `json:"message,omitempty"`
+	// +optional
+	LastAttempt *metav1.Time `json:"lastAttempt,omitempty"`
+}
+
+// CanaryStatus is the whole state of a rollout: a restarted operator resumes from it.
+type CanaryStatus struct {
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// +optional
+	Phase CanaryPhase `json:"phase,omitempty"`
+	// CanaryWeight is the percentage of traffic routed to the canary.
+	// +optional
+	CanaryWeight int32 `json:"canaryWeight"`
+	// StepIndex counts the passed steps of the current rollout.
+	// +optional
+	StepIndex int32 `json:"stepIndex,omitempty"`
+	// FailedChecks counts the failed checks of the current rollout.
+	// +optional
+	FailedChecks int32 `json:"failedChecks"`
+	// Iterations counts the passed analysis runs of an A/B or blue/green rollout.
+	// +optional
+	Iterations int32 `json:"iterations,omitempty"`
+	// CurrentRevision is the revision of the target's pod template (and tracked configs).
+	// +optional
+	CurrentRevision string `json:"currentRevision,omitempty"`
+	// LastPromotedRevision is the revision the primary runs.
+	// +optional
+	LastPromotedRevision string `json:"lastPromotedRevision,omitempty"`
+	// LastFailedRevision is the revision last rolled back; it is not tried again unless retried.
+	// +optional
+	LastFailedRevision string `json:"lastFailedRevision,omitempty"`
+	// RolloutStarted is when the current rollout began.
+	// +optional
+	RolloutStarted *metav1.Time `json:"rolloutStarted,omitempty"`
+	// LastStepTime is when the weight (or iteration) last changed, or the phase was entered.
+	// +optional
+	LastStepTime *metav1.Time `json:"lastStepTime,omitempty"`
+	// LastTransitionTime is when the phase last changed.
+	// +optional
+	LastTransitionTime *metav1.Time `json:"lastTransitionTime,omitempty"`
+	// Paused holds the rollout at its current step (set by a pause request).
+	// +optional
+	Paused bool `json:"paused,omitempty"`
+	// LastHandledRequest is the last value of the mesh.canopy.dev/request annotation acted on.
+	// +optional
+	LastHandledRequest string `json:"lastHandledRequest,omitempty"`
+	// ServiceAdopted is true when the apex Service existed before the Canary and was taken over.
+	// +optional
+	ServiceAdopted bool `json:"serviceAdopted,omitempty"`
+	// Checks holds the last measurement of each check.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Checks []CheckStatus `json:"checks,omitempty"`
+	// Gates holds the state of the confirm-* webhooks of the current rollout.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Gates []GateStatus `json:"gates,omitempty"`
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=canopy,shortName=cn
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Weight",type=integer,JSONPath=`.status.canaryWeight`
+// +kubebuilder:printcolumn:name="FailedChecks",type=integer,JSONPath=`.status.failedChecks`
+// +kubebuilder:printcolumn:name="LastTransitionTime",type=date,JSONPath=`.status.lastTransitionTime`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`,priority=1
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
+
+// Canary is the progressive delivery of a Deployment through Istio.
+type Canary struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   CanarySpec   `json:"spec"`
+	Status CanaryStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// CanaryList contains a list of Canary.
+type CanaryList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Canary `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Canary{}, &CanaryList{})
+}

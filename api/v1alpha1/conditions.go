@@ -1,0 +1,50 @@
+package v1alpha1
+
+// Condition types. Ready, Reconciling and Stalled follow kstatus, so that
+// `kubectl wait --for=condition=Ready` and Flux health checks work.
+const (
+	ConditionReady       = "Ready"
+	ConditionReconciling = "Reconciling"
+	ConditionStalled     = "Stalled"
+	// ConditionPromoted is True when the last rollout was promoted, False when rolled back.
+	ConditionPromoted = "Promoted"
+	// ConditionAnalysis reports the last analysis run.
+	ConditionAnalysis = "Analysis"
+)
+
+// Condition and event reasons. Event reasons equal condition reasons.
+const (
+	ReasonInitializing        = "Initializing"
+	ReasonInitialized         = "Initialized"
+	ReasonNewRevision         = "NewRevision"
+	ReasonWaitingForGate      = "WaitingForGate"
+	ReasonWaitingForCanary    = "WaitingForCanary"
+	ReasonWaitingForPrimary   = "WaitingForPrimary"
+	ReasonProgressing         = "Progressing"
+	ReasonWeightIncreased     = "WeightIncreased"
+	ReasonCheckPassed         = "CheckPassed"
+	ReasonCheckFailed         = "CheckFailed"
+	ReasonCheckHolding        = "CheckHolding"
+	ReasonPromoting           = "Promoting"
+	ReasonPromoted            = "Promoted"
+	ReasonFinalising          = "Finalising"
+	ReasonSucceeded           = "Succeeded"
+	ReasonRollingBack         = "RollingBack"
+	ReasonRolledBack          = "RolledBack"
+	ReasonProgressDeadline    = "ProgressDeadlineExceeded"
+	ReasonPaused              = "Paused"
+	ReasonSuspended           = "Suspended"
+	ReasonAborted             = "Aborted"
+	ReasonManualPromotion     = "ManualPromotion"
+	ReasonRetry               = "Retry"
+	ReasonInvalidSpec         = "InvalidSpec"
+	ReasonTargetNotFound      = "TargetNotFound"
+	ReasonServiceConflict     = "ServiceConflict"
+	ReasonApplyFailed         = "ApplyFailed"
+	ReasonMeshAPIMissing      = "MeshAPIMissing"
+	ReasonReconciled          = "Reconciled"
+	ReasonCertificatePending  = "CertificatePending"
+	ReasonCertificateNotReady = "CertificateNotReady"
+	ReasonConflict            = "Conflict"
+	ReasonInconsistent        = "Inconsistent"
+)

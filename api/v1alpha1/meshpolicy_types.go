@@ -1,0 +1,395 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// MeshPolicySpec is one service's mesh policy: security, resilience, routing, external
+// dependencies, ingress and telemetry.
+type MeshPolicySpec struct {
+	// TargetRef is the Service the policy is for, in the MeshPolicy's namespace.
+	TargetRef ServiceRef `json:"targetRef"`
+	// +optional
+	MTLS *MTLS `json:"mtls,omitempty"`
+	// +optional
+	Authorization *Authorization `json:"authorization,omitempty"`
+	// +optional
+	Resilience *Resilience `json:"resilience,omitempty"`
+	// Routes are HTTP routes to the service, matched in order.
+	// +kubebuilder:validation:MaxItems=64
+	// +optional
+	Routes []Route `json:"routes,omitempty"`
+	// ExternalServices are dependencies outside the mesh the service may call.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	ExternalServices []ExternalService `json:"externalServices,omitempty"`
+	// +optional
+	Ingress *Ingress `json:"ingress,omitempty"`
+	// +optional
+	Telemetry *Telemetry `json:"telemetry,omitempty"`
+}
+
+// ServiceRef names a Service in the same namespace.
+type ServiceRef struct {
+	// +kubebuilder:validation:Enum=Service
+	// +kubebuilder:default=Service
+	// +optional
+	Kind string `json:"kind,omitempty"`
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+}
+
+// MTLSMode is a PeerAuthentication mode.
+// +kubebuilder:validation:Enum=STRICT;PERMISSIVE;DISABLE
+type MTLSMode string
+
+// The mTLS modes.
+const (
+	MTLSStrict     MTLSMode = "STRICT"
+	MTLSPermissive MTLSMode = "PERMISSIVE"
+	MTLSDisable    MTLSMode = "DISABLE"
+)
+
+// MTLS is the service's inbound mutual TLS.
+type MTLS struct {
+	Mode MTLSMode `json:"mode"`
+	// PortLevel overrides the mode for single container ports, e.g. a metrics port.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=port
+	// +optional
+	PortLevel []PortMTLS `json:"portLevel,omitempty"`
+}
+
+// PortMTLS is the mTLS mode of one port.
+type PortMTLS struct {
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32    `json:"port"`
+	Mode MTLSMode `json:"mode"`
+}
+
+// AuthorizationAction is what an authorization policy does with matching requests.
+// +kubebuilder:validation:Enum=ALLOW;DENY;AUDIT
+type AuthorizationAction string
+
+// Authorization says who may call the service.
+// +kubebuilder:validation:XValidation:rule="!self.defaultDeny || self.action == 'ALLOW'",message="defaultDeny only makes sense with action ALLOW"
+type Authorization struct {
+	// +kubebuilder:default=ALLOW
+	// +optional
+	Action AuthorizationAction `json:"action,omitempty"`
+	// DefaultDeny also generates an allow-nothing policy, so only the rules' callers get in.
+	// +optional
+	DefaultDeny bool `json:"defaultDeny,omitempty"`
+	// +kubebuilder:validation:MaxItems=64
+	// +optional
+	Rules []AuthorizationRule `json:"rules,omitempty"`
+}
+
+// AuthorizationRule matches requests by source and operation.
+type AuthorizationRule struct {
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	From []AuthorizationSource `json:"from,omitempty"`
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	To []AuthorizationOperation `json:"to,omitempty"`
+}
+
+// AuthorizationSource names callers.
+// +kubebuilder:validation:XValidation:rule="has(self.serviceAccounts) || has(self.namespaces) || has(self.principals)",message="name serviceAccounts, namespaces or principals"
+type AuthorizationSource struct {
+	// ServiceAccounts as "namespace/name".
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$`
+	// +optional
+	ServiceAccounts []string `json:"serviceAccounts,omitempty"`
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=63
+	// +optional
+	Namespaces []string `json:"namespaces,omitempty"`
+	// Principals as SPIFFE identities, e.g. "cluster.local/ns/shop/sa/web".
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=512
+	// +optional
+	Principals []string `json:"principals,omitempty"`
+}
+
+// AuthorizationOperation names what is called.
+type AuthorizationOperation struct {
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:Enum=GET;HEAD;POST;PUT;PATCH;DELETE;OPTIONS;CONNECT;TRACE
+	// +optional
+	Methods []string `json:"methods,omitempty"`
+	// Paths, with a * wildcard at the start or end.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=1024
+	// +optional
+	Paths []string `json:"paths,omitempty"`
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:Minimum=1
+	// +kubebuilder:validation:items:Maximum=65535
+	// +optional
+	Ports []int32 `json:"ports,omitempty"`
+}
+
+// Resilience is the service's fault tolerance.
+type Resilience struct {
+	// +optional
+	Timeout Duration `json:"timeout,omitempty"`
+	// +optional
+	Retries *HTTPRetry `json:"retries,omitempty"`
+	// +optional
+	CircuitBreaker *CircuitBreaker `json:"circuitBreaker,omitempty"`
+	// +optional
+	ConnectionPool *ConnectionPool `json:"connectionPool,omitempty"`
+	// +optional
+	LoadBalancer LoadBalancer `json:"loadBalancer,omitempty"`
+}
+
+// Route is one HTTP route to the service.
+type Route struct {
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	Name string `json:"name,omitempty"`
+	// +optional
+	Match *HTTPMatch `json:"match,omitempty"`
+	// Port of the Service the route sends to (default: the Service's first port).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	Port *int32 `json:"port,omitempty"`
+	// +optional
+	Rewrite *Rewrite `json:"rewrite,omitempty"`
+	// +optional
+	Headers *Headers `json:"headers,omitempty"`
+	// Timeout overrides resilience.timeout for this route.
+	// +optional
+	Timeout Duration `json:"timeout,omitempty"`
+	// Retries override resilience.retries for this route.
+	// +optional
+	Retries *HTTPRetry `json:"retries,omitempty"`
+	// Fault injects delays and aborts, for drills.
+	// +optional
+	Fault *Fault `json:"fault,omitempty"`
+}
+
+// Rewrite rewrites a request before it is forwarded.
+// +kubebuilder:validation:XValidation:rule="has(self.uri) || has(self.authority)",message="set uri, authority or both"
+type Rewrite struct {
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	URI string `json:"uri,omitempty"`
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Authority string `json:"authority,omitempty"`
+}
+
+// Fault injects faults into a percentage of requests.
+// +kubebuilder:validation:XValidation:rule="has(self.delay) || has(self.abort)",message="set delay, abort or both"
+type Fault struct {
+	// +optional
+	Delay *FaultDelay `json:"delay,omitempty"`
+	// +optional
+	Abort *FaultAbort `json:"abort,omitempty"`
+}
+
+// FaultDelay delays a percentage of requests.
+type FaultDelay struct {
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	Percentage float64  `json:"percentage"`
+	FixedDelay Duration `json:"fixedDelay"`
+}
+
+// FaultAbort answers a percentage of requests with an HTTP status.
+type FaultAbort struct {
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	Percentage float64 `json:"percentage"`
+	// +kubebuilder:validation:Minimum=200
+	// +kubebuilder:validation:Maximum=599
+	HTTPStatus int32 `json:"httpStatus"`
+}
+
+// ExternalService is a dependency outside the mesh (a ServiceEntry).
+type ExternalService struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Hosts []string `json:"hosts"`
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	Ports []ExternalPort `json:"ports"`
+	// +kubebuilder:validation:Enum=DNS;STATIC;NONE
+	// +kubebuilder:default=DNS
+	// +optional
+	Resolution string `json:"resolution,omitempty"`
+	// TLSOrigination lets the workload speak plain HTTP while the sidecar speaks TLS to the host.
+	// +optional
+	TLSOrigination *TLSOrigination `json:"tlsOrigination,omitempty"`
+}
+
+// ExternalPort is a port of an external service.
+type ExternalPort struct {
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Number int32 `json:"number"`
+	// +kubebuilder:validation:Enum=HTTP;HTTPS;HTTP2;GRPC;TCP;TLS
+	Protocol string `json:"protocol"`
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	Name string `json:"name,omitempty"`
+}
+
+// TLSOrigination originates TLS to an external service.
+type TLSOrigination struct {
+	// Port the workload calls in plain HTTP; the sidecar upgrades it to TLS.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port"`
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	SNI string `json:"sni,omitempty"`
+}
+
+// Ingress exposes the service through an Istio ingress gateway.
+type Ingress struct {
+	Gateway IngressGateway `json:"gateway"`
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Hosts []string `json:"hosts"`
+	// TLS terminates HTTPS at the gateway with a certificate from cert-manager.
+	// +optional
+	TLS *IngressTLS `json:"tls,omitempty"`
+}
+
+// IngressGateway selects the gateway workload; the Gateway object lives in its namespace.
+type IngressGateway struct {
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+	// +kubebuilder:validation:MinProperties=1
+	// +kubebuilder:validation:MaxProperties=16
+	Selector map[string]string `json:"selector"`
+}
+
+// IngressTLS requests the gateway's certificate.
+type IngressTLS struct {
+	IssuerRef IssuerRef `json:"issuerRef"`
+	// HTTPSRedirect redirects plain HTTP to HTTPS.
+	// +optional
+	HTTPSRedirect bool `json:"httpsRedirect,omitempty"`
+}
+
+// IssuerRef names a cert-manager Issuer or ClusterIssuer.
+type IssuerRef struct {
+	// +kubebuilder:validation:Enum=Issuer;ClusterIssuer
+	// +kubebuilder:default=Issuer
+	// +optional
+	Kind string `json:"kind,omitempty"`
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// +kubebuilder:default=cert-manager.io
+	// +optional
+	Group string `json:"group,omitempty"`
+}
+
+// Telemetry configures tracing and access logs for the service's workloads.
+type Telemetry struct {
+	// +optional
+	Tracing *Tracing `json:"tracing,omitempty"`
+	// +optional
+	AccessLogging *bool `json:"accessLogging,omitempty"`
+}
+
+// Tracing configures trace sampling.
+type Tracing struct {
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	SamplingPercentage float64 `json:"samplingPercentage"`
+}
+
+// GeneratedObject is one object canopy generated for a MeshPolicy.
+type GeneratedObject struct {
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+	// State is Applied, Pending (waiting for something, e.g. a certificate) or Failed.
+	State string `json:"state"`
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// CertificateStatus is the state of an ingress certificate.
+type CertificateStatus struct {
+	Name       string `json:"name"`
+	Namespace  string `json:"namespace"`
+	SecretName string `json:"secretName"`
+	Ready      bool   `json:"ready"`
+	// +optional
+	NotAfter *metav1.Time `json:"notAfter,omitempty"`
+	// +optional
+	RenewalTime *metav1.Time `json:"renewalTime,omitempty"`
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// MeshPolicyStatus reports what was generated and whether it is in force.
+type MeshPolicyStatus struct {
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// +optional
+	Objects []GeneratedObject `json:"objects,omitempty"`
+	// +optional
+	Certificates []CertificateStatus `json:"certificates,omitempty"`
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=canopy,shortName=mp
+// +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.spec.targetRef.name`
+// +kubebuilder:printcolumn:name="mTLS",type=string,JSONPath=`.spec.mtls.mode`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
+
+// MeshPolicy is a service's mesh policy, rendered into Istio and cert-manager objects.
+type MeshPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   MeshPolicySpec   `json:"spec"`
+	Status MeshPolicyStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// MeshPolicyList contains a list of MeshPolicy.
+type MeshPolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []MeshPolicy `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&MeshPolicy{}, &MeshPolicyList{})
+}

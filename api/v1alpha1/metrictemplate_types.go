@@ -1,0 +1,86 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// MetricTemplateSpec is a metric query with variables.
+type MetricTemplateSpec struct {
+	Provider MetricProvider `json:"provider"`
+	// Query is a PromQL template. Variables are written {{ namespace }}, {{ name }},
+	// {{ target }}, {{ service }}, {{ interval }} and {{ variables.KEY }}; every value is
+	// escaped for the place it is substituted in, so a Canary cannot change the query's shape.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=8192
+	Query string `json:"query"`
+}
+
+// MetricProvider is where a template's query runs.
+type MetricProvider struct {
+	// +kubebuilder:validation:Enum=prometheus
+	// +kubebuilder:default=prometheus
+	// +optional
+	Type string `json:"type,omitempty"`
+	// Address of the provider, e.g. http://prometheus.monitoring:9090 (default: the operator's
+	// --prometheus-address).
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('http://') || self.startsWith('https://')",message="address must be an http:// or https:// URL"
+	// +optional
+	Address string `json:"address,omitempty"`
+	// SecretRef names a Secret in the template's namespace with a "token" key (bearer) or
+	// "username" and "password" keys (basic auth), and optionally "ca.crt".
+	// +optional
+	SecretRef *LocalObjectReference `json:"secretRef,omitempty"`
+	// +optional
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+	// Timeout bounds one query.
+	// +kubebuilder:default="5s"
+	// +optional
+	Timeout Duration `json:"timeout,omitempty"`
+}
+
+// LocalObjectReference names an object in the same namespace.
+type LocalObjectReference struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// MetricTemplateStatus reports whether the template is usable.
+type MetricTemplateStatus struct {
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=canopy,shortName=mt
+// +kubebuilder:printcolumn:name="Provider",type=string,JSONPath=`.spec.provider.type`
+// +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.spec.provider.address`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// MetricTemplate is a reusable metric query for Canary checks.
+type MetricTemplate struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   MetricTemplateSpec   `json:"spec"`
+	Status MetricTemplateStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// MetricTemplateList contains a list of MetricTemplate.
+type MetricTemplateList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []MetricTemplate `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&MetricTemplate{}, &MetricTemplateList{})
+}
