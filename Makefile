@@ -1,0 +1,134 @@
+# canopy: kubebuilder's targets, plus the test bed built from pinned Go module sources.
+
+# Tools and components are built into bin/ (git-ignored) and reused.
+LOCALBIN ?= $(shell pwd)/bin
+CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
+GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
+CONTROLLER_TOOLS_VERSION ?= v0.21.0
+GOLANGCI_LINT_VERSION ?= v2.15.0
+KUBECTL ?= kubectl
+# Where `make run` keeps the embedded local cluster's kubeconfig and state.
+STATE_DIR ?= $(shell pwd)/.canopy
+# Extra arguments to go test, e.g. make test TEST_ARGS='-run TestCanary -v'.
+TEST_ARGS ?=
+# Go test timeout for the whole suite.
+TEST_TIMEOUT ?= 40m
+
+SHELL = /usr/bin/env bash -o pipefail
+.SHELLFLAGS = -ec
+
+.PHONY: all
+all: build
+
+##@ General
+
+.PHONY: help
+help: ## Display this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: manifests
+manifests: controller-gen ## Generate CRDs, RBAC and webhook manifests.
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd:allowDangerousTypes=true webhook paths="./api/..." paths="./controllers/..." paths="./internal/..." output:crd:artifacts:config=config/crd/bases
+
+.PHONY: generate
+generate: controller-gen ## Generate DeepCopy methods.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+
+.PHONY: fmt
+fmt: ## Run go fmt.
+	go fmt ./...
+
+.PHONY: vet
+vet: ## Run go vet.
+	go vet ./...
+
+.PHONY: tidy
+tidy: ## Tidy go.mod of the operator and of every tool module.
+	go mod tidy
+	@for d in hack/tools/*/; do (cd $$d && if [ "$$d" = "hack/tools/prometheus/" ]; then go mod tidy -e >/dev/null 2>&1; else go mod tidy; fi); done
+
+.PHONY: components
+components: ## Build the test bed (kube-apiserver, etcd, controller-manager, scheduler, kwok, Prometheus, cert-manager) into bin/.
+	hack/build-components.sh
+
+.PHONY: test
+test: manifests generate fmt vet components ## Run every test: unit, envtest and local-cluster end to end.
+	go test ./... -timeout $(TEST_TIMEOUT) $(TEST_ARGS)
+
+.PHONY: test-short
+test-short: manifests generate fmt vet ## Run the pure unit tests only (no cluster).
+	go test -short ./... $(TEST_ARGS)
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target briefly (FUZZTIME per target).
+	hack/fuzz.sh $(or $(FUZZTIME),10s)
+
+.PHONY: bench
+bench: components ## Run the benchmarks and write docs/benchmarks.md.
+	go test ./test/bench/... -run '^$$' -bench . -benchtime 1x -timeout 60m $(TEST_ARGS)
+
+.PHONY: lint
+lint: golangci-lint ## Run golangci-lint.
+	$(GOLANGCI_LINT) run
+
+.PHONY: lint-fix
+lint-fix: golangci-lint ## Run golangci-lint and fix what it can.
+	$(GOLANGCI_LINT) run --fix
+
+.PHONY: verify
+verify: manifests generate fmt tidy ## Fail if generation, formatting or tidying leaves the tree dirty.
+	@if [ -n "$$(git status --porcelain)" ]; then echo "verify: the tree is dirty after manifests generate fmt tidy:"; git status --porcelain; git --no-pager diff --stat; exit 1; fi
+
+##@ Build
+
+.PHONY: build
+build: manifests generate fmt vet ## Build the manager and the kubectl plugin.
+	go build -o $(LOCALBIN)/manager .
+
+.PHONY: run
+run: manifests generate fmt vet ## Run canopy: against $KUBECONFIG if set, else on the embedded local cluster with the demo.
+	@if [ -n "$$KUBECONFIG" ]; then \
+		$(MAKE) install && go run . $(RUN_ARGS); \
+	else \
+		$(MAKE) components && hack/run-local.sh; \
+	fi
+
+.PHONY: demo
+demo: run ## The same as run without KUBECONFIG.
+
+##@ Deployment
+
+ifndef ignore-not-found
+  ignore-not-found = false
+endif
+
+.PHONY: install
+install: manifests ## Install the CRDs into the cluster of $KUBECONFIG.
+	$(KUBECTL) apply --server-side -k config/crd
+
+.PHONY: uninstall
+uninstall: manifests ## Remove the CRDs from the cluster of $KUBECONFIG.
+	$(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -k config/crd
+
+.PHONY: deploy
+deploy: manifests ## Deploy the manager to the cluster of $KUBECONFIG (IMG selects the image).
+	cd config/manager && $(KUBECTL) kustomize . >/dev/null
+	$(KUBECTL) apply --server-side -k config/default
+
+.PHONY: undeploy
+undeploy: ## Remove the manager from the cluster of $KUBECONFIG.
+	$(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -k config/default
+
+##@ Tools
+
+.PHONY: controller-gen
+controller-gen: $(CONTROLLER_GEN) ## Build controller-gen into bin/.
+$(CONTROLLER_GEN):
+	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+
+.PHONY: golangci-lint
+golangci-lint: $(GOLANGCI_LINT) ## Build golangci-lint into bin/.
+$(GOLANGCI_LINT):
+	GOBIN=$(LOCALBIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)

@@ -1,0 +1,130 @@
+// Package manager wires canopy's controllers into a controller-runtime manager. main.go and
+// the tests (which run the operator in-process, kill it and start it again) share it.
+package manager
+
+import (
+	"context"
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"canopy.dev/canopy/controllers"
+	"canopy.dev/canopy/internal/scheme"
+)
+
+// Options are the operator's flags.
+type Options struct {
+	MetricsAddr          string
+	ProbeAddr            string
+	SecureMetrics        bool
+	EnableHTTP2          bool
+	LeaderElect          bool
+	LeaderElectionID     string
+	LeaderElectionNS     string
+	WatchNamespaces      string
+	MaxConcurrent        int
+	QPS                  float64
+	Burst                int
+	PrometheusAddress    string
+	AllowCrossNamespace  bool
+	WebhookAllowedHosts  string
+	WebhookAllowedCIDRs  string
+	DefaultCheckInterval time.Duration
+}
+
+// BindFlags registers the options as command-line flags.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
+	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the health and readiness probes.")
+	fs.BoolVar(&o.SecureMetrics, "metrics-secure", false, "Serve metrics over HTTPS with authentication and authorization.")
+	fs.BoolVar(&o.EnableHTTP2, "enable-http2", false, "Allow HTTP/2 on the metrics and webhook servers (off: CVE-2023-44487).")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles at a time.")
+	fs.StringVar(&o.LeaderElectionID, "leader-election-id", "canopy.mesh.canopy.dev", "Name of the leader election Lease; shards need distinct ids.")
+	fs.StringVar(&o.LeaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's).")
+	fs.StringVar(&o.WatchNamespaces, "watch-namespaces", "", "Comma-separated namespaces to watch; empty watches the whole cluster.")
+	fs.IntVar(&o.MaxConcurrent, "max-concurrent-reconciles", 4, "Reconciles run in parallel per controller.")
+	fs.Float64Var(&o.QPS, "kube-api-qps", 50, "Queries per second to the API server.")
+	fs.IntVar(&o.Burst, "kube-api-burst", 100, "Burst of queries to the API server.")
+	fs.StringVar(&o.PrometheusAddress, "prometheus-address", "", "Default Prometheus address for checks, e.g. http://prometheus.istio-system:9090.")
+	fs.BoolVar(&o.AllowCrossNamespace, "allow-cross-namespace-refs", false, "Allow Canaries to reference MetricTemplates in other namespaces.")
+	fs.StringVar(&o.WebhookAllowedHosts, "webhook-allowed-hosts", "", "Comma-separated host names rollout webhooks may call (empty: any host that is not link-local or a metadata address).")
+	fs.StringVar(&o.WebhookAllowedCIDRs, "webhook-allowed-cidrs", "", "Comma-separated CIDRs rollout webhooks may call.")
+}
+
+// Namespaces returns the watched namespaces, or nil for the whole cluster.
+func (o *Options) Namespaces() []string {
+	var out []string
+	for _, ns := range strings.Split(o.WatchNamespaces, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			out = append(out, ns)
+		}
+	}
+	return out
+}
+
+// Run starts the manager and blocks until ctx ends.
+func Run(ctx context.Context, cfg *rest.Config, o Options) error {
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = float32(o.QPS), o.Burst
+
+	var tlsOpts []func(*tls.Config)
+	if !o.EnableHTTP2 {
+		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+	cacheOpts := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
+	if nss := o.Namespaces(); len(nss) > 0 {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range nss {
+			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme.New(),
+		Cache:                         cacheOpts,
+		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr, SecureServing: o.SecureMetrics, TLSOpts: tlsOpts},
+		WebhookServer:                 webhook.NewServer(webhook.Options{TLSOpts: tlsOpts}),
+		HealthProbeBindAddress:        o.ProbeAddr,
+		LeaderElection:                o.LeaderElect,
+		LeaderElectionID:              o.LeaderElectionID,
+		LeaderElectionNamespace:       o.LeaderElectionNS,
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	if err := controllers.Setup(mgr, controllers.Config{
+		MaxConcurrentReconciles: o.MaxConcurrent,
+		PrometheusAddress:       o.PrometheusAddress,
+		AllowCrossNamespace:     o.AllowCrossNamespace,
+		WebhookAllowedHosts:     splitList(o.WebhookAllowedHosts),
+		WebhookAllowedCIDRs:     splitList(o.WebhookAllowedCIDRs),
+	}); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("adding the health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return fmt.Errorf("adding the readiness check: %w", err)
+	}
+	return mgr.Start(ctx)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}

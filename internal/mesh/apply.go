@@ -1,0 +1,135 @@
+// Package mesh writes generated objects with server-side apply and removes them again.
+// Everything canopy generates goes through Applier, with one field owner, so that exactly
+// one manager owns each generated field and a user's other fields are left alone.
+package mesh
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"reflect"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+)
+
+// FieldOwner is the server-side apply field manager of everything canopy generates.
+const FieldOwner = "canopy"
+
+// AnnotationAppliedHash records a digest of the last applied configuration. A change of our
+// desired state (including a field we stop sending, such as an Istio weight that became 0 and
+// is omitted) changes the digest, so the apply is not skipped.
+const AnnotationAppliedHash = "mesh.canopy.dev/applied-hash"
+
+// Applier applies desired objects, skipping requests that would change nothing.
+type Applier struct {
+	// Client writes; Reader reads the live object (the manager's cache), to skip no-op applies.
+	Client client.Client
+	Reader client.Reader
+}
+
+// Apply server-side applies obj (with ForceOwnership) unless the live object already carries
+// exactly this desired state. It reports whether a request was sent.
+func (a *Applier) Apply(ctx context.Context, obj client.Object) (bool, error) {
+	gvk, err := apiutil.GVKForObject(obj, a.Client.Scheme())
+	if err != nil {
+		return false, err
+	}
+	desired, err := toMap(obj)
+	if err != nil {
+		return false, fmt.Errorf("encoding %s %s: %w", gvk.Kind, obj.GetName(), err)
+	}
+	desired["apiVersion"], desired["kind"] = gvk.GroupVersion().String(), gvk.Kind
+	meta, _ := desired["metadata"].(map[string]any)
+	if meta == nil {
+		meta = map[string]any{}
+		desired["metadata"] = meta
+	}
+	delete(meta, "creationTimestamp")
+	delete(meta, "resourceVersion")
+	delete(meta, "managedFields")
+	delete(desired, "status")
+	hash := digest(desired)
+	annotations, _ := meta["annotations"].(map[string]any)
+	if annotations == nil {
+		annotations = map[string]any{}
+	}
+	annotations[AnnotationAppliedHash] = hash
+	meta["annotations"] = annotations
+
+	live, err := a.Client.Scheme().New(gvk)
+	if err != nil {
+		return false, err
+	}
+	liveObj := live.(client.Object)
+	switch err := a.Reader.Get(ctx, client.ObjectKeyFromObject(obj), liveObj); {
+	case err == nil:
+		if liveObj.GetAnnotations()[AnnotationAppliedHash] == hash {
+			liveMap, err := toMap(liveObj)
+			if err == nil && contains(liveMap, desired) {
+				return false, nil
+			}
+		}
+	case apierrors.IsNotFound(err):
+	default:
+		return false, fmt.Errorf("reading %s %s: %w", gvk.Kind, obj.GetName(), err)
+	}
+
+	u := &unstructured.Unstructured{Object: desired}
+	if err := a.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		return false, fmt.Errorf("applying %s %s/%s: %w", gvk.Kind, obj.GetNamespace(), obj.GetName(), err)
+	}
+	return true, nil
+}
+
+func toMap(obj runtime.Object) (map[string]any, error) {
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]any{}
+	return m, json.Unmarshal(b, &m)
+}
+
+func digest(m map[string]any) string {
+	b, _ := json.Marshal(m) // map keys are sorted by encoding/json: the digest is stable
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// contains reports whether every field of want is in have with the same value. Maps may have
+// more keys in have (defaults, other managers' fields); lists must match element by element.
+func contains(have, want any) bool {
+	switch w := want.(type) {
+	case map[string]any:
+		h, ok := have.(map[string]any)
+		if !ok {
+			return false
+		}
+		for k, wv := range w {
+			hv, ok := h[k]
+			if !ok || !contains(hv, wv) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		h, ok := have.([]any)
+		if !ok || len(h) != len(w) {
+			return false
+		}
+		for i := range w {
+			if !contains(h[i], w[i]) {
+				return false
+			}
+		}
+		return true
+	default:
+		return reflect.DeepEqual(have, want)
+	}
+}
