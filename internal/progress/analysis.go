@@ -1,0 +1,225 @@
+package progress
+
+import (
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+)
+
+type verdict int
+
+const (
+	notRun  verdict = iota // the results are not in this observation
+	passed                 // every check passed (or there were none)
+	holding                // no failure, but a check could not be measured and holds the step
+	failed                 // a check failed, or held longer than its holdTimeout
+)
+
+type analysis struct {
+	verdict verdict
+	// culprit is the first failed check, else the first holding one.
+	culprit meshv1.CheckStatus
+	// newHold: a check started holding in this run.
+	newHold bool
+}
+
+// evaluate judges this reconcile's results of the expected checks and stores them in the
+// status. A check that was expected but not reported counts as an Error outcome.
+func (m *machine) evaluate(expected []expectedCheck) analysis {
+	if len(expected) == 0 {
+		return analysis{verdict: passed}
+	}
+	if m.obs.Checks == nil || m.checksUsed {
+		return analysis{verdict: notRun}
+	}
+	m.checksUsed = true
+	m.changed = true
+
+	res := analysis{verdict: passed}
+	var failures, holds []meshv1.CheckStatus
+	out := make([]meshv1.CheckStatus, 0, len(expected))
+	for _, e := range expected {
+		c := meshv1.CheckStatus{Name: e.name, Outcome: meshv1.OutcomeError, Message: "not reported"}
+		if got := findCheck(m.obs.Checks, e.name); got != nil {
+			c = *got.DeepCopy()
+		}
+		c.LastMeasured = m.stampPtr()
+		c.HoldingSince = nil
+		switch {
+		case c.Outcome == meshv1.OutcomePass:
+		case c.Outcome == meshv1.OutcomeFail || !e.hold:
+			failures = append(failures, c)
+		default:
+			since := m.stamp
+			if prev := findCheck(m.st.Checks, e.name); prev != nil && prev.HoldingSince != nil {
+				since = *prev.HoldingSince
+			} else {
+				res.newHold = true
+			}
+			c.HoldingSince = &since
+			if m.elapsed(&since, e.holdTimeout) {
+				expired := c
+				if expired.Message != "" {
+					expired.Message += "; "
+				}
+				expired.Message += fmt.Sprintf("not measurable for longer than the hold timeout %s", e.holdTimeout)
+				failures = append(failures, expired)
+			} else {
+				holds = append(holds, c)
+			}
+		}
+		out = append(out, c)
+	}
+	m.st.Checks = out
+
+	switch {
+	case len(failures) > 0:
+		res.verdict, res.culprit = failed, failures[0]
+	case len(holds) > 0:
+		res.verdict, res.culprit = holding, holds[0]
+	}
+	return res
+}
+
+// gate consumes this reconcile's results of the confirm-* webhooks of type t and records them.
+// open is true when every webhook of the type answered open (or there are none); reported is
+// false when none of them was called.
+func (m *machine) gate(t meshv1.WebhookType) (open, reported bool) {
+	hooks := m.spec.hooks(t)
+	if len(hooks) == 0 {
+		return true, true
+	}
+	m.needGate(t)
+	if m.gatesUsed[t] {
+		return false, false
+	}
+	open = true
+	for _, h := range hooks {
+		g := findGate(m.obs.Gates, h.Name, t)
+		if g == nil {
+			open = false
+			continue
+		}
+		reported = true
+		open = open && g.Open
+		m.recordGate(*g)
+	}
+	if !reported {
+		return false, false
+	}
+	m.gatesUsed[t] = true
+	m.changed = true
+	return open, true
+}
+
+func (m *machine) recordGate(g meshv1.GateStatus) {
+	rec := meshv1.GateStatus{Name: g.Name, Type: g.Type, Open: g.Open, Message: g.Message, LastAttempt: m.stampPtr()}
+	for i := range m.st.Gates {
+		if m.st.Gates[i].Name == g.Name {
+			rec.Attempts = m.st.Gates[i].Attempts
+			if !g.Open {
+				rec.Attempts++
+			}
+			m.st.Gates[i] = rec
+			return
+		}
+	}
+	if !g.Open {
+		rec.Attempts = 1
+	}
+	m.st.Gates = append(m.st.Gates, rec)
+}
+
+// closedGate is the first gate of type t whose last answer, in the current step, was closed.
+func (m *machine) closedGate(t meshv1.WebhookType) *meshv1.GateStatus {
+	for i := range m.st.Gates {
+		g := &m.st.Gates[i]
+		if g.Type == t && !g.Open && g.LastAttempt != nil && m.st.LastStepTime != nil && !g.LastAttempt.Before(m.st.LastStepTime) {
+			return g
+		}
+	}
+	return nil
+}
+
+// lastAttempt is when the analysis of the current rollout last ran: the latest check
+// measured or progression gate called.
+func (m *machine) lastAttempt() *metav1.Time {
+	var last *metav1.Time
+	later := func(t *metav1.Time) {
+		if t != nil && (last == nil || last.Before(t)) {
+			last = t
+		}
+	}
+	for i := range m.st.Checks {
+		later(m.st.Checks[i].LastMeasured)
+	}
+	for i := range m.st.Gates {
+		if g := &m.st.Gates[i]; g.Type != meshv1.WebhookConfirmRollout {
+			later(g.LastAttempt)
+		}
+	}
+	return last
+}
+
+// analysisDue says whether the analysis of the current step runs now, else how long until it
+// does. The first step (before the canary gets traffic) runs as soon as the canary is ready;
+// every later run waits an interval after the step began and after the previous run.
+func (m *machine) analysisDue() (bool, time.Duration) {
+	step := m.st.LastStepTime
+	if step == nil {
+		step = m.st.RolloutStarted
+	}
+	last := m.lastAttempt()
+	if m.st.StepIndex == 0 && (last == nil || (step != nil && last.Before(step))) {
+		return true, 0
+	}
+	from := step
+	if from == nil || (last != nil && from.Before(last)) {
+		from = last
+	}
+	if m.elapsed(from, m.spec.interval()) {
+		return true, 0
+	}
+	return false, m.until(from, m.spec.interval())
+}
+
+// nextGate is the gate that holds the advance a passing analysis of the current step leads
+// to, "" for none.
+func (m *machine) nextGate() meshv1.WebhookType {
+	st := &m.st
+	switch {
+	case m.spec.SkipAnalysis:
+		return meshv1.WebhookConfirmPromotion
+	case m.spec.strategy() == weighted && st.StepIndex == 0:
+		return meshv1.WebhookConfirmTrafficIncrease
+	case m.spec.strategy() == weighted && st.CanaryWeight >= m.spec.maxWeight():
+		return meshv1.WebhookConfirmPromotion
+	case m.spec.strategy() == weighted:
+		return meshv1.WebhookConfirmTrafficIncrease
+	case st.StepIndex > 0 && st.Iterations+1 >= m.spec.iterations():
+		return meshv1.WebhookConfirmPromotion
+	default:
+		return ""
+	}
+}
+
+func findCheck(checks []meshv1.CheckStatus, name string) *meshv1.CheckStatus {
+	for i := range checks {
+		if checks[i].Name == name {
+			return &checks[i]
+		}
+	}
+	return nil
+}
+
+func findGate(gates []meshv1.GateStatus, name string, t meshv1.WebhookType) *meshv1.GateStatus {
+	for i := range gates {
+		if gates[i].Name == name && gates[i].Type == t {
+			return &gates[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,458 @@
+package progress
+
+import (
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+)
+
+// initializing generates the primary from the target and waits for it. Until the primary is
+// ready the target keeps serving (all traffic to the canary destination), unless the primary
+// already serves, as when the status was lost.
+func (m *machine) initializing() {
+	st := &m.st
+	target := m.obs.TargetRevision
+	if st.Phase != meshv1.PhaseInitializing {
+		m.enter(meshv1.PhaseInitializing)
+		st.CanaryWeight = 100
+		if m.obs.PrimaryReady {
+			st.CanaryWeight = 0
+		}
+		m.normal(meshv1.ReasonInitializing, "Initializing the primary from revision %s", target)
+	}
+	if st.CurrentRevision != target {
+		st.CurrentRevision = target
+		m.changed = true
+	}
+	if m.obs.PrimaryReady && m.obs.PrimaryRevision == target {
+		m.enter(meshv1.PhaseInitialized)
+		st.LastPromotedRevision = target
+		st.CanaryWeight = 0
+		m.normal(meshv1.ReasonInitialized, "Primary runs revision %s and serves all traffic", target)
+		return
+	}
+	deadline := m.spec.deadline()
+	if m.elapsed(st.LastStepTime, deadline) {
+		if m.conditionReason(meshv1.ConditionReady) != meshv1.ReasonProgressDeadline {
+			m.warning(meshv1.ReasonProgressDeadline, "Primary not ready with revision %s within %s", target, deadline)
+		}
+		m.report(false, true, true, meshv1.ReasonProgressDeadline,
+			fmt.Sprintf("Primary not ready with revision %s within %s; still waiting", target, deadline))
+		m.after(m.spec.poll())
+		return
+	}
+	m.busy(meshv1.ReasonInitializing, "Waiting for the primary to run revision %s", target)
+	m.after(min(m.spec.poll(), m.until(st.LastStepTime, deadline)))
+}
+
+// idle starts a rollout when the target carries a revision neither promoted nor rolled back.
+func (m *machine) idle() {
+	st := &m.st
+	target := m.obs.TargetRevision
+	if target != st.LastPromotedRevision && target != st.LastFailedRevision {
+		m.startRollout()
+		return
+	}
+	if target == st.LastPromotedRevision {
+		switch st.Phase {
+		case meshv1.PhaseInitialized:
+			m.report(true, false, false, meshv1.ReasonInitialized, fmt.Sprintf("Primary runs revision %s", target))
+			if !m.elapsed(st.LastTransitionTime, m.spec.drain()) {
+				m.after(m.until(st.LastTransitionTime, m.spec.drain()))
+			}
+		case meshv1.PhaseFailed:
+			// The target went back to what the primary runs: nothing is left to deliver.
+			m.report(true, false, false, meshv1.ReasonRolledBack,
+				fmt.Sprintf("Primary runs revision %s; revision %s was rolled back", target, st.CurrentRevision))
+		default:
+			m.report(true, false, false, meshv1.ReasonSucceeded, fmt.Sprintf("Revision %s promoted", target))
+		}
+		return
+	}
+	// The target carries a revision that was rolled back: it needs a retry request.
+	reason, message := meshv1.ReasonRolledBack, fmt.Sprintf("Revision %s was rolled back", target)
+	if c := m.promoted(); st.Phase == meshv1.PhaseFailed && st.CurrentRevision == target && c != nil && c.Status == metav1.ConditionFalse {
+		reason, message = c.Reason, c.Message
+	}
+	m.report(false, false, true, reason, message+"; request retry to roll it out again")
+}
+
+func (m *machine) promoted() *metav1.Condition {
+	for i := range m.st.Conditions {
+		if m.st.Conditions[i].Type == meshv1.ConditionPromoted {
+			return &m.st.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// startRollout begins delivering the target's revision from weight 0.
+func (m *machine) startRollout() {
+	st := &m.st
+	target := m.obs.TargetRevision
+	previous, restart := st.CurrentRevision, isActive(st.Phase)
+
+	st.CurrentRevision = target
+	st.RolloutStarted = m.stampPtr()
+	st.CanaryWeight, st.FailedChecks, st.StepIndex, st.Iterations = 0, 0, 0, 0
+	st.Checks, st.Gates = nil, nil
+	removeCondition(&st.Conditions, meshv1.ConditionAnalysis)
+	m.setCondition(meshv1.ConditionPromoted, metav1.ConditionUnknown, meshv1.ReasonProgressing,
+		fmt.Sprintf("Rollout of revision %s in progress", target))
+	if m.spec.hasHooks(meshv1.WebhookConfirmRollout) {
+		m.enter(meshv1.PhaseWaiting)
+	} else {
+		m.enter(meshv1.PhaseProgressing)
+	}
+
+	switch {
+	case m.retrying:
+		m.retrying = false
+		m.normal(meshv1.ReasonRetry, "Retrying revision %s", target)
+	case restart:
+		m.normal(meshv1.ReasonNewRevision, "New revision %s replaces %s: restarting the analysis", target, previous)
+	default:
+		m.normal(meshv1.ReasonNewRevision, "New revision %s: starting the rollout", target)
+	}
+}
+
+// retarget handles a target that changed during a rollout: a new revision restarts the
+// analysis; going back to the promoted revision, or to one rolled back before, cancels it.
+func (m *machine) retarget() {
+	st := &m.st
+	target := m.obs.TargetRevision
+	switch target {
+	case st.LastPromotedRevision:
+		m.rollBack(meshv1.ReasonNewRevision, false,
+			"Target went back to the promoted revision %s: rollout of %s cancelled", target, st.CurrentRevision)
+	case st.LastFailedRevision:
+		m.rollBack(meshv1.ReasonNewRevision, false,
+			"Target went back to revision %s, which was rolled back: rollout of %s cancelled", target, st.CurrentRevision)
+	default:
+		m.startRollout()
+	}
+}
+
+// waiting holds a new revision until its confirm-rollout gates open.
+func (m *machine) waiting() {
+	st := &m.st
+	if m.obs.TargetRevision != st.CurrentRevision {
+		m.retarget()
+		return
+	}
+	if st.Paused {
+		m.busy(meshv1.ReasonPaused, "Paused before the rollout of revision %s", st.CurrentRevision)
+		m.after(m.spec.interval())
+		return
+	}
+	last := (*metav1.Time)(nil)
+	for i := range st.Gates {
+		if g := &st.Gates[i]; g.Type == meshv1.WebhookConfirmRollout && g.LastAttempt != nil && (last == nil || last.Before(g.LastAttempt)) {
+			last = g.LastAttempt
+		}
+	}
+	if !m.elapsed(last, m.spec.interval()) {
+		m.waitingForGate(meshv1.WebhookConfirmRollout)
+		m.after(m.until(last, m.spec.interval()))
+		return
+	}
+	open, reported := m.gate(meshv1.WebhookConfirmRollout)
+	switch {
+	case open:
+		m.enter(meshv1.PhaseProgressing)
+		m.normal(meshv1.ReasonProgressing, "Rollout of revision %s confirmed", st.CurrentRevision)
+	case reported:
+		m.waitingForGate(meshv1.WebhookConfirmRollout)
+		m.after(m.spec.interval())
+	default:
+		m.waitingForGate(meshv1.WebhookConfirmRollout)
+		m.after(m.spec.poll())
+	}
+}
+
+func (m *machine) waitingForGate(t meshv1.WebhookType) {
+	name := ""
+	if g := m.closedGate(t); g != nil {
+		name = " " + g.Name
+	}
+	m.busy(meshv1.ReasonWaitingForGate, "Revision %s waits for the %s webhook%s", m.st.CurrentRevision, t, name)
+}
+
+// progressing moves traffic step by step while the checks pass.
+func (m *machine) progressing() {
+	st := &m.st
+	if m.obs.TargetRevision != st.CurrentRevision {
+		m.retarget()
+		return
+	}
+	if st.Paused {
+		m.busy(meshv1.ReasonPaused, "Paused: %s", lowerFirst(m.where()))
+		m.after(m.spec.interval())
+		return
+	}
+	if !m.obs.CanaryReady {
+		m.waitForCanary()
+		return
+	}
+	if !m.obs.PrimaryReady {
+		// The primary's health is not the canary's fault: wait, without a deadline.
+		m.busy(meshv1.ReasonWaitingForPrimary, "Waiting for the primary to be available; %s", lowerFirst(m.where()))
+		m.after(m.spec.poll())
+		return
+	}
+	due, wait := m.analysisDue()
+	if !due {
+		m.reportProgress()
+		m.after(wait)
+		return
+	}
+
+	// Ask for the checks and the gate together, before either is consumed.
+	var expected []expectedCheck
+	switch {
+	case m.spec.SkipAnalysis:
+	case st.StepIndex == 0:
+		expected = m.spec.startChecks()
+		m.needChecks(false, meshv1.WebhookPreRollout)
+	default:
+		expected = m.spec.stepChecks()
+		m.needChecks(len(m.spec.Analysis.Metrics) > 0, meshv1.WebhookRollout)
+	}
+	gateType := m.nextGate()
+	if gateType != "" {
+		m.needGate(gateType)
+	}
+
+	res := m.evaluate(expected)
+	if res.verdict == notRun {
+		m.reportProgress()
+		m.after(m.spec.poll())
+		return
+	}
+	open, reported := true, true
+	if gateType != "" {
+		open, reported = m.gate(gateType)
+	}
+	switch res.verdict {
+	case failed:
+		m.checkFailed(res.culprit)
+		return
+	case holding:
+		msg := fmt.Sprintf("Holding the step: %s", describeCheck(res.culprit))
+		m.setCondition(meshv1.ConditionAnalysis, metav1.ConditionUnknown, meshv1.ReasonCheckHolding, msg)
+		if res.newHold {
+			m.warning(meshv1.ReasonCheckHolding, "%s", msg)
+		}
+		m.reportProgress()
+		m.after(m.spec.interval())
+		return
+	}
+	if len(expected) > 0 {
+		m.setCondition(meshv1.ConditionAnalysis, metav1.ConditionTrue, meshv1.ReasonCheckPassed,
+			fmt.Sprintf("%d checks passed at step %d", len(expected), st.StepIndex))
+	}
+	if !open {
+		if g := m.closedGate(gateType); reported && g != nil && g.Attempts == 1 {
+			m.normal(meshv1.ReasonWaitingForGate, "Waiting for the %s webhook %s", gateType, g.Name)
+		}
+		m.reportProgress()
+		if reported {
+			m.after(m.spec.interval())
+		} else {
+			m.after(m.spec.poll())
+		}
+		return
+	}
+	m.advance()
+}
+
+// waitForCanary waits for the canary to be ready, at most progressDeadlineSeconds from the
+// moment it was first seen not ready in this step. That moment is kept as the step's start:
+// the Ready reason remembers that the last reconcile already waited.
+func (m *machine) waitForCanary() {
+	st := &m.st
+	if m.conditionReason(meshv1.ConditionReady) != meshv1.ReasonWaitingForCanary && !st.LastStepTime.Equal(&m.stamp) {
+		m.restartStep()
+	}
+	deadline := m.spec.deadline()
+	if m.elapsed(st.LastStepTime, deadline) {
+		m.rollBack(meshv1.ReasonProgressDeadline, true, "Canary %s not ready with revision %s within %s",
+			m.spec.TargetRef.Name, st.CurrentRevision, deadline)
+		return
+	}
+	m.busy(meshv1.ReasonWaitingForCanary, "Waiting for the canary %s to run revision %s with all replicas available; %s",
+		m.spec.TargetRef.Name, st.CurrentRevision, lowerFirst(m.where()))
+	m.after(min(m.spec.poll(), m.until(st.LastStepTime, deadline)))
+}
+
+// reportProgress reports where the rollout stands, from the status alone.
+func (m *machine) reportProgress() {
+	st := &m.st
+	for i := range st.Checks {
+		if c := st.Checks[i]; c.HoldingSince != nil {
+			m.busy(meshv1.ReasonCheckHolding, "%s; holding since %s: %s",
+				m.where(), c.HoldingSince.UTC().Format("2006-01-02T15:04:05Z"), describeCheck(c))
+			return
+		}
+	}
+	if t := m.nextGate(); t != "" {
+		if g := m.closedGate(t); g != nil {
+			m.busy(meshv1.ReasonWaitingForGate, "%s; waiting for the %s webhook %s", m.where(), t, g.Name)
+			return
+		}
+	}
+	m.busy(meshv1.ReasonProgressing, "%s; %d of %d failed checks", m.where(), st.FailedChecks, m.spec.threshold())
+}
+
+func (m *machine) checkFailed(culprit meshv1.CheckStatus) {
+	st := &m.st
+	st.FailedChecks++
+	what := describeCheck(culprit)
+	m.setCondition(meshv1.ConditionAnalysis, metav1.ConditionFalse, meshv1.ReasonCheckFailed,
+		fmt.Sprintf("Check failed at step %d: %s", st.StepIndex, what))
+	m.warning(meshv1.ReasonCheckFailed, "Check failed (%d of %d): %s", st.FailedChecks, m.spec.threshold(), what)
+	if st.FailedChecks >= m.spec.threshold() {
+		m.rollBack(meshv1.ReasonCheckFailed, true, "Rolled back revision %s after %d failed checks: %s",
+			st.CurrentRevision, st.FailedChecks, what)
+		return
+	}
+	m.reportProgress()
+	m.after(m.spec.interval())
+}
+
+// advance takes the step a passing analysis (and open gate) earned.
+func (m *machine) advance() {
+	st := &m.st
+	if m.spec.SkipAnalysis {
+		m.promote(meshv1.ReasonPromoting, "Analysis skipped: promoting revision %s", st.CurrentRevision)
+		return
+	}
+	strat := m.spec.strategy()
+	if st.StepIndex == 0 {
+		st.StepIndex = 1
+		m.restartStep()
+		switch {
+		case strat == weighted:
+			st.CanaryWeight = m.spec.nextWeight(0)
+			m.normal(meshv1.ReasonWeightIncreased, "Routing %d%% of the traffic to the canary", st.CanaryWeight)
+		case strat == abTesting:
+			m.normal(meshv1.ReasonProgressing, "Routing the requests that match to the canary")
+		case m.spec.Analysis.Mirror:
+			m.normal(meshv1.ReasonProgressing, "Mirroring %d%% of the traffic to the canary", m.spec.mirrorWeight())
+		default:
+			m.normal(meshv1.ReasonProgressing, "Starting the analysis of revision %s", st.CurrentRevision)
+		}
+		return
+	}
+	if strat == weighted {
+		if st.CanaryWeight >= m.spec.maxWeight() {
+			m.promote(meshv1.ReasonPromoting, "Analysis passed at %d%%: promoting revision %s", st.CanaryWeight, st.CurrentRevision)
+			return
+		}
+		st.CanaryWeight = m.spec.nextWeight(st.CanaryWeight)
+		st.StepIndex++
+		m.restartStep()
+		m.normal(meshv1.ReasonWeightIncreased, "Routing %d%% of the traffic to the canary", st.CanaryWeight)
+		return
+	}
+	st.Iterations++
+	st.StepIndex++
+	m.restartStep()
+	m.normal(meshv1.ReasonCheckPassed, "Iteration %d of %d passed", st.Iterations, m.spec.iterations())
+	if st.Iterations >= m.spec.iterations() {
+		m.promote(meshv1.ReasonPromoting, "Analysis passed %d iterations: promoting revision %s", st.Iterations, st.CurrentRevision)
+	}
+}
+
+// promote starts copying the canary's revision to the primary. Traffic stays where it is,
+// except for blue/green, which switches all of it to the (ready) canary while the primary rolls.
+func (m *machine) promote(reason, format string, args ...any) {
+	st := &m.st
+	m.enter(meshv1.PhasePromoting)
+	if m.spec.strategy() == blueGreen && m.obs.CanaryReady {
+		st.CanaryWeight = 100
+	}
+	m.normal(reason, format, args...)
+}
+
+// promoting waits for the primary to run the promoted revision.
+func (m *machine) promoting() {
+	st := &m.st
+	rev := st.CurrentRevision
+	if m.obs.PrimaryReady && m.obs.PrimaryRevision == rev {
+		m.enter(meshv1.PhaseFinalising)
+		st.LastPromotedRevision = rev
+		st.CanaryWeight = 0
+		m.normal(meshv1.ReasonPromoted, "Primary runs revision %s: routing all traffic to it", rev)
+		return
+	}
+	if m.obs.TargetRevision != rev && m.obs.PrimaryRevision != rev {
+		// The target moved on before its revision reached the primary: it cannot be copied any more.
+		m.rollBack(meshv1.ReasonNewRevision, false,
+			"Target changed to revision %s before revision %s was copied to the primary: promotion cancelled", m.obs.TargetRevision, rev)
+		return
+	}
+	deadline := m.spec.deadline()
+	if m.elapsed(st.LastStepTime, deadline) {
+		m.rollBack(meshv1.ReasonProgressDeadline, true, "Primary not ready with revision %s within %s", rev, deadline)
+		return
+	}
+	m.busy(meshv1.ReasonPromoting, "Waiting for the primary to run revision %s", rev)
+	m.after(min(m.spec.poll(), m.until(st.LastStepTime, deadline)))
+}
+
+// finalising lets traffic drain from the canary before it is scaled down.
+func (m *machine) finalising() {
+	st := &m.st
+	if m.elapsed(st.LastStepTime, m.spec.drain()) {
+		m.enter(meshv1.PhaseSucceeded)
+		m.setCondition(meshv1.ConditionPromoted, metav1.ConditionTrue, meshv1.ReasonSucceeded,
+			fmt.Sprintf("Revision %s promoted", st.CurrentRevision))
+		m.fire(meshv1.WebhookPostRollout)
+		m.normal(meshv1.ReasonSucceeded, "Rollout of revision %s succeeded", st.CurrentRevision)
+		return
+	}
+	m.busy(meshv1.ReasonFinalising, "Routing all traffic to the primary before scaling the canary down")
+	m.after(m.until(st.LastStepTime, m.spec.drain()))
+}
+
+// rollBack routes all traffic back to the primary; markFailed records the revision as failed,
+// so that it is not tried again without a retry request.
+func (m *machine) rollBack(reason string, markFailed bool, format string, args ...any) {
+	st := &m.st
+	msg := fmt.Sprintf(format, args...)
+	m.enter(meshv1.PhaseRollingBack)
+	st.CanaryWeight = 0
+	if markFailed {
+		st.LastFailedRevision = st.CurrentRevision
+	}
+	m.setCondition(meshv1.ConditionPromoted, metav1.ConditionFalse, reason, msg)
+	m.fire(meshv1.WebhookRollback)
+	m.warning(reason, "%s", msg)
+}
+
+// rollingBack lets traffic drain from the canary before it is scaled down.
+func (m *machine) rollingBack() {
+	st := &m.st
+	if m.elapsed(st.LastStepTime, m.spec.drain()) {
+		m.enter(meshv1.PhaseFailed)
+		m.fire(meshv1.WebhookPostRollout)
+		m.warning(meshv1.ReasonRolledBack, "Rolled back revision %s", st.CurrentRevision)
+		return
+	}
+	reason, msg := meshv1.ReasonRollingBack, "Routing all traffic to the primary"
+	if c := m.promoted(); c != nil && c.Status == metav1.ConditionFalse {
+		msg = c.Message
+	}
+	m.busy(reason, "%s", msg)
+	m.after(m.until(st.LastStepTime, m.spec.drain()))
+}
+
+func lowerFirst(s string) string {
+	if s == "" || s[0] < 'A' || s[0] > 'Z' {
+		return s
+	}
+	return string(s[0]+'a'-'A') + s[1:]
+}
