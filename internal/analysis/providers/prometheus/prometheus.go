@@ -1,0 +1,265 @@
+// Package prometheus runs instant queries against Prometheus' HTTP API
+// (https://prometheus.io/docs/prometheus/latest/querying/api/) with net/http alone.
+package prometheus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"canopy.dev/canopy/internal/analysis/providers"
+)
+
+// Type is the provider type this package implements.
+const Type = "prometheus"
+
+// DefaultTimeout bounds a query whose configuration sets no timeout.
+const DefaultTimeout = 5 * time.Second
+
+// maxResponseBytes bounds what is read of an answer: a check needs one sample, and a
+// query returning millions of series must not take the operator's memory with it.
+const maxResponseBytes = 8 << 20
+
+// maxGetURL is the longest URL sent as a GET; longer queries are POSTed as a form.
+const maxGetURL = 4096
+
+// Client queries one Prometheus server.
+type Client struct {
+	endpoint *url.URL // <address>/api/v1/query
+	http     *http.Client
+	timeout  time.Duration
+	creds    providers.Credentials
+}
+
+var _ providers.Provider = (*Client)(nil)
+
+// New returns a Client for cfg with its own transport. Prefer a Factory's clients, which
+// share transports (and so connections) between checks.
+func New(cfg providers.Config) (*Client, error) {
+	transport, err := newTransport(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return newClient(cfg, transport)
+}
+
+func newClient(cfg providers.Config, transport http.RoundTripper) (*Client, error) {
+	if cfg.Type != "" && cfg.Type != Type {
+		return nil, fmt.Errorf("provider type %q is not %q", cfg.Type, Type)
+	}
+	if cfg.Address == "" {
+		return nil, errors.New("no Prometheus address")
+	}
+	base, err := url.Parse(cfg.Address)
+	if err != nil {
+		return nil, fmt.Errorf("the Prometheus address: %w", err)
+	}
+	if base.Scheme != "http" && base.Scheme != "https" || base.Host == "" {
+		return nil, fmt.Errorf("the Prometheus address %q is not an http:// or https:// URL", base.Redacted())
+	}
+	if base.User != nil {
+		return nil, fmt.Errorf("the Prometheus address %q carries credentials: put them in a Secret", base.Redacted())
+	}
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	return &Client{
+		endpoint: base.JoinPath("api", "v1", "query"),
+		http:     &http.Client{Transport: transport},
+		timeout:  timeout,
+		creds:    cfg.Credentials,
+	}, nil
+}
+
+// apiResponse is the envelope of every answer of the HTTP API.
+type apiResponse struct {
+	Status    string          `json:"status"`
+	Data      json.RawMessage `json:"data"`
+	ErrorType string          `json:"errorType"`
+	Error     string          `json:"error"`
+}
+
+type queryData struct {
+	ResultType string          `json:"resultType"`
+	Result     json.RawMessage `json:"result"`
+}
+
+type vectorSample struct {
+	Metric    map[string]string `json:"metric"`
+	Value     []json.RawMessage `json:"value"`
+	Histogram json.RawMessage   `json:"histogram"`
+}
+
+// Query runs an instant query (/api/v1/query) and returns its single value.
+// An empty vector is a NoData error; more than one series is a BadQuery, since which of
+// them a check would judge is anybody's guess.
+func (c *Client) Query(ctx context.Context, query string) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+
+	form := url.Values{}
+	form.Set("query", query)
+	// Prometheus stops evaluating when this passes, instead of working on for nobody.
+	form.Set("timeout", strconv.FormatFloat(c.timeout.Seconds(), 'f', -1, 64)+"s")
+	// GET when the query fits in a URL: it is idempotent, so net/http may retry it on a
+	// kept-alive connection the server closed meanwhile, which it never does for a POST.
+	encoded := form.Encode()
+	var req *http.Request
+	var err error
+	if len(c.endpoint.String())+1+len(encoded) <= maxGetURL {
+		u := *c.endpoint
+		u.RawQuery = encoded
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	} else {
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint.String(), strings.NewReader(encoded))
+		if err == nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+	}
+	if err != nil {
+		return 0, providers.Errorf(providers.Other, "building the request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	switch {
+	case c.creds.BearerToken != "":
+		req.Header.Set("Authorization", "Bearer "+c.creds.BearerToken)
+	case c.creds.Username != "":
+		req.SetBasicAuth(c.creds.Username, c.creds.Password)
+	}
+
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, classifyTransportError(ctx, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
+	if err != nil {
+		return 0, classifyTransportError(ctx, fmt.Errorf("reading the answer: %w", err))
+	}
+	if len(body) > maxResponseBytes {
+		return 0, providers.Errorf(providers.BadQuery, "the answer is larger than %d bytes: aggregate the query to one series", maxResponseBytes)
+	}
+
+	var env apiResponse
+	if err := json.Unmarshal(body, &env); err != nil {
+		return 0, classifyStatus(resp.StatusCode, "", fmt.Sprintf("not a Prometheus API answer: %s", snippet(body)))
+	}
+	if env.Status != "success" {
+		msg := env.Error
+		if msg == "" {
+			msg = snippet(body)
+		}
+		return 0, classifyStatus(resp.StatusCode, env.ErrorType, msg)
+	}
+	if resp.StatusCode/100 != 2 {
+		return 0, classifyStatus(resp.StatusCode, "", snippet(body))
+	}
+	return parseResult(env.Data)
+}
+
+func parseResult(raw json.RawMessage) (float64, error) {
+	var data queryData
+	if err := json.Unmarshal(raw, &data); err != nil {
+		return 0, providers.Errorf(providers.Other, "decoding the query result: %w", err)
+	}
+	switch data.ResultType {
+	case "scalar":
+		var pair []json.RawMessage
+		if err := json.Unmarshal(data.Result, &pair); err != nil {
+			return 0, providers.Errorf(providers.Other, "decoding a scalar: %w", err)
+		}
+		return parseSample(pair)
+	case "vector":
+		var samples []vectorSample
+		if err := json.Unmarshal(data.Result, &samples); err != nil {
+			return 0, providers.Errorf(providers.Other, "decoding a vector: %w", err)
+		}
+		switch len(samples) {
+		case 0:
+			return 0, providers.Errorf(providers.NoData, "the query returned no data")
+		case 1:
+		default:
+			return 0, providers.Errorf(providers.BadQuery, "the query returned %d series, want one: aggregate it (e.g. with sum())", len(samples))
+		}
+		if samples[0].Value == nil {
+			if samples[0].Histogram != nil {
+				return 0, providers.Errorf(providers.BadQuery, "the query returned a native histogram, want a number: use histogram_quantile() or histogram_sum()")
+			}
+			return 0, providers.Errorf(providers.Other, "a sample without a value")
+		}
+		return parseSample(samples[0].Value)
+	default:
+		return 0, providers.Errorf(providers.BadQuery, "the query returned a %s, want a vector or a scalar", data.ResultType)
+	}
+}
+
+// parseSample reads [<unix time>, "<value>"]. Prometheus writes NaN and infinities as
+// "NaN", "+Inf" and "-Inf", which strconv reads too.
+func parseSample(pair []json.RawMessage) (float64, error) {
+	if len(pair) != 2 {
+		return 0, providers.Errorf(providers.Other, "a sample of %d elements, want 2", len(pair))
+	}
+	var s string
+	if err := json.Unmarshal(pair[1], &s); err != nil {
+		return 0, providers.Errorf(providers.Other, "a sample value that is not a string: %w", err)
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil && !(errors.Is(err, strconv.ErrRange) && math.IsInf(v, 0)) {
+		return 0, providers.Errorf(providers.Other, "a sample value %q that is not a number", s)
+	}
+	return v, nil
+}
+
+// classifyStatus turns an error answer into a kind, by Prometheus' errorType when it
+// gave one and by the HTTP status otherwise (a proxy in front of it gives none).
+func classifyStatus(code int, errorType, msg string) error {
+	prefix := fmt.Sprintf("answer %d from Prometheus", code)
+	if errorType != "" {
+		prefix += " (" + errorType + ")"
+	}
+	var kind providers.Kind
+	switch errorType {
+	case "bad_data", "execution":
+		kind = providers.BadQuery
+	case "timeout":
+		kind = providers.Timeout
+	case "unavailable":
+		kind = providers.Unreachable
+	case "":
+		switch {
+		case code == http.StatusBadRequest || code == http.StatusUnprocessableEntity:
+			kind = providers.BadQuery
+		case code == http.StatusGatewayTimeout:
+			kind = providers.Timeout
+		case code == http.StatusBadGateway || code == http.StatusServiceUnavailable:
+			kind = providers.Unreachable
+		default:
+			kind = providers.Other
+		}
+	default:
+		kind = providers.Other
+	}
+	return providers.Errorf(kind, "%s: %s", prefix, msg)
+}
+
+// snippet is the start of an answer, for a message.
+func snippet(body []byte) string {
+	const limit = 256
+	s := strings.TrimSpace(string(body))
+	if len(s) > limit {
+		s = s[:limit] + "..."
+	}
+	if s == "" {
+		return "empty answer"
+	}
+	return strconv.Quote(s)
+}

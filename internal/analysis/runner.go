@@ -1,0 +1,278 @@
+package analysis
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/analysis/providers"
+)
+
+const (
+	defaultInterval            = time.Minute
+	defaultQueryTimeout        = 5 * time.Second
+	defaultMaxConcurrentChecks = 4
+)
+
+// Options configure a Runner.
+type Options struct {
+	// DefaultProvider is where the built-in checks query, and templates that name no
+	// address: the operator's --prometheus-address and the settings that go with it.
+	DefaultProvider providers.Config
+	// AllowCrossNamespaceTemplates lets a Canary use a MetricTemplate of another namespace.
+	// Off, a Canary reaches only the templates (and so the Secrets) of its own namespace.
+	AllowCrossNamespaceTemplates bool
+	// Clock stamps LastMeasured; the real clock when nil.
+	Clock clock.PassiveClock
+	// MaxConcurrentChecks bounds how many checks of one Canary query at once (default 4).
+	MaxConcurrentChecks int
+}
+
+// Runner is the Analyzer: it measures a Canary's checks through metric providers.
+type Runner struct {
+	reader  client.Reader
+	factory providers.Factory
+	opts    Options
+}
+
+var _ Analyzer = (*Runner)(nil)
+
+// New returns a Runner that reads MetricTemplates and provider Secrets with reader and
+// builds providers with factory, e.g. prometheus.NewFactory().New.
+func New(reader client.Reader, factory providers.Factory, opts Options) *Runner {
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.MaxConcurrentChecks <= 0 {
+		opts.MaxConcurrentChecks = defaultMaxConcurrentChecks
+	}
+	if opts.DefaultProvider.Type == "" {
+		opts.DefaultProvider.Type = "prometheus"
+	}
+	if opts.DefaultProvider.Timeout <= 0 {
+		opts.DefaultProvider.Timeout = defaultQueryTimeout
+	}
+	return &Runner{reader: reader, factory: factory, opts: opts}
+}
+
+// Run measures every check of the Canary, in the order of spec.analysis.metrics.
+func (r *Runner) Run(ctx context.Context, canary *meshv1.Canary) []meshv1.CheckStatus {
+	metrics := canary.Spec.Analysis.Metrics
+	results := make([]meshv1.CheckStatus, len(metrics))
+	sem := make(chan struct{}, r.opts.MaxConcurrentChecks)
+	var wg sync.WaitGroup
+	for i := range metrics {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			results[i] = r.runCheck(ctx, canary, &metrics[i])
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+// checkFailure is a check that could not be measured, with the outcome that says why.
+type checkFailure struct {
+	outcome meshv1.CheckOutcome
+	msg     string
+}
+
+func (f *checkFailure) Error() string { return f.msg }
+
+func failf(outcome meshv1.CheckOutcome, format string, args ...any) *checkFailure {
+	return &checkFailure{outcome: outcome, msg: fmt.Sprintf(format, args...)}
+}
+
+// outcomeOf maps a provider failure to the check outcome of the same name.
+func outcomeOf(err error) meshv1.CheckOutcome {
+	switch providers.KindOf(err) {
+	case providers.NoData:
+		return meshv1.OutcomeNoData
+	case providers.Unreachable:
+		return meshv1.OutcomeUnreachable
+	case providers.Timeout:
+		return meshv1.OutcomeTimeout
+	case providers.BadQuery:
+		return meshv1.OutcomeBadQuery
+	case providers.Other:
+		return meshv1.OutcomeError
+	}
+	return meshv1.OutcomeError
+}
+
+func (r *Runner) runCheck(ctx context.Context, canary *meshv1.Canary, m *meshv1.CanaryMetric) meshv1.CheckStatus {
+	st := meshv1.CheckStatus{Name: m.Name, Threshold: FormatThreshold(m.ThresholdRange)}
+	value, err := r.measure(ctx, canary, m)
+	now := metav1.NewTime(r.opts.Clock.Now())
+	st.LastMeasured = &now
+	if err != nil {
+		st.Outcome, st.Message = err.outcome, err.msg
+		return st
+	}
+	st.Value = FormatValue(value)
+	st.Outcome, st.Message = judge(value, m.ThresholdRange)
+	return st
+}
+
+// measure renders the check's query, runs it and returns its value.
+func (r *Runner) measure(ctx context.Context, canary *meshv1.Canary, m *meshv1.CanaryMetric) (float64, *checkFailure) {
+	log := ctrl.LoggerFrom(ctx).WithValues("check", m.Name)
+	interval, err := checkInterval(canary, m)
+	if err != nil {
+		return 0, failf(meshv1.OutcomeBadQuery, "%s", err)
+	}
+
+	tmpl, cfg, fail := r.querySource(ctx, canary, m)
+	if fail != nil {
+		return 0, fail
+	}
+	vars := QueryVars{
+		Namespace: canary.Namespace,
+		Name:      canary.Name,
+		Target:    canary.Spec.TargetRef.Name,
+		// The apex Service is named after the target.
+		Service:  canary.Spec.TargetRef.Name,
+		Interval: interval,
+		Vars:     m.TemplateVariables,
+	}
+	query, err := RenderQuery(tmpl, vars)
+	if err != nil {
+		return 0, failf(meshv1.OutcomeBadQuery, "%s", err)
+	}
+	if cfg.Address == "" {
+		return 0, failf(meshv1.OutcomeError, "no Prometheus address: set the MetricTemplate's provider.address or start the operator with --prometheus-address")
+	}
+	provider, err := r.factory(cfg)
+	if err != nil {
+		return 0, failf(meshv1.OutcomeBadQuery, "metric provider: %s", err)
+	}
+
+	if m.MinRequests != nil && *m.MinRequests > 0 {
+		countQuery, err := RenderQuery(requestCountQuery, vars)
+		if err != nil {
+			return 0, failf(meshv1.OutcomeBadQuery, "%s", err)
+		}
+		count, err := provider.Query(ctx, countQuery)
+		switch {
+		case providers.KindOf(err) == providers.NoData:
+			count = 0
+		case err != nil:
+			return 0, failf(outcomeOf(err), "counting requests: %s", err)
+		}
+		// NaN compares false: a count that is not a number is not enough requests either.
+		if !(count >= float64(*m.MinRequests)) {
+			return 0, failf(meshv1.OutcomeTooFewRequests, "%s requests in the last %s, fewer than minRequests %d",
+				FormatValue(count), PromDuration(interval), *m.MinRequests)
+		}
+	}
+
+	log.V(1).Info("Running check query", "query", query)
+	value, err := provider.Query(ctx, query)
+	if err != nil {
+		return 0, failf(outcomeOf(err), "%s", err)
+	}
+	return value, nil
+}
+
+// checkInterval is the check's look-back window: its own interval, else the analysis'.
+func checkInterval(canary *meshv1.Canary, m *meshv1.CanaryMetric) (time.Duration, error) {
+	s := m.Interval
+	if s == "" {
+		s = canary.Spec.Analysis.Interval
+	}
+	if s == "" {
+		return defaultInterval, nil
+	}
+	d, err := time.ParseDuration(string(s))
+	if err != nil {
+		return 0, fmt.Errorf("interval %q: %w", s, err)
+	}
+	if d < time.Second {
+		return 0, fmt.Errorf("interval %q is shorter than 1s", s)
+	}
+	return d, nil
+}
+
+// querySource returns the query template of a check and the provider it runs on.
+func (r *Runner) querySource(ctx context.Context, canary *meshv1.Canary, m *meshv1.CanaryMetric) (string, providers.Config, *checkFailure) {
+	if m.TemplateRef == nil {
+		q, ok := builtinQueries[m.Name]
+		if !ok {
+			return "", providers.Config{}, failf(meshv1.OutcomeBadQuery,
+				"%q is not a built-in check (%s, %s): name a MetricTemplate in templateRef", m.Name, CheckRequestSuccessRate, CheckRequestDuration)
+		}
+		return q, r.opts.DefaultProvider, nil
+	}
+
+	key := types.NamespacedName{Namespace: m.TemplateRef.Namespace, Name: m.TemplateRef.Name}
+	if key.Namespace == "" {
+		key.Namespace = canary.Namespace
+	}
+	if key.Namespace != canary.Namespace && !r.opts.AllowCrossNamespaceTemplates {
+		return "", providers.Config{}, failf(meshv1.OutcomeBadQuery,
+			"MetricTemplate %s is in another namespace than the Canary; the operator allows that only with --allow-cross-namespace-templates", key)
+	}
+	var tmpl meshv1.MetricTemplate
+	if err := r.reader.Get(ctx, key, &tmpl); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", providers.Config{}, failf(meshv1.OutcomeBadQuery, "MetricTemplate %s not found", key)
+		}
+		return "", providers.Config{}, failf(meshv1.OutcomeError, "reading MetricTemplate %s: %s", key, err)
+	}
+
+	cfg, fail := r.templateProvider(ctx, &tmpl)
+	if fail != nil {
+		return "", providers.Config{}, fail
+	}
+	return tmpl.Spec.Query, cfg, nil
+}
+
+// templateProvider is a template's provider: its own address and settings, or the
+// operator's default where it names no address. Credentials come from a Secret in the
+// template's own namespace.
+func (r *Runner) templateProvider(ctx context.Context, tmpl *meshv1.MetricTemplate) (providers.Config, *checkFailure) {
+	p := tmpl.Spec.Provider
+	cfg := r.opts.DefaultProvider
+	if p.Type != "" {
+		cfg.Type = p.Type
+	}
+	if p.Address != "" {
+		cfg = providers.Config{Type: cfg.Type, Address: p.Address, Timeout: defaultQueryTimeout}
+	}
+	if p.InsecureSkipVerify {
+		cfg.InsecureSkipVerify = true
+	}
+	if p.Timeout != "" {
+		d, err := time.ParseDuration(string(p.Timeout))
+		if err != nil || d <= 0 {
+			return cfg, failf(meshv1.OutcomeBadQuery, "MetricTemplate %s/%s: provider timeout %q is not a positive duration", tmpl.Namespace, tmpl.Name, p.Timeout)
+		}
+		cfg.Timeout = d
+	}
+	if p.SecretRef != nil {
+		key := types.NamespacedName{Namespace: tmpl.Namespace, Name: p.SecretRef.Name}
+		var secret corev1.Secret
+		if err := r.reader.Get(ctx, key, &secret); err != nil {
+			return cfg, failf(meshv1.OutcomeError, "reading the provider Secret %s: %s", key, err)
+		}
+		creds, err := providers.CredentialsFromSecret(&secret)
+		if err != nil {
+			return cfg, failf(meshv1.OutcomeError, "%s", err)
+		}
+		cfg.Credentials = creds
+	}
+	return cfg, nil
+}

@@ -1,0 +1,375 @@
+package analysis
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/analysis/providers"
+	"canopy.dev/canopy/internal/analysis/providers/prometheus"
+	"canopy.dev/canopy/internal/scheme"
+)
+
+// promServer stands in for Prometheus' HTTP API: it answers each query with the first
+// answer whose key the query contains, and records what it was asked.
+type promServer struct {
+	*httptest.Server
+	mu      sync.Mutex
+	queries []string
+	auth    []string
+}
+
+func newPromServer(t *testing.T, answers map[string]string) *promServer {
+	t.Helper()
+	p := &promServer{}
+	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.FormValue("query")
+		p.mu.Lock()
+		p.queries = append(p.queries, q)
+		p.auth = append(p.auth, r.Header.Get("Authorization"))
+		p.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		// Longest key first would be nicer; tests keep keys unambiguous instead.
+		for key, body := range answers {
+			if strings.Contains(q, key) {
+				if strings.HasPrefix(body, `{"status":"error"`) {
+					w.WriteHeader(http.StatusBadRequest)
+				}
+				_, _ = w.Write([]byte(body))
+				return
+			}
+		}
+		_, _ = w.Write([]byte(sample()))
+	}))
+	t.Cleanup(p.Close)
+	return p
+}
+
+func (p *promServer) received() ([]string, []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.queries...), append([]string(nil), p.auth...)
+}
+
+// sample is a vector answer with the given values, one series each.
+func sample(values ...string) string {
+	var s []string
+	for _, v := range values {
+		s = append(s, `{"metric":{},"value":[1700000000,"`+v+`"]}`)
+	}
+	return `{"status":"success","data":{"resultType":"vector","result":[` + strings.Join(s, ",") + `]}}`
+}
+
+var testNow = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+
+func testCanary(metrics ...meshv1.CanaryMetric) *meshv1.Canary {
+	return &meshv1.Canary{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "reviews"},
+		Spec: meshv1.CanarySpec{
+			TargetRef: meshv1.TargetRef{Name: "reviews"},
+			Analysis:  meshv1.CanaryAnalysis{Interval: "30s", Metrics: metrics},
+		},
+	}
+}
+
+func newTestRunner(t *testing.T, address string, opts Options, objs ...client.Object) *Runner {
+	t.Helper()
+	reader := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(objs...).Build()
+	opts.DefaultProvider.Address = address
+	if opts.Clock == nil {
+		opts.Clock = clocktesting.NewFakePassiveClock(testNow)
+	}
+	return New(reader, prometheus.NewFactory().New, opts)
+}
+
+func successRate(min float64) meshv1.CanaryMetric {
+	return meshv1.CanaryMetric{Name: CheckRequestSuccessRate, ThresholdRange: meshv1.ThresholdRange{Min: &min}}
+}
+
+func duration(max float64) meshv1.CanaryMetric {
+	return meshv1.CanaryMetric{Name: CheckRequestDuration, ThresholdRange: meshv1.ThresholdRange{Max: &max}}
+}
+
+func TestBuiltinChecks(t *testing.T) {
+	prom := newPromServer(t, map[string]string{
+		"istio_requests_total":                       sample("99.514"),
+		"istio_request_duration_milliseconds_bucket": sample("812.3"),
+	})
+	r := newTestRunner(t, prom.URL, Options{})
+	got := r.Run(context.Background(), testCanary(successRate(99), duration(500)))
+
+	if len(got) != 2 {
+		t.Fatalf("got %d results, want 2", len(got))
+	}
+	sr, d := got[0], got[1]
+	if sr.Name != CheckRequestSuccessRate || sr.Outcome != meshv1.OutcomePass || sr.Value != "99.51" || sr.Threshold != ">= 99" || sr.Message != "" {
+		t.Errorf("success rate = %+v", sr)
+	}
+	if d.Name != CheckRequestDuration || d.Outcome != meshv1.OutcomeFail || d.Value != "812.3" || d.Threshold != "<= 500" ||
+		!strings.Contains(d.Message, "812.3 is above the maximum 500") {
+		t.Errorf("duration = %+v", d)
+	}
+	for _, st := range got {
+		if st.LastMeasured == nil || !st.LastMeasured.Time.Equal(testNow) || st.HoldingSince != nil {
+			t.Errorf("%s: LastMeasured = %v, HoldingSince = %v", st.Name, st.LastMeasured, st.HoldingSince)
+		}
+	}
+
+	queries, _ := prom.received()
+	wantSR := `100 * (sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace="shop",destination_workload="reviews",response_code!~"5.*"}[30s])) or vector(0))` +
+		` / sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace="shop",destination_workload="reviews"}[30s]))`
+	wantD := `histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace="shop",destination_workload="reviews"}[30s])) by (le))`
+	if !contains(queries, wantSR) || !contains(queries, wantD) {
+		t.Errorf("queries sent:\n%s\nwant\n%s\n%s", strings.Join(queries, "\n"), wantSR, wantD)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestOutcomes(t *testing.T) {
+	blocked := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-blocked:
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	defer close(blocked)
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedAddr := "http://" + l.Addr().String()
+	_ = l.Close()
+
+	withMin := successRate(99)
+	withMin.MinRequests = ptr.To[int64](100)
+	withInterval := successRate(99)
+	withInterval.Interval = "2m"
+
+	tests := []struct {
+		name    string
+		answers map[string]string
+		address string
+		timeout time.Duration
+		metric  meshv1.CanaryMetric
+		want    meshv1.CheckOutcome
+		value   string
+		message string
+	}{
+		{name: "no data", answers: map[string]string{"": sample()}, metric: successRate(99), want: meshv1.OutcomeNoData, message: "no data"},
+		{name: "NaN", answers: map[string]string{"": sample("NaN")}, metric: successRate(99), want: meshv1.OutcomeNaN, value: "NaN"},
+		{name: "+Inf never passes a max", answers: map[string]string{"": sample("+Inf")}, metric: duration(500), want: meshv1.OutcomeNaN, value: "+Inf"},
+		{name: "-Inf never passes a max", answers: map[string]string{"": sample("-Inf")}, metric: duration(500), want: meshv1.OutcomeNaN, value: "-Inf"},
+		{
+			name:    "bad query",
+			answers: map[string]string{"": `{"status":"error","errorType":"bad_data","error":"parse error: unexpected identifier"}`},
+			metric:  successRate(99), want: meshv1.OutcomeBadQuery, message: "parse error",
+		},
+		{name: "unreachable", address: closedAddr, metric: successRate(99), want: meshv1.OutcomeUnreachable, message: "connection refused"},
+		{name: "timeout", address: slow.URL, timeout: 20 * time.Millisecond, metric: successRate(99), want: meshv1.OutcomeTimeout},
+		{
+			name:    "too few requests",
+			answers: map[string]string{"increase(": sample("12"), "rate(": sample("100")},
+			metric:  withMin, want: meshv1.OutcomeTooFewRequests, message: "12 requests in the last 30s, fewer than minRequests 100",
+		},
+		{
+			name:    "no requests at all is too few",
+			answers: map[string]string{"increase(": sample(), "rate(": sample("100")},
+			metric:  withMin, want: meshv1.OutcomeTooFewRequests, message: "0 requests",
+		},
+		{
+			name:    "enough requests",
+			answers: map[string]string{"increase(": sample("150.5"), "rate(": sample("99.9")},
+			metric:  withMin, want: meshv1.OutcomePass, value: "99.9",
+		},
+		{
+			name:    "counting fails",
+			address: closedAddr,
+			metric:  withMin, want: meshv1.OutcomeUnreachable, message: "counting requests",
+		},
+		{name: "metric interval", answers: map[string]string{"[2m]": sample("99.5")}, metric: withInterval, want: meshv1.OutcomePass, value: "99.5"},
+		{name: "below the minimum", answers: map[string]string{"": sample("98.999")}, metric: successRate(99), want: meshv1.OutcomeFail, value: "99", message: "98.999 is below the minimum 99"},
+		{
+			name:   "neither built-in nor template",
+			metric: meshv1.CanaryMetric{Name: "error-budget", ThresholdRange: meshv1.ThresholdRange{Max: ptr.To(1.0)}},
+			want:   meshv1.OutcomeBadQuery, message: "not a built-in check",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			address := tt.address
+			if address == "" {
+				address = newPromServer(t, tt.answers).URL
+			}
+			r := newTestRunner(t, address, Options{DefaultProvider: providers.Config{Timeout: tt.timeout}})
+			got := r.Run(context.Background(), testCanary(tt.metric))[0]
+			if got.Outcome != tt.want || got.Value != tt.value || !strings.Contains(got.Message, tt.message) {
+				t.Fatalf("got %s value=%q message=%q, want %s value=%q message containing %q",
+					got.Outcome, got.Value, got.Message, tt.want, tt.value, tt.message)
+			}
+			if got.LastMeasured == nil {
+				t.Fatal("LastMeasured not set")
+			}
+		})
+	}
+}
+
+func TestNoDefaultAddress(t *testing.T) {
+	r := newTestRunner(t, "", Options{})
+	got := r.Run(context.Background(), testCanary(successRate(99)))[0]
+	if got.Outcome != meshv1.OutcomeError || !strings.Contains(got.Message, "--prometheus-address") {
+		t.Fatalf("got %+v", got)
+	}
+}
+
+func template(ns, name, address, query string) *meshv1.MetricTemplate {
+	return &meshv1.MetricTemplate{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       meshv1.MetricTemplateSpec{Provider: meshv1.MetricProvider{Address: address}, Query: query},
+	}
+}
+
+func templated(name, ns string, vars map[string]string) meshv1.CanaryMetric {
+	return meshv1.CanaryMetric{
+		Name:              name,
+		TemplateRef:       &meshv1.TemplateRef{Name: name, Namespace: ns},
+		ThresholdRange:    meshv1.ThresholdRange{Min: ptr.To(0.0), Max: ptr.To(1.0)},
+		TemplateVariables: vars,
+	}
+}
+
+func TestTemplates(t *testing.T) {
+	prom := newPromServer(t, map[string]string{"": sample("0.25")})
+	query := `sum(rate(errors_total{namespace="{{ namespace }}",app="{{ target }}",canary="{{ name }}",svc="{{ service }}",route="{{ variables.route }}"}[{{ interval }}]))`
+
+	r := newTestRunner(t, prom.URL, Options{},
+		template("shop", "errors", "", query),
+		template("monitoring", "shared", "", `vector({{ variables.x }})`),
+	)
+	got := r.Run(context.Background(), testCanary(
+		templated("errors", "", map[string]string{"route": `/api"}`}),
+		templated("shared", "monitoring", map[string]string{"x": "1"}),
+		templated("missing", "", nil),
+		templated("errors", "shop", map[string]string{}),
+	))
+	if got[0].Outcome != meshv1.OutcomePass || got[0].Value != "0.25" || got[0].Threshold != "0..1" {
+		t.Errorf("same namespace: %+v", got[0])
+	}
+	if got[1].Outcome != meshv1.OutcomeBadQuery || !strings.Contains(got[1].Message, "--allow-cross-namespace-templates") {
+		t.Errorf("cross namespace: %+v", got[1])
+	}
+	if got[2].Outcome != meshv1.OutcomeBadQuery || !strings.Contains(got[2].Message, "MetricTemplate shop/missing not found") {
+		t.Errorf("missing: %+v", got[2])
+	}
+	if got[3].Outcome != meshv1.OutcomeBadQuery || !strings.Contains(got[3].Message, `"route" is not set`) {
+		t.Errorf("missing variable: %+v", got[3])
+	}
+	queries, _ := prom.received()
+	want := `sum(rate(errors_total{namespace="shop",app="reviews",canary="reviews",svc="reviews",route="/api\"}"}[30s]))`
+	if len(queries) != 1 || queries[0] != want {
+		t.Errorf("queries sent: %q, want only %q", queries, want)
+	}
+
+	r = newTestRunner(t, prom.URL, Options{AllowCrossNamespaceTemplates: true},
+		template("monitoring", "shared", "", `vector({{ variables.x }})`))
+	if got := r.Run(context.Background(), testCanary(templated("shared", "monitoring", map[string]string{"x": "1"})))[0]; got.Outcome != meshv1.OutcomePass {
+		t.Errorf("cross namespace allowed: %+v", got)
+	}
+	if got := r.Run(context.Background(), testCanary(templated("shared", "monitoring", map[string]string{"x": "1) or vector(0"})))[0]; got.Outcome != meshv1.OutcomeBadQuery {
+		t.Errorf("injected variable: %+v", got)
+	}
+}
+
+func TestTemplateProviderCredentials(t *testing.T) {
+	own := newPromServer(t, map[string]string{"": sample("0.5")})
+	def := newPromServer(t, map[string]string{"": sample("0.5")})
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "prom-auth"},
+		Data:       map[string][]byte{"token": []byte("template-token\n")},
+	}
+	withSecret := template("shop", "authed", own.URL, `vector(0.5)`)
+	withSecret.Spec.Provider.SecretRef = &meshv1.LocalObjectReference{Name: "prom-auth"}
+	ownAddress := template("shop", "elsewhere", own.URL, `vector(0.5)`)
+	defaultAddress := template("shop", "default", "", `vector(0.5)`)
+	missingSecret := template("shop", "nosecret", own.URL, `vector(0.5)`)
+	missingSecret.Spec.Provider.SecretRef = &meshv1.LocalObjectReference{Name: "absent"}
+
+	r := newTestRunner(t, def.URL, Options{DefaultProvider: providers.Config{
+		Credentials: providers.Credentials{BearerToken: "operator-token"},
+	}}, secret, withSecret, ownAddress, defaultAddress, missingSecret)
+	got := r.Run(context.Background(), testCanary(
+		templated("authed", "", nil),
+		templated("elsewhere", "", nil),
+		templated("default", "", nil),
+		templated("nosecret", "", nil),
+	))
+	for _, st := range got[:3] {
+		if st.Outcome != meshv1.OutcomePass {
+			t.Errorf("%s: %+v", st.Name, st)
+		}
+	}
+	if got[3].Outcome != meshv1.OutcomeError || !strings.Contains(got[3].Message, "shop/absent") {
+		t.Errorf("missing secret: %+v", got[3])
+	}
+
+	_, ownAuth := own.received()
+	_, defAuth := def.received()
+	// The operator's own token goes to the operator's Prometheus only, never to an address
+	// a template author chose.
+	if len(ownAuth) != 2 || !contains(ownAuth, "Bearer template-token") || !contains(ownAuth, "") {
+		t.Errorf("template's Prometheus saw Authorization %q", ownAuth)
+	}
+	if len(defAuth) != 1 || defAuth[0] != "Bearer operator-token" {
+		t.Errorf("default Prometheus saw Authorization %q", defAuth)
+	}
+}
+
+func TestFormatValue(t *testing.T) {
+	for v, want := range map[float64]string{
+		99.514: "99.51", 100: "100", 99.999: "100", 0.5: "0.5", 0: "0", 812.30: "812.3",
+		0.00123: "0.00123", -0.001: "-0.001", -0.0001: "-0.0001", 1234567: "1234567",
+	} {
+		if got := FormatValue(v); got != want {
+			t.Errorf("FormatValue(%v) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+func TestFormatThreshold(t *testing.T) {
+	tests := []struct {
+		r    meshv1.ThresholdRange
+		want string
+	}{
+		{meshv1.ThresholdRange{Min: ptr.To(99.0)}, ">= 99"},
+		{meshv1.ThresholdRange{Max: ptr.To(500.0)}, "<= 500"},
+		{meshv1.ThresholdRange{Min: ptr.To(99.5), Max: ptr.To(100.0)}, "99.5..100"},
+	}
+	for _, tt := range tests {
+		if got := FormatThreshold(tt.r); got != tt.want {
+			t.Errorf("FormatThreshold(%+v) = %q, want %q", tt.r, got, tt.want)
+		}
+	}
+}
