@@ -1,0 +1,285 @@
+package testenv
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// Options configure Start.
+type Options struct {
+	// LocalCluster adds kube-controller-manager, kube-scheduler and kwok with one fake
+	// Node to the apiserver, so that workloads really roll out.
+	LocalCluster bool
+	// StateDir keeps the logs, the kubeconfig and etcd's data. By default a new temporary
+	// directory, removed by Stop; a given directory is kept.
+	StateDir string
+	// CRDPaths are installed besides canopy's, Istio's and cert-manager's CRDs.
+	CRDPaths []string
+	// CertManager runs cert-manager's controllers (see StartCertManager) with the
+	// default options.
+	CertManager bool
+}
+
+// Env is a running cluster: envtest's kube-apiserver and etcd, and for a local cluster
+// the controllers, the scheduler and kwok.
+type Env struct {
+	// Config reaches the apiserver as a member of system:masters.
+	Config *rest.Config
+	// Client uses Scheme.
+	Client client.Client
+	// Scheme is Scheme(): built-in types, canopy, Istio and cert-manager.
+	Scheme *runtime.Scheme
+	// StateDir holds the logs (logs/*.log), the kubeconfig and etcd's data.
+	StateDir string
+	// Kubeconfig is the path of a kubeconfig file for the admin user (system:masters), the
+	// one the child processes use.
+	Kubeconfig string
+	// NodeName is the fake Node of a local cluster; empty on envtest.
+	NodeName string
+
+	env         *envtest.Environment
+	envtestPids []int
+	ownStateDir bool
+	mu          sync.Mutex
+	children    []*process // stopped in reverse order
+	stopped     bool
+}
+
+// Start starts an envtest apiserver, or with opts.LocalCluster a local cluster, and
+// installs the CRDs. The binaries come from BinDir; a missing one is an error that says
+// to run `make components`.
+func Start(opts Options) (_ *Env, err error) {
+	e := &Env{Scheme: Scheme(), StateDir: opts.StateDir}
+	if e.StateDir == "" {
+		if e.StateDir, err = os.MkdirTemp("", "canopy-env-"); err != nil {
+			return nil, err
+		}
+		e.ownStateDir = true
+		if err := reapDir(e.StateDir); err != nil {
+			return nil, err
+		}
+	}
+	// envtest generates the apiserver's certificates only into an existing directory.
+	for _, dir := range []string{e.logDir(), filepath.Join(e.StateDir, "apiserver")} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	defer func() {
+		if err != nil {
+			var logs bytes.Buffer
+			dumpLogs(&logs, e.logDir(), 30)
+			err = fmt.Errorf("%w\n%s", err, logs.String())
+			_ = e.Stop()
+		}
+	}()
+
+	if err := e.startAPIServer(opts); err != nil {
+		return nil, err
+	}
+	if opts.LocalCluster {
+		if err := e.startLocalCluster(); err != nil {
+			return nil, err
+		}
+	}
+	if opts.CertManager {
+		if _, err := e.StartCertManager(CertManagerOptions{}); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+func (e *Env) logDir() string { return filepath.Join(e.StateDir, "logs") }
+
+func (e *Env) startAPIServer(opts Options) error {
+	// Check every binary first, so that one message lists what to build.
+	names := []string{"etcd", "kube-apiserver"}
+	if opts.LocalCluster {
+		names = append(names, "kube-controller-manager", "kube-scheduler", "kwok")
+	}
+	if opts.CertManager {
+		names = append(names, "cert-manager")
+	}
+	bins, err := binaries(names...)
+	if err != nil {
+		return err
+	}
+	crds, err := CRDPaths()
+	if err != nil {
+		return err
+	}
+	crds = append(crds, opts.CRDPaths...)
+
+	etcd, err := e.etcd(bins["etcd"])
+	if err != nil {
+		return err
+	}
+	apiServer, err := e.apiServer(bins["kube-apiserver"])
+	if err != nil {
+		return err
+	}
+	if opts.LocalCluster {
+		// Service account tokens need an issuer the controller-manager accepts.
+		apiServer.Configure().Append("service-account-issuer", "https://kubernetes.default.svc")
+	}
+	binDir, _ := BinDir()
+	e.env = &envtest.Environment{
+		ControlPlane:             envtest.ControlPlane{Etcd: etcd, APIServer: apiServer},
+		BinaryAssetsDirectory:    binDir,
+		Scheme:                   e.Scheme,
+		CRDInstallOptions:        envtest.CRDInstallOptions{Paths: crds, ErrorIfPathMissing: true},
+		ErrorIfCRDPathMissing:    true,
+		UseExistingCluster:       ptr.To(false), // whatever USE_EXISTING_CLUSTER says
+		ControlPlaneStartTimeout: time.Minute,   // two busy cores can be slow
+		ControlPlaneStopTimeout:  30 * time.Second,
+	}
+
+	before := childrenNamed("etcd", "kube-apiserver")
+	cfg, err := e.env.Start()
+	// envtest starts them without Pdeathsig: hand them to the reaper, even if Start failed.
+	for _, pid := range childrenNamed("etcd", "kube-apiserver") {
+		if !slices.Contains(before, pid) {
+			e.envtestPids = append(e.envtestPids, pid)
+			_ = reapGroup(pid)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("starting kube-apiserver and etcd: %w", err)
+	}
+	e.Config = cfg
+	if e.Client, err = client.New(cfg, client.Options{Scheme: e.Scheme}); err != nil {
+		return err
+	}
+
+	admin, err := e.env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return fmt.Errorf("adding the admin user: %w", err)
+	}
+	e.Kubeconfig = filepath.Join(e.StateDir, "kubeconfig")
+	kubeconfig, err := admin.KubeConfig()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(e.Kubeconfig, kubeconfig, 0o600)
+}
+
+// etcd listens on 127.0.0.1 only, for clients and peers, with its data in the state dir.
+func (e *Env) etcd(path string) (*envtest.Etcd, error) {
+	clientPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	peerPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	log, err := os.Create(filepath.Join(e.logDir(), "etcd.log"))
+	if err != nil {
+		return nil, err
+	}
+	etcd := &envtest.Etcd{
+		Path:    path,
+		DataDir: filepath.Join(e.StateDir, "etcd"),
+		URL:     &url.URL{Scheme: "http", Host: "127.0.0.1:" + strconv.Itoa(clientPort)},
+		Out:     log,
+		Err:     log,
+	}
+	etcd.Configure().Set("listen-peer-urls", "http://127.0.0.1:"+strconv.Itoa(peerPort))
+	return etcd, nil
+}
+
+func (e *Env) apiServer(path string) (*envtest.APIServer, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	log, err := os.Create(filepath.Join(e.logDir(), "kube-apiserver.log"))
+	if err != nil {
+		return nil, err
+	}
+	apiServer := &envtest.APIServer{
+		Path:    path,
+		CertDir: filepath.Join(e.StateDir, "apiserver"),
+		Out:     log,
+		Err:     log,
+	}
+	apiServer.SecureServing.Address = "127.0.0.1"
+	apiServer.SecureServing.Port = strconv.Itoa(port)
+	// Otherwise the apiserver advertises the machine's first address in the default
+	// "kubernetes" Service's endpoints.
+	apiServer.Configure().Set("advertise-address", "127.0.0.1")
+	return apiServer, nil
+}
+
+// addChild registers a child process stopped by Stop.
+func (e *Env) addChild(p *process) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.children = append(e.children, p)
+}
+
+// Stop stops every child process, then the apiserver and etcd, and removes a temporary
+// state directory. It returns an error if a child had exited on its own. Calling it again
+// does nothing.
+func (e *Env) Stop() error {
+	e.mu.Lock()
+	if e.stopped {
+		e.mu.Unlock()
+		return nil
+	}
+	e.stopped = true
+	children := e.children
+	e.mu.Unlock()
+
+	var errs []error
+	for i := len(children) - 1; i >= 0; i-- {
+		errs = append(errs, children[i].stop(10*time.Second))
+	}
+	if e.env != nil {
+		if err := e.env.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("stopping kube-apiserver and etcd: %w", err))
+		}
+	}
+	for _, pid := range e.envtestPids {
+		unreapGroup(pid)
+	}
+	if e.ownStateDir {
+		if err := os.RemoveAll(e.StateDir); err != nil {
+			errs = append(errs, err)
+		}
+		unreapDir(e.StateDir)
+	}
+	return errors.Join(errs...)
+}
+
+// WriteKubeconfig writes a kubeconfig for the admin user (system:masters) to path, for
+// kubectl or an operator run outside the test.
+func (e *Env) WriteKubeconfig(path string) error {
+	data, err := os.ReadFile(e.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o600)
+}
+
+// DumpLogs writes the last lines of every component's log to w.
+func (e *Env) DumpLogs(w io.Writer) { dumpLogs(w, e.logDir(), 60) }
