@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
@@ -152,3 +153,72 @@ func yamlToJSON(t *testing.T, y string) []byte {
 	}
 	return b
 }
+
+// paymentPolicy is the e-commerce mesh's payment-processing policy: every field set.
+func paymentPolicy() *meshv1.MeshPolicy {
+	return &meshv1.MeshPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "payment-processing", Namespace: "shop"},
+		Spec: meshv1.MeshPolicySpec{
+			TargetRef: meshv1.ServiceRef{Kind: "Service", Name: "payment-processing"},
+			MTLS: &meshv1.MTLS{Mode: meshv1.MTLSStrict, PortLevel: []meshv1.PortMTLS{
+				{Port: 9090, Mode: meshv1.MTLSPermissive},
+			}},
+			Authorization: &meshv1.Authorization{
+				Action:      "ALLOW",
+				DefaultDeny: true,
+				Rules: []meshv1.AuthorizationRule{
+					{
+						From: []meshv1.AuthorizationSource{
+							{ServiceAccounts: []string{"shop/order-management", "shop/checkout"}},
+							{Namespaces: []string{"shop-admin"}, Principals: []string{"cluster.local/ns/shop/sa/auditor"}},
+						},
+						To: []meshv1.AuthorizationOperation{{Methods: []string{"POST", "GET"}, Paths: []string{"/payments*", "*/status"}, Ports: []int32{8080}}},
+					},
+					{
+						To: []meshv1.AuthorizationOperation{{Methods: []string{"GET"}, Paths: []string{"/healthz"}}},
+					},
+				},
+			},
+			Resilience: &meshv1.Resilience{
+				Timeout:        "2s",
+				Retries:        &meshv1.HTTPRetry{Attempts: 2, PerTryTimeout: "500ms", RetryOn: "5xx,connect-failure"},
+				CircuitBreaker: &meshv1.CircuitBreaker{Consecutive5xxErrors: ptr[int32](3), Interval: "5s", BaseEjectionTime: "1m", MaxEjectionPercent: ptr[int32](30)},
+				ConnectionPool: &meshv1.ConnectionPool{TCP: &meshv1.TCPConnectionPool{MaxConnections: ptr[int32](50)}, HTTP: &meshv1.HTTPConnectionPool{HTTP1MaxPendingRequests: ptr[int32](20)}},
+				LoadBalancer:   "LEAST_REQUEST",
+			},
+			Routes: []meshv1.Route{
+				{Name: "refunds", Match: &meshv1.HTTPMatch{URI: &meshv1.StringMatch{Prefix: ptr("/refunds")}, Method: &meshv1.StringMatch{Exact: ptr("POST")}}, Timeout: "10s", Port: ptr[int32](8080)},
+				{Name: "drill", Match: &meshv1.HTTPMatch{Headers: map[string]meshv1.StringMatch{"x-drill": {Exact: ptr("yes")}}, QueryParams: map[string]meshv1.StringMatch{"mode": {Regex: ptr("^(abort|delay)$")}}},
+					Fault: &meshv1.Fault{Abort: &meshv1.FaultAbort{Percentage: 50, HTTPStatus: 503}}, Retries: &meshv1.HTTPRetry{Attempts: 0}},
+				{Name: "v2-api", Match: &meshv1.HTTPMatch{URI: &meshv1.StringMatch{Regex: ptr("^/v2/.*")}}, Rewrite: &meshv1.Rewrite{URI: "/", Authority: "payment-processing.shop.svc.cluster.local"},
+					Headers: &meshv1.Headers{Response: &meshv1.HeaderOperations{Remove: []string{"server"}}}},
+			},
+			ExternalServices: []meshv1.ExternalService{
+				{Name: "stripe", Hosts: []string{"api.stripe.com"}, Ports: []meshv1.ExternalPort{{Number: 443, Protocol: "HTTPS"}}, Resolution: "DNS",
+					TLSOrigination: &meshv1.TLSOrigination{Port: 80}},
+				{Name: "fraud-check", Hosts: []string{"*.fraud.example.net"}, Ports: []meshv1.ExternalPort{{Number: 443, Protocol: "TLS", Name: "tls"}}, Resolution: "NONE"},
+			},
+			Ingress: &meshv1.Ingress{
+				Gateway: meshv1.IngressGateway{Namespace: "istio-system", Selector: map[string]string{"istio": "ingressgateway"}},
+				Hosts:   []string{"pay.shop.example.com"},
+				TLS:     &meshv1.IngressTLS{IssuerRef: meshv1.IssuerRef{Kind: "ClusterIssuer", Name: "letsencrypt"}, HTTPSRedirect: true},
+			},
+			Telemetry: &meshv1.Telemetry{Tracing: &meshv1.Tracing{SamplingPercentage: 10}, AccessLogging: ptr(true)},
+		},
+	}
+}
+
+func paymentService() *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "payment-processing", Namespace: "shop"},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "payment-processing"},
+			Ports: []corev1.ServicePort{
+				{Name: "http", Port: 8080, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP},
+				{Name: "http-metrics", Port: 9090, TargetPort: intstr.FromInt32(9090), Protocol: corev1.ProtocolTCP},
+			},
+		},
+	}
+}
+
+type corev1Service = corev1.Service

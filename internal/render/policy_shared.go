@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"sort"
 
+	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 )
@@ -51,8 +53,11 @@ func policyTrafficPolicy(e *errs, p *meshv1.MeshPolicy, ports []corev1.ServicePo
 	// PeerAuthentication overrides container ports; a DestinationRule, Service ports.
 	byTarget := map[int32][]uint32{}
 	for _, sp := range ports {
+		if sp.TargetPort.Type == intstr.String && sp.TargetPort.StrVal != "" {
+			continue // a named container port: which number it is depends on the pods
+		}
 		tgt := sp.TargetPort.IntVal
-		if sp.TargetPort.StrVal != "" || tgt == 0 {
+		if tgt == 0 {
 			tgt = sp.Port
 		}
 		byTarget[tgt] = append(byTarget[tgt], uint32(sp.Port))
@@ -62,6 +67,9 @@ func policyTrafficPolicy(e *errs, p *meshv1.MeshPolicy, ports []corev1.ServicePo
 		if len(svcPorts) == 0 {
 			e.warn(fmt.Sprintf("spec.mtls.portLevel[%d].port", i), "%d is not a target port of the Service: Istio applies port-level mTLS only to ports a Service exposes", pl.Port)
 			continue
+		}
+		if proto.Equal(tlsForMTLS(pl.Mode), tp.Tls) {
+			continue // PERMISSIVE and STRICT both take ISTIO_MUTUAL: nothing to override
 		}
 		for _, sp := range svcPorts {
 			tp.PortLevelSettings = append(tp.PortLevelSettings, &networking.TrafficPolicy_PortTrafficPolicy{

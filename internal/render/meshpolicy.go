@@ -1,0 +1,695 @@
+package render
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
+	telemetry "istio.io/api/telemetry/v1alpha1"
+	istiotype "istio.io/api/type/v1beta1"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	telemetryv1 "istio.io/client-go/pkg/apis/telemetry/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+)
+
+// MeshPolicyOptions are the observations MeshPolicyObjects depends on.
+type MeshPolicyOptions struct {
+	// CertificateReady is true when the ingress Certificate is Ready. Until then the
+	// Gateway serves plain HTTP only: an HTTPS server whose credentialName names a Secret
+	// that does not exist yet fails, and redirecting to it would too.
+	CertificateReady bool
+	// CanaryOwnsRouting is true when a Canary delivers the policy's Service. The Canary's
+	// renderer then composes this policy's routes, retries, timeouts, faults, ingress
+	// binding and resilience into the one VirtualService and the DestinationRules of the
+	// host (CanaryObjects(..., policy)), so MeshPolicyObjects emits no VirtualService or
+	// DestinationRule for the Service. It still validates them, so the MeshPolicy reports
+	// its own mistakes.
+	CanaryOwnsRouting bool
+	// CanarySelector is, when a Canary delivers the Service, the selector of the canary's
+	// pods (the target Deployment's matchLabels). The apex Service selects only the
+	// primary's pods, so the workload policies (PeerAuthentication, AuthorizationPolicy,
+	// Telemetry) are rendered a second time, "<name>-canary", for the canary's pods.
+	CanarySelector map[string]string
+}
+
+// MeshPolicySet is everything rendered for a MeshPolicy. Objects are in the policy's
+// namespace except the Gateway and the Certificate, which are in the gateway's
+// namespace and cannot carry an ownerReference to the policy.
+type MeshPolicySet struct {
+	PeerAuthentications   []*securityv1.PeerAuthentication
+	AuthorizationPolicies []*securityv1.AuthorizationPolicy
+	// DestinationRules are the Service's (unless a Canary owns its routing) and one per
+	// host of each external service with TLS origination.
+	DestinationRules []*networkingv1.DestinationRule
+	// VirtualServices is the Service's, unless a Canary owns its routing.
+	VirtualServices []*networkingv1.VirtualService
+	ServiceEntries  []*networkingv1.ServiceEntry
+	Gateway         *networkingv1.Gateway
+	Certificate     *certmanagerv1.Certificate
+	Telemetries     []*telemetryv1.Telemetry
+	Warnings        []Warning
+}
+
+// Objects returns every rendered object, the Certificate before the Gateway that
+// depends on it and the Gateway before the VirtualService bound to it.
+func (s *MeshPolicySet) Objects() []Object {
+	var out []Object
+	for _, o := range s.PeerAuthentications {
+		out = append(out, o)
+	}
+	for _, o := range s.AuthorizationPolicies {
+		out = append(out, o)
+	}
+	for _, o := range s.ServiceEntries {
+		out = append(out, o)
+	}
+	for _, o := range s.DestinationRules {
+		out = append(out, o)
+	}
+	if s.Certificate != nil {
+		out = append(out, s.Certificate)
+	}
+	if s.Gateway != nil {
+		out = append(out, s.Gateway)
+	}
+	for _, o := range s.VirtualServices {
+		out = append(out, o)
+	}
+	for _, o := range s.Telemetries {
+		out = append(out, o)
+	}
+	return out
+}
+
+// MeshPolicyObjects renders a MeshPolicy for its target Service svc. An error wrapping
+// *FieldError is a spec problem (see ReasonOf); any other error is a bug in the caller.
+func MeshPolicyObjects(p *meshv1.MeshPolicy, svc *corev1.Service, opts MeshPolicyOptions) (MeshPolicySet, error) {
+	if p == nil || svc == nil {
+		return MeshPolicySet{}, fmt.Errorf("render mesh policy: policy and service are required")
+	}
+	e := newErrs()
+	r := &policyRenderer{p: p, svc: svc, opts: opts, e: e}
+	if svc.Name != p.Spec.TargetRef.Name || svc.Namespace != p.Namespace {
+		e.inconsistent("spec.targetRef.name", "names Service %q but the Service given is %s/%s", p.Spec.TargetRef.Name, svc.Namespace, svc.Name)
+		return MeshPolicySet{}, e.err()
+	}
+
+	var set MeshPolicySet
+	set.PeerAuthentications = r.peerAuthentications()
+	set.AuthorizationPolicies = r.authorizationPolicies()
+	dr, vs := r.serviceDestinationRule(), r.virtualService()
+	if !opts.CanaryOwnsRouting {
+		if dr != nil {
+			set.DestinationRules = append(set.DestinationRules, dr)
+		}
+		if vs != nil {
+			set.VirtualServices = append(set.VirtualServices, vs)
+		}
+	}
+	for i := range p.Spec.ExternalServices {
+		se, drs := r.externalService(i)
+		if se != nil {
+			set.ServiceEntries = append(set.ServiceEntries, se)
+		}
+		set.DestinationRules = append(set.DestinationRules, drs...)
+	}
+	set.Certificate = r.certificate()
+	set.Gateway = r.gateway()
+	set.Telemetries = r.telemetries()
+	if err := e.err(); err != nil {
+		return MeshPolicySet{}, err
+	}
+	set.Warnings = e.warnings()
+	return set, nil
+}
+
+type policyRenderer struct {
+	p    *meshv1.MeshPolicy
+	svc  *corev1.Service
+	opts MeshPolicyOptions
+	e    *errs
+
+	wl     []workload
+	wlDone bool
+}
+
+func (r *policyRenderer) meta(name string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:      limit(name, maxObjectName),
+		Namespace: r.p.Namespace,
+		Labels:    OwnerLabels(KindMeshPolicy, r.p.Namespace, r.p.Name),
+	}
+}
+
+// workload is one set of pods the workload policies select.
+type workload struct {
+	name     string
+	selector *istiotype.WorkloadSelector
+}
+
+// workloads are the pods of the Service and, when a Canary delivers it, the canary's.
+// A Service without a selector would leave the policies without one, and a policy
+// without a selector applies to the whole namespace: that is an error.
+func (r *policyRenderer) workloads() []workload {
+	if !r.wlDone {
+		r.wl, r.wlDone = r.findWorkloads(), true
+	}
+	return r.wl
+}
+
+func (r *policyRenderer) findWorkloads() []workload {
+	if len(r.svc.Spec.Selector) == 0 {
+		r.e.inconsistent("spec.targetRef.name", "Service %q has no selector: its workload policies would apply to every pod of the namespace", r.svc.Name)
+		return nil
+	}
+	out := []workload{{name: r.p.Name, selector: &istiotype.WorkloadSelector{MatchLabels: copyMap(r.svc.Spec.Selector)}}}
+	if len(r.opts.CanarySelector) > 0 {
+		out = append(out, workload{name: r.p.Name + CanarySuffix, selector: &istiotype.WorkloadSelector{MatchLabels: copyMap(r.opts.CanarySelector)}})
+	}
+	return out
+}
+
+var peerModes = map[meshv1.MTLSMode]security.PeerAuthentication_MutualTLS_Mode{
+	meshv1.MTLSStrict:     security.PeerAuthentication_MutualTLS_STRICT,
+	meshv1.MTLSPermissive: security.PeerAuthentication_MutualTLS_PERMISSIVE,
+	meshv1.MTLSDisable:    security.PeerAuthentication_MutualTLS_DISABLE,
+}
+
+func (r *policyRenderer) peerMode(path string, m meshv1.MTLSMode) *security.PeerAuthentication_MutualTLS {
+	v, ok := peerModes[m]
+	if !ok {
+		r.e.invalid(path, "unknown mTLS mode %q", m)
+		return nil
+	}
+	return &security.PeerAuthentication_MutualTLS{Mode: v}
+}
+
+func (r *policyRenderer) peerAuthentications() []*securityv1.PeerAuthentication {
+	m := r.p.Spec.MTLS
+	if m == nil {
+		return nil
+	}
+	mtls := r.peerMode("spec.mtls.mode", m.Mode)
+	var ports map[uint32]*security.PeerAuthentication_MutualTLS
+	for i, pl := range m.PortLevel {
+		path := fmt.Sprintf("spec.mtls.portLevel[%d]", i)
+		if pl.Port < 1 || pl.Port > 65535 {
+			r.e.invalid(path+".port", "%d is not a port", pl.Port)
+			continue
+		}
+		if ports == nil {
+			ports = map[uint32]*security.PeerAuthentication_MutualTLS{}
+		}
+		if _, dup := ports[uint32(pl.Port)]; dup {
+			r.e.invalid(path+".port", "port %d is listed twice", pl.Port)
+		}
+		ports[uint32(pl.Port)] = r.peerMode(path+".mode", pl.Mode)
+	}
+	var out []*securityv1.PeerAuthentication
+	for _, w := range r.workloads() {
+		pa := &securityv1.PeerAuthentication{
+			TypeMeta:   metav1.TypeMeta{APIVersion: securityv1.SchemeGroupVersion.String(), Kind: "PeerAuthentication"},
+			ObjectMeta: r.meta(w.name),
+		}
+		pa.Spec.Selector = cloneMsg(w.selector)
+		pa.Spec.Mtls = cloneMsg(mtls)
+		if len(ports) > 0 {
+			pa.Spec.PortLevelMtls = make(map[uint32]*security.PeerAuthentication_MutualTLS, len(ports))
+			for k, v := range ports {
+				pa.Spec.PortLevelMtls[k] = cloneMsg(v)
+			}
+		}
+		out = append(out, pa)
+	}
+	return out
+}
+
+var authzActions = map[meshv1.AuthorizationAction]security.AuthorizationPolicy_Action{
+	"":      security.AuthorizationPolicy_ALLOW,
+	"ALLOW": security.AuthorizationPolicy_ALLOW,
+	"DENY":  security.AuthorizationPolicy_DENY,
+	"AUDIT": security.AuthorizationPolicy_AUDIT,
+}
+
+// Principal is the SPIFFE identity Istio gives a service account, in the default trust
+// domain.
+func Principal(namespace, serviceAccount string) string {
+	return "cluster.local/ns/" + namespace + "/sa/" + serviceAccount
+}
+
+func (r *policyRenderer) authorizationPolicies() []*securityv1.AuthorizationPolicy {
+	a := r.p.Spec.Authorization
+	if a == nil {
+		return nil
+	}
+	action, ok := authzActions[a.Action]
+	if !ok {
+		r.e.invalid("spec.authorization.action", "unknown action %q", a.Action)
+	}
+	if a.DefaultDeny && action != security.AuthorizationPolicy_ALLOW {
+		r.e.inconsistent("spec.authorization.defaultDeny", "only makes sense with action ALLOW, not %s", a.Action)
+	}
+	if len(a.Rules) == 0 && action == security.AuthorizationPolicy_ALLOW {
+		r.e.warn("spec.authorization.rules", "an ALLOW policy without rules lets no request in")
+	}
+	var rules []*security.Rule
+	for i, rule := range a.Rules {
+		rules = append(rules, r.authzRule(fmt.Sprintf("spec.authorization.rules[%d]", i), &rule))
+	}
+	var out []*securityv1.AuthorizationPolicy
+	for _, w := range r.workloads() {
+		ap := &securityv1.AuthorizationPolicy{
+			TypeMeta:   metav1.TypeMeta{APIVersion: securityv1.SchemeGroupVersion.String(), Kind: "AuthorizationPolicy"},
+			ObjectMeta: r.meta(w.name),
+		}
+		ap.Spec.Selector = cloneMsg(w.selector)
+		ap.Spec.Action = action
+		for _, rule := range rules {
+			ap.Spec.Rules = append(ap.Spec.Rules, cloneMsg(rule))
+		}
+		out = append(out, ap)
+		if a.DefaultDeny {
+			// An ALLOW policy that matches nothing: with it, a request no other ALLOW
+			// policy matches is denied.
+			deny := &securityv1.AuthorizationPolicy{
+				TypeMeta:   metav1.TypeMeta{APIVersion: securityv1.SchemeGroupVersion.String(), Kind: "AuthorizationPolicy"},
+				ObjectMeta: r.meta(w.name + "-allow-nothing"),
+			}
+			deny.Spec.Selector = cloneMsg(w.selector)
+			out = append(out, deny)
+		}
+	}
+	return out
+}
+
+func (r *policyRenderer) authzRule(path string, rule *meshv1.AuthorizationRule) *security.Rule {
+	out := &security.Rule{}
+	if len(rule.From) == 0 && len(rule.To) == 0 {
+		r.e.warn(path, "a rule without from or to matches every request")
+	}
+	for i, src := range rule.From {
+		sp := fmt.Sprintf("%s.from[%d]", path, i)
+		s := &security.Source{Namespaces: slices.Clone(src.Namespaces)}
+		s.Principals = appendUnique(s.Principals, src.Principals...)
+		for j, sa := range src.ServiceAccounts {
+			ns, name, ok := strings.Cut(sa, "/")
+			if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+				r.e.invalid(fmt.Sprintf("%s.serviceAccounts[%d]", sp, j), "%q is not namespace/name", sa)
+				continue
+			}
+			s.Principals = appendUnique(s.Principals, Principal(ns, name))
+		}
+		if len(s.Principals) == 0 && len(s.Namespaces) == 0 {
+			r.e.invalid(sp, "name serviceAccounts, namespaces or principals")
+		}
+		out.From = append(out.From, &security.Rule_From{Source: s})
+	}
+	for i, op := range rule.To {
+		opPath := fmt.Sprintf("%s.to[%d]", path, i)
+		o := &security.Operation{Methods: slices.Clone(op.Methods), Paths: slices.Clone(op.Paths)}
+		for j, pth := range op.Paths {
+			if inner := strings.Trim(pth, "*"); strings.Contains(inner, "*") || pth == "**" {
+				r.e.invalid(fmt.Sprintf("%s.paths[%d]", opPath, j), "%q: a * wildcard is only allowed at the start or the end", pth)
+			}
+		}
+		for j, port := range op.Ports {
+			if port < 1 || port > 65535 {
+				r.e.invalid(fmt.Sprintf("%s.ports[%d]", opPath, j), "%d is not a port", port)
+			}
+			o.Ports = append(o.Ports, strconv.Itoa(int(port)))
+		}
+		out.To = append(out.To, &security.Rule_To{Operation: o})
+	}
+	return out
+}
+
+// serviceDestinationRule is the Service's DestinationRule: resilience and client TLS.
+func (r *policyRenderer) serviceDestinationRule() *networkingv1.DestinationRule {
+	tp := policyTrafficPolicy(r.e, r.p, r.svc.Spec.Ports)
+	if proto.Equal(tp, &networking.TrafficPolicy{}) {
+		return nil
+	}
+	dr := &networkingv1.DestinationRule{
+		TypeMeta:   metav1.TypeMeta{APIVersion: networkingv1.SchemeGroupVersion.String(), Kind: "DestinationRule"},
+		ObjectMeta: r.meta(r.svc.Name),
+	}
+	dr.Spec.Host = r.svc.Name
+	dr.Spec.TrafficPolicy = tp
+	return dr
+}
+
+// virtualService is the Service's VirtualService, named after the Service like the
+// Canary's, so that a Canary taking the host over updates it in place.
+func (r *policyRenderer) virtualService() *networkingv1.VirtualService {
+	s := r.p.Spec
+	var d routeDefaults
+	if res := s.Resilience; res != nil {
+		d.timeout = duration(r.e, "spec.resilience.timeout", res.Timeout)
+		d.timeoutFrom = "spec.resilience.timeout"
+		d.retries = retries(r.e, "spec.resilience.retries", res.Retries)
+		d.retriesFrom = "spec.resilience.retries"
+		checkRetryTimeout(r.e, d)
+	}
+	if len(s.Routes) == 0 && s.Ingress == nil && d.timeout == nil && d.retries == nil {
+		return nil
+	}
+	vs := &networkingv1.VirtualService{
+		TypeMeta:   metav1.TypeMeta{APIVersion: networkingv1.SchemeGroupVersion.String(), Kind: "VirtualService"},
+		ObjectMeta: r.meta(r.svc.Name),
+	}
+	vs.Spec.Hosts = []string{r.svc.Name}
+	if s.Ingress != nil {
+		vs.Spec.Hosts = appendUnique(vs.Spec.Hosts, s.Ingress.Hosts...)
+		vs.Spec.Gateways = []string{GatewayRef(r.p), "mesh"}
+	}
+	// Gateway traffic needs a port on a multi-port Service (the gateway's own port is
+	// not one of the Service's), but mesh traffic must keep the port it was sent to: a
+	// route without a port is then split in two, by gateway.
+	split := s.Ingress != nil && len(r.svc.Spec.Ports) > 1
+	add := func(path string, rt *networking.HTTPRoute, port *int32) {
+		if port != nil || !split {
+			rt.Route = []*networking.HTTPRouteDestination{{Destination: r.destination(path+".port", port)}}
+			vs.Spec.Http = append(vs.Spec.Http, rt)
+			return
+		}
+		first := r.svc.Spec.Ports[0].Port
+		gw := cloneMsg(rt)
+		if gw.Name != "" {
+			gw.Name += "-ingress"
+		}
+		gw.Match = onGateway(gw.Match, GatewayRef(r.p))
+		gw.Route = []*networking.HTTPRouteDestination{{Destination: r.destination(path+".port", &first)}}
+		rt.Match = onGateway(rt.Match, "mesh")
+		rt.Route = []*networking.HTTPRouteDestination{{Destination: r.destination(path+".port", nil)}}
+		vs.Spec.Http = append(vs.Spec.Http, gw, rt)
+	}
+	catchAll := false
+	for i := range s.Routes {
+		pr := &s.Routes[i]
+		path := fmt.Sprintf("spec.routes[%d]", i)
+		if catchAll {
+			r.e.warn(path, "is never used: an earlier route matches every request")
+		}
+		rt := policyHTTPRoute(r.e, path, pr, d)
+		rt.Match = singleMatch(r.e, path+".match", pr.Match).reqs
+		add(path, rt, pr.Port)
+		if pr.Match == nil {
+			catchAll = true
+		}
+	}
+	if !catchAll {
+		add("", d.route(), nil)
+	}
+	if split {
+		r.e.warn("spec.ingress", "Service %q has %d ports: traffic from the gateway on routes without a port goes to the first, %d", r.svc.Name, len(r.svc.Spec.Ports), r.svc.Spec.Ports[0].Port)
+	}
+	checkRouteNames(r.e, vs.Spec.Http)
+	return vs
+}
+
+// onGateway restricts matches to one gateway ("mesh" for sidecars).
+func onGateway(matches []*networking.HTTPMatchRequest, gateway string) []*networking.HTTPMatchRequest {
+	if len(matches) == 0 {
+		return []*networking.HTTPMatchRequest{{Gateways: []string{gateway}}}
+	}
+	out := make([]*networking.HTTPMatchRequest, 0, len(matches))
+	for _, m := range matches {
+		m = cloneMsg(m)
+		m.Gateways = []string{gateway}
+		out = append(out, m)
+	}
+	return out
+}
+
+// destination is the Service, on the route's port when it has one: a single-port
+// Service needs none, and mesh traffic to a multi-port one keeps the port it was sent to.
+func (r *policyRenderer) destination(path string, port *int32) *networking.Destination {
+	d := &networking.Destination{Host: r.svc.Name}
+	ports := r.svc.Spec.Ports
+	switch {
+	case port != nil:
+		if !slices.ContainsFunc(ports, func(sp corev1.ServicePort) bool { return sp.Port == *port }) {
+			r.e.inconsistent(path, "%d is not a port of Service %q", *port, r.svc.Name)
+		}
+		d.Port = &networking.PortSelector{Number: uint32(*port)}
+	case len(ports) == 1:
+		d.Port = &networking.PortSelector{Number: uint32(ports[0].Port)}
+	}
+	return d
+}
+
+var resolutions = map[string]networking.ServiceEntry_Resolution{
+	"":     networking.ServiceEntry_DNS,
+	"DNS":  networking.ServiceEntry_DNS,
+	"NONE": networking.ServiceEntry_NONE,
+	// STATIC needs endpoints, which a MeshPolicy cannot give; see externalService.
+	"STATIC": networking.ServiceEntry_STATIC,
+}
+
+// externalService renders a ServiceEntry for an external dependency and, with TLS
+// origination, a DestinationRule per host, as in Istio's egress TLS origination task:
+// the plain-HTTP port the workload calls maps (targetPort) onto the TLS port, and the
+// DestinationRule originates TLS on it. A VirtualService rewriting the port, as older
+// versions of the task did, is not used: with it, TLS the workload originates itself on
+// the TLS port would be encrypted twice. Both are visible in the policy's namespace only
+// (exportTo "."), so that policies of other namespaces cannot collide on a host.
+func (r *policyRenderer) externalService(i int) (*networkingv1.ServiceEntry, []*networkingv1.DestinationRule) {
+	x := &r.p.Spec.ExternalServices[i]
+	path := fmt.Sprintf("spec.externalServices[%d]", i)
+	res, ok := resolutions[x.Resolution]
+	if !ok {
+		r.e.invalid(path+".resolution", "unknown resolution %q", x.Resolution)
+	}
+	if res == networking.ServiceEntry_STATIC {
+		r.e.inconsistent(path+".resolution", "STATIC needs endpoints, which a MeshPolicy cannot list: use DNS or NONE")
+	}
+	for j, h := range x.Hosts {
+		if res == networking.ServiceEntry_DNS && strings.HasPrefix(h, "*") {
+			r.e.inconsistent(fmt.Sprintf("%s.hosts[%d]", path, j), "%q: a wildcard host cannot be resolved by DNS; use resolution NONE", h)
+		}
+	}
+	if len(x.Hosts) == 0 {
+		r.e.invalid(path+".hosts", "at least one host is required")
+	}
+	se := &networkingv1.ServiceEntry{
+		TypeMeta:   metav1.TypeMeta{APIVersion: networkingv1.SchemeGroupVersion.String(), Kind: "ServiceEntry"},
+		ObjectMeta: r.meta(r.p.Name + "-" + x.Name),
+	}
+	se.Spec.Hosts = slices.Clone(x.Hosts)
+	// MESH_EXTERNAL is the enum's zero: it vanishes from the JSON, and Istio reads the
+	// missing location as MESH_EXTERNAL.
+	se.Spec.Location = networking.ServiceEntry_MESH_EXTERNAL
+	se.Spec.Resolution = res
+	se.Spec.ExportTo = []string{"."}
+	names := map[string]bool{}
+	numbers := map[int32]bool{}
+	for j, port := range x.Ports {
+		pp := fmt.Sprintf("%s.ports[%d]", path, j)
+		name := port.Name
+		if name == "" {
+			name = strings.ToLower(port.Protocol) + "-" + strconv.Itoa(int(port.Number))
+		}
+		if port.Number < 1 || port.Number > 65535 {
+			r.e.invalid(pp+".number", "%d is not a port", port.Number)
+		}
+		if numbers[port.Number] {
+			r.e.invalid(pp+".number", "port %d is listed twice", port.Number)
+		}
+		if names[name] {
+			r.e.invalid(pp+".name", "port name %q is used twice", name)
+		}
+		names[name], numbers[port.Number] = true, true
+		se.Spec.Ports = append(se.Spec.Ports, &networking.ServicePort{Number: uint32(port.Number), Protocol: port.Protocol, Name: name})
+	}
+	t := x.TLSOrigination
+	if t == nil {
+		return se, nil
+	}
+	tp := path + ".tlsOrigination"
+	if res == networking.ServiceEntry_NONE {
+		r.e.inconsistent(tp, "needs resolution DNS: with NONE the port mapping to the TLS port is not applied")
+	}
+	tlsIdx := slices.IndexFunc(x.Ports, func(p meshv1.ExternalPort) bool { return p.Protocol == "HTTPS" || p.Protocol == "TLS" })
+	if tlsIdx < 0 {
+		r.e.inconsistent(tp, "needs a port with protocol HTTPS or TLS to originate TLS to")
+		return se, nil
+	}
+	tlsPort := uint32(x.Ports[tlsIdx].Number)
+	if t.Port < 1 || t.Port > 65535 {
+		r.e.invalid(tp+".port", "%d is not a port", t.Port)
+		return se, nil
+	}
+	if uint32(t.Port) == tlsPort {
+		r.e.inconsistent(tp+".port", "%d is the TLS port itself; name the plain HTTP port the workload calls", t.Port)
+		return se, nil
+	}
+	plainIdx := slices.IndexFunc(x.Ports, func(p meshv1.ExternalPort) bool { return p.Number == t.Port })
+	switch {
+	case plainIdx < 0:
+		name := "http-" + strconv.Itoa(int(t.Port))
+		if names[name] {
+			r.e.invalid(tp+".port", "the generated port name %q is already used", name)
+		}
+		se.Spec.Ports = append(se.Spec.Ports, &networking.ServicePort{Number: uint32(t.Port), Protocol: "HTTP", Name: name, TargetPort: tlsPort})
+	case x.Ports[plainIdx].Protocol != "HTTP":
+		r.e.inconsistent(tp+".port", "port %d has protocol %s; TLS origination needs the workload to speak HTTP to it", t.Port, x.Ports[plainIdx].Protocol)
+	default:
+		se.Spec.Ports[plainIdx].TargetPort = tlsPort
+	}
+	var drs []*networkingv1.DestinationRule
+	for j, h := range x.Hosts {
+		name := r.p.Name + "-" + x.Name
+		if len(x.Hosts) > 1 {
+			name += "-" + strconv.Itoa(j)
+		}
+		sni := t.SNI
+		if sni == "" {
+			sni = h
+		}
+		dr := &networkingv1.DestinationRule{
+			TypeMeta:   metav1.TypeMeta{APIVersion: networkingv1.SchemeGroupVersion.String(), Kind: "DestinationRule"},
+			ObjectMeta: r.meta(name),
+		}
+		dr.Spec.Host = h
+		dr.Spec.ExportTo = []string{"."}
+		dr.Spec.TrafficPolicy = &networking.TrafficPolicy{
+			PortLevelSettings: []*networking.TrafficPolicy_PortTrafficPolicy{{
+				Port: &networking.PortSelector{Number: uint32(t.Port)},
+				Tls:  &networking.ClientTLSSettings{Mode: networking.ClientTLSSettings_SIMPLE, Sni: sni},
+			}},
+		}
+		drs = append(drs, dr)
+	}
+	return se, drs
+}
+
+func (r *policyRenderer) ingressHosts() []string {
+	var out []string
+	for _, h := range r.p.Spec.Ingress.Hosts {
+		// Only VirtualServices of the policy's namespace may bind these hosts.
+		out = append(out, r.p.Namespace+"/"+h)
+	}
+	return out
+}
+
+func (r *policyRenderer) gateway() *networkingv1.Gateway {
+	in := r.p.Spec.Ingress
+	if in == nil {
+		return nil
+	}
+	if len(in.Gateway.Selector) == 0 {
+		r.e.invalid("spec.ingress.gateway.selector", "a gateway selector is required")
+	}
+	if len(in.Hosts) == 0 {
+		r.e.invalid("spec.ingress.hosts", "at least one host is required")
+	}
+	g := &networkingv1.Gateway{
+		TypeMeta: metav1.TypeMeta{APIVersion: networkingv1.SchemeGroupVersion.String(), Kind: "Gateway"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      GatewayName(r.p),
+			Namespace: GatewayNamespace(r.p),
+			Labels:    OwnerLabels(KindMeshPolicy, r.p.Namespace, r.p.Name),
+		},
+	}
+	g.Spec.Selector = copyMap(in.Gateway.Selector)
+	https := in.TLS != nil && r.opts.CertificateReady
+	plain := &networking.Server{
+		Port:  &networking.Port{Number: 80, Name: "http", Protocol: "HTTP"},
+		Hosts: r.ingressHosts(),
+	}
+	if https && in.TLS.HTTPSRedirect {
+		plain.Tls = &networking.ServerTLSSettings{HttpsRedirect: true}
+	}
+	g.Spec.Servers = append(g.Spec.Servers, plain)
+	if https {
+		g.Spec.Servers = append(g.Spec.Servers, &networking.Server{
+			Port:  &networking.Port{Number: 443, Name: "https", Protocol: "HTTPS"},
+			Hosts: r.ingressHosts(),
+			Tls: &networking.ServerTLSSettings{
+				Mode:           networking.ServerTLSSettings_SIMPLE,
+				CredentialName: CertificateSecretName(r.p),
+			},
+		})
+	}
+	return g
+}
+
+func (r *policyRenderer) certificate() *certmanagerv1.Certificate {
+	in := r.p.Spec.Ingress
+	if in == nil || in.TLS == nil {
+		return nil
+	}
+	ref := in.TLS.IssuerRef
+	if ref.Name == "" {
+		r.e.invalid("spec.ingress.tls.issuerRef.name", "is required")
+	}
+	// No cert-manager webhook defaults these on apply: set them explicitly.
+	if ref.Kind == "" {
+		ref.Kind = "Issuer"
+	}
+	if ref.Group == "" {
+		ref.Group = "cert-manager.io"
+	}
+	if ref.Kind == "Issuer" && GatewayNamespace(r.p) != r.p.Namespace {
+		r.e.warn("spec.ingress.tls.issuerRef", "an Issuer is namespaced: %q must exist in the gateway's namespace %q", ref.Name, GatewayNamespace(r.p))
+	}
+	return &certmanagerv1.Certificate{
+		TypeMeta: metav1.TypeMeta{APIVersion: certmanagerv1.SchemeGroupVersion.String(), Kind: "Certificate"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      GatewayName(r.p),
+			Namespace: GatewayNamespace(r.p),
+			Labels:    OwnerLabels(KindMeshPolicy, r.p.Namespace, r.p.Name),
+		},
+		Spec: certmanagerv1.CertificateSpec{
+			SecretName: CertificateSecretName(r.p),
+			DNSNames:   slices.Clone(in.Hosts),
+			IssuerRef:  cmmeta.IssuerReference{Name: ref.Name, Kind: ref.Kind, Group: ref.Group},
+		},
+	}
+}
+
+func (r *policyRenderer) telemetries() []*telemetryv1.Telemetry {
+	t := r.p.Spec.Telemetry
+	if t == nil || (t.Tracing == nil && t.AccessLogging == nil) {
+		return nil
+	}
+	var spec telemetry.Telemetry
+	if t.Tracing != nil {
+		checkPercentage(r.e, "spec.telemetry.tracing.samplingPercentage", t.Tracing.SamplingPercentage)
+		spec.Tracing = []*telemetry.Tracing{{RandomSamplingPercentage: wrapperspb.Double(t.Tracing.SamplingPercentage)}}
+	}
+	if t.AccessLogging != nil {
+		if *t.AccessLogging {
+			spec.AccessLogging = []*telemetry.AccessLogging{{Providers: []*telemetry.ProviderRef{{Name: "envoy"}}}}
+		} else {
+			spec.AccessLogging = []*telemetry.AccessLogging{{Disabled: wrapperspb.Bool(true)}}
+		}
+	}
+	var out []*telemetryv1.Telemetry
+	for _, w := range r.workloads() {
+		tm := &telemetryv1.Telemetry{
+			TypeMeta:   metav1.TypeMeta{APIVersion: telemetryv1.SchemeGroupVersion.String(), Kind: "Telemetry"},
+			ObjectMeta: r.meta(w.name),
+		}
+		tm.Spec.Selector = cloneMsg(w.selector)
+		for _, x := range spec.Tracing {
+			tm.Spec.Tracing = append(tm.Spec.Tracing, cloneMsg(x))
+		}
+		for _, x := range spec.AccessLogging {
+			tm.Spec.AccessLogging = append(tm.Spec.AccessLogging, cloneMsg(x))
+		}
+		out = append(out, tm)
+	}
+	return out
+}
