@@ -2,7 +2,12 @@
 package controllers
 
 import (
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	"canopy.dev/canopy/internal/analysis"
+	"canopy.dev/canopy/internal/hooks"
+	"canopy.dev/canopy/internal/mesh"
 )
 
 // Config is what the reconcilers take from the operator's flags.
@@ -12,9 +17,30 @@ type Config struct {
 	AllowCrossNamespace     bool
 	WebhookAllowedHosts     []string
 	WebhookAllowedCIDRs     []string
+
+	// Analyzer and Hooks replace the Prometheus analyzer and the HTTP webhook caller; tests
+	// set them to feed the analysis. Clock replaces the real clock.
+	Analyzer analysis.Analyzer
+	Hooks    hooks.Caller
+	Clock    clock.PassiveClock
 }
 
 // Setup registers every controller with the manager.
 func Setup(mgr ctrl.Manager, cfg Config) error {
-	return nil
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	if cfg.MaxConcurrentReconciles < 1 {
+		cfg.MaxConcurrentReconciles = 1
+	}
+	applier := &mesh.Applier{Client: mgr.GetClient(), Reader: mgr.GetClient()}
+	canaries := &CanaryReconciler{
+		Client:   mgr.GetClient(),
+		Applier:  applier,
+		Recorder: mgr.GetEventRecorder("canopy"),
+		Analyzer: cfg.Analyzer,
+		Hooks:    cfg.Hooks,
+		Clock:    cfg.Clock,
+	}
+	return canaries.SetupWithManager(mgr, cfg.MaxConcurrentReconciles)
 }

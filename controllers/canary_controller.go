@@ -1,0 +1,355 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/analysis"
+	"canopy.dev/canopy/internal/hooks"
+	"canopy.dev/canopy/internal/mesh"
+	"canopy.dev/canopy/internal/progress"
+	"canopy.dev/canopy/internal/render"
+	"canopy.dev/canopy/internal/workload"
+)
+
+// CanaryFinalizer lets canopy clean up (and, with revertOnDeletion, route traffic back to the
+// target) before a Canary goes away.
+const CanaryFinalizer = "mesh.canopy.dev/finalizer"
+
+// indexTarget indexes Canaries by the name of their target Deployment.
+const indexTarget = "spec.targetRef.name"
+
+// CanaryReconciler runs the rollouts of Canaries.
+type CanaryReconciler struct {
+	client.Client
+	Applier  *mesh.Applier
+	Recorder events.EventRecorder
+	Analyzer analysis.Analyzer
+	Hooks    hooks.Caller
+	Clock    clock.PassiveClock
+}
+
+// +kubebuilder:rbac:groups=mesh.canopy.dev,resources=canaries,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=mesh.canopy.dev,resources=canaries/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=mesh.canopy.dev,resources=canaries/finalizers,verbs=update
+// +kubebuilder:rbac:groups=mesh.canopy.dev,resources=meshpolicies;metrictemplates,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=deployments/scale,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;destinationrules,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile moves one Canary's rollout forward by at most the steps that are due now.
+func (r *CanaryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	log := ctrl.LoggerFrom(ctx)
+	c := &meshv1.Canary{}
+	if err := r.Get(ctx, req.NamespacedName, c); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !c.DeletionTimestamp.IsZero() {
+		return r.finalize(ctx, c)
+	}
+	if !controllerutil.ContainsFinalizer(c, CanaryFinalizer) {
+		patch := client.MergeFrom(c.DeepCopy())
+		controllerutil.AddFinalizer(c, CanaryFinalizer)
+		if err := r.Patch(ctx, c, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding the finalizer: %w", err)
+		}
+	}
+
+	s := &canaryScope{canary: c, before: c.DeepCopy(), now: r.Clock.Now()}
+	defer func() {
+		if err := r.patchStatus(ctx, s); err != nil {
+			retErr = errors.Join(retErr, err)
+		}
+	}()
+
+	for _, step := range []func(context.Context, *canaryScope) (bool, error){
+		r.loadWorkloads,
+		r.observe,
+		r.decide,
+		r.applyWorkload,
+		r.applyRouting,
+	} {
+		done, err := step(ctx, s)
+		if err != nil {
+			s.fail(err)
+			return ctrl.Result{}, err
+		}
+		if done {
+			break
+		}
+	}
+	r.announce(ctx, s)
+	if s.decision != nil {
+		log.V(1).Info("Reconciled", "phase", s.decision.Status.Phase, "weight", s.decision.Status.CanaryWeight, "requeueAfter", s.decision.RequeueAfter)
+		return ctrl.Result{RequeueAfter: s.decision.RequeueAfter}, nil
+	}
+	return ctrl.Result{RequeueAfter: s.requeue}, nil
+}
+
+// canaryScope is what one reconcile of a Canary learns and decides.
+type canaryScope struct {
+	canary  *meshv1.Canary
+	before  *meshv1.Canary
+	now     time.Time
+	target  *appsv1.Deployment
+	primary *appsv1.Deployment
+	apex    *corev1.Service
+	policy  *meshv1.MeshPolicy
+	obs     progress.Observation
+
+	decision *progress.Decision
+	// requeue is used when the reconcile stops before a decision (e.g. the target is missing).
+	requeue time.Duration
+	// stalled is set when the spec cannot be acted on; it is shown in status.
+	stalled *meshv1.CanaryStatus
+}
+
+// loadWorkloads reads the target Deployment, the primary and the apex Service from the cache.
+func (r *CanaryReconciler) loadWorkloads(ctx context.Context, s *canaryScope) (bool, error) {
+	c := s.canary
+	ns := c.Namespace
+	s.target = &appsv1.Deployment{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: c.Spec.TargetRef.Name}, s.target); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return true, fmt.Errorf("reading the target Deployment: %w", err)
+		}
+		s.target = nil
+		s.setNotReady(meshv1.ReasonTargetNotFound, fmt.Sprintf("Deployment %s/%s does not exist", ns, c.Spec.TargetRef.Name), false)
+		return true, nil
+	}
+	s.primary = &appsv1.Deployment{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: render.PrimaryName(c.Spec.TargetRef.Name)}, s.primary); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return true, fmt.Errorf("reading the primary Deployment: %w", err)
+		}
+		s.primary = nil
+	}
+	s.apex = &corev1.Service{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: c.Spec.TargetRef.Name}, s.apex); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return true, fmt.Errorf("reading the apex Service: %w", err)
+		}
+		s.apex = nil
+	}
+	policies := &meshv1.MeshPolicyList{}
+	if err := r.List(ctx, policies, client.InNamespace(ns)); err != nil {
+		return true, fmt.Errorf("listing MeshPolicies: %w", err)
+	}
+	for i := range policies.Items {
+		if p := &policies.Items[i]; p.Spec.TargetRef.Name == c.Spec.TargetRef.Name && p.DeletionTimestamp.IsZero() {
+			s.policy = p
+			break
+		}
+	}
+	return false, nil
+}
+
+// observe turns what was read into the progression's observation and runs what it needs:
+// the due checks, the check-like webhooks and the gates.
+func (r *CanaryReconciler) observe(ctx context.Context, s *canaryScope) (bool, error) {
+	c := s.canary
+	obs := progress.Observation{
+		TargetRevision: render.Revision(&s.target.Spec.Template),
+		Request:        c.Annotations[meshv1.AnnotationRequest],
+	}
+	if s.primary != nil {
+		obs.PrimaryReady, _ = workload.Ready(s.primary)
+		obs.PrimaryRevision = s.primary.Annotations[render.AnnotationRevision]
+	}
+	if workload.Replicas(s.target) > 0 {
+		obs.CanaryReady, _ = workload.Ready(s.target)
+	}
+	needs := progress.Plan(&c.Spec, &c.Status, obs, s.now)
+	if needs.RunChecks && r.Analyzer != nil {
+		obs.Checks = r.Analyzer.Run(ctx, c)
+	} else if needs.RunChecks {
+		obs.Checks = []meshv1.CheckStatus{}
+	}
+	for _, t := range needs.Hooks {
+		for _, h := range webhooksOf(c, t) {
+			obs.Checks = append(obs.Checks, r.callCheckHook(ctx, s, h))
+		}
+	}
+	for _, t := range needs.Gates {
+		for _, h := range webhooksOf(c, t) {
+			obs.Gates = append(obs.Gates, r.callGate(ctx, s, h))
+		}
+	}
+	s.obs = obs
+	return false, nil
+}
+
+// decide runs the progression.
+func (r *CanaryReconciler) decide(_ context.Context, s *canaryScope) (bool, error) {
+	d := progress.Step(&s.canary.Spec, s.canary.Status, s.obs, s.now)
+	s.decision = &d
+	return false, nil
+}
+
+// applyWorkload makes the primary and the target Deployments what the decision says.
+func (r *CanaryReconciler) applyWorkload(ctx context.Context, s *canaryScope) (bool, error) {
+	c, d := s.canary, s.decision
+	w := d.Workload
+	if w.Initialize || w.PromotePrimary {
+		var replicas *int32
+		switch {
+		case c.Spec.AutoscalerRef != nil:
+		case s.primary == nil || w.Initialize:
+			n := workload.Replicas(s.target)
+			if n == 0 && s.primary != nil {
+				n = workload.Replicas(s.primary)
+			}
+			replicas = &n
+		default:
+			n := workload.Replicas(s.primary)
+			replicas = &n
+		}
+		if replicas != nil && *replicas == 0 {
+			*replicas = 1
+		}
+		primary, err := render.Primary(c, s.target, replicas)
+		if err != nil {
+			return true, r.invalid(s, err)
+		}
+		if err := r.apply(ctx, c, primary); err != nil {
+			return true, err
+		}
+	}
+	switch {
+	case w.ScaleTargetToZero:
+		if err := workload.Scale(ctx, r.Client, s.target, 0); err != nil {
+			return true, err
+		}
+	case w.CanaryScaledUp:
+		n := int32(1)
+		if s.primary != nil {
+			n = max(workload.Replicas(s.primary), 1)
+		}
+		if err := workload.Scale(ctx, r.Client, s.target, n); err != nil {
+			return true, err
+		}
+	}
+	return false, nil
+}
+
+// applyRouting renders and applies the Services, DestinationRules and VirtualService.
+func (r *CanaryReconciler) applyRouting(ctx context.Context, s *canaryScope) (bool, error) {
+	c, rt := s.canary, s.decision.Routing
+	set, err := render.CanaryObjects(c, s.target, render.Weights{
+		Primary: rt.PrimaryWeight, Canary: rt.CanaryWeight, Match: rt.Match, Mirror: rt.Mirror, MirrorWeight: rt.MirrorWeight,
+	}, s.policy)
+	if err != nil {
+		return true, r.invalid(s, err)
+	}
+	adopted := s.apex != nil && !metav1.IsControlledBy(s.apex, c)
+	for _, obj := range set.Routing() {
+		o := obj.(client.Object)
+		if svc, ok := o.(*corev1.Service); ok && svc.Name == c.Spec.TargetRef.Name && adopted {
+			// A Service the user already had is taken over but not owned: deleting the
+			// Canary must not garbage-collect it.
+			if err := r.applyUnowned(ctx, o); err != nil {
+				return true, err
+			}
+			continue
+		}
+		if err := r.apply(ctx, c, o); err != nil {
+			return true, err
+		}
+	}
+	s.decision.Status.ServiceAdopted = adopted
+	return false, nil
+}
+
+func (r *CanaryReconciler) apply(ctx context.Context, owner client.Object, obj client.Object) error {
+	if err := controllerutil.SetControllerReference(owner, obj, r.Scheme()); err != nil {
+		return err
+	}
+	return r.applyUnowned(ctx, obj)
+}
+
+func (r *CanaryReconciler) applyUnowned(ctx context.Context, obj client.Object) error {
+	_, err := r.Applier.Apply(ctx, obj)
+	return err
+}
+
+// invalid marks the Canary stalled on a spec the renderer refused; no retry helps until the
+// spec changes, so the error is terminal.
+func (r *CanaryReconciler) invalid(s *canaryScope, err error) error {
+	s.setNotReady(meshv1.ReasonInvalidSpec, err.Error(), true)
+	s.decision = nil
+	return reconcile.TerminalError(err)
+}
+
+// SetupWithManager registers the controller and its watches.
+func (r *CanaryReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &meshv1.Canary{}, indexTarget, func(o client.Object) []string {
+		return []string{o.(*meshv1.Canary).Spec.TargetRef.Name}
+	}); err != nil {
+		return err
+	}
+	byTarget := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		return r.canariesFor(ctx, o.GetNamespace(), o.GetName())
+	})
+	byPolicy := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		return r.canariesFor(ctx, o.GetNamespace(), o.(*meshv1.MeshPolicy).Spec.TargetRef.Name)
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&meshv1.Canary{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Owns(&appsv1.Deployment{}).
+		Owns(&corev1.Service{}).
+		Owns(&istionetv1.VirtualService{}).
+		Owns(&istionetv1.DestinationRule{}).
+		Watches(&appsv1.Deployment{}, byTarget).
+		Watches(&corev1.Service{}, byTarget).
+		Watches(&meshv1.MeshPolicy{}, byPolicy).
+		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
+		Named("canary").
+		Complete(r)
+}
+
+// canariesFor finds the Canaries whose target (and apex Service) is name.
+func (r *CanaryReconciler) canariesFor(ctx context.Context, namespace, name string) []reconcile.Request {
+	list := &meshv1.CanaryList{}
+	if err := r.List(ctx, list, client.InNamespace(namespace), client.MatchingFields{indexTarget: name}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing Canaries for a watched object", "object", klog.KRef(namespace, name))
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return out
+}
+
+func webhooksOf(c *meshv1.Canary, t meshv1.WebhookType) []meshv1.CanaryWebhook {
+	var out []meshv1.CanaryWebhook
+	for _, h := range c.Spec.Analysis.Webhooks {
+		if h.Type == t {
+			out = append(out, h)
+		}
+	}
+	return out
+}

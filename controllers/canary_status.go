@@ -1,0 +1,145 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/hooks"
+)
+
+// status is the one status this reconcile writes: the decision's when there is one, else the
+// old status with the conditions the reconcile set on the way.
+func (s *canaryScope) status() meshv1.CanaryStatus {
+	st := s.canary.Status
+	if s.decision != nil {
+		st = s.decision.Status
+	}
+	gen := s.canary.Generation
+	if s.decision != nil {
+		st.ObservedGeneration = gen
+	}
+	for i := range st.Conditions {
+		st.Conditions[i].ObservedGeneration = gen
+	}
+	return st
+}
+
+// patchStatus writes the status once, and only when it changed.
+func (r *CanaryReconciler) patchStatus(ctx context.Context, s *canaryScope) error {
+	st := s.status()
+	if equality.Semantic.DeepEqual(st, s.before.Status) {
+		return nil
+	}
+	s.canary.Status = st
+	if err := r.Status().Patch(ctx, s.canary, client.MergeFrom(s.before)); err != nil {
+		return fmt.Errorf("writing the status: %w", err)
+	}
+	return nil
+}
+
+// setNotReady reports a problem that keeps the Canary from progressing. stalled marks a
+// problem only a change of the spec can fix.
+func (s *canaryScope) setNotReady(reason, message string, stalled bool) {
+	st := &s.canary.Status
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: meshv1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: message})
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: meshv1.ConditionStalled, Status: boolCondition(stalled), Reason: reason, Message: message})
+	if stalled {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: meshv1.ConditionReconciling, Status: metav1.ConditionFalse, Reason: reason, Message: message})
+	}
+}
+
+// fail drops the decision of a reconcile that could not be carried out, so that the status
+// keeps describing what is in force, and says why.
+func (s *canaryScope) fail(err error) {
+	if s.decision == nil && meta.IsStatusConditionTrue(s.canary.Status.Conditions, meshv1.ConditionStalled) {
+		return
+	}
+	s.decision = nil
+	s.setNotReady(meshv1.ReasonApplyFailed, err.Error(), false)
+}
+
+func boolCondition(b bool) metav1.ConditionStatus {
+	if b {
+		return metav1.ConditionTrue
+	}
+	return metav1.ConditionFalse
+}
+
+// announce records the decision's events and calls the notification webhooks.
+func (r *CanaryReconciler) announce(ctx context.Context, s *canaryScope) {
+	if s.decision == nil {
+		return
+	}
+	c, d := s.canary, s.decision
+	for _, e := range d.Events {
+		r.Recorder.Eventf(c, nil, e.Type, e.Reason, e.Reason, "%s", e.Message)
+	}
+	for _, t := range d.Notify {
+		for _, h := range webhooksOf(c, t) {
+			if t == meshv1.WebhookEvent {
+				for _, e := range d.Events {
+					r.notify(ctx, s, h, e.Message)
+				}
+				continue
+			}
+			r.notify(ctx, s, h, "")
+		}
+	}
+}
+
+func (r *CanaryReconciler) payload(s *canaryScope, h meshv1.CanaryWebhook, message string) hooks.Payload {
+	st := s.canary.Status
+	if s.decision != nil {
+		st = s.decision.Status
+	}
+	return hooks.Payload{
+		Name: s.canary.Name, Namespace: s.canary.Namespace, Phase: st.Phase, Weight: st.CanaryWeight,
+		Revision: st.CurrentRevision, Type: h.Type, Message: message, Metadata: h.Metadata,
+	}
+}
+
+func (r *CanaryReconciler) notify(ctx context.Context, s *canaryScope, h meshv1.CanaryWebhook, message string) {
+	if r.Hooks == nil {
+		return
+	}
+	if err := r.Hooks.Call(ctx, h, r.payload(s, h, message)); err != nil {
+		ctrl.LoggerFrom(ctx).Info("Notification webhook failed", "webhook", h.Name, "type", h.Type, "error", err.Error())
+	}
+}
+
+// callCheckHook calls a pre-rollout or rollout webhook; its answer is judged like a check.
+func (r *CanaryReconciler) callCheckHook(ctx context.Context, s *canaryScope, h meshv1.CanaryWebhook) meshv1.CheckStatus {
+	now := metav1.NewTime(s.now)
+	res := meshv1.CheckStatus{Name: h.Name, Outcome: meshv1.OutcomePass, Threshold: "2xx", LastMeasured: &now}
+	if err := r.callHook(ctx, s, h); err != nil {
+		res.Outcome, res.Message = meshv1.OutcomeFail, err.Error()
+	}
+	return res
+}
+
+// callGate calls a confirm-* webhook: the gate is open when it answers 2xx.
+func (r *CanaryReconciler) callGate(ctx context.Context, s *canaryScope, h meshv1.CanaryWebhook) meshv1.GateStatus {
+	now := metav1.NewTime(s.now)
+	g := meshv1.GateStatus{Name: h.Name, Type: h.Type, Open: true, LastAttempt: &now}
+	if err := r.callHook(ctx, s, h); err != nil {
+		g.Open, g.Message = false, err.Error()
+	}
+	return g
+}
+
+var errNoCaller = errors.New("no webhook caller is configured")
+
+func (r *CanaryReconciler) callHook(ctx context.Context, s *canaryScope, h meshv1.CanaryWebhook) error {
+	if r.Hooks == nil {
+		return errNoCaller
+	}
+	return r.Hooks.Call(ctx, h, r.payload(s, h, ""))
+}
