@@ -26,13 +26,14 @@ type analysis struct {
 	newHold bool
 }
 
-// evaluate judges this reconcile's results of the expected checks and stores them in the
-// status. A check that was expected but not reported counts as an Error outcome.
-func (m *machine) evaluate(expected []expectedCheck) analysis {
+// evaluate judges this reconcile's results of the expected checks (the metrics when metrics,
+// and the webhooks of type hook) and stores them in the status. A check that was expected but
+// not reported counts as an Error outcome.
+func (m *machine) evaluate(expected []expectedCheck, metrics bool, hook meshv1.WebhookType) analysis {
 	if len(expected) == 0 {
 		return analysis{verdict: passed}
 	}
-	if m.obs.Checks == nil || m.checksUsed {
+	if m.obs.Checks == nil || m.checksUsed || !m.mayUse(metrics, hook, "") {
 		return analysis{verdict: notRun}
 	}
 	m.checksUsed = true
@@ -93,7 +94,7 @@ func (m *machine) gate(t meshv1.WebhookType) (open, reported bool) {
 		return true, true
 	}
 	m.needGate(t)
-	if m.gatesUsed[t] {
+	if m.gatesUsed[t] || !m.mayUse(false, "", t) {
 		return false, false
 	}
 	open = true

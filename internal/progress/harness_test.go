@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -74,11 +75,13 @@ type rollout struct {
 	gateOpen map[string]bool
 
 	last      Decision
+	lastAt    time.Time // when last was decided
 	events    []Event
 	notified  []meshv1.WebhookType
-	weights   []int32   // canary weight, each time it changed
-	routings  []Routing // routing, each time it changed
-	checkRuns int       // reconciles that ran the metrics
+	weights   []int32        // canary weight, each time it changed
+	routings  []Routing      // routing, each time it changed
+	checkRuns int            // reconciles that ran the metrics
+	hookCalls map[string]int // calls of each check-like webhook
 	reconcile int
 	trace     []string
 }
@@ -91,6 +94,7 @@ func newRollout(t *testing.T, spec meshv1.CanarySpec) *rollout {
 		world:       world{target: "v1", targetUp: true, targetSince: t0.Add(-time.Hour), canaryDelay: 20 * time.Second, primaryDelay: 30 * time.Second},
 		hookOutcome: map[string]meshv1.CheckOutcome{},
 		gateOpen:    map[string]bool{},
+		hookCalls:   map[string]int{},
 	}
 	r.step()
 	r.waitFor("initialized", func() bool { return r.status.Phase == meshv1.PhaseInitialized && !r.world.targetUp }, time.Hour)
@@ -158,7 +162,7 @@ func (r *rollout) step() {
 
 	r.status = persisted(d.Status) // what a fresh operator would read back
 	r.world.apply(d.Workload, r.now)
-	r.last = d
+	r.last, r.lastAt = d, r.now
 	r.events = append(r.events, d.Events...)
 	r.notified = append(r.notified, d.Notify...)
 	if len(r.routings) == 0 || r.routings[len(r.routings)-1] != d.Routing {
@@ -169,6 +173,11 @@ func (r *rollout) step() {
 	}
 	if needs.RunChecks {
 		r.checkRuns++
+	}
+	for _, h := range r.spec.Analysis.Webhooks {
+		if slices.Contains(needs.Hooks, h.Type) {
+			r.hookCalls[h.Name]++
+		}
 	}
 	r.trace = append(r.trace, fmt.Sprintf("%s +%-6s %-12s w=%-3d step=%d it=%d failed=%d needs=%+v requeue=%s %s",
 		r.now.Format("15:04:05"), r.now.Sub(t0), d.Status.Phase, d.Routing.CanaryWeight, d.Status.StepIndex, d.Status.Iterations,
@@ -281,7 +290,11 @@ func (r *rollout) nextReconcile() time.Time {
 		}
 	}
 	if r.last.RequeueAfter > 0 {
-		sooner(r.now.Add(r.last.RequeueAfter))
+		due := r.lastAt.Add(r.last.RequeueAfter)
+		if !due.After(r.now) && r.lastAt.Before(r.now) {
+			return r.now // overdue: the clock was moved on without reconciling
+		}
+		sooner(due)
 	}
 	if r.world.targetUp && !r.world.canaryDown {
 		sooner(r.world.canaryReadyAt())
@@ -389,10 +402,11 @@ func persisted(st meshv1.CanaryStatus) meshv1.CanaryStatus {
 	return out
 }
 
+// sameDecision compares decisions as they are applied and stored: a nil list and an empty
+// one are the same status.
 func sameDecision(a, b Decision) bool {
-	sa, _ := json.Marshal(persisted(a.Status))
-	sb, _ := json.Marshal(persisted(b.Status))
-	return string(sa) == string(sb) && a.Routing == b.Routing && a.Workload == b.Workload && a.RequeueAfter == b.RequeueAfter
+	return equality.Semantic.DeepEqual(a.Status, b.Status) &&
+		a.Routing == b.Routing && a.Workload == b.Workload && a.RequeueAfter == b.RequeueAfter
 }
 
 func dump(d Decision) string {

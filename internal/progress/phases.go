@@ -210,22 +210,27 @@ func (m *machine) progressing() {
 	}
 
 	// Ask for the checks and the gate together, before either is consumed.
-	var expected []expectedCheck
+	var (
+		expected []expectedCheck
+		metrics  bool
+		hook     meshv1.WebhookType
+	)
 	switch {
 	case m.spec.SkipAnalysis:
 	case st.StepIndex == 0:
-		expected = m.spec.startChecks()
-		m.needChecks(false, meshv1.WebhookPreRollout)
+		expected, hook = m.spec.startChecks(), meshv1.WebhookPreRollout
 	default:
-		expected = m.spec.stepChecks()
-		m.needChecks(len(m.spec.Analysis.Metrics) > 0, meshv1.WebhookRollout)
+		expected, metrics, hook = m.spec.stepChecks(), len(m.spec.Analysis.Metrics) > 0, meshv1.WebhookRollout
+	}
+	if hook != "" {
+		m.needChecks(metrics, hook)
 	}
 	gateType := m.nextGate()
 	if gateType != "" {
 		m.needGate(gateType)
 	}
 
-	res := m.evaluate(expected)
+	res := m.evaluate(expected, metrics, hook)
 	if res.verdict == notRun {
 		m.reportProgress()
 		m.after(m.spec.poll())

@@ -28,7 +28,11 @@ func Plan(spec *meshv1.CanarySpec, st *meshv1.CanaryStatus, obs Observation, now
 // Step decides the next status, routing and workload from the current status, this
 // reconcile's observation and the time. It never mutates st.
 func Step(spec *meshv1.CanarySpec, st meshv1.CanaryStatus, obs Observation, now time.Time) Decision {
+	// Results are consumed only where Plan asked for them: where Step goes on from a
+	// transition Plan could not foresee (a gate that opened), it waits for the next reconcile.
+	needs := Plan(spec, &st, obs, now)
 	m := newMachine(spec, st, obs, now)
+	m.allowed = &needs
 	m.run()
 	return m.decision()
 }
@@ -49,6 +53,8 @@ type machine struct {
 
 	// changed records a transition in the current pass; run repeats until a pass has none.
 	changed bool
+	// allowed is what Plan asked for: Step consumes no other result (nil in Plan itself).
+	allowed *Needs
 	// checksUsed and gatesUsed make each result count once, however many passes run.
 	checksUsed bool
 	gatesUsed  map[meshv1.WebhookType]bool
@@ -171,6 +177,21 @@ func (m *machine) needChecks(metrics bool, hook meshv1.WebhookType) {
 	if m.spec.hasHooks(hook) && !slices.Contains(m.needs.Hooks, hook) {
 		m.needs.Hooks = append(m.needs.Hooks, hook)
 	}
+}
+
+// mayUse says whether Plan asked for the metrics (when metrics) and the webhooks of type hook.
+func (m *machine) mayUse(metrics bool, hook meshv1.WebhookType, gate meshv1.WebhookType) bool {
+	a := m.allowed
+	if a == nil {
+		return true
+	}
+	if metrics && !a.RunChecks {
+		return false
+	}
+	if hook != "" && m.spec.hasHooks(hook) && !slices.Contains(a.Hooks, hook) {
+		return false
+	}
+	return gate == "" || slices.Contains(a.Gates, gate)
 }
 
 func (m *machine) needGate(t meshv1.WebhookType) {
