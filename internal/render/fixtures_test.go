@@ -1,7 +1,6 @@
 package render
 
 import (
-	"encoding/json"
 	"reflect"
 	"testing"
 
@@ -10,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/yaml"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
@@ -62,7 +62,7 @@ func reviewsTarget() *appsv1.Deployment {
 }
 
 // asYAML is the object as it is applied, for golden comparisons and failure output.
-func asYAML(t *testing.T, obj Object) string {
+func asYAML(t testing.TB, obj Object) string {
 	t.Helper()
 	u, err := ToUnstructured(obj)
 	if err != nil {
@@ -87,7 +87,7 @@ func expectYAML(t *testing.T, obj Object, want string) {
 		t.Fatalf("bad want YAML: %v", err)
 	}
 	var w map[string]any
-	if err := json.Unmarshal(wantJSON, &w); err != nil {
+	if err := utiljson.Unmarshal(wantJSON, &w); err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(u.Object, w) {

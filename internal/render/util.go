@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 )
 
 // Object is what every rendered object is; it is the same method set as
@@ -97,8 +98,9 @@ func ToUnstructured(obj Object) (*unstructured.Unstructured, error) {
 	if err != nil {
 		return nil, fmt.Errorf("convert %T %s: %w", obj, obj.GetName(), err)
 	}
+	// Whole numbers become int64, as the API server and unstructured objects expect.
 	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
+	if err := utiljson.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("convert %T %s: %w", obj, obj.GetName(), err)
 	}
 	delete(m, "status")
