@@ -220,3 +220,7 @@ func deployment(name, image string, replicas int32) *appsv1.Deployment {
 		},
 	}
 }
+
+func reconcileRequest(ns, name string) ctrl.Request {
+	return ctrl.Request{NamespacedName: client.ObjectKey{Namespace: ns, Name: name}}
+}

@@ -1,0 +1,207 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+)
+
+func TestCanaryABTestingRoutesOnlyMatchingRequests(t *testing.T) {
+	h := newHarness(t)
+	h.initialize(reviewsCanary(meshv1.CanaryAnalysis{
+		Iterations: ptr.To[int32](2),
+		Match:      []meshv1.HTTPMatch{{Headers: map[string]meshv1.StringMatch{"x-canary": {Exact: ptr.To("insider")}}}},
+	}))
+	h.startRollout("reviews:v2")
+	http := h.virtualService().Spec.Http
+	if len(http) != 2 {
+		t.Fatalf("want an A/B route and a default route, got %d routes: %v", len(http), http)
+	}
+	ab := http[0]
+	if len(ab.Match) != 1 || ab.Match[0].Headers["x-canary"].GetExact() != "insider" {
+		t.Fatalf("first route should match x-canary: insider, got %v", ab.Match)
+	}
+	if len(ab.Route) != 1 || ab.Route[0].Destination.Host != "reviews-canary" {
+		t.Fatalf("matching requests should all go to the canary: %v", ab.Route)
+	}
+	h.expectWeights(100, 0) // everyone else stays on the primary
+
+	c := h.tick(time.Minute)
+	if c.Status.Iterations != 1 {
+		t.Fatalf("iterations %d after one passed check, want 1", c.Status.Iterations)
+	}
+	h.tick(time.Minute)
+	c = h.tick(time.Minute)
+	expectPhase(t, c, meshv1.PhasePromoting)
+}
+
+func TestCanaryMirrorsTraffic(t *testing.T) {
+	h := newHarness(t)
+	h.initialize(reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10), Mirror: true, MirrorWeight: ptr.To[int32](50)}))
+	h.startRollout("reviews:v2")
+	rt := h.virtualService().Spec.Http[0]
+	if rt.Mirror.GetHost() != "reviews-canary" || rt.MirrorPercentage.GetValue() != 50 {
+		t.Fatalf("route should mirror 50%% to reviews-canary, got mirror=%v percentage=%v", rt.Mirror, rt.MirrorPercentage)
+	}
+}
+
+func TestCanaryManualRequests(t *testing.T) {
+	h := newHarness(t)
+	h.initialize(reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10)}))
+	h.startRollout("reviews:v2")
+	h.expectWeights(90, 10)
+
+	h.annotate("reviews", meshv1.AnnotationRequest, "pause:1")
+	c := h.tick(5 * time.Minute)
+	if !c.Status.Paused {
+		t.Fatal("status.paused is false after a pause request")
+	}
+	h.expectWeights(90, 10)
+
+	h.annotate("reviews", meshv1.AnnotationRequest, "resume:1")
+	h.settle("reviews") // a resumed step observes a whole interval again
+	h.tick(time.Minute)
+	h.expectWeights(80, 20)
+
+	h.annotate("reviews", meshv1.AnnotationRequest, "promote:1")
+	c = h.settle("reviews")
+	expectPhase(t, c, meshv1.PhasePromoting)
+
+	// Abort on the next revision.
+	h.markReady("reviews-primary")
+	h.tick(time.Minute)
+	c = h.tick(time.Minute)
+	expectPhase(t, c, meshv1.PhaseSucceeded)
+	h.startRollout("reviews:v3")
+	h.annotate("reviews", meshv1.AnnotationRequest, "abort:1")
+	c = h.settle("reviews")
+	c = h.tick(time.Minute)
+	expectPhase(t, c, meshv1.PhaseFailed)
+	h.expectWeights(100, 0)
+	if c.Status.LastHandledRequest != "abort:1" {
+		t.Fatalf("lastHandledRequest %q, want abort:1", c.Status.LastHandledRequest)
+	}
+}
+
+func TestCanaryRepairsDrift(t *testing.T) {
+	h := newHarness(t)
+	h.initialize(reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10)}))
+	h.startRollout("reviews:v2")
+
+	// Someone edits the generated VirtualService and the primary Service by hand.
+	vs := h.virtualService()
+	vs.Spec.Http[0].Route[0].Weight, vs.Spec.Http[0].Route[1].Weight = 50, 50
+	if err := h.c.Update(t.Context(), vs); err != nil {
+		t.Fatal(err)
+	}
+	svc := &corev1.Service{}
+	if err := h.c.Get(t.Context(), client.ObjectKey{Namespace: h.ns, Name: "reviews-primary"}, svc); err != nil {
+		t.Fatal(err)
+	}
+	svc.Spec.Selector = map[string]string{"app": "something-else"}
+	if err := h.c.Update(t.Context(), svc); err != nil {
+		t.Fatal(err)
+	}
+	h.reconcile("reviews")
+	h.expectWeights(90, 10)
+	if err := h.c.Get(t.Context(), client.ObjectKey{Namespace: h.ns, Name: "reviews-primary"}, svc); err != nil {
+		t.Fatal(err)
+	}
+	if svc.Spec.Selector["app"] != "reviews-primary" {
+		t.Fatalf("primary Service selector not repaired: %v", svc.Spec.Selector)
+	}
+}
+
+func TestCanaryDeletionLeavesGarbageCollectionToOwnerReferences(t *testing.T) {
+	h := newHarness(t)
+	c := reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10)})
+	h.initialize(c)
+	h.deleteCanary()
+	for _, o := range []client.Object{
+		&istionetv1.VirtualService{}, &corev1.Service{}, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "reviews-primary"}},
+	} {
+		name := o.GetName()
+		if name == "" {
+			name = "reviews"
+		}
+		if err := h.c.Get(t.Context(), client.ObjectKey{Namespace: h.ns, Name: name}, o); err != nil {
+			t.Fatalf("%T %s: %v", o, name, err)
+		}
+		if len(o.GetOwnerReferences()) != 1 || o.GetOwnerReferences()[0].Kind != "Canary" {
+			t.Fatalf("%T %s should be owned by the Canary for garbage collection: %v", o, name, o.GetOwnerReferences())
+		}
+	}
+}
+
+func TestCanaryRevertOnDeletion(t *testing.T) {
+	h := newHarness(t)
+	c := reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10)})
+	c.Spec.RevertOnDeletion = true
+	h.initialize(c)
+	h.deleteCanary()
+	if n := ptr.Deref(h.deployment("reviews").Spec.Replicas, 0); n != 2 {
+		t.Fatalf("target scaled to %d on deletion, want the primary's 2", n)
+	}
+	h.markReady("reviews")
+	h.reconcileGone()
+	svc := &corev1.Service{}
+	if err := h.c.Get(t.Context(), client.ObjectKey{Namespace: h.ns, Name: "reviews"}, svc); err != nil {
+		t.Fatalf("the apex Service must stay: %v", err)
+	}
+	if svc.Spec.Selector["app"] != "reviews" || len(svc.OwnerReferences) != 0 {
+		t.Fatalf("apex Service should select the target's pods and be the user's again: selector %v owners %v", svc.Spec.Selector, svc.OwnerReferences)
+	}
+	for _, o := range []client.Object{
+		&istionetv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: "reviews"}},
+		&istionetv1.DestinationRule{ObjectMeta: metav1.ObjectMeta{Name: "reviews-primary"}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "reviews-canary"}},
+	} {
+		err := h.c.Get(t.Context(), client.ObjectKey{Namespace: h.ns, Name: o.GetName()}, o)
+		if !apierrors.IsNotFound(err) {
+			t.Fatalf("%T %s should be removed, got %v", o, o.GetName(), err)
+		}
+	}
+	// The primary Deployment goes too (envtest has no garbage collector, so this is ours).
+	if err := h.c.Get(t.Context(), client.ObjectKey{Namespace: h.ns, Name: "reviews-primary"}, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("primary Deployment should be removed, got %v", err)
+	}
+}
+
+// deleteCanary deletes the Canary and reconciles its finalizer once.
+func (h *harness) deleteCanary() {
+	h.t.Helper()
+	c := &meshv1.Canary{}
+	if err := h.c.Get(h.t.Context(), client.ObjectKey{Namespace: h.ns, Name: "reviews"}, c); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := h.c.Delete(h.t.Context(), c); err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := h.r.Reconcile(h.t.Context(), reconcileRequest(h.ns, "reviews")); err != nil {
+		h.t.Fatalf("reconcile on deletion: %v", err)
+	}
+}
+
+// reconcileGone reconciles until the Canary is gone.
+func (h *harness) reconcileGone() {
+	h.t.Helper()
+	for range 5 {
+		if _, err := h.r.Reconcile(h.t.Context(), reconcileRequest(h.ns, "reviews")); err != nil {
+			h.t.Fatalf("reconcile on deletion: %v", err)
+		}
+		err := h.c.Get(h.t.Context(), client.ObjectKey{Namespace: h.ns, Name: "reviews"}, &meshv1.Canary{})
+		if apierrors.IsNotFound(err) {
+			return
+		}
+	}
+	h.t.Fatal("the Canary is still there after its finalizer ran")
+}
