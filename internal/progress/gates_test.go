@@ -28,6 +28,7 @@ func TestConfirmRolloutHoldsANewRevisionUntilApproved(t *testing.T) {
 	if g := r.status.Gates[0]; g.Attempts != 11 || g.Open {
 		t.Fatalf("want the gate asked every minute, got %+v", g)
 	}
+	r.expectEvent(EventNormal, meshv1.ReasonWaitingForGate, "v2 waits for the confirm-rollout webhooks")
 
 	r.gateOpen["approve"] = true
 	r.wait(time.Minute)
@@ -56,6 +57,15 @@ func TestConfirmTrafficIncreaseHoldsEveryIncrease(t *testing.T) {
 
 	r.gateOpen["more"] = true
 	r.waitForWeight(50, 3*time.Minute)
+	waits := 0
+	for _, e := range r.events {
+		if e.Reason == meshv1.ReasonWaitingForGate {
+			waits++
+		}
+	}
+	if waits != 2 {
+		t.Fatalf("%d WaitingForGate events, want one at 0%% and one at 30%%", waits)
+	}
 	r.gateOpen["more"] = false // promotion is not a traffic increase
 	r.waitForPhase(meshv1.PhaseSucceeded, 5*time.Minute)
 	r.expectWeights(0, 10, 20, 30, 40, 50, 0)

@@ -45,7 +45,8 @@ func invariants(spec *meshv1.CanarySpec, before meshv1.CanaryStatus, d Decision)
 	}
 
 	// No step skipped or repeated: counters move by one, or start over with a new rollout.
-	restarted := !st.RolloutStarted.Equal(before.RolloutStarted)
+	restarted := !st.RolloutStarted.Equal(before.RolloutStarted) || st.CurrentRevision != before.CurrentRevision ||
+		(isIdle(before.Phase) && !isIdle(st.Phase))
 	for _, c := range []struct {
 		name          string
 		before, after int32

@@ -2,7 +2,9 @@ package progress
 
 import (
 	"fmt"
+	"strings"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
@@ -80,12 +82,7 @@ func (m *machine) idle() {
 }
 
 func (m *machine) promoted() *metav1.Condition {
-	for i := range m.st.Conditions {
-		if m.st.Conditions[i].Type == meshv1.ConditionPromoted {
-			return &m.st.Conditions[i]
-		}
-	}
-	return nil
+	return meta.FindStatusCondition(m.st.Conditions, meshv1.ConditionPromoted)
 }
 
 // startRollout begins delivering the target's revision from weight 0.
@@ -158,12 +155,16 @@ func (m *machine) waiting() {
 		m.after(m.until(last, m.spec.interval()))
 		return
 	}
+	wasClosed := m.closedGate(meshv1.WebhookConfirmRollout) != nil
 	open, reported := m.gate(meshv1.WebhookConfirmRollout)
 	switch {
 	case open:
 		m.enter(meshv1.PhaseProgressing)
 		m.normal(meshv1.ReasonProgressing, "Rollout of revision %s confirmed", st.CurrentRevision)
 	case reported:
+		if !wasClosed {
+			m.normal(meshv1.ReasonWaitingForGate, "Revision %s waits for the confirm-rollout webhooks", st.CurrentRevision)
+		}
 		m.waitingForGate(meshv1.WebhookConfirmRollout)
 		m.after(m.spec.interval())
 	default:
@@ -237,6 +238,7 @@ func (m *machine) progressing() {
 		return
 	}
 	open, reported := true, true
+	wasClosed := gateType != "" && m.closedGate(gateType) != nil
 	if gateType != "" {
 		open, reported = m.gate(gateType)
 	}
@@ -255,12 +257,16 @@ func (m *machine) progressing() {
 		return
 	}
 	if len(expected) > 0 {
+		results := make([]string, 0, len(st.Checks))
+		for _, c := range st.Checks {
+			results = append(results, describeCheck(c))
+		}
 		m.setCondition(meshv1.ConditionAnalysis, metav1.ConditionTrue, meshv1.ReasonCheckPassed,
-			fmt.Sprintf("%d checks passed at step %d", len(expected), st.StepIndex))
+			fmt.Sprintf("Passed at step %d: %s", st.StepIndex, strings.Join(results, ", ")))
 	}
 	if !open {
-		if g := m.closedGate(gateType); reported && g != nil && g.Attempts == 1 {
-			m.normal(meshv1.ReasonWaitingForGate, "Waiting for the %s webhook %s", gateType, g.Name)
+		if g := m.closedGate(gateType); reported && g != nil && !wasClosed {
+			m.normal(meshv1.ReasonWaitingForGate, "%s waits for the %s webhook %s", m.where(), gateType, g.Name)
 		}
 		m.reportProgress()
 		if reported {
@@ -424,11 +430,13 @@ func (m *machine) finalising() {
 }
 
 // rollBack routes all traffic back to the primary; markFailed records the revision as failed,
-// so that it is not tried again without a retry request.
+// so that it is not tried again without a retry request. A canary that never got any traffic
+// has nothing to drain: it fails at once.
 func (m *machine) rollBack(reason string, markFailed bool, format string, args ...any) {
 	st := &m.st
 	msg := fmt.Sprintf(format, args...)
-	m.enter(meshv1.PhaseRollingBack)
+	r := routingFor(m.spec, st)
+	served := r.CanaryWeight > 0 || r.Match || r.Mirror
 	st.CanaryWeight = 0
 	if markFailed {
 		st.LastFailedRevision = st.CurrentRevision
@@ -436,23 +444,32 @@ func (m *machine) rollBack(reason string, markFailed bool, format string, args .
 	m.setCondition(meshv1.ConditionPromoted, metav1.ConditionFalse, reason, msg)
 	m.fire(meshv1.WebhookRollback)
 	m.warning(reason, "%s", msg)
+	if served {
+		m.enter(meshv1.PhaseRollingBack)
+	} else {
+		m.fail()
+	}
 }
 
 // rollingBack lets traffic drain from the canary before it is scaled down.
 func (m *machine) rollingBack() {
 	st := &m.st
 	if m.elapsed(st.LastStepTime, m.spec.drain()) {
-		m.enter(meshv1.PhaseFailed)
-		m.fire(meshv1.WebhookPostRollout)
-		m.warning(meshv1.ReasonRolledBack, "Rolled back revision %s", st.CurrentRevision)
+		m.fail()
 		return
 	}
-	reason, msg := meshv1.ReasonRollingBack, "Routing all traffic to the primary"
+	msg := "Routing all traffic to the primary"
 	if c := m.promoted(); c != nil && c.Status == metav1.ConditionFalse {
 		msg = c.Message
 	}
-	m.busy(reason, "%s", msg)
+	m.busy(meshv1.ReasonRollingBack, "%s", msg)
 	m.after(m.until(st.LastStepTime, m.spec.drain()))
+}
+
+func (m *machine) fail() {
+	m.enter(meshv1.PhaseFailed)
+	m.fire(meshv1.WebhookPostRollout)
+	m.warning(meshv1.ReasonRolledBack, "Rolled back revision %s", m.st.CurrentRevision)
 }
 
 func lowerFirst(s string) string {

@@ -16,7 +16,7 @@ import (
 // uses only what Plan asked for, and never passes a closed gate.
 
 func TestPropertiesOfRandomRollouts(t *testing.T) {
-	seeds := 150
+	seeds := 100
 	if testing.Short() {
 		seeds = 20
 	}

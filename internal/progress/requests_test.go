@@ -44,6 +44,23 @@ func TestAbortRollsBackAndRemembersTheRevision(t *testing.T) {
 	r.expectCondition(meshv1.ConditionStalled, metav1.ConditionTrue, meshv1.ReasonAborted)
 }
 
+func TestAbortWhileWaitingForApprovalNeverStartsTheCanary(t *testing.T) {
+	r := newRollout(t, withWebhook(weightedSpec(), "approve", meshv1.WebhookConfirmRollout))
+	r.deploy("v2")
+	r.wait(5 * time.Minute)
+
+	r.ask("abort")
+	r.expect(meshv1.PhaseFailed, 0)
+	if r.world.targetUp || r.status.LastFailedRevision != "v2" {
+		t.Fatalf("%+v %+v", r.status, r.world)
+	}
+	for _, rt := range r.routings {
+		if rt != (Routing{PrimaryWeight: 100}) {
+			t.Fatalf("routing %+v", rt)
+		}
+	}
+}
+
 func TestPauseFreezesTheRolloutUntilResumed(t *testing.T) {
 	r := newRollout(t, weightedSpec())
 	r.deploy("v2")

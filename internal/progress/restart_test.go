@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 )
 
@@ -44,5 +46,6 @@ func TestAnOperatorAwayWhileTheCanaryStartsCountsTheDeadlineFromTheStatus(t *tes
 	r.deploy("v2")
 	r.now = r.now.Add(11 * time.Minute)
 	r.step()
-	r.expect(meshv1.PhaseRollingBack, 0)
+	r.expect(meshv1.PhaseFailed, 0)
+	r.expectCondition(meshv1.ConditionPromoted, metav1.ConditionFalse, meshv1.ReasonProgressDeadline)
 }
