@@ -43,8 +43,9 @@ func workloadFor(s specView, st *meshv1.CanaryStatus, obs Observation, now time.
 	case meshv1.PhasePromoting:
 		// The target's template is the promoted revision only while the target still carries it.
 		return Workload{CanaryScaledUp: true, PromotePrimary: obs.TargetRevision == st.CurrentRevision}
+	case meshv1.PhaseTerminating:
+		return Workload{} // the controller's finalizer decides
 	default:
-		// A new Canary not yet stepped, or one being deleted: the controller decides.
-		return Workload{}
+		return Workload{} // a new Canary, not yet stepped
 	}
 }

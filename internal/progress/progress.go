@@ -207,20 +207,12 @@ func (m *machine) fire(t meshv1.WebhookType) {
 	}
 }
 
+// isActive: a rollout that has not yet reached its promotion.
 func isActive(p meshv1.CanaryPhase) bool {
-	switch p {
-	case meshv1.PhaseWaiting, meshv1.PhaseProgressing:
-		return true
-	default:
-		return false
-	}
+	return p == meshv1.PhaseWaiting || p == meshv1.PhaseProgressing
 }
 
+// isIdle: no rollout under way.
 func isIdle(p meshv1.CanaryPhase) bool {
-	switch p {
-	case meshv1.PhaseInitialized, meshv1.PhaseSucceeded, meshv1.PhaseFailed:
-		return true
-	default:
-		return false
-	}
+	return p == meshv1.PhaseInitialized || p == meshv1.PhaseSucceeded || p == meshv1.PhaseFailed
 }

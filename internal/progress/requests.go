@@ -93,12 +93,15 @@ func (m *machine) unsuspended() {
 
 // restartActiveStep restarts the clock of a step that was held from outside (pause, suspend).
 func (m *machine) restartActiveStep() {
-	switch m.st.Phase {
+	switch p := m.st.Phase; p {
 	case meshv1.PhaseWaiting, meshv1.PhaseProgressing, meshv1.PhasePromoting, meshv1.PhaseInitializing:
 		m.restartStep()
 		for i := range m.st.Checks {
 			m.st.Checks[i].HoldingSince = nil
 		}
+	case meshv1.PhaseInitialized, meshv1.PhaseSucceeded, meshv1.PhaseFailed, meshv1.PhaseTerminating,
+		meshv1.PhaseFinalising, meshv1.PhaseRollingBack:
+		// Nothing waits against a deadline here (draining phases end by themselves).
 	default:
 	}
 }

@@ -12,7 +12,20 @@
 // All the state of a rollout is in the status: an operator restarted between any two
 // reconciles resumes at the same step. Step applies every transition the observation allows
 // and stops where it needs time to pass or a fresh observation, so Step on its own output,
-// with the same observation and time, changes nothing.
+// with the same observation and time, changes nothing. Step consumes only the results Plan
+// asked for; anything else in the observation is ignored.
+//
+// The phases:
+//
+//	"" -> Initializing -> Initialized
+//	Initialized|Succeeded|Failed -(new revision)-> Waiting (confirm-rollout) -> Progressing
+//	Progressing -> Promoting -> Finalising -> Succeeded
+//	Waiting|Progressing|Promoting -> RollingBack -> Failed  (straight to Failed when the
+//	                                                         canary never got traffic)
+//
+// Finalising and RollingBack route all traffic to the primary and keep the canary running a
+// little longer (the interval, at most 10s) so that the new routes reach every proxy before
+// the canary's pods go.
 package progress
 
 import (
