@@ -8,16 +8,19 @@ import (
 	"flag"
 	"fmt"
 	"strings"
-	"time"
 
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"canopy.dev/canopy/controllers"
+	"canopy.dev/canopy/internal/analysis"
+	"canopy.dev/canopy/internal/hooks"
 	"canopy.dev/canopy/internal/scheme"
 )
 
@@ -38,7 +41,11 @@ type Options struct {
 	AllowCrossNamespace  bool
 	WebhookAllowedHosts  string
 	WebhookAllowedCIDRs  string
-	DefaultCheckInterval time.Duration
+
+	// Analyzer and Hooks replace the Prometheus analyzer and the HTTP webhook caller
+	// (tests only; there are no flags for them).
+	Analyzer analysis.Analyzer
+	Hooks    hooks.Caller
 }
 
 // BindFlags registers the options as command-line flags.
@@ -97,6 +104,9 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		LeaderElectionID:              o.LeaderElectionID,
 		LeaderElectionNamespace:       o.LeaderElectionNS,
 		LeaderElectionReleaseOnCancel: true,
+		// Tests run the manager several times in one process; controller names are
+		// validated against a process-wide registry.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
@@ -107,6 +117,8 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		AllowCrossNamespace:     o.AllowCrossNamespace,
 		WebhookAllowedHosts:     splitList(o.WebhookAllowedHosts),
 		WebhookAllowedCIDRs:     splitList(o.WebhookAllowedCIDRs),
+		Analyzer:                o.Analyzer,
+		Hooks:                   o.Hooks,
 	}); err != nil {
 		return err
 	}

@@ -1,0 +1,225 @@
+// Package e2e runs canopy against the local cluster: a real kube-apiserver, etcd,
+// kube-controller-manager, kube-scheduler and kwok, so Deployments really roll out and their
+// pods become Ready. The operator runs in-process and is stopped and started again by the
+// tests that need a restart.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/manager"
+	"canopy.dev/canopy/internal/render"
+	"canopy.dev/canopy/test/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { testenv.Main(m, testenv.Options{LocalCluster: true}, &env) }
+
+// operator is canopy running in this process against the local cluster.
+type operator struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startOperator runs the manager until stop is called (or the test ends).
+func startOperator(t *testing.T, opts manager.Options) *operator {
+	t.Helper()
+	if opts.MetricsAddr == "" {
+		opts.MetricsAddr = "0"
+	}
+	if opts.ProbeAddr == "" {
+		opts.ProbeAddr = "0"
+	}
+	if opts.MaxConcurrent == 0 {
+		opts.MaxConcurrent = 4
+	}
+	opts.QPS, opts.Burst = 200, 400
+	ctx, cancel := context.WithCancel(context.Background())
+	op := &operator{cancel: cancel, done: make(chan error, 1)}
+	go func() { op.done <- manager.Run(ctx, env.Config, opts) }()
+	t.Cleanup(func() { op.stop(t) })
+	return op
+}
+
+// stop stops the operator; it fails the test if the operator had exited with an error.
+func (o *operator) stop(t *testing.T) {
+	if o.cancel == nil {
+		return
+	}
+	o.cancel()
+	if err := <-o.done; err != nil {
+		t.Errorf("the operator exited with an error: %v", err)
+	}
+	o.cancel = nil
+}
+
+// imageAnalyzer judges a revision by its image: a tag starting with "bad" fails every check.
+// It stands in for Prometheus in the tests of the rollout mechanics; the analysis tests use
+// the real Prometheus and the mesh simulator.
+type imageAnalyzer struct{ c client.Client }
+
+func (a imageAnalyzer) Run(ctx context.Context, c *meshv1.Canary) []meshv1.CheckStatus {
+	d := &appsv1.Deployment{}
+	outcome, value := meshv1.OutcomePass, "100"
+	if err := a.c.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: c.Spec.TargetRef.Name}, d); err != nil {
+		outcome, value = meshv1.OutcomeError, ""
+	} else if strings.Contains(d.Spec.Template.Spec.Containers[0].Image, ":bad") {
+		outcome, value = meshv1.OutcomeFail, "42"
+	}
+	now := metav1.Now()
+	var out []meshv1.CheckStatus
+	for _, m := range c.Spec.Analysis.Metrics {
+		out = append(out, meshv1.CheckStatus{Name: m.Name, Outcome: outcome, Value: value, Threshold: ">= 99", LastMeasured: &now})
+	}
+	return out
+}
+
+// weightLog records every split the apex VirtualService had, from a watch.
+type weightLog struct {
+	mu  sync.Mutex
+	log []int32
+}
+
+func watchWeights(t *testing.T, ns, name string) *weightLog {
+	t.Helper()
+	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	w, err := wc.Watch(ctx, &istionetv1.VirtualServiceList{}, client.InNamespace(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &weightLog{}
+	go func() {
+		defer w.Stop()
+		for ev := range w.ResultChan() {
+			vs, ok := ev.Object.(*istionetv1.VirtualService)
+			if !ok || vs.Name != name {
+				continue
+			}
+			_, c, ok := render.ObservedWeights(vs, name)
+			if !ok {
+				continue
+			}
+			l.mu.Lock()
+			if n := len(l.log); n == 0 || l.log[n-1] != c {
+				l.log = append(l.log, c)
+			}
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+func (l *weightLog) values() []int32 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.log)
+}
+
+func newDeployment(ns, name, image string, replicas int32) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name: name, Image: image, Ports: []corev1.ContainerPort{{ContainerPort: 9080}},
+				}}},
+			},
+		},
+	}
+}
+
+func newCanary(ns, name string, stepWeight, maxWeight int32) *meshv1.Canary {
+	return &meshv1.Canary{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: meshv1.CanarySpec{
+			TargetRef: meshv1.TargetRef{APIVersion: "apps/v1", Kind: "Deployment", Name: name},
+			Service:   meshv1.CanaryService{Port: 9080},
+			Analysis: meshv1.CanaryAnalysis{
+				Interval: "1s", Threshold: 2, StepWeight: &stepWeight, MaxWeight: maxWeight,
+				Metrics: []meshv1.CanaryMetric{{Name: "request-success-rate", ThresholdRange: meshv1.ThresholdRange{Min: ptr.To(99.0)}}},
+			},
+		},
+	}
+}
+
+func getCanary(t *testing.T, ns, name string) *meshv1.Canary {
+	t.Helper()
+	c := &meshv1.Canary{}
+	if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: name}, c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// waitPhase waits until the Canary is in phase.
+func waitPhase(t *testing.T, ns, name string, phase meshv1.CanaryPhase) *meshv1.Canary {
+	t.Helper()
+	var c *meshv1.Canary
+	testenv.Eventually(t, 3*time.Minute, func() error {
+		c = getCanary(t, ns, name)
+		if c.Status.Phase != phase {
+			return fmt.Errorf("phase %q (weight %d), want %q; conditions %+v", c.Status.Phase, c.Status.CanaryWeight, phase, c.Status.Conditions)
+		}
+		return nil
+	})
+	return c
+}
+
+// setImage changes a Deployment's image: a new revision.
+func setImage(t *testing.T, ns, name, image string) {
+	t.Helper()
+	d := &appsv1.Deployment{}
+	if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: name}, d); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(d.DeepCopy())
+	d.Spec.Template.Spec.Containers[0].Image = image
+	if err := env.Client.Patch(t.Context(), d, patch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readyPods counts the Running and Ready pods of a Deployment's selector that run image.
+func readyPods(t *testing.T, ns string, selector map[string]string, image string) int {
+	t.Helper()
+	pods := &corev1.PodList{}
+	if err := env.Client.List(t.Context(), pods, client.InNamespace(ns), client.MatchingLabels(selector)); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning || p.Spec.Containers[0].Image != image {
+			continue
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				n++
+			}
+		}
+	}
+	return n
+}
