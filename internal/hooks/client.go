@@ -1,0 +1,201 @@
+package hooks
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+)
+
+const (
+	defaultTimeout = 10 * time.Second
+	defaultRetries = 2
+	defaultBackoff = 200 * time.Millisecond
+	maxBackoff     = 2 * time.Second
+	// maxBody is what is kept of an answer: enough for a gate to say why it is closed.
+	maxBody = 1024
+)
+
+// ClientOptions tune a Client.
+type ClientOptions struct {
+	// Backoff is the wait before the first retry, doubled for each next one up to 2s
+	// (default 200ms).
+	Backoff time.Duration
+	// RootCAs verify https webhooks; the system's when nil.
+	RootCAs *x509.CertPool
+	// UserAgent is sent with every call (default "canopy").
+	UserAgent string
+}
+
+// Client is the Caller: it POSTs a webhook's payload, within the URL policy.
+type Client struct {
+	policy *Policy
+	opts   ClientOptions
+}
+
+var _ Caller = (*Client)(nil)
+
+// NewClient returns a Client that calls only the URLs policy allows. A nil policy is the
+// default one: everything but loopback, link-local and metadata addresses.
+func NewClient(policy *Policy, opts ClientOptions) *Client {
+	if policy == nil {
+		policy = &Policy{}
+	}
+	if opts.Backoff <= 0 {
+		opts.Backoff = defaultBackoff
+	}
+	if opts.UserAgent == "" {
+		opts.UserAgent = "canopy"
+	}
+	return &Client{policy: policy, opts: opts}
+}
+
+// StatusError is a webhook that answered, but not 2xx. For a confirm-* gate this is the
+// normal "not yet"; Body says why, if the hook said.
+type StatusError struct {
+	StatusCode int
+	Body       string
+}
+
+func (e *StatusError) Error() string {
+	if e.Body == "" {
+		return fmt.Sprintf("answered %d", e.StatusCode)
+	}
+	return fmt.Sprintf("answered %d: %s", e.StatusCode, e.Body)
+}
+
+// Call POSTs payload to the hook, retrying failed attempts (no answer, 408, 429, 5xx)
+// up to hook.Retries times with a growing backoff. Every attempt dials the addresses the
+// policy checked when the call began.
+func (c *Client) Call(ctx context.Context, hook meshv1.CanaryWebhook, payload Payload) error {
+	timeout := defaultTimeout
+	if hook.Timeout != "" {
+		d, err := time.ParseDuration(string(hook.Timeout))
+		if err != nil || d <= 0 {
+			return fmt.Errorf("webhook %s: timeout %q is not a positive duration", hook.Name, hook.Timeout)
+		}
+		timeout = d
+	}
+	retries := defaultRetries
+	if hook.Retries != nil {
+		retries = max(int(*hook.Retries), 0)
+	}
+	body, err := json.Marshal(payload)
+	if err != nil {
+		return fmt.Errorf("webhook %s: encoding the payload: %w", hook.Name, err)
+	}
+	target, err := c.policy.Check(ctx, hook.URL)
+	if err != nil {
+		return fmt.Errorf("webhook %s: %w", hook.Name, err)
+	}
+
+	transport := c.pinnedTransport(target)
+	defer transport.CloseIdleConnections()
+	httpClient := &http.Client{
+		Transport: transport,
+		// A redirect could lead anywhere the policy would refuse: it is an answer, not 2xx.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+
+	backoff := c.opts.Backoff
+	for attempt := 0; ; attempt++ {
+		err = c.attempt(ctx, httpClient, target, body, timeout)
+		if err == nil {
+			return nil
+		}
+		if attempt >= retries || !retryable(err) || ctx.Err() != nil {
+			break
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("webhook %s: %w (after %d attempts: %w)", hook.Name, ctx.Err(), attempt+1, err)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+	return fmt.Errorf("webhook %s: %w", hook.Name, err)
+}
+
+func (c *Client) attempt(ctx context.Context, httpClient *http.Client, target *Target, body []byte, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target.URL.String(), bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", c.opts.UserAgent)
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if resp.StatusCode/100 == 2 {
+		return nil
+	}
+	return &StatusError{StatusCode: resp.StatusCode, Body: strings.TrimSpace(string(answer))}
+}
+
+func retryable(err error) bool {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.StatusCode >= 500 || se.StatusCode == http.StatusRequestTimeout || se.StatusCode == http.StatusTooManyRequests
+	}
+	return true
+}
+
+// pinnedTransport dials only target's checked addresses, whatever the name resolves to
+// by now, and no proxy: the policy was decided on those addresses.
+func (c *Client) pinnedTransport(target *Target) *http.Transport {
+	port := target.URL.Port()
+	if port == "" {
+		port = "80"
+		if target.URL.Scheme == "https" {
+			port = "443"
+		}
+	}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	addrs := target.Addrs
+	return &http.Transport{
+		Proxy: nil,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var errs []error
+			for _, a := range addrs {
+				conn, err := dialer.DialContext(ctx, network, netip.AddrPortFrom(a, mustPort(port)).String())
+				if err == nil {
+					return conn, nil
+				}
+				errs = append(errs, err)
+			}
+			return nil, errors.Join(errs...)
+		},
+		// TLS still verifies the URL's host name: only the address is pinned.
+		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: c.opts.RootCAs},
+		TLSHandshakeTimeout: 10 * time.Second,
+		DisableKeepAlives:   true,
+		ForceAttemptHTTP2:   true,
+	}
+}
+
+func mustPort(s string) uint16 {
+	p, err := strconv.ParseUint(s, 10, 16)
+	if err != nil {
+		return 0
+	}
+	return uint16(p)
+}

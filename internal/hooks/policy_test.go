@@ -1,0 +1,171 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// zone is a DNS stand-in: a fixed table of names, so that no test sends a query off this
+// machine. Each name may answer differently on successive lookups.
+type zone struct {
+	mu      sync.Mutex
+	answers map[string][][]string
+	lookups map[string]int
+}
+
+func newZone(answers map[string][][]string) *zone {
+	return &zone{answers: answers, lookups: map[string]int{}}
+}
+
+func (z *zone) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	seq, ok := z.answers[host]
+	if !ok {
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	n := z.lookups[host]
+	z.lookups[host]++
+	answer := seq[min(n, len(seq)-1)]
+	var addrs []netip.Addr
+	for _, a := range answer {
+		addrs = append(addrs, netip.MustParseAddr(a))
+	}
+	return addrs, nil
+}
+
+func (z *zone) count(host string) int {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	return z.lookups[host]
+}
+
+func TestPolicy(t *testing.T) {
+	dns := newZone(map[string][][]string{
+		"hooks.shop.svc.cluster.local": {{"10.96.0.5"}},
+		"gate.ci.example":              {{"203.0.113.7"}},
+		"rebind.example":               {{"10.0.0.1", "169.254.169.254"}},
+		"v6meta.example":               {{"fd00:ec2::254"}},
+		"localhost":                    {{"127.0.0.1", "::1"}},
+	})
+	mustParse := func(hosts, cidrs []string) *Policy {
+		p, err := ParsePolicy(hosts, cidrs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Resolver = dns
+		return p
+	}
+	open := mustParse(nil, nil)
+	restricted := mustParse([]string{"hooks.shop.svc.cluster.local", "*.ci.example"}, []string{"10.96.0.0/12"})
+	loopback := mustParse(nil, []string{"127.0.0.0/8", "::1"})
+	everything := mustParse(nil, []string{"0.0.0.0/0", "::/0"})
+	metadataOptIn := mustParse([]string{"metadata.google.internal"}, []string{"169.254.169.254"})
+	wildcardOnly := mustParse([]string{"*.google.internal"}, nil)
+
+	tests := []struct {
+		policy *Policy
+		url    string
+		reason string // "" when allowed
+	}{
+		{open, "http://hooks.shop.svc.cluster.local/gate", ""},
+		{open, "https://203.0.113.7:8443/x", ""},
+		{open, "http://10.1.2.3/", ""},
+		{open, "http://169.254.169.254/latest/meta-data/", "refused range 169.254.0.0/16"},
+		{open, "http://[fe80::1%25eth0]:80/", "refused range fe80::/10"},
+		{open, "http://[::ffff:169.254.169.254]/", "refused range 169.254.0.0/16"},
+		{open, "http://[64:ff9b::a9fe:a9fe]/", "refused range 169.254.0.0/16"},
+		{open, "http://metadata.google.internal/computeMetadata/v1/", "metadata service"},
+		{open, "http://METADATA.google.internal./", "metadata service"},
+		{open, "http://100.100.100.200/", "refused range"},
+		{open, "http://v6meta.example/", "refused range fd00:ec2::254/128"},
+		{open, "http://127.0.0.1:8080/", "refused range 127.0.0.0/8"},
+		{open, "http://localhost:8080/", "refused range 127.0.0.0/8"},
+		{open, "http://0.0.0.0:8080/", "refused range 0.0.0.0/8"},
+		{open, "http://[::]:8080/", "refused range ::/128"},
+		{open, "http://rebind.example/", "169.254.169.254"},
+		{open, "http://unknown.example/", "no such host"},
+		{open, "ftp://hooks.shop.svc.cluster.local/", "scheme"},
+		{open, "http:///path", "no host"},
+		{open, "http://10.1.2.3:99999/", "not a port number"},
+		{restricted, "http://hooks.shop.svc.cluster.local/", ""},
+		{restricted, "https://gate.ci.example/", ""},
+		{restricted, "http://10.100.0.1/", ""},
+		{restricted, "http://10.1.2.3/", "neither an allowed host nor in an allowed CIDR"},
+		{restricted, "http://ci.example/", "no such host"},
+		{restricted, "http://169.254.169.254/", "refused range"},
+		{loopback, "http://127.0.0.1:8080/", ""},
+		{loopback, "http://localhost:8080/", ""},
+		{loopback, "http://10.1.2.3/", "neither an allowed host"},
+		{everything, "http://10.1.2.3/", ""},
+		{everything, "http://169.254.169.254/", "refused range"},
+		{everything, "http://127.0.0.1/", "refused range"},
+		{metadataOptIn, "http://metadata.google.internal/", "resolving"}, // name allowed; it does not resolve here
+		{metadataOptIn, "http://169.254.169.254/", ""},
+		{wildcardOnly, "http://metadata.google.internal/", "metadata service"},
+	}
+	for _, tt := range tests {
+		_, err := tt.policy.Check(context.Background(), tt.url)
+		if tt.reason == "" {
+			if err != nil {
+				t.Errorf("Check(%s) = %v, want allowed", tt.url, err)
+			}
+			continue
+		}
+		var na *NotAllowedError
+		if !errors.As(err, &na) || !strings.Contains(err.Error(), tt.reason) {
+			t.Errorf("Check(%s) = %v, want refused with %q", tt.url, err, tt.reason)
+		}
+	}
+}
+
+func TestCheckPinsResolvedAddresses(t *testing.T) {
+	p := &Policy{Resolver: newZone(map[string][][]string{"hooks.example": {{"10.0.0.1", "2001:db8::1"}}})}
+	target, err := p.Check(context.Background(), "https://hooks.example:8443/gate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("2001:db8::1")}
+	if len(target.Addrs) != 2 || target.Addrs[0] != want[0] || target.Addrs[1] != want[1] {
+		t.Fatalf("Addrs = %v, want %v", target.Addrs, want)
+	}
+}
+
+func TestCheckRedactsCredentials(t *testing.T) {
+	_, err := (&Policy{}).Check(context.Background(), "http://user:s3cret@169.254.169.254/")
+	if err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("Check() = %v, want a refusal without the password", err)
+	}
+}
+
+func TestParsePolicy(t *testing.T) {
+	p, err := ParsePolicy([]string{" Hooks.Example. ", "", "*.ci.example"}, []string{"10.0.0.0/8", "192.168.1.7", "::ffff:10.1.0.0/112", " "})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(p.AllowedHosts, ","); got != "hooks.example,*.ci.example" {
+		t.Errorf("AllowedHosts = %s", got)
+	}
+	var cidrs []string
+	for _, c := range p.AllowedCIDRs {
+		cidrs = append(cidrs, c.String())
+	}
+	if got := strings.Join(cidrs, ","); got != "10.0.0.0/8,192.168.1.7/32,10.1.0.0/16" {
+		t.Errorf("AllowedCIDRs = %s", got)
+	}
+	for _, bad := range [][2][]string{
+		{{"a.*.example"}, nil},
+		{{"*example.com"}, nil},
+		{nil, {"10.0.0.0/33"}},
+		{nil, {"not-an-address"}},
+	} {
+		if _, err := ParsePolicy(bad[0], bad[1]); err == nil {
+			t.Errorf("ParsePolicy(%q, %q) accepted", bad[0], bad[1])
+		}
+	}
+}

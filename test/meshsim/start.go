@@ -1,0 +1,168 @@
+package meshsim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Sim is a running simulator.
+type Sim struct {
+	engine *engine
+	reader client.Reader
+	addr   string
+	done   chan struct{}
+}
+
+// Start watches the cluster behind cfg and, until ctx ends, sends synthetic traffic
+// through its VirtualServices and serves Istio's metrics for it on /metrics.
+func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Sim, error) {
+	opts = opts.withDefaults()
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(networkingv1.AddToScheme(s))
+	copts := cache.Options{Scheme: s}
+	if len(opts.Namespaces) > 0 {
+		copts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range opts.Namespaces {
+			copts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	c, err := cache.New(cfg, copts)
+	if err != nil {
+		return nil, fmt.Errorf("meshsim: building the cache: %w", err)
+	}
+	for _, obj := range []client.Object{&networkingv1.VirtualService{}, &networkingv1.DestinationRule{}, &corev1.Service{}, &appsv1.Deployment{}} {
+		if _, err := c.GetInformer(ctx, obj); err != nil {
+			return nil, fmt.Errorf("meshsim: watching %T (are Istio's CRDs installed?): %w", obj, err)
+		}
+	}
+
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("meshsim: listening on %s: %w", opts.Addr, err)
+	}
+	reg := prometheus.NewRegistry()
+	sim := &Sim{engine: newEngine(opts, reg), reader: c, addr: ln.Addr().String(), done: make(chan struct{})}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := c.Start(ctx); err != nil {
+			opts.Logger.Error(err, "The cache stopped")
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			opts.Logger.Error(err, "The metrics server stopped")
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+		wg.Wait()
+		close(sim.done)
+	}()
+
+	if !c.WaitForCacheSync(ctx) {
+		_ = srv.Close()
+		return nil, errors.New("meshsim: the cache did not sync")
+	}
+	if opts.TickInterval > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sim.run(ctx, opts.TickInterval)
+		}()
+	}
+	return sim, nil
+}
+
+// run ticks until ctx ends, each tick simulating the wall time elapsed since the last.
+func (s *Sim) run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			// After a stall (a paused process, a slow apiserver) send no burst.
+			elapsed := min(now.Sub(last), 5*every)
+			last = now
+			if err := s.Tick(ctx, elapsed); err != nil && ctx.Err() == nil {
+				s.engine.opts.Logger.Error(err, "Skipping a tick")
+			}
+		}
+	}
+}
+
+// Tick sends d's worth of traffic through the VirtualServices as the cache sees them now.
+// Start's ticker calls it; with Options.TickInterval < 0 tests call it themselves.
+func (s *Sim) Tick(ctx context.Context, d time.Duration) error {
+	w, err := listWorld(ctx, s.reader)
+	if err != nil {
+		return err
+	}
+	s.engine.simulate(w, d)
+	return nil
+}
+
+// Addr is the host:port /metrics is served on.
+func (s *Sim) Addr() string { return s.addr }
+
+// Stats is a copy of the per-route counters.
+func (s *Sim) Stats() Stats { return s.engine.snapshot() }
+
+// Done is closed once the simulator has stopped after its context ended.
+func (s *Sim) Done() <-chan struct{} { return s.done }
+
+func listWorld(ctx context.Context, r client.Reader) (*World, error) {
+	var (
+		vss  networkingv1.VirtualServiceList
+		drs  networkingv1.DestinationRuleList
+		svcs corev1.ServiceList
+		deps appsv1.DeploymentList
+	)
+	for _, l := range []client.ObjectList{&vss, &drs, &svcs, &deps} {
+		if err := r.List(ctx, l); err != nil {
+			return nil, fmt.Errorf("meshsim: listing %T: %w", l, err)
+		}
+	}
+	w := &World{}
+	for i := range vss.Items {
+		w.VirtualServices = append(w.VirtualServices, vss.Items[i])
+	}
+	for i := range drs.Items {
+		w.DestinationRules = append(w.DestinationRules, drs.Items[i])
+	}
+	for i := range svcs.Items {
+		w.Services = append(w.Services, &svcs.Items[i])
+	}
+	for i := range deps.Items {
+		w.Deployments = append(w.Deployments, &deps.Items[i])
+	}
+	return w, nil
+}
