@@ -2,10 +2,14 @@
 package controllers
 
 import (
+	"fmt"
+
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"canopy.dev/canopy/internal/analysis"
+	"canopy.dev/canopy/internal/analysis/providers"
+	"canopy.dev/canopy/internal/analysis/providers/prometheus"
 	"canopy.dev/canopy/internal/hooks"
 	"canopy.dev/canopy/internal/mesh"
 )
@@ -32,6 +36,20 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	}
 	if cfg.MaxConcurrentReconciles < 1 {
 		cfg.MaxConcurrentReconciles = 1
+	}
+	if cfg.Analyzer == nil {
+		cfg.Analyzer = analysis.New(mgr.GetClient(), prometheus.NewFactory().New, analysis.Options{
+			DefaultProvider:              providers.Config{Type: prometheus.Type, Address: cfg.PrometheusAddress},
+			AllowCrossNamespaceTemplates: cfg.AllowCrossNamespace,
+			Clock:                        cfg.Clock,
+		})
+	}
+	if cfg.Hooks == nil {
+		policy, err := hooks.ParsePolicy(cfg.WebhookAllowedHosts, cfg.WebhookAllowedCIDRs)
+		if err != nil {
+			return fmt.Errorf("--webhook-allowed-hosts/--webhook-allowed-cidrs: %w", err)
+		}
+		cfg.Hooks = hooks.NewClient(policy, hooks.ClientOptions{})
 	}
 	applier := &mesh.Applier{Client: mgr.GetClient(), Reader: mgr.GetClient()}
 	canaries := &CanaryReconciler{
