@@ -14,8 +14,8 @@ import (
 	"time"
 )
 
-// process is a child server: in its own process group (so a signal to the group reaches
-// any helpers it forks), killed with the test binary, its output in a log file.
+// process is a child server: in its own process group, killed with the test binary (see
+// childProcAttr and the reaper), its output in a log file.
 type process struct {
 	name    string
 	logPath string
@@ -35,7 +35,7 @@ func startProcess(name, logPath, path string, args ...string) (*process, error) 
 	fmt.Fprintf(log, "### %s %s\n", path, strings.Join(args, " "))
 	cmd := exec.Command(path, args...)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = childProcAttr()
 	if err := cmd.Start(); err != nil {
 		_ = log.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
