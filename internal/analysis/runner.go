@@ -32,6 +32,10 @@ type Options struct {
 	// AllowCrossNamespaceTemplates lets a Canary use a MetricTemplate of another namespace.
 	// Off, a Canary reaches only the templates (and so the Secrets) of its own namespace.
 	AllowCrossNamespaceTemplates bool
+	// SecretReader reads provider Secrets; the reader given to New when nil. An uncached
+	// reader (the manager's APIReader) keeps the operator from caching every Secret of
+	// the cluster for the few that templates name.
+	SecretReader client.Reader
 	// Clock stamps LastMeasured; the real clock when nil.
 	Clock clock.PassiveClock
 	// MaxConcurrentChecks bounds how many checks of one Canary query at once (default 4).
@@ -52,6 +56,9 @@ var _ Analyzer = (*Runner)(nil)
 func New(reader client.Reader, factory providers.Factory, opts Options) *Runner {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
+	}
+	if opts.SecretReader == nil {
+		opts.SecretReader = reader
 	}
 	if opts.MaxConcurrentChecks <= 0 {
 		opts.MaxConcurrentChecks = defaultMaxConcurrentChecks
@@ -265,7 +272,7 @@ func (r *Runner) templateProvider(ctx context.Context, tmpl *meshv1.MetricTempla
 	if p.SecretRef != nil {
 		key := types.NamespacedName{Namespace: tmpl.Namespace, Name: p.SecretRef.Name}
 		var secret corev1.Secret
-		if err := r.reader.Get(ctx, key, &secret); err != nil {
+		if err := r.opts.SecretReader.Get(ctx, key, &secret); err != nil {
 			return cfg, failf(meshv1.OutcomeError, "reading the provider Secret %s: %s", key, err)
 		}
 		creds, err := providers.CredentialsFromSecret(&secret)

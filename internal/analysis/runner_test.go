@@ -317,9 +317,12 @@ func TestTemplateProviderCredentials(t *testing.T) {
 	missingSecret := template("shop", "nosecret", own.URL, `vector(0.5)`)
 	missingSecret.Spec.Provider.SecretRef = &meshv1.LocalObjectReference{Name: "absent"}
 
-	r := newTestRunner(t, def.URL, Options{DefaultProvider: providers.Config{
-		Credentials: providers.Credentials{BearerToken: "operator-token"},
-	}}, secret, withSecret, ownAddress, defaultAddress, missingSecret)
+	// Secrets come through their own reader, as the operator passes an uncached one.
+	secrets := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(secret).Build()
+	r := newTestRunner(t, def.URL, Options{
+		DefaultProvider: providers.Config{Credentials: providers.Credentials{BearerToken: "operator-token"}},
+		SecretReader:    secrets,
+	}, withSecret, ownAddress, defaultAddress, missingSecret)
 	got := r.Run(context.Background(), testCanary(
 		templated("authed", "", nil),
 		templated("elsewhere", "", nil),
