@@ -123,11 +123,14 @@ type engine struct {
 	opts    Options
 	metrics *istioMetrics
 
-	mu      sync.Mutex
-	acc     map[string]float64 // fractional accumulators: request counts and percentages
-	wrr     map[string][]int64 // smooth weighted round robin state
-	phase   map[string]float64 // latency quantile sequence per workload
-	touched map[string]bool
+	mu    sync.Mutex
+	acc   map[string]float64 // fractional accumulators: request counts and percentages
+	wrr   map[string][]int64 // smooth weighted round robin state
+	phase map[string]float64 // latency quantile sequence per workload
+	// touched is the tick each piece of state was last used in. State unused for
+	// forgetAfter ticks is dropped; sooner would lose the remainders of a workload that
+	// gets a request only every few ticks (a 1% canary), and with them its error rate.
+	touched map[string]int64
 	warned  map[string]bool
 	stats   map[RouteKey]int64
 	ticks   int64
@@ -140,10 +143,13 @@ func newEngine(opts Options, reg prometheus.Registerer) *engine {
 		acc:     map[string]float64{},
 		wrr:     map[string][]int64{},
 		phase:   map[string]float64{},
+		touched: map[string]int64{},
 		warned:  map[string]bool{},
 		stats:   map[RouteKey]int64{},
 	}
 }
+
+const forgetAfter = 600
 
 // batch gathers a tick's observations, so each label set is written once.
 type batch map[observation][]float64
@@ -152,7 +158,6 @@ type batch map[observation][]float64
 func (e *engine) simulate(w *World, d time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.touched = map[string]bool{}
 	b := batch{}
 	behaviors := map[string]Behavior{}
 	for _, st := range w.streams() {
@@ -167,19 +172,15 @@ func (e *engine) simulate(w *World, d time.Duration) {
 	for o, latencies := range b {
 		e.metrics.record(o, latencies)
 	}
-	for _, m := range []map[string]float64{e.acc, e.phase} {
-		for k := range m {
-			if !e.touched[k] {
-				delete(m, k)
-			}
-		}
-	}
-	for k := range e.wrr {
-		if !e.touched[k] {
+	e.ticks++
+	for k, last := range e.touched {
+		if e.ticks-last > forgetAfter {
+			delete(e.touched, k)
+			delete(e.acc, k)
+			delete(e.phase, k)
 			delete(e.wrr, k)
 		}
 	}
-	e.ticks++
 }
 
 func (e *engine) request(st stream, tagged bool, src peer) request {
@@ -348,7 +349,7 @@ func (e *engine) sourcePeer(st stream) peer {
 
 // count turns a fractional number of requests into whole ones, carrying the remainder.
 func (e *engine) count(key string, x float64) int {
-	e.touched[key] = true
+	e.touched[key] = e.ticks
 	a := e.acc[key] + x
 	n := math.Floor(a + 1e-9)
 	e.acc[key] = a - n
@@ -375,7 +376,7 @@ func (e *engine) pick(key string, weights []int64) int {
 	}
 	// A change of weights is a new state, as Envoy starts over on a new route config.
 	key = key + "|" + fmt.Sprint(weights)
-	e.touched[key] = true
+	e.touched[key] = e.ticks
 	cur := e.wrr[key]
 	if len(cur) != len(weights) {
 		cur = make([]int64, len(weights))
@@ -397,7 +398,7 @@ const goldenRatio = 0.6180339887498949
 
 func (e *engine) nextPhase(key string) float64 {
 	key = "phase|" + key
-	e.touched[key] = true
+	e.touched[key] = e.ticks
 	p, ok := e.phase[key]
 	if !ok {
 		p = 0.5 * goldenRatio

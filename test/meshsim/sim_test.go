@@ -472,3 +472,17 @@ func TestParseBehavior(t *testing.T) {
 		t.Errorf("Latency(0.99) = %v, want 80", got)
 	}
 }
+
+func TestLowTrafficKeepsItsErrorRate(t *testing.T) {
+	// 1% of 50 rps: the canary gets a request every other tick, and must still fail one
+	// in five of them.
+	e, reg := newTestEngine(Options{})
+	w := reviewsWorld(map[string]string{AnnotationErrorRate: "0.2"}, httpRoute(dest("reviews-primary", 99), dest("reviews-canary", 1)))
+	run(e, w, 100)
+	canary := map[string]string{"reporter": "destination", "destination_workload": "reviews"}
+	total := metricSum(t, reg, "istio_requests_total", canary)
+	canary["response_code"] = "500"
+	if errors := metricSum(t, reg, "istio_requests_total", canary); total != 50 || errors != 10 {
+		t.Fatalf("canary answered %v requests with %v errors, want 50 with 10", total, errors)
+	}
+}
