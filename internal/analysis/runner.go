@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -91,6 +92,21 @@ func (r *Runner) Run(ctx context.Context, canary *meshv1.Canary) []meshv1.CheckS
 	return results
 }
 
+// maxMessage bounds a check's message: a provider's error may quote a long query, and
+// the status holds one message per check.
+const maxMessage = 1024
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
 // checkFailure is a check that could not be measured, with the outcome that says why.
 type checkFailure struct {
 	outcome meshv1.CheckOutcome
@@ -126,7 +142,7 @@ func (r *Runner) runCheck(ctx context.Context, canary *meshv1.Canary, m *meshv1.
 	now := metav1.NewTime(r.opts.Clock.Now())
 	st.LastMeasured = &now
 	if err != nil {
-		st.Outcome, st.Message = err.outcome, err.msg
+		st.Outcome, st.Message = err.outcome, truncate(err.msg, maxMessage)
 		return st
 	}
 	st.Value = FormatValue(value)

@@ -376,3 +376,12 @@ func TestFormatThreshold(t *testing.T) {
 		}
 	}
 }
+
+func TestLongMessagesAreCut(t *testing.T) {
+	long := strings.Repeat("é", 2000)
+	prom := newPromServer(t, map[string]string{"": `{"status":"error","errorType":"bad_data","error":"` + long + `"}`})
+	got := newTestRunner(t, prom.URL, Options{}).Run(context.Background(), testCanary(successRate(99)))[0]
+	if len(got.Message) > maxMessage+3 || !strings.HasSuffix(got.Message, "é...") || got.Outcome != meshv1.OutcomeBadQuery {
+		t.Fatalf("message of %d bytes: %q...", len(got.Message), got.Message[:40])
+	}
+}

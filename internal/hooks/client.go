@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 )
@@ -148,7 +149,20 @@ func (c *Client) attempt(ctx context.Context, httpClient *http.Client, target *T
 	if resp.StatusCode/100 == 2 {
 		return nil
 	}
-	return &StatusError{StatusCode: resp.StatusCode, Body: strings.TrimSpace(string(answer))}
+	return &StatusError{StatusCode: resp.StatusCode, Body: printable(answer)}
+}
+
+// printable keeps an answer fit for a status message and an event: valid UTF-8, no
+// control characters, runs of white space as one space.
+func printable(b []byte) string {
+	s := strings.ToValidUTF8(string(b), "?")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || unicode.IsSpace(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	return strings.Join(strings.Fields(s), " ")
 }
 
 func retryable(err error) bool {

@@ -234,3 +234,16 @@ func mustURL(t *testing.T, s string) *url.URL {
 	}
 	return u
 }
+
+func TestStatusErrorBodyIsPrintable(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte("closed:\r\n\x1b[31m waiting\tfor QA \xff"))
+	}))
+	defer srv.Close()
+	err := NewClient(loopbackPolicy(t), ClientOptions{}).Call(context.Background(), hook(srv.URL, 0), payload)
+	var se *StatusError
+	if !errors.As(err, &se) || se.Body != "closed: [31m waiting for QA ?" {
+		t.Fatalf("Call() = %v, want the body cleaned", err)
+	}
+}
