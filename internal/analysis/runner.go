@@ -44,6 +44,13 @@ type Options struct {
 }
 
 // Runner is the Analyzer: it measures a Canary's checks through metric providers.
+//
+// A check without templateRef is built in (request-success-rate, request-duration) and
+// queries Options.DefaultProvider; one with templateRef runs the MetricTemplate's query on
+// the template's provider. Both see the same variables: namespace and name are the
+// Canary's, target and service its targetRef's name, interval the check's window.
+// With minRequests, the canary workload's istio_requests_total over the window is first
+// counted on the check's provider; fewer requests is TooFewRequests, whatever the value.
 type Runner struct {
 	reader  client.Reader
 	factory providers.Factory
