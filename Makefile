@@ -92,7 +92,7 @@ run: manifests generate fmt vet ## Run canopy: against $KUBECONFIG if set, else 
 	@if [ -n "$$KUBECONFIG" ]; then \
 		$(MAKE) install && go run . $(RUN_ARGS); \
 	else \
-		$(MAKE) components && hack/run-local.sh; \
+		$(MAKE) components && go run ./test/demo $(RUN_ARGS); \
 	fi
 
 .PHONY: demo

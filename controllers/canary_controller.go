@@ -48,6 +48,10 @@ type CanaryReconciler struct {
 	Analyzer analysis.Analyzer
 	Hooks    hooks.Caller
 	Clock    clock.PassiveClock
+
+	// seen remembers the resourceVersion of each Canary's last write, so that a reconcile
+	// never decides from a cache that has not caught up with it (see stale).
+	seen resourceVersions
 }
 
 // +kubebuilder:rbac:groups=mesh.canopy.dev,resources=canaries,verbs=get;list;watch;update;patch
@@ -67,15 +71,20 @@ func (r *CanaryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	if err := r.Get(ctx, req.NamespacedName, c); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if r.seen.stale(c) {
+		// Our last write is not in the cache yet: deciding now could repeat a step.
+		return ctrl.Result{RequeueAfter: staleRetry}, nil
+	}
 	if !c.DeletionTimestamp.IsZero() {
 		return r.finalize(ctx, c)
 	}
 	if !controllerutil.ContainsFinalizer(c, CanaryFinalizer) {
-		patch := client.MergeFrom(c.DeepCopy())
+		patch := client.MergeFromWithOptions(c.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		controllerutil.AddFinalizer(c, CanaryFinalizer)
 		if err := r.Patch(ctx, c, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding the finalizer: %w", err)
 		}
+		r.seen.wrote(c)
 	}
 
 	s := &canaryScope{canary: c, before: c.DeepCopy(), now: r.Clock.Now()}

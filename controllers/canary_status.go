@@ -39,9 +39,12 @@ func (r *CanaryReconciler) patchStatus(ctx context.Context, s *canaryScope) erro
 		return nil
 	}
 	s.canary.Status = st
-	if err := r.Status().Patch(ctx, s.canary, client.MergeFrom(s.before)); err != nil {
+	// The optimistic lock refuses to write over a status this reconcile did not read.
+	patch := client.MergeFromWithOptions(s.before, client.MergeFromWithOptimisticLock{})
+	if err := r.Status().Patch(ctx, s.canary, patch); err != nil {
 		return fmt.Errorf("writing the status: %w", err)
 	}
+	r.seen.wrote(s.canary)
 	return nil
 }
 

@@ -1,0 +1,122 @@
+// Command demo is canopy's main job on the embedded local cluster (`make run` without a
+// KUBECONFIG): it starts the local cluster, Prometheus and the mesh traffic simulator (the
+// stand-in for Envoy), runs the operator, applies config/samples and plays the seeds'
+// scenario: Bookinfo's reviews v1 -> v2 promoted step by step, then a bad v3 rolled back,
+// with live progress. Then it leaves everything running for kubectl until Ctrl-C.
+//
+// It lives under test/ because it uses the simulator, which only test tooling may import.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"canopy.dev/canopy/internal/manager"
+	"canopy.dev/canopy/test/meshsim"
+	"canopy.dev/canopy/test/testenv"
+)
+
+func main() {
+	fs := flag.NewFlagSet(os.Args[0], flag.ExitOnError)
+	kubeconfig := fs.String("kubeconfig", ".canopy/kubeconfig", "where to write the local cluster's admin kubeconfig")
+	samples := fs.String("samples", "config/samples", "directory of manifests to apply (its kustomization.yaml's resources)")
+	scenario := fs.Bool("scenario", true, "play the Bookinfo scenario: v2 promoted, bad v3 rolled back")
+	fast := fs.Bool("fast", true, "shorten the sample Canary's intervals (10s steps) so the scenario takes minutes")
+	verbose := fs.Bool("v", false, "print the operator's logs")
+	_ = fs.Parse(os.Args[1:])
+
+	if *verbose {
+		ctrl.SetLogger(zap.New())
+	} else {
+		ctrl.SetLogger(logr.Discard())
+	}
+	if err := run(*kubeconfig, *samples, *scenario, *fast); err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(kubeconfig, samples string, scenario, fast bool) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	say("starting the local cluster (kube-apiserver, etcd, controller-manager, scheduler, kwok)")
+	env, err := testenv.Start(testenv.Options{LocalCluster: true})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		say("stopping the local cluster")
+		_ = env.Stop()
+	}()
+	if err := os.MkdirAll(filepath.Dir(kubeconfig), 0o755); err != nil {
+		return err
+	}
+	if err := env.WriteKubeconfig(kubeconfig); err != nil {
+		return err
+	}
+	defer os.Remove(kubeconfig)
+
+	say("starting the mesh traffic simulator and Prometheus")
+	sim, err := meshsim.Start(ctx, env.Config, meshsim.Options{RequestsPerSecond: 50})
+	if err != nil {
+		return err
+	}
+	prom, err := testenv.StartPrometheus(testenv.PrometheusOptions{Targets: []string{sim.Addr()}, ScrapeInterval: time.Second})
+	if err != nil {
+		return err
+	}
+	defer prom.Close()
+
+	say("starting canopy")
+	opCtx, stopOperator := context.WithCancel(ctx)
+	opDone := make(chan error, 1)
+	go func() {
+		opDone <- manager.Run(opCtx, env.Config, manager.Options{
+			MetricsAddr: "127.0.0.1:0", ProbeAddr: "127.0.0.1:0", MaxConcurrent: 4, QPS: 100, Burst: 200,
+			PrometheusAddress: prom.URL(),
+		})
+	}()
+	defer func() { stopOperator(); <-opDone }()
+
+	if err := applySamples(ctx, env, samples, fast); err != nil {
+		return err
+	}
+	abs, _ := filepath.Abs(kubeconfig)
+	fmt.Printf(`
+canopy is running on the local cluster.
+  kubeconfig:  %s
+  Prometheus:  %s
+  try:         kubectl --kubeconfig %s get canaries -A
+
+`, abs, prom.URL(), abs)
+
+	if scenario {
+		if err := playBookinfo(ctx, env); err != nil {
+			return err
+		}
+	}
+	say("everything keeps running; press Ctrl-C to stop")
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-opDone:
+		opDone <- err
+		return fmt.Errorf("the operator stopped: %w", err)
+	}
+}
+
+func say(format string, args ...any) {
+	fmt.Printf("%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
