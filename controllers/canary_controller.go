@@ -8,6 +8,7 @@ import (
 
 	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -37,8 +39,12 @@ import (
 // target) before a Canary goes away.
 const CanaryFinalizer = "mesh.canopy.dev/finalizer"
 
-// indexTarget indexes Canaries by the name of their target Deployment.
-const indexTarget = "spec.targetRef.name"
+// indexTarget indexes Canaries by the name of their target Deployment, indexAutoscaler by
+// the name of the target's autoscaler.
+const (
+	indexTarget     = "spec.targetRef.name"
+	indexAutoscaler = "spec.autoscalerRef.name"
+)
 
 // CanaryReconciler runs the rollouts of Canaries.
 type CanaryReconciler struct {
@@ -63,6 +69,8 @@ type CanaryReconciler struct {
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;destinationrules,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
 
 // Reconcile moves one Canary's rollout forward by at most the steps that are due now.
 func (r *CanaryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
@@ -126,14 +134,14 @@ type canaryScope struct {
 	target  *appsv1.Deployment
 	primary *appsv1.Deployment
 	apex    *corev1.Service
+	hpa     *autoscalingv2.HorizontalPodAutoscaler
 	policy  *meshv1.MeshPolicy
 	obs     progress.Observation
 
 	decision *progress.Decision
+	warnings []render.Warning
 	// requeue is used when the reconcile stops before a decision (e.g. the target is missing).
 	requeue time.Duration
-	// stalled is set when the spec cannot be acted on; it is shown in status.
-	stalled *meshv1.CanaryStatus
 }
 
 // loadWorkloads reads the target Deployment, the primary and the apex Service from the cache.
@@ -162,6 +170,15 @@ func (r *CanaryReconciler) loadWorkloads(ctx context.Context, s *canaryScope) (b
 			return true, fmt.Errorf("reading the apex Service: %w", err)
 		}
 		s.apex = nil
+	}
+	if ref := c.Spec.AutoscalerRef; ref != nil {
+		s.hpa = &autoscalingv2.HorizontalPodAutoscaler{}
+		if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, s.hpa); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return true, fmt.Errorf("reading the autoscaler: %w", err)
+			}
+			s.hpa = nil // the primary keeps its replicas until the autoscaler appears
+		}
 	}
 	policies := &meshv1.MeshPolicyList{}
 	if err := r.List(ctx, policies, client.InNamespace(ns)); err != nil {
@@ -222,23 +239,23 @@ func (r *CanaryReconciler) decide(_ context.Context, s *canaryScope) (bool, erro
 func (r *CanaryReconciler) applyWorkload(ctx context.Context, s *canaryScope) (bool, error) {
 	c, d := s.canary, s.decision
 	w := d.Workload
-	if w.Initialize || w.PromotePrimary {
-		var replicas *int32
-		switch {
-		case c.Spec.AutoscalerRef != nil:
-		case s.primary == nil || w.Initialize:
-			n := workload.Replicas(s.target)
+	// While the target carries the promoted revision the primary must be exactly what it
+	// renders to: re-applying it puts back manual edits (the applier skips no-ops).
+	repair := s.primary != nil && s.obs.TargetRevision == d.Status.LastPromotedRevision &&
+		s.obs.PrimaryRevision == d.Status.LastPromotedRevision
+	if w.Initialize || w.PromotePrimary || repair {
+		// The primary keeps the count it has (an autoscaler's, or the one last given). A new
+		// primary starts with the target's, and a count the user sets on the target (in Git)
+		// while no rollout runs moves to the primary before the target goes back to zero.
+		n := workload.Replicas(s.primary)
+		userCount := (w.Initialize || w.ScaleTargetToZero) && c.Spec.AutoscalerRef == nil && workload.Replicas(s.target) > 0
+		if s.primary == nil || userCount {
+			n = workload.Replicas(s.target)
 			if n == 0 && s.primary != nil {
 				n = workload.Replicas(s.primary)
 			}
-			replicas = &n
-		default:
-			n := workload.Replicas(s.primary)
-			replicas = &n
 		}
-		if replicas != nil && *replicas == 0 {
-			*replicas = 1
-		}
+		replicas := ptr.To(max(n, 1))
 		primary, err := render.Primary(c, s.target, replicas)
 		if err != nil {
 			return true, r.invalid(s, err)
@@ -252,12 +269,23 @@ func (r *CanaryReconciler) applyWorkload(ctx context.Context, s *canaryScope) (b
 		if err := workload.Scale(ctx, r.Client, s.target, 0); err != nil {
 			return true, err
 		}
-	case w.CanaryScaledUp:
+	case w.CanaryScaledUp && workload.Replicas(s.target) == 0:
+		// Only from zero: once running, the canary's count is the user's autoscaler's
+		// business, and canopy never fights it.
 		n := int32(1)
 		if s.primary != nil {
 			n = max(workload.Replicas(s.primary), 1)
 		}
 		if err := workload.Scale(ctx, r.Client, s.target, n); err != nil {
+			return true, err
+		}
+	}
+	if s.hpa != nil {
+		hpa, err := render.PrimaryAutoscaler(c, s.hpa)
+		if err != nil {
+			return true, r.invalid(s, err)
+		}
+		if err := r.apply(ctx, c, hpa); err != nil {
 			return true, err
 		}
 	}
@@ -273,6 +301,7 @@ func (r *CanaryReconciler) applyRouting(ctx context.Context, s *canaryScope) (bo
 	if err != nil {
 		return true, r.invalid(s, err)
 	}
+	s.warnings = set.Warnings
 	adopted := s.apex != nil && !metav1.IsControlledBy(s.apex, c)
 	for _, obj := range set.Routing() {
 		o := obj.(client.Object)
@@ -307,7 +336,11 @@ func (r *CanaryReconciler) applyUnowned(ctx context.Context, obj client.Object) 
 // invalid marks the Canary stalled on a spec the renderer refused; no retry helps until the
 // spec changes, so the error is terminal.
 func (r *CanaryReconciler) invalid(s *canaryScope, err error) error {
-	s.setNotReady(meshv1.ReasonInvalidSpec, err.Error(), true)
+	reason := render.ReasonOf(err)
+	if reason == "" {
+		return err // a bug of ours, not of the spec: retry with backoff
+	}
+	s.setNotReady(reason, err.Error(), true)
 	s.decision = nil
 	return reconcile.TerminalError(err)
 }
@@ -319,11 +352,22 @@ func (r *CanaryReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int)
 	}); err != nil {
 		return err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &meshv1.Canary{}, indexAutoscaler, func(o client.Object) []string {
+		if ref := o.(*meshv1.Canary).Spec.AutoscalerRef; ref != nil {
+			return []string{ref.Name}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
 	byTarget := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-		return r.canariesFor(ctx, o.GetNamespace(), o.GetName())
+		return r.canariesFor(ctx, o.GetNamespace(), indexTarget, o.GetName())
+	})
+	byAutoscaler := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		return r.canariesFor(ctx, o.GetNamespace(), indexAutoscaler, o.GetName())
 	})
 	byPolicy := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-		return r.canariesFor(ctx, o.GetNamespace(), o.(*meshv1.MeshPolicy).Spec.TargetRef.Name)
+		return r.canariesFor(ctx, o.GetNamespace(), indexTarget, o.(*meshv1.MeshPolicy).Spec.TargetRef.Name)
 	})
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&meshv1.Canary{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
@@ -331,18 +375,20 @@ func (r *CanaryReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int)
 		Owns(&corev1.Service{}).
 		Owns(&istionetv1.VirtualService{}).
 		Owns(&istionetv1.DestinationRule{}).
+		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
 		Watches(&appsv1.Deployment{}, byTarget).
 		Watches(&corev1.Service{}, byTarget).
 		Watches(&meshv1.MeshPolicy{}, byPolicy).
+		Watches(&autoscalingv2.HorizontalPodAutoscaler{}, byAutoscaler).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
 		Named("canary").
 		Complete(r)
 }
 
-// canariesFor finds the Canaries whose target (and apex Service) is name.
-func (r *CanaryReconciler) canariesFor(ctx context.Context, namespace, name string) []reconcile.Request {
+// canariesFor finds the Canaries of a namespace whose indexed field is name.
+func (r *CanaryReconciler) canariesFor(ctx context.Context, namespace, index, name string) []reconcile.Request {
 	list := &meshv1.CanaryList{}
-	if err := r.List(ctx, list, client.InNamespace(namespace), client.MatchingFields{indexTarget: name}); err != nil {
+	if err := r.List(ctx, list, client.InNamespace(namespace), client.MatchingFields{index: name}); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Listing Canaries for a watched object", "object", klog.KRef(namespace, name))
 		return nil
 	}

@@ -6,6 +6,7 @@ import (
 
 	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -204,4 +205,101 @@ func (h *harness) reconcileGone() {
 		}
 	}
 	h.t.Fatal("the Canary is still there after its finalizer ran")
+}
+
+func TestCanaryAdoptsAnExistingService(t *testing.T) {
+	h := newHarness(t)
+	h.create(&corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "reviews", Labels: map[string]string{"team": "books"}},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "reviews"},
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 9080}},
+		},
+	})
+	h.initialize(reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10)}))
+	c, _ := h.reconcile("reviews")
+	if !c.Status.ServiceAdopted {
+		t.Fatal("status.serviceAdopted should say the existing Service was taken over")
+	}
+	svc := &corev1.Service{}
+	if err := h.c.Get(t.Context(), client.ObjectKey{Namespace: h.ns, Name: "reviews"}, svc); err != nil {
+		t.Fatal(err)
+	}
+	if svc.Spec.Selector["app"] != "reviews-primary" {
+		t.Fatalf("adopted Service should select the primary's pods: %v", svc.Spec.Selector)
+	}
+	if len(svc.OwnerReferences) != 0 {
+		t.Fatalf("an adopted Service must not be owned (deleting the Canary would delete it): %v", svc.OwnerReferences)
+	}
+	if svc.Labels["team"] != "books" {
+		t.Fatalf("the user's own fields must stay: labels %v", svc.Labels)
+	}
+}
+
+func TestCanaryRepairsThePrimaryDeployment(t *testing.T) {
+	h := newHarness(t)
+	h.initialize(reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10)}))
+	d := h.deployment("reviews-primary")
+	d.Spec.Template.Spec.Containers[0].Image = "reviews:hand-edited"
+	if err := h.c.Update(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	h.reconcile("reviews")
+	if img := h.deployment("reviews-primary").Spec.Template.Spec.Containers[0].Image; img != "reviews:v1" {
+		t.Fatalf("primary image %s after one reconcile, want reviews:v1 put back", img)
+	}
+}
+
+func TestCanaryGeneratesThePrimaryAutoscaler(t *testing.T) {
+	h := newHarness(t)
+	h.create(&autoscalingv2.HorizontalPodAutoscaler{
+		ObjectMeta: metav1.ObjectMeta{Name: "reviews"},
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "reviews"},
+			MinReplicas:    ptr.To[int32](2), MaxReplicas: 6,
+		},
+	})
+	c := reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10)})
+	c.Spec.AutoscalerRef = &meshv1.AutoscalerRef{APIVersion: "autoscaling/v2", Kind: "HorizontalPodAutoscaler", Name: "reviews"}
+	h.initialize(c)
+	hpa := &autoscalingv2.HorizontalPodAutoscaler{}
+	if err := h.c.Get(t.Context(), client.ObjectKey{Namespace: h.ns, Name: "reviews-primary"}, hpa); err != nil {
+		t.Fatalf("primary autoscaler: %v", err)
+	}
+	if hpa.Spec.ScaleTargetRef.Name != "reviews-primary" || hpa.Spec.MaxReplicas != 6 || ptr.Deref(hpa.Spec.MinReplicas, 0) != 2 {
+		t.Fatalf("primary autoscaler should scale reviews-primary within 2..6: %+v", hpa.Spec)
+	}
+
+	// During analysis the user's autoscaler scales the canary; canopy does not fight it.
+	h.setImage("reviews", "reviews:v2")
+	h.settle("reviews")
+	d := h.deployment("reviews")
+	d.Spec.Replicas = ptr.To[int32](5)
+	if err := h.c.Update(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	h.markReady("reviews")
+	h.tick(time.Minute)
+	if n := ptr.Deref(h.deployment("reviews").Spec.Replicas, 0); n != 5 {
+		t.Fatalf("canary replicas %d, want the autoscaler's 5 left alone", n)
+	}
+}
+
+// A replica count set on the target (e.g. by a GitOps sync) while no rollout runs moves to
+// the primary, and the target goes back to zero.
+func TestCanaryPrimaryFollowsTheTargetsReplicaCount(t *testing.T) {
+	h := newHarness(t)
+	h.initialize(reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10)}))
+	d := h.deployment("reviews")
+	d.Spec.Replicas = ptr.To[int32](4)
+	if err := h.c.Update(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	h.settle("reviews")
+	if n := ptr.Deref(h.deployment("reviews-primary").Spec.Replicas, 0); n != 4 {
+		t.Fatalf("primary replicas %d, want the target's new 4", n)
+	}
+	if n := ptr.Deref(h.deployment("reviews").Spec.Replicas, -1); n != 0 {
+		t.Fatalf("target replicas %d, want 0", n)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -84,6 +85,12 @@ func (r *CanaryReconciler) announce(ctx context.Context, s *canaryScope) {
 	c, d := s.canary, s.decision
 	for _, e := range d.Events {
 		r.Recorder.Eventf(c, nil, e.Type, e.Reason, e.Reason, "%s", e.Message)
+	}
+	if s.canary.Generation != s.before.Status.ObservedGeneration {
+		// Settings that render but are probably unintended: said once per spec change.
+		for _, w := range s.warnings {
+			r.Recorder.Eventf(c, nil, corev1.EventTypeWarning, meshv1.ReasonInconsistent, meshv1.ReasonInconsistent, "%s", w.String())
+		}
 	}
 	for _, t := range d.Notify {
 		for _, h := range webhooksOf(c, t) {

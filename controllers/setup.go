@@ -41,6 +41,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		cfg.Analyzer = analysis.New(mgr.GetClient(), prometheus.NewFactory().New, analysis.Options{
 			DefaultProvider:              providers.Config{Type: prometheus.Type, Address: cfg.PrometheusAddress},
 			AllowCrossNamespaceTemplates: cfg.AllowCrossNamespace,
+			SecretReader:                 mgr.GetAPIReader(),
 			Clock:                        cfg.Clock,
 		})
 	}
