@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -70,6 +71,7 @@ type CanaryReconciler struct {
 // +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;destinationrules,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
 
 // Reconcile moves one Canary's rollout forward by at most the steps that are due now.
@@ -140,6 +142,7 @@ type canaryScope struct {
 
 	decision *progress.Decision
 	warnings []render.Warning
+	tracked  []string // the target's tracked configs, part of its revision
 	// requeue is used when the reconcile stops before a decision (e.g. the target is missing).
 	requeue time.Duration
 }
@@ -197,8 +200,12 @@ func (r *CanaryReconciler) loadWorkloads(ctx context.Context, s *canaryScope) (b
 // the due checks, the check-like webhooks and the gates.
 func (r *CanaryReconciler) observe(ctx context.Context, s *canaryScope) (bool, error) {
 	c := s.canary
+	tracked, err := workload.TrackedConfigs(ctx, r.Client, c.Namespace, &s.target.Spec.Template.Spec)
+	if err != nil {
+		return true, err
+	}
 	obs := progress.Observation{
-		TargetRevision: render.Revision(&s.target.Spec.Template),
+		TargetRevision: render.Revision(&s.target.Spec.Template, tracked...),
 		Request:        c.Annotations[meshv1.AnnotationRequest],
 	}
 	if s.primary != nil {
@@ -224,7 +231,7 @@ func (r *CanaryReconciler) observe(ctx context.Context, s *canaryScope) (bool, e
 			obs.Gates = append(obs.Gates, r.callGate(ctx, s, h))
 		}
 	}
-	s.obs = obs
+	s.obs, s.tracked = obs, tracked
 	return false, nil
 }
 
@@ -256,7 +263,7 @@ func (r *CanaryReconciler) applyWorkload(ctx context.Context, s *canaryScope) (b
 			}
 		}
 		replicas := ptr.To(max(n, 1))
-		primary, err := render.Primary(c, s.target, replicas)
+		primary, err := render.Primary(c, s.target, replicas, s.tracked...)
 		if err != nil {
 			return true, r.invalid(s, err)
 		}
@@ -380,6 +387,7 @@ func (r *CanaryReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int)
 		Watches(&corev1.Service{}, byTarget).
 		Watches(&meshv1.MeshPolicy{}, byPolicy).
 		Watches(&autoscalingv2.HorizontalPodAutoscaler{}, byAutoscaler).
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.canariesReading)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
 		Named("canary").
 		Complete(r)
@@ -395,6 +403,27 @@ func (r *CanaryReconciler) canariesFor(ctx context.Context, namespace, index, na
 	out := make([]reconcile.Request, 0, len(list.Items))
 	for i := range list.Items {
 		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return out
+}
+
+// canariesReading finds the Canaries whose target reads a ConfigMap.
+func (r *CanaryReconciler) canariesReading(ctx context.Context, cm client.Object) []reconcile.Request {
+	list := &meshv1.CanaryList{}
+	if err := r.List(ctx, list, client.InNamespace(cm.GetNamespace())); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing Canaries for a ConfigMap", "configMap", klog.KObj(cm))
+		return nil
+	}
+	var out []reconcile.Request
+	for i := range list.Items {
+		c := &list.Items[i]
+		d := &appsv1.Deployment{}
+		if err := r.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: c.Spec.TargetRef.Name}, d); err != nil {
+			continue
+		}
+		if slices.Contains(workload.ConfigMapRefs(&d.Spec.Template.Spec), cm.GetName()) {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
+		}
 	}
 	return out
 }

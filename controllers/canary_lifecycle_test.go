@@ -303,3 +303,36 @@ func TestCanaryPrimaryFollowsTheTargetsReplicaCount(t *testing.T) {
 		t.Fatalf("target replicas %d, want 0", n)
 	}
 }
+
+// A change to a ConfigMap the target reads is a new revision: the rollout starts, and the
+// promoted primary's pod template changes with it, so its pods restart with the new config.
+func TestCanaryTracksConfigMaps(t *testing.T) {
+	h := newHarness(t)
+	h.create(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "reviews-config"}, Data: map[string]string{"stars": "black"}})
+	d := deployment("reviews", "reviews:v1", 2)
+	d.Spec.Template.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{
+		LocalObjectReference: corev1.LocalObjectReference{Name: "reviews-config"},
+	}}}
+	c := reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10)})
+	h.create(d, c)
+	h.settle("reviews")
+	h.markReady("reviews-primary")
+	h.settle("reviews")
+	c = h.tick(time.Minute)
+	expectPhase(t, c, meshv1.PhaseInitialized)
+	before := c.Status.CurrentRevision
+
+	cm := &corev1.ConfigMap{}
+	if err := h.c.Get(t.Context(), client.ObjectKey{Namespace: h.ns, Name: "reviews-config"}, cm); err != nil {
+		t.Fatal(err)
+	}
+	cm.Data["stars"] = "red"
+	if err := h.c.Update(t.Context(), cm); err != nil {
+		t.Fatal(err)
+	}
+	c = h.settle("reviews")
+	expectPhase(t, c, meshv1.PhaseProgressing)
+	if c.Status.CurrentRevision == before {
+		t.Fatal("the ConfigMap change did not make a new revision")
+	}
+}

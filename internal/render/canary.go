@@ -125,8 +125,10 @@ func CanaryObjects(c *meshv1.Canary, target *appsv1.Deployment, w Weights, polic
 
 // Primary renders the primary Deployment from target, the Deployment whose template the
 // primary is to run (the target itself when promoting). replicas nil leaves the count
-// unset, so that an autoscaler, or the count already there, keeps it.
-func Primary(c *meshv1.Canary, target *appsv1.Deployment, replicas *int32) (*appsv1.Deployment, error) {
+// unset, so that an autoscaler, or the count already there, keeps it. tracked are the
+// target's tracked configs, as given to Revision: the revision the primary records (on its
+// pod template too, so that a config change alone still rolls the primary's pods).
+func Primary(c *meshv1.Canary, target *appsv1.Deployment, replicas *int32, tracked ...string) (*appsv1.Deployment, error) {
 	if c == nil || target == nil {
 		return nil, fmt.Errorf("render primary: canary and target are required")
 	}
@@ -135,7 +137,7 @@ func Primary(c *meshv1.Canary, target *appsv1.Deployment, replicas *int32) (*app
 	if !r.checkNames() {
 		return nil, e.err()
 	}
-	d := primary(e, c, target, replicas)
+	d := primary(e, c, target, replicas, tracked...)
 	return d, e.err()
 }
 
@@ -174,10 +176,10 @@ func (r *canaryRenderer) labels() map[string]string {
 	return OwnerLabels(KindCanary, r.c.Namespace, r.c.Name)
 }
 
-func primary(e *errs, c *meshv1.Canary, target *appsv1.Deployment, replicas *int32) *appsv1.Deployment {
+func primary(e *errs, c *meshv1.Canary, target *appsv1.Deployment, replicas *int32, tracked ...string) *appsv1.Deployment {
 	name := c.Spec.TargetRef.Name
 	pname := PrimaryName(name)
-	rev := Revision(&target.Spec.Template)
+	rev := Revision(&target.Spec.Template, tracked...)
 
 	spec := target.Spec.DeepCopy()
 	spec.Replicas = nil
