@@ -55,9 +55,12 @@ func (r *MeshPolicyReconciler) checkConflicts(ctx context.Context, s *policyScop
 	if winner.UID == p.UID {
 		return false, nil
 	}
+	if err := r.pruneExcept(ctx, s, nil); err != nil {
+		return true, err
+	}
 	s.block(meshv1.ReasonConflict, fmt.Sprintf("MeshPolicy %s already targets Service %s (it is older): this policy is not applied; merge the two or delete one", winner.Name, p.Spec.TargetRef.Name), true)
 	s.objects, s.objectsKnown = nil, true
-	return true, r.pruneExcept(ctx, s, nil)
+	return true, nil
 }
 
 // olderPolicy orders policies by creation, then by name, so that every reconcile of

@@ -61,5 +61,14 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		Hooks:    cfg.Hooks,
 		Clock:    cfg.Clock,
 	}
-	return canaries.SetupWithManager(mgr, cfg.MaxConcurrentReconciles)
+	if err := canaries.SetupWithManager(mgr, cfg.MaxConcurrentReconciles); err != nil {
+		return err
+	}
+	policies := &MeshPolicyReconciler{
+		Client:   mgr.GetClient(),
+		Applier:  applier,
+		Recorder: mgr.GetEventRecorder("canopy"),
+		Clock:    cfg.Clock,
+	}
+	return policies.SetupWithManager(mgr, cfg.MaxConcurrentReconciles)
 }

@@ -47,4 +47,8 @@ const (
 	ReasonCertificateNotReady = "CertificateNotReady"
 	ReasonConflict            = "Conflict"
 	ReasonInconsistent        = "Inconsistent"
+	// ReasonServiceAccountNotFound and ReasonRenderWarning are warnings: a MeshPolicy that
+	// has them is still applied (Ready stays True and its message lists them).
+	ReasonServiceAccountNotFound = "ServiceAccountNotFound"
+	ReasonRenderWarning          = "RenderWarning"
 )

@@ -1,0 +1,262 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
+	istiosecv1 "istio.io/client-go/pkg/apis/security/v1"
+	istiotelv1 "istio.io/client-go/pkg/apis/telemetry/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/render"
+)
+
+// The states of a generated object in status.objects.
+const (
+	stateApplied = "Applied"
+	statePending = "Pending"
+	stateFailed  = "Failed"
+)
+
+// render renders the policy for what was observed. When a Canary delivers the Service,
+// the policy is also rendered into the Canary's routing, so that the policy reports the
+// mistakes that would stop the Canary from carrying it (an mTLS mode its DestinationRules'
+// TLS contradicts, a route to a port the Canary's Services lack).
+func (r *MeshPolicyReconciler) render(_ context.Context, s *policyScope) (bool, error) {
+	set, err := render.MeshPolicyObjects(s.policy, s.svc, render.MeshPolicyOptions{
+		CertificateReady:  s.serveHTTPS(),
+		CanaryOwnsRouting: s.canary != nil,
+		CanarySelector:    s.canarySelector,
+	})
+	var composed []render.Warning
+	if err == nil && s.canary != nil && s.canaryTarget != nil {
+		composed, err = compose(s)
+	}
+	if err != nil {
+		reason := render.ReasonOf(err)
+		if reason == "" {
+			return true, fmt.Errorf("rendering: %w", err) // a bug: retry, and let it be seen
+		}
+		s.block(reason, err.Error(), true)
+		return true, err
+	}
+	s.set = set
+	for _, w := range append(set.Warnings, composed...) {
+		s.warnings = append(s.warnings, policyWarning{meshv1.ReasonRenderWarning, w.String()})
+	}
+	return false, nil
+}
+
+// compose renders the Canary's routing with the policy, as the Canary's reconciler does,
+// and keeps the errors and warnings that concern the policy.
+func compose(s *policyScope) ([]render.Warning, error) {
+	tag := render.KindMeshPolicy + "/" + s.policy.Name
+	about := func(object, message string) bool { return object == tag || strings.Contains(message, tag) }
+	set, err := render.CanaryObjects(s.canary, s.canaryTarget, render.Weights{Primary: 100}, s.policy)
+	if err != nil {
+		var mine []error
+		for _, e := range flatten(err) {
+			var fe *render.FieldError
+			if !errors.As(e, &fe) || !about(fe.Object, fe.Message) {
+				continue // the Canary's own problem: its status says so
+			}
+			if fe.Object == "" {
+				fe = &render.FieldError{Object: "Canary/" + s.canary.Name, Field: fe.Field, Reason: fe.Reason, Message: fe.Message}
+			}
+			mine = append(mine, fe)
+		}
+		return nil, errors.Join(mine...)
+	}
+	var out []render.Warning
+	for _, w := range set.Warnings {
+		if about(w.Object, w.Message) {
+			if w.Object == "" {
+				w.Object = "Canary/" + s.canary.Name
+			}
+			out = append(out, w)
+		}
+	}
+	return out, nil
+}
+
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+// apply applies every rendered object in order (a Certificate before the Gateway that
+// names its Secret, the Gateway before the VirtualService bound to it). Objects in the
+// policy's namespace are owned by it; the Gateway and Certificate of another namespace
+// carry the owner labels only, and the finalizer removes them.
+func (r *MeshPolicyReconciler) apply(ctx context.Context, s *policyScope) (bool, error) {
+	p := s.policy
+	objs := s.set.Objects()
+	s.objectsKnown = true
+	s.objects = make([]meshv1.GeneratedObject, 0, len(objs)+1)
+	for _, o := range objs {
+		s.objects = append(s.objects, meshv1.GeneratedObject{
+			Kind: kindOf(o), Name: o.GetName(), Namespace: o.GetNamespace(), State: statePending, Message: "not applied yet",
+		})
+	}
+	for i, obj := range objs {
+		o := obj.(client.Object)
+		if o.GetNamespace() == p.Namespace {
+			if err := controllerutil.SetControllerReference(p, o, r.Scheme()); err != nil {
+				return true, err
+			}
+		}
+		changed, err := r.Applier.Apply(ctx, o)
+		if err != nil {
+			s.objects[i].State, s.objects[i].Message = stateFailed, err.Error()
+			if apierrors.IsInvalid(err) {
+				// The API server's schema refused what the renderer let through: no retry
+				// helps until the spec (or canopy) changes.
+				s.block(meshv1.ReasonApplyFailed, err.Error(), true)
+			}
+			return true, err
+		}
+		if changed {
+			s.applied = append(s.applied, describe(s.objects[i]))
+		}
+		s.objects[i].State, s.objects[i].Message = s.objectState(obj)
+	}
+	if s.canary != nil {
+		s.objects = append(s.objects, r.canaryRouting(ctx, s))
+	}
+	return false, nil
+}
+
+// objectState is what status says of an applied object.
+func (s *policyScope) objectState(o render.Object) (string, string) {
+	cs := s.certStatus
+	switch o.(type) {
+	case *cmv1.Certificate:
+		if cs != nil && !cs.Ready {
+			return statePending, cs.Message
+		}
+	case *istionetv1.Gateway:
+		if cs != nil && !s.serveHTTPS() {
+			return statePending, fmt.Sprintf("serving HTTP only until Certificate %s/%s is Ready", cs.Namespace, cs.Name)
+		}
+	}
+	return stateApplied, ""
+}
+
+// canaryRouting is the status entry of the Service's VirtualService when a Canary writes it.
+func (r *MeshPolicyReconciler) canaryRouting(ctx context.Context, s *policyScope) meshv1.GeneratedObject {
+	p, c := s.policy, s.canary
+	g := meshv1.GeneratedObject{Kind: "VirtualService", Name: p.Spec.TargetRef.Name, Namespace: p.Namespace}
+	vs := &istionetv1.VirtualService{}
+	err := r.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: g.Name}, vs)
+	if err == nil && vs.Labels[meshv1.LabelOwnerKind] == render.KindCanary && vs.Labels[meshv1.LabelOwnerName] == render.LabelValue(c.Name) {
+		g.State = stateApplied
+		g.Message = fmt.Sprintf("written by Canary %s, with this policy's routes, retries and timeouts; its DestinationRules carry the resilience and TLS", c.Name)
+		return g
+	}
+	g.State, g.Message = statePending, fmt.Sprintf("Canary %s delivers the Service and is to write it, with this policy's routes, retries and timeouts", c.Name)
+	return g
+}
+
+// generatedKinds are the kinds a MeshPolicy generates; anyNamespace marks those that live
+// in the gateway's namespace, which may be another one (or have been, before a change).
+var generatedKinds = []struct {
+	kind         string
+	list         func() client.ObjectList
+	anyNamespace bool
+}{
+	{"PeerAuthentication", func() client.ObjectList { return &istiosecv1.PeerAuthenticationList{} }, false},
+	{"AuthorizationPolicy", func() client.ObjectList { return &istiosecv1.AuthorizationPolicyList{} }, false},
+	{"ServiceEntry", func() client.ObjectList { return &istionetv1.ServiceEntryList{} }, false},
+	{"DestinationRule", func() client.ObjectList { return &istionetv1.DestinationRuleList{} }, false},
+	{"VirtualService", func() client.ObjectList { return &istionetv1.VirtualServiceList{} }, false},
+	{"Telemetry", func() client.ObjectList { return &istiotelv1.TelemetryList{} }, false},
+	{"Certificate", func() client.ObjectList { return &cmv1.CertificateList{} }, true},
+	{"Gateway", func() client.ObjectList { return &istionetv1.GatewayList{} }, true},
+}
+
+// prune deletes what the policy generated before and no longer renders.
+func (r *MeshPolicyReconciler) prune(ctx context.Context, s *policyScope) (bool, error) {
+	return false, r.pruneExcept(ctx, s, s.set.Objects())
+}
+
+// pruneExcept deletes the objects carrying the policy's owner labels that are not in keep.
+// It never deletes an object another owner controls, nor, while a Canary delivers the
+// Service, the VirtualService named after it: the Canary takes that one over in place.
+func (r *MeshPolicyReconciler) pruneExcept(ctx context.Context, s *policyScope, keep []render.Object) error {
+	p := s.policy
+	want := map[string]bool{}
+	for _, o := range keep {
+		want[kindOf(o)+"/"+o.GetNamespace()+"/"+o.GetName()] = true
+	}
+	labels := client.MatchingLabels(render.OwnerLabels(render.KindMeshPolicy, p.Namespace, p.Name))
+	for _, k := range generatedKinds {
+		list := k.list()
+		opts := []client.ListOption{labels}
+		if !k.anyNamespace {
+			opts = append(opts, client.InNamespace(p.Namespace))
+		}
+		if err := r.List(ctx, list, opts...); err != nil {
+			return fmt.Errorf("listing %ss: %w", k.kind, err)
+		}
+		items, err := meta.ExtractList(list)
+		if err != nil {
+			return err
+		}
+		for _, it := range items {
+			o := it.(client.Object)
+			if want[k.kind+"/"+o.GetNamespace()+"/"+o.GetName()] {
+				continue
+			}
+			if ref := metav1.GetControllerOf(o); ref != nil && ref.UID != p.UID {
+				continue
+			}
+			if s.canary != nil && k.kind == "VirtualService" && o.GetNamespace() == p.Namespace && o.GetName() == p.Spec.TargetRef.Name {
+				continue
+			}
+			uid := o.GetUID()
+			if err := r.Delete(ctx, o, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
+				return fmt.Errorf("deleting %s %s/%s: %w", k.kind, o.GetNamespace(), o.GetName(), err)
+			}
+			s.deleted = append(s.deleted, fmt.Sprintf("%s %s/%s", k.kind, o.GetNamespace(), o.GetName()))
+		}
+	}
+	return nil
+}
+
+// finalize removes everything the policy generated, then the finalizer.
+func (r *MeshPolicyReconciler) finalize(ctx context.Context, p *meshv1.MeshPolicy) error {
+	if !controllerutil.ContainsFinalizer(p, MeshPolicyFinalizer) {
+		return nil
+	}
+	if err := r.pruneExcept(ctx, &policyScope{policy: p}, nil); err != nil {
+		return err
+	}
+	patch := client.MergeFrom(p.DeepCopy())
+	controllerutil.RemoveFinalizer(p, MeshPolicyFinalizer)
+	if err := r.Patch(ctx, p, patch); err != nil {
+		return fmt.Errorf("removing the finalizer: %w", err)
+	}
+	return nil
+}
+
+func kindOf(o render.Object) string { return o.GetObjectKind().GroupVersionKind().Kind }
+
+func describe(g meshv1.GeneratedObject) string {
+	return fmt.Sprintf("%s %s/%s", g.Kind, g.Namespace, g.Name)
+}
