@@ -78,7 +78,7 @@ type PortMTLS struct {
 type AuthorizationAction string
 
 // Authorization says who may call the service.
-// +kubebuilder:validation:XValidation:rule="!self.defaultDeny || self.action == 'ALLOW'",message="defaultDeny only makes sense with action ALLOW"
+// +kubebuilder:validation:XValidation:rule="!has(self.defaultDeny) || !self.defaultDeny || self.action == 'ALLOW'",message="defaultDeny only makes sense with action ALLOW"
 type Authorization struct {
 	// +kubebuilder:default=ALLOW
 	// +optional
