@@ -281,7 +281,7 @@ type CanaryWebhook struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
-	Name string `json:"name"`
+	Name string      `json:"name"`
 	Type WebhookType `json:"type"`
 	// URL receives a POST with a JSON payload.
 	// +kubebuilder:validation:MinLength=1
@@ -465,8 +465,4 @@ type CanaryList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Canary `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&Canary{}, &CanaryList{})
 }

@@ -80,7 +80,3 @@ type MetricTemplateList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []MetricTemplate `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&MetricTemplate{}, &MetricTemplateList{})
-}

@@ -11,8 +11,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -28,21 +28,21 @@ import (
 
 // Options are the operator's flags.
 type Options struct {
-	MetricsAddr          string
-	ProbeAddr            string
-	SecureMetrics        bool
-	EnableHTTP2          bool
-	LeaderElect          bool
-	LeaderElectionID     string
-	LeaderElectionNS     string
-	WatchNamespaces      string
-	MaxConcurrent        int
-	QPS                  float64
-	Burst                int
-	PrometheusAddress    string
-	AllowCrossNamespace  bool
-	WebhookAllowedHosts  string
-	WebhookAllowedCIDRs  string
+	MetricsAddr         string
+	ProbeAddr           string
+	SecureMetrics       bool
+	EnableHTTP2         bool
+	LeaderElect         bool
+	LeaderElectionID    string
+	LeaderElectionNS    string
+	WatchNamespaces     string
+	MaxConcurrent       int
+	QPS                 float64
+	Burst               int
+	PrometheusAddress   string
+	AllowCrossNamespace bool
+	WebhookAllowedHosts string
+	WebhookAllowedCIDRs string
 
 	// Analyzer and Hooks replace the Prometheus analyzer and the HTTP webhook caller
 	// (tests only; there are no flags for them).
@@ -65,7 +65,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.Burst, "kube-api-burst", 100, "Burst of queries to the API server.")
 	fs.StringVar(&o.PrometheusAddress, "prometheus-address", "", "Default Prometheus address for checks, e.g. http://prometheus.istio-system:9090.")
 	fs.BoolVar(&o.AllowCrossNamespace, "allow-cross-namespace-refs", false, "Allow Canaries to reference MetricTemplates in other namespaces.")
-	fs.StringVar(&o.WebhookAllowedHosts, "webhook-allowed-hosts", "", "Comma-separated host names rollout webhooks may call (empty: any host that is not link-local or a metadata address).")
+	fs.StringVar(&o.WebhookAllowedHosts, "webhook-allowed-hosts", "",
+		"Comma-separated host names rollout webhooks may call (empty: any host that is not loopback, link-local or a metadata address).")
 	fs.StringVar(&o.WebhookAllowedCIDRs, "webhook-allowed-cidrs", "", "Comma-separated CIDRs rollout webhooks may call.")
 }
 
@@ -97,11 +98,11 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		}
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                        scheme.New(),
-		Cache:                         cacheOpts,
+		Scheme: scheme.New(),
+		Cache:  cacheOpts,
 		// Secrets are read one at a time where a provider needs credentials: never cached,
 		// so canopy holds no cluster-wide Secret informer.
-		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+		Client:                        client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr, SecureServing: o.SecureMetrics, TLSOpts: tlsOpts},
 		WebhookServer:                 webhook.NewServer(webhook.Options{TLSOpts: tlsOpts}),
 		HealthProbeBindAddress:        o.ProbeAddr,

@@ -71,10 +71,10 @@ func TrackedConfigs(ctx context.Context, r client.Reader, namespace string, spec
 func configDigest(cm *corev1.ConfigMap) string {
 	h := sha256.New()
 	for _, k := range sortedKeys(cm.Data) {
-		fmt.Fprintf(h, "%q=%q\n", k, cm.Data[k])
+		_, _ = fmt.Fprintf(h, "%q=%q\n", k, cm.Data[k])
 	}
 	for _, k := range sortedKeys(cm.BinaryData) {
-		fmt.Fprintf(h, "%q=%x\n", k, cm.BinaryData[k])
+		_, _ = fmt.Fprintf(h, "%q=%x\n", k, cm.BinaryData[k])
 	}
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
