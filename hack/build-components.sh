@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the test bed's components from pinned Go module sources into bin/ (git-ignored).
 # Prebuilt binaries cannot be downloaded here, so everything comes from the Go module proxy.
-# A component is rebuilt only when its wrapper module (go.mod + go.sum) changed since it was built.
+# A component is rebuilt only when its wrapper module (go.mod, go.sum and its .go files, e.g. the
+# cert-manager runner's main.go) changed since it was built.
 #
 #   hack/build-components.sh [component...]   (default: all)
 #   components: kube-apiserver kube-controller-manager kube-scheduler etcd kwok prometheus cert-manager
@@ -15,7 +16,7 @@ mkdir -p "$bin"
 k8s_version=v1.36.3
 k8s_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=${k8s_version} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=36 -X k8s.io/component-base/version.gitTreeState=clean"
 
-stamp_of() { cat "$tools/$1/go.mod" "$tools/$1/go.sum" | sha256sum | cut -c1-16; }
+stamp_of() { cat "$tools/$1/go.mod" "$tools/$1/go.sum" "$tools/$1"/*.go | sha256sum | cut -c1-16; }
 
 # build NAME MODULE_DIR PACKAGE [extra go build args...]
 build() {

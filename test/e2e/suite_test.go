@@ -28,7 +28,11 @@ import (
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) { testenv.Main(m, testenv.Options{LocalCluster: true}, &env) }
+// TestMain starts the local cluster with cert-manager's controllers (for the Certificate
+// tests; they cost a second or two to start).
+func TestMain(m *testing.M) {
+	testenv.Main(m, testenv.Options{LocalCluster: true, CertManager: true}, &env)
+}
 
 // operator is canopy running in this process against the local cluster.
 type operator struct {

@@ -26,7 +26,8 @@ type Options struct {
 	// Node to the apiserver, so that workloads really roll out.
 	LocalCluster bool
 	// StateDir keeps the logs, the kubeconfig and etcd's data. By default a new temporary
-	// directory, removed by Stop; a given directory is kept.
+	// directory, removed by Stop; a given directory is kept after Stop (for its logs) and
+	// emptied of a previous cluster's data on Start.
 	StateDir string
 	// CRDPaths are installed besides canopy's, Istio's and cert-manager's CRDs.
 	CRDPaths []string
@@ -54,6 +55,7 @@ type Env struct {
 
 	env         *envtest.Environment
 	envtestPids []int
+	envtestLogs []*os.File
 	ownStateDir bool
 	mu          sync.Mutex
 	children    []*process // stopped in reverse order
@@ -74,8 +76,13 @@ func Start(opts Options) (_ *Env, err error) {
 			return nil, err
 		}
 	}
-	// envtest generates the apiserver's certificates only into an existing directory.
-	for _, dir := range []string{e.logDir(), filepath.Join(e.StateDir, "apiserver")} {
+	// Every start is a fresh cluster: a previous run's data and certificates would not
+	// match the new ports and CA. envtest generates the certificates only into an
+	// existing directory.
+	for _, dir := range []string{e.logDir(), filepath.Join(e.StateDir, "apiserver"), filepath.Join(e.StateDir, "etcd")} {
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, err
+		}
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, err
 		}
@@ -193,6 +200,7 @@ func (e *Env) etcd(path string) (*envtest.Etcd, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.envtestLogs = append(e.envtestLogs, log)
 	etcd := &envtest.Etcd{
 		Path:    path,
 		DataDir: filepath.Join(e.StateDir, "etcd"),
@@ -213,6 +221,7 @@ func (e *Env) apiServer(path string) (*envtest.APIServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.envtestLogs = append(e.envtestLogs, log)
 	apiServer := &envtest.APIServer{
 		Path:    path,
 		CertDir: filepath.Join(e.StateDir, "apiserver"),
@@ -258,6 +267,9 @@ func (e *Env) Stop() error {
 	}
 	for _, pid := range e.envtestPids {
 		unreapGroup(pid)
+	}
+	for _, f := range e.envtestLogs {
+		_ = f.Close()
 	}
 	if e.ownStateDir {
 		if err := os.RemoveAll(e.StateDir); err != nil {

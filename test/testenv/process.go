@@ -66,7 +66,8 @@ func (p *process) exited() (bool, error) {
 }
 
 // stop sends SIGTERM to the process group, and SIGKILL if it has not exited within grace.
-// It returns the log's tail if the process had exited on its own before.
+// It returns an error if the process had exited on its own before: a crashed component
+// fails the run even when no test noticed.
 func (p *process) stop(grace time.Duration) error {
 	var result error
 	p.stopped.Do(func() {
