@@ -102,7 +102,7 @@ func (h *harness) initialize(c *meshv1.Canary) {
 	got = h.settle("reviews")
 	expectPhase(h.t, got, meshv1.PhaseInitialized)
 	h.expectWeights(100, 0)
-	got = h.tick(time.Minute) // the target is scaled down once its traffic drained
+	h.tick(time.Minute) // the target is scaled down once its traffic drained
 	if n := ptr.Deref(h.deployment("reviews").Spec.Replicas, -1); n != 0 {
 		h.t.Fatalf("target has %d replicas after initialization, want 0", n)
 	}
@@ -152,7 +152,7 @@ func TestCanaryWeightedRolloutIsPromoted(t *testing.T) {
 		t.Fatalf("primary runs %s while promoting, want reviews:v2", img)
 	}
 	h.markReady("reviews-primary")
-	c = h.tick(time.Minute)
+	h.tick(time.Minute) // Finalising: traffic back on the primary, the canary drains
 	c = h.tick(time.Minute)
 	expectPhase(t, c, meshv1.PhaseSucceeded)
 	h.expectWeights(100, 0)
@@ -188,9 +188,8 @@ func TestCanaryFailingRevisionIsRolledBack(t *testing.T) {
 		t.Fatalf("failed checks %d, want 1", c.Status.FailedChecks)
 	}
 	h.expectWeights(90, 10) // a failed check does not move traffic
+	h.tick(time.Minute) // second failure: the threshold is reached, rolling back
 	c = h.tick(time.Minute)
-	h.tick(time.Minute)
-	c = h.settle("reviews")
 	expectPhase(t, c, meshv1.PhaseFailed)
 	h.expectWeights(100, 0)
 	if n := ptr.Deref(h.deployment("reviews").Spec.Replicas, -1); n != 0 {

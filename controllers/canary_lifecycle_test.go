@@ -84,8 +84,8 @@ func TestCanaryManualRequests(t *testing.T) {
 	expectPhase(t, c, meshv1.PhaseSucceeded)
 	h.startRollout("reviews:v3")
 	h.annotate("reviews", meshv1.AnnotationRequest, "abort:1")
-	c = h.settle("reviews")
-	c = h.tick(time.Minute)
+	h.settle("reviews")
+	c = h.tick(time.Minute) // after the canary drained
 	expectPhase(t, c, meshv1.PhaseFailed)
 	h.expectWeights(100, 0)
 	if c.Status.LastHandledRequest != "abort:1" {

@@ -66,7 +66,7 @@ func run(kubeconfig, samples string, scenario, fast bool) error {
 	if err := env.WriteKubeconfig(kubeconfig); err != nil {
 		return err
 	}
-	defer os.Remove(kubeconfig)
+	defer func() { _ = os.Remove(kubeconfig) }() // it points at a port nothing listens on once we stop
 
 	say("starting the mesh traffic simulator and Prometheus")
 	sim, err := meshsim.Start(ctx, env.Config, meshsim.Options{RequestsPerSecond: 50})
@@ -77,7 +77,7 @@ func run(kubeconfig, samples string, scenario, fast bool) error {
 	if err != nil {
 		return err
 	}
-	defer prom.Close()
+	defer func() { _ = prom.Close() }()
 
 	say("starting canopy")
 	opCtx, stopOperator := context.WithCancel(ctx)

@@ -34,40 +34,52 @@ func applySamples(ctx context.Context, env *testenv.Env, dir string, fast bool) 
 		return fmt.Errorf("%s/kustomization.yaml: %w", dir, err)
 	}
 	for _, file := range k.Resources {
-		f, err := os.Open(filepath.Join(dir, file))
-		if err != nil {
+		if err := applyFile(ctx, env, filepath.Join(dir, file), fast); err != nil {
 			return err
 		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
-		for {
-			u := &unstructured.Unstructured{}
-			if err := dec.Decode(&u.Object); err != nil {
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				f.Close()
-				return fmt.Errorf("%s: %w", file, err)
-			}
-			if len(u.Object) == 0 {
-				continue
-			}
-			if fast && u.GetKind() == "Canary" {
-				_ = unstructured.SetNestedField(u.Object, "10s", "spec", "analysis", "interval")
-				metrics, _, _ := unstructured.NestedSlice(u.Object, "spec", "analysis", "metrics")
-				for _, m := range metrics {
-					m.(map[string]any)["interval"] = "30s"
-				}
-				_ = unstructured.SetNestedSlice(u.Object, metrics, "spec", "analysis", "metrics")
-			}
-			if err := env.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("canopy-demo"), client.ForceOwnership); err != nil {
-				f.Close()
-				return fmt.Errorf("applying %s %s from %s: %w", u.GetKind(), u.GetName(), file, err)
-			}
-			say("applied %s %s/%s", u.GetKind(), u.GetNamespace(), u.GetName())
-		}
-		f.Close()
 	}
 	return nil
+}
+
+// applyFile server-side applies every document of a YAML file.
+func applyFile(ctx context.Context, env *testenv.Env, path string, fast bool) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if len(u.Object) == 0 {
+			continue
+		}
+		if fast && u.GetKind() == "Canary" {
+			speedUp(u)
+		}
+		if err := env.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("canopy-demo"), client.ForceOwnership); err != nil {
+			return fmt.Errorf("applying %s %s from %s: %w", u.GetKind(), u.GetName(), path, err)
+		}
+		say("applied %s %s/%s", u.GetKind(), u.GetNamespace(), u.GetName())
+	}
+}
+
+// speedUp shortens a Canary's intervals so that the demo's rollouts take a minute or two.
+func speedUp(u *unstructured.Unstructured) {
+	_ = unstructured.SetNestedField(u.Object, "10s", "spec", "analysis", "interval")
+	metrics, _, _ := unstructured.NestedSlice(u.Object, "spec", "analysis", "metrics")
+	for _, m := range metrics {
+		if mm, ok := m.(map[string]any); ok {
+			mm["interval"] = "30s"
+		}
+	}
+	_ = unstructured.SetNestedSlice(u.Object, metrics, "spec", "analysis", "metrics")
 }
 
 // playBookinfo promotes reviews v2, then has a bad v3 rolled back, printing the progress.
