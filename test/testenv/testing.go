@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"testing"
+	"time"
 
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
@@ -27,10 +28,14 @@ func Main(m *testing.M, opts Options, env **Env) {
 	if testing.Short() {
 		os.Exit(m.Run())
 	}
+	start := time.Now()
 	e, err := Start(opts)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
 		os.Exit(1)
+	}
+	if testing.Verbose() {
+		fmt.Fprintf(os.Stderr, "testenv: started in %s; state in %s\n", time.Since(start).Round(time.Millisecond), e.StateDir)
 	}
 	*env = e
 	code := m.Run()
