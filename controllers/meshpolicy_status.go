@@ -105,7 +105,9 @@ func ifTrue(b bool, s string) string {
 }
 
 // announce records events: a change of the Ready condition (the event's reason is the
-// condition's), each warning not reported before, and what was applied or deleted.
+// condition's), the warnings not reported before, and what was applied or deleted. The
+// events API folds events of one reason and action into a series that keeps the first
+// note, so each reconcile records at most one event per reason and action.
 func (r *MeshPolicyReconciler) announce(s *policyScope, st meshv1.MeshPolicyStatus) {
 	p := s.policy
 	ready := meta.FindStatusCondition(st.Conditions, meshv1.ConditionReady)
@@ -117,20 +119,28 @@ func (r *MeshPolicyReconciler) announce(s *policyScope, st meshv1.MeshPolicyStat
 		}
 		r.Recorder.Eventf(p, nil, eventType, ready.Reason, ready.Reason, "%s", ready.Message)
 	}
+	fresh := map[string][]string{}
+	var reasons []string
 	for _, w := range s.warnings {
-		if old == nil || !strings.Contains(old.Message, w.message) {
-			r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, w.reason, w.reason, "%s", w.message)
+		if old != nil && strings.Contains(old.Message, w.message) {
+			continue
 		}
+		if fresh[w.reason] == nil {
+			reasons = append(reasons, w.reason)
+		}
+		fresh[w.reason] = append(fresh[w.reason], w.message)
+	}
+	for _, reason := range reasons {
+		r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, reason, reason, "%s", strings.Join(fresh[reason], "; "))
 	}
 	var changes []string
 	if len(s.applied) > 0 {
-		changes = append(changes, "applied "+strings.Join(s.applied, ", "))
+		changes = append(changes, "Applied "+strings.Join(s.applied, ", "))
 	}
 	if len(s.deleted) > 0 {
-		changes = append(changes, "deleted "+strings.Join(s.deleted, ", "))
+		changes = append(changes, "Deleted "+strings.Join(s.deleted, ", "))
 	}
 	if len(changes) > 0 {
-		msg := strings.Join(changes, "; ")
-		r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, meshv1.ReasonReconciled, meshv1.ReasonReconciled, "%s", strings.ToUpper(msg[:1])+msg[1:])
+		r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, meshv1.ReasonReconciled, "Apply", "%s", strings.Join(changes, "; "))
 	}
 }
