@@ -25,7 +25,8 @@ func main() {
 	// Not the global flag set: controller-runtime registers its own --kubeconfig there.
 	fs := flag.NewFlagSet(os.Args[0], flag.ExitOnError)
 	kubeconfig := fs.String("kubeconfig", ".canopy/kubeconfig", "where to write the admin kubeconfig")
-	readyFile := fs.String("ready-file", "", "file written once the cluster is up (shell variable assignments: KUBECONFIG, PROMETHEUS_URL, STATE_DIR); removed on exit")
+	readyFile := fs.String("ready-file", "",
+		"file written once the cluster is up (shell assignments: KUBECONFIG, PROMETHEUS_URL, STATE_DIR); removed on exit")
 	stateDir := fs.String("state-dir", "", "directory for logs and etcd's data (default: a temporary directory, removed on exit)")
 	certManager := fs.Bool("cert-manager", false, "run cert-manager's controllers (SelfSigned and CA issuers)")
 	prometheus := fs.Bool("prometheus", false, "run Prometheus")
@@ -60,7 +61,8 @@ func run(kubeconfig, readyFile, stateDir string, certManager, prometheus bool, t
 	if err := env.WriteKubeconfig(kubeconfig); err != nil {
 		return err
 	}
-	defer os.Remove(kubeconfig) // it points at a port nothing listens on once we stop
+	// It points at a port nothing listens on once we stop.
+	defer func() { _ = os.Remove(kubeconfig) }() //nolint:gosec // G703: a path from our own command line
 
 	promURL := ""
 	if prometheus {
@@ -76,7 +78,11 @@ func run(kubeconfig, readyFile, stateDir string, certManager, prometheus bool, t
 		if err != nil {
 			return err
 		}
-		defer prom.Close()
+		defer func() {
+			if err := prom.Close(); err != nil {
+				fmt.Fprintf(os.Stderr, "localcluster: stopping prometheus: %v\n", err)
+			}
+		}()
 		promURL = prom.URL()
 	}
 
@@ -94,13 +100,13 @@ func run(kubeconfig, readyFile, stateDir string, certManager, prometheus bool, t
 	}
 	if readyFile != "" {
 		ready := fmt.Sprintf("KUBECONFIG=%q\nPROMETHEUS_URL=%q\nSTATE_DIR=%q\n", abs, promURL, env.StateDir)
-		if err := os.MkdirAll(filepath.Dir(readyFile), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(readyFile), 0o750); err != nil { //nolint:gosec // G703: as above
 			return err
 		}
-		if err := os.WriteFile(readyFile, []byte(ready), 0o644); err != nil {
+		if err := os.WriteFile(readyFile, []byte(ready), 0o600); err != nil { //nolint:gosec // G703: as above
 			return err
 		}
-		defer os.Remove(readyFile)
+		defer func() { _ = os.Remove(readyFile) }() //nolint:gosec // G703: as above
 	}
 	fmt.Println("running; press Ctrl-C to stop")
 	<-ctx.Done()

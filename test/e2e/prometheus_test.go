@@ -32,32 +32,32 @@ func TestPrometheusScrapesAcrossARestart(t *testing.T) {
 			t.Errorf("closing prometheus: %v", err)
 		}
 	})
-	url := prom.URL()
+	promURL := prom.URL()
 
 	// At least two scrapes, so that increase() has two samples.
 	testenv.Eventually(t, 2*time.Minute, func() error {
-		return queryAtLeast(url, "count_over_time(canopy_test_requests_total[1h])", 2)
+		return queryAtLeast(promURL, "count_over_time(canopy_test_requests_total[1h])", 2)
 	})
 	if err := prom.Stop(); err != nil {
 		t.Fatalf("stopping prometheus: %v", err)
 	}
 	before := requests.Load()
-	if err := queryAtLeast(url, "vector(1)", 1); err == nil {
-		t.Fatalf("prometheus still answers at %s after Stop", url)
+	if err := queryAtLeast(promURL, "vector(1)", 1); err == nil {
+		t.Fatalf("prometheus still answers at %s after Stop", promURL)
 	}
 
 	if err := prom.Start(); err != nil {
 		t.Fatalf("starting prometheus again: %v", err)
 	}
-	if prom.URL() != url {
-		t.Errorf("URL changed across the restart: %s, then %s", url, prom.URL())
+	if prom.URL() != promURL {
+		t.Errorf("URL changed across the restart: %s, then %s", promURL, prom.URL())
 	}
 	// The samples from before the restart are kept, and scraping resumes.
 	testenv.Eventually(t, 2*time.Minute, func() error {
 		if requests.Load() <= before {
 			return fmt.Errorf("no scrape since the restart")
 		}
-		return queryAtLeast(url, "count_over_time(canopy_test_requests_total[1h])", 3)
+		return queryAtLeast(promURL, "count_over_time(canopy_test_requests_total[1h])", 3)
 	})
 }
 
@@ -70,7 +70,7 @@ func serveMetrics(t *testing.T, body func() string) string {
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-			fmt.Fprint(w, body())
+			_, _ = fmt.Fprint(w, body())
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -85,7 +85,7 @@ func queryAtLeast(base, query string, min float64) error {
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	var result struct {
 		Status string
 		Error  string

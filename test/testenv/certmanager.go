@@ -58,7 +58,7 @@ func (e *Env) StartCertManager(opts CertManagerOptions) (*CertManager, error) {
 		return nil, err
 	}
 	e.addChild(proc)
-	err = waitFor("cert-manager's caches to sync", 2*time.Minute, func() error {
+	err = waitFor("cert-manager's caches to sync", func() error {
 		_, err := os.Stat(ready)
 		return err
 	}, proc)

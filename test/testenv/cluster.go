@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -72,9 +71,8 @@ func (e *Env) startLocalCluster() error {
 // Ready, the controller-manager published the root CA in "default", and a Pod was
 // scheduled and reported Running. Tests then never wait on a half-started cluster.
 func (e *Env) waitForLocalCluster(ctx context.Context, procs []*process) error {
-	const timeout = 2 * time.Minute
 	c := e.Client
-	err := waitFor("the node to be Ready", timeout, func() error {
+	err := waitFor("the node to be Ready", func() error {
 		var node corev1.Node
 		if err := c.Get(ctx, client.ObjectKey{Name: nodeName}, &node); err != nil {
 			return err
@@ -89,7 +87,7 @@ func (e *Env) waitForLocalCluster(ctx context.Context, procs []*process) error {
 	if err != nil {
 		return err
 	}
-	err = waitFor("the controller-manager to publish kube-root-ca.crt", timeout, func() error {
+	err = waitFor("the controller-manager to publish kube-root-ca.crt", func() error {
 		return c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "kube-root-ca.crt"}, &corev1.ConfigMap{})
 	}, procs...)
 	if err != nil {
@@ -103,7 +101,7 @@ func (e *Env) waitForLocalCluster(ctx context.Context, procs []*process) error {
 	if err := c.Create(ctx, probe); err != nil {
 		return fmt.Errorf("creating the probe pod: %w", err)
 	}
-	err = waitFor("a pod to be scheduled and Running", timeout, func() error {
+	err = waitFor("a pod to be scheduled and Running", func() error {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(probe), probe); err != nil {
 			return err
 		}

@@ -228,8 +228,9 @@ func (e *Env) apiServer(path string) (*envtest.APIServer, error) {
 		Out:     log,
 		Err:     log,
 	}
-	apiServer.SecureServing.Address = "127.0.0.1"
-	apiServer.SecureServing.Port = strconv.Itoa(port)
+	// The secure serving address (APIServer embeds SecureServing, which embeds ListenAddr).
+	apiServer.Address = "127.0.0.1"
+	apiServer.Port = strconv.Itoa(port)
 	// Otherwise the apiserver advertises the machine's first address in the default
 	// "kubernetes" Service's endpoints.
 	apiServer.Configure().Set("advertise-address", "127.0.0.1")

@@ -32,7 +32,7 @@ func startProcess(name, logPath, path string, args ...string) (*process, error) 
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(log, "### %s %s\n", path, strings.Join(args, " "))
+	_, _ = fmt.Fprintf(log, "### %s %s\n", path, strings.Join(args, " "))
 	cmd := exec.Command(path, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = childProcAttr()
@@ -90,9 +90,13 @@ func (p *process) stop(grace time.Duration) error {
 	return result
 }
 
+// startTimeout bounds how long a component may take to become ready: minutes, because
+// two busy cores running several test packages can be very slow.
+const startTimeout = 2 * time.Minute
+
 // waitFor polls ready until it returns nil, failing early if one of procs exits.
-func waitFor(what string, timeout time.Duration, ready func() error, procs ...*process) error {
-	deadline := time.Now().Add(timeout)
+func waitFor(what string, ready func() error, procs ...*process) error {
+	deadline := time.Now().Add(startTimeout)
 	for {
 		err := ready()
 		if err == nil {
@@ -104,7 +108,7 @@ func waitFor(what string, timeout time.Duration, ready func() error, procs ...*p
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("waiting for %s: gave up after %s: %w", what, timeout, err)
+			return fmt.Errorf("waiting for %s: gave up after %s: %w", what, startTimeout, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -127,7 +131,7 @@ func tail(path string, n int) string {
 func dumpLogs(w io.Writer, dir string, lines int) {
 	paths, _ := filepath.Glob(filepath.Join(dir, "*.log"))
 	for _, path := range paths {
-		fmt.Fprintf(w, "===== %s =====\n%s\n", path, tail(path, lines))
+		_, _ = fmt.Fprintf(w, "===== %s =====\n%s\n", path, tail(path, lines))
 	}
 }
 
@@ -138,6 +142,6 @@ func freePort() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }

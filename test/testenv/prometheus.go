@@ -91,7 +91,7 @@ func (p *Prometheus) Start() error {
 	if err != nil {
 		return err
 	}
-	err = waitFor("prometheus to be ready", 2*time.Minute, func() error {
+	err = waitFor("prometheus to be ready", func() error {
 		return httpOK(http.MethodGet, p.URL()+"/-/ready")
 	}, proc)
 	if err != nil {
@@ -174,7 +174,7 @@ func httpOK(method, url string) error {
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s %s: %s", method, url, resp.Status)
 	}
