@@ -179,6 +179,11 @@ type CanaryAnalysis struct {
 	// +kubebuilder:validation:Maximum=100
 	// +optional
 	MirrorWeight *int32 `json:"mirrorWeight,omitempty"`
+	// Provider is where the built-in checks (request-success-rate, request-duration) query:
+	// e.g. the Prometheus of the Canary's mesh, with credentials from a Secret in the Canary's
+	// namespace. By default, the operator's --prometheus-address.
+	// +optional
+	Provider *MetricProvider `json:"provider,omitempty"`
 	// Metrics are the checks run at every step.
 	// +kubebuilder:validation:MaxItems=32
 	// +listType=map

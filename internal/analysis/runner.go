@@ -244,6 +244,10 @@ func (r *Runner) querySource(ctx context.Context, canary *meshv1.Canary, m *mesh
 			return "", providers.Config{}, failf(meshv1.OutcomeBadQuery,
 				"%q is not a built-in check (%s, %s): name a MetricTemplate in templateRef", m.Name, CheckRequestSuccessRate, CheckRequestDuration)
 		}
+		if p := canary.Spec.Analysis.Provider; p != nil {
+			cfg, fail := r.providerConfig(ctx, canary.Namespace, "Canary "+canary.Namespace+"/"+canary.Name, p)
+			return q, cfg, fail
+		}
 		return q, r.opts.DefaultProvider, nil
 	}
 
@@ -263,18 +267,17 @@ func (r *Runner) querySource(ctx context.Context, canary *meshv1.Canary, m *mesh
 		return "", providers.Config{}, failf(meshv1.OutcomeError, "reading MetricTemplate %s: %s", key, err)
 	}
 
-	cfg, fail := r.templateProvider(ctx, &tmpl)
+	cfg, fail := r.providerConfig(ctx, tmpl.Namespace, "MetricTemplate "+tmpl.Namespace+"/"+tmpl.Name, &tmpl.Spec.Provider)
 	if fail != nil {
 		return "", providers.Config{}, fail
 	}
 	return tmpl.Spec.Query, cfg, nil
 }
 
-// templateProvider is a template's provider: its own address and settings, or the
-// operator's default where it names no address. Credentials come from a Secret in the
-// template's own namespace.
-func (r *Runner) templateProvider(ctx context.Context, tmpl *meshv1.MetricTemplate) (providers.Config, *checkFailure) {
-	p := tmpl.Spec.Provider
+// providerConfig is the provider a template or a Canary names: its own address and
+// settings, or the operator's default where it names no address. Credentials come from a
+// Secret in the namespace of the template or Canary (owner, for messages) that names it.
+func (r *Runner) providerConfig(ctx context.Context, namespace, owner string, p *meshv1.MetricProvider) (providers.Config, *checkFailure) {
 	cfg := r.opts.DefaultProvider
 	if p.Type != "" {
 		cfg.Type = p.Type
@@ -288,12 +291,12 @@ func (r *Runner) templateProvider(ctx context.Context, tmpl *meshv1.MetricTempla
 	if p.Timeout != "" {
 		d, err := time.ParseDuration(string(p.Timeout))
 		if err != nil || d <= 0 {
-			return cfg, failf(meshv1.OutcomeBadQuery, "MetricTemplate %s/%s: provider timeout %q is not a positive duration", tmpl.Namespace, tmpl.Name, p.Timeout)
+			return cfg, failf(meshv1.OutcomeBadQuery, "%s: provider timeout %q is not a positive duration", owner, p.Timeout)
 		}
 		cfg.Timeout = d
 	}
 	if p.SecretRef != nil {
-		key := types.NamespacedName{Namespace: tmpl.Namespace, Name: p.SecretRef.Name}
+		key := types.NamespacedName{Namespace: namespace, Name: p.SecretRef.Name}
 		var secret corev1.Secret
 		if err := r.opts.SecretReader.Get(ctx, key, &secret); err != nil {
 			return cfg, failf(meshv1.OutcomeError, "reading the provider Secret %s: %s", key, err)

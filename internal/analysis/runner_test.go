@@ -385,3 +385,28 @@ func TestLongMessagesAreCut(t *testing.T) {
 		t.Fatalf("message of %d bytes: %q...", len(got.Message), got.Message[:40])
 	}
 }
+
+// A Canary can name its own Prometheus for the built-in checks, with credentials from a
+// Secret in its namespace; the operator's default is then not asked.
+func TestCanaryProviderForBuiltins(t *testing.T) {
+	own := newPromServer(t, map[string]string{"": sample("99.9")})
+	def := newPromServer(t, map[string]string{"": sample("0")})
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "mesh-prom"},
+		Data:       map[string][]byte{"username": []byte("canopy"), "password": []byte("s3cret")},
+	}
+	secrets := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(secret).Build()
+	r := newTestRunner(t, def.URL, Options{SecretReader: secrets})
+	c := testCanary(successRate(99))
+	c.Spec.Analysis.Provider = &meshv1.MetricProvider{Address: own.URL, SecretRef: &meshv1.LocalObjectReference{Name: "mesh-prom"}}
+	got := r.Run(context.Background(), c)
+	if got[0].Outcome != meshv1.OutcomePass || got[0].Value != "99.9" {
+		t.Fatalf("success rate from the Canary's Prometheus: %+v", got[0])
+	}
+	if q, _ := def.received(); len(q) != 0 {
+		t.Fatalf("the operator's default Prometheus was asked %v", q)
+	}
+	if _, auth := own.received(); len(auth) == 0 || !strings.HasPrefix(auth[0], "Basic ") {
+		t.Fatalf("the Canary's Prometheus saw Authorization %q, want basic auth from the Secret", auth)
+	}
+}
