@@ -32,7 +32,12 @@ func main() {
 	prometheus := fs.Bool("prometheus", false, "run Prometheus")
 	targets := fs.String("prometheus-targets", "", "comma-separated host:port targets Prometheus scrapes at /metrics")
 	scrapeInterval := fs.Duration("scrape-interval", time.Second, "Prometheus' scrape interval")
+	exitWithParent := fs.Bool("exit-with-parent", true,
+		"stop when the parent process exits (so stopping `go run` stops the cluster); false to leave it running in the background")
 	_ = fs.Parse(os.Args[1:]) // ExitOnError
+	if *exitWithParent {
+		stopWithParent()
+	}
 
 	if err := run(*kubeconfig, *readyFile, *stateDir, *certManager, *prometheus, *targets, *scrapeInterval); err != nil {
 		fmt.Fprintf(os.Stderr, "localcluster: %v\n", err)
@@ -45,7 +50,6 @@ func run(kubeconfig, readyFile, stateDir string, certManager, prometheus bool, t
 	// what was started.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	stopWithParent()
 
 	start := time.Now()
 	env, err := testenv.Start(testenv.Options{LocalCluster: true, CertManager: certManager, StateDir: stateDir})

@@ -51,6 +51,8 @@ func StartPrometheus(opts PrometheusOptions) (_ *Prometheus, err error) {
 		if err := reapDir(p.opts.StateDir); err != nil {
 			return nil, err
 		}
+	} else if err := os.MkdirAll(p.opts.StateDir, 0o750); err != nil {
+		return nil, err
 	}
 	if p.port, err = freePort(); err != nil {
 		return nil, err
