@@ -123,6 +123,9 @@ func (r *MeshPolicyReconciler) apply(ctx context.Context, s *policyScope) (bool,
 		}
 		changed, err := r.Applier.Apply(ctx, o)
 		if err != nil {
+			if apierrors.IsNotFound(err) && o.GetNamespace() != p.Namespace {
+				err = fmt.Errorf("the ingress gateway's namespace %s does not exist: %w", o.GetNamespace(), err)
+			}
 			s.objects[i].State, s.objects[i].Message = stateFailed, err.Error()
 			if apierrors.IsInvalid(err) {
 				// The API server's schema refused what the renderer let through: no retry

@@ -228,6 +228,24 @@ func TestMeshPolicyConsistencyChecks(t *testing.T) {
 		expectReady(t, h.settlePolicy("late"))
 	})
 
+	t.Run("the gateway's namespace is missing", func(t *testing.T) {
+		p := simplePolicy("edge", "edge")
+		p.Spec.Ingress = &meshv1.Ingress{Gateway: meshv1.IngressGateway{Namespace: "absent-" + h.ns, Selector: map[string]string{"istio": "ingressgateway"}}, Hosts: []string{"edge.example.com"}}
+		h.create(service("edge", 8080), p)
+		if _, err := h.reconcilePolicy("edge"); err == nil || errors.Is(err, errTerminal) {
+			t.Fatalf("reconcile returned %v, want an error to retry", err)
+		}
+		p = h.policy("edge")
+		expectCondition(t, p, meshv1.ConditionReady, metav1.ConditionFalse, meshv1.ReasonApplyFailed, "the ingress gateway's namespace absent-"+h.ns+" does not exist")
+		expectCondition(t, p, meshv1.ConditionReconciling, metav1.ConditionTrue, meshv1.ReasonApplyFailed)
+		if o := objectState(p, "Gateway", "absent-"+h.ns, render.GatewayName(p)); o == nil || o.State != stateFailed {
+			t.Fatalf("Gateway state %+v, want Failed", o)
+		}
+		if p.Status.ObservedGeneration == p.Generation {
+			t.Fatal("observedGeneration says the generation was reconciled, though the apply failed")
+		}
+	})
+
 	t.Run("a route to a port the Service lacks", func(t *testing.T) {
 		p := simplePolicy("ports", "ports")
 		p.Spec.Routes = []meshv1.Route{{Match: &meshv1.HTTPMatch{URI: &meshv1.StringMatch{Prefix: ptr.To("/admin")}}, Port: ptr.To[int32](9999)}}
