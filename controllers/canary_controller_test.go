@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/progress"
 	"canopy.dev/canopy/internal/render"
 	"canopy.dev/canopy/test/testenv"
 )
@@ -230,4 +231,15 @@ func (h *harness) expectEvent(reason string) {
 		}
 		return &hookError{"no event with reason " + reason + "; seen " + strings.Join(seen, ",")}
 	})
+}
+
+func TestMergeEventsKeepsEveryMessage(t *testing.T) {
+	got := mergeEvents([]progress.Event{
+		{Type: progress.EventWarning, Reason: meshv1.ReasonCheckFailed, Message: "Check failed (2 of 2)"},
+		{Type: progress.EventNormal, Reason: meshv1.ReasonRollingBack, Message: "Routing all traffic to the primary"},
+		{Type: progress.EventWarning, Reason: meshv1.ReasonCheckFailed, Message: "Rolled back"},
+	})
+	if len(got) != 2 || got[0].Message != "Check failed (2 of 2); Rolled back" || got[1].Reason != meshv1.ReasonRollingBack {
+		t.Fatalf("merged events: %+v", got)
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,6 +13,7 @@ import (
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/hooks"
+	"canopy.dev/canopy/internal/progress"
 )
 
 // status is the one status this reconcile writes: the decision's when there is one, else the
@@ -83,14 +83,15 @@ func (r *CanaryReconciler) announce(ctx context.Context, s *canaryScope) {
 		return
 	}
 	c, d := s.canary, s.decision
-	for _, e := range d.Events {
-		r.Recorder.Eventf(c, nil, e.Type, e.Reason, e.Reason, "%s", e.Message)
-	}
+	events := d.Events
 	if s.canary.Generation != s.before.Status.ObservedGeneration {
 		// Settings that render but are probably unintended: said once per spec change.
 		for _, w := range s.warnings {
-			r.Recorder.Eventf(c, nil, corev1.EventTypeWarning, meshv1.ReasonInconsistent, meshv1.ReasonInconsistent, "%s", w.String())
+			events = append(events, progress.Event{Type: progress.EventWarning, Reason: meshv1.ReasonInconsistent, Message: w.String()})
 		}
+	}
+	for _, e := range mergeEvents(events) {
+		r.Recorder.Eventf(c, nil, e.Type, e.Reason, e.Reason, "%s", e.Message)
 	}
 	for _, t := range d.Notify {
 		for _, h := range webhooksOf(c, t) {
@@ -103,6 +104,24 @@ func (r *CanaryReconciler) announce(ctx context.Context, s *canaryScope) {
 			r.notify(ctx, s, h, "")
 		}
 	}
+}
+
+// mergeEvents joins the messages of events of one reconcile that share a type and reason.
+// The events recorder counts such events as a series of one event and keeps one message only,
+// so the last failed check and the rollback it caused would otherwise lose one of the two.
+func mergeEvents(events []progress.Event) []progress.Event {
+	var out []progress.Event
+	index := map[[2]string]int{}
+	for _, e := range events {
+		key := [2]string{e.Type, e.Reason}
+		if i, ok := index[key]; ok {
+			out[i].Message += "; " + e.Message
+			continue
+		}
+		index[key] = len(out)
+		out = append(out, e)
+	}
+	return out
 }
 
 func (r *CanaryReconciler) payload(s *canaryScope, h meshv1.CanaryWebhook, message string) hooks.Payload {

@@ -257,7 +257,7 @@ func (r *Runner) querySource(ctx context.Context, canary *meshv1.Canary, m *mesh
 	}
 	if key.Namespace != canary.Namespace && !r.opts.AllowCrossNamespaceTemplates {
 		return "", providers.Config{}, failf(meshv1.OutcomeBadQuery,
-			"MetricTemplate %s is in another namespace than the Canary; the operator allows that only with --allow-cross-namespace-templates", key)
+			"MetricTemplate %s is in another namespace than the Canary; the operator allows that only with --allow-cross-namespace-refs", key)
 	}
 	var tmpl meshv1.MetricTemplate
 	if err := r.reader.Get(ctx, key, &tmpl); err != nil {

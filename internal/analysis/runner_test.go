@@ -278,7 +278,7 @@ func TestTemplates(t *testing.T) {
 	if got[0].Outcome != meshv1.OutcomePass || got[0].Value != "0.25" || got[0].Threshold != "0..1" {
 		t.Errorf("same namespace: %+v", got[0])
 	}
-	if got[1].Outcome != meshv1.OutcomeBadQuery || !strings.Contains(got[1].Message, "--allow-cross-namespace-templates") {
+	if got[1].Outcome != meshv1.OutcomeBadQuery || !strings.Contains(got[1].Message, "--allow-cross-namespace-refs") {
 		t.Errorf("cross namespace: %+v", got[1])
 	}
 	if got[2].Outcome != meshv1.OutcomeBadQuery || !strings.Contains(got[2].Message, "MetricTemplate shop/missing not found") {
