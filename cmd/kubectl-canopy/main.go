@@ -1,0 +1,25 @@
+// Command kubectl-canopy is the kubectl plugin of canopy: put it on the PATH and run
+// kubectl canopy get|status|promote|abort|pause|resume|retry|render|diff.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"canopy.dev/canopy/internal/cli"
+)
+
+func main() {
+	// controller-runtime's client logs nothing a plugin user needs, and warns on stderr
+	// when no logger was set.
+	ctrllog.SetLogger(logr.Discard())
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Main(ctx, os.Args[1:], cli.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
+	stop()
+	os.Exit(code)
+}

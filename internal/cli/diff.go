@@ -1,0 +1,275 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/pmezard/go-difflib/difflib"
+	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"canopy.dev/canopy/internal/render"
+	"canopy.dev/canopy/internal/scheme"
+)
+
+type diffOptions struct {
+	*rootOptions
+	fileFlags
+}
+
+func (o *rootOptions) diffCommand() *cobra.Command {
+	d := &diffOptions{rootOptions: o}
+	cmd := &cobra.Command{
+		Use:   "diff -f FILE...",
+		Short: "Compare the objects canopy would generate for the manifests with the cluster's",
+		Long: `Render the given manifests as render does and compare each generated object with the
+cluster's: missing, differs (a unified diff of the fields canopy sets, live then canopy's)
+or same. Exits 1 when anything is missing or differs, 0 when all is the same.
+
+What the files lack is read from the cluster: a Canary's target Deployment, a MeshPolicy's
+Service, the other side of a Canary and MeshPolicy pair, the ConfigMaps of the revision.
+A Canary that is rolling out is rendered with the weights it routes with now, so only your
+changes show, and an ingress Gateway with its certificate's current state. Fields other
+managers set, and the defaults the API server adds, are not compared.`,
+		Example: `  kubectl canopy diff -f config/samples/
+  kustomize build overlays/prod | kubectl canopy diff -f -`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return d.run(cmd.Context()) },
+	}
+	d.bind(cmd)
+	return cmd
+}
+
+func (d *diffOptions) run(ctx context.Context) error {
+	if len(d.files) == 0 {
+		return &exitError{code: ExitError, msg: "error: give the manifests with -f FILE or -f DIR (-f - reads standard input)"}
+	}
+	ns := d.namespace()
+	cl, err := d.client()
+	if err != nil {
+		return err
+	}
+	s := scheme.New()
+	warn := d.warner()
+	files, err := readManifests(d.files, d.recursive, d.streams.In, s, ns, warn)
+	if err != nil {
+		return err
+	}
+	objs, warnings, err := generate(ctx, s, files, generateOptions{live: cl, now: d.now()})
+	for _, w := range warnings {
+		warn(w)
+	}
+	if err != nil {
+		return err
+	}
+	differ := false
+	p := d.palette()
+	for _, g := range objs {
+		res, err := compare(ctx, cl, g)
+		if err != nil {
+			return err
+		}
+		writeComparison(d.streams.Out, g, res, p)
+		differ = differ || res.state != stateSame
+	}
+	if differ {
+		return &exitError{code: ExitNo}
+	}
+	return nil
+}
+
+type compareState string
+
+const (
+	stateSame    compareState = "same"
+	stateDiffers compareState = "differs"
+	stateMissing compareState = "missing"
+)
+
+type comparison struct {
+	state compareState
+	// diff is the unified diff, live then canopy's, when the object differs.
+	diff string
+	// why qualifies missing (e.g. the API is not installed).
+	why string
+}
+
+// compare reads the live object and compares the fields canopy sets.
+func compare(ctx context.Context, cl client.Reader, g generated) (comparison, error) {
+	desired, err := render.ToUnstructured(g.obj)
+	if err != nil {
+		return comparison{}, err
+	}
+	live := &unstructured.Unstructured{}
+	live.SetGroupVersionKind(desired.GroupVersionKind())
+	switch err := cl.Get(ctx, client.ObjectKeyFromObject(g.obj), live); {
+	case apierrors.IsNotFound(err):
+		return comparison{state: stateMissing}, nil
+	case meta.IsNoMatchError(err):
+		return comparison{state: stateMissing, why: fmt.Sprintf("the cluster has no %s API (%s)", desired.GetKind(), desired.GetAPIVersion())}, nil
+	case err != nil:
+		return comparison{}, fmt.Errorf("reading %s %s: %w", desired.GetKind(), client.ObjectKeyFromObject(g.obj), err)
+	}
+	diff, err := diffFields(live.Object, desired.Object)
+	if err != nil {
+		return comparison{}, err
+	}
+	if diff == "" {
+		return comparison{state: stateSame}, nil
+	}
+	return comparison{state: stateDiffers, diff: diff}, nil
+}
+
+// diffFields is the unified diff of live against desired on desired's fields only.
+func diffFields(live, desired map[string]any) (string, error) {
+	keyed := associative(desired)
+	projected, _ := project(live, desired, keyed).(map[string]any)
+	if projected == nil {
+		projected = map[string]any{}
+	}
+	a, err := yaml.Marshal(projected)
+	if err != nil {
+		return "", err
+	}
+	b, err := yaml.Marshal(desired)
+	if err != nil {
+		return "", err
+	}
+	if string(a) == string(b) {
+		return "", nil
+	}
+	return difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+		A: difflib.SplitLines(strings.TrimSuffix(string(a), "\n")), B: difflib.SplitLines(strings.TrimSuffix(string(b), "\n")),
+		FromFile: "live", ToFile: "canopy", Context: 3,
+	})
+}
+
+// associative says whether the object's lists of named entries merge by key under
+// server-side apply (containers, ports, env of the built-in kinds), so that entries other
+// managers added are not canopy's business. Istio's and cert-manager's lists are atomic:
+// canopy owns them whole.
+func associative(obj map[string]any) bool {
+	apiVersion, _ := obj["apiVersion"].(string)
+	group, _, found := strings.Cut(apiVersion, "/")
+	if !found {
+		group = ""
+	}
+	return group == "" || group == "apps" || group == "autoscaling"
+}
+
+// project keeps of live the fields desired has. Where live lacks one, the result lacks it
+// too, which the diff shows.
+func project(live, desired any, keyed bool) any {
+	switch d := desired.(type) {
+	case map[string]any:
+		l, ok := live.(map[string]any)
+		if !ok {
+			return live
+		}
+		out := map[string]any{}
+		for k, dv := range d {
+			if lv, ok := l[k]; ok {
+				out[k] = project(lv, dv, keyed)
+			}
+		}
+		return out
+	case []any:
+		l, ok := live.([]any)
+		if !ok {
+			return live
+		}
+		if key := listKey(d); keyed && key != "" {
+			out := make([]any, 0, len(d))
+			for _, de := range d {
+				if le := findEntry(l, key, de.(map[string]any)[key]); le != nil {
+					out = append(out, project(le, de, keyed))
+				}
+			}
+			return out
+		}
+		out := make([]any, len(l))
+		for i := range l {
+			if i < len(d) {
+				out[i] = project(l[i], d[i], keyed)
+			} else {
+				out[i] = l[i]
+			}
+		}
+		return out
+	default:
+		return live
+	}
+}
+
+// listKey is the field entries of a list are merged by: "name", or "port" for Service ports.
+func listKey(entries []any) string {
+	for _, key := range []string{"name", "port"} {
+		all := len(entries) > 0
+		for _, e := range entries {
+			m, ok := e.(map[string]any)
+			if !ok || m[key] == nil {
+				all = false
+				break
+			}
+		}
+		if all {
+			return key
+		}
+	}
+	return ""
+}
+
+func findEntry(list []any, key string, value any) any {
+	for _, e := range list {
+		if m, ok := e.(map[string]any); ok && fmt.Sprint(m[key]) == fmt.Sprint(value) {
+			return e
+		}
+	}
+	return nil
+}
+
+func writeComparison(w io.Writer, g generated, c comparison, p palette) {
+	kind := g.obj.GetObjectKind().GroupVersionKind().Kind
+	ref := fmt.Sprintf("%s %s/%s", kind, g.obj.GetNamespace(), g.obj.GetName())
+	var state string
+	switch c.state {
+	case stateSame:
+		state = p.green(string(c.state))
+	case stateDiffers:
+		state = p.red(string(c.state))
+	case stateMissing:
+		state = p.yellow(string(c.state))
+	}
+	line := fmt.Sprintf("%s: %s", p.bold(ref), state)
+	if c.why != "" {
+		line += " (" + c.why + ")"
+	}
+	if g.note != "" && c.state != stateSame {
+		line += " (" + g.note + ")"
+	}
+	printLine(w, line)
+	if c.diff == "" {
+		return
+	}
+	for _, l := range strings.SplitAfter(c.diff, "\n") {
+		switch {
+		case strings.HasPrefix(l, "+++"), strings.HasPrefix(l, "---"):
+			l = p.bold(strings.TrimSuffix(l, "\n")) + "\n"
+		case strings.HasPrefix(l, "+"):
+			l = p.green(strings.TrimSuffix(l, "\n")) + "\n"
+		case strings.HasPrefix(l, "-"):
+			l = p.red(strings.TrimSuffix(l, "\n")) + "\n"
+		case strings.HasPrefix(l, "@@"):
+			l = p.cyan(strings.TrimSuffix(l, "\n")) + "\n"
+		}
+		if l != "" && l != "\n" {
+			printText(w, "  "+l)
+		}
+	}
+}

@@ -1,0 +1,500 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"time"
+
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/render"
+	"canopy.dev/canopy/internal/workload"
+)
+
+// generated is one object canopy would write.
+type generated struct {
+	obj render.Object
+	// owner is the canopy resource it is generated for, "Canary bookinfo/reviews".
+	owner string
+	// note says when canopy writes it, where that is not on every reconcile.
+	note string
+}
+
+// generateOptions say where generate reads what the files lack, and what it assumes.
+type generateOptions struct {
+	// live is the cluster (diff); nil renders from the files alone.
+	live client.Reader
+	// certificateReady is, offline, whether to render ingress Gateways as they are once
+	// their Certificate is issued (HTTPS) or before (plain HTTP). With live, the
+	// Certificate's state decides.
+	certificateReady bool
+	now              time.Time
+}
+
+// world is the objects generate reads: the files', and the cluster's for what the files
+// lack. It is a client.Reader for Get, which workload.TrackedConfigs needs.
+type world struct {
+	scheme *runtime.Scheme
+	files  []manifest
+	live   client.Reader
+}
+
+var _ client.Reader = (*world)(nil)
+
+func (w *world) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	gvk, err := apiutil.GVKForObject(obj, w.scheme)
+	if err != nil {
+		return err
+	}
+	for _, m := range w.files {
+		mg, err := apiutil.GVKForObject(m.obj, w.scheme)
+		if err != nil || mg.GroupKind() != gvk.GroupKind() || m.obj.GetNamespace() != key.Namespace || m.obj.GetName() != key.Name {
+			continue
+		}
+		src := reflect.ValueOf(m.obj.DeepCopyObject())
+		dst := reflect.ValueOf(obj)
+		if src.Type() != dst.Type() {
+			return fmt.Errorf("%s: %s %s is %s; canopy reads %s", m.source, gvk.Kind, key.Name, mg.GroupVersion(), gvk.GroupVersion())
+		}
+		dst.Elem().Set(src.Elem())
+		return nil
+	}
+	if w.live != nil {
+		return w.live.Get(ctx, key, obj, opts...)
+	}
+	return apierrors.NewNotFound(schema.GroupResource{Group: gvk.Group, Resource: gvk.Kind}, key.Name)
+}
+
+// List is not needed by what generate calls; it refuses rather than answer wrongly.
+func (w *world) List(context.Context, client.ObjectList, ...client.ListOption) error {
+	return errors.New("listing is not supported while rendering")
+}
+
+// canaries are the Canaries of namespace ns: the files', then the cluster's they do not name.
+func (w *world) canaries(ctx context.Context, ns string) ([]*meshv1.Canary, error) {
+	list := &meshv1.CanaryList{}
+	if err := w.listLive(ctx, ns, list); err != nil {
+		return nil, err
+	}
+	live := make([]*meshv1.Canary, 0, len(list.Items))
+	for i := range list.Items {
+		live = append(live, &list.Items[i])
+	}
+	return merge(fromFiles[*meshv1.Canary](w, ns), live), nil
+}
+
+// policies are the MeshPolicies of namespace ns, the files' first.
+func (w *world) policies(ctx context.Context, ns string) ([]*meshv1.MeshPolicy, error) {
+	list := &meshv1.MeshPolicyList{}
+	if err := w.listLive(ctx, ns, list); err != nil {
+		return nil, err
+	}
+	live := make([]*meshv1.MeshPolicy, 0, len(list.Items))
+	for i := range list.Items {
+		live = append(live, &list.Items[i])
+	}
+	return merge(fromFiles[*meshv1.MeshPolicy](w, ns), live), nil
+}
+
+func (w *world) listLive(ctx context.Context, ns string, list client.ObjectList) error {
+	if w.live == nil {
+		return nil
+	}
+	if err := w.live.List(ctx, list, client.InNamespace(ns)); err != nil {
+		return fmt.Errorf("listing the cluster's %T: %w", list, err)
+	}
+	return nil
+}
+
+// fromFiles are the files' objects of type T in namespace ns.
+func fromFiles[T client.Object](w *world, ns string) []T {
+	var out []T
+	for _, m := range w.files {
+		if o, ok := m.obj.(T); ok && o.GetNamespace() == ns {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// merge adds to the files' objects the live ones they do not name and that are not being
+// deleted: the files are what is about to be applied.
+func merge[T client.Object](files, live []T) []T {
+	out := files
+	for _, o := range live {
+		shadowed := slices.ContainsFunc(files, func(f T) bool { return f.GetName() == o.GetName() })
+		if !shadowed && o.GetDeletionTimestamp().IsZero() {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// canaryFor is the Canary delivering Service name, as the controllers pick it.
+func (w *world) canaryFor(ctx context.Context, ns, name string) (*meshv1.Canary, error) {
+	cs, err := w.canaries(ctx, ns)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cs {
+		if c.Spec.TargetRef.Name == name {
+			return c, nil
+		}
+	}
+	return nil, nil
+}
+
+// policyFor is the MeshPolicy of Service name. Two in the files is an error the controller
+// would report on the younger one; the files carry no creation time to tell which.
+func (w *world) policyFor(ctx context.Context, ns, name string) (*meshv1.MeshPolicy, error) {
+	ps, err := w.policies(ctx, ns)
+	if err != nil {
+		return nil, err
+	}
+	var found *meshv1.MeshPolicy
+	for _, p := range ps {
+		if p.Spec.TargetRef.Name != name {
+			continue
+		}
+		if found != nil {
+			return nil, fmt.Errorf("MeshPolicies %s and %s both target Service %s/%s: canopy applies only the older; merge them or delete one",
+				found.Name, p.Name, ns, name)
+		}
+		found = p
+	}
+	return found, nil
+}
+
+// lookup reads obj by key; found is false when it exists neither in the files nor the cluster.
+func (w *world) lookup(ctx context.Context, ns, name string, obj client.Object) (bool, error) {
+	err := w.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj)
+	switch {
+	case err == nil:
+		return true, nil
+	case apierrors.IsNotFound(err):
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
+// generate renders what canopy would write for the Canaries and MeshPolicies of the files,
+// as its controllers do, and the Canaries whose routing a MeshPolicy of the files changes.
+// Warnings are the renderer's; errors are collected so that one bad resource does not hide
+// the others' output.
+func generate(ctx context.Context, s *runtime.Scheme, files []manifest, opts generateOptions) ([]generated, []string, error) {
+	w := &world{scheme: s, files: files, live: opts.live}
+	var out []generated
+	var warnings []string
+	var errs []error
+	rendered := map[client.ObjectKey]bool{}
+
+	renderCanary := func(c *meshv1.Canary, routingOnly bool, why string) {
+		key := client.ObjectKeyFromObject(c)
+		if rendered[key] {
+			return
+		}
+		rendered[key] = true
+		objs, warns, err := w.canaryObjects(ctx, c, routingOnly)
+		owner := "Canary " + key.String() + why
+		for _, o := range objs {
+			o.owner = owner
+			out = append(out, o)
+		}
+		for _, x := range warns {
+			warnings = append(warnings, owner+": "+x)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", owner, err))
+		}
+	}
+
+	type policyToRender struct {
+		p   *meshv1.MeshPolicy
+		why string
+	}
+	var policies []policyToRender
+	for _, m := range files {
+		switch o := m.obj.(type) {
+		case *meshv1.Canary:
+			renderCanary(o, false, "")
+			// The cluster's policy of the Service changes with a Canary: its workload
+			// policies gain copies for the canary's pods, its routing moves to the Canary.
+			p, err := w.policyFor(ctx, o.Namespace, o.Spec.TargetRef.Name)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s %s: %w", render.KindCanary, client.ObjectKeyFromObject(o), err))
+			} else if p != nil && !w.inFiles(p) {
+				policies = append(policies, policyToRender{p, " (with Canary " + o.Name + " of the files)"})
+			}
+		case *meshv1.MeshPolicy:
+			policies = append(policies, policyToRender{p: o})
+		}
+	}
+	seen := map[client.ObjectKey]bool{}
+	for _, pr := range policies {
+		p := pr.p
+		key := client.ObjectKeyFromObject(p)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		objs, warns, canary, err := w.policyObjects(ctx, p, opts)
+		for _, o := range objs {
+			out = append(out, generated{obj: o, owner: "MeshPolicy " + key.String() + pr.why})
+		}
+		for _, x := range warns {
+			warnings = append(warnings, fmt.Sprintf("MeshPolicy %s: %s", key, x))
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("MeshPolicy %s: %w", key, err))
+			continue
+		}
+		// A Canary of the cluster that delivers the policy's Service carries its routes.
+		if canary != nil {
+			renderCanary(canary, true, " (its routing, with MeshPolicy "+p.Name+" of the files)")
+		}
+	}
+	if len(out) == 0 && len(errs) == 0 {
+		return nil, warnings, errors.New("the files hold no Canary or MeshPolicy: nothing to render")
+	}
+	return out, warnings, errors.Join(errs...)
+}
+
+// canaryObjects renders a Canary as its controller does at rest, or with the weights the
+// cluster's Canary of the same name routes with now (diff during a rollout).
+func (w *world) canaryObjects(ctx context.Context, c *meshv1.Canary, routingOnly bool) ([]generated, []string, error) {
+	ns, name := c.Namespace, c.Spec.TargetRef.Name
+	target := &appsv1.Deployment{}
+	if ok, err := w.lookup(ctx, ns, name, target); err != nil {
+		return nil, nil, err
+	} else if !ok {
+		return nil, nil, fmt.Errorf("its target Deployment %s is not in the files%s; add its manifest with -f", name, w.orCluster())
+	}
+	policy, err := w.policyFor(ctx, ns, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	weights := render.Weights{Primary: 100}
+	var livePrimary *appsv1.Deployment
+	if w.live != nil {
+		cur := &meshv1.Canary{}
+		if err := w.live.Get(ctx, client.ObjectKeyFromObject(c), cur); err == nil {
+			weights = routingOf(&c.Spec.Analysis, &cur.Status)
+		} else if !apierrors.IsNotFound(err) {
+			return nil, nil, err
+		}
+		livePrimary = &appsv1.Deployment{}
+		if err := w.live.Get(ctx, client.ObjectKey{Namespace: ns, Name: render.PrimaryName(name)}, livePrimary); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return nil, nil, err
+			}
+			livePrimary = nil
+		}
+	}
+	set, err := render.CanaryObjects(c, target, weights, policy)
+	if err != nil {
+		return nil, nil, err
+	}
+	var warnings []string
+	for _, x := range set.Warnings {
+		warnings = append(warnings, x.String())
+	}
+	var out []generated
+	if !routingOnly {
+		tracked, err := workload.TrackedConfigs(ctx, w, ns, &target.Spec.Template.Spec)
+		if err != nil {
+			return nil, warnings, err
+		}
+		primary, err := render.Primary(c, target, primaryReplicas(c, target, livePrimary), tracked...)
+		if err != nil {
+			return nil, warnings, err
+		}
+		out = append(out, generated{obj: primary, note: "written when the Canary initializes and when a revision is promoted"})
+		if ref := c.Spec.AutoscalerRef; ref != nil {
+			hpa := &autoscalingv2.HorizontalPodAutoscaler{}
+			if ok, err := w.lookup(ctx, ns, ref.Name, hpa); err != nil {
+				return nil, warnings, err
+			} else if ok {
+				phpa, err := render.PrimaryAutoscaler(c, hpa)
+				if err != nil {
+					return nil, warnings, err
+				}
+				out = append(out, generated{obj: phpa})
+			} else {
+				warnings = append(warnings, fmt.Sprintf("its autoscaler %s is not in the files%s: the primary keeps its replicas until it exists", ref.Name, w.orCluster()))
+			}
+		}
+	}
+	for _, o := range set.Routing() {
+		g := generated{obj: o}
+		if o.GetName() == name && o.GetObjectKind().GroupVersionKind().Kind == "Service" {
+			if svc := (&corev1.Service{}); w.exists(ctx, ns, name, svc) && !generatedBy(svc) {
+				g.note = "adopted: canopy sets only its selector and this port"
+			}
+		}
+		out = append(out, g)
+	}
+	return out, warnings, nil
+}
+
+func (w *world) exists(ctx context.Context, ns, name string, obj client.Object) bool {
+	ok, err := w.lookup(ctx, ns, name, obj)
+	return ok && err == nil
+}
+
+func generatedBy(o client.Object) bool {
+	return o.GetLabels()[meshv1.LabelManagedBy] == meshv1.ManagedByValue
+}
+
+func (w *world) orCluster() string {
+	if w.live != nil {
+		return " nor in the cluster"
+	}
+	return " (render reads nothing from the cluster)"
+}
+
+// primaryReplicas is the count the controller gives the primary (controllers
+// applyWorkload): the user's count on the target, when the target sets one and no
+// autoscaler owns it, else the one the primary has, else the target's, at least 1.
+func primaryReplicas(c *meshv1.Canary, target, livePrimary *appsv1.Deployment) *int32 {
+	var n int32
+	switch {
+	case c.Spec.AutoscalerRef == nil && target.Spec.Replicas != nil && *target.Spec.Replicas > 0:
+		n = *target.Spec.Replicas
+	case livePrimary != nil:
+		n = workload.Replicas(livePrimary)
+	default:
+		n = workload.Replicas(target)
+	}
+	n = max(n, 1)
+	return &n
+}
+
+// routingOf is the traffic split a Canary's status stands for. It follows
+// internal/progress's routingFor, which the controller routes with.
+func routingOf(a *meshv1.CanaryAnalysis, st *meshv1.CanaryStatus) render.Weights {
+	weight := min(max(st.CanaryWeight, 0), 100)
+	r := render.Weights{Primary: 100 - weight, Canary: weight}
+	started := st.StepIndex > 0
+	analysing := st.Phase == meshv1.PhaseProgressing && started
+	if strategyOf(a) == abTesting && started && (analysing || st.Phase == meshv1.PhasePromoting) {
+		r.Match = true
+	}
+	if a.Mirror && analysing && weight < 100 {
+		r.Mirror, r.MirrorWeight = true, mirrorWeightOf(a)
+	}
+	return r
+}
+
+// policyObjects renders a MeshPolicy as its controller does. It returns the Canary that
+// delivers the policy's Service when that Canary is not in the files (its routing carries
+// the policy's routes, so it is rendered too).
+func (w *world) policyObjects(ctx context.Context, p *meshv1.MeshPolicy, opts generateOptions) ([]render.Object, []string, *meshv1.Canary, error) {
+	ns, name := p.Namespace, p.Spec.TargetRef.Name
+	canary, err := w.canaryFor(ctx, ns, name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	svc := &corev1.Service{}
+	found, err := w.lookup(ctx, ns, name, svc)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ropts := render.MeshPolicyOptions{CertificateReady: opts.certificateReady}
+	if canary != nil {
+		target := &appsv1.Deployment{}
+		if ok, err := w.lookup(ctx, ns, canary.Spec.TargetRef.Name, target); err != nil {
+			return nil, nil, nil, err
+		} else if !ok {
+			return nil, nil, nil, fmt.Errorf("its Service %s is delivered by Canary %s, whose target Deployment is not in the files%s; add its manifest with -f",
+				name, canary.Name, w.orCluster())
+		}
+		ropts.CanaryOwnsRouting = true
+		if target.Spec.Selector != nil {
+			ropts.CanarySelector = target.Spec.Selector.MatchLabels
+		}
+		// The Service the policy's controller reads is the Canary's apex: generated, or
+		// adopted with canopy's selector and port.
+		set, err := render.CanaryObjects(canary, target, render.Weights{Primary: 100}, nil)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("rendering Canary %s, which delivers its Service: %w", canary.Name, err)
+		}
+		apex := set.Services[0]
+		if found {
+			svc.Spec.Selector = apex.Spec.Selector
+			svc.Spec.Ports = upsertPorts(svc.Spec.Ports, apex.Spec.Ports)
+		} else {
+			svc, found = apex, true
+		}
+	}
+	if !found {
+		return nil, nil, nil, fmt.Errorf("its Service %s is not in the files%s; add its manifest with -f", name, w.orCluster())
+	}
+	if w.live != nil {
+		ropts.CertificateReady = w.certificateReady(ctx, p, opts.now)
+	}
+	set, err := render.MeshPolicyObjects(p, svc, ropts)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var warnings []string
+	for _, x := range set.Warnings {
+		warnings = append(warnings, x.String())
+	}
+	if canary != nil && !w.inFiles(canary) {
+		return set.Objects(), warnings, canary, nil
+	}
+	return set.Objects(), warnings, nil, nil
+}
+
+func (w *world) inFiles(o client.Object) bool {
+	return slices.ContainsFunc(w.files, func(m manifest) bool { return m.obj == o })
+}
+
+// certificateReady is whether the policy's controller serves HTTPS: the ingress
+// Certificate is Ready, or still valid while it renews (controllers serveHTTPS).
+func (w *world) certificateReady(ctx context.Context, p *meshv1.MeshPolicy, now time.Time) bool {
+	if p.Spec.Ingress == nil || p.Spec.Ingress.TLS == nil {
+		return false
+	}
+	cert := &cmv1.Certificate{}
+	if err := w.live.Get(ctx, client.ObjectKey{Namespace: render.GatewayNamespace(p), Name: render.GatewayName(p)}, cert); err != nil {
+		return false
+	}
+	for _, c := range cert.Status.Conditions {
+		if c.Type == cmv1.CertificateConditionReady && c.Status == cmmeta.ConditionTrue && c.ObservedGeneration >= cert.Generation {
+			return true
+		}
+	}
+	return cert.Status.NotAfter != nil && now.Before(cert.Status.NotAfter.Time)
+}
+
+// upsertPorts puts canopy's ports over the Service's own, matched by port number as
+// server-side apply merges them (port and protocol).
+func upsertPorts(have, want []corev1.ServicePort) []corev1.ServicePort {
+	out := slices.Clone(have)
+	for _, p := range want {
+		i := slices.IndexFunc(out, func(h corev1.ServicePort) bool {
+			return h.Port == p.Port && (h.Protocol == p.Protocol || h.Protocol == "" || p.Protocol == "")
+		})
+		if i < 0 {
+			out = append(out, p)
+		} else {
+			out[i] = p
+		}
+	}
+	return out
+}
