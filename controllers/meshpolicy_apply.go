@@ -209,6 +209,9 @@ func (r *MeshPolicyReconciler) pruneExcept(ctx context.Context, s *policyScope, 
 	}
 	labels := client.MatchingLabels(render.OwnerLabels(render.KindMeshPolicy, p.Namespace, p.Name))
 	for _, k := range generatedKinds {
+		if k.kind == "Certificate" && r.NoCertManager {
+			continue
+		}
 		list := k.list()
 		opts := []client.ListOption{labels}
 		if !k.anyNamespace {

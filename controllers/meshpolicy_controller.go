@@ -12,6 +12,7 @@ import (
 	istiotelv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -45,6 +46,11 @@ type MeshPolicyReconciler struct {
 	Applier  *mesh.Applier
 	Recorder events.EventRecorder
 	Clock    clock.PassiveClock
+
+	// NoCertManager says cert-manager's API is not installed: canopy then runs without
+	// watching Certificates, and policies with ingress.tls say what is missing. Setup
+	// finds out; installing cert-manager later takes a restart of canopy.
+	NoCertManager bool
 
 	// seen remembers the resourceVersion of each MeshPolicy's last write (see stale).
 	seen resourceVersions
@@ -194,7 +200,16 @@ func (r *MeshPolicyReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent 
 		UpdateFunc:  func(event.UpdateEvent) bool { return false },
 		GenericFunc: func(event.GenericEvent) bool { return false },
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	// Without cert-manager a watch on Certificates would keep the manager from starting,
+	// Canaries included.
+	if _, err := mgr.GetRESTMapper().RESTMapping(cmv1.SchemeGroupVersion.WithKind(cmv1.CertificateKind).GroupKind(), cmv1.SchemeGroupVersion.Version); err != nil {
+		if !meta.IsNoMatchError(err) {
+			return fmt.Errorf("looking up cert-manager's Certificate API: %w", err)
+		}
+		r.NoCertManager = true
+		mgr.GetLogger().Info("cert-manager's Certificate API is not installed: MeshPolicies with ingress.tls will wait for it (and a restart of canopy)")
+	}
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&meshv1.MeshPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&istiosecv1.PeerAuthentication{}).
 		Owns(&istiosecv1.AuthorizationPolicy{}).
@@ -204,8 +219,6 @@ func (r *MeshPolicyReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent 
 		Owns(&istiotelv1.Telemetry{}).
 		// The Gateway and Certificate of another namespace carry owner labels only.
 		Watches(&istionetv1.Gateway{}, byOwnerLabels).
-		Watches(&cmv1.Certificate{}, byOwnerLabels).
-		Watches(&cmv1.CertificateRequest{}, byOwnerLabels).
 		Watches(&corev1.Service{}, byName).
 		Watches(&corev1.ServiceAccount{}, byServiceAccount, builder.WithPredicates(createdOrDeleted)).
 		Watches(&meshv1.Canary{}, byCanary, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
@@ -215,8 +228,11 @@ func (r *MeshPolicyReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent 
 		Watches(&istionetv1.VirtualService{}, byName).
 		Watches(&istionetv1.DestinationRule{}, byHost).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
-		Named("meshpolicy").
-		Complete(r)
+		Named("meshpolicy")
+	if !r.NoCertManager {
+		b = b.Watches(&cmv1.Certificate{}, byOwnerLabels).Watches(&cmv1.CertificateRequest{}, byOwnerLabels)
+	}
+	return b.Complete(r)
 }
 
 // policiesTargeting finds the MeshPolicies of the Service name.

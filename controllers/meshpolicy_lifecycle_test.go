@@ -246,6 +246,24 @@ func TestMeshPolicyConsistencyChecks(t *testing.T) {
 		}
 	})
 
+	t.Run("ingress TLS without cert-manager's API", func(t *testing.T) {
+		h.pr.NoCertManager = true // what Setup finds on a cluster without cert-manager
+		defer func() { h.pr.NoCertManager = false }()
+		p := simplePolicy("tls", "tls")
+		p.Spec.Ingress = &meshv1.Ingress{
+			Gateway: meshv1.IngressGateway{Namespace: h.gwNS, Selector: map[string]string{"istio": "ingressgateway"}},
+			Hosts:   []string{"tls.example.com"},
+			TLS:     &meshv1.IngressTLS{IssuerRef: meshv1.IssuerRef{Kind: "ClusterIssuer", Name: "shop-ca"}},
+		}
+		h.create(service("tls", 8080), p)
+		p = h.settlePolicy("tls")
+		expectStalled(t, p, meshv1.ReasonMeshAPIMissing, "install cert-manager")
+		// Without TLS the ingress works with no cert-manager at all.
+		h.updatePolicy("tls", func(s *meshv1.MeshPolicySpec) { s.Ingress.TLS = nil })
+		expectReady(t, h.settlePolicy("tls"))
+		h.mustGet(h.gwNS, render.GatewayName(p), &istionetv1.Gateway{})
+	})
+
 	t.Run("a route to a port the Service lacks", func(t *testing.T) {
 		p := simplePolicy("ports", "ports")
 		p.Spec.Routes = []meshv1.Route{{Match: &meshv1.HTTPMatch{URI: &meshv1.StringMatch{Prefix: ptr.To("/admin")}}, Port: ptr.To[int32](9999)}}

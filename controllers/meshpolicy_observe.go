@@ -109,6 +109,10 @@ func (r *MeshPolicyReconciler) observeCertificate(ctx context.Context, s *policy
 	if p.Spec.Ingress == nil || p.Spec.Ingress.TLS == nil {
 		return false, nil
 	}
+	if r.NoCertManager {
+		s.block(meshv1.ReasonMeshAPIMissing, "spec.ingress.tls needs cert-manager, whose Certificate API is not installed: install cert-manager and restart canopy, or remove ingress.tls", true)
+		return true, nil
+	}
 	key := types.NamespacedName{Namespace: render.GatewayNamespace(p), Name: render.GatewayName(p)}
 	cs := &meshv1.CertificateStatus{Name: key.Name, Namespace: key.Namespace, SecretName: render.CertificateSecretName(p)}
 	s.certStatus = cs
