@@ -32,7 +32,7 @@ parent=$1 list=$2
 while kill -0 "$parent" 2>/dev/null; do sleep 1; done
 [ -f "$list" ] || exit 0
 while read -r kind arg; do
-  [ "$kind" = group ] && kill -KILL -- "-$arg" 2>/dev/null
+  [ "$kind" = group ] && kill -KILL "-$arg" 2>/dev/null  # dash's kill takes no "--"
 done < "$list"
 sleep 1
 while read -r kind arg; do
