@@ -189,7 +189,7 @@ func TestCanaryFailingRevisionIsRolledBack(t *testing.T) {
 		t.Fatalf("failed checks %d, want 1", c.Status.FailedChecks)
 	}
 	h.expectWeights(90, 10) // a failed check does not move traffic
-	h.tick(time.Minute) // second failure: the threshold is reached, rolling back
+	h.tick(time.Minute)     // second failure: the threshold is reached, rolling back
 	c = h.tick(time.Minute)
 	expectPhase(t, c, meshv1.PhaseFailed)
 	h.expectWeights(100, 0)
