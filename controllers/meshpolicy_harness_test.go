@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
@@ -33,19 +35,33 @@ import (
 // ingress gateway's namespace (istio-system on a real cluster).
 type policyHarness struct {
 	*harness
-	pr   *MeshPolicyReconciler
-	gwNS string
+	pr      *MeshPolicyReconciler
+	gwNS    string
+	applies *applyCounter
 }
 
 func newPolicyHarness(t *testing.T) *policyHarness {
 	t.Helper()
 	h := newHarness(t)
-	applier := &mesh.Applier{Client: env.Client, Reader: cacheLikeReader{env.Client}}
+	applies := &applyCounter{Client: env.Client}
+	applier := &mesh.Applier{Client: applies, Reader: cacheLikeReader{env.Client}}
 	return &policyHarness{
 		harness: h,
 		gwNS:    env.CreateNamespace(t),
 		pr:      &MeshPolicyReconciler{Client: env.Client, Applier: applier, Recorder: h.r.Recorder, Clock: h.clock},
+		applies: applies,
 	}
+}
+
+// applyCounter counts server-side apply requests.
+type applyCounter struct {
+	client.Client
+	n atomic.Int64
+}
+
+func (c *applyCounter) Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
+	c.n.Add(1)
+	return c.Client.Apply(ctx, obj, opts...)
 }
 
 // cacheLikeReader reads like the manager's cache, which sets apiVersion and kind on the
