@@ -11,7 +11,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/yaml"
 
 	"canopy.dev/canopy/internal/render"
@@ -21,6 +23,7 @@ import (
 type diffOptions struct {
 	*rootOptions
 	fileFlags
+	fieldManager string
 }
 
 func (o *rootOptions) diffCommand() *cobra.Command {
@@ -32,8 +35,12 @@ func (o *rootOptions) diffCommand() *cobra.Command {
 cluster's: missing, differs (a unified diff of the fields canopy sets, live then canopy's)
 or same. Exits 1 when anything is missing or differs, 0 when all is the same.
 
-What the files lack is read from the cluster: a Canary's target Deployment, a MeshPolicy's
-Service, the other side of a Canary and MeshPolicy pair, the ConfigMaps of the revision.
+The manifests are first applied with a server-side dry run, so that they are rendered as
+the API server would store them (its defaults are part of the revision canopy computes); set
+--field-manager to the manager that applies them (kubectl, kustomize-controller for Flux,
+argocd-controller for Argo CD) so that fields removed from them count as removed. What the
+files lack is read from the cluster: a Canary's target Deployment, a MeshPolicy's Service,
+the other side of a Canary and MeshPolicy pair, the ConfigMaps of the revision.
 A Canary that is rolling out is rendered with the weights it routes with now, so only your
 changes show, and an ingress Gateway with its certificate's current state. Fields other
 managers set, and the defaults the API server adds, are not compared.`,
@@ -43,6 +50,7 @@ managers set, and the defaults the API server adds, are not compared.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return d.run(cmd.Context()) },
 	}
 	d.bind(cmd)
+	cmd.Flags().StringVar(&d.fieldManager, "field-manager", "kubectl-canopy", "Field manager of the server-side dry run of the manifests")
 	return cmd
 }
 
@@ -61,6 +69,7 @@ func (d *diffOptions) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	files = asStored(ctx, cl, s, files, d.fieldManager, warn)
 	objs, warnings, err := generate(ctx, s, files, generateOptions{live: cl, now: d.now()})
 	for _, w := range warnings {
 		warn(w)
@@ -82,6 +91,59 @@ func (d *diffOptions) run(ctx context.Context) error {
 		return &exitError{code: ExitNo}
 	}
 	return nil
+}
+
+// asStored replaces each manifest by what the API server would store if it were applied
+// (a server-side dry run): defaults, admission and what other managers own included. A
+// manifest the dry run refuses is kept as written, with a warning saying why; one whose
+// namespace does not exist yet is kept silently (everything it generates is missing anyway).
+func asStored(ctx context.Context, cl client.Client, s *runtime.Scheme, files []manifest, fieldManager string, warn func(string)) []manifest {
+	out := make([]manifest, 0, len(files))
+	for _, m := range files {
+		if !namespaced(m.obj) {
+			out = append(out, m)
+			continue
+		}
+		stored, err := dryRunApply(ctx, cl, s, m.obj, fieldManager)
+		switch {
+		case err == nil:
+			out = append(out, manifest{obj: stored, source: m.source})
+			continue
+		case apierrors.IsNotFound(err) && strings.Contains(err.Error(), "namespaces"):
+		default:
+			warn(fmt.Sprintf("%s: the server-side dry run failed, so it is compared as written: %v", m.source, explain(err)))
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func dryRunApply(ctx context.Context, cl client.Client, s *runtime.Scheme, obj client.Object, fieldManager string) (client.Object, error) {
+	gvk, err := apiutil.GVKForObject(obj, s)
+	if err != nil {
+		return nil, err
+	}
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{Object: m}
+	u.SetGroupVersionKind(gvk)
+	unstructured.RemoveNestedField(u.Object, "status")
+	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+	u.SetResourceVersion("")
+	u.SetManagedFields(nil)
+	if err := cl.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.DryRunAll, client.FieldOwner(fieldManager), client.ForceOwnership); err != nil {
+		return nil, err
+	}
+	typed, err := s.New(gvk)
+	if err != nil {
+		return nil, err
+	}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, typed); err != nil {
+		return nil, err
+	}
+	return typed.(client.Object), nil
 }
 
 type compareState string

@@ -322,7 +322,13 @@ func (w *world) canaryObjects(ctx context.Context, c *meshv1.Canary, routingOnly
 		if err != nil {
 			return nil, warnings, err
 		}
-		out = append(out, generated{obj: primary, note: "written when the Canary initializes and when a revision is promoted"})
+		note := "written when the Canary initializes and when a revision is promoted"
+		if w.live == nil {
+			// The API server's defaults are part of the template canopy hashes; render does
+			// not know them (diff asks the API server for them).
+			note += "; canopy's revision hashes the Deployment as stored, with the API server's defaults, so it differs from this one"
+		}
+		out = append(out, generated{obj: primary, note: note})
 		if ref := c.Spec.AutoscalerRef; ref != nil {
 			hpa := &autoscalingv2.HorizontalPodAutoscaler{}
 			if ok, err := w.lookup(ctx, ns, ref.Name, hpa); err != nil {

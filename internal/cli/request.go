@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -167,8 +166,10 @@ func (r *requestOptions) run(ctx context.Context, name string) error {
 
 // await waits until the controller recorded value as handled, then says whether it acted.
 func (r *requestOptions) await(ctx context.Context, cl client.Client, before *meshv1.Canary, value string) error {
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
+	// A timer rather than a context deadline: requests made close to a deadline fail with
+	// the client's rate limiter's error instead of a clean timeout.
+	timeout := time.NewTimer(r.timeout)
+	defer timeout.Stop()
 	key := client.ObjectKeyFromObject(before)
 	tick := time.NewTicker(r.settings.poll)
 	defer tick.Stop()
@@ -186,11 +187,10 @@ func (r *requestOptions) await(ctx context.Context, cl client.Client, before *me
 			return err
 		}
 		select {
+		case <-timeout.C:
+			return &exitError{code: ExitError, msg: fmt.Sprintf(
+				"canopy did not handle the request within %s: is the operator running? (kubectl get pods -A -l app.kubernetes.io/name=canopy)", r.timeout)}
 		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return &exitError{code: ExitError, msg: fmt.Sprintf(
-					"canopy did not handle the request within %s: is the operator running? (kubectl get pods -A -l app.kubernetes.io/name=canopy)", r.timeout)}
-			}
 			return &exitError{code: ExitError, msg: "interrupted before canopy handled the request"}
 		case <-tick.C:
 		}

@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -66,11 +65,6 @@ func (s *statusOptions) run(ctx context.Context, name string) error {
 		return err
 	}
 	ns := s.namespace()
-	if s.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.timeout)
-		defer cancel()
-	}
 	key := client.ObjectKey{Namespace: ns, Name: name}
 	if !s.watch && !s.wait {
 		v, err := s.view(ctx, cl, key)
@@ -121,10 +115,21 @@ func (s *statusOptions) follow(ctx context.Context, cl client.Client, key client
 	var lastFrame, lastLine string
 	tick := time.NewTicker(s.settings.poll)
 	defer tick.Stop()
+	// A timer rather than a context deadline: requests made close to a deadline fail with
+	// the client's rate limiter's error instead of a clean timeout.
+	var timeout <-chan time.Time
+	if s.timeout > 0 {
+		t := time.NewTimer(s.timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
 	for {
 		v, err := s.view(ctx, cl, key)
 		if err != nil {
-			return s.interrupted(ctx, err, key)
+			if ctx.Err() != nil {
+				return s.interrupted()
+			}
+			return err
 		}
 		c := v.canary
 		if s.watch {
@@ -157,23 +162,18 @@ func (s *statusOptions) follow(ctx context.Context, cl client.Client, key client
 			}
 		}
 		select {
+		case <-timeout:
+			return &exitError{code: ExitError, msg: fmt.Sprintf("timed out after %s waiting for %s/%s to finish its rollout; see kubectl canopy status %s -n %s",
+				s.timeout, key.Namespace, key.Name, key.Name, key.Namespace)}
 		case <-ctx.Done():
-			return s.interrupted(ctx, ctx.Err(), key)
+			return s.interrupted()
 		case <-tick.C:
 		}
 	}
 }
 
-// interrupted turns the end of the context into the right exit: Ctrl-C on --watch is the
-// normal way out; a --timeout is an error that says where the rollout stood.
-func (s *statusOptions) interrupted(ctx context.Context, err error, key client.ObjectKey) error {
-	if ctx.Err() == nil {
-		return err
-	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) && s.timeout > 0 {
-		return &exitError{code: ExitError, msg: fmt.Sprintf("timed out after %s waiting for %s/%s to finish its rollout; see kubectl canopy status %s -n %s",
-			s.timeout, key.Namespace, key.Name, key.Name, key.Namespace)}
-	}
+// interrupted is the exit on Ctrl-C: the normal way out of --watch, an error for --wait.
+func (s *statusOptions) interrupted() error {
 	if s.wait {
 		return &exitError{code: ExitError, msg: "interrupted before the rollout ended"}
 	}
