@@ -188,9 +188,14 @@ func (r *CanaryReconciler) loadWorkloads(ctx context.Context, s *canaryScope) (b
 		return true, fmt.Errorf("listing MeshPolicies: %w", err)
 	}
 	for i := range policies.Items {
-		if p := &policies.Items[i]; p.Spec.TargetRef.Name == c.Spec.TargetRef.Name && p.DeletionTimestamp.IsZero() {
+		p := &policies.Items[i]
+		if p.Spec.TargetRef.Name != c.Spec.TargetRef.Name || !p.DeletionTimestamp.IsZero() {
+			continue
+		}
+		// Of two policies for one Service the older one is in force (the newer one is
+		// refused as a Conflict by its own controller).
+		if s.policy == nil || olderPolicy(p, s.policy) {
 			s.policy = p
-			break
 		}
 	}
 	return false, nil

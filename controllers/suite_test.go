@@ -3,18 +3,21 @@ package controllers
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/hooks"
@@ -89,6 +92,49 @@ type harness struct {
 	analyzer *fakeAnalyzer
 	hooks    *fakeHooks
 	c        client.Client
+	// writes counts the requests the reconciler sent that change something (or could).
+	writes atomic.Int32
+}
+
+// countingClient is the apiserver's client, counting the reconciler's write requests, so
+// that a test can say a reconcile with nothing to do sent none.
+func (h *harness) countingClient() client.Client {
+	h.t.Helper()
+	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	count := func() { h.writes.Add(1) }
+	return interceptor.NewClient(wc, interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			count()
+			return c.Create(ctx, obj, opts...)
+		},
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			count()
+			return c.Update(ctx, obj, opts...)
+		},
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, p client.Patch, opts ...client.PatchOption) error {
+			count()
+			return c.Patch(ctx, obj, p, opts...)
+		},
+		Apply: func(ctx context.Context, c client.WithWatch, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
+			count()
+			return c.Apply(ctx, obj, opts...)
+		},
+		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+			count()
+			return c.Delete(ctx, obj, opts...)
+		},
+		SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+			count()
+			return c.SubResource(sub).Update(ctx, obj, opts...)
+		},
+		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
+			count()
+			return c.SubResource(sub).Patch(ctx, obj, p, opts...)
+		},
+	})
 }
 
 func newHarness(t *testing.T) *harness {
@@ -105,9 +151,10 @@ func newHarness(t *testing.T) *harness {
 		analyzer: &fakeAnalyzer{outcome: meshv1.OutcomePass, value: "100"},
 		hooks:    &fakeHooks{open: map[string]bool{}},
 	}
+	counted := h.countingClient()
 	h.r = &CanaryReconciler{
-		Client:   env.Client,
-		Applier:  &mesh.Applier{Client: env.Client, Reader: env.Client},
+		Client:   counted,
+		Applier:  &mesh.Applier{Client: counted, Reader: counted},
 		Recorder: b.NewRecorder(env.Scheme, "canopy"),
 		Analyzer: h.analyzer,
 		Hooks:    h.hooks,

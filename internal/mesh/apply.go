@@ -69,6 +69,8 @@ func (a *Applier) Apply(ctx context.Context, obj client.Object) (bool, error) {
 	liveObj := live.(client.Object)
 	switch err := a.Reader.Get(ctx, client.ObjectKeyFromObject(obj), liveObj); {
 	case err == nil:
+		// Typed clients drop apiVersion and kind on read; desired has them.
+		liveObj.GetObjectKind().SetGroupVersionKind(gvk)
 		if liveObj.GetAnnotations()[AnnotationAppliedHash] == hash {
 			liveMap, err := toMap(liveObj)
 			if err == nil && contains(liveMap, desired) {
