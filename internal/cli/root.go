@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -92,7 +94,11 @@ func run(ctx context.Context, args []string, streams IOStreams, s settings) int 
 		}
 		return ee.code
 	}
-	printLine(streams.ErrOut, o.paletteFor(streams.ErrOut).red("error: "+explain(err).Error()))
+	msg := "error: " + explain(err).Error()
+	if strings.HasPrefix(err.Error(), "unknown command") {
+		msg += "\nRun 'kubectl canopy --help' for the commands."
+	}
+	printLine(streams.ErrOut, o.paletteFor(streams.ErrOut).red(msg))
 	return ExitError
 }
 
@@ -132,10 +138,10 @@ func (o *rootOptions) command() *cobra.Command {
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &exitError{code: ExitError, msg: fmt.Sprintf("error: %v\nSee '%s --help'.", err, c.CommandPath())}
 	})
-	fs := cmd.PersistentFlags()
-	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "Path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
-	clientcmd.BindOverrideFlags(&o.overrides, fs, clientcmd.RecommendedConfigOverrideFlags(""))
-	fs.BoolVar(&o.noColor, "no-color", false, "Print no colours (they are only used on a terminal anyway; NO_COLOR is honoured too)")
+	flags := cmd.PersistentFlags()
+	flags.StringVar(&o.kubeconfig, "kubeconfig", "", "Path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+	clientcmd.BindOverrideFlags(&o.overrides, flags, clientcmd.RecommendedConfigOverrideFlags(""))
+	flags.BoolVar(&o.noColor, "no-color", false, "Print no colours (they are only used on a terminal anyway; NO_COLOR is honoured too)")
 
 	cmd.AddCommand(
 		o.getCommand(),
@@ -177,6 +183,9 @@ func (o *rootOptions) client() (client.WithWatch, error) {
 		return o.cl, nil
 	}
 	cfg, err := o.loader().ClientConfig()
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("reading the kubeconfig: %w; check --kubeconfig and KUBECONFIG", err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -139,7 +140,13 @@ func (s *statusOptions) follow(ctx context.Context, cl client.Client, key client
 			// when something changed.
 			frame := c.ResourceVersion + "/" + lastEventKey(v.events)
 			if tty {
-				printText(s.streams.Out, "\x1b[H\x1b[2J"+b.String())
+				// Overwrite in place (home, clear each line's rest, clear below), which
+				// does not flicker as clearing the whole screen every second would.
+				home := "\x1b[H"
+				if lastFrame == "" {
+					home += "\x1b[2J"
+				}
+				printText(s.streams.Out, home+strings.ReplaceAll(b.String(), "\n", "\x1b[K\n")+"\x1b[J")
 			} else if frame != lastFrame {
 				if lastFrame != "" {
 					printLine(s.streams.Out)
