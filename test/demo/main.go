@@ -51,8 +51,8 @@ func run(kubeconfig, samples string, scenario, fast bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	say("starting the local cluster (kube-apiserver, etcd, controller-manager, scheduler, kwok)")
-	env, err := testenv.Start(testenv.Options{LocalCluster: true})
+	say("starting the local cluster (kube-apiserver, etcd, controller-manager, scheduler, kwok, cert-manager)")
+	env, err := testenv.Start(testenv.Options{LocalCluster: true, CertManager: true})
 	if err != nil {
 		return err
 	}
@@ -90,7 +90,15 @@ func run(kubeconfig, samples string, scenario, fast bool) error {
 	}()
 	defer func() { stopOperator(); <-opDone }()
 
+	// What an Istio and cert-manager installation would have: their namespaces.
+	if err := ensureNamespaces(ctx, env, "istio-system", testenv.DefaultClusterResourceNamespace); err != nil {
+		return err
+	}
 	if err := applySamples(ctx, env, samples, fast); err != nil {
+		return err
+	}
+	// The shop's certificate authority, for the ingress certificate of the shop sample.
+	if err := applyFile(ctx, env, filepath.Join(samples, "shop-ca.yaml"), fast); err != nil {
 		return err
 	}
 	abs, _ := filepath.Abs(kubeconfig)
@@ -104,6 +112,9 @@ canopy is running on the local cluster.
 
 	if scenario {
 		if err := playBookinfo(ctx, env); err != nil {
+			return err
+		}
+		if err := reportPolicies(ctx, env); err != nil {
 			return err
 		}
 	}

@@ -16,6 +16,10 @@ import (
 	"sigs.k8s.io/yaml"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/test/testenv"
@@ -80,6 +84,53 @@ func speedUp(u *unstructured.Unstructured) {
 		}
 	}
 	_ = unstructured.SetNestedSlice(u.Object, metrics, "spec", "analysis", "metrics")
+}
+
+// ensureNamespaces creates the namespaces that do not exist yet.
+func ensureNamespaces(ctx context.Context, env *testenv.Env, names ...string) error {
+	for _, name := range names {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		if err := env.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating namespace %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// reportPolicies prints the e-commerce MeshPolicies' state once they are Ready (or after a
+// minute): what was generated and the ingress certificate cert-manager issued.
+func reportPolicies(ctx context.Context, env *testenv.Env) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		list := &meshv1.MeshPolicyList{}
+		if err := env.Client.List(ctx, list); err != nil {
+			return err
+		}
+		ready := 0
+		for _, p := range list.Items {
+			if c := apimeta.FindStatusCondition(p.Status.Conditions, meshv1.ConditionReady); c != nil && c.Status == metav1.ConditionTrue {
+				ready++
+			}
+		}
+		if ready == len(list.Items) || time.Now().After(deadline) {
+			for _, p := range list.Items {
+				msg := "no Ready condition yet"
+				if c := apimeta.FindStatusCondition(p.Status.Conditions, meshv1.ConditionReady); c != nil {
+					msg = fmt.Sprintf("Ready=%s %s: %s", c.Status, c.Reason, c.Message)
+				}
+				say("MeshPolicy %s/%s: %d generated objects; %s", p.Namespace, p.Name, len(p.Status.Objects), msg)
+				for _, cert := range p.Status.Certificates {
+					say("  certificate %s/%s ready=%t notAfter=%v", cert.Namespace, cert.Name, cert.Ready, cert.NotAfter)
+				}
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // playBookinfo promotes reviews v2, then has a bad v3 rolled back, printing the progress.
