@@ -242,7 +242,7 @@ func (m *machine) progressing() {
 	if gateType != "" {
 		open, reported = m.gate(gateType)
 	}
-	switch res.verdict {
+	switch res.verdict { //nolint:exhaustive // notRun and passed go on below
 	case failed:
 		m.checkFailed(res.culprit)
 		return
@@ -340,15 +340,15 @@ func (m *machine) advance() {
 		m.promote(meshv1.ReasonPromoting, "Analysis skipped: promoting revision %s", st.CurrentRevision)
 		return
 	}
-	strat := m.spec.strategy()
+	kind := m.spec.strategy()
 	if st.StepIndex == 0 {
 		st.StepIndex = 1
 		m.restartStep()
 		switch {
-		case strat == weighted:
+		case kind == weighted:
 			st.CanaryWeight = m.spec.nextWeight(0)
 			m.normal(meshv1.ReasonWeightIncreased, "Routing %d%% of the traffic to the canary", st.CanaryWeight)
-		case strat == abTesting:
+		case kind == abTesting:
 			m.normal(meshv1.ReasonProgressing, "Routing the requests that match to the canary")
 		case m.spec.Analysis.Mirror:
 			m.normal(meshv1.ReasonProgressing, "Mirroring %d%% of the traffic to the canary", m.spec.mirrorWeight())
@@ -357,7 +357,7 @@ func (m *machine) advance() {
 		}
 		return
 	}
-	if strat == weighted {
+	if kind == weighted {
 		if st.CanaryWeight >= m.spec.maxWeight() {
 			m.promote(meshv1.ReasonPromoting, "Analysis passed at %d%%: promoting revision %s", st.CanaryWeight, st.CurrentRevision)
 			return

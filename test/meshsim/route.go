@@ -121,8 +121,8 @@ func mirrors(r *apinetworkingv1.HTTPRoute) []mirror {
 		switch {
 		case r.MirrorPercentage != nil:
 			pct = r.MirrorPercentage.Value
-		case r.MirrorPercent != nil:
-			pct = float64(r.MirrorPercent.Value)
+		case r.MirrorPercent != nil: //nolint:staticcheck // deprecated, but still honoured by Istio
+			pct = float64(r.MirrorPercent.Value) //nolint:staticcheck // as above
 		}
 		out = append(out, mirror{Destination: r.Mirror, Percent: pct})
 	}

@@ -152,12 +152,8 @@ func listWorld(ctx context.Context, r client.Reader) (*World, error) {
 		}
 	}
 	w := &World{}
-	for i := range vss.Items {
-		w.VirtualServices = append(w.VirtualServices, vss.Items[i])
-	}
-	for i := range drs.Items {
-		w.DestinationRules = append(w.DestinationRules, drs.Items[i])
-	}
+	w.VirtualServices = append(w.VirtualServices, vss.Items...)
+	w.DestinationRules = append(w.DestinationRules, drs.Items...)
 	for i := range svcs.Items {
 		w.Services = append(w.Services, &svcs.Items[i])
 	}

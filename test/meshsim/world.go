@@ -126,14 +126,14 @@ func (w *World) subsetLabels(ref serviceRef, subset, clientNS string) (map[strin
 		return 2
 	}
 	sort.SliceStable(candidates, func(i, j int) bool { return rank(candidates[i]) < rank(candidates[j]) })
-	for _, dr := range candidates {
-		for _, s := range dr.Spec.Subsets {
-			if s.Name == subset {
-				return s.Labels, true
-			}
-		}
-		// The first rule that applies is the only one Istio reads.
+	// The first rule that applies is the only one Istio reads.
+	if len(candidates) == 0 {
 		return nil, false
+	}
+	for _, s := range candidates[0].Spec.Subsets {
+		if s.Name == subset {
+			return s.Labels, true
+		}
 	}
 	return nil, false
 }
