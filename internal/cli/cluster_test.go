@@ -16,6 +16,8 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -468,12 +470,12 @@ func TestDiffAgainstTheCluster(t *testing.T) {
 		}
 	}
 	stored := asStored(ctx, env.Client, env.Scheme, files, "test", func(w string) { t.Error(w) })
-	gen, _, err := generate(ctx, env.Scheme, stored, generateOptions{live: env.Client})
+	gen, err := generate(ctx, env.Scheme, stored, generateOptions{live: env.Client})
 	if err != nil {
 		t.Fatal(err)
 	}
 	applier := &mesh.Applier{Client: env.Client, Reader: env.Client}
-	for _, g := range gen {
+	for _, g := range gen.objects {
 		if _, err := applier.Apply(ctx, g.obj.(client.Object)); err != nil {
 			t.Fatal(err)
 		}
@@ -599,5 +601,73 @@ func TestStatusWatchPrintsEachChange(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "20% to the canary") || strings.Contains(out.String(), "\x1b[") {
 		t.Errorf("watch output:\n%s", out.String())
+	}
+}
+
+// A MeshPolicy that no longer generates an object: diff shows the object canopy deletes.
+func TestDiffShowsWhatCanopyWouldDelete(t *testing.T) {
+	testenv.SkipIfShort(t)
+	ns := env.CreateNamespace(t)
+	ctx := t.Context()
+	manifests := func(telemetry string) string {
+		return fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: %[1]s}
+spec: {selector: {app: web}, ports: [{name: http, port: 80}]}
+---
+apiVersion: mesh.canopy.dev/v1alpha1
+kind: MeshPolicy
+metadata: {name: web, namespace: %[1]s}
+spec:
+  targetRef: {name: web}
+  mtls: {mode: STRICT}
+%[2]s`, ns, telemetry)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "web.yaml")
+	if err := os.WriteFile(file, []byte(manifests("  telemetry: {accessLogging: true}\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	files, err := readManifests([]string{file}, false, nil, env.Scheme, ns, func(string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Deployed by server-side apply, as Flux or kubectl apply --server-side do.
+	for _, m := range files {
+		u := &unstructured.Unstructured{}
+		u.Object, err = runtime.DefaultUnstructuredConverter.ToUnstructured(m.obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.SetGroupVersionKind(m.obj.GetObjectKind().GroupVersionKind())
+		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+		unstructured.RemoveNestedField(u.Object, "status")
+		if err := env.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("deployer")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gen, err := generate(ctx, env.Scheme, asStored(ctx, env.Client, env.Scheme, files, "deployer", func(w string) { t.Error(w) }), generateOptions{live: env.Client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	applier := &mesh.Applier{Client: env.Client, Reader: env.Client}
+	for _, g := range gen.objects {
+		if _, err := applier.Apply(ctx, g.obj.(client.Object)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errOut, code := kubectlCanopy(t, "diff", "-f", file, "--field-manager", "deployer")
+	if code != ExitOK {
+		t.Fatalf("diff right after applying: exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	// The field manager is the deployer's, so the telemetry removed from the file is
+	// removed from the policy the dry run returns.
+	if err := os.WriteFile(file, []byte(manifests("")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = kubectlCanopy(t, "diff", "-f", file, "--field-manager", "deployer")
+	if want := "Telemetry " + ns + "/web: extra, canopy deletes it\n"; code != ExitNo || !strings.Contains(out, want) {
+		t.Errorf("diff without the telemetry: exit %d, want %q in\n%s\n%s", code, want, out, errOut)
 	}
 }

@@ -6,12 +6,18 @@ import (
 	"io"
 	"strings"
 
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"github.com/pmezard/go-difflib/difflib"
 	"github.com/spf13/cobra"
+	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
+	istiosecv1 "istio.io/client-go/pkg/apis/security/v1"
+	istiotelv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/yaml"
@@ -70,8 +76,8 @@ func (d *diffOptions) run(ctx context.Context) error {
 		return err
 	}
 	files = asStored(ctx, cl, s, files, d.fieldManager, warn)
-	objs, warnings, err := generate(ctx, s, files, generateOptions{live: cl, now: d.now()})
-	for _, w := range warnings {
+	res, err := generate(ctx, s, files, generateOptions{live: cl, now: d.now()})
+	for _, w := range res.warnings {
 		warn(w)
 	}
 	if err != nil {
@@ -79,13 +85,21 @@ func (d *diffOptions) run(ctx context.Context) error {
 	}
 	differ := false
 	p := d.palette()
-	for _, g := range objs {
-		res, err := compare(ctx, cl, g)
+	for _, g := range res.objects {
+		c, err := compare(ctx, cl, g)
 		if err != nil {
 			return err
 		}
-		writeComparison(d.streams.Out, g, res, p)
-		differ = differ || res.state != stateSame
+		writeComparison(d.streams.Out, g, c, p)
+		differ = differ || c.state != stateSame
+	}
+	extra, err := leftovers(ctx, cl, res)
+	if err != nil {
+		return err
+	}
+	for _, g := range extra {
+		writeComparison(d.streams.Out, g, comparison{state: stateExtra}, p)
+		differ = true
 	}
 	if differ {
 		return &exitError{code: ExitNo}
@@ -146,12 +160,71 @@ func dryRunApply(ctx context.Context, cl client.Client, s *runtime.Scheme, obj c
 	return typed.(client.Object), nil
 }
 
+// prunedKinds are what a MeshPolicy generates and canopy deletes when the policy no longer
+// does (controllers generatedKinds); the Gateway and Certificate may live in another
+// namespace.
+var prunedKinds = []struct {
+	gvk          schema.GroupVersionKind
+	anyNamespace bool
+}{
+	{istiosecv1.SchemeGroupVersion.WithKind("PeerAuthentication"), false},
+	{istiosecv1.SchemeGroupVersion.WithKind("AuthorizationPolicy"), false},
+	{istionetv1.SchemeGroupVersion.WithKind("ServiceEntry"), false},
+	{istionetv1.SchemeGroupVersion.WithKind("DestinationRule"), false},
+	{istionetv1.SchemeGroupVersion.WithKind("VirtualService"), false},
+	{istiotelv1.SchemeGroupVersion.WithKind("Telemetry"), false},
+	{cmv1.SchemeGroupVersion.WithKind("Certificate"), true},
+	{istionetv1.SchemeGroupVersion.WithKind("Gateway"), true},
+}
+
+// leftovers are the objects the rendered MeshPolicies generated before (they carry their
+// owner labels) and generate no more: canopy deletes them. An API the cluster lacks holds
+// none.
+func leftovers(ctx context.Context, cl client.Reader, res rendering) ([]generated, error) {
+	keep := map[string]bool{}
+	for _, g := range res.objects {
+		keep[g.obj.GetObjectKind().GroupVersionKind().Kind+"/"+g.obj.GetNamespace()+"/"+g.obj.GetName()] = true
+	}
+	var out []generated
+	for _, p := range res.policies {
+		labels := client.MatchingLabels(render.OwnerLabels(render.KindMeshPolicy, p.Namespace, p.Name))
+		for _, k := range prunedKinds {
+			list := &metav1.PartialObjectMetadataList{}
+			list.SetGroupVersionKind(k.gvk.GroupVersion().WithKind(k.gvk.Kind + "List"))
+			opts := []client.ListOption{labels}
+			if !k.anyNamespace {
+				opts = append(opts, client.InNamespace(p.Namespace))
+			}
+			if err := cl.List(ctx, list, opts...); err != nil {
+				if meta.IsNoMatchError(err) {
+					continue
+				}
+				return nil, fmt.Errorf("listing %ss: %w", k.gvk.Kind, err)
+			}
+			for i := range list.Items {
+				o := &list.Items[i]
+				if keep[k.gvk.Kind+"/"+o.Namespace+"/"+o.Name] {
+					continue
+				}
+				if ref := metav1.GetControllerOf(o); ref != nil && (ref.Kind != render.KindMeshPolicy || ref.Name != p.Name) {
+					continue
+				}
+				o.SetGroupVersionKind(k.gvk)
+				out = append(out, generated{obj: o, owner: render.KindMeshPolicy + " " + client.ObjectKeyFromObject(p).String()})
+			}
+		}
+	}
+	return out, nil
+}
+
 type compareState string
 
 const (
 	stateSame    compareState = "same"
 	stateDiffers compareState = "differs"
 	stateMissing compareState = "missing"
+	// stateExtra: canopy generated the object before and deletes it now.
+	stateExtra compareState = "extra, canopy deletes it"
 )
 
 type comparison struct {
@@ -305,7 +378,7 @@ func writeComparison(w io.Writer, g generated, c comparison, p palette) {
 		state = p.green(string(c.state))
 	case stateDiffers:
 		state = p.red(string(c.state))
-	case stateMissing:
+	case stateMissing, stateExtra:
 		state = p.yellow(string(c.state))
 	}
 	line := fmt.Sprintf("%s: %s", p.bold(ref), state)

@@ -33,6 +33,16 @@ type generated struct {
 	note string
 }
 
+// rendering is what generate rendered.
+type rendering struct {
+	objects []generated
+	// warnings are the renderer's, each naming its resource.
+	warnings []string
+	// policies are the MeshPolicies rendered: canopy deletes what they generated before
+	// and no longer generate.
+	policies []*meshv1.MeshPolicy
+}
+
 // generateOptions say where generate reads what the files lack, and what it assumes.
 type generateOptions struct {
 	// live is the cluster (diff); nil renders from the files alone.
@@ -157,8 +167,9 @@ func (w *world) canaryFor(ctx context.Context, ns, name string) (*meshv1.Canary,
 	return nil, nil
 }
 
-// policyFor is the MeshPolicy of Service name. Two in the files is an error the controller
-// would report on the younger one; the files carry no creation time to tell which.
+// policyFor is the MeshPolicy of Service name. Of two, canopy puts the older in force
+// (creation time, then name) and refuses the other; manifests read offline carry no
+// creation time to tell, so two of them are an error.
 func (w *world) policyFor(ctx context.Context, ns, name string) (*meshv1.MeshPolicy, error) {
 	ps, err := w.policies(ctx, ns)
 	if err != nil {
@@ -169,13 +180,23 @@ func (w *world) policyFor(ctx context.Context, ns, name string) (*meshv1.MeshPol
 		if p.Spec.TargetRef.Name != name {
 			continue
 		}
-		if found != nil {
+		if found != nil && (found.CreationTimestamp.IsZero() || p.CreationTimestamp.IsZero()) {
 			return nil, fmt.Errorf("MeshPolicies %s and %s both target Service %s/%s: canopy applies only the older; merge them or delete one",
 				found.Name, p.Name, ns, name)
 		}
-		found = p
+		if found == nil || older(p, found) {
+			found = p
+		}
 	}
 	return found, nil
+}
+
+// older orders policies as the controllers do: by creation, then by name.
+func older(a, b *meshv1.MeshPolicy) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return a.Name < b.Name
 }
 
 // lookup reads obj by key; found is false when it exists neither in the files nor the cluster.
@@ -195,11 +216,12 @@ func (w *world) lookup(ctx context.Context, ns, name string, obj client.Object) 
 // as its controllers do, and the Canaries whose routing a MeshPolicy of the files changes.
 // Warnings are the renderer's; errors are collected so that one bad resource does not hide
 // the others' output.
-func generate(ctx context.Context, s *runtime.Scheme, files []manifest, opts generateOptions) ([]generated, []string, error) {
+func generate(ctx context.Context, s *runtime.Scheme, files []manifest, opts generateOptions) (rendering, error) {
 	w := &world{scheme: s, files: files, live: opts.live}
 	var out []generated
 	var warnings []string
 	var errs []error
+	var inForce []*meshv1.MeshPolicy
 	rendered := map[client.ObjectKey]bool{}
 
 	renderCanary := func(c *meshv1.Canary, routingOnly bool, why string) {
@@ -251,6 +273,15 @@ func generate(ctx context.Context, s *runtime.Scheme, files []manifest, opts gen
 			continue
 		}
 		seen[key] = true
+		if inForce, err := w.policyFor(ctx, p.Namespace, p.Spec.TargetRef.Name); err != nil {
+			errs = append(errs, fmt.Errorf("%s %s: %w", render.KindMeshPolicy, key, err))
+			continue
+		} else if inForce != nil && inForce.Name != p.Name {
+			warnings = append(warnings, fmt.Sprintf("%s %s: not applied: MeshPolicy %s already targets Service %s (it is older)",
+				render.KindMeshPolicy, key, inForce.Name, p.Spec.TargetRef.Name))
+			continue
+		}
+		inForce = append(inForce, p)
 		objs, warns, canary, err := w.policyObjects(ctx, p, opts)
 		for _, o := range objs {
 			out = append(out, generated{obj: o, owner: "MeshPolicy " + key.String() + pr.why})
@@ -267,10 +298,10 @@ func generate(ctx context.Context, s *runtime.Scheme, files []manifest, opts gen
 			renderCanary(canary, true, " (its routing, with MeshPolicy "+p.Name+" of the files)")
 		}
 	}
-	if len(out) == 0 && len(errs) == 0 {
-		return nil, warnings, errors.New("the files hold no Canary or MeshPolicy: nothing to render")
+	if len(out) == 0 && len(errs) == 0 && len(inForce) == 0 {
+		return rendering{warnings: warnings}, errors.New("the files hold no Canary or MeshPolicy: nothing to render")
 	}
-	return out, warnings, errors.Join(errs...)
+	return rendering{objects: out, warnings: warnings, policies: inForce}, errors.Join(errs...)
 }
 
 // canaryObjects renders a Canary as its controller does at rest, or with the weights the

@@ -80,11 +80,11 @@ func (r *renderOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	objs, warnings, genErr := generate(cmd.Context(), s, files, generateOptions{certificateReady: !r.certPending, now: r.now()})
-	for _, w := range warnings {
+	res, genErr := generate(cmd.Context(), s, files, generateOptions{certificateReady: !r.certPending, now: r.now()})
+	for _, w := range res.warnings {
 		warn(w)
 	}
-	if err := writeObjects(r.streams.Out, r.output, objs); err != nil {
+	if err := writeObjects(r.streams.Out, r.output, res.objects); err != nil {
 		return err
 	}
 	return genErr

@@ -336,3 +336,32 @@ func TestRenderNeedsNoCluster(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
 }
+
+// Of two MeshPolicies for one Service canopy applies the older; without creation times
+// (manifests as written) render cannot tell which, and says so.
+func TestRenderTwoPoliciesForOneService(t *testing.T) {
+	offline(t)
+	svc := "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec: {selector: {app: web}, ports: [{name: http, port: 80}]}\n"
+	policy := func(name, created string) string {
+		meta := "{name: " + name + ", namespace: shop}"
+		if created != "" {
+			meta = "{name: " + name + ", namespace: shop, creationTimestamp: \"" + created + "\"}"
+		}
+		return "---\napiVersion: mesh.canopy.dev/v1alpha1\nkind: MeshPolicy\nmetadata: " + meta + "\nspec: {targetRef: {name: web}, mtls: {mode: STRICT}}\n"
+	}
+	out, errOut, code := cliRun(t, svc+policy("b", "2026-01-01T00:00:00Z")+policy("a", "2026-02-01T00:00:00Z"), "render", "-f", "-")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if got := names(parseBack(t, out)); !slices.Equal(got, []string{"PeerAuthentication shop/b", "DestinationRule shop/web"}) {
+		t.Errorf("rendered %v, want the older policy's only", got)
+	}
+	if !strings.Contains(errOut, "warning: MeshPolicy shop/a: not applied: MeshPolicy b already targets Service web (it is older)") {
+		t.Errorf("no warning about the younger policy: %q", errOut)
+	}
+
+	_, errOut, code = cliRun(t, svc+policy("b", "")+policy("a", ""), "render", "-f", "-")
+	if code != ExitError || !strings.Contains(errOut, "MeshPolicies b and a both target Service shop/web: canopy applies only the older") {
+		t.Errorf("exit %d: %s", code, errOut)
+	}
+}
