@@ -86,6 +86,7 @@ verify: manifests generate fmt tidy ## Fail if generation, formatting or tidying
 .PHONY: build
 build: manifests generate fmt vet ## Build the manager and the kubectl plugin.
 	go build -o $(LOCALBIN)/manager .
+	go build -o $(LOCALBIN)/kubectl-canopy ./cmd/kubectl-canopy
 
 .PHONY: run
 run: manifests generate fmt vet ## Run canopy: against $KUBECONFIG if set, else on the embedded local cluster with the demo.

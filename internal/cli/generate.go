@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/progress"
 	"canopy.dev/canopy/internal/render"
 	"canopy.dev/canopy/internal/workload"
 )
@@ -420,20 +421,10 @@ func primaryReplicas(c *meshv1.Canary, target, livePrimary *appsv1.Deployment) *
 	return &n
 }
 
-// routingOf is the traffic split a Canary's status stands for. It follows
-// internal/progress's routingFor, which the controller routes with.
+// routingOf is the traffic split a Canary's status stands for, as the controller routes it.
 func routingOf(a *meshv1.CanaryAnalysis, st *meshv1.CanaryStatus) render.Weights {
-	weight := min(max(st.CanaryWeight, 0), 100)
-	r := render.Weights{Primary: 100 - weight, Canary: weight}
-	started := st.StepIndex > 0
-	analysing := st.Phase == meshv1.PhaseProgressing && started
-	if strategyOf(a) == abTesting && started && (analysing || st.Phase == meshv1.PhasePromoting) {
-		r.Match = true
-	}
-	if a.Mirror && analysing && weight < 100 {
-		r.Mirror, r.MirrorWeight = true, mirrorWeightOf(a)
-	}
-	return r
+	r := progress.RoutingOf(specOf(a), st)
+	return render.Weights{Primary: r.PrimaryWeight, Canary: r.CanaryWeight, Match: r.Match, Mirror: r.Mirror, MirrorWeight: r.MirrorWeight}
 }
 
 // policyObjects renders a MeshPolicy as its controller does. It returns the Canary that

@@ -8,94 +8,33 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/progress"
 )
 
-// What the plugin reads from a Canary's spec, with the CRD's defaults: a Canary read from a
-// file has none applied, and one written by an older CRD may lack some. They follow
-// internal/progress (spec.go), which the controller decides with.
-const (
-	defaultMaxWeight = 50
-	defaultThreshold = 5
-	defaultMirror    = 100
-)
+// What the plugin reads from a Canary's spec, with the defaults the controller applies (a
+// Canary read from a file has none of the CRD's): internal/progress answers, so that the
+// plugin and the controller always agree.
 
-type strategy int
+type strategy = progress.Strategy
 
 const (
-	weighted  strategy = iota // stepWeight or stepWeights
-	abTesting                 // iterations with match
-	blueGreen                 // iterations alone
+	weighted  = progress.Weighted
+	abTesting = progress.ABTesting
 )
 
-func strategyOf(a *meshv1.CanaryAnalysis) strategy {
-	switch {
-	case a.StepWeight != nil || len(a.StepWeights) > 0:
-		return weighted
-	case len(a.Match) > 0:
-		return abTesting
-	default:
-		return blueGreen
-	}
-}
+func specOf(a *meshv1.CanaryAnalysis) *meshv1.CanarySpec { return &meshv1.CanarySpec{Analysis: *a} }
 
-func maxWeightOf(a *meshv1.CanaryAnalysis) int32 {
-	if a.MaxWeight > 0 {
-		return min(a.MaxWeight, 100)
-	}
-	return defaultMaxWeight
-}
-
-func thresholdOf(a *meshv1.CanaryAnalysis) int32 {
-	if a.Threshold > 0 {
-		return a.Threshold
-	}
-	return defaultThreshold
-}
-
-func iterationsOf(a *meshv1.CanaryAnalysis) int32 {
-	if a.Iterations != nil && *a.Iterations > 0 {
-		return *a.Iterations
-	}
-	return 1
-}
-
+func strategyOf(a *meshv1.CanaryAnalysis) strategy { return progress.StrategyOf(specOf(a)) }
+func maxWeightOf(a *meshv1.CanaryAnalysis) int32   { return progress.MaxWeight(specOf(a)) }
+func thresholdOf(a *meshv1.CanaryAnalysis) int32   { return progress.Threshold(specOf(a)) }
+func iterationsOf(a *meshv1.CanaryAnalysis) int32  { return progress.Iterations(specOf(a)) }
 func mirrorWeightOf(a *meshv1.CanaryAnalysis) int32 {
-	if a.MirrorWeight != nil && *a.MirrorWeight > 0 {
-		return min(*a.MirrorWeight, 100)
-	}
-	return defaultMirror
+	return progress.MirrorWeight(specOf(a))
 }
 
 // stepWeights lists the canary's weight after each step of a weighted rollout, the last
 // being maxWeight, where the canary is promoted.
-func stepWeights(a *meshv1.CanaryAnalysis) []int32 {
-	top := maxWeightOf(a)
-	next := func(w int32) int32 {
-		if len(a.StepWeights) > 0 {
-			for _, n := range a.StepWeights {
-				if n > w {
-					return min(n, top)
-				}
-			}
-			return max(w, top)
-		}
-		step := int32(1)
-		if a.StepWeight != nil && *a.StepWeight > 0 {
-			step = *a.StepWeight
-		}
-		return max(min(w+step, top), w)
-	}
-	var out []int32
-	for w := int32(0); w < top; {
-		n := next(w)
-		if n <= w {
-			break
-		}
-		out = append(out, n)
-		w = n
-	}
-	return out
-}
+func stepWeights(a *meshv1.CanaryAnalysis) []int32 { return progress.StepWeights(specOf(a)) }
 
 // isIdle: no rollout under way.
 func isIdle(p meshv1.CanaryPhase) bool {
