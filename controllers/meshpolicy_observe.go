@@ -264,12 +264,12 @@ func tlsContradictions(dr *istionetv1.DestinationRule, m *meshv1.MTLS) []string 
 		return nil
 	}
 	var out []string
-	check := func(where string, client string, server meshv1.MTLSMode, serverField string) {
+	check := func(where string, clientTLS string, server meshv1.MTLSMode, serverField string) {
 		switch {
-		case client == "":
-		case server == meshv1.MTLSStrict && client != "ISTIO_MUTUAL":
-			out = append(out, fmt.Sprintf("DestinationRule %s %s is %s, which cannot reach workloads whose %s is STRICT: use ISTIO_MUTUAL or remove it", dr.Name, where, client, serverField))
-		case server == meshv1.MTLSDisable && client == "ISTIO_MUTUAL":
+		case clientTLS == "":
+		case server == meshv1.MTLSStrict && clientTLS != "ISTIO_MUTUAL":
+			out = append(out, fmt.Sprintf("DestinationRule %s %s is %s, which cannot reach workloads whose %s is STRICT: use ISTIO_MUTUAL or remove it", dr.Name, where, clientTLS, serverField))
+		case server == meshv1.MTLSDisable && clientTLS == "ISTIO_MUTUAL":
 			out = append(out, fmt.Sprintf("DestinationRule %s %s is ISTIO_MUTUAL, which cannot reach workloads whose %s is DISABLE", dr.Name, where, serverField))
 		}
 	}

@@ -196,7 +196,7 @@ func runsUntilRollback(t *testing.T, prom, ns, check string, bad func(float64) b
 		if ch := findCheck(c, check); shown && ch != nil && ch.LastMeasured != nil && (before == nil || !ch.LastMeasured.Equal(before)) {
 			runs[ch.LastMeasured.UTC()] = true
 		}
-		switch c.Status.Phase {
+		switch c.Status.Phase { //nolint:exhaustive // any other phase: not rolled back yet
 		case meshv1.PhaseFailed:
 			return nil
 		case meshv1.PhasePromoting, meshv1.PhaseFinalising, meshv1.PhaseSucceeded:
