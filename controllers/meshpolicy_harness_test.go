@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -171,7 +170,7 @@ func (h *policyHarness) expectStored(obj render.Object) {
 	live := obj.DeepCopyObject().(client.Object)
 	h.mustGet(obj.GetNamespace(), obj.GetName(), live)
 	want, have := jsonMap(h.t, obj), jsonMap(h.t, live)
-	if !subset(have["spec"], want["spec"]) {
+	if !mesh.Contains(have["spec"], want["spec"]) {
 		h.t.Fatalf("%s %s/%s is stored as\n%s\nnot as rendered:\n%s", kindOf(obj), obj.GetNamespace(), obj.GetName(), pretty(have["spec"]), pretty(want["spec"]))
 	}
 	for k, v := range obj.GetLabels() {
@@ -199,36 +198,6 @@ func pretty(v any) string {
 	return string(b)
 }
 
-// subset reports whether every field of want is in have with the same value; lists match
-// element by element.
-func subset(have, want any) bool {
-	switch w := want.(type) {
-	case map[string]any:
-		h, ok := have.(map[string]any)
-		if !ok {
-			return false
-		}
-		for k, wv := range w {
-			if hv, ok := h[k]; !ok || !subset(hv, wv) {
-				return false
-			}
-		}
-		return true
-	case []any:
-		h, ok := have.([]any)
-		if !ok || len(h) != len(w) {
-			return false
-		}
-		for i := range w {
-			if !subset(h[i], w[i]) {
-				return false
-			}
-		}
-		return true
-	default:
-		return reflect.DeepEqual(have, want)
-	}
-}
 
 // issue does what cert-manager does once it has issued a Certificate: Ready, with the
 // certificate's validity in status.

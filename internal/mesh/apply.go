@@ -73,7 +73,7 @@ func (a *Applier) Apply(ctx context.Context, obj client.Object) (bool, error) {
 		liveObj.GetObjectKind().SetGroupVersionKind(gvk)
 		if liveObj.GetAnnotations()[AnnotationAppliedHash] == hash {
 			liveMap, err := toMap(liveObj)
-			if err == nil && contains(liveMap, desired) {
+			if err == nil && Contains(liveMap, desired) {
 				return false, nil
 			}
 		}
@@ -104,9 +104,10 @@ func digest(m map[string]any) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// contains reports whether every field of want is in have with the same value. Maps may have
+// Contains reports whether every field of want is in have with the same value. Maps may have
 // more keys in have (defaults, other managers' fields); lists must match element by element.
-func contains(have, want any) bool {
+// It is how the applier decides an apply would change nothing.
+func Contains(have, want any) bool {
 	switch w := want.(type) {
 	case map[string]any:
 		h, ok := have.(map[string]any)
@@ -115,7 +116,7 @@ func contains(have, want any) bool {
 		}
 		for k, wv := range w {
 			hv, ok := h[k]
-			if !ok || !contains(hv, wv) {
+			if !ok || !Contains(hv, wv) {
 				return false
 			}
 		}
@@ -126,7 +127,7 @@ func contains(have, want any) bool {
 			return false
 		}
 		for i := range w {
-			if !contains(h[i], w[i]) {
+			if !Contains(h[i], w[i]) {
 				return false
 			}
 		}
