@@ -91,7 +91,7 @@ func compose(s *policyScope) ([]render.Warning, error) {
 
 func flatten(err error) []error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
+		out := make([]error, 0, len(j.Unwrap()))
 		for _, e := range j.Unwrap() {
 			out = append(out, flatten(e)...)
 		}

@@ -198,7 +198,6 @@ func pretty(v any) string {
 	return string(b)
 }
 
-
 // issue does what cert-manager does once it has issued a Certificate: Ready, with the
 // certificate's validity in status.
 func (h *policyHarness) issue(p *meshv1.MeshPolicy, notAfter time.Time) {

@@ -37,7 +37,7 @@ func (m *machine) initializing() {
 	}
 	deadline := m.spec.deadline()
 	if m.elapsed(st.LastStepTime, deadline) {
-		if m.conditionReason(meshv1.ConditionReady) != meshv1.ReasonProgressDeadline {
+		if m.readyReason() != meshv1.ReasonProgressDeadline {
 			m.warning(meshv1.ReasonProgressDeadline, "Primary not ready with revision %s within %s", target, deadline)
 		}
 		m.report(false, true, true, meshv1.ReasonProgressDeadline,
@@ -284,7 +284,7 @@ func (m *machine) progressing() {
 // the Ready reason remembers that the last reconcile already waited.
 func (m *machine) waitForCanary() {
 	st := &m.st
-	if m.conditionReason(meshv1.ConditionReady) != meshv1.ReasonWaitingForCanary && !st.LastStepTime.Equal(&m.stamp) {
+	if m.readyReason() != meshv1.ReasonWaitingForCanary && !st.LastStepTime.Equal(&m.stamp) {
 		m.restartStep()
 	}
 	deadline := m.spec.deadline()

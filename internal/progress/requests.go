@@ -71,7 +71,7 @@ func (m *machine) request() {
 // knows that the suspension ended.
 func (m *machine) suspended() {
 	st := &m.st
-	if m.conditionReason(meshv1.ConditionReady) != meshv1.ReasonSuspended {
+	if m.readyReason() != meshv1.ReasonSuspended {
 		m.normal(meshv1.ReasonSuspended, "Suspended in phase %s", st.Phase)
 	}
 	ready := metav1.ConditionFalse
@@ -86,7 +86,7 @@ func (m *machine) suspended() {
 // unsuspended restarts the current step's clock after a suspension, so that the time spent
 // suspended counts against no interval, deadline or hold timeout.
 func (m *machine) unsuspended() {
-	if m.conditionReason(meshv1.ConditionReady) == meshv1.ReasonSuspended {
+	if m.readyReason() == meshv1.ReasonSuspended {
 		m.restartActiveStep()
 	}
 }

@@ -139,8 +139,9 @@ type expectedCheck struct {
 
 // startChecks are judged before the canary gets any traffic: the pre-rollout webhooks.
 func (s specView) startChecks() []expectedCheck {
-	var out []expectedCheck
-	for _, h := range s.hooks(meshv1.WebhookPreRollout) {
+	hooks := s.hooks(meshv1.WebhookPreRollout)
+	out := make([]expectedCheck, 0, len(hooks))
+	for _, h := range hooks {
 		out = append(out, expectedCheck{name: h.Name})
 	}
 	return out
@@ -148,8 +149,9 @@ func (s specView) startChecks() []expectedCheck {
 
 // stepChecks are judged at every later step: the rollout webhooks, then the metrics.
 func (s specView) stepChecks() []expectedCheck {
-	var out []expectedCheck
-	for _, h := range s.hooks(meshv1.WebhookRollout) {
+	hooks := s.hooks(meshv1.WebhookRollout)
+	out := make([]expectedCheck, 0, len(hooks)+len(s.Analysis.Metrics))
+	for _, h := range hooks {
 		out = append(out, expectedCheck{name: h.Name})
 	}
 	for _, m := range s.Analysis.Metrics {

@@ -18,8 +18,10 @@ func (m *machine) setCondition(t string, s metav1.ConditionStatus, reason, messa
 	meta.SetStatusCondition(&m.st.Conditions, c)
 }
 
-func (m *machine) conditionReason(t string) string {
-	if c := meta.FindStatusCondition(m.st.Conditions, t); c != nil {
+// readyReason is the reason of the Ready condition, which also records what the last
+// reconcile was waiting for.
+func (m *machine) readyReason() string {
+	if c := meta.FindStatusCondition(m.st.Conditions, meshv1.ConditionReady); c != nil {
 		return c.Reason
 	}
 	return ""

@@ -575,7 +575,7 @@ func (r *policyRenderer) externalService(i int) (*networkingv1.ServiceEntry, []*
 }
 
 func (r *policyRenderer) ingressHosts() []string {
-	var out []string
+	out := make([]string, 0, len(r.p.Spec.Ingress.Hosts))
 	for _, h := range r.p.Spec.Ingress.Hosts {
 		// Only VirtualServices of the policy's namespace may bind these hosts.
 		out = append(out, r.p.Namespace+"/"+h)

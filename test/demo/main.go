@@ -88,7 +88,7 @@ func run(kubeconfig, samples string, scenario, fast bool) error {
 			PrometheusAddress: prom.URL(),
 		})
 	}()
-	defer func() { stopOperator(); <-opDone }()
+	defer func() { stopOperator(); _ = <-opDone }()
 
 	// What an Istio and cert-manager installation would have: their namespaces.
 	if err := ensureNamespaces(ctx, env, "istio-system", testenv.DefaultClusterResourceNamespace); err != nil {

@@ -258,7 +258,7 @@ func TestMirrorsListAndDeprecatedPercent(t *testing.T) {
 	e, _ := newTestEngine(Options{})
 	r := httpRoute(dest("reviews-primary", 100))
 	r.Mirror = &apinetworkingv1.Destination{Host: "reviews-canary"}
-	r.MirrorPercent = wrapperspb.UInt32(20)
+	r.MirrorPercent = wrapperspb.UInt32(20) //nolint:staticcheck // the deprecated field Istio still honours
 	r.Mirrors = []*apinetworkingv1.HTTPMirrorPolicy{{Destination: &apinetworkingv1.Destination{Host: "reviews-canary"}}}
 	run(e, reviewsWorld(nil, r), 10)
 	if m := e.snapshot().Requests(func(k RouteKey) bool { return k.Mirror }); m != 100+500 {

@@ -235,12 +235,12 @@ func classifyStatus(code int, errorType, msg string) error {
 	case "unavailable":
 		kind = providers.Unreachable
 	case "":
-		switch {
-		case code == http.StatusBadRequest || code == http.StatusUnprocessableEntity:
+		switch code {
+		case http.StatusBadRequest, http.StatusUnprocessableEntity:
 			kind = providers.BadQuery
-		case code == http.StatusGatewayTimeout:
+		case http.StatusGatewayTimeout:
 			kind = providers.Timeout
-		case code == http.StatusBadGateway || code == http.StatusServiceUnavailable:
+		case http.StatusBadGateway, http.StatusServiceUnavailable:
 			kind = providers.Unreachable
 		default:
 			kind = providers.Other
