@@ -88,7 +88,12 @@ func run(kubeconfig, samples string, scenario, fast bool) error {
 			PrometheusAddress: prom.URL(),
 		})
 	}()
-	defer func() { stopOperator(); _ = <-opDone }()
+	defer func() {
+		stopOperator()
+		if err := <-opDone; err != nil {
+			fmt.Fprintf(os.Stderr, "demo: the operator stopped with an error: %v\n", err)
+		}
+	}()
 
 	// What an Istio and cert-manager installation would have: their namespaces.
 	if err := ensureNamespaces(ctx, env, "istio-system", testenv.DefaultClusterResourceNamespace); err != nil {
