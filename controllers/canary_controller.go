@@ -359,19 +359,6 @@ func (r *CanaryReconciler) invalid(s *canaryScope, err error) error {
 
 // SetupWithManager registers the controller and its watches.
 func (r *CanaryReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int) error {
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &meshv1.Canary{}, indexTarget, func(o client.Object) []string {
-		return []string{o.(*meshv1.Canary).Spec.TargetRef.Name}
-	}); err != nil {
-		return err
-	}
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &meshv1.Canary{}, indexAutoscaler, func(o client.Object) []string {
-		if ref := o.(*meshv1.Canary).Spec.AutoscalerRef; ref != nil {
-			return []string{ref.Name}
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
 	byTarget := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 		return r.canariesFor(ctx, o.GetNamespace(), indexTarget, o.GetName())
 	})

@@ -175,11 +175,6 @@ func (s *policyScope) fail(err error) error {
 
 // SetupWithManager registers the controller and its watches.
 func (r *MeshPolicyReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int) error {
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &meshv1.MeshPolicy{}, indexPolicyTarget, func(o client.Object) []string {
-		return []string{o.(*meshv1.MeshPolicy).Spec.TargetRef.Name}
-	}); err != nil {
-		return err
-	}
 	byName := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 		return r.policiesTargeting(ctx, o.GetNamespace(), o.GetName())
 	})

@@ -2,10 +2,14 @@
 package controllers
 
 import (
+	"context"
 	"fmt"
 
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
 
 	"canopy.dev/canopy/internal/analysis"
 	"canopy.dev/canopy/internal/analysis/providers"
@@ -61,14 +65,53 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		Hooks:    cfg.Hooks,
 		Clock:    cfg.Clock,
 	}
-	if err := canaries.SetupWithManager(mgr, cfg.MaxConcurrentReconciles); err != nil {
-		return err
-	}
 	policies := &MeshPolicyReconciler{
 		Client:   mgr.GetClient(),
 		Applier:  applier,
 		Recorder: mgr.GetEventRecorder("canopy"),
 		Clock:    cfg.Clock,
 	}
-	return policies.SetupWithManager(mgr, cfg.MaxConcurrentReconciles)
+	// Indexes must exist before the cache starts, the controllers may come later.
+	if err := setupIndexes(mgr); err != nil {
+		return err
+	}
+	start := func() error {
+		if err := canaries.SetupWithManager(mgr, cfg.MaxConcurrentReconciles); err != nil {
+			return err
+		}
+		return policies.SetupWithManager(mgr, cfg.MaxConcurrentReconciles)
+	}
+	missing, err := missingMeshAPIs(mgr.GetRESTMapper())
+	if err != nil {
+		return err
+	}
+	if len(missing) == 0 {
+		return start()
+	}
+	// Without Istio's CRDs the controllers' watches could not start and would take the
+	// whole manager down: wait for them instead, and say so on every Canary and MeshPolicy.
+	mgr.GetLogger().Info("Istio's APIs are not installed: Canaries and MeshPolicies wait for them", "missing", missing)
+	return mgr.Add(&meshAPIGate{mapper: mgr.GetRESTMapper(), client: mgr.GetClient(), start: start, interval: meshAPIPoll})
+}
+
+// setupIndexes registers the field indexes the controllers list by.
+func setupIndexes(mgr ctrl.Manager) error {
+	idx := mgr.GetFieldIndexer()
+	ctx := context.Background()
+	if err := idx.IndexField(ctx, &meshv1.Canary{}, indexTarget, func(o client.Object) []string {
+		return []string{o.(*meshv1.Canary).Spec.TargetRef.Name}
+	}); err != nil {
+		return err
+	}
+	if err := idx.IndexField(ctx, &meshv1.Canary{}, indexAutoscaler, func(o client.Object) []string {
+		if ref := o.(*meshv1.Canary).Spec.AutoscalerRef; ref != nil {
+			return []string{ref.Name}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return idx.IndexField(ctx, &meshv1.MeshPolicy{}, indexPolicyTarget, func(o client.Object) []string {
+		return []string{o.(*meshv1.MeshPolicy).Spec.TargetRef.Name}
+	})
 }

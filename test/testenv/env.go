@@ -29,6 +29,9 @@ type Options struct {
 	// directory, removed by Stop; a given directory is kept after Stop (for its logs) and
 	// emptied of a previous cluster's data on Start.
 	StateDir string
+	// WithoutIstio leaves Istio's CRDs out, as on a cluster where Istio is not installed
+	// (yet): IstioCRDPath installs them later.
+	WithoutIstio bool
 	// CRDPaths are installed besides canopy's, Istio's and cert-manager's CRDs.
 	CRDPaths []string
 	// CertManager runs cert-manager's controllers (see StartCertManager) with the
@@ -130,6 +133,13 @@ func (e *Env) startAPIServer(opts Options) error {
 	crds, err := CRDPaths()
 	if err != nil {
 		return err
+	}
+	if opts.WithoutIstio {
+		istio, err := IstioCRDPath()
+		if err != nil {
+			return err
+		}
+		crds = slices.DeleteFunc(crds, func(p string) bool { return p == istio })
 	}
 	crds = append(crds, opts.CRDPaths...)
 

@@ -130,6 +130,19 @@ func goCommand(dir string, args ...string) ([]byte, error) {
 	return out, nil
 }
 
+// IstioCRDPath is the file of Istio's CRDs in the module cache.
+func IstioCRDPath() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	istio, err := ModuleDir(root, "istio.io/api")
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(istio, "kubernetes", "customresourcedefinitions.gen.yaml"), nil
+}
+
 // CRDPaths returns the CRD files and directories installed in every environment:
 // canopy's own (config/crd/bases), Istio's and cert-manager's, the last two from the
 // module cache at the versions go.mod requires.
@@ -138,7 +151,7 @@ func CRDPaths() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	istio, err := ModuleDir(root, "istio.io/api")
+	istio, err := IstioCRDPath()
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +161,7 @@ func CRDPaths() ([]string, error) {
 	}
 	return []string{
 		filepath.Join(root, "config", "crd", "bases"),
-		filepath.Join(istio, "kubernetes", "customresourcedefinitions.gen.yaml"),
+		istio,
 		filepath.Join(certManager, "deploy", "crds"),
 	}, nil
 }

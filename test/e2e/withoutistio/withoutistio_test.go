@@ -1,0 +1,101 @@
+// Package withoutistio runs canopy on an API server that does not serve Istio's APIs yet:
+// the operator must keep running, say why nothing happens, and start working as soon as
+// Istio's CRDs are installed, without a restart.
+package withoutistio
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/manager"
+	"canopy.dev/canopy/test/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { testenv.Main(m, testenv.Options{WithoutIstio: true}, &env) }
+
+func TestCanopyWaitsForIstioWithoutARestart(t *testing.T) {
+	testenv.SkipIfShort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- manager.Run(ctx, env.Config, manager.Options{MetricsAddr: "0", ProbeAddr: "0", MaxConcurrent: 2, QPS: 100, Burst: 200})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("the operator exited with an error: %v", err)
+		}
+	})
+
+	ns := env.CreateNamespace(t)
+	labels := map[string]string{"app": "reviews"}
+	one := int32(1)
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reviews"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "reviews", Image: "reviews:v1"}}},
+			},
+		},
+	}
+	step := int32(10)
+	c := &meshv1.Canary{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reviews"},
+		Spec: meshv1.CanarySpec{
+			TargetRef: meshv1.TargetRef{APIVersion: "apps/v1", Kind: "Deployment", Name: "reviews"},
+			Service:   meshv1.CanaryService{Port: 9080},
+			Analysis:  meshv1.CanaryAnalysis{Interval: "1m", StepWeight: &step, MaxWeight: 50},
+		},
+	}
+	for _, o := range []client.Object{d, c} {
+		if err := env.Client.Create(t.Context(), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The operator runs, and the Canary says why nothing happens.
+	testenv.Eventually(t, time.Minute, func() error {
+		got := &meshv1.Canary{}
+		if err := env.Client.Get(t.Context(), client.ObjectKeyFromObject(c), got); err != nil {
+			return err
+		}
+		ready := meta.FindStatusCondition(got.Status.Conditions, meshv1.ConditionReady)
+		if ready == nil || ready.Reason != meshv1.ReasonMeshAPIMissing {
+			return fmt.Errorf("Ready condition %+v, want reason %s", ready, meshv1.ReasonMeshAPIMissing)
+		}
+		return nil
+	})
+
+	// Istio is installed: canopy starts working on its own.
+	istio, err := testenv.IstioCRDPath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := envtest.InstallCRDs(env.Config, envtest.CRDInstallOptions{Paths: []string{istio}}); err != nil {
+		t.Fatalf("installing Istio's CRDs: %v", err)
+	}
+	testenv.Eventually(t, 2*time.Minute, func() error {
+		got := &meshv1.Canary{}
+		if err := env.Client.Get(t.Context(), client.ObjectKeyFromObject(c), got); err != nil {
+			return err
+		}
+		if got.Status.Phase != meshv1.PhaseInitializing {
+			return fmt.Errorf("phase %q, want Initializing once Istio is there (conditions %+v)", got.Status.Phase, got.Status.Conditions)
+		}
+		return env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "reviews-primary"}, &appsv1.Deployment{})
+	})
+}
