@@ -7,6 +7,10 @@ GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
 CONTROLLER_TOOLS_VERSION ?= v0.21.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
 KUBECTL ?= kubectl
+# The manager's image and the container tool that builds it (not available on canopy's own
+# build machines, which have no Docker engine).
+IMG ?= ghcr.io/canopy-dev/canopy:latest
+CONTAINER_TOOL ?= docker
 # Where `make run` keeps the embedded local cluster's kubeconfig and state.
 STATE_DIR ?= $(shell pwd)/.canopy
 # Extra arguments to go test, e.g. make test TEST_ARGS='-run TestCanary -v'.
@@ -88,6 +92,14 @@ build: manifests generate fmt vet ## Build the manager and the kubectl plugin.
 	go build -o $(LOCALBIN)/manager .
 	go build -o $(LOCALBIN)/kubectl-canopy ./cmd/kubectl-canopy
 
+.PHONY: docker-build
+docker-build: ## Build the manager's image IMG with CONTAINER_TOOL (needs a Docker or Podman engine).
+	$(CONTAINER_TOOL) build -t $(IMG) .
+
+.PHONY: docker-push
+docker-push: ## Push the manager's image IMG.
+	$(CONTAINER_TOOL) push $(IMG)
+
 .PHONY: run
 run: manifests generate fmt vet ## Run canopy: against $KUBECONFIG if set, else on the embedded local cluster with the demo.
 	@if [ -n "$$KUBECONFIG" ]; then \
@@ -114,8 +126,7 @@ uninstall: manifests ## Remove the CRDs from the cluster of $KUBECONFIG.
 	$(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -k config/crd
 
 .PHONY: deploy
-deploy: manifests ## Deploy the manager to the cluster of $KUBECONFIG (IMG selects the image).
-	cd config/manager && $(KUBECTL) kustomize . >/dev/null
+deploy: manifests ## Deploy the manager to the cluster of $KUBECONFIG (the image of config/manager/kustomization.yaml).
 	$(KUBECTL) apply --server-side -k config/default
 
 .PHONY: undeploy

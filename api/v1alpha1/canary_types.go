@@ -54,9 +54,11 @@ type TargetRef struct {
 	// +kubebuilder:default=Deployment
 	// +optional
 	Kind string `json:"kind,omitempty"`
+	// Name is also the apex Service's name; "-primary" and "-canary" must fit after it in
+	// a Service name (63 characters, starting with a letter).
 	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=240
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=55
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
 	Name string `json:"name"`
 }
 

@@ -57,6 +57,16 @@ func TestCanarySchemaRules(t *testing.T) {
 			wantErr: []string{"spec.analysis.interval"},
 		},
 		{
+			name:    "target name too long for the generated Services",
+			mutate:  func(s *meshv1.CanarySpec) { s.TargetRef.Name = strings.Repeat("a", 56) },
+			wantErr: []string{"spec.targetRef.name", "55"},
+		},
+		{
+			name:    "target name not a Service name",
+			mutate:  func(s *meshv1.CanarySpec) { s.TargetRef.Name = "9lives" },
+			wantErr: []string{"spec.targetRef.name"},
+		},
+		{
 			name:    "interval below one second",
 			mutate:  func(s *meshv1.CanarySpec) { s.Analysis.Interval = "500ms" },
 			wantErr: []string{"spec.analysis", "interval must be at least 1s"},
