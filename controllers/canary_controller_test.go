@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -240,5 +241,18 @@ func TestMergeEventsKeepsEveryMessage(t *testing.T) {
 	})
 	if len(got) != 2 || got[0].Message != "Check failed (2 of 2); Rolled back" || got[1].Reason != meshv1.ReasonRollingBack {
 		t.Fatalf("merged events: %+v", got)
+	}
+}
+
+// The API server refuses an event whose note is over 1 KiB, and the recorder drops it: long
+// messages (a provider's error with its whole query) are cut to fit.
+func TestEventNoteFitsTheAPILimit(t *testing.T) {
+	long := strings.Repeat("é", 700) // 1400 bytes
+	got := eventNote(long)
+	if len(got) > maxEventNote || !utf8.ValidString(got) || !strings.HasSuffix(got, "…") {
+		t.Fatalf("note of %d bytes (valid UTF-8: %t)", len(got), utf8.ValidString(got))
+	}
+	if eventNote("short") != "short" {
+		t.Fatal("a short note was changed")
 	}
 }

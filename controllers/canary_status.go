@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -91,7 +92,7 @@ func (r *CanaryReconciler) announce(ctx context.Context, s *canaryScope) {
 		}
 	}
 	for _, e := range mergeEvents(events) {
-		r.Recorder.Eventf(c, nil, e.Type, e.Reason, e.Reason, "%s", e.Message)
+		r.Recorder.Eventf(c, nil, e.Type, e.Reason, e.Reason, "%s", eventNote(e.Message))
 	}
 	for _, t := range d.Notify {
 		for _, h := range webhooksOf(c, t) {
@@ -104,6 +105,23 @@ func (r *CanaryReconciler) announce(ctx context.Context, s *canaryScope) {
 			r.notify(ctx, s, h, "")
 		}
 	}
+}
+
+// maxEventNote is the longest note events.k8s.io accepts; a longer event is refused by
+// the API server, and the recorder drops it silently.
+const maxEventNote = 1024
+
+// eventNote fits a message into an event's note, cutting it on a character boundary.
+func eventNote(msg string) string {
+	if len(msg) <= maxEventNote {
+		return msg
+	}
+	const ellipsis = "…"
+	cut := maxEventNote - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + ellipsis
 }
 
 // mergeEvents joins the messages of events of one reconcile that share a type and reason.

@@ -117,7 +117,7 @@ func (r *MeshPolicyReconciler) announce(s *policyScope, st meshv1.MeshPolicyStat
 		if ready.Status == metav1.ConditionTrue {
 			eventType = corev1.EventTypeNormal
 		}
-		r.Recorder.Eventf(p, nil, eventType, ready.Reason, ready.Reason, "%s", ready.Message)
+		r.Recorder.Eventf(p, nil, eventType, ready.Reason, ready.Reason, "%s", eventNote(ready.Message))
 	}
 	fresh := map[string][]string{}
 	var reasons []string
@@ -131,7 +131,7 @@ func (r *MeshPolicyReconciler) announce(s *policyScope, st meshv1.MeshPolicyStat
 		fresh[w.reason] = append(fresh[w.reason], w.message)
 	}
 	for _, reason := range reasons {
-		r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, reason, reason, "%s", strings.Join(fresh[reason], "; "))
+		r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, reason, reason, "%s", eventNote(strings.Join(fresh[reason], "; ")))
 	}
 	var changes []string
 	if len(s.applied) > 0 {
@@ -141,6 +141,6 @@ func (r *MeshPolicyReconciler) announce(s *policyScope, st meshv1.MeshPolicyStat
 		changes = append(changes, "Deleted "+strings.Join(s.deleted, ", "))
 	}
 	if len(changes) > 0 {
-		r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, meshv1.ReasonReconciled, "Apply", "%s", strings.Join(changes, "; "))
+		r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, meshv1.ReasonReconciled, "Apply", "%s", eventNote(strings.Join(changes, "; ")))
 	}
 }

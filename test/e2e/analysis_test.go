@@ -469,18 +469,23 @@ func prometheusOutage(t *testing.T, b *analysisBed, nss []string) {
 		t.Errorf("onError=fail: Promoted condition %s %q, want %s naming the unreachable provider", cond.Reason, cond.Message, meshv1.ReasonCheckFailed)
 	}
 	// No step after the first unreachable check; events are in the order they happened.
-	down := false
-	for _, e := range canaryEvents(t, failNS, "reviews", "") {
-		switch {
-		case e.Reason == meshv1.ReasonCheckFailed && (strings.Contains(e.Note, "Unreachable") || strings.Contains(e.Note, "Timeout")):
-			down = true
-		case e.Reason == meshv1.ReasonWeightIncreased && down:
-			t.Errorf("onError=fail: %q after a check failed with Prometheus stopped", e.Note)
+	// Events are recorded asynchronously: wait for the one naming the provider.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		down := false
+		all := canaryEvents(t, failNS, "reviews", "")
+		for _, e := range all {
+			switch {
+			case e.Reason == meshv1.ReasonCheckFailed && (strings.Contains(e.Note, "Unreachable") || strings.Contains(e.Note, "Timeout")):
+				down = true
+			case e.Reason == meshv1.ReasonWeightIncreased && down:
+				t.Errorf("onError=fail: %q after a check failed with Prometheus stopped", e.Note)
+			}
 		}
-	}
-	if !down {
-		t.Errorf("onError=fail: no %s event naming the unreachable provider", meshv1.ReasonCheckFailed)
-	}
+		if !down {
+			return fmt.Errorf("onError=fail: no %s event naming the unreachable provider yet; events:%s", meshv1.ReasonCheckFailed, notes(all))
+		}
+		return nil
+	})
 	if got := failWeights.values(); len(got) < 3 || got[len(got)-1] != 0 {
 		t.Errorf("onError=fail: weights went %v, want steps and then 0", got)
 	}
