@@ -125,7 +125,9 @@ func (r *CanaryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		log.V(1).Info("Reconciled", "phase", s.decision.Status.Phase, "weight", s.decision.Status.CanaryWeight, "requeueAfter", s.decision.RequeueAfter)
 		return ctrl.Result{RequeueAfter: s.decision.RequeueAfter}, nil
 	}
-	return ctrl.Result{RequeueAfter: s.requeue}, nil
+	// Stopped before a decision (the target is missing, the spec is invalid): a watch on
+	// the target or a change of the spec brings the Canary back.
+	return ctrl.Result{}, nil
 }
 
 // canaryScope is what one reconcile of a Canary learns and decides.
@@ -143,8 +145,6 @@ type canaryScope struct {
 	decision *progress.Decision
 	warnings []render.Warning
 	tracked  []string // the target's tracked configs, part of its revision
-	// requeue is used when the reconcile stops before a decision (e.g. the target is missing).
-	requeue time.Duration
 }
 
 // loadWorkloads reads the target Deployment, the primary and the apex Service from the cache.
