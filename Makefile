@@ -17,6 +17,8 @@ STATE_DIR ?= $(shell pwd)/.canopy
 TEST_ARGS ?=
 # Go test timeout for the whole suite.
 TEST_TIMEOUT ?= 40m
+# How long `make test` fuzzes each target after the tests (0 skips; `make fuzz` explores longer).
+FUZZTIME_TEST ?= 5s
 
 SHELL = /usr/bin/env bash -o pipefail
 .SHELLFLAGS = -ec
@@ -58,8 +60,9 @@ components: ## Build the test bed (kube-apiserver, etcd, controller-manager, sch
 	hack/build-components.sh
 
 .PHONY: test
-test: manifests generate fmt vet components ## Run every test: unit, envtest and local-cluster end to end.
+test: manifests generate fmt vet components ## Run every test: unit, envtest and local-cluster end to end; then every fuzz target for FUZZTIME_TEST.
 	go test ./... -timeout $(TEST_TIMEOUT) $(TEST_ARGS)
+	@if [ "$(FUZZTIME_TEST)" != "0" ]; then hack/fuzz.sh $(FUZZTIME_TEST); fi
 
 .PHONY: test-short
 test-short: manifests generate fmt vet ## Run the pure unit tests only (no cluster).

@@ -102,3 +102,63 @@ func FuzzCanaryObjects(f *testing.F) {
 		}
 	})
 }
+
+// FuzzMeshPolicyObjects renders arbitrary MeshPolicy specs (JSON) that canopy's own CRD
+// accepts. A render never panics; it either refuses the policy with an error that names a
+// field, or every object it renders is one the apiserver accepts (Istio's and cert-manager's
+// schemas and CEL rules), and rendering again gives identical objects.
+func FuzzMeshPolicyObjects(f *testing.F) {
+	for _, p := range []*meshv1.MeshPolicy{paymentPolicy(), reviewsPolicy()} {
+		b, err := json.Marshal(p.Spec)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, false)
+		f.Add(b, true)
+	}
+	f.Fuzz(func(t *testing.T, spec []byte, certificateReady bool) {
+		p := paymentPolicy()
+		p.Spec = meshv1.MeshPolicySpec{}
+		if err := json.Unmarshal(spec, &p.Spec); err != nil {
+			t.Skip("not a MeshPolicy spec")
+		}
+		p.SetGroupVersionKind(meshv1.GroupVersion.WithKind("MeshPolicy"))
+		refused, err := schemaProblems(p)
+		if err != nil {
+			t.Skip(err)
+		}
+		if len(refused) > 0 {
+			t.Skip("the apiserver refuses this MeshPolicy")
+		}
+		opts := MeshPolicyOptions{CertificateReady: certificateReady}
+		set, err := MeshPolicyObjects(p, paymentService(), opts)
+		if err != nil {
+			if ReasonOf(err) == "" {
+				t.Fatalf("refused with an error naming no field: %v", err)
+			}
+			return
+		}
+		again, err := MeshPolicyObjects(p, paymentService(), opts)
+		if err != nil {
+			t.Fatalf("second render failed: %v", err)
+		}
+		first, second := set.Objects(), again.Objects()
+		if len(first) != len(second) {
+			t.Fatalf("rendered %d objects, then %d", len(first), len(second))
+		}
+		for i, obj := range first {
+			problems, err := schemaProblems(obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(problems) > 0 {
+				t.Fatalf("rendered an object the apiserver refuses: %v\nspec: %s\n%s", problems, spec, asYAML(t, obj))
+			}
+			h1, err1 := Hash(obj)
+			h2, err2 := Hash(second[i])
+			if err1 != nil || err2 != nil || h1 != h2 {
+				t.Fatalf("%s rendered differently (%v, %v)", obj.GetName(), err1, err2)
+			}
+		}
+	})
+}

@@ -30,6 +30,14 @@ import (
 type crdSchema struct {
 	internal   *apiextensions.JSONSchemaProps
 	structural *structuralschema.Structural
+	// The validators are built once: compiling a CRD's CEL rules costs far more than
+	// checking an object with them.
+	validators func() (schemaValidators, error)
+}
+
+type schemaValidators struct {
+	schema validation.SchemaValidator
+	cel    *cel.Validator
 }
 
 var (
@@ -93,7 +101,10 @@ func readCRDs(file string) error {
 				return err
 			}
 			gvk := schema.GroupVersionKind{Group: crd.Spec.Group, Version: v.Name, Kind: crd.Spec.Names.Kind}
-			schemas[gvk] = crdSchema{internal: &internal, structural: s}
+			schemas[gvk] = crdSchema{internal: &internal, structural: s, validators: sync.OnceValues(func() (schemaValidators, error) {
+				v, _, err := validation.NewSchemaValidator(&internal)
+				return schemaValidators{v, cel.NewValidator(s, true, celconfig.PerCallLimit)}, err
+			})}
 		}
 	}
 }
@@ -104,37 +115,53 @@ func readCRDs(file string) error {
 // checks beyond the schema (durations, regexes, header names) itself.
 func expectValid(t testing.TB, obj Object) {
 	t.Helper()
+	problems, err := schemaProblems(obj)
+	if errors.Is(err, errNoCRDs) {
+		t.Skipf("CRDs not available: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s\n%s", p, asYAML(t, obj))
+	}
+}
+
+var errNoCRDs = errors.New("CRDs not available")
+
+// schemaProblems returns what the apiserver would refuse in obj, each naming the object.
+func schemaProblems(obj Object) ([]string, error) {
 	all, err := loadSchemas()
 	if err != nil {
-		t.Skipf("CRDs not available: %v", err)
+		return nil, fmt.Errorf("%w: %w", errNoCRDs, err)
 	}
 	gvk := obj.GetObjectKind().GroupVersionKind()
 	s, ok := all[gvk]
 	if !ok {
-		t.Fatalf("no CRD for %s", gvk)
+		return nil, fmt.Errorf("no CRD for %s", gvk)
 	}
 	u, err := ToUnstructured(obj)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	name := gvk.Kind + " " + obj.GetName()
-
+	var problems []string
 	pruned := u.DeepCopy().Object
 	opts := structuralschema.UnknownFieldPathOptions{TrackUnknownFieldPaths: true}
 	if unknown := pruning.PruneWithOptions(pruned, s.structural, true, opts); len(unknown) > 0 {
-		t.Errorf("%s: fields unknown to the schema: %v", name, unknown)
+		problems = append(problems, fmt.Sprintf("%s: fields unknown to the schema: %v", name, unknown))
 	}
-	validator, _, err := validation.NewSchemaValidator(s.internal)
+	v, err := s.validators()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	if errs := validation.ValidateCustomResource(nil, u.Object, validator); len(errs) > 0 {
-		t.Errorf("%s: schema: %v\n%s", name, errs.ToAggregate(), asYAML(t, obj))
+	if errs := validation.ValidateCustomResource(nil, u.Object, v.schema); len(errs) > 0 {
+		problems = append(problems, fmt.Sprintf("%s: schema: %v", name, errs.ToAggregate()))
 	}
-	celValidator := cel.NewValidator(s.structural, true, celconfig.PerCallLimit)
-	if errs, _ := celValidator.Validate(context.Background(), nil, s.structural, u.Object, nil, celconfig.RuntimeCELCostBudget); len(errs) > 0 {
-		t.Errorf("%s: CEL rules: %v\n%s", name, errs.ToAggregate(), asYAML(t, obj))
+	if errs, _ := v.cel.Validate(context.Background(), nil, s.structural, u.Object, nil, celconfig.RuntimeCELCostBudget); len(errs) > 0 {
+		problems = append(problems, fmt.Sprintf("%s: CEL rules: %v", name, errs.ToAggregate()))
 	}
+	return problems, nil
 }
 
 func TestRenderedObjectsMatchUpstreamSchemas(t *testing.T) {
