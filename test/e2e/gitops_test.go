@@ -110,9 +110,6 @@ func TestGitOpsObjectsAreLeftAlone(t *testing.T) {
 	}
 	target := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reviews"}}
 	check(target, "spec.replicas")
-	if owned := fieldsOwnedBy(t, target, canopy...); !slices.Equal(owned, []string{"spec.replicas"}) {
-		t.Fatalf("canopy's fields of the target Deployment: %v, want [spec.replicas] (it scaled it)", owned)
-	}
 	check(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"}})
 	check(&meshv1.MetricTemplate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "errors"}})
 	check(&meshv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reviews"}}, "metadata.finalizers", "status")
