@@ -1,0 +1,106 @@
+// Package v1alpha1 holds the admission webhooks of canopy's v1alpha1 kinds: they refuse
+// what the CRDs' schema and CEL rules cannot check (durations that overflow, regular
+// expressions, PromQL, webhook URLs against the operator's policy, references the
+// operator's flags forbid, settings that contradict each other) when an object is written,
+// rather than when it is reconciled. Every check is the one the controllers run, called
+// from the package that owns it, so admission and reconciliation never disagree.
+package v1alpha1
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/hooks"
+	"canopy.dev/canopy/internal/render"
+)
+
+// Options are what the webhooks take from the operator's flags.
+type Options struct {
+	// URLPolicy decides which rollout webhook URLs a Canary may name; the operator's hooks
+	// caller uses the same one. Nil allows any URL the default policy allows.
+	URLPolicy *hooks.Policy
+	// AllowCrossNamespace lets a Canary reference a MetricTemplate in another namespace.
+	AllowCrossNamespace bool
+}
+
+// Setup registers the validating and defaulting webhooks with the manager's webhook server.
+func Setup(mgr ctrl.Manager, o Options) error {
+	if o.URLPolicy == nil {
+		o.URLPolicy = &hooks.Policy{}
+	}
+	if err := ctrl.NewWebhookManagedBy(mgr, &meshv1.Canary{}).
+		WithValidator(&CanaryValidator{URLPolicy: o.URLPolicy, AllowCrossNamespace: o.AllowCrossNamespace}).
+		WithDefaulter(&CanaryDefaulter{}).
+		Complete(); err != nil {
+		return fmt.Errorf("setting up the Canary webhooks: %w", err)
+	}
+	if err := ctrl.NewWebhookManagedBy(mgr, &meshv1.MeshPolicy{}).
+		WithValidator(&MeshPolicyValidator{}).
+		Complete(); err != nil {
+		return fmt.Errorf("setting up the MeshPolicy webhook: %w", err)
+	}
+	if err := ctrl.NewWebhookManagedBy(mgr, &meshv1.MetricTemplate{}).
+		WithValidator(&MetricTemplateValidator{}).
+		Complete(); err != nil {
+		return fmt.Errorf("setting up the MetricTemplate webhook: %w", err)
+	}
+	return nil
+}
+
+// invalid is the apiserver's 422 for a kind's object, listing every field error.
+func invalid(kind, name string, errs field.ErrorList) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return apierrors.NewInvalid(schema.GroupKind{Group: meshv1.GroupVersion.Group, Kind: kind}, name, errs)
+}
+
+// renderErrors turns the renderer's field errors into the apiserver's: each names its
+// field and says why. An error that is not a field error is a bug in the renderer's
+// caller; it is reported on the spec rather than dropped.
+func renderErrors(err error) field.ErrorList {
+	if err == nil {
+		return nil
+	}
+	var out field.ErrorList
+	for _, e := range flatten(err) {
+		var fe *render.FieldError
+		if errors.As(e, &fe) {
+			out = append(out, &field.Error{Type: field.ErrorTypeInvalid, Field: fe.Field, BadValue: field.OmitValueType{}, Detail: fe.Message})
+			continue
+		}
+		out = append(out, field.InternalError(field.NewPath("spec"), e))
+	}
+	return out
+}
+
+// flatten undoes errors.Join.
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+// renderWarnings are the renderer's warnings as admission warnings, without repeats.
+func renderWarnings(ws []render.Warning) admission.Warnings {
+	var out admission.Warnings
+	for _, w := range ws {
+		if s := w.String(); !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
