@@ -242,6 +242,8 @@ type CanaryMetric struct {
 	Interval Duration `json:"interval,omitempty"`
 	// TemplateVariables are substituted into the template's query, escaped.
 	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() <= 63 && k.matches('^[A-Za-z0-9_][A-Za-z0-9_.-]*$'))",message="templateVariables keys must be at most 63 letters, digits, '_', '.' or '-', as in {{ variables.KEY }}"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, self[k].size() <= 1024)",message="templateVariables values must be at most 1024 characters"
 	// +optional
 	TemplateVariables map[string]string `json:"templateVariables,omitempty"`
 	// MinRequests is the least number of requests in the window for the value to count.
@@ -308,6 +310,7 @@ type CanaryWebhook struct {
 	// +optional
 	Retries *int32 `json:"retries,omitempty"`
 	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, self[k].size() <= 4096)",message="metadata values must be at most 4096 characters"
 	// +optional
 	Metadata map[string]string `json:"metadata,omitempty"`
 }

@@ -193,6 +193,9 @@ func (p *Policy) checkStatic(rawURL string) (*url.URL, string, netip.Addr, error
 		}
 		return u, host, addr, nil
 	}
+	if numericHost(host) {
+		return refuse("%s is an address in a form other than dotted decimal (octal, hex or a single number): write the address itself", host)
+	}
 	// With host names but no CIDRs allowed, no address can let an unlisted name in.
 	if len(p.AllowedHosts) > 0 && len(p.AllowedCIDRs) == 0 && !p.hostListed(host, false) {
 		return refuse("%s is not an allowed host", host)
@@ -267,6 +270,17 @@ func (p *Policy) hostListed(host string, exactOnly bool) bool {
 		}
 	}
 	return false
+}
+
+// numericHost reports a host that is not a valid address but that C resolvers
+// (inet_aton) read as one: "2130706433", "0x7f.1", "0177.0.0.1" are all 127.0.0.1. No
+// DNS name has a last label that is all digits or starts with 0x.
+func numericHost(h string) bool {
+	last := h[strings.LastIndexByte(h, '.')+1:]
+	if strings.HasPrefix(last, "0x") {
+		return true
+	}
+	return last != "" && strings.Trim(last, "0123456789") == ""
 }
 
 func normalizeHost(h string) string {
