@@ -7,6 +7,8 @@
 package v1alpha1
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -38,10 +40,12 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &meshv1.Canary{}).
 		WithValidator(&CanaryValidator{URLPolicy: o.URLPolicy, AllowCrossNamespace: o.AllowCrossNamespace}).
-		WithDefaulter(&CanaryDefaulter{}).
 		Complete(); err != nil {
 		return fmt.Errorf("setting up the Canary webhooks: %w", err)
 	}
+	defaulter := admission.WithDefaulter(mgr.GetScheme(), admission.Defaulter[*meshv1.Canary](&CanaryDefaulter{}))
+	defaulter.Handler = lenientDecode[meshv1.Canary]{defaulter.Handler}
+	mgr.GetWebhookServer().Register(canaryMutatePath, defaulter)
 	if err := ctrl.NewWebhookManagedBy(mgr, &meshv1.MeshPolicy{}).
 		WithValidator(&MeshPolicyValidator{}).
 		Complete(); err != nil {
@@ -53,6 +57,25 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		return fmt.Errorf("setting up the MetricTemplate webhook: %w", err)
 	}
 	return nil
+}
+
+// canaryMutatePath is the path of the Canary's defaulting webhook, as in its marker.
+const canaryMutatePath = "/mutate-mesh-canopy-dev-v1alpha1-canary"
+
+// lenientDecode lets through, unchanged, an object that does not decode into its Go type
+// (a string where the schema says integer). Mutating webhooks run before the apiserver's
+// schema validation, which then refuses the object naming the field and the type it
+// expects: a message more useful than the JSON decoder's.
+type lenientDecode[T any] struct{ next admission.Handler }
+
+func (h lenientDecode[T]) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if len(req.Object.Raw) > 0 {
+		var obj T
+		if err := json.Unmarshal(req.Object.Raw, &obj); err != nil {
+			return admission.Allowed("not defaulted: the object does not decode (" + err.Error() + "); the schema validation says why")
+		}
+	}
+	return h.next.Handle(ctx, req)
 }
 
 // invalid is the apiserver's 422 for a kind's object, listing every field error.
