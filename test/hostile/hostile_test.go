@@ -273,4 +273,3 @@ func shorten(s string) string {
 	}
 	return s[:300] + fmt.Sprintf(" ...(%d bytes)... ", len(s)-600) + s[len(s)-300:]
 }
-
