@@ -17,6 +17,7 @@ import (
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/manager"
+	"canopy.dev/canopy/test/inprocess"
 	"canopy.dev/canopy/test/testenv"
 )
 
@@ -143,7 +144,7 @@ func hostileCases() []hostileCase {
 // reconciled, and must end with a status that explains them, with nothing generated (their
 // target does not exist), no panic and the operator still running.
 func TestHostileInputs(t *testing.T) {
-	op := startOperator(t, manager.Options{})
+	op := inprocess.Start(t, env, manager.Options{})
 	ns := env.CreateNamespace(t)
 	before := panics(t)
 
@@ -204,8 +205,8 @@ func TestHostileInputs(t *testing.T) {
 		})
 	}
 	assertNothingGenerated(t, ns)
-	if !op.running() {
-		t.Fatalf("the operator exited: %v", op.exited)
+	if err := op.Exited(); err != nil {
+		t.Fatal(err)
 	}
 	if n := panics(t) - before; n != 0 {
 		t.Errorf("%v panics recovered in reconcilers or webhooks", n)

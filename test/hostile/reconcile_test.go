@@ -19,6 +19,7 @@ import (
 	"canopy.dev/canopy/internal/analysis/providers"
 	promprovider "canopy.dev/canopy/internal/analysis/providers/prometheus"
 	"canopy.dev/canopy/internal/manager"
+	"canopy.dev/canopy/test/inprocess"
 	"canopy.dev/canopy/test/testenv"
 )
 
@@ -27,7 +28,7 @@ import (
 // any string), and the analysis the reconciler runs either quotes them inside the string
 // they land in, or refuses to run the query: Prometheus never receives another query.
 func TestInjectionStaysData(t *testing.T) {
-	startOperator(t, manager.Options{})
+	inprocess.Start(t, env, manager.Options{})
 	ns := env.CreateNamespace(t)
 	prom := newPrometheus(t)
 	ctx := t.Context()
@@ -88,7 +89,7 @@ func TestInjectionStaysData(t *testing.T) {
 // names a port, and only the Service knows its ports) is accepted, then refused by the
 // controller, which generates none of its objects; once corrected, all of them.
 func TestRefusedAtReconcileWritesNothing(t *testing.T) {
-	op := startOperator(t, manager.Options{})
+	op := inprocess.Start(t, env, manager.Options{})
 	ns := env.CreateNamespace(t)
 	ctx := t.Context()
 	svc := &corev1.Service{
@@ -143,8 +144,8 @@ func TestRefusedAtReconcileWritesNothing(t *testing.T) {
 	if n := generated(t, ns); n != 3 {
 		t.Errorf("%d objects generated for the corrected MeshPolicy, want 3", n)
 	}
-	if !op.running() {
-		t.Fatalf("the operator exited: %v", op.exited)
+	if err := op.Exited(); err != nil {
+		t.Fatal(err)
 	}
 }
 

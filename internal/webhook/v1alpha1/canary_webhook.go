@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -57,28 +56,9 @@ type CanaryValidator struct {
 	AllowCrossNamespace bool
 }
 
-// ValidateCreate validates a new Canary.
-func (v *CanaryValidator) ValidateCreate(_ context.Context, c *meshv1.Canary) (admission.Warnings, error) {
-	return v.validate(c)
-}
-
-// ValidateUpdate validates a changed spec. Changes to metadata alone (finalizers,
-// annotations such as mesh.canopy.dev/request) and updates of an object being deleted are
-// let through: a Canary stored before a check existed must still be deletable, and the
-// controller must be able to remove its finalizer.
-func (v *CanaryValidator) ValidateUpdate(_ context.Context, old, c *meshv1.Canary) (admission.Warnings, error) {
-	if !c.DeletionTimestamp.IsZero() || equality.Semantic.DeepEqual(old.Spec, c.Spec) {
-		return nil, nil
-	}
-	return v.validate(c)
-}
-
-// ValidateDelete lets every deletion through.
-func (v *CanaryValidator) ValidateDelete(context.Context, *meshv1.Canary) (admission.Warnings, error) {
-	return nil, nil
-}
-
-func (v *CanaryValidator) validate(c *meshv1.Canary) (admission.Warnings, error) {
+// Validate refuses a Canary, naming every field at fault, and warns of what is legal but
+// suspicious.
+func (v *CanaryValidator) Validate(c *meshv1.Canary) (admission.Warnings, error) {
 	warnings, err := render.ValidateCanary(c)
 	errs := renderErrors(err)
 	ws := renderWarnings(warnings)

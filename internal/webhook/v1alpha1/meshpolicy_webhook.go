@@ -1,9 +1,6 @@
 package v1alpha1
 
 import (
-	"context"
-
-	"k8s.io/apimachinery/pkg/api/equality"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
@@ -21,26 +18,9 @@ import (
 // authors).
 type MeshPolicyValidator struct{}
 
-// ValidateCreate validates a new MeshPolicy.
-func (v *MeshPolicyValidator) ValidateCreate(_ context.Context, p *meshv1.MeshPolicy) (admission.Warnings, error) {
-	return v.validate(p)
-}
-
-// ValidateUpdate validates a changed spec; metadata changes and updates of a policy
-// being deleted are let through (see CanaryValidator.ValidateUpdate).
-func (v *MeshPolicyValidator) ValidateUpdate(_ context.Context, old, p *meshv1.MeshPolicy) (admission.Warnings, error) {
-	if !p.DeletionTimestamp.IsZero() || equality.Semantic.DeepEqual(old.Spec, p.Spec) {
-		return nil, nil
-	}
-	return v.validate(p)
-}
-
-// ValidateDelete lets every deletion through.
-func (v *MeshPolicyValidator) ValidateDelete(context.Context, *meshv1.MeshPolicy) (admission.Warnings, error) {
-	return nil, nil
-}
-
-func (v *MeshPolicyValidator) validate(p *meshv1.MeshPolicy) (admission.Warnings, error) {
+// Validate refuses a MeshPolicy, naming every field at fault, and passes on the
+// renderer's warnings.
+func (v *MeshPolicyValidator) Validate(p *meshv1.MeshPolicy) (admission.Warnings, error) {
 	warnings, err := render.ValidateMeshPolicy(p)
 	return renderWarnings(warnings), invalid("MeshPolicy", p.Name, renderErrors(err))
 }

@@ -1,10 +1,8 @@
 package v1alpha1
 
 import (
-	"context"
 	"errors"
 
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -18,26 +16,8 @@ import (
 // PromQL (analysis.ValidateQuery), and a provider timeout that does not parse.
 type MetricTemplateValidator struct{}
 
-// ValidateCreate validates a new MetricTemplate.
-func (v *MetricTemplateValidator) ValidateCreate(_ context.Context, t *meshv1.MetricTemplate) (admission.Warnings, error) {
-	return v.validate(t)
-}
-
-// ValidateUpdate validates a changed spec; metadata changes and updates of a template
-// being deleted are let through (see CanaryValidator.ValidateUpdate).
-func (v *MetricTemplateValidator) ValidateUpdate(_ context.Context, old, t *meshv1.MetricTemplate) (admission.Warnings, error) {
-	if !t.DeletionTimestamp.IsZero() || equality.Semantic.DeepEqual(old.Spec, t.Spec) {
-		return nil, nil
-	}
-	return v.validate(t)
-}
-
-// ValidateDelete lets every deletion through.
-func (v *MetricTemplateValidator) ValidateDelete(context.Context, *meshv1.MetricTemplate) (admission.Warnings, error) {
-	return nil, nil
-}
-
-func (v *MetricTemplateValidator) validate(t *meshv1.MetricTemplate) (admission.Warnings, error) {
+// Validate refuses a MetricTemplate, naming every field at fault.
+func (v *MetricTemplateValidator) Validate(t *meshv1.MetricTemplate) (admission.Warnings, error) {
 	var ws admission.Warnings
 	var errs field.ErrorList
 	query := field.NewPath("spec", "query")

@@ -2,17 +2,14 @@ package v1alpha1_test
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
-	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/manager"
+	"canopy.dev/canopy/test/inprocess"
 	"canopy.dev/canopy/test/testenv"
 )
 
@@ -25,37 +22,8 @@ func TestMain(m *testing.M) {
 	testenv.Main(m, testenv.Options{Webhooks: true}, &env)
 }
 
-// startOperator runs the manager with its webhooks on, as deployed, and waits until the
-// apiserver reaches them.
-func startOperator(t *testing.T, opts manager.Options) {
-	t.Helper()
-	testenv.SkipIfShort(t)
-	opts.MetricsAddr, opts.ProbeAddr = "0", "0"
-	opts.EnableWebhooks = true
-	opts.WebhookHost, opts.WebhookPort, opts.WebhookCertDir = env.Webhook.Host, env.Webhook.Port, env.Webhook.CertDir
-	opts.MaxConcurrent, opts.QPS, opts.Burst = 2, 200, 400
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- manager.Run(ctx, env.Config, opts) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("the operator exited with an error: %v", err)
-		}
-	})
-	probe := &meshv1.MetricTemplate{
-		ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: "default"},
-		Spec:       meshv1.MetricTemplateSpec{Query: "up"},
-	}
-	testenv.Eventually(t, time.Minute, func() error {
-		select {
-		case err := <-done:
-			return fmt.Errorf("the operator exited: %v", err)
-		default:
-		}
-		return env.Client.Create(t.Context(), probe.DeepCopy(), client.DryRunAll)
-	})
-}
+// startOperator runs the manager with its webhooks on, as deployed.
+func startOperator(t *testing.T, opts manager.Options) { inprocess.Start(t, env, opts) }
 
 // warnings collects the apiserver's warnings (admission warnings included).
 type warnings struct {

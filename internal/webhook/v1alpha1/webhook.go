@@ -13,10 +13,12 @@ import (
 	"fmt"
 	"slices"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
@@ -38,8 +40,9 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	if o.URLPolicy == nil {
 		o.URLPolicy = &hooks.Policy{}
 	}
+	canaries := &CanaryValidator{URLPolicy: o.URLPolicy, AllowCrossNamespace: o.AllowCrossNamespace}
 	if err := ctrl.NewWebhookManagedBy(mgr, &meshv1.Canary{}).
-		WithValidator(&CanaryValidator{URLPolicy: o.URLPolicy, AllowCrossNamespace: o.AllowCrossNamespace}).
+		WithValidator(specValidator[*meshv1.Canary]{canaries.Validate, func(c *meshv1.Canary) any { return c.Spec }}).
 		Complete(); err != nil {
 		return fmt.Errorf("setting up the Canary webhooks: %w", err)
 	}
@@ -47,16 +50,41 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	defaulter.Handler = lenientDecode[meshv1.Canary]{defaulter.Handler}
 	mgr.GetWebhookServer().Register(canaryMutatePath, defaulter)
 	if err := ctrl.NewWebhookManagedBy(mgr, &meshv1.MeshPolicy{}).
-		WithValidator(&MeshPolicyValidator{}).
+		WithValidator(specValidator[*meshv1.MeshPolicy]{(&MeshPolicyValidator{}).Validate, func(p *meshv1.MeshPolicy) any { return p.Spec }}).
 		Complete(); err != nil {
 		return fmt.Errorf("setting up the MeshPolicy webhook: %w", err)
 	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &meshv1.MetricTemplate{}).
-		WithValidator(&MetricTemplateValidator{}).
+		WithValidator(specValidator[*meshv1.MetricTemplate]{(&MetricTemplateValidator{}).Validate, func(t *meshv1.MetricTemplate) any { return t.Spec }}).
 		Complete(); err != nil {
 		return fmt.Errorf("setting up the MetricTemplate webhook: %w", err)
 	}
 	return nil
+}
+
+// specValidator validates an object when it is created and when its spec changes. An
+// update that leaves the spec alone (finalizers, labels, annotations such as
+// mesh.canopy.dev/request), or of an object being deleted, is let through: an object
+// stored before a check existed must still be deletable, and the controller must always
+// be able to remove its finalizer. Deletions are never refused.
+type specValidator[T client.Object] struct {
+	validate func(T) (admission.Warnings, error)
+	spec     func(T) any
+}
+
+func (v specValidator[T]) ValidateCreate(_ context.Context, obj T) (admission.Warnings, error) {
+	return v.validate(obj)
+}
+
+func (v specValidator[T]) ValidateUpdate(_ context.Context, old, obj T) (admission.Warnings, error) {
+	if obj.GetDeletionTimestamp() != nil || equality.Semantic.DeepEqual(v.spec(old), v.spec(obj)) {
+		return nil, nil
+	}
+	return v.validate(obj)
+}
+
+func (v specValidator[T]) ValidateDelete(context.Context, T) (admission.Warnings, error) {
+	return nil, nil
 }
 
 // canaryMutatePath is the path of the Canary's defaulting webhook, as in its marker.
