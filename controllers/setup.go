@@ -25,6 +25,10 @@ type Config struct {
 	AllowCrossNamespace     bool
 	WebhookAllowedHosts     []string
 	WebhookAllowedCIDRs     []string
+	// HookPolicy, when set, is the URL policy of the rollout webhooks instead of one
+	// parsed from WebhookAllowedHosts and WebhookAllowedCIDRs: the operator gives the
+	// caller and the admission webhook the same one.
+	HookPolicy *hooks.Policy
 
 	// Analyzer and Hooks replace the Prometheus analyzer and the HTTP webhook caller; tests
 	// set them to feed the analysis. Clock replaces the real clock.
@@ -50,9 +54,12 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		})
 	}
 	if cfg.Hooks == nil {
-		policy, err := hooks.ParsePolicy(cfg.WebhookAllowedHosts, cfg.WebhookAllowedCIDRs)
-		if err != nil {
-			return fmt.Errorf("--webhook-allowed-hosts/--webhook-allowed-cidrs: %w", err)
+		policy := cfg.HookPolicy
+		if policy == nil {
+			var err error
+			if policy, err = hooks.ParsePolicy(cfg.WebhookAllowedHosts, cfg.WebhookAllowedCIDRs); err != nil {
+				return fmt.Errorf("--webhook-allowed-hosts/--webhook-allowed-cidrs: %w", err)
+			}
 		}
 		cfg.Hooks = hooks.NewClient(policy, hooks.ClientOptions{})
 	}

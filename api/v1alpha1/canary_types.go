@@ -98,12 +98,14 @@ type CanaryService struct {
 	// Hosts routed by the VirtualService besides the apex Service's own name.
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	// +optional
 	Hosts []string `json:"hosts,omitempty"`
 	// Gateways the VirtualService is bound to ("mesh" is always included when
 	// gateways are given). A gateway in another namespace is written "namespace/name".
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-.a-z0-9]*[a-z0-9])?$`
 	// +optional
 	Gateways []string `json:"gateways,omitempty"`
 	// Match restricts the generated route to matching requests.
@@ -240,6 +242,8 @@ type CanaryMetric struct {
 	Interval Duration `json:"interval,omitempty"`
 	// TemplateVariables are substituted into the template's query, escaped.
 	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() <= 63 && k.matches('^[A-Za-z0-9_][A-Za-z0-9_.-]*$'))",message="templateVariables keys must be at most 63 letters, digits, '_', '.' or '-', as in {{ variables.KEY }}"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, self[k].size() <= 1024)",message="templateVariables values must be at most 1024 characters"
 	// +optional
 	TemplateVariables map[string]string `json:"templateVariables,omitempty"`
 	// MinRequests is the least number of requests in the window for the value to count.
@@ -261,8 +265,10 @@ type CanaryMetric struct {
 type TemplateRef struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$`
 	Name string `json:"name"`
 	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	// +optional
 	Namespace string `json:"namespace,omitempty"`
 }
@@ -304,6 +310,7 @@ type CanaryWebhook struct {
 	// +optional
 	Retries *int32 `json:"retries,omitempty"`
 	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, self[k].size() <= 4096)",message="metadata values must be at most 4096 characters"
 	// +optional
 	Metadata map[string]string `json:"metadata,omitempty"`
 }

@@ -103,9 +103,13 @@ type CorsPolicy struct {
 	// +optional
 	AllowMethods []string `json:"allowMethods,omitempty"`
 	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=256
+	// +kubebuilder:validation:items:Pattern=`^[-!#$%&'*+.^_|~0-9A-Za-z]+$`
 	// +optional
 	AllowHeaders []string `json:"allowHeaders,omitempty"`
 	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=256
+	// +kubebuilder:validation:items:Pattern=`^[-!#$%&'*+.^_|~0-9A-Za-z]+$`
 	// +optional
 	ExposeHeaders []string `json:"exposeHeaders,omitempty"`
 	// +optional

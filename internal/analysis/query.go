@@ -158,7 +158,7 @@ func lookupVar(name string, vars QueryVars) (string, error) {
 		}
 		return PromDuration(vars.Interval), nil
 	}
-	if key, ok := strings.CutPrefix(name, "variables."); ok && key != "" {
+	if key, ok := cutVariable(name); ok {
 		v, ok := vars.Vars[key]
 		if !ok {
 			return "", templateErrorf("variable %q is not set in templateVariables", key)
@@ -166,6 +166,12 @@ func lookupVar(name string, vars QueryVars) (string, error) {
 		return v, nil
 	}
 	return "", templateErrorf("unknown placeholder {{ %s }}", name)
+}
+
+// cutVariable returns KEY of a {{ variables.KEY }} placeholder's name.
+func cutVariable(name string) (string, bool) {
+	key, ok := strings.CutPrefix(name, "variables.")
+	return key, ok && key != ""
 }
 
 // place escapes value for the lexical state it is substituted in.

@@ -160,7 +160,7 @@ func (r *Runner) runCheck(ctx context.Context, canary *meshv1.Canary, m *meshv1.
 // measure renders the check's query, runs it and returns its value.
 func (r *Runner) measure(ctx context.Context, canary *meshv1.Canary, m *meshv1.CanaryMetric) (float64, *checkFailure) {
 	log := ctrl.LoggerFrom(ctx).WithValues("check", m.Name)
-	interval, err := checkInterval(canary, m)
+	interval, err := CheckInterval(canary, m)
 	if err != nil {
 		return 0, failf(meshv1.OutcomeBadQuery, "%s", err)
 	}
@@ -217,8 +217,9 @@ func (r *Runner) measure(ctx context.Context, canary *meshv1.Canary, m *meshv1.C
 	return value, nil
 }
 
-// checkInterval is the check's look-back window: its own interval, else the analysis'.
-func checkInterval(canary *meshv1.Canary, m *meshv1.CanaryMetric) (time.Duration, error) {
+// CheckInterval is the check's look-back window: its own interval, else the analysis'.
+// The admission webhook refuses a Canary for which it is an error.
+func CheckInterval(canary *meshv1.Canary, m *meshv1.CanaryMetric) (time.Duration, error) {
 	s := m.Interval
 	if s == "" {
 		s = canary.Spec.Analysis.Interval

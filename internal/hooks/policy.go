@@ -121,13 +121,55 @@ type Target struct {
 
 // Check resolves the URL's host and decides whether it may be called.
 func (p *Policy) Check(ctx context.Context, rawURL string) (*Target, error) {
+	u, host, addr, err := p.checkStatic(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	var addrs []netip.Addr
+	if addr.IsValid() {
+		addrs = []netip.Addr{addr}
+	} else {
+		resolver := p.Resolver
+		if resolver == nil {
+			resolver = net.DefaultResolver
+		}
+		addrs, err = resolver.LookupNetIP(ctx, "ip", host)
+		if err != nil {
+			return nil, refusal(u, "resolving %s: %v", host, err)
+		}
+		if len(addrs) == 0 {
+			return nil, refusal(u, "%s resolves to no address", host)
+		}
+	}
+	for i, a := range addrs {
+		a = a.Unmap().WithZone("")
+		addrs[i] = a
+		if err := p.checkAddr(u, host, a); err != nil {
+			return nil, err
+		}
+	}
+	return &Target{URL: u, Addrs: addrs}, nil
+}
+
+// CheckStatic decides what can be decided without resolving the host: the URL parses, its
+// scheme is http or https, its port is a port, it names no metadata service, a literal
+// address is not in a refused range, and with an allow-list of host names only, the host
+// is on it. The admission webhook refuses such URLs when a Canary is written; Check, at
+// call time, decides again with the addresses the host resolves to then.
+func (p *Policy) CheckStatic(rawURL string) error {
+	_, _, _, err := p.checkStatic(rawURL)
+	return err
+}
+
+// checkStatic returns the parsed URL, its normalized host and, when the host is a literal
+// address, that address.
+func (p *Policy) checkStatic(rawURL string) (*url.URL, string, netip.Addr, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, &NotAllowedError{URL: redact(rawURL), Reason: "not a URL"}
+		return nil, "", netip.Addr{}, &NotAllowedError{URL: redact(rawURL), Reason: "not a URL"}
 	}
-	shown := u.Redacted()
-	refuse := func(format string, args ...any) (*Target, error) {
-		return nil, &NotAllowedError{URL: shown, Reason: fmt.Sprintf(format, args...)}
+	refuse := func(format string, args ...any) (*url.URL, string, netip.Addr, error) {
+		return nil, "", netip.Addr{}, refusal(u, format, args...)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return refuse("the scheme must be http or https")
@@ -144,37 +186,41 @@ func (p *Policy) Check(ctx context.Context, rawURL string) (*Target, error) {
 	if deniedNames[host] && !p.hostListed(host, true) {
 		return refuse("%s is a cloud metadata service", host)
 	}
-
-	var addrs []netip.Addr
 	if addr, err := netip.ParseAddr(host); err == nil {
-		addrs = []netip.Addr{addr.WithZone("")}
-	} else {
-		resolver := p.Resolver
-		if resolver == nil {
-			resolver = net.DefaultResolver
+		addr = addr.Unmap().WithZone("")
+		if err := p.checkAddr(u, host, addr); err != nil {
+			return nil, "", netip.Addr{}, err
 		}
-		addrs, err = resolver.LookupNetIP(ctx, "ip", host)
-		if err != nil {
-			return refuse("resolving %s: %v", host, err)
-		}
-		if len(addrs) == 0 {
-			return refuse("%s resolves to no address", host)
-		}
+		return u, host, addr, nil
 	}
+	if numericHost(host) {
+		return refuse("%s is an address in a form other than dotted decimal (octal, hex or a single number): write the address itself", host)
+	}
+	// With host names but no CIDRs allowed, no address can let an unlisted name in.
+	if len(p.AllowedHosts) > 0 && len(p.AllowedCIDRs) == 0 && !p.hostListed(host, false) {
+		return refuse("%s is not an allowed host", host)
+	}
+	return u, host, netip.Addr{}, nil
+}
 
-	restricted := len(p.AllowedHosts) > 0 || len(p.AllowedCIDRs) > 0
-	hostAllowed := p.hostListed(host, false)
-	for i, a := range addrs {
-		a = a.Unmap().WithZone("")
-		addrs[i] = a
-		if reason := p.deniedAddr(a); reason != "" {
-			return refuse("%s resolves to %s, %s", host, a, reason)
+// checkAddr refuses an address host resolves to (or is) when it is in a refused range or,
+// with an allow-list, when neither the host nor the address is allowed.
+func (p *Policy) checkAddr(u *url.URL, host string, a netip.Addr) error {
+	if reason := p.deniedAddr(a); reason != "" {
+		if host == a.String() {
+			return refusal(u, "%s is %s", host, reason)
 		}
-		if restricted && !hostAllowed && !p.cidrListed(a) {
-			return refuse("%s (%s) is neither an allowed host nor in an allowed CIDR", host, a)
-		}
+		return refusal(u, "%s resolves to %s, %s", host, a, reason)
 	}
-	return &Target{URL: u, Addrs: addrs}, nil
+	restricted := len(p.AllowedHosts) > 0 || len(p.AllowedCIDRs) > 0
+	if restricted && !p.hostListed(host, false) && !p.cidrListed(a) {
+		return refusal(u, "%s (%s) is neither an allowed host nor in an allowed CIDR", host, a)
+	}
+	return nil
+}
+
+func refusal(u *url.URL, format string, args ...any) error {
+	return &NotAllowedError{URL: u.Redacted(), Reason: fmt.Sprintf(format, args...)}
 }
 
 // deniedAddr says why a is refused, or "" when it is not.
@@ -224,6 +270,17 @@ func (p *Policy) hostListed(host string, exactOnly bool) bool {
 		}
 	}
 	return false
+}
+
+// numericHost reports a host that is not a valid address but that C resolvers
+// (inet_aton) read as one: "2130706433", "0x7f.1", "0177.0.0.1" are all 127.0.0.1. No
+// DNS name has a last label that is all digits or starts with 0x.
+func numericHost(h string) bool {
+	last := h[strings.LastIndexByte(h, '.')+1:]
+	if strings.HasPrefix(last, "0x") {
+		return true
+	}
+	return last != "" && strings.Trim(last, "0123456789") == ""
 }
 
 func normalizeHost(h string) string {

@@ -169,3 +169,55 @@ func TestParsePolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckStatic is what the admission webhook decides without DNS: a URL refused here
+// is refused by Check too, and a host name is never resolved.
+func TestCheckStatic(t *testing.T) {
+	hostsOnly := &Policy{AllowedHosts: []string{"hooks.ci.svc", "*.example.com"}, Resolver: newZone(nil)}
+	withCIDRs := &Policy{AllowedHosts: []string{"hooks.ci.svc"}, AllowedCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, Resolver: newZone(nil)}
+	open := &Policy{Resolver: newZone(nil)}
+	tests := []struct {
+		name    string
+		policy  *Policy
+		url     string
+		wantErr string // empty: allowed
+	}{
+		{"any name without an allow-list", open, "https://hooks.example.org/gate", ""},
+		{"a public address without an allow-list", open, "http://203.0.113.7:8080/gate", ""},
+		{"loopback address", open, "http://127.0.0.1:8080/", "in the refused range 127.0.0.0/8"},
+		{"IPv6 loopback", open, "http://[::1]/", "in the refused range ::1/128"},
+		{"metadata address", open, "http://169.254.169.254/latest/meta-data", "169.254.0.0/16"},
+		{"IPv4-mapped loopback", open, "http://[::ffff:127.0.0.1]/", "127.0.0.0/8"},
+		{"metadata name", open, "http://metadata.google.internal/", "cloud metadata service"},
+		{"file scheme", open, "file:///etc/passwd", "the scheme must be http or https"},
+		{"no host", open, "http:///path", "no host"},
+		{"port out of range", open, "http://hooks.example.org:70000/", "is not a port number"},
+		{"loopback as a single number", open, "http://2130706433/", "in a form other than dotted decimal"},
+		{"loopback in octal", open, "http://0177.0.0.1/", "in a form other than dotted decimal"},
+		{"loopback in hex", open, "http://0x7f.1/", "in a form other than dotted decimal"},
+		{"CR LF in the URL", open, "http://hooks.example.org/\r\nX-Injected: 1", "not a URL"},
+		{"listed host", hostsOnly, "https://hooks.ci.svc/gate", ""},
+		{"wildcard host", hostsOnly, "https://a.example.com/gate", ""},
+		{"unlisted host, host names only", hostsOnly, "https://evil.example.org/gate", "is not an allowed host"},
+		{"unlisted host, CIDRs may allow it once resolved", withCIDRs, "https://evil.example.org/gate", ""},
+		{"address outside the allowed CIDRs", withCIDRs, "http://192.0.2.1/", "neither an allowed host nor in an allowed CIDR"},
+		{"address inside the allowed CIDRs", withCIDRs, "http://10.1.2.3/", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.policy.CheckStatic(tt.url)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("CheckStatic(%q) = %v, want nil", tt.url, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("CheckStatic(%q) = %v, want an error with %q", tt.url, err, tt.wantErr)
+			}
+			if _, cerr := tt.policy.Check(context.Background(), tt.url); cerr == nil {
+				t.Errorf("Check(%q) allows what CheckStatic refuses", tt.url)
+			}
+		})
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"canopy.dev/canopy/internal/analysis"
 	"canopy.dev/canopy/internal/hooks"
 	"canopy.dev/canopy/internal/scheme"
+	webhookv1 "canopy.dev/canopy/internal/webhook/v1alpha1"
 )
 
 // Options are the operator's flags.
@@ -43,6 +44,18 @@ type Options struct {
 	AllowCrossNamespace bool
 	WebhookAllowedHosts string
 	WebhookAllowedCIDRs string
+
+	// EnableWebhooks serves the admission webhooks (config/webhook). The flag defaults to
+	// true, for the deployed operator; the zero value, which in-process tests and the demo
+	// use, serves none.
+	EnableWebhooks bool
+	// WebhookPort, WebhookCertDir, WebhookCertName and WebhookKeyName locate the webhook
+	// server and its serving certificate (the webhook-server-cert Secret, mounted).
+	WebhookHost     string
+	WebhookPort     int
+	WebhookCertDir  string
+	WebhookCertName string
+	WebhookKeyName  string
 
 	// Analyzer and Hooks replace the Prometheus analyzer and the HTTP webhook caller
 	// (tests only; there are no flags for them).
@@ -68,6 +81,11 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.WebhookAllowedHosts, "webhook-allowed-hosts", "",
 		"Comma-separated host names rollout webhooks may call (empty: any host that is not loopback, link-local or a metadata address).")
 	fs.StringVar(&o.WebhookAllowedCIDRs, "webhook-allowed-cidrs", "", "Comma-separated CIDRs rollout webhooks may call.")
+	fs.BoolVar(&o.EnableWebhooks, "enable-webhooks", true, "Serve the admission webhooks of Canary, MeshPolicy and MetricTemplate.")
+	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
+	fs.StringVar(&o.WebhookCertDir, "webhook-cert-path", "", "Directory of the webhook server's certificate (default: controller-runtime's, /tmp/k8s-webhook-server/serving-certs).")
+	fs.StringVar(&o.WebhookCertName, "webhook-cert-name", "tls.crt", "File name of the webhook server's certificate in --webhook-cert-path.")
+	fs.StringVar(&o.WebhookKeyName, "webhook-cert-key", "tls.key", "File name of the webhook server's key in --webhook-cert-path.")
 }
 
 // Namespaces returns the watched namespaces, or nil for the whole cluster.
@@ -102,9 +120,12 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		Cache:  cacheOpts,
 		// Secrets are read one at a time where a provider needs credentials: never cached,
 		// so canopy holds no cluster-wide Secret informer.
-		Client:                        client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
-		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr, SecureServing: o.SecureMetrics, TLSOpts: tlsOpts},
-		WebhookServer:                 webhook.NewServer(webhook.Options{TLSOpts: tlsOpts}),
+		Client:  client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+		Metrics: metricsserver.Options{BindAddress: o.MetricsAddr, SecureServing: o.SecureMetrics, TLSOpts: tlsOpts},
+		WebhookServer: webhook.NewServer(webhook.Options{
+			Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.WebhookCertDir, CertName: o.WebhookCertName, KeyName: o.WebhookKeyName,
+			TLSOpts: tlsOpts,
+		}),
 		HealthProbeBindAddress:        o.ProbeAddr,
 		LeaderElection:                o.LeaderElect,
 		LeaderElectionID:              o.LeaderElectionID,
@@ -117,12 +138,20 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
+	hookPolicy, err := hooks.ParsePolicy(splitList(o.WebhookAllowedHosts), splitList(o.WebhookAllowedCIDRs))
+	if err != nil {
+		return fmt.Errorf("--webhook-allowed-hosts/--webhook-allowed-cidrs: %w", err)
+	}
+	if o.EnableWebhooks {
+		if err := webhookv1.Setup(mgr, webhookv1.Options{URLPolicy: hookPolicy, AllowCrossNamespace: o.AllowCrossNamespace}); err != nil {
+			return err
+		}
+	}
 	if err := controllers.Setup(mgr, controllers.Config{
 		MaxConcurrentReconciles: o.MaxConcurrent,
 		PrometheusAddress:       o.PrometheusAddress,
 		AllowCrossNamespace:     o.AllowCrossNamespace,
-		WebhookAllowedHosts:     splitList(o.WebhookAllowedHosts),
-		WebhookAllowedCIDRs:     splitList(o.WebhookAllowedCIDRs),
+		HookPolicy:              hookPolicy,
 		Analyzer:                o.Analyzer,
 		Hooks:                   o.Hooks,
 	}); err != nil {
@@ -133,6 +162,12 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	}
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return fmt.Errorf("adding the readiness check: %w", err)
+	}
+	if o.EnableWebhooks {
+		// Not ready until the webhook server serves: the apiserver calls it for every write.
+		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+			return fmt.Errorf("adding the webhook readiness check: %w", err)
+		}
 	}
 	return mgr.Start(ctx)
 }

@@ -296,7 +296,7 @@ func (r *canaryRenderer) trafficPolicy() *networking.TrafficPolicy {
 		Tls:              clientTLS(r.e, path+".tlsMode", own.TLSMode),
 	}
 	if r.policy != nil {
-		pol := policyTrafficPolicy(r.pe, r.policy, []corev1.ServicePort{{Port: r.c.Spec.Service.Port, TargetPort: intstr.FromInt32(r.targetPort())}})
+		pol := policyTrafficPolicy(r.pe, r.policy, []corev1.ServicePort{{Port: r.c.Spec.Service.Port, TargetPort: intstr.FromInt32(r.targetPort())}}, true)
 		tp.LoadBalancer = overrideMsg(r.e, path+".loadBalancer", r.pe, "spec.resilience.loadBalancer", tp.LoadBalancer, pol.LoadBalancer)
 		tp.ConnectionPool = overrideMsg(r.e, path+".connectionPool", r.pe, "spec.resilience.connectionPool", tp.ConnectionPool, pol.ConnectionPool)
 		tp.OutlierDetection = overrideMsg(r.e, path+".circuitBreaker", r.pe, "spec.resilience.circuitBreaker", tp.OutlierDetection, pol.OutlierDetection)

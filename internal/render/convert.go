@@ -82,6 +82,14 @@ func checkHeaderName(e *errs, path, name string, lower bool) bool {
 	return true
 }
 
+// checkHeaderValue refuses control characters other than a tab in a header value (RFC
+// 9110 field-value): a CR or LF would end the header and start another one.
+func checkHeaderValue(e *errs, path, value string) {
+	if i := strings.IndexFunc(value, func(r rune) bool { return (r < 0x20 && r != '\t') || r == 0x7f }); i >= 0 {
+		e.invalid(path, "the value has the control character %U at byte %d: a header value cannot hold CR, LF or other control characters", value[i], i)
+	}
+}
+
 func stringMatchMap(e *errs, path string, in map[string]meshv1.StringMatch, headerKeys bool) map[string]*networking.StringMatch {
 	if len(in) == 0 {
 		return nil
@@ -253,10 +261,14 @@ func headerOps(e *errs, path string, in *meshv1.HeaderOperations) *networking.He
 		return nil
 	}
 	for _, k := range sortedKeys(in.Set) {
-		checkHeaderName(e, path+".set["+k+"]", k, false)
+		if checkHeaderName(e, path+".set["+k+"]", k, false) {
+			checkHeaderValue(e, path+".set["+k+"]", in.Set[k])
+		}
 	}
 	for _, k := range sortedKeys(in.Add) {
-		checkHeaderName(e, path+".add["+k+"]", k, false)
+		if checkHeaderName(e, path+".add["+k+"]", k, false) {
+			checkHeaderValue(e, path+".add["+k+"]", in.Add[k])
+		}
 	}
 	for i, k := range in.Remove {
 		checkHeaderName(e, fmt.Sprintf("%s.remove[%d]", path, i), k, false)

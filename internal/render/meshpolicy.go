@@ -104,12 +104,16 @@ func MeshPolicyObjects(p *meshv1.MeshPolicy, svc *corev1.Service, opts MeshPolic
 		e.inconsistent("spec.targetRef.name", "names Service %q but the Service given is %s/%s", p.Spec.TargetRef.Name, svc.Namespace, svc.Name)
 		return MeshPolicySet{}, e.err()
 	}
+	return r.render()
+}
 
+func (r *policyRenderer) render() (MeshPolicySet, error) {
+	p, e := r.p, r.e
 	var set MeshPolicySet
 	set.PeerAuthentications = r.peerAuthentications()
 	set.AuthorizationPolicies = r.authorizationPolicies()
 	dr, vs := r.serviceDestinationRule(), r.virtualService()
-	if !opts.CanaryOwnsRouting {
+	if !r.opts.CanaryOwnsRouting {
 		if dr != nil {
 			set.DestinationRules = append(set.DestinationRules, dr)
 		}
@@ -139,6 +143,9 @@ type policyRenderer struct {
 	svc  *corev1.Service
 	opts MeshPolicyOptions
 	e    *errs
+	// static renders without the target Service (ValidateMeshPolicy): svc is a stand-in
+	// with a name only, and the checks against its selector and ports are skipped.
+	static bool
 
 	wl     []workload
 	wlDone bool
@@ -169,6 +176,9 @@ func (r *policyRenderer) workloads() []workload {
 }
 
 func (r *policyRenderer) findWorkloads() []workload {
+	if r.static {
+		return []workload{{name: r.p.Name, selector: &istiotype.WorkloadSelector{}}}
+	}
 	if len(r.svc.Spec.Selector) == 0 {
 		r.e.inconsistent("spec.targetRef.name", "Service %q has no selector: its workload policies would apply to every pod of the namespace", r.svc.Name)
 		return nil
@@ -336,7 +346,7 @@ func (r *policyRenderer) authzRule(path string, rule *meshv1.AuthorizationRule) 
 
 // serviceDestinationRule is the Service's DestinationRule: resilience and client TLS.
 func (r *policyRenderer) serviceDestinationRule() *networkingv1.DestinationRule {
-	tp := policyTrafficPolicy(r.e, r.p, r.svc.Spec.Ports)
+	tp := policyTrafficPolicy(r.e, r.p, r.svc.Spec.Ports, !r.static)
 	if proto.Equal(tp, &networking.TrafficPolicy{}) {
 		return nil
 	}
@@ -439,7 +449,7 @@ func (r *policyRenderer) destination(path string, port *int32) *networking.Desti
 	ports := r.svc.Spec.Ports
 	switch {
 	case port != nil:
-		if !slices.ContainsFunc(ports, func(sp corev1.ServicePort) bool { return sp.Port == *port }) {
+		if !r.static && !slices.ContainsFunc(ports, func(sp corev1.ServicePort) bool { return sp.Port == *port }) {
 			r.e.inconsistent(path, "%d is not a port of Service %q", *port, r.svc.Name)
 		}
 		d.Port = &networking.PortSelector{Number: uint32(*port)}

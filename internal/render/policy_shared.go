@@ -37,8 +37,9 @@ func CertificateSecretName(p *meshv1.MeshPolicy) string {
 
 // policyTrafficPolicy is the DestinationRule traffic policy of a MeshPolicy for a
 // Service with the given ports: resilience, client TLS matching the mTLS mode, and
-// port-level TLS for the ports whose mTLS mode is overridden. It is never nil.
-func policyTrafficPolicy(e *errs, p *meshv1.MeshPolicy, ports []corev1.ServicePort) *networking.TrafficPolicy {
+// port-level TLS for the ports whose mTLS mode is overridden. It is never nil. Without
+// knownPorts (no Service at hand) port-level mTLS is not checked against the ports.
+func policyTrafficPolicy(e *errs, p *meshv1.MeshPolicy, ports []corev1.ServicePort, knownPorts bool) *networking.TrafficPolicy {
 	tp := &networking.TrafficPolicy{}
 	if res := p.Spec.Resilience; res != nil {
 		tp.LoadBalancer = loadBalancer(e, "spec.resilience.loadBalancer", res.LoadBalancer)
@@ -65,6 +66,9 @@ func policyTrafficPolicy(e *errs, p *meshv1.MeshPolicy, ports []corev1.ServicePo
 	for i, pl := range m.PortLevel {
 		svcPorts := byTarget[pl.Port]
 		if len(svcPorts) == 0 {
+			if !knownPorts {
+				continue
+			}
 			e.warn(fmt.Sprintf("spec.mtls.portLevel[%d].port", i), "%d is not a target port of the Service: Istio applies port-level mTLS only to ports a Service exposes", pl.Port)
 			continue
 		}

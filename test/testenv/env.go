@@ -37,6 +37,20 @@ type Options struct {
 	// CertManager runs cert-manager's controllers (see StartCertManager) with the
 	// default options.
 	CertManager bool
+	// Webhooks installs canopy's admission webhook configurations (config/webhook/
+	// manifests.yaml, as generated) pointing at a local server: run the manager with
+	// Env.WebhookServing's host, port and certificates to serve them. Until it serves,
+	// every write of a Canary, MeshPolicy or MetricTemplate fails.
+	Webhooks bool
+}
+
+// WebhookServing is where the apiserver calls the admission webhooks when Options.Webhooks
+// is set: the manager's webhook server must listen there with the certificates in CertDir
+// (tls.crt and tls.key, signed by a CA the apiserver trusts).
+type WebhookServing struct {
+	Host    string
+	Port    int
+	CertDir string
 }
 
 // Env is a running cluster: envtest's kube-apiserver and etcd, and for a local cluster
@@ -55,6 +69,8 @@ type Env struct {
 	Kubeconfig string
 	// NodeName is the fake Node of a local cluster; empty on envtest.
 	NodeName string
+	// Webhook is where the admission webhooks are served, with Options.Webhooks; else nil.
+	Webhook *WebhookServing
 
 	env         *envtest.Environment
 	envtestPids []int
@@ -155,8 +171,17 @@ func (e *Env) startAPIServer(opts Options) error {
 		// Service account tokens need an issuer the controller-manager accepts.
 		apiServer.Configure().Append("service-account-issuer", "https://kubernetes.default.svc")
 	}
+	var webhooks envtest.WebhookInstallOptions
+	if opts.Webhooks {
+		root, err := RepoRoot()
+		if err != nil {
+			return err
+		}
+		webhooks.Paths = []string{filepath.Join(root, "config", "webhook", "manifests.yaml")}
+	}
 	binDir, _ := BinDir()
 	e.env = &envtest.Environment{
+		WebhookInstallOptions:    webhooks,
 		ControlPlane:             envtest.ControlPlane{Etcd: etcd, APIServer: apiServer},
 		BinaryAssetsDirectory:    binDir,
 		Scheme:                   e.Scheme,
@@ -180,6 +205,10 @@ func (e *Env) startAPIServer(opts Options) error {
 		return fmt.Errorf("starting kube-apiserver and etcd: %w", err)
 	}
 	e.Config = cfg
+	if opts.Webhooks {
+		w := e.env.WebhookInstallOptions
+		e.Webhook = &WebhookServing{Host: w.LocalServingHost, Port: w.LocalServingPort, CertDir: w.LocalServingCertDir}
+	}
 	if e.Client, err = client.New(cfg, client.Options{Scheme: e.Scheme}); err != nil {
 		return err
 	}

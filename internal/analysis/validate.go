@@ -1,0 +1,80 @@
+package analysis
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/prometheus/prometheus/promql/parser"
+)
+
+// sampleIdent and sampleDuration stand in for the values a Canary gives a template. A
+// variable may stand for a name or a label value (an identifier fits both) or for a range
+// (a duration): the query is valid when it parses with one of the two.
+const (
+	sampleIdent    = "sample"
+	sampleDuration = "5m"
+)
+
+// anyPlaceholderRe finds placeholders anywhere in a template (placeholderRe is anchored).
+var anyPlaceholderRe = regexp.MustCompile(strings.TrimPrefix(placeholderRe.String(), "^"))
+
+// ValidateQuery checks a MetricTemplate's query before any Canary uses it: the template
+// renders (its placeholders are known and well formed, its string literals closed) and
+// the rendered query is PromQL. Placeholders are filled with sample values through
+// RenderQuery, the function the checks themselves use, so what passes here renders the
+// same way at analysis time. A *TemplateError is a template problem; a *QueryError
+// quotes the PromQL parser, with the position in the query as rendered.
+func ValidateQuery(tmpl string) error {
+	vars := QueryVars{Namespace: sampleIdent, Name: sampleIdent, Target: sampleIdent, Service: sampleIdent,
+		Interval: time.Minute, Vars: map[string]string{}}
+	for _, m := range anyPlaceholderRe.FindAllStringSubmatch(tmpl, -1) {
+		if key, ok := cutVariable(m[1]); ok {
+			vars.Vars[key] = sampleIdent
+		}
+	}
+	rendered, err := RenderQuery(tmpl, vars)
+	if err != nil {
+		return err
+	}
+	_, perr := parser.ParseExpr(rendered)
+	if perr == nil || len(vars.Vars) == 0 {
+		return queryError(rendered, perr)
+	}
+	for k := range vars.Vars {
+		vars.Vars[k] = sampleDuration
+	}
+	if again, err := RenderQuery(tmpl, vars); err == nil {
+		if _, err := parser.ParseExpr(again); err == nil {
+			return nil
+		}
+	}
+	return queryError(rendered, perr)
+}
+
+// QueryError is a rendered query the PromQL parser refuses.
+type QueryError struct {
+	// Rendered is the query with sample values in its placeholders.
+	Rendered string
+	// Err is the parser's first error, e.g. "1:14: parse error: unexpected <by>".
+	Err error
+}
+
+func (e *QueryError) Error() string {
+	return fmt.Sprintf("not valid PromQL: %v (placeholders filled with sample values: %q)", e.Err, e.Rendered)
+}
+
+func (e *QueryError) Unwrap() error { return e.Err }
+
+func queryError(rendered string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var perrs parser.ParseErrors
+	if errors.As(err, &perrs) && len(perrs) > 0 {
+		err = &perrs[0]
+	}
+	return &QueryError{Rendered: rendered, Err: err}
+}

@@ -1,0 +1,45 @@
+package render
+
+import (
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+)
+
+// ValidateCanary runs the renderer's checks of a Canary that need nothing but the Canary:
+// the admission webhook's view, before the target Deployment exists. It renders against a
+// stand-in target (named as spec.targetRef says, with a selector) at a half-and-half split,
+// with the A/B route and the mirror when the spec asks for them, so that every route the
+// controller will ever render is checked. What depends on the real target (its selector,
+// its pod labels) is left to the controller, which renders with it.
+func ValidateCanary(c *meshv1.Canary) ([]Warning, error) {
+	name := c.Spec.TargetRef.Name
+	target := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.Namespace},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name}}},
+		},
+	}
+	a := c.Spec.Analysis
+	w := Weights{Primary: 50, Canary: 50, Match: len(a.Match) > 0, Mirror: a.Mirror}
+	if a.Mirror && a.MirrorWeight != nil && *a.MirrorWeight >= 0 && *a.MirrorWeight <= 100 {
+		w.MirrorWeight = *a.MirrorWeight
+	}
+	set, err := CanaryObjects(c, target, w, nil)
+	return set.Warnings, err
+}
+
+// ValidateMeshPolicy runs the renderer's checks of a MeshPolicy that need nothing but the
+// policy: durations, regular expressions, header names, authorization rules, external
+// services, ingress, and settings that contradict each other. It is the admission
+// webhook's view; the controller renders with the target Service (MeshPolicyObjects) and
+// so also checks what depends on it: its selector and its ports.
+func ValidateMeshPolicy(p *meshv1.MeshPolicy) ([]Warning, error) {
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: p.Spec.TargetRef.Name, Namespace: p.Namespace}}
+	r := &policyRenderer{p: p, svc: svc, e: newErrs(), static: true}
+	set, err := r.render()
+	return set.Warnings, err
+}

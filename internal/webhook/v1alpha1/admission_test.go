@@ -1,0 +1,312 @@
+package v1alpha1_test
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/manager"
+)
+
+// admissionCase is one object written through the apiserver and what the apiserver says.
+type admissionCase struct {
+	name string
+	obj  func(ns string) client.Object
+	// wantErr are substrings of the apiserver's error: the field and the reason. None
+	// means the object is accepted.
+	wantErr []string
+}
+
+func runAdmission(t *testing.T, tests []admissionCase) {
+	t.Helper()
+	ns := env.CreateNamespace(t)
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := tc.obj(ns)
+			if obj.GetName() == "" {
+				obj.SetName(obj.GetGenerateName() + strconv.Itoa(i))
+			}
+			err := env.Client.Create(t.Context(), obj)
+			if len(tc.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("refused, want accepted: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("accepted, want refused with %q", tc.wantErr)
+			}
+			t.Logf("refused: %v", err)
+			if !apierrors.IsInvalid(err) && !apierrors.IsForbidden(err) && !apierrors.IsBadRequest(err) {
+				t.Errorf("error %v is not a refusal of the object (422/403/400)", err)
+			}
+			for _, want := range tc.wantErr {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+			// Nothing was written.
+			if gerr := env.Client.Get(t.Context(), client.ObjectKeyFromObject(obj), obj); !apierrors.IsNotFound(gerr) {
+				t.Errorf("the refused object exists: %v", gerr)
+			}
+		})
+	}
+}
+
+func canary(mutate func(*meshv1.Canary)) func(ns string) client.Object {
+	return func(ns string) client.Object {
+		c := &meshv1.Canary{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "podinfo-", Namespace: ns},
+			Spec: meshv1.CanarySpec{
+				TargetRef: meshv1.TargetRef{Name: "podinfo"},
+				Service:   meshv1.CanaryService{Port: 9898},
+				Analysis:  meshv1.CanaryAnalysis{Interval: "1m", StepWeight: ptr.To[int32](10), MaxWeight: 50},
+			},
+		}
+		mutate(c)
+		if c.Name != "" {
+			c.GenerateName = ""
+		}
+		return c
+	}
+}
+
+func withMetric(m meshv1.CanaryMetric) func(*meshv1.Canary) {
+	return func(c *meshv1.Canary) {
+		if m.ThresholdRange.Min == nil && m.ThresholdRange.Max == nil {
+			m.ThresholdRange.Min = ptr.To(99.0)
+		}
+		c.Spec.Analysis.Metrics = append(c.Spec.Analysis.Metrics, m)
+	}
+}
+
+func withHook(h meshv1.CanaryWebhook) func(*meshv1.Canary) {
+	return func(c *meshv1.Canary) {
+		if h.Name == "" {
+			h.Name = "gate"
+		}
+		if h.Type == "" {
+			h.Type = meshv1.WebhookConfirmRollout
+		}
+		c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks, h)
+	}
+}
+
+// TestCanaryAdmission: every kind of Canary the issue lists as refused is refused by the
+// apiserver (schema, CEL or the webhook), naming the field and the reason.
+func TestCanaryAdmission(t *testing.T) {
+	startOperator(t, manager.Options{WebhookAllowedHosts: "hooks.ci.svc", WebhookAllowedCIDRs: "10.0.0.0/8"})
+	runAdmission(t, []admissionCase{
+		{name: "valid", obj: canary(func(*meshv1.Canary) {})},
+		{name: "valid, with a template, a webhook to an allowed host and one to an allowed CIDR", obj: canary(func(c *meshv1.Canary) {
+			withMetric(meshv1.CanaryMetric{Name: "errors", TemplateRef: &meshv1.TemplateRef{Name: "errors"}, Interval: "2m"})(c)
+			withHook(meshv1.CanaryWebhook{URL: "https://hooks.ci.svc/gate"})(c)
+			withHook(meshv1.CanaryWebhook{Name: "load", Type: meshv1.WebhookRollout, URL: "http://10.1.2.3:8080/load"})(c)
+		})},
+
+		// Weights.
+		{name: "stepWeight above 100", obj: canary(func(c *meshv1.Canary) { c.Spec.Analysis.StepWeight = ptr.To[int32](150) }),
+			wantErr: []string{"spec.analysis.stepWeight", "less than or equal to 100"}},
+		{name: "maxWeight 0", obj: canary(func(c *meshv1.Canary) { c.Spec.Analysis.MaxWeight = -1 }),
+			wantErr: []string{"spec.analysis.maxWeight", "greater than or equal to 1"}},
+		{name: "stepWeights not reaching maxWeight", obj: canary(func(c *meshv1.Canary) {
+			c.Spec.Analysis.StepWeight, c.Spec.Analysis.StepWeights = nil, []int32{10, 20, 40}
+		}), wantErr: []string{"spec.analysis", "the last stepWeights entry must equal maxWeight"}},
+		{name: "stepWeights not increasing", obj: canary(func(c *meshv1.Canary) {
+			c.Spec.Analysis.StepWeight, c.Spec.Analysis.StepWeights = nil, []int32{10, 30, 20, 50}
+		}), wantErr: []string{"spec.analysis.stepWeights", "strictly increasing"}},
+
+		// Durations.
+		{name: "interval that does not parse", obj: canary(func(c *meshv1.Canary) { c.Spec.Analysis.Interval = "1 minute" }),
+			wantErr: []string{"spec.analysis.interval"}},
+		{name: "metric interval that overflows", obj: canary(withMetric(meshv1.CanaryMetric{Name: "request-success-rate", Interval: "9999999999999h"})),
+			wantErr: []string{"spec.analysis.metrics[0].interval", "invalid duration"}},
+		{name: "metric interval below 1s", obj: canary(withMetric(meshv1.CanaryMetric{Name: "request-success-rate", Interval: "500ms"})),
+			wantErr: []string{"spec.analysis.metrics[0].interval", "shorter than 1s"}},
+		{name: "hold timeout below 1s", obj: canary(withMetric(meshv1.CanaryMetric{Name: "request-success-rate", HoldTimeout: "10ms"})),
+			wantErr: []string{"spec.analysis.metrics[0].holdTimeout", "must be at least 1s"}},
+		{name: "webhook timeout below 100ms", obj: canary(withHook(meshv1.CanaryWebhook{URL: "https://hooks.ci.svc/", Timeout: "1ms"})),
+			wantErr: []string{"spec.analysis.webhooks[0].timeout", "must be at least 100ms"}},
+		{name: "route timeout below 1ms", obj: canary(func(c *meshv1.Canary) { c.Spec.Service.Timeout = "10us" }),
+			wantErr: []string{"spec.service.timeout", "must be at least 1ms"}},
+		{name: "provider timeout that does not parse", obj: canary(func(c *meshv1.Canary) {
+			c.Spec.Analysis.Provider = &meshv1.MetricProvider{Timeout: "99999999999999999h"}
+		}), wantErr: []string{"spec.analysis.provider.timeout", "not a duration"}},
+
+		// Target.
+		{name: "targetRef of a StatefulSet", obj: canary(func(c *meshv1.Canary) { c.Spec.TargetRef.Kind = "StatefulSet" }),
+			wantErr: []string{"spec.targetRef.kind", `Unsupported value: "StatefulSet"`}},
+		{name: "targetRef of another API group", obj: canary(func(c *meshv1.Canary) { c.Spec.TargetRef.APIVersion = "argoproj.io/v1alpha1" }),
+			wantErr: []string{"spec.targetRef.apiVersion", "Unsupported value"}},
+
+		// References to other namespaces.
+		{name: "MetricTemplate in another namespace", obj: canary(withMetric(meshv1.CanaryMetric{Name: "errors", TemplateRef: &meshv1.TemplateRef{Name: "errors", Namespace: "monitoring"}})),
+			wantErr: []string{"spec.analysis.metrics[0].templateRef.namespace", "--allow-cross-namespace-refs"}},
+
+		// Webhook URLs.
+		{name: "webhook to loopback", obj: canary(withHook(meshv1.CanaryWebhook{URL: "http://127.0.0.1:8080/gate"})),
+			wantErr: []string{"spec.analysis.webhooks[0].url", "refused range 127.0.0.0/8"}},
+		{name: "webhook to the metadata service", obj: canary(withHook(meshv1.CanaryWebhook{URL: "http://169.254.169.254/latest/meta-data/"})),
+			wantErr: []string{"spec.analysis.webhooks[0].url", "169.254.0.0/16"}},
+		{name: "webhook to a host outside the allow-list", obj: canary(withHook(meshv1.CanaryWebhook{URL: "http://192.0.2.10/gate"})),
+			wantErr: []string{"spec.analysis.webhooks[0].url", "neither an allowed host nor in an allowed CIDR"}},
+		{name: "webhook with another scheme", obj: canary(withHook(meshv1.CanaryWebhook{URL: "gopher://hooks.ci.svc/"})),
+			wantErr: []string{"spec.analysis.webhooks[0].url", "http:// or https://"}},
+		{name: "webhook URL with credentials is shown redacted", obj: canary(withHook(meshv1.CanaryWebhook{URL: "http://user:s3cret@127.0.0.1/"})),
+			wantErr: []string{"spec.analysis.webhooks[0].url", "xxxxx"}},
+
+		// What the renderer refuses.
+		{name: "A/B match regex that does not compile", obj: canary(func(c *meshv1.Canary) {
+			c.Spec.Analysis.StepWeight, c.Spec.Analysis.Iterations = nil, ptr.To[int32](5)
+			c.Spec.Analysis.Match = []meshv1.HTTPMatch{{Headers: map[string]meshv1.StringMatch{"x-user": {Regex: ptr.To("(unclosed")}}}}
+		}), wantErr: []string{"spec.analysis.match[0].headers[x-user].regex", "not a valid regular expression"}},
+		{name: "header value with CR LF", obj: canary(func(c *meshv1.Canary) {
+			c.Spec.Service.Headers = &meshv1.Headers{Request: &meshv1.HeaderOperations{Set: map[string]string{"x-env": "prod\r\nx-admin: true"}}}
+		}), wantErr: []string{"spec.service.headers.request.set[x-env]", "CR, LF"}},
+	})
+	t.Run("no secret in the error", func(t *testing.T) {
+		ns := env.CreateNamespace(t)
+		err := env.Client.Create(t.Context(), canary(withHook(meshv1.CanaryWebhook{URL: "http://user:s3cret@127.0.0.1/"}))(ns))
+		if err == nil || strings.Contains(err.Error(), "s3cret") {
+			t.Fatalf("error %v shows the URL's password", err)
+		}
+	})
+}
+
+// TestCanaryCrossNamespaceAllowed: with --allow-cross-namespace-refs the same Canary is
+// accepted.
+func TestCanaryCrossNamespaceAllowed(t *testing.T) {
+	startOperator(t, manager.Options{AllowCrossNamespace: true})
+	runAdmission(t, []admissionCase{
+		{name: "MetricTemplate in another namespace", obj: canary(withMetric(meshv1.CanaryMetric{Name: "errors", TemplateRef: &meshv1.TemplateRef{Name: "errors", Namespace: "monitoring"}}))},
+	})
+}
+
+// TestCanaryDefaultsAndWarnings: the defaulting webhook fills templateRef.namespace, and
+// legal but suspicious settings come back as warnings.
+func TestCanaryDefaultsAndWarnings(t *testing.T) {
+	startOperator(t, manager.Options{})
+	ns := env.CreateNamespace(t)
+	c, w := warningClient(t)
+	obj := canary(func(c *meshv1.Canary) {
+		withMetric(meshv1.CanaryMetric{Name: "errors", TemplateRef: &meshv1.TemplateRef{Name: "errors"}, HoldTimeout: "30s", Interval: "5m"})(c)
+		c.Spec.Analysis.Provider = &meshv1.MetricProvider{Address: "https://prometheus.monitoring:9090", InsecureSkipVerify: true}
+		c.Spec.SkipAnalysis = true
+	})(ns).(*meshv1.Canary)
+	if err := c.Create(t.Context(), obj); err != nil {
+		t.Fatal(err)
+	}
+	if got := obj.Spec.Analysis.Metrics[0].TemplateRef.Namespace; got != ns {
+		t.Errorf("templateRef.namespace = %q, want the Canary's namespace %q", got, ns)
+	}
+	for _, want := range []string{
+		"spec.analysis.provider.insecureSkipVerify",
+		"spec.skipAnalysis",
+		"spec.analysis.metrics[0].holdTimeout: 30s is shorter than the check's interval 5m0s",
+	} {
+		if !slices.ContainsFunc(w.all(), func(s string) bool { return strings.HasPrefix(s, want) }) {
+			t.Errorf("no warning starting %q in %q", want, w.all())
+		}
+	}
+
+	// A change of metadata alone is never refused, even of an object the webhook would
+	// refuse now, and neither is the removal of a finalizer from an object being deleted.
+	obj.Finalizers = []string{"example.com/hold"}
+	if err := c.Update(t.Context(), obj); err != nil {
+		t.Fatalf("adding a finalizer: %v", err)
+	}
+	if err := c.Delete(t.Context(), obj); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(t.Context(), client.ObjectKeyFromObject(obj), obj); err != nil {
+		t.Fatal(err)
+	}
+	obj.Finalizers = nil
+	if err := c.Update(t.Context(), obj); err != nil {
+		t.Fatalf("removing the finalizer of a Canary being deleted: %v", err)
+	}
+}
+
+func metricTemplate(query string) func(ns string) client.Object {
+	return func(ns string) client.Object {
+		return &meshv1.MetricTemplate{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "errors-", Namespace: ns},
+			Spec:       meshv1.MetricTemplateSpec{Query: query},
+		}
+	}
+}
+
+// TestMetricTemplateAdmission: a query that does not render or does not parse is refused
+// with the parser's message and position.
+func TestMetricTemplateAdmission(t *testing.T) {
+	startOperator(t, manager.Options{})
+	runAdmission(t, []admissionCase{
+		{name: "valid", obj: metricTemplate(`sum(rate(http_requests_total{namespace="{{ namespace }}",job="{{ variables.job }}"}[{{ interval }}]))`)},
+		{name: "unbalanced parenthesis", obj: metricTemplate(`sum(rate(http_requests_total[5m])`),
+			wantErr: []string{"spec.query", "not valid PromQL", "1:", "parse error", "unclosed left parenthesis"}},
+		{name: "unknown function", obj: metricTemplate(`histogram_quantle(0.99, x)`),
+			wantErr: []string{"spec.query", `unknown function with name "histogram_quantle"`}},
+		{name: "unknown placeholder", obj: metricTemplate(`up{job="{{ job }}"}`),
+			wantErr: []string{"spec.query", "does not render", "unknown placeholder {{ job }}"}},
+		{name: "provider timeout below the floor", obj: func(ns string) client.Object {
+			mt := metricTemplate("up")(ns).(*meshv1.MetricTemplate)
+			mt.Spec.Provider.Timeout = "1ms"
+			return mt
+		}, wantErr: []string{"spec.provider.timeout", "must be at least 100ms"}},
+	})
+}
+
+func meshPolicy(mutate func(*meshv1.MeshPolicy)) func(ns string) client.Object {
+	return func(ns string) client.Object {
+		p := &meshv1.MeshPolicy{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "reviews-", Namespace: ns},
+			Spec:       meshv1.MeshPolicySpec{TargetRef: meshv1.ServiceRef{Name: "reviews"}},
+		}
+		mutate(p)
+		return p
+	}
+}
+
+// TestMeshPolicyAdmission: a MeshPolicy that contradicts itself is refused, naming both
+// sides where there are two.
+func TestMeshPolicyAdmission(t *testing.T) {
+	startOperator(t, manager.Options{})
+	external := func(x meshv1.ExternalService) func(*meshv1.MeshPolicy) {
+		return func(p *meshv1.MeshPolicy) { p.Spec.ExternalServices = append(p.Spec.ExternalServices, x) }
+	}
+	runAdmission(t, []admissionCase{
+		{name: "valid", obj: meshPolicy(func(p *meshv1.MeshPolicy) { p.Spec.MTLS = &meshv1.MTLS{Mode: meshv1.MTLSStrict} })},
+		{name: "defaultDeny with action DENY", obj: meshPolicy(func(p *meshv1.MeshPolicy) {
+			p.Spec.Authorization = &meshv1.Authorization{Action: "DENY", DefaultDeny: true,
+				Rules: []meshv1.AuthorizationRule{{From: []meshv1.AuthorizationSource{{Namespaces: []string{"a"}}}}}}
+		}), wantErr: []string{"spec.authorization", "defaultDeny only makes sense with action ALLOW"}},
+		{name: "STATIC resolution without endpoints", obj: meshPolicy(external(meshv1.ExternalService{Name: "api", Hosts: []string{"api.example.com"},
+			Resolution: "STATIC", Ports: []meshv1.ExternalPort{{Number: 443, Protocol: "HTTPS"}}})),
+			wantErr: []string{"spec.externalServices[0].resolution", "STATIC needs endpoints"}},
+		{name: "TLS origination without a TLS port", obj: meshPolicy(external(meshv1.ExternalService{Name: "api", Hosts: []string{"api.example.com"},
+			Ports: []meshv1.ExternalPort{{Number: 80, Protocol: "HTTP"}}, TLSOrigination: &meshv1.TLSOrigination{Port: 80}})),
+			wantErr: []string{"spec.externalServices[0].tlsOrigination", "needs a port with protocol HTTPS or TLS"}},
+		{name: "wildcard host resolved by DNS", obj: meshPolicy(external(meshv1.ExternalService{Name: "api", Hosts: []string{"*.example.com"},
+			Ports: []meshv1.ExternalPort{{Number: 443, Protocol: "TLS"}}})),
+			wantErr: []string{"spec.externalServices[0].hosts[0]", "wildcard host cannot be resolved by DNS"}},
+		{name: "two routes of one name", obj: meshPolicy(func(p *meshv1.MeshPolicy) {
+			p.Spec.Routes = []meshv1.Route{
+				{Name: "api", Match: &meshv1.HTTPMatch{URI: &meshv1.StringMatch{Prefix: ptr.To("/a")}}},
+				{Name: "api", Match: &meshv1.HTTPMatch{URI: &meshv1.StringMatch{Prefix: ptr.To("/b")}}},
+			}
+		}), wantErr: []string{"spec.routes", `route name "api" is used twice`}},
+		{name: "a route regex that does not compile", obj: meshPolicy(func(p *meshv1.MeshPolicy) {
+			p.Spec.Routes = []meshv1.Route{{Name: "api", Match: &meshv1.HTTPMatch{URI: &meshv1.StringMatch{Regex: ptr.To("a(b")}}}}
+		}), wantErr: []string{"spec.routes[0].match.uri.regex", "not a valid regular expression"}},
+		{name: "the same mTLS port twice", obj: meshPolicy(func(p *meshv1.MeshPolicy) {
+			p.Spec.MTLS = &meshv1.MTLS{Mode: meshv1.MTLSStrict, PortLevel: []meshv1.PortMTLS{{Port: 8080, Mode: meshv1.MTLSDisable}, {Port: 8080, Mode: meshv1.MTLSPermissive}}}
+		}), wantErr: []string{"spec.mtls.portLevel", "8080"}},
+	})
+}

@@ -1,0 +1,26 @@
+package v1alpha1
+
+import (
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/render"
+)
+
+// +kubebuilder:webhook:path=/validate-mesh-canopy-dev-v1alpha1-meshpolicy,mutating=false,failurePolicy=fail,sideEffects=None,groups=mesh.canopy.dev,resources=meshpolicies,verbs=create;update,versions=v1alpha1,name=vmeshpolicy-v1alpha1.mesh.canopy.dev,admissionReviewVersions=v1
+
+// MeshPolicyValidator refuses MeshPolicies the renderer refuses without looking at the
+// target Service: values wrong on their own (durations, regular expressions, header
+// names, service accounts, paths, ports listed twice) and settings that contradict each
+// other (defaultDeny with DENY, TLS origination without a TLS port, STATIC resolution,
+// two routes of one name). The controller renders with the Service and also checks what
+// depends on it, and on other objects (its ports, its selector, DestinationRules of other
+// authors).
+type MeshPolicyValidator struct{}
+
+// Validate refuses a MeshPolicy, naming every field at fault, and passes on the
+// renderer's warnings.
+func (v *MeshPolicyValidator) Validate(p *meshv1.MeshPolicy) (admission.Warnings, error) {
+	warnings, err := render.ValidateMeshPolicy(p)
+	return renderWarnings(warnings), invalid("MeshPolicy", p.Name, renderErrors(err))
+}

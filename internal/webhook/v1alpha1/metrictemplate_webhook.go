@@ -1,0 +1,34 @@
+package v1alpha1
+
+import (
+	"errors"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/analysis"
+)
+
+// +kubebuilder:webhook:path=/validate-mesh-canopy-dev-v1alpha1-metrictemplate,mutating=false,failurePolicy=fail,sideEffects=None,groups=mesh.canopy.dev,resources=metrictemplates,verbs=create;update,versions=v1alpha1,name=vmetrictemplate-v1alpha1.mesh.canopy.dev,admissionReviewVersions=v1
+
+// MetricTemplateValidator refuses a template whose query does not render or is not
+// PromQL (analysis.ValidateQuery), and a provider timeout that does not parse.
+type MetricTemplateValidator struct{}
+
+// Validate refuses a MetricTemplate, naming every field at fault.
+func (v *MetricTemplateValidator) Validate(t *meshv1.MetricTemplate) (admission.Warnings, error) {
+	var ws admission.Warnings
+	var errs field.ErrorList
+	query := field.NewPath("spec", "query")
+	if err := analysis.ValidateQuery(t.Spec.Query); err != nil {
+		detail := err.Error()
+		var te *analysis.TemplateError
+		if errors.As(err, &te) {
+			detail = "the template does not render: " + te.Msg
+		}
+		errs = append(errs, &field.Error{Type: field.ErrorTypeInvalid, Field: query.String(), BadValue: field.OmitValueType{}, Detail: detail})
+	}
+	errs = append(errs, validateProvider(field.NewPath("spec", "provider"), &t.Spec.Provider, &ws)...)
+	return ws, invalid("MetricTemplate", t.Name, errs)
+}
