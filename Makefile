@@ -33,8 +33,9 @@ help: ## Display this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: controller-gen ## Generate CRDs, RBAC and webhook manifests.
+manifests: controller-gen ## Generate CRDs, RBAC and webhook manifests, and copy them into charts/canopy.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd:allowDangerousTypes=true webhook paths="./api/..." paths="./controllers/..." paths="./internal/..." output:crd:artifacts:config=config/crd/bases
+	hack/sync-chart.sh
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.
@@ -54,7 +55,7 @@ tidy: ## Tidy go.mod of the operator and of every tool module.
 	@for d in hack/tools/*/; do (cd $$d && if [ "$$d" = "hack/tools/prometheus/" ]; then go mod tidy -e >/dev/null 2>&1; else go mod tidy; fi); done
 
 .PHONY: components
-components: ## Build the test bed (kube-apiserver, etcd, controller-manager, scheduler, kwok, Prometheus, cert-manager) into bin/.
+components: ## Build the test bed (kube-apiserver, etcd, controller-manager, scheduler, kwok, Prometheus, cert-manager, helm, kustomize) into bin/.
 	hack/build-components.sh
 
 .PHONY: test
