@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
@@ -194,10 +194,7 @@ func TestHelmChart(t *testing.T) {
 			}
 			tc.check(t, r)
 			apply(t, objs, append([]string{tc.namespace}, tc.watched...)...)
-			if cert := find(objs, "Certificate"); len(cert) == 1 && len(find(objs, "Issuer")) == 1 {
-				secret, _, _ := unstructured.NestedString(cert[0].Object, "spec", "secretName")
-				waitForSecret(t, tc.namespace, secret)
-			}
+			waitForCertificates(t, objs)
 		})
 	}
 }

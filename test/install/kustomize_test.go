@@ -19,6 +19,7 @@ func TestKustomize(t *testing.T) {
 		checkCRDsSynced(t, objs)
 		checkManagerRules(t, objs, "ClusterRole")
 		apply(t, objs)
+		waitForCertificates(t, objs)
 	})
 	// The overlays are applied on their own too (make install applies config/crd); the
 	// ServiceMonitor of config/prometheus is parsed only, as the test bed lacks its CRD.

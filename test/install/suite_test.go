@@ -142,6 +142,20 @@ func describe(u *unstructured.Unstructured) string {
 	return fmt.Sprintf("%s %s", u.GetKind(), u.GetName())
 }
 
+// waitForCertificates waits for cert-manager to issue the Certificates of a rendering
+// that brings its own Issuer (the others name an Issuer the test bed does not have).
+func waitForCertificates(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	for _, cert := range find(objs, "Certificate") {
+		issuer, _, _ := unstructured.NestedString(cert.Object, "spec", "issuerRef", "name")
+		if findNamed(objs, "Issuer", cert.GetNamespace(), issuer) == nil {
+			continue
+		}
+		secret, _, _ := unstructured.NestedString(cert.Object, "spec", "secretName")
+		waitForSecret(t, cert.GetNamespace(), secret)
+	}
+}
+
 // waitForSecret waits for cert-manager to write a Secret (a Certificate was issued).
 func waitForSecret(t *testing.T, namespace, name string) {
 	t.Helper()
