@@ -33,9 +33,14 @@ help: ## Display this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: controller-gen ## Generate CRDs, RBAC and webhook manifests, and copy them into charts/canopy.
+manifests: controller-gen ## Generate CRDs, RBAC and webhook manifests, copy them into charts/canopy, write docs/reference.md.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd:allowDangerousTypes=true webhook paths="./api/..." paths="./controllers/..." paths="./internal/..." output:crd:artifacts:config=config/crd/bases
 	hack/sync-chart.sh
+	go run ./hack/crdref
+
+.PHONY: docs
+docs: ## Write docs/reference.md from the CRDs (hack/crdref).
+	go run ./hack/crdref
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.
