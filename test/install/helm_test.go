@@ -281,3 +281,28 @@ func checkManagerRules(t *testing.T, objs []*unstructured.Unstructured, kind str
 		t.Errorf("no manager %s rendered", kind)
 	}
 }
+
+// TestChartValuesDocumented fails when a value of values.yaml is missing from the chart
+// README's table (a documented map documents its keys).
+func TestChartValuesDocumented(t *testing.T) {
+	var values map[string]any
+	if err := yaml.Unmarshal(readFile(t, "charts", "canopy", "values.yaml"), &values); err != nil {
+		t.Fatal(err)
+	}
+	readme := string(readFile(t, "charts", "canopy", "README.md"))
+	var walk func(prefix string, m map[string]any)
+	walk = func(prefix string, m map[string]any) {
+		for k, v := range m {
+			path := prefix + k
+			if strings.Contains(readme, "`"+path+"`") {
+				continue
+			}
+			if sub, ok := v.(map[string]any); ok && len(sub) > 0 {
+				walk(path+".", sub)
+				continue
+			}
+			t.Errorf("value %s is not in charts/canopy/README.md's table", path)
+		}
+	}
+	walk("", values)
+}
