@@ -24,7 +24,7 @@ func Generate(dir string) ([]byte, error) {
 	}
 	var crds []apiextensionsv1.CustomResourceDefinition
 	for _, p := range paths {
-		b, err := os.ReadFile(p)
+		b, err := os.ReadFile(p) //nolint:gosec // G304: the CRD files of the directory we were given
 		if err != nil {
 			return nil, err
 		}
@@ -209,7 +209,7 @@ func validations(p apiextensionsv1.JSONSchemaProps, inline bool) []string {
 		add("*Default:* `%s`.", cell(string(p.Default.Raw)))
 	}
 	if len(p.Enum) > 0 {
-		var vals []string
+		vals := make([]string, 0, len(p.Enum))
 		for _, e := range p.Enum {
 			vals = append(vals, "`"+cell(string(e.Raw))+"`")
 		}
