@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -182,6 +183,17 @@ func checkDeployment(t *testing.T, objs []*unstructured.Unstructured, want expec
 	if fs.NArg() > 0 {
 		t.Errorf("Deployment %s: arguments that are not flags: %q", d.Name, fs.Args())
 	}
+	// The probes and the metrics port must be where the flags make the manager listen.
+	_, probePort, _ := strings.Cut(opts.ProbeAddr, ":")
+	for _, probe := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
+		if probe == nil || probe.HTTPGet == nil || containerPort(d, probe.HTTPGet.Port.String()) != probePort {
+			t.Errorf("Deployment %s: a probe does not target --health-probe-bind-address %q", d.Name, opts.ProbeAddr)
+		}
+	}
+	_, metricsPort, _ := strings.Cut(opts.MetricsAddr, ":")
+	if !servesPort(d, metricsPort) || !opts.SecureMetrics {
+		t.Errorf("Deployment %s: metrics on %q (secure: %v) are not a declared container port served over HTTPS", d.Name, opts.MetricsAddr, opts.SecureMetrics)
+	}
 	if *d.Spec.Replicas > 1 && !opts.LeaderElect {
 		t.Errorf("Deployment %s: %d replicas without --leader-elect would reconcile twice", d.Name, *d.Spec.Replicas)
 	}
@@ -222,6 +234,19 @@ func checkServices(t *testing.T, objs []*unstructured.Unstructured, d *appsv1.De
 			t.Errorf("%s: selector %v selects no rendered Service", describe(u), sel)
 		}
 	}
+}
+
+// containerPort returns the number of a container port given by name or number, or "".
+func containerPort(d *appsv1.Deployment, port string) string {
+	for _, p := range d.Spec.Template.Spec.Containers[0].Ports {
+		if p.Name == port || fmt.Sprint(p.ContainerPort) == port {
+			return fmt.Sprint(p.ContainerPort)
+		}
+	}
+	if _, err := strconv.Atoi(port); err == nil {
+		return port // an undeclared port still receives probes
+	}
+	return ""
 }
 
 func servesPort(d *appsv1.Deployment, port string) bool {
