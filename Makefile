@@ -35,8 +35,14 @@ help: ## Display this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: controller-gen ## Generate CRDs, RBAC and webhook manifests.
+manifests: controller-gen ## Generate CRDs, RBAC and webhook manifests, copy them into charts/canopy, write docs/reference.md.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd:allowDangerousTypes=true webhook paths="./api/..." paths="./controllers/..." paths="./internal/..." output:crd:artifacts:config=config/crd/bases
+	hack/sync-chart.sh
+	go run ./hack/crdref
+
+.PHONY: docs
+docs: ## Write docs/reference.md from the CRDs (hack/crdref).
+	go run ./hack/crdref
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.
@@ -56,7 +62,7 @@ tidy: ## Tidy go.mod of the operator and of every tool module.
 	@for d in hack/tools/*/; do (cd $$d && if [ "$$d" = "hack/tools/prometheus/" ]; then go mod tidy -e >/dev/null 2>&1; else go mod tidy; fi); done
 
 .PHONY: components
-components: ## Build the test bed (kube-apiserver, etcd, controller-manager, scheduler, kwok, Prometheus, cert-manager) into bin/.
+components: ## Build the test bed (kube-apiserver, etcd, controller-manager, scheduler, kwok, Prometheus, cert-manager, helm, kustomize) into bin/.
 	hack/build-components.sh
 
 .PHONY: test

@@ -6,6 +6,7 @@
 #
 #   hack/build-components.sh [component...]   (default: all)
 #   components: kube-apiserver kube-controller-manager kube-scheduler etcd kwok prometheus cert-manager
+#               helm kustomize
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,6 +16,17 @@ mkdir -p "$bin"
 
 k8s_version=v1.36.3
 k8s_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=${k8s_version} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=36 -X k8s.io/component-base/version.gitTreeState=clean"
+
+helm_version=v3.22.0
+kustomize_version=v5.8.2
+# Helm's own Makefile stamps its version and the Kubernetes version of its client-go (what
+# `helm template` assumes as .Capabilities.KubeVersion); both are read from the wrapper's go.mod.
+helm_k8s_minor=$(sed -n 's|^\s*k8s.io/client-go v0\.\([0-9]*\)\..*|\1|p' "$tools/helm/go.mod")
+helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=${helm_version} -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+for p in pkg/lint/rules pkg/chartutil; do
+  helm_ldflags+=" -X helm.sh/helm/v3/$p.k8sVersionMajor=1 -X helm.sh/helm/v3/$p.k8sVersionMinor=${helm_k8s_minor}"
+done
+kustomize_ldflags="-s -w -X sigs.k8s.io/kustomize/api/provenance.version=kustomize/${kustomize_version}"
 
 stamp_of() { cat "$tools/$1/go.mod" "$tools/$1/go.sum" "$tools/$1"/*.go | sha256sum | cut -c1-16; }
 
@@ -42,11 +54,13 @@ one() {
     kwok) build kwok kwok sigs.k8s.io/kwok/cmd/kwok -ldflags "-s -w" ;;
     prometheus) GOFLAGS=-mod=mod build prometheus prometheus github.com/prometheus/prometheus/cmd/prometheus -ldflags "-s -w" ;;
     cert-manager) build cert-manager certmanager ./ -ldflags "-s -w" ;;
+    helm) build helm helm helm.sh/helm/v3/cmd/helm -ldflags "$helm_ldflags" ;;
+    kustomize) build kustomize kustomize sigs.k8s.io/kustomize/kustomize/v5 -ldflags "$kustomize_ldflags" ;;
     *) echo "build-components: unknown component $1" >&2; exit 2 ;;
   esac
 }
 
 if [[ $# -eq 0 ]]; then
-  set -- etcd kube-apiserver kube-controller-manager kube-scheduler kwok prometheus cert-manager
+  set -- etcd kube-apiserver kube-controller-manager kube-scheduler kwok prometheus cert-manager helm kustomize
 fi
 for c in "$@"; do one "$c"; done
