@@ -139,9 +139,9 @@ func dumpLogs(w io.Writer, dir string, lines int) {
 	}
 }
 
-// freePort returns a TCP port free on 127.0.0.1 right now. The caller's server binds it
+// FreePort returns a TCP port free on 127.0.0.1 right now. The caller's server binds it
 // a moment later; another process taking it in between is unlikely on a test machine.
-func freePort() (int, error) {
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

@@ -14,6 +14,7 @@ import (
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/render"
+	"canopy.dev/canopy/test/e2e/fixture"
 	"canopy.dev/canopy/test/testenv"
 )
 
@@ -45,7 +46,7 @@ func leaderKilled(t *testing.T, at func(meshv1.CanaryStatus) bool) {
 	t.Logf("%s leads as %s; %s stands by", leader.name, *lease.Spec.HolderIdentity, standby.name)
 
 	fired := b.rec.whenStatus(at)
-	setImage(t, b.ns, name, "bookinfo/reviews:v2")
+	fixture.SetImage(t, env.Client, b.ns, name, "bookinfo/reviews:v2")
 	select {
 	case <-fired:
 	case <-time.After(3 * time.Minute):

@@ -18,6 +18,7 @@ import (
 	"canopy.dev/canopy/internal/hooks"
 	"canopy.dev/canopy/internal/render"
 	"canopy.dev/canopy/internal/workload"
+	"canopy.dev/canopy/test/e2e/fixture"
 	"canopy.dev/canopy/test/testenv"
 )
 
@@ -38,7 +39,7 @@ func newBed(t *testing.T, threshold int32, revertOnDeletion bool) *bed {
 	testenv.SkipIfShort(t)
 	b := &bed{t: t, ns: env.CreateNamespace(t), hooks: startAnalysis(t)}
 	b.rec = record(t, b.ns, name)
-	if err := env.Client.Create(t.Context(), newDeployment(b.ns, name, "bookinfo/reviews:v1")); err != nil {
+	if err := env.Client.Create(t.Context(), fixture.Deployment(b.ns, name, "bookinfo/reviews:v1", 2)); err != nil {
 		t.Fatal(err)
 	}
 	c := newCanary(b.ns, name, b.hooks.srv.URL, threshold)
@@ -78,7 +79,7 @@ func (b *bed) killAndRestart(fired <-chan struct{}) *meshv1.Canary {
 // waitPhase waits until the Canary is in phase and the watch has delivered that status.
 func (b *bed) waitPhase(phase meshv1.CanaryPhase) *meshv1.Canary {
 	b.t.Helper()
-	c := waitPhase(b.t, b.ns, name, phase)
+	c := fixture.WaitPhase(b.t, env.Client, b.ns, name, phase)
 	testenv.Eventually(b.t, time.Minute, func() error {
 		if steps := b.statuses(); len(steps) == 0 || steps[len(steps)-1].Phase != phase {
 			return fmt.Errorf("the watch has not delivered phase %s yet: %v", phase, steps)
@@ -163,7 +164,7 @@ func promoteKilled(t *testing.T, arm func(b *bed) <-chan struct{}) (killed *mesh
 	b.start()
 	b.waitPhase(meshv1.PhaseInitialized)
 	fired := arm(b)
-	setImage(t, b.ns, name, "bookinfo/reviews:v2")
+	fixture.SetImage(t, env.Client, b.ns, name, "bookinfo/reviews:v2")
 	killed = b.killAndRestart(fired)
 	t.Logf("killed at %s/%d, status weight %d%%", killed.Status.Phase, killed.Status.StepIndex, killed.Status.CanaryWeight)
 
@@ -262,7 +263,7 @@ func TestKilledWhileRollingBack(t *testing.T) {
 			b.start()
 			b.waitPhase(meshv1.PhaseInitialized)
 			fired := tc.arm(b)
-			setImage(t, b.ns, name, "bookinfo/reviews:bad-v2")
+			fixture.SetImage(t, env.Client, b.ns, name, "bookinfo/reviews:bad-v2")
 			b.killAndRestart(fired)
 
 			c := b.waitPhase(meshv1.PhaseFailed)

@@ -13,7 +13,6 @@ package restarts
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -25,7 +24,6 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -91,7 +89,7 @@ type operator struct {
 // share the Lease.
 func startOperator(t *testing.T, name, ns string) *operator {
 	t.Helper()
-	port, err := freePort()
+	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,15 +152,6 @@ func (o *operator) isLeader() (bool, error) {
 	return false, nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // analysis is the rollout webhook the Canaries call at every step: it answers 200 unless
 // the target runs an image whose tag starts with "bad". During Call, a test can act in the
 // middle of a check (kill the operator before the answer arrives).
@@ -223,23 +212,6 @@ var (
 	rollback  = []int32{100, 0, 20, 0}
 )
 
-func newDeployment(ns, name, image string) *appsv1.Deployment {
-	labels := map[string]string{"app": name}
-	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](2),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name: name, Image: image, Ports: []corev1.ContainerPort{{ContainerPort: 9080}},
-				}}},
-			},
-		},
-	}
-}
-
 func newCanary(ns, name, hookURL string, threshold int32) *meshv1.Canary {
 	return &meshv1.Canary{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
@@ -254,44 +226,6 @@ func newCanary(ns, name, hookURL string, threshold int32) *meshv1.Canary {
 			},
 		},
 	}
-}
-
-func getCanary(t *testing.T, ns, name string) *meshv1.Canary {
-	t.Helper()
-	c := &meshv1.Canary{}
-	if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: name}, c); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// setImage changes the target's image: a new revision.
-func setImage(t *testing.T, ns, name, image string) {
-	t.Helper()
-	d := &appsv1.Deployment{}
-	if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: name}, d); err != nil {
-		t.Fatal(err)
-	}
-	patch := client.MergeFrom(d.DeepCopy())
-	d.Spec.Template.Spec.Containers[0].Image = image
-	if err := env.Client.Patch(t.Context(), d, patch); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// waitPhase waits until the Canary is in phase.
-func waitPhase(t *testing.T, ns, name string, phase meshv1.CanaryPhase) *meshv1.Canary {
-	t.Helper()
-	var c *meshv1.Canary
-	testenv.Eventually(t, 3*time.Minute, func() error {
-		c = getCanary(t, ns, name)
-		if c.Status.Phase != phase {
-			return fmt.Errorf("phase %q (step %d, weight %d), want %q; conditions %+v",
-				c.Status.Phase, c.Status.StepIndex, c.Status.CanaryWeight, phase, c.Status.Conditions)
-		}
-		return nil
-	})
-	return c
 }
 
 // deploymentImage is the image a Deployment's template runs, "" when it does not exist.
