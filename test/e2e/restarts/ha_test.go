@@ -10,6 +10,7 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
@@ -23,21 +24,25 @@ import (
 // once it expires and finishes the rollout with no step skipped or repeated. Until then the
 // standby writes nothing: the Canary's status only ever names the leader as its writer.
 func TestLeaderKilledMidRollout(t *testing.T) {
+	atStep2 := func(st meshv1.CanaryStatus) bool { return st.Phase == meshv1.PhaseProgressing && st.StepIndex == 2 }
 	for _, tc := range []struct {
-		name string
-		at   func(meshv1.CanaryStatus) bool
+		name     string
+		at       func(meshv1.CanaryStatus) bool
+		graceful bool
 	}{
-		{"at step 2", func(st meshv1.CanaryStatus) bool { return st.Phase == meshv1.PhaseProgressing && st.StepIndex == 2 }},
-		{"while promoting", func(st meshv1.CanaryStatus) bool { return st.Phase == meshv1.PhasePromoting }},
+		{"at step 2", atStep2, false},
+		{"while promoting", func(st meshv1.CanaryStatus) bool { return st.Phase == meshv1.PhasePromoting }, false},
+		// SIGTERM, as in a rolling update: the leader releases the Lease as it exits.
+		{"stopped gracefully at step 2", atStep2, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			leaderKilled(t, tc.at)
+			leaderKilled(t, tc.at, tc.graceful)
 		})
 	}
 }
 
-func leaderKilled(t *testing.T, at func(meshv1.CanaryStatus) bool) {
+func leaderKilled(t *testing.T, at func(meshv1.CanaryStatus) bool, graceful bool) {
 	b := newBed(t, 2, false)
 	ops := []*operator{startOperator(t, "canopy-a-"+b.ns, b.ns), startOperator(t, "canopy-b-"+b.ns, b.ns)}
 	keepLogs(t, ops...)
@@ -52,8 +57,27 @@ func leaderKilled(t *testing.T, at func(meshv1.CanaryStatus) bool) {
 	case <-time.After(3 * time.Minute):
 		t.Fatalf("the moment to kill never came; statuses %v", b.statuses())
 	}
-	leader.kill(t)
+	tookOver := b.rec.when(func(ev event) bool {
+		return ev.canary != nil && slices.ContainsFunc(ev.canary.ManagedFields, func(f metav1.ManagedFieldsEntry) bool {
+			return f.Manager == standby.name && f.Subresource == "status"
+		})
+	})
+	killed := time.Now()
+	if graceful {
+		if err := leader.proc.Stop(10 * time.Second); err != nil {
+			t.Fatalf("stopping %s: %v", leader.name, err)
+		}
+	} else {
+		leader.kill(t)
+	}
 	killedAt := len(b.statuses())
+	select {
+	case <-tookOver:
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("the standby never wrote the status; statuses %v", b.statuses())
+	}
+	t.Logf("the standby's first status write came %s after the leader was told to go (graceful %v; lease %s, retry %s)",
+		time.Since(killed).Round(10*time.Millisecond), graceful, leaseDuration, retryPeriod)
 
 	c := b.waitPhase(meshv1.PhaseSucceeded)
 	b.rec.checkWeights(t, promotion)

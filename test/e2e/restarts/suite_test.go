@@ -13,6 +13,7 @@ package restarts
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -135,16 +136,11 @@ func (o *operator) isLeader() (bool, error) {
 		return false, err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	var b strings.Builder
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := resp.Body.Read(buf)
-		b.WriteString(string(buf[:n]))
-		if err != nil {
-			break
-		}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return false, err
 	}
-	for _, line := range strings.Split(b.String(), "\n") {
+	for _, line := range strings.Split(string(body), "\n") {
 		if strings.HasPrefix(line, "leader_election_master_status{") {
 			return strings.HasSuffix(line, " 1"), nil
 		}
