@@ -20,9 +20,9 @@ import (
 )
 
 // Two replicas share the Lease, as the Deployment in config/manager runs them. The leader,
-// found from the Lease's holder, is killed mid-rollout; the standby takes the Lease over
-// once it expires and finishes the rollout with no step skipped or repeated. Until then the
-// standby writes nothing: the Canary's status only ever names the leader as its writer.
+// found from the Lease's holder, is killed mid-rollout (or stopped gracefully, releasing the
+// Lease); the standby takes the Lease over and finishes the rollout with no step skipped or
+// repeated. Until then the standby writes nothing: no status names it as its writer.
 func TestLeaderKilledMidRollout(t *testing.T) {
 	atStep2 := func(st meshv1.CanaryStatus) bool { return st.Phase == meshv1.PhaseProgressing && st.StepIndex == 2 }
 	for _, tc := range []struct {
