@@ -350,3 +350,33 @@ func TestKilledWhileRevertingADeletedCanary(t *testing.T) {
 		}
 	}
 }
+
+// One rollout, its operator killed right after every status it writes: each new process
+// takes one step and dies, and the rollout still goes 20, 40, 60, promoted, one step at a
+// time.
+func TestKilledAfterEveryStatusOfARollout(t *testing.T) {
+	t.Parallel()
+	b := newBed(t, 2, false)
+	b.start()
+	b.waitPhase(meshv1.PhaseInitialized)
+	statuses := b.statuses()
+	last := statuses[len(statuses)-1]
+	fixture.SetImage(t, env.Client, b.ns, name, "bookinfo/reviews:v2")
+	var kills []string
+	for last.Phase != meshv1.PhaseSucceeded {
+		from := last
+		fired := b.rec.whenStatus(func(st meshv1.CanaryStatus) bool { return stepOf(st) != from })
+		killed := b.killAndRestart(fired)
+		last = stepOf(killed.Status)
+		kills = append(kills, last.String())
+	}
+	t.Logf("killed after each of %v", kills)
+
+	c := b.waitPhase(meshv1.PhaseSucceeded)
+	b.rec.checkWeights(t, promotion)
+	b.rec.checkSteps(t, promotedPhases)
+	checkEventsOnce(t, b.ns, name, meshv1.ReasonWeightIncreased, meshv1.ReasonPromoting, meshv1.ReasonPromoted, meshv1.ReasonSucceeded)
+	if image, _ := deploymentImage(t, b.ns, render.PrimaryName(name)); image != "bookinfo/reviews:v2" || c.Status.LastPromotedRevision != c.Status.CurrentRevision {
+		t.Errorf("primary on %q, last promoted %q, current %q", image, c.Status.LastPromotedRevision, c.Status.CurrentRevision)
+	}
+}

@@ -102,8 +102,12 @@ func (r *recorder) consume(ctx context.Context, what string, w watch.Interface) 
 	}
 }
 
+func stepOf(st meshv1.CanaryStatus) step {
+	return step{st.Phase, st.StepIndex, st.CanaryWeight, st.FailedChecks}
+}
+
 func (r *recorder) sawCanary(c *meshv1.Canary, deleted bool) {
-	s := step{c.Status.Phase, c.Status.StepIndex, c.Status.CanaryWeight, c.Status.FailedChecks}
+	s := stepOf(c.Status)
 	r.mu.Lock()
 	if n := len(r.steps); !deleted && (n == 0 || r.steps[n-1] != s) {
 		r.steps = append(r.steps, s)
