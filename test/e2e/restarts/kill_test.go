@@ -34,7 +34,7 @@ type bed struct {
 	op    *operator
 }
 
-func newBed(t *testing.T, threshold int32, revertOnDeletion bool) *bed {
+func newBed(t *testing.T, threshold int32, revertOnDeletion bool, change ...func(*meshv1.Canary)) *bed {
 	t.Helper()
 	testenv.SkipIfShort(t)
 	b := &bed{t: t, ns: env.CreateNamespace(t), hooks: startAnalysis(t)}
@@ -44,6 +44,9 @@ func newBed(t *testing.T, threshold int32, revertOnDeletion bool) *bed {
 	}
 	c := newCanary(b.ns, name, b.hooks.srv.URL, threshold)
 	c.Spec.RevertOnDeletion = revertOnDeletion
+	for _, f := range change {
+		f(c)
+	}
 	if err := env.Client.Create(t.Context(), c); err != nil {
 		t.Fatal(err)
 	}
@@ -379,4 +382,41 @@ func TestKilledAfterEveryStatusOfARollout(t *testing.T) {
 	if image, _ := deploymentImage(t, b.ns, render.PrimaryName(name)); image != "bookinfo/reviews:v2" || c.Status.LastPromotedRevision != c.Status.CurrentRevision {
 		t.Errorf("primary on %q, last promoted %q, current %q", image, c.Status.LastPromotedRevision, c.Status.CurrentRevision)
 	}
+}
+
+// A new revision waiting for its confirm-rollout gate when the operator is killed still
+// waits after the restart (the gate is asked again, nothing moves), and rolls out once
+// confirmed.
+func TestKilledWhileWaitingForConfirmation(t *testing.T) {
+	t.Parallel()
+	b := newBed(t, 2, false, func(c *meshv1.Canary) {
+		analysis := c.Spec.Analysis.Webhooks[0]
+		c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks, meshv1.CanaryWebhook{
+			Name: "confirm", Type: meshv1.WebhookConfirmRollout, URL: analysis.URL, Timeout: analysis.Timeout, Retries: analysis.Retries,
+		})
+	})
+	b.start()
+	b.waitPhase(meshv1.PhaseInitialized)
+	fired := b.rec.whenPhase(meshv1.PhaseWaiting)
+	fixture.SetImage(t, env.Client, b.ns, name, "bookinfo/reviews:v2")
+	b.killAndRestart(fired)
+
+	asked := b.hooks.confirmAsked()
+	testenv.Eventually(t, time.Minute, func() error {
+		if n := b.hooks.confirmAsked(); n <= asked {
+			return fmt.Errorf("the restarted operator has not asked the gate yet (%d calls)", n)
+		}
+		return nil
+	})
+	if c := fixture.Canary(t, env.Client, b.ns, name); c.Status.Phase != meshv1.PhaseWaiting || c.Status.CanaryWeight != 0 {
+		t.Fatalf("after the restart, with the gate closed, the Canary is at %s/%d%%; want Waiting/0%%", c.Status.Phase, c.Status.CanaryWeight)
+	}
+	b.hooks.confirm()
+	b.waitPhase(meshv1.PhaseSucceeded)
+	b.rec.checkWeights(t, promotion)
+	b.rec.checkSteps(t, []meshv1.CanaryPhase{
+		meshv1.PhaseInitializing, meshv1.PhaseInitialized, meshv1.PhaseWaiting, meshv1.PhaseProgressing,
+		meshv1.PhasePromoting, meshv1.PhaseFinalising, meshv1.PhaseSucceeded,
+	})
+	checkEventsOnce(t, b.ns, name, meshv1.ReasonWeightIncreased, meshv1.ReasonWaitingForGate, meshv1.ReasonPromoting, meshv1.ReasonSucceeded)
 }

@@ -149,13 +149,16 @@ func (o *operator) isLeader() (bool, error) {
 }
 
 // analysis is the rollout webhook the Canaries call at every step: it answers 200 unless
-// the target runs an image whose tag starts with "bad". During Call, a test can act in the
-// middle of a check (kill the operator before the answer arrives).
+// the target runs an image whose tag starts with "bad". During a call, a test can act in
+// the middle of a check (kill the operator before the answer arrives). It also serves the
+// confirm-rollout gate, closed until confirm.
 type analysis struct {
 	srv *httptest.Server
 
-	mu     sync.Mutex
-	during func(hooks.Payload)
+	mu        sync.Mutex
+	during    func(hooks.Payload)
+	confirmed bool
+	asked     int // confirm-rollout calls
 }
 
 func startAnalysis(t *testing.T) *analysis {
@@ -168,10 +171,17 @@ func startAnalysis(t *testing.T) *analysis {
 			return
 		}
 		a.mu.Lock()
-		during := a.during
+		during, confirmed := a.during, a.confirmed
+		if p.Type == meshv1.WebhookConfirmRollout {
+			a.asked++
+		}
 		a.mu.Unlock()
 		if during != nil {
 			during(p)
+		}
+		if p.Type == meshv1.WebhookConfirmRollout && !confirmed {
+			http.Error(w, "not confirmed yet", http.StatusForbidden)
+			return
 		}
 		d := &appsv1.Deployment{}
 		if err := env.Client.Get(r.Context(), client.ObjectKey{Namespace: p.Namespace, Name: p.Name}, d); err != nil {
@@ -193,6 +203,20 @@ func (a *analysis) onCall(f func(hooks.Payload)) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.during = f
+}
+
+// confirm opens the confirm-rollout gate.
+func (a *analysis) confirm() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.confirmed = true
+}
+
+// confirmAsked counts the calls of the confirm-rollout gate so far.
+func (a *analysis) confirmAsked() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.asked
 }
 
 // The rollouts: 20% steps to 60%, one-second interval.
