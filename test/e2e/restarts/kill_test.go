@@ -174,17 +174,23 @@ func promoteKilled(t *testing.T, arm func(b *bed) <-chan struct{}) (killed *mesh
 	killed = b.killAndRestart(fired)
 	t.Logf("killed at %s/%d, status weight %d%%", killed.Status.Phase, killed.Status.StepIndex, killed.Status.CanaryWeight)
 
+	b.checkPromoted()
+	return killed
+}
+
+// checkPromoted waits for the rollout of v2 to succeed and checks that it went as it would
+// have without a kill: every weight and status in order, each step announced once, v2 on
+// the primary.
+func (b *bed) checkPromoted() {
+	t := b.t
+	t.Helper()
 	c := b.waitPhase(meshv1.PhaseSucceeded)
 	b.rec.checkWeights(t, promotion)
 	b.rec.checkSteps(t, promotedPhases)
 	checkEventsOnce(t, b.ns, name, meshv1.ReasonWeightIncreased, meshv1.ReasonPromoting, meshv1.ReasonPromoted, meshv1.ReasonSucceeded)
-	if c.Status.LastPromotedRevision != c.Status.CurrentRevision {
-		t.Errorf("last promoted revision %q, current %q", c.Status.LastPromotedRevision, c.Status.CurrentRevision)
+	if image, _ := deploymentImage(t, b.ns, render.PrimaryName(name)); image != "bookinfo/reviews:v2" || c.Status.LastPromotedRevision != c.Status.CurrentRevision {
+		t.Errorf("primary on %q, last promoted %q, current %q", image, c.Status.LastPromotedRevision, c.Status.CurrentRevision)
 	}
-	if image, _ := deploymentImage(t, b.ns, render.PrimaryName(name)); image != "bookinfo/reviews:v2" {
-		t.Errorf("primary on %q after the promotion, want v2", image)
-	}
-	return killed
 }
 
 func TestKilledAtEachPhaseOfAPromotion(t *testing.T) {
@@ -375,13 +381,7 @@ func TestKilledAfterEveryStatusOfARollout(t *testing.T) {
 	}
 	t.Logf("killed after each of %v", kills)
 
-	c := b.waitPhase(meshv1.PhaseSucceeded)
-	b.rec.checkWeights(t, promotion)
-	b.rec.checkSteps(t, promotedPhases)
-	checkEventsOnce(t, b.ns, name, meshv1.ReasonWeightIncreased, meshv1.ReasonPromoting, meshv1.ReasonPromoted, meshv1.ReasonSucceeded)
-	if image, _ := deploymentImage(t, b.ns, render.PrimaryName(name)); image != "bookinfo/reviews:v2" || c.Status.LastPromotedRevision != c.Status.CurrentRevision {
-		t.Errorf("primary on %q, last promoted %q, current %q", image, c.Status.LastPromotedRevision, c.Status.CurrentRevision)
-	}
+	b.checkPromoted()
 }
 
 // A new revision waiting for its confirm-rollout gate when the operator is killed still
