@@ -101,6 +101,13 @@ func (r *CanaryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	defer func() {
 		if err := r.patchStatus(ctx, s); err != nil {
 			retErr = errors.Join(retErr, err)
+			return
+		}
+		// Events and notifications go out only once the status recorded the step: when the
+		// write is lost (the process dies, the optimistic lock refuses it), the next
+		// reconcile decides the same step again and announces it then, once.
+		if s.completed {
+			r.announce(ctx, s)
 		}
 	}()
 
@@ -120,7 +127,7 @@ func (r *CanaryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 			break
 		}
 	}
-	r.announce(ctx, s)
+	s.completed = true
 	if s.decision != nil {
 		log.V(1).Info("Reconciled", "phase", s.decision.Status.Phase, "weight", s.decision.Status.CanaryWeight, "requeueAfter", s.decision.RequeueAfter)
 		return ctrl.Result{RequeueAfter: s.decision.RequeueAfter}, nil
@@ -143,8 +150,10 @@ type canaryScope struct {
 	obs     progress.Observation
 
 	decision *progress.Decision
-	warnings []render.Warning
-	tracked  []string // the target's tracked configs, part of its revision
+	// completed: every step ran without error, so the decision was carried out.
+	completed bool
+	warnings  []render.Warning
+	tracked   []string // the target's tracked configs, part of its revision
 }
 
 // loadWorkloads reads the target Deployment, the primary and the apex Service from the cache.

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
@@ -36,6 +37,9 @@ type Options struct {
 	LeaderElect         bool
 	LeaderElectionID    string
 	LeaderElectionNS    string
+	LeaseDuration       time.Duration
+	RenewDeadline       time.Duration
+	RetryPeriod         time.Duration
 	WatchNamespaces     string
 	MaxConcurrent       int
 	QPS                 float64
@@ -72,6 +76,12 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles at a time.")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", "canopy.mesh.canopy.dev", "Name of the leader election Lease; shards need distinct ids.")
 	fs.StringVar(&o.LeaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's).")
+	fs.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", 15*time.Second,
+		"How long a standby waits after the leader's last renewal before it takes over (the longest a dead leader's work waits).")
+	fs.DurationVar(&o.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second,
+		"How long the leader keeps retrying to renew before it gives up leadership; less than the lease duration.")
+	fs.DurationVar(&o.RetryPeriod, "leader-elect-retry-period", 2*time.Second,
+		"How often candidates try to acquire or renew the lease.")
 	fs.StringVar(&o.WatchNamespaces, "watch-namespaces", "", "Comma-separated namespaces to watch; empty watches the whole cluster.")
 	fs.IntVar(&o.MaxConcurrent, "max-concurrent-reconciles", 4, "Reconciles run in parallel per controller.")
 	fs.Float64Var(&o.QPS, "kube-api-qps", 50, "Queries per second to the API server.")
@@ -99,8 +109,36 @@ func (o *Options) Namespaces() []string {
 	return out
 }
 
+// leaderElectionJitter is client-go's: a renewal deadline must exceed 1.2 retry periods.
+const leaderElectionJitter = 1.2
+
+// validateLeaderElection checks the lease timings as client-go would, but names the flags.
+// Zero values (Options built in code) keep controller-runtime's defaults.
+func (o *Options) validateLeaderElection() error {
+	lease, renew, retry := o.LeaseDuration, o.RenewDeadline, o.RetryPeriod
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{{"--leader-elect-lease-duration", lease}, {"--leader-elect-renew-deadline", renew}, {"--leader-elect-retry-period", retry}} {
+		if f.v < 0 {
+			return fmt.Errorf("%s: %s is negative", f.name, f.v)
+		}
+	}
+	if lease > 0 && renew > 0 && lease <= renew {
+		return fmt.Errorf("--leader-elect-lease-duration: %s must be longer than --leader-elect-renew-deadline (%s)", lease, renew)
+	}
+	if renew > 0 && retry > 0 && float64(renew) <= leaderElectionJitter*float64(retry) {
+		return fmt.Errorf("--leader-elect-renew-deadline: %s must be longer than %.1f times --leader-elect-retry-period (%s)",
+			renew, leaderElectionJitter, retry)
+	}
+	return nil
+}
+
 // Run starts the manager and blocks until ctx ends.
 func Run(ctx context.Context, cfg *rest.Config, o Options) error {
+	if err := o.validateLeaderElection(); err != nil {
+		return err
+	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = float32(o.QPS), o.Burst
 
@@ -131,6 +169,9 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		LeaderElectionID:              o.LeaderElectionID,
 		LeaderElectionNamespace:       o.LeaderElectionNS,
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 nonZero(o.LeaseDuration),
+		RenewDeadline:                 nonZero(o.RenewDeadline),
+		RetryPeriod:                   nonZero(o.RetryPeriod),
 		// Tests run the manager several times in one process; controller names are
 		// validated against a process-wide registry.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
@@ -170,6 +211,14 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		}
 	}
 	return mgr.Start(ctx)
+}
+
+// nonZero leaves a zero duration to controller-runtime's default.
+func nonZero(d time.Duration) *time.Duration {
+	if d == 0 {
+		return nil
+	}
+	return &d
 }
 
 func splitList(s string) []string {

@@ -6,12 +6,10 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -24,6 +22,7 @@ import (
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/manager"
 	"canopy.dev/canopy/internal/render"
+	"canopy.dev/canopy/test/e2e/fixture"
 	"canopy.dev/canopy/test/testenv"
 )
 
@@ -149,20 +148,7 @@ func (l *weightLog) values() []int32 {
 }
 
 func newDeployment(ns, name, image string, replicas int32) *appsv1.Deployment {
-	labels := map[string]string{"app": name}
-	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas,
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name: name, Image: image, Ports: []corev1.ContainerPort{{ContainerPort: 9080}},
-				}}},
-			},
-		},
-	}
+	return fixture.Deployment(ns, name, image, replicas)
 }
 
 func newCanary(ns, name string, stepWeight, maxWeight int32) *meshv1.Canary {
@@ -181,39 +167,19 @@ func newCanary(ns, name string, stepWeight, maxWeight int32) *meshv1.Canary {
 
 func getCanary(t *testing.T, ns, name string) *meshv1.Canary {
 	t.Helper()
-	c := &meshv1.Canary{}
-	if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: name}, c); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return fixture.Canary(t, env.Client, ns, name)
 }
 
 // waitPhase waits until the Canary is in phase.
 func waitPhase(t *testing.T, ns, name string, phase meshv1.CanaryPhase) *meshv1.Canary {
 	t.Helper()
-	var c *meshv1.Canary
-	testenv.Eventually(t, 3*time.Minute, func() error {
-		c = getCanary(t, ns, name)
-		if c.Status.Phase != phase {
-			return fmt.Errorf("phase %q (weight %d), want %q; conditions %+v", c.Status.Phase, c.Status.CanaryWeight, phase, c.Status.Conditions)
-		}
-		return nil
-	})
-	return c
+	return fixture.WaitPhase(t, env.Client, ns, name, phase)
 }
 
 // setImage changes a Deployment's image: a new revision.
 func setImage(t *testing.T, ns, name, image string) {
 	t.Helper()
-	d := &appsv1.Deployment{}
-	if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: name}, d); err != nil {
-		t.Fatal(err)
-	}
-	patch := client.MergeFrom(d.DeepCopy())
-	d.Spec.Template.Spec.Containers[0].Image = image
-	if err := env.Client.Patch(t.Context(), d, patch); err != nil {
-		t.Fatal(err)
-	}
+	fixture.SetImage(t, env.Client, ns, name, image)
 }
 
 // readyPods counts the Running and Ready pods of a Deployment's selector that run image.

@@ -227,11 +227,11 @@ func (e *Env) startAPIServer(opts Options) error {
 
 // etcd listens on 127.0.0.1 only, for clients and peers, with its data in the state dir.
 func (e *Env) etcd(path string) (*envtest.Etcd, error) {
-	clientPort, err := freePort()
+	clientPort, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
-	peerPort, err := freePort()
+	peerPort, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +252,7 @@ func (e *Env) etcd(path string) (*envtest.Etcd, error) {
 }
 
 func (e *Env) apiServer(path string) (*envtest.APIServer, error) {
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return nil, err
 	}

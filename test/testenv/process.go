@@ -28,12 +28,16 @@ type process struct {
 
 // startProcess starts path with args, appending its stdout and stderr to logPath.
 func startProcess(name, logPath, path string, args ...string) (*process, error) {
+	return startCommand(name, logPath, exec.Command(path, args...))
+}
+
+// startCommand starts cmd, appending its stdout and stderr to logPath.
+func startCommand(name, logPath string, cmd *exec.Cmd) (*process, error) {
 	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	_, _ = fmt.Fprintf(log, "### %s %s\n", path, strings.Join(args, " "))
-	cmd := exec.Command(path, args...)
+	_, _ = fmt.Fprintf(log, "### %s %s\n", cmd.Path, strings.Join(cmd.Args[1:], " "))
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = childProcAttr()
 	if err := cmd.Start(); err != nil {
@@ -135,9 +139,9 @@ func dumpLogs(w io.Writer, dir string, lines int) {
 	}
 }
 
-// freePort returns a TCP port free on 127.0.0.1 right now. The caller's server binds it
+// FreePort returns a TCP port free on 127.0.0.1 right now. The caller's server binds it
 // a moment later; another process taking it in between is unlikely on a test machine.
-func freePort() (int, error) {
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

@@ -54,7 +54,7 @@ func StartPrometheus(opts PrometheusOptions) (_ *Prometheus, err error) {
 	} else if err := os.MkdirAll(p.opts.StateDir, 0o750); err != nil {
 		return nil, err
 	}
-	if p.port, err = freePort(); err != nil {
+	if p.port, err = FreePort(); err != nil {
 		return nil, err
 	}
 	if err := p.writeConfig(); err != nil {

@@ -1,0 +1,50 @@
+package manager
+
+import (
+	"flag"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLeaderElectionFlagDefaultsAreControllerRuntimes(t *testing.T) {
+	var o Options
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	o.BindFlags(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if o.LeaseDuration != 15*time.Second || o.RenewDeadline != 10*time.Second || o.RetryPeriod != 2*time.Second {
+		t.Fatalf("lease %s, renew %s, retry %s; want 15s, 10s, 2s", o.LeaseDuration, o.RenewDeadline, o.RetryPeriod)
+	}
+	if err := o.validateLeaderElection(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLeaderElectionTimingsAreValidated(t *testing.T) {
+	for _, tc := range []struct {
+		name               string
+		lease, renew, poll time.Duration
+		err                string // a part of the error; "" for none
+	}{
+		{name: "short timings of the tests", lease: 4 * time.Second, renew: 3 * time.Second, poll: 500 * time.Millisecond},
+		{name: "zero keeps the defaults", lease: 0, renew: 0, poll: 0},
+		{name: "lease not longer than renew", lease: 10 * time.Second, renew: 10 * time.Second, poll: time.Second,
+			err: "--leader-elect-lease-duration: 10s must be longer than --leader-elect-renew-deadline (10s)"},
+		{name: "renew within the jitter of the retry", lease: 15 * time.Second, renew: 2 * time.Second, poll: 2 * time.Second,
+			err: "--leader-elect-renew-deadline: 2s must be longer than 1.2 times --leader-elect-retry-period (2s)"},
+		{name: "negative", lease: -time.Second, err: "--leader-elect-lease-duration: -1s is negative"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := Options{LeaseDuration: tc.lease, RenewDeadline: tc.renew, RetryPeriod: tc.poll}
+			err := o.validateLeaderElection()
+			switch {
+			case tc.err == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+				t.Fatalf("error %v, want one containing %q", err, tc.err)
+			}
+		})
+	}
+}
