@@ -23,6 +23,7 @@ import (
 	"canopy.dev/canopy/controllers"
 	"canopy.dev/canopy/internal/analysis"
 	"canopy.dev/canopy/internal/hooks"
+	"canopy.dev/canopy/internal/notify"
 	"canopy.dev/canopy/internal/scheme"
 )
 
@@ -43,6 +44,10 @@ type Options struct {
 	AllowCrossNamespace bool
 	WebhookAllowedHosts string
 	WebhookAllowedCIDRs string
+	NotificationsConfig string
+
+	// NotifyOptions tune the notifier (tests: a fake clock, a faster backoff).
+	NotifyOptions notify.Options
 
 	// Analyzer and Hooks replace the Prometheus analyzer and the HTTP webhook caller
 	// (tests only; there are no flags for them).
@@ -68,6 +73,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.WebhookAllowedHosts, "webhook-allowed-hosts", "",
 		"Comma-separated host names rollout webhooks may call (empty: any host that is not loopback, link-local or a metadata address).")
 	fs.StringVar(&o.WebhookAllowedCIDRs, "webhook-allowed-cidrs", "", "Comma-separated CIDRs rollout webhooks may call.")
+	fs.StringVar(&o.NotificationsConfig, "notifications-config", "",
+		"YAML file of rollout notification channels (Slack, Teams, webhook); mount it from a Secret. Empty: no notifications.")
 }
 
 // Namespaces returns the watched namespaces, or nil for the whole cluster.
@@ -117,6 +124,23 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
+	var observers []controllers.RolloutObserver
+	if o.NotificationsConfig != "" {
+		cfg, err := notify.LoadConfig(o.NotificationsConfig)
+		if err != nil {
+			return fmt.Errorf("--notifications-config: %w", err)
+		}
+		opts := o.NotifyOptions
+		opts.Log = mgr.GetLogger().WithName("notify")
+		n, err := notify.New(cfg, opts)
+		if err != nil {
+			return fmt.Errorf("--notifications-config: %w", err)
+		}
+		if err := mgr.Add(n); err != nil {
+			return fmt.Errorf("adding the notifier: %w", err)
+		}
+		observers = append(observers, n)
+	}
 	if err := controllers.Setup(mgr, controllers.Config{
 		MaxConcurrentReconciles: o.MaxConcurrent,
 		PrometheusAddress:       o.PrometheusAddress,
@@ -125,6 +149,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		WebhookAllowedCIDRs:     splitList(o.WebhookAllowedCIDRs),
 		Analyzer:                o.Analyzer,
 		Hooks:                   o.Hooks,
+		Observers:               observers,
 	}); err != nil {
 		return err
 	}
