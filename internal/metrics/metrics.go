@@ -66,6 +66,12 @@ func Register() {
 	})
 }
 
+// Collectors are every collector of this package, for documentation and tests (the
+// StateCollector only describes its metrics without a reader).
+func Collectors() []prometheus.Collector {
+	return []prometheus.Collector{phaseTransitions, rolloutDuration, checkResults, webhookCalls, &StateCollector{}}
+}
+
 // MustRegister registers c on controller-runtime's registry; a collector already registered
 // is kept.
 func MustRegister(c prometheus.Collector) {

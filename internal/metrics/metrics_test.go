@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +27,7 @@ func ts(d time.Duration) *metav1.Time { t := metav1.NewTime(t0.Add(d)); return &
 func TestStateCollectorReportsStatus(t *testing.T) {
 	canary := &meshv1.Canary{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "reviews"},
+		Spec:       meshv1.CanarySpec{TargetRef: meshv1.TargetRef{Name: "reviews-v"}},
 		Status: meshv1.CanaryStatus{
 			Phase: meshv1.PhaseProgressing, CanaryWeight: 20, StepIndex: 2, FailedChecks: 1,
 			RolloutStarted: ts(0), LastTransitionTime: ts(time.Minute),
@@ -61,7 +63,10 @@ func TestStateCollectorReportsStatus(t *testing.T) {
 		}
 		fmt.Fprintf(&want, "canopy_canary_phase{name=\"reviews\",namespace=\"shop\",phase=%q} %d\n", p, v)
 	}
-	want.WriteString(`# HELP canopy_canary_weight Percentage of the traffic routed to the canary (status.canaryWeight).
+	want.WriteString(`# HELP canopy_canary_info Always 1: names the Canary's target Deployment and the primary, Istio's destination_workload of the canary and primary pods.
+# TYPE canopy_canary_info gauge
+canopy_canary_info{name="reviews",namespace="shop",primary="reviews-v-primary",target="reviews-v"} 1
+# HELP canopy_canary_weight Percentage of the traffic routed to the canary (status.canaryWeight).
 # TYPE canopy_canary_weight gauge
 canopy_canary_weight{name="reviews",namespace="shop"} 20
 # HELP canopy_canary_failed_checks Failed checks in the current rollout (status.failedChecks).
@@ -91,7 +96,7 @@ canopy_state_scrape_errors{kind="Canary"} 0
 canopy_state_scrape_errors{kind="MeshPolicy"} 0
 `)
 	if err := testutil.CollectAndCompare(s, strings.NewReader(want.String()),
-		"canopy_canary_phase", "canopy_canary_weight", "canopy_canary_failed_checks", "canopy_canary_ready",
+		"canopy_canary_info", "canopy_canary_phase", "canopy_canary_weight", "canopy_canary_failed_checks", "canopy_canary_ready",
 		"canopy_analysis_check_value", "canopy_canary_rollout_start_timestamp_seconds", "canopy_meshpolicy_ready",
 		"canopy_certificate_expiry_timestamp_seconds", "canopy_certificate_ready", "canopy_state_scrape_errors"); err != nil {
 		t.Fatal(err)
@@ -124,10 +129,14 @@ func (failingReader) List(context.Context, client.ObjectList, ...client.ListOpti
 	return errors.New("cache not synced")
 }
 
+// runs makes the series of each run of a test its own (go test -count=N).
+var runs atomic.Int32
+
 func TestRolloutsCountTransitionsOnce(t *testing.T) {
+	name := fmt.Sprintf("once-%d", runs.Add(1))
 	before := meshv1.CanaryStatus{Phase: meshv1.PhaseFinalising, CanaryWeight: 0, RolloutStarted: ts(0),
 		Checks: []meshv1.CheckStatus{{Name: "ok", Outcome: meshv1.OutcomePass, LastMeasured: ts(time.Minute)}}}
-	after := &meshv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: "rollouts-test", Name: "once"}, Status: before}
+	after := &meshv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: "rollouts-test", Name: name}, Status: before}
 	after.Status.Phase = meshv1.PhaseSucceeded
 	after.Status.LastTransitionTime = ts(5 * time.Minute)
 	after.Status.Checks = []meshv1.CheckStatus{
@@ -139,35 +148,35 @@ func TestRolloutsCountTransitionsOnce(t *testing.T) {
 	st := after.Status
 	Rollouts{}.ObserveRollout(context.Background(), &st, after)
 
-	if v := testutil.ToFloat64(phaseTransitions.WithLabelValues("rollouts-test", "once", "Succeeded")); v != 1 {
+	if v := testutil.ToFloat64(phaseTransitions.WithLabelValues("rollouts-test", name, "Succeeded")); v != 1 {
 		t.Errorf("Succeeded transitions %v, want 1", v)
 	}
-	if v := testutil.ToFloat64(checkResults.WithLabelValues("rollouts-test", "once", "latency", "Fail")); v != 1 {
+	if v := testutil.ToFloat64(checkResults.WithLabelValues("rollouts-test", name, "latency", "Fail")); v != 1 {
 		t.Errorf("latency Fail results %v, want 1", v)
 	}
-	if v := testutil.ToFloat64(checkResults.WithLabelValues("rollouts-test", "once", "ok", "Pass")); v != 0 {
+	if v := testutil.ToFloat64(checkResults.WithLabelValues("rollouts-test", name, "ok", "Pass")); v != 0 {
 		t.Errorf("ok Pass results %v, want 0 (not measured in this transition)", v)
 	}
-	h := rolloutDuration.WithLabelValues("rollouts-test", "once", "promoted").(prometheus.Histogram)
+	h := rolloutDuration.WithLabelValues("rollouts-test", name, "promoted").(prometheus.Histogram)
 	want := `# HELP canopy_canary_rollout_duration_seconds Time from the start of a rollout to its end, by outcome (promoted or failed).
 # TYPE canopy_canary_rollout_duration_seconds histogram
-canopy_canary_rollout_duration_seconds_bucket{name="once",namespace="rollouts-test",outcome="promoted",le="10"} 0
-canopy_canary_rollout_duration_seconds_bucket{name="once",namespace="rollouts-test",outcome="promoted",le="30"} 0
-canopy_canary_rollout_duration_seconds_bucket{name="once",namespace="rollouts-test",outcome="promoted",le="60"} 0
-canopy_canary_rollout_duration_seconds_bucket{name="once",namespace="rollouts-test",outcome="promoted",le="120"} 0
-canopy_canary_rollout_duration_seconds_bucket{name="once",namespace="rollouts-test",outcome="promoted",le="300"} 1
-canopy_canary_rollout_duration_seconds_bucket{name="once",namespace="rollouts-test",outcome="promoted",le="600"} 1
-canopy_canary_rollout_duration_seconds_bucket{name="once",namespace="rollouts-test",outcome="promoted",le="1200"} 1
-canopy_canary_rollout_duration_seconds_bucket{name="once",namespace="rollouts-test",outcome="promoted",le="1800"} 1
-canopy_canary_rollout_duration_seconds_bucket{name="once",namespace="rollouts-test",outcome="promoted",le="3600"} 1
-canopy_canary_rollout_duration_seconds_bucket{name="once",namespace="rollouts-test",outcome="promoted",le="7200"} 1
-canopy_canary_rollout_duration_seconds_bucket{name="once",namespace="rollouts-test",outcome="promoted",le="14400"} 1
-canopy_canary_rollout_duration_seconds_bucket{name="once",namespace="rollouts-test",outcome="promoted",le="28800"} 1
-canopy_canary_rollout_duration_seconds_bucket{name="once",namespace="rollouts-test",outcome="promoted",le="+Inf"} 1
-canopy_canary_rollout_duration_seconds_sum{name="once",namespace="rollouts-test",outcome="promoted"} 300
-canopy_canary_rollout_duration_seconds_count{name="once",namespace="rollouts-test",outcome="promoted"} 1
+canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="10"} 0
+canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="30"} 0
+canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="60"} 0
+canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="120"} 0
+canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="300"} 1
+canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="600"} 1
+canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="1200"} 1
+canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="1800"} 1
+canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="3600"} 1
+canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="7200"} 1
+canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="14400"} 1
+canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="28800"} 1
+canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="+Inf"} 1
+canopy_canary_rollout_duration_seconds_sum{name="%[1]s",namespace="rollouts-test",outcome="promoted"} 300
+canopy_canary_rollout_duration_seconds_count{name="%[1]s",namespace="rollouts-test",outcome="promoted"} 1
 `
-	if err := testutil.CollectAndCompare(h, strings.NewReader(want)); err != nil {
+	if err := testutil.CollectAndCompare(h, strings.NewReader(fmt.Sprintf(want, name))); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/render"
 )
 
 // Phases are every phase a Canary can be in; canopy_canary_phase has a series for each, 1
@@ -27,6 +28,9 @@ var (
 	canaryLabels = []string{labelNamespace, labelName}
 	certLabels   = []string{labelNamespace, "meshpolicy", "certificate_namespace", "certificate", "secret"}
 
+	descInfo = prometheus.NewDesc("canopy_canary_info",
+		"Always 1: names the Canary's target Deployment and the primary, Istio's destination_workload of the canary and primary pods.",
+		append(canaryLabels, "target", "primary"), nil)
 	descPhase = prometheus.NewDesc("canopy_canary_phase",
 		"1 for the phase the Canary is in, 0 for the others.", append(canaryLabels, labelPhase), nil)
 	descWeight = prometheus.NewDesc("canopy_canary_weight",
@@ -105,7 +109,7 @@ func (s *StateCollector) NeedLeaderElection() bool { return false }
 
 // Describe sends every descriptor.
 func (s *StateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPhase, descWeight, descStep, descIterations, descFailedChecks,
+	for _, d := range []*prometheus.Desc{descInfo, descPhase, descWeight, descStep, descIterations, descFailedChecks,
 		descCanaryReady, descPaused, descRolloutStart, descTransition, descCheckValue, descPolicyReady,
 		descCertReady, descCertExpiry, descCertRenewal, descScrapeErrors} {
 		ch <- d
@@ -146,6 +150,8 @@ func collectCanary(ch chan<- prometheus.Metric, c *meshv1.Canary) {
 	gauge := func(d *prometheus.Desc, v float64, extra ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{ns, name}, extra...)...)
 	}
+	target := c.Spec.TargetRef.Name
+	gauge(descInfo, 1, target, render.PrimaryName(target))
 	for _, p := range Phases {
 		gauge(descPhase, boolValue(st.Phase == p), string(p))
 	}

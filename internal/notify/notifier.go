@@ -41,6 +41,9 @@ var (
 	registerOnce sync.Once
 )
 
+// Collectors are this package's metrics, for documentation and tests.
+func Collectors() []prometheus.Collector { return []prometheus.Collector{notifications} }
+
 // Poster sends a JSON body; *hooks.Client is one.
 type Poster interface {
 	Post(ctx context.Context, rawURL string, body []byte, timeout time.Duration, retries int) error
