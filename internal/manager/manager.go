@@ -90,6 +90,14 @@ func (o *Options) Namespaces() []string {
 
 // Run starts the manager and blocks until ctx ends.
 func Run(ctx context.Context, cfg *rest.Config, o Options) error {
+	// A bad notifications config is refused before anything starts.
+	var notifications *notify.Config
+	if o.NotificationsConfig != "" {
+		var err error
+		if notifications, err = notify.LoadConfig(o.NotificationsConfig); err != nil {
+			return fmt.Errorf("--notifications-config: %w", err)
+		}
+	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = float32(o.QPS), o.Burst
 
@@ -125,14 +133,10 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
 	var observers []controllers.RolloutObserver
-	if o.NotificationsConfig != "" {
-		cfg, err := notify.LoadConfig(o.NotificationsConfig)
-		if err != nil {
-			return fmt.Errorf("--notifications-config: %w", err)
-		}
+	if notifications != nil {
 		opts := o.NotifyOptions
 		opts.Log = mgr.GetLogger().WithName("notify")
-		n, err := notify.New(cfg, opts)
+		n, err := notify.New(notifications, opts)
 		if err != nil {
 			return fmt.Errorf("--notifications-config: %w", err)
 		}
