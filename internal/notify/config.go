@@ -23,8 +23,8 @@ type Config struct {
 	// GlobalRateLimit bounds all the messages to one channel (default: a burst of 20, then one
 	// every 10 seconds).
 	GlobalRateLimit *RateLimit `json:"globalRateLimit,omitempty"`
-	// DedupWindow drops a message identical to one sent to the same channel within it
-	// (default 10m; "0s" turns deduplication off).
+	// DedupWindow drops a message identical to one sent to the same channel within it, its
+	// time aside (default 10m; "0s" turns deduplication off).
 	DedupWindow *metav1.Duration `json:"dedupWindow,omitempty"`
 	// QueueSize bounds each channel's queue of messages waiting to be sent (default 100);
 	// messages beyond it are dropped and counted.

@@ -209,7 +209,7 @@ func (n *Notifier) offer(ch *channel, e Event) {
 	}
 	now := n.clock.Now()
 	ch.mu.Lock()
-	outcome := ch.admit(now, e, body)
+	outcome := ch.admit(now, e)
 	ch.mu.Unlock()
 	if outcome != "" {
 		n.count(ch, e, outcome)
@@ -224,9 +224,9 @@ func (n *Notifier) offer(ch *channel, e Event) {
 
 // admit applies deduplication and the two token buckets; "" admits the message. Called
 // with ch.mu held.
-func (ch *channel) admit(now time.Time, e Event, body []byte) string {
+func (ch *channel) admit(now time.Time, e Event) string {
 	ch.sweep(now)
-	key := string(body)
+	key := dedupKey(e)
 	if ch.dedup > 0 {
 		if at, ok := ch.sent[key]; ok && now.Sub(at) < ch.dedup {
 			return OutcomeDuplicate
@@ -248,6 +248,13 @@ func (ch *channel) admit(now time.Time, e Event, body []byte) string {
 		ch.sent[key] = now
 	}
 	return ""
+}
+
+// dedupKey is what makes two messages identical: all of the event but its time, so that a
+// Canary flapping between the same states says so once per window.
+func dedupKey(e Event) string {
+	e.Time = time.Time{}
+	return fmt.Sprintf("%+v", e)
 }
 
 // sweep forgets, at most once a minute, the messages older than the dedup window and the

@@ -243,13 +243,16 @@ func TestNotifierDropsDuplicates(t *testing.T) {
 		Channels:    []Channel{{Name: dedupCh, Type: Slack, URL: ep.URL}},
 	}, clk)
 	promoted(n, "dd", "reviews")
-	promoted(n, "dd", "reviews")
+	promoted(n, "dd", "reviews") // the same transition seen again
+	before, again := promotedTransition("dd", "reviews")
+	again.Status.LastTransitionTime = at(7 * time.Minute) // the same message, later
+	n.ObserveRollout(context.Background(), before, again)
 	clk.Step(10 * time.Minute)
 	promoted(n, "dd", "reviews")
 	ep.next(t)
 	ep.next(t)
 	waitCount(t, dedupCh, Promoted, OutcomeSent, 2)
-	waitCount(t, dedupCh, Promoted, OutcomeDuplicate, 1)
+	waitCount(t, dedupCh, Promoted, OutcomeDuplicate, 2)
 }
 
 // A channel that does not answer fills its bounded queue; what does not fit is dropped, and
