@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"regexp"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,81 +20,28 @@ import (
 
 const dashboardPath = "../../config/grafana/canopy-dashboard.json"
 
-// dashboard is what the test reads of a Grafana dashboard.
-type dashboard struct {
-	UID           string `json:"uid"`
-	Title         string `json:"title"`
-	SchemaVersion int    `json:"schemaVersion"`
-	Panels        []struct {
-		ID      int    `json:"id"`
-		Type    string `json:"type"`
-		Title   string `json:"title"`
-		Targets []struct {
-			RefID string `json:"refId"`
-			Expr  string `json:"expr"`
-		} `json:"targets"`
-		GridPos struct{ X, Y, W, H int } `json:"gridPos"`
-	} `json:"panels"`
-	Templating struct {
-		List []struct {
-			Name       string `json:"name"`
-			Type       string `json:"type"`
-			Definition string `json:"definition"`
-		} `json:"list"`
-	} `json:"templating"`
-	Annotations struct {
-		List []struct {
-			Name string `json:"name"`
-			Expr string `json:"expr"`
-		} `json:"list"`
-	} `json:"annotations"`
+// grafanaVars are values for the dashboard's variables, as Grafana fills them in.
+var grafanaVars = map[string]string{
+	"$__rate_interval": "1m", "$__interval": "30s", "$__range": "6h",
+	"$namespace": "shop", "$canary": "reviews", "$target": "reviews",
 }
 
-func readDashboard(t *testing.T) *dashboard {
+func readDashboard(t *testing.T) *testenv.Dashboard {
 	t.Helper()
-	data, err := os.ReadFile(dashboardPath)
+	d, err := testenv.ReadDashboard(dashboardPath)
 	if err != nil {
 		t.Fatal(err)
-	}
-	d := &dashboard{}
-	dec := json.NewDecoder(strings.NewReader(string(data)))
-	if err := dec.Decode(d); err != nil {
-		t.Fatalf("%s is not JSON: %v", dashboardPath, err)
 	}
 	return d
 }
 
-// expressions returns every PromQL expression of the dashboard, named by where it stands,
-// with Grafana's variables replaced by values, as Grafana would before querying.
-func (d *dashboard) expressions(t *testing.T) map[string]string {
+func queries(t *testing.T) map[string]string {
 	t.Helper()
-	vars := strings.NewReplacer(
-		"$__rate_interval", "1m", "$__interval", "30s", "$__range", "6h",
-		"$namespace", "shop", "$canary", "reviews", "$target", "reviews",
-	)
-	labelValues := regexp.MustCompile(`^label_values\((.*),\s*([a-zA-Z_][a-zA-Z0-9_]*)\)$`)
-	out := map[string]string{}
-	for _, p := range d.Panels {
-		for _, tg := range p.Targets {
-			out[fmt.Sprintf("panel %q target %s", p.Title, tg.RefID)] = vars.Replace(tg.Expr)
-		}
+	q, err := readDashboard(t).Queries(grafanaVars)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, a := range d.Annotations.List {
-		if a.Expr != "" {
-			out[fmt.Sprintf("annotation %q", a.Name)] = vars.Replace(a.Expr)
-		}
-	}
-	for _, v := range d.Templating.List {
-		if v.Type != "query" {
-			continue
-		}
-		m := labelValues.FindStringSubmatch(v.Definition)
-		if m == nil {
-			t.Fatalf("variable %s: %q is not label_values(selector, label)", v.Name, v.Definition)
-		}
-		out[fmt.Sprintf("variable %s", v.Name)] = vars.Replace(m[1])
-	}
-	return out
+	return q
 }
 
 func TestDashboardLayout(t *testing.T) {
@@ -151,7 +96,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 		}
 	}
 	used := regexp.MustCompile(`\bcanopy_[a-z_]+`)
-	for where, expr := range readDashboard(t).expressions(t) {
+	for where, expr := range queries(t) {
 		for _, m := range used.FindAllString(expr, -1) {
 			if !known[m] {
 				t.Errorf("%s queries %s, which canopy does not serve", where, m)
@@ -170,7 +115,7 @@ func TestDashboardQueriesEvaluate(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = prom.Close() })
-	exprs := readDashboard(t).expressions(t)
+	exprs := queries(t)
 	if len(exprs) < 15 {
 		t.Fatalf("only %d expressions found", len(exprs))
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -186,6 +187,33 @@ channels:
 		})
 	}
 
+	// The dashboard's rollout panels show this rollout.
+	dash, err := testenv.ReadDashboard("../../config/grafana/canopy-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	queries, err := dash.Queries(map[string]string{
+		"$__rate_interval": "1h", "$__interval": "1m", "$__range": "1h", "$namespace": ns, "$canary": "reviews", "$target": "reviews",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, panel := range []string{`panel "Canary weight" A`, `panel "Phase" A`, `panel "Phase changes" A`, `panel "Failed checks and step" B`,
+		`panel "Check values" A`, `panel "Check results" A`, `panel "Rollouts" A`, `panel "Webhook calls" A`, `panel "Notifications" A`,
+		`panel "Reconciles" A`, `panel "Reconcile duration p99" A`, "variable namespace", "variable canary", "variable target"} {
+		query, ok := queries[panel]
+		if !ok {
+			t.Fatalf("the dashboard has no %s", panel)
+		}
+		testenv.Eventually(t, time.Minute, func() error {
+			n, err := promSeries(t.Context(), prom.URL(), query)
+			if err != nil || n == 0 {
+				return fmt.Errorf("%s shows nothing (%v): %s", panel, err, query)
+			}
+			return nil
+		})
+	}
+
 	// A restart: the new operator counts and announces nothing that happened before it.
 	op.stop(t)
 	startOperator(t, opts)
@@ -199,4 +227,30 @@ channels:
 		fmt.Sprintf(`canopy_canary_rollout_duration_seconds_count{%s,outcome="failed"} 1`, sel),
 		fmt.Sprintf(`canopy_canary_failed_checks{%s} 2`, sel),
 	)
+}
+
+// promSeries counts the series an instant query returns.
+func promSeries(ctx context.Context, base, query string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/query?query="+url.QueryEscape(query), nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var r struct {
+		Status, Error string
+		Data          struct{ Result []json.RawMessage }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return 0, err
+	}
+	if r.Status != "success" {
+		return 0, fmt.Errorf("%s", r.Error)
+	}
+	return len(r.Data.Result), nil
 }
