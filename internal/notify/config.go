@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -91,7 +92,7 @@ var (
 
 // LoadConfig reads and validates a configuration file.
 func LoadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := os.ReadFile(filepath.Clean(path)) // the operator's own flag, not user input
 	if err != nil {
 		return nil, fmt.Errorf("reading the notifications config: %w", err)
 	}

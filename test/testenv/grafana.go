@@ -58,7 +58,7 @@ var labelValues = regexp.MustCompile(`^label_values\((.*),\s*([a-zA-Z_][a-zA-Z0-
 // weight\" A", "annotation \"...\"", "variable canary"), with the variables replaced by vars
 // ("$namespace" -> "shop") as Grafana replaces them before it queries.
 func (d *Dashboard) Queries(vars map[string]string) (map[string]string, error) {
-	var pairs []string
+	pairs := make([]string, 0, 2*len(vars))
 	for k, v := range vars {
 		pairs = append(pairs, k, v)
 	}
