@@ -55,6 +55,8 @@ type CanaryReconciler struct {
 	Analyzer analysis.Analyzer
 	Hooks    hooks.Caller
 	Clock    clock.PassiveClock
+	// Observers are told of each status written (metrics, notifications).
+	Observers []RolloutObserver
 
 	// seen remembers the resourceVersion of each Canary's last write, so that a reconcile
 	// never decides from a cache that has not caught up with it (see stale).

@@ -47,6 +47,7 @@ func (r *CanaryReconciler) patchStatus(ctx context.Context, s *canaryScope) erro
 		return fmt.Errorf("writing the status: %w", err)
 	}
 	r.seen.wrote(s.canary)
+	r.observed(ctx, &s.before.Status, s.canary)
 	return nil
 }
 

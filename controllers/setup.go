@@ -16,6 +16,7 @@ import (
 	"canopy.dev/canopy/internal/analysis/providers/prometheus"
 	"canopy.dev/canopy/internal/hooks"
 	"canopy.dev/canopy/internal/mesh"
+	"canopy.dev/canopy/internal/metrics"
 )
 
 // Config is what the reconcilers take from the operator's flags.
@@ -35,6 +36,9 @@ type Config struct {
 	Analyzer analysis.Analyzer
 	Hooks    hooks.Caller
 	Clock    clock.PassiveClock
+	// Observers are told of each Canary status written, after canopy's own metrics
+	// (notifications).
+	Observers []RolloutObserver
 }
 
 // Setup registers every controller with the manager.
@@ -63,6 +67,11 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		}
 		cfg.Hooks = hooks.NewClient(policy, hooks.ClientOptions{})
 	}
+	metrics.Register()
+	cfg.Hooks = metrics.InstrumentCaller(cfg.Hooks)
+	if err := mgr.Add(&metrics.StateCollector{Reader: mgr.GetCache()}); err != nil {
+		return fmt.Errorf("adding the metrics collector: %w", err)
+	}
 	applier := &mesh.Applier{Client: mgr.GetClient(), Reader: mgr.GetClient()}
 	canaries := &CanaryReconciler{
 		Client:   mgr.GetClient(),
@@ -71,6 +80,8 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		Analyzer: cfg.Analyzer,
 		Hooks:    cfg.Hooks,
 		Clock:    cfg.Clock,
+		// Metrics first: counting a transition is cheap and never blocks.
+		Observers: append([]RolloutObserver{metrics.Rollouts{}}, cfg.Observers...),
 	}
 	policies := &MeshPolicyReconciler{
 		Client:   mgr.GetClient(),

@@ -97,9 +97,21 @@ func (c *Client) Call(ctx context.Context, hook meshv1.CanaryWebhook, payload Pa
 	if err != nil {
 		return fmt.Errorf("webhook %s: encoding the payload: %w", hook.Name, err)
 	}
-	target, err := c.policy.Check(ctx, hook.URL)
-	if err != nil {
+	if err := c.Post(ctx, hook.URL, body, timeout, retries); err != nil {
 		return fmt.Errorf("webhook %s: %w", hook.Name, err)
+	}
+	return nil
+}
+
+// Post POSTs a JSON body to rawURL within the policy, with Call's retries and backoff; a
+// timeout of 0 is the default 10s. Notifications use it for their own payloads.
+func (c *Client) Post(ctx context.Context, rawURL string, body []byte, timeout time.Duration, retries int) error {
+	if timeout <= 0 {
+		timeout = defaultTimeout
+	}
+	target, err := c.policy.Check(ctx, rawURL)
+	if err != nil {
+		return err
 	}
 
 	transport := c.pinnedTransport(target)
@@ -123,12 +135,12 @@ func (c *Client) Call(ctx context.Context, hook meshv1.CanaryWebhook, payload Pa
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("webhook %s: %w (after %d attempts: %w)", hook.Name, ctx.Err(), attempt+1, err)
+			return fmt.Errorf("%w (after %d attempts: %w)", ctx.Err(), attempt+1, err)
 		case <-t.C:
 		}
 		backoff = min(2*backoff, maxBackoff)
 	}
-	return fmt.Errorf("webhook %s: %w", hook.Name, err)
+	return err
 }
 
 func (c *Client) attempt(ctx context.Context, httpClient *http.Client, target *Target, body []byte, timeout time.Duration) error {

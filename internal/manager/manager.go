@@ -24,6 +24,7 @@ import (
 	"canopy.dev/canopy/controllers"
 	"canopy.dev/canopy/internal/analysis"
 	"canopy.dev/canopy/internal/hooks"
+	"canopy.dev/canopy/internal/notify"
 	"canopy.dev/canopy/internal/scheme"
 	webhookv1 "canopy.dev/canopy/internal/webhook/v1alpha1"
 )
@@ -48,6 +49,10 @@ type Options struct {
 	AllowCrossNamespace bool
 	WebhookAllowedHosts string
 	WebhookAllowedCIDRs string
+	NotificationsConfig string
+
+	// NotifyOptions tune the notifier (tests: a fake clock, a faster backoff).
+	NotifyOptions notify.Options
 
 	// EnableWebhooks serves the admission webhooks (config/webhook). The flag defaults to
 	// true, for the deployed operator; the zero value, which in-process tests and the demo
@@ -96,6 +101,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.WebhookCertDir, "webhook-cert-path", "", "Directory of the webhook server's certificate (default: controller-runtime's, /tmp/k8s-webhook-server/serving-certs).")
 	fs.StringVar(&o.WebhookCertName, "webhook-cert-name", "tls.crt", "File name of the webhook server's certificate in --webhook-cert-path.")
 	fs.StringVar(&o.WebhookKeyName, "webhook-cert-key", "tls.key", "File name of the webhook server's key in --webhook-cert-path.")
+	fs.StringVar(&o.NotificationsConfig, "notifications-config", "",
+		"YAML file of rollout notification channels (Slack, Teams, webhook); mount it from a Secret. Empty: no notifications.")
 }
 
 // Namespaces returns the watched namespaces, or nil for the whole cluster.
@@ -138,6 +145,14 @@ func (o *Options) validateLeaderElection() error {
 func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err := o.validateLeaderElection(); err != nil {
 		return err
+	}
+	// A bad notifications config is refused before anything starts.
+	var notifications *notify.Config
+	if o.NotificationsConfig != "" {
+		var err error
+		if notifications, err = notify.LoadConfig(o.NotificationsConfig); err != nil {
+			return fmt.Errorf("--notifications-config: %w", err)
+		}
 	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = float32(o.QPS), o.Burst
@@ -188,6 +203,19 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			return err
 		}
 	}
+	var observers []controllers.RolloutObserver
+	if notifications != nil {
+		opts := o.NotifyOptions
+		opts.Log = mgr.GetLogger().WithName("notify")
+		n, err := notify.New(notifications, opts)
+		if err != nil {
+			return fmt.Errorf("--notifications-config: %w", err)
+		}
+		if err := mgr.Add(n); err != nil {
+			return fmt.Errorf("adding the notifier: %w", err)
+		}
+		observers = append(observers, n)
+	}
 	if err := controllers.Setup(mgr, controllers.Config{
 		MaxConcurrentReconciles: o.MaxConcurrent,
 		PrometheusAddress:       o.PrometheusAddress,
@@ -195,6 +223,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		HookPolicy:              hookPolicy,
 		Analyzer:                o.Analyzer,
 		Hooks:                   o.Hooks,
+		Observers:               observers,
 	}); err != nil {
 		return err
 	}
