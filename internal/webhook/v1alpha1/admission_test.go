@@ -197,7 +197,7 @@ func TestCanaryDefaultsAndWarnings(t *testing.T) {
 	c, w := warningClient(t)
 	obj := canary(func(c *meshv1.Canary) {
 		withMetric(meshv1.CanaryMetric{Name: "errors", TemplateRef: &meshv1.TemplateRef{Name: "errors"}, HoldTimeout: "30s", Interval: "5m"})(c)
-		c.Spec.Analysis.Provider = &meshv1.MetricProvider{Address: "https://prometheus.monitoring:9090", InsecureSkipVerify: true}
+		c.Spec.Analysis.Provider = &meshv1.MetricProvider{Address: "https://169.254.169.254:9090", InsecureSkipVerify: true}
 		c.Spec.SkipAnalysis = true
 	})(ns).(*meshv1.Canary)
 	if err := c.Create(t.Context(), obj); err != nil {
@@ -208,6 +208,7 @@ func TestCanaryDefaultsAndWarnings(t *testing.T) {
 	}
 	for _, want := range []string{
 		"spec.analysis.provider.insecureSkipVerify",
+		"spec.analysis.provider.address: 169.254.169.254 is in the refused range 169.254.0.0/16",
 		"spec.skipAnalysis",
 		"spec.analysis.metrics[0].holdTimeout: 30s is shorter than the check's interval 5m0s",
 	} {

@@ -127,6 +127,17 @@ func validateProvider(path *field.Path, p *meshv1.MetricProvider, ws *admission.
 	if _, err := floorDuration(p.Timeout, minQueryTimeout); err != nil {
 		errs = append(errs, field.Invalid(path.Child("timeout"), p.Timeout, err.Error()))
 	}
+	if p.Address != "" {
+		// Not refused: a provider inside the cluster may well sit on a private address. But
+		// the operator queries it with its own network identity, so a metadata or loopback
+		// address is worth a word.
+		if err := (&hooks.Policy{}).CheckStatic(p.Address); err != nil {
+			var na *hooks.NotAllowedError
+			if errors.As(err, &na) {
+				*ws = append(*ws, fmt.Sprintf("%s: %s: the operator would query it from its own pod", path.Child("address"), na.Reason))
+			}
+		}
+	}
 	if p.InsecureSkipVerify {
 		*ws = append(*ws, path.Child("insecureSkipVerify").String()+": is true: the provider's certificate is not verified, so anyone on the path can answer the checks")
 	}
