@@ -1,6 +1,10 @@
 package v1alpha1_test
 
 import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -8,11 +12,14 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/manager"
+	"canopy.dev/canopy/test/testenv"
 )
 
 // admissionCase is one object written through the apiserver and what the apiserver says.
@@ -310,4 +317,50 @@ func TestMeshPolicyAdmission(t *testing.T) {
 			p.Spec.MTLS = &meshv1.MTLS{Mode: meshv1.MTLSStrict, PortLevel: []meshv1.PortMTLS{{Port: 8080, Mode: meshv1.MTLSDisable}, {Port: 8080, Mode: meshv1.MTLSPermissive}}}
 		}), wantErr: []string{"spec.mtls.portLevel", "8080"}},
 	})
+}
+
+// TestSamplesAdmitted: every Canary, MeshPolicy and MetricTemplate of config/samples passes
+// the schema and the webhooks (a dry run), so the checks refuse nothing the documentation
+// shows.
+func TestSamplesAdmitted(t *testing.T) {
+	startOperator(t, manager.Options{})
+	ns := env.CreateNamespace(t)
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(root, "config", "samples", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no samples: %v", err)
+	}
+	seen := 0
+	for _, file := range files {
+		f, err := os.Open(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
+		for {
+			u := &unstructured.Unstructured{}
+			if err := dec.Decode(&u.Object); err != nil {
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				t.Fatalf("%s: %v", file, err)
+			}
+			if u.GroupVersionKind().Group != meshv1.GroupVersion.Group {
+				continue
+			}
+			seen++
+			u.SetNamespace(ns)
+			if err := env.Client.Create(t.Context(), u, client.DryRunAll); err != nil {
+				t.Errorf("%s: %s %s refused: %v", filepath.Base(file), u.GetKind(), u.GetName(), err)
+			}
+		}
+		_ = f.Close()
+	}
+	if seen == 0 {
+		t.Fatal("no canopy objects in config/samples")
+	}
+	t.Logf("%d samples admitted", seen)
 }
