@@ -134,18 +134,18 @@ func TestCanaryAdmission(t *testing.T) {
 		{name: "interval that does not parse", obj: canary(func(c *meshv1.Canary) { c.Spec.Analysis.Interval = "1 minute" }),
 			wantErr: []string{"spec.analysis.interval"}},
 		{name: "metric interval that overflows", obj: canary(withMetric(meshv1.CanaryMetric{Name: "request-success-rate", Interval: "9999999999999h"})),
-			wantErr: []string{"spec.analysis.metrics[0].interval", "invalid duration"}},
+			wantErr: []string{"spec.analysis.metrics[0].interval", "should match"}},
 		{name: "metric interval below 1s", obj: canary(withMetric(meshv1.CanaryMetric{Name: "request-success-rate", Interval: "500ms"})),
-			wantErr: []string{"spec.analysis.metrics[0].interval", "shorter than 1s"}},
+			wantErr: []string{"spec.analysis.metrics[0].interval", "interval must be at least 1s"}},
 		{name: "hold timeout below 1s", obj: canary(withMetric(meshv1.CanaryMetric{Name: "request-success-rate", HoldTimeout: "10ms"})),
-			wantErr: []string{"spec.analysis.metrics[0].holdTimeout", "must be at least 1s"}},
+			wantErr: []string{"spec.analysis.metrics[0].holdTimeout", "holdTimeout must be at least 1s"}},
 		{name: "webhook timeout below 100ms", obj: canary(withHook(meshv1.CanaryWebhook{URL: "https://hooks.ci.svc/", Timeout: "1ms"})),
-			wantErr: []string{"spec.analysis.webhooks[0].timeout", "must be at least 100ms"}},
+			wantErr: []string{"spec.analysis.webhooks[0].timeout", "timeout must be between 100ms and 10m"}},
 		{name: "route timeout below 1ms", obj: canary(func(c *meshv1.Canary) { c.Spec.Service.Timeout = "10us" }),
 			wantErr: []string{"spec.service.timeout", "must be at least 1ms"}},
 		{name: "provider timeout that does not parse", obj: canary(func(c *meshv1.Canary) {
 			c.Spec.Analysis.Provider = &meshv1.MetricProvider{Timeout: "99999999999999999h"}
-		}), wantErr: []string{"spec.analysis.provider.timeout", "not a duration"}},
+		}), wantErr: []string{"spec.analysis.provider.timeout", "should match"}},
 
 		// Target.
 		{name: "targetRef of a StatefulSet", obj: canary(func(c *meshv1.Canary) { c.Spec.TargetRef.Kind = "StatefulSet" }),
@@ -267,7 +267,7 @@ func TestMetricTemplateAdmission(t *testing.T) {
 			mt := metricTemplate("up")(ns).(*meshv1.MetricTemplate)
 			mt.Spec.Provider.Timeout = "1ms"
 			return mt
-		}, wantErr: []string{"spec.provider.timeout", "must be at least 100ms"}},
+		}, wantErr: []string{"spec.provider.timeout", "timeout must be at least 100ms"}},
 	})
 }
 
