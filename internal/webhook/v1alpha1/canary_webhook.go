@@ -15,8 +15,9 @@ import (
 	"canopy.dev/canopy/internal/render"
 )
 
-// Floors of the durations the schema's pattern lets through: below them a rollout would
-// poll, time out or give up faster than anything it waits for can answer.
+// Floors of durations: below them a rollout would poll, time out or give up faster than
+// anything it waits for can answer. The CRDs' CEL rules hold the same bounds; the webhook
+// checks them again, parsing as the controller does, for objects of an older CRD.
 const (
 	minHoldTimeout  = time.Second
 	minHookTimeout  = 100 * time.Millisecond
