@@ -227,6 +227,8 @@ type ThresholdRange struct {
 // CanaryMetric is one health check. The built-in names request-success-rate and
 // request-duration need no template; any other check names a MetricTemplate.
 // +kubebuilder:validation:XValidation:rule="has(self.templateRef) || self.name in ['request-success-rate', 'request-duration']",message="a metric other than request-success-rate or request-duration needs a templateRef"
+// +kubebuilder:validation:XValidation:rule="!has(self.interval) || duration(self.interval) >= duration('1s')",message="interval must be at least 1s",fieldPath=".interval"
+// +kubebuilder:validation:XValidation:rule="!has(self.holdTimeout) || duration(self.holdTimeout) >= duration('1s')",message="holdTimeout must be at least 1s",fieldPath=".holdTimeout"
 type CanaryMetric struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
@@ -290,6 +292,7 @@ const (
 )
 
 // CanaryWebhook is an HTTP call at a point of the rollout.
+// +kubebuilder:validation:XValidation:rule="!has(self.timeout) || (duration(self.timeout) >= duration('100ms') && duration(self.timeout) <= duration('10m'))",message="timeout must be between 100ms and 10m",fieldPath=".timeout"
 type CanaryWebhook struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63

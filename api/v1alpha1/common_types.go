@@ -21,8 +21,11 @@ const (
 	AnnotationRequest = "mesh.canopy.dev/request"
 )
 
-// Duration is a Go duration string such as "30s", "1m" or "1h30m".
-// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+// Duration is a Go duration string such as "30s", "1m" or "1h30m". Each number has at
+// most 5 digits before its unit, so that no duration the pattern lets through overflows
+// (Go's and CEL's limit is about 2562047h; 32 characters hold at most 499995h), and CEL
+// rules can compare any of them.
+// +kubebuilder:validation:Pattern=`^([0-9]{1,5}(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 // +kubebuilder:validation:MaxLength=32
 type Duration string
 

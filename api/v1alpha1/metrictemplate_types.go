@@ -16,6 +16,7 @@ type MetricTemplateSpec struct {
 }
 
 // MetricProvider is where a template's query runs.
+// +kubebuilder:validation:XValidation:rule="!has(self.timeout) || duration(self.timeout) >= duration('100ms')",message="timeout must be at least 100ms",fieldPath=".timeout"
 type MetricProvider struct {
 	// +kubebuilder:validation:Enum=prometheus
 	// +kubebuilder:default=prometheus

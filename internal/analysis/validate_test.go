@@ -4,6 +4,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/promql/parser"
 )
 
 func TestValidateQuery(t *testing.T) {
@@ -53,4 +56,28 @@ func TestValidateQuery(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzValidateQuery: any template is judged without a panic, and a template judged valid
+// renders for a Canary (identifier values) into a query the parser accepts, unless one of
+// its variables stands for a range.
+func FuzzValidateQuery(f *testing.F) {
+	for _, q := range []string{
+		builtinQueries[CheckRequestSuccessRate], builtinQueries[CheckRequestDuration],
+		`up{job="{{ variables.job }}"}`, `sum(rate(x[{{ variables.w }}]))`, `x{a="}}"}`, `{{`, `}}`, "`{{ name }}`", `# {{ target }}`,
+	} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, q string) {
+		if err := ValidateQuery(q); err != nil || anyPlaceholderRe.MatchString(q) && strings.Contains(q, "variables.") {
+			return
+		}
+		rendered, err := RenderQuery(q, QueryVars{Namespace: "ns", Name: "n", Target: "t", Service: "s", Interval: time.Minute})
+		if err != nil {
+			t.Fatalf("ValidateQuery(%q) accepted a template RenderQuery refuses: %v", q, err)
+		}
+		if _, err := parser.ParseExpr(rendered); err != nil {
+			t.Fatalf("ValidateQuery(%q) accepted a template that renders to %q, which does not parse: %v", q, rendered, err)
+		}
+	})
 }

@@ -91,6 +91,9 @@ func hostileCases() []hostileCase {
 		{name: "template variable of 1025 bytes", kind: "Canary", patch: variable(big(1025)), refused: []string{"templateVariables", "values must be at most 1024 characters"}},
 		{name: "webhook URL of 2049 bytes", kind: "Canary", patch: hook("https://hooks.example.com/" + big(2049-26)), refused: []string{"spec.analysis.webhooks[0].url", "Too long", "2048"}},
 		{name: "annotation over 256 KiB", kind: "Canary", patch: `{"metadata":{"annotations":{"note":"` + big(256*1024+1) + `"}}}`, refused: []string{"metadata.annotations", "Too long", "262144"}},
+		{name: "longest interval, 499995h", kind: "Canary", patch: `{"spec":{"analysis":{"interval":"` + strings.Repeat("99999h", 5) + `"}}}`},
+		{name: "interval that would overflow", kind: "Canary", patch: `{"spec":{"analysis":{"interval":"` + strings.Repeat("99999h", 6) + `"}}}`, refused: []string{"spec.analysis.interval", "Too long"}},
+		{name: "duration number of six digits", kind: "Canary", patch: `{"spec":{"analysis":{"interval":"999999h"}}}`, refused: []string{"spec.analysis.interval", "should match"}},
 		{name: "target name of 56 characters", kind: "Canary", patch: `{"spec":{"targetRef":{"name":"` + big(56) + `"}}}`, refused: []string{"spec.targetRef.name", "Too long", "55"}},
 
 		// Wrong types.

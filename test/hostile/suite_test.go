@@ -61,7 +61,7 @@ func newPrometheus(t *testing.T) *prometheus {
 		p.queries = append(p.queries, r.Form.Get("query"))
 		p.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[%d,"1"]}]}}`, time.Now().Unix())
+		_, _ = fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[%d,"1"]}]}}`, time.Now().Unix())
 	}))
 	t.Cleanup(p.Close)
 	return p

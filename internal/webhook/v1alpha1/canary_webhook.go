@@ -15,8 +15,9 @@ import (
 	"canopy.dev/canopy/internal/render"
 )
 
-// Floors of the durations the schema's pattern lets through: below them a rollout would
-// poll, time out or give up faster than anything it waits for can answer.
+// Floors of durations: below them a rollout would poll, time out or give up faster than
+// anything it waits for can answer. The CRDs' CEL rules hold the same bounds; the webhook
+// checks them again, parsing as the controller does, for objects of an older CRD.
 const (
 	minHoldTimeout  = time.Second
 	minHookTimeout  = 100 * time.Millisecond
@@ -126,6 +127,17 @@ func validateProvider(path *field.Path, p *meshv1.MetricProvider, ws *admission.
 	var errs field.ErrorList
 	if _, err := floorDuration(p.Timeout, minQueryTimeout); err != nil {
 		errs = append(errs, field.Invalid(path.Child("timeout"), p.Timeout, err.Error()))
+	}
+	if p.Address != "" {
+		// Not refused: a provider inside the cluster may well sit on a private address. But
+		// the operator queries it with its own network identity, so a metadata or loopback
+		// address is worth a word.
+		if err := (&hooks.Policy{}).CheckStatic(p.Address); err != nil {
+			var na *hooks.NotAllowedError
+			if errors.As(err, &na) {
+				*ws = append(*ws, fmt.Sprintf("%s: %s: the operator would query it from its own pod", path.Child("address"), na.Reason))
+			}
+		}
 	}
 	if p.InsecureSkipVerify {
 		*ws = append(*ws, path.Child("insecureSkipVerify").String()+": is true: the provider's certificate is not verified, so anyone on the path can answer the checks")

@@ -136,8 +136,9 @@ func renderErrors(err error) field.ErrorList {
 // flatten undoes errors.Join.
 func flatten(err error) []error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
+		errs := j.Unwrap()
+		out := make([]error, 0, len(errs))
+		for _, e := range errs {
 			out = append(out, flatten(e)...)
 		}
 		return out
