@@ -17,6 +17,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -43,6 +44,12 @@ type operator struct {
 // startOperator runs the manager until stop is called (or the test ends).
 func startOperator(t *testing.T, opts manager.Options) *operator {
 	t.Helper()
+	return startOperatorWith(t, env.Config, opts)
+}
+
+// startOperatorWith runs the manager with the given client configuration.
+func startOperatorWith(t *testing.T, cfg *rest.Config, opts manager.Options) *operator {
+	t.Helper()
 	if opts.MetricsAddr == "" {
 		opts.MetricsAddr = "0"
 	}
@@ -55,7 +62,7 @@ func startOperator(t *testing.T, opts manager.Options) *operator {
 	opts.QPS, opts.Burst = 200, 400
 	ctx, cancel := context.WithCancel(context.Background())
 	op := &operator{cancel: cancel, done: make(chan error, 1)}
-	go func() { op.done <- manager.Run(ctx, env.Config, opts) }()
+	go func() { op.done <- manager.Run(ctx, cfg, opts) }()
 	t.Cleanup(func() { op.stop(t) })
 	return op
 }
