@@ -37,6 +37,11 @@ type Options struct {
 	// CertManager runs cert-manager's controllers (see StartCertManager) with the
 	// default options.
 	CertManager bool
+	// NodePods is the fake Node's pod capacity (default 500); the benchmarks need more.
+	NodePods int
+	// ComponentQPS is the API queries per second of the controller-manager and the
+	// scheduler (burst twice as much); 0 keeps their defaults (20 and 50).
+	ComponentQPS int
 }
 
 // Env is a running cluster: envtest's kube-apiserver and etcd, and for a local cluster
@@ -103,7 +108,7 @@ func Start(opts Options) (_ *Env, err error) {
 		return nil, err
 	}
 	if opts.LocalCluster {
-		if err := e.startLocalCluster(); err != nil {
+		if err := e.startLocalCluster(opts); err != nil {
 			return nil, err
 		}
 	}
