@@ -101,7 +101,11 @@ func runScale(ctx context.Context, logf func(string, ...any), managerBin string,
 }
 
 func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin string, cfg scaleConfig, res *scaleResult) error {
-	env, err := testenv.Start(testenv.Options{LocalCluster: true, NodePods: 3*cfg.N + 100, ComponentQPS: max(100, cfg.N/2)})
+	env, err := testenv.Start(testenv.Options{
+		LocalCluster: true, NodePods: 3*cfg.N + 100, ComponentQPS: max(100, cfg.N/2),
+		// Three Services a Canary: the apex, the primary and the canary.
+		ServiceIPRange: "10.96.0.0/16",
+	})
 	if err != nil {
 		return fmt.Errorf("starting the local cluster: %w", err)
 	}

@@ -39,6 +39,9 @@ type Options struct {
 	CertManager bool
 	// NodePods is the fake Node's pod capacity (default 500); the benchmarks need more.
 	NodePods int
+	// ServiceIPRange replaces the apiserver's Service IP range (envtest's 10.0.0.0/24 holds
+	// 256 Services; the benchmarks need thousands), e.g. "10.96.0.0/16".
+	ServiceIPRange string
 	// ComponentQPS is the API queries per second of the controller-manager and the
 	// scheduler (burst twice as much); 0 keeps their defaults (20 and 50).
 	ComponentQPS int
@@ -159,6 +162,9 @@ func (e *Env) startAPIServer(opts Options) error {
 	if opts.LocalCluster {
 		// Service account tokens need an issuer the controller-manager accepts.
 		apiServer.Configure().Append("service-account-issuer", "https://kubernetes.default.svc")
+	}
+	if opts.ServiceIPRange != "" {
+		apiServer.Configure().Set("service-cluster-ip-range", opts.ServiceIPRange)
 	}
 	binDir, _ := BinDir()
 	e.env = &envtest.Environment{
