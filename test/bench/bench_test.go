@@ -35,7 +35,7 @@ const prometheusUpTo = 100
 func config(n int) scaleConfig {
 	return scaleConfig{
 		N: n, Prometheus: n <= prometheusUpTo, Steps: 5, Interval: time.Second, PerNamespace: 250,
-		MaxConcurrent: 16, QPS: 1000, Burst: 2000, PhaseTimeout: 10 * time.Minute,
+		MaxConcurrent: 16, QPS: 1000, Burst: 2000, PhaseTimeout: 8 * time.Minute,
 	}
 }
 

@@ -124,7 +124,7 @@ func report(m machine, results []scaleResult) string {
 	p("| | |\n|---|---|\n")
 	p("| CPU | %s, %s cores (shared with other work: load average %s at the start, %s at the end) |\n", m.CPU, m.Cores, m.LoadStart, m.LoadEnd)
 	p("| memory | %s |\n| kernel | Linux %s |\n| Go | %s |\n| commit | %s |\n| whole run | %s |\n\n", m.Memory, m.Kernel, m.Go, m.Commit, m.Took.Round(time.Second))
-	p("Everything runs on this one machine: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (test/testenv's local cluster, a fresh one per size), the canopy manager as its own process (built from main.go), and the benchmark driver; with Prometheus, the mesh simulator and Prometheus too.\n\n")
+	p("Everything runs on this one machine: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (test/testenv's local cluster, a fresh one per size, etcd's data on tmpfs), the canopy manager as its own process (built from main.go), and the benchmark driver; with Prometheus, the mesh simulator and Prometheus too.\n\n")
 	p("## Scenario\n\n")
 	p("Per size N: N Deployments (one replica) with their Services, in namespaces of up to %d; once they are Available, the manager starts and N Canaries are created (5 steps of 10%%, a 1 s interval, threshold 1, a `rollout` webhook served by the benchmark; with Prometheus also the built-in `request-success-rate` check, answered by the real Prometheus scraping the mesh simulator).\n\n", perNamespace(results))
 	p("- **initialize**: from the first Canary created until every Canary is `Initialized` (primary Deployment Ready, Services and routes generated, the target scaled to zero).\n")
