@@ -186,6 +186,7 @@ func report(m machine, results []scaleResult) string {
 			p("| rollback within one analysis interval of the failing measurement | %d | worst %s of %d Canaries (interval %s) | %s |\n", r.Config.N, secs(worst), len(ph.Lags), r.Config.Interval, yes(worst <= r.Config.Interval))
 		}
 		switch {
+		case r.Peak.heap == 0:
 		case r.Config.N >= 10000:
 			p("| 10,000 canaries under 1 GiB of Go heap | %d | %s | %s |\n", r.Config.N, mib(r.Peak.heap), yes(r.Peak.heap < 1<<30))
 		case r.Config.N >= 1000:

@@ -4,6 +4,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -47,6 +48,7 @@ type scaleConfig struct {
 	MaxConcurrent int           // --max-concurrent-reconciles
 	QPS, Burst    int           // --kube-api-qps, --kube-api-burst
 	PhaseTimeout  time.Duration // how long one phase may take before it is reported unfinished
+	InitTimeout   time.Duration // the same for the initialize phase
 }
 
 func (c scaleConfig) managerFlags(prometheus string) []string {
@@ -200,11 +202,23 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 			return r.setImages(ctx, "bench/app:bad-v3")
 		}, r.allIn(meshv1.PhaseFailed)},
 	}
+	// The peaks and CPU time are recorded whatever happens, before the manager stops.
+	defer func() { res.Peak = m.peaks(); res.CPU, _ = m.cpuSeconds() }()
+	// A phase that times out is reported, and the next phase runs anyway (without waiting
+	// for a quiet queue, which a rollout still in progress keeps busy).
+	var unfinished []string
+	settled := true
 	for _, p := range phases {
-		if err := r.quiet(ctx); err != nil {
-			return fmt.Errorf("before phase %s: %w", p.name, err)
+		if settled {
+			if err := r.quiet(ctx); err != nil {
+				return fmt.Errorf("before phase %s: %w", p.name, err)
+			}
 		}
-		pr, err := r.measure(ctx, p.name, p.act, p.done)
+		timeout := cfg.PhaseTimeout
+		if p.name == "initialize" {
+			timeout = cfg.InitTimeout
+		}
+		pr, err := r.measure(ctx, p.name, timeout, p.act, p.done)
 		if p.name == "rollback" {
 			// The reconcile that records the failing measurement routes everything back to
 			// the primary and enters RollingBack; Failed follows after a drain interval.
@@ -212,12 +226,17 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 		}
 		res.Phases = append(res.Phases, pr)
 		logf("N=%d: %s: %d/%d in %s", cfg.N, p.name, pr.Reached, cfg.N, pr.Duration.Round(time.Millisecond))
+		settled = err == nil
 		if err != nil {
-			return fmt.Errorf("phase %s: %w", p.name, err)
+			if pr.Duration == 0 {
+				return fmt.Errorf("phase %s: %w", p.name, err)
+			}
+			unfinished = append(unfinished, fmt.Sprintf("phase %s: %v", p.name, err))
 		}
 	}
-	res.Peak = m.peaks()
-	res.CPU, _ = m.cpuSeconds()
+	if len(unfinished) > 0 {
+		return errors.New(strings.Join(unfinished, "; "))
+	}
 	return nil
 }
 
@@ -482,7 +501,7 @@ func (r *run) snapshot(ctx context.Context) (snapshot, error) {
 }
 
 // measure runs one phase: act, then wait until done says every Canary is through.
-func (r *run) measure(ctx context.Context, name string, act func(context.Context) error, done func(time.Time, samples) (int, error)) (phaseResult, error) {
+func (r *run) measure(ctx context.Context, name string, timeout time.Duration, act func(context.Context) error, done func(time.Time, samples) (int, error)) (phaseResult, error) {
 	pr := phaseResult{Name: name}
 	before, err := r.snapshot(ctx)
 	if err != nil {
@@ -493,7 +512,7 @@ func (r *run) measure(ctx context.Context, name string, act func(context.Context
 	if err := act(ctx); err != nil {
 		return pr, err
 	}
-	deadline := t0.Add(r.cfg.PhaseTimeout)
+	deadline := t0.Add(timeout)
 	var waitErr error
 	for {
 		n, err := done(t0, before.manager)
@@ -507,7 +526,7 @@ func (r *run) measure(ctx context.Context, name string, act func(context.Context
 		}
 		if time.Now().After(deadline) {
 			pr.Duration = time.Since(t0)
-			waitErr = fmt.Errorf("%d of %d Canaries through after %s", n, r.cfg.N, r.cfg.PhaseTimeout)
+			waitErr = fmt.Errorf("%d of %d Canaries through after %s", n, r.cfg.N, timeout)
 			break
 		}
 		select {
