@@ -14,7 +14,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -29,6 +28,9 @@ import (
 	webhookv1 "canopy.dev/canopy/internal/webhook/v1alpha1"
 )
 
+// DefaultLeaderElectionID is the default name of the leader election Lease.
+const DefaultLeaderElectionID = "canopy.mesh.canopy.dev"
+
 // Options are the operator's flags.
 type Options struct {
 	MetricsAddr         string
@@ -42,6 +44,8 @@ type Options struct {
 	RenewDeadline       time.Duration
 	RetryPeriod         time.Duration
 	WatchNamespaces     string
+	ShardSelector       string
+	PprofAddr           string
 	MaxConcurrent       int
 	QPS                 float64
 	Burst               int
@@ -79,7 +83,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.SecureMetrics, "metrics-secure", false, "Serve metrics over HTTPS with authentication and authorization.")
 	fs.BoolVar(&o.EnableHTTP2, "enable-http2", false, "Allow HTTP/2 on the metrics and webhook servers (off: CVE-2023-44487).")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles at a time.")
-	fs.StringVar(&o.LeaderElectionID, "leader-election-id", "canopy.mesh.canopy.dev", "Name of the leader election Lease; shards need distinct ids.")
+	fs.StringVar(&o.LeaderElectionID, "leader-election-id", DefaultLeaderElectionID, "Name of the leader election Lease; shards need distinct ids.")
 	fs.StringVar(&o.LeaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's).")
 	fs.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", 15*time.Second,
 		"How long a standby waits after the leader's last renewal before it takes over (the longest a dead leader's work waits).")
@@ -88,6 +92,9 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.RetryPeriod, "leader-elect-retry-period", 2*time.Second,
 		"How often candidates try to acquire or renew the lease.")
 	fs.StringVar(&o.WatchNamespaces, "watch-namespaces", "", "Comma-separated namespaces to watch; empty watches the whole cluster.")
+	fs.StringVar(&o.ShardSelector, "shard-selector", "",
+		"Label selector of the Canaries and MeshPolicies this instance reconciles, e.g. canopy.dev/shard=a, or !canopy.dev/shard for the default shard (see docs/sharding.md); empty: all.")
+	fs.StringVar(&o.PprofAddr, "pprof-bind-address", "", "Address of the pprof endpoint, e.g. 127.0.0.1:6060; empty disables it.")
 	fs.IntVar(&o.MaxConcurrent, "max-concurrent-reconciles", 4, "Reconciles run in parallel per controller.")
 	fs.Float64Var(&o.QPS, "kube-api-qps", 50, "Queries per second to the API server.")
 	fs.IntVar(&o.Burst, "kube-api-burst", 100, "Burst of queries to the API server.")
@@ -161,15 +168,16 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if !o.EnableHTTP2 {
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
 	}
-	cacheOpts := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
-	if nss := o.Namespaces(); len(nss) > 0 {
-		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
-		for _, ns := range nss {
-			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
-		}
+	if o.ShardSelector != "" && o.LeaderElect && (o.LeaderElectionID == "" || o.LeaderElectionID == DefaultLeaderElectionID) {
+		return fmt.Errorf("--leader-election-id: a shard (--shard-selector %q) needs its own Lease, named by --leader-election-id, distinct from every other shard's", o.ShardSelector)
+	}
+	sch := scheme.New()
+	cacheOpts, err := cacheOptions(cfg, sch, o)
+	if err != nil {
+		return err
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: scheme.New(),
+		Scheme: sch,
 		Cache:  cacheOpts,
 		// Secrets are read one at a time where a provider needs credentials: never cached,
 		// so canopy holds no cluster-wide Secret informer.
@@ -180,6 +188,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			TLSOpts: tlsOpts,
 		}),
 		HealthProbeBindAddress:        o.ProbeAddr,
+		PprofBindAddress:              o.PprofAddr,
 		LeaderElection:                o.LeaderElect,
 		LeaderElectionID:              o.LeaderElectionID,
 		LeaderElectionNamespace:       o.LeaderElectionNS,

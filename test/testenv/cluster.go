@@ -23,12 +23,16 @@ const nodeName = "kwok-node-0"
 // kube-controller-manager (Deployments -> ReplicaSets -> Pods, EndpointSlices),
 // kube-scheduler (binds Pods to the Node) and kwok (plays the kubelet: the Node is Ready,
 // Pods become Running and Ready).
-func (e *Env) startLocalCluster() error {
+func (e *Env) startLocalCluster(opts Options) error {
 	ctx := context.Background()
 	kubeconfig := "--kubeconfig=" + e.Kubeconfig
 	stages, err := e.writeKwokStages()
 	if err != nil {
 		return err
+	}
+	var qps []string
+	if opts.ComponentQPS > 0 {
+		qps = []string{fmt.Sprintf("--kube-api-qps=%d", opts.ComponentQPS), fmt.Sprintf("--kube-api-burst=%d", 2*opts.ComponentQPS)}
 	}
 	components := []struct {
 		name string
@@ -46,6 +50,8 @@ func (e *Env) startLocalCluster() error {
 			"--manage-all-nodes=true", "--cidr=10.0.0.1/24", "--node-ip=10.0.0.1",
 			"--server-address=127.0.0.1:0", "--config=" + stages}},
 	}
+	components[0].args = append(components[0].args, qps...)
+	components[1].args = append(components[1].args, qps...)
 	var procs []*process
 	for _, c := range components {
 		path, err := binary(c.name)
@@ -60,7 +66,7 @@ func (e *Env) startLocalCluster() error {
 		procs = append(procs, p)
 	}
 
-	if err := e.Client.Create(ctx, fakeNode()); err != nil {
+	if err := e.Client.Create(ctx, fakeNode(opts.NodePods)); err != nil {
 		return fmt.Errorf("creating the fake node: %w", err)
 	}
 	e.NodeName = nodeName
@@ -119,11 +125,14 @@ func (e *Env) waitForLocalCluster(ctx context.Context, procs []*process) error {
 	return nil
 }
 
-func fakeNode() *corev1.Node {
+func fakeNode(pods int) *corev1.Node {
+	if pods <= 0 {
+		pods = 500
+	}
 	capacity := corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse("64"),
 		corev1.ResourceMemory: resource.MustParse("256Gi"),
-		corev1.ResourcePods:   resource.MustParse("500"),
+		corev1.ResourcePods:   *resource.NewQuantity(int64(pods), resource.DecimalSI),
 	}
 	return &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{

@@ -42,6 +42,14 @@ type Options struct {
 	// Env.WebhookServing's host, port and certificates to serve them. Until it serves,
 	// every write of a Canary, MeshPolicy or MetricTemplate fails.
 	Webhooks bool
+	// NodePods is the fake Node's pod capacity (default 500); the benchmarks need more.
+	NodePods int
+	// ServiceIPRange replaces the apiserver's Service IP range (envtest's 10.0.0.0/24 holds
+	// 256 Services; the benchmarks need thousands), e.g. "10.96.0.0/16".
+	ServiceIPRange string
+	// ComponentQPS is the API queries per second of the controller-manager and the
+	// scheduler (burst twice as much); 0 keeps their defaults (20 and 50).
+	ComponentQPS int
 }
 
 // WebhookServing is where the apiserver calls the admission webhooks when Options.Webhooks
@@ -119,7 +127,7 @@ func Start(opts Options) (_ *Env, err error) {
 		return nil, err
 	}
 	if opts.LocalCluster {
-		if err := e.startLocalCluster(); err != nil {
+		if err := e.startLocalCluster(opts); err != nil {
 			return nil, err
 		}
 	}
@@ -170,6 +178,9 @@ func (e *Env) startAPIServer(opts Options) error {
 	if opts.LocalCluster {
 		// Service account tokens need an issuer the controller-manager accepts.
 		apiServer.Configure().Append("service-account-issuer", "https://kubernetes.default.svc")
+	}
+	if opts.ServiceIPRange != "" {
+		apiServer.Configure().Set("service-cluster-ip-range", opts.ServiceIPRange)
 	}
 	var webhooks envtest.WebhookInstallOptions
 	if opts.Webhooks {

@@ -1,0 +1,146 @@
+//go:build linux
+
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"canopy.dev/canopy/test/testenv"
+)
+
+// TestMain sends controller-runtime's log (the benchmark's informer) to stderr, errors only.
+func TestMain(m *testing.M) {
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
+	os.Exit(m.Run())
+}
+
+// defaultSizes are the Ns of `make bench`; BENCH_SIZES overrides them (e.g. "100,1000").
+const defaultSizes = "100,1000,3000"
+
+// prometheusUpTo is the largest N whose Canaries also run the Prometheus check: the
+// simulator and Prometheus would otherwise take the CPU the manager is measured on.
+const prometheusUpTo = 100
+
+func config(n int) scaleConfig {
+	return scaleConfig{
+		N: n, Prometheus: n <= prometheusUpTo, Steps: 5, Interval: time.Second, PerNamespace: 250,
+		// A reconcile mostly waits on the apiserver: the workers grow with the Canaries
+		// stepping at once (with 16 at N=1000 all were busy and the queue held ~930).
+		MaxConcurrent: max(16, n/10), QPS: 1000, Burst: 2000, PhaseTimeout: 5 * time.Minute, InitTimeout: 7 * time.Minute,
+	}
+}
+
+// BenchmarkScale runs every size once and writes docs/benchmarks.md (BENCH_OUT overrides
+// the path).
+func BenchmarkScale(b *testing.B) {
+	sizes, err := parseSizes(envOr("BENCH_SIZES", defaultSizes))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		m := describeMachine()
+		m.Command, m.Sizes = "make bench", sizes
+		if s := os.Getenv("BENCH_SIZES"); s != "" {
+			m.Command = "BENCH_SIZES=" + s + " make bench"
+		}
+		root, err := testenv.RepoRoot()
+		if err != nil {
+			b.Fatal(err)
+		}
+		out := envOr("BENCH_OUT", filepath.Join(root, "docs", "benchmarks.md"))
+		// The report is rewritten after every size: a run cut short keeps what it measured.
+		results := measure(b, sizes, func(results []scaleResult) {
+			m.LoadEnd, m.Took = loadavg(), time.Since(m.Started)
+			if err := os.WriteFile(out, []byte(report(m, results)), 0o644); err != nil {
+				b.Fatal(err)
+			}
+			b.Logf("wrote %s", out)
+		})
+		for _, r := range results {
+			if r.Err != "" {
+				b.Errorf("N=%d: %s", r.Config.N, r.Err)
+			}
+		}
+	}
+}
+
+// TestScaleSmoke runs the benchmark's code with a few Canaries (with Prometheus), so that
+// `go test ./...` keeps it working; it checks that every phase completes, that the no-op
+// reconciles sent no request, and that the report is written; never how fast.
+func TestScaleSmoke(t *testing.T) {
+	testenv.SkipIfShort(t)
+	results := measure(t, []int{5}, func([]scaleResult) {})
+	r := results[0]
+	if r.Err != "" {
+		t.Fatal(r.Err)
+	}
+	for _, name := range []string{"initialize", "no-op", "rollout", "rollback"} {
+		ph := r.phase(name)
+		if ph == nil || ph.Reached != 5 {
+			t.Fatalf("phase %s: %+v", name, ph)
+		}
+	}
+	// With label-scoped caches, a reconcile with nothing to do still sends no request.
+	if ph := r.phase("no-op"); managerWrites(ph.Manager) != 0 || ph.Manager["GET"] != 0 {
+		t.Errorf("%.0f no-op reconciles sent requests: %v", ph.Reconciles, ph.Manager)
+	}
+	if ph := r.phase("rollback"); len(ph.Lags) != 5 {
+		t.Errorf("rollback lags of %d Canaries, want 5", len(ph.Lags))
+	}
+	md := report(describeMachine(), results)
+	for _, want := range []string{"| 5 | Prometheus + webhook |", "### N=5", "APPLY virtualservices"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the report has no %q:\n%s", want, md)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(t.TempDir(), "benchmarks.md"), []byte(md), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// measure runs each size in turn, calling done with the results so far after each.
+func measure(tb testing.TB, sizes []int, done func([]scaleResult)) []scaleResult {
+	dir := tb.TempDir()
+	bin, err := buildManager(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out []scaleResult
+	for _, n := range sizes {
+		ctx, cancel := context.WithCancel(context.Background())
+		out = append(out, runScale(ctx, tb.Logf, bin, config(n)))
+		cancel()
+		done(out)
+	}
+	return out
+}
+
+func parseSizes(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("BENCH_SIZES: %q is not a positive number of Canaries", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

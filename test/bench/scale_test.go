@@ -1,0 +1,683 @@
+//go:build linux
+
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/hooks"
+	"canopy.dev/canopy/test/meshsim"
+	"canopy.dev/canopy/test/testenv"
+)
+
+// benchLabel marks what the benchmark creates.
+const benchLabel = "bench.canopy.dev/run"
+
+// scaleConfig is one measured run.
+type scaleConfig struct {
+	N             int           // Canaries, each with its Deployment and Service
+	Prometheus    bool          // a success-rate check on the real Prometheus scraping the simulator
+	Steps         int           // weight steps of a rollout
+	Interval      time.Duration // analysis interval
+	PerNamespace  int           // Canaries per namespace
+	MaxConcurrent int           // --max-concurrent-reconciles
+	QPS, Burst    int           // --kube-api-qps, --kube-api-burst
+	PhaseTimeout  time.Duration // how long one phase may take before it is reported unfinished
+	InitTimeout   time.Duration // the same for the initialize phase
+}
+
+func (c scaleConfig) managerFlags(prometheus string) []string {
+	flags := []string{
+		fmt.Sprintf("--max-concurrent-reconciles=%d", c.MaxConcurrent),
+		fmt.Sprintf("--kube-api-qps=%d", c.QPS), fmt.Sprintf("--kube-api-burst=%d", c.Burst),
+		// The rollback check is a webhook served by the benchmark on the loopback address.
+		"--webhook-allowed-cidrs=127.0.0.0/8",
+	}
+	if prometheus != "" {
+		flags = append(flags, "--prometheus-address="+prometheus)
+	}
+	return flags
+}
+
+// phaseResult is what one phase measured.
+type phaseResult struct {
+	Name     string
+	Duration time.Duration // until every Canary got there (or the timeout)
+	Reached  int           // Canaries that got there
+	CPU      float64       // the manager's CPU seconds
+	// APIServer counts the apiserver's requests by "VERB resource[/subresource]" (all
+	// clients: the manager, the controller-manager, the scheduler, kwok and the benchmark).
+	APIServer map[string]float64
+	// Manager counts the manager's own requests by HTTP method.
+	Manager    map[string]float64
+	Reconciles float64 // reconciles of the canary controller
+	P50, P99   float64 // reconcile latency, seconds
+	PeakDepth  float64 // peak of the canary controller's work queue depth
+	Lags       []time.Duration
+}
+
+// scaleResult is one run.
+type scaleResult struct {
+	Config     scaleConfig
+	ManagerCmd string
+	Setup      time.Duration // the Deployments of the run created and Available
+	Phases     []phaseResult
+	Peak       peaks
+	CPU        float64
+	Err        string
+}
+
+// runScale measures one configuration on a local cluster of its own.
+func runScale(ctx context.Context, logf func(string, ...any), managerBin string, cfg scaleConfig) (res scaleResult) {
+	res.Config = cfg
+	if err := runScaleErr(ctx, logf, managerBin, cfg, &res); err != nil {
+		res.Err = err.Error()
+		logf("N=%d: %v", cfg.N, err)
+	}
+	return res
+}
+
+func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin string, cfg scaleConfig, res *scaleResult) error {
+	// etcd's data on tmpfs: the benchmark measures canopy, not this machine's disk.
+	state, err := os.MkdirTemp("/dev/shm", "canopy-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(state)
+	env, err := testenv.Start(testenv.Options{
+		StateDir: state, LocalCluster: true, NodePods: 3*cfg.N + 100, ComponentQPS: max(100, cfg.N/2),
+		// Three Services a Canary: the apex, the primary and the canary.
+		ServiceIPRange: "10.96.0.0/16",
+	})
+	if err != nil {
+		return fmt.Errorf("starting the local cluster: %w", err)
+	}
+	defer func() {
+		if res.Err != "" {
+			env.DumpLogs(os.Stderr)
+		}
+		if err := env.Stop(); err != nil {
+			logf("stopping the local cluster: %v", err)
+		}
+	}()
+	// Everything below that talks to the cluster stops before the cluster does.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	drv := rest.CopyConfig(env.Config)
+	drv.QPS, drv.Burst = 2000, 4000
+	c, err := client.New(drv, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(drv)
+	if err != nil {
+		return err
+	}
+	r := &run{cfg: cfg, c: c, cs: cs, logf: logf}
+	if err := r.createNamespaces(ctx); err != nil {
+		return err
+	}
+
+	hook := newHookServer()
+	defer hook.Close()
+	var promURL string
+	if cfg.Prometheus {
+		simCtx, cancelSim := context.WithCancel(ctx)
+		sim, err := meshsim.Start(simCtx, env.Config, meshsim.Options{Namespaces: r.namespaces})
+		if err != nil {
+			cancelSim()
+			return fmt.Errorf("starting the mesh simulator: %w", err)
+		}
+		defer func() { cancelSim(); <-sim.Done() }()
+		prom, err := testenv.StartPrometheus(testenv.PrometheusOptions{Targets: []string{sim.Addr()}, ScrapeInterval: time.Second})
+		if err != nil {
+			return fmt.Errorf("starting Prometheus: %w", err)
+		}
+		defer prom.Close()
+		promURL = prom.URL()
+	}
+
+	w, err := startWatcher(ctx, env.Config)
+	if err != nil {
+		return err
+	}
+	setupStart := time.Now()
+	if err := r.createWorkloads(ctx); err != nil {
+		return err
+	}
+	if err := r.waitAvailable(ctx); err != nil {
+		return err
+	}
+	res.Setup = time.Since(setupStart)
+	logf("N=%d: %d Deployments Available in %s", cfg.N, cfg.N, res.Setup.Round(time.Millisecond))
+
+	flags := cfg.managerFlags(promURL)
+	m, err := startManager(ctx, managerBin, env.Kubeconfig, filepath.Join(env.StateDir, "logs", "canopy.log"), flags)
+	if err != nil {
+		return err
+	}
+	res.ManagerCmd = "manager " + strings.Join(flags, " ")
+	defer func() {
+		if err := m.stop(); err != nil {
+			logf("stopping the manager: %v", err)
+		}
+	}()
+	r.m, r.w = m, w
+
+	phases := []struct {
+		name string
+		act  func(context.Context) error
+		done func(t0 time.Time, before samples) (int, error)
+	}{
+		{"initialize", func(ctx context.Context) error { return r.createCanaries(ctx, hook.URL) }, r.allIn(meshv1.PhaseInitialized)},
+		{"no-op", r.touchTargets, r.reconciledOnce},
+		{"rollout", func(ctx context.Context) error { return r.setImages(ctx, "bench/app:v2") }, r.allIn(meshv1.PhaseSucceeded)},
+		{"rollback", func(ctx context.Context) error {
+			hook.fail(true)
+			return r.setImages(ctx, "bench/app:bad-v3")
+		}, r.allIn(meshv1.PhaseFailed)},
+	}
+	// The peaks and CPU time are recorded whatever happens, before the manager stops.
+	defer func() { res.Peak = m.peaks(); res.CPU, _ = m.cpuSeconds() }()
+	// A phase that times out is reported, and the next phase runs anyway (without waiting
+	// for a quiet queue, which a rollout still in progress keeps busy).
+	var unfinished []string
+	settled := true
+	for _, p := range phases {
+		if settled {
+			if err := r.quiet(ctx); err != nil {
+				return fmt.Errorf("before phase %s: %w", p.name, err)
+			}
+		}
+		timeout := cfg.PhaseTimeout
+		if p.name == "initialize" {
+			timeout = cfg.InitTimeout
+		}
+		pr, err := r.measure(ctx, p.name, timeout, p.act, p.done)
+		if p.name == "rollback" {
+			// The reconcile that records the failing measurement routes everything back to
+			// the primary and enters RollingBack; Failed follows after a drain interval.
+			pr.Lags = w.lags(hook.failures(), meshv1.PhaseRollingBack)
+		}
+		res.Phases = append(res.Phases, pr)
+		logf("N=%d: %s: %d/%d in %s", cfg.N, p.name, pr.Reached, cfg.N, pr.Duration.Round(time.Millisecond))
+		settled = err == nil
+		if err != nil {
+			if pr.Duration == 0 {
+				return fmt.Errorf("phase %s: %w", p.name, err)
+			}
+			unfinished = append(unfinished, fmt.Sprintf("phase %s: %v", p.name, err))
+		}
+	}
+	if len(unfinished) > 0 {
+		return errors.New(strings.Join(unfinished, "; "))
+	}
+	return nil
+}
+
+// run is the state of one measured run.
+type run struct {
+	cfg        scaleConfig
+	c          client.Client
+	cs         *kubernetes.Clientset
+	logf       func(string, ...any)
+	namespaces []string
+	m          *managerProc
+	w          *watcher
+}
+
+func (r *run) name(i int) (ns, name string) {
+	return r.namespaces[i/r.cfg.PerNamespace], fmt.Sprintf("svc-%05d", i)
+}
+
+func (r *run) createNamespaces(ctx context.Context) error {
+	for i := 0; i*r.cfg.PerNamespace < r.cfg.N; i++ {
+		ns := fmt.Sprintf("bench-%d", i)
+		if err := r.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			return err
+		}
+		r.namespaces = append(r.namespaces, ns)
+	}
+	return nil
+}
+
+// parallel runs f for 0..n-1 on 32 workers and returns the first error.
+func parallel(n int, f func(i int) error) error {
+	var (
+		next  atomic.Int64
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				if err := f(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+// createWorkloads creates each Canary's target Deployment (one replica) and its Service,
+// which the Canary adopts.
+func (r *run) createWorkloads(ctx context.Context) error {
+	return parallel(r.cfg.N, func(i int) error {
+		ns, name := r.name(i)
+		lbl := map[string]string{"app": name}
+		d := &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": name, benchLabel: "yes"}},
+			Spec: appsv1.DeploymentSpec{
+				Replicas: ptr.To[int32](1),
+				Selector: &metav1.LabelSelector{MatchLabels: lbl},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: lbl},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{
+						Name: "app", Image: "bench/app:v1", Ports: []corev1.ContainerPort{{ContainerPort: 9080}},
+					}}},
+				},
+			},
+		}
+		if err := r.c.Create(ctx, d); err != nil {
+			return fmt.Errorf("creating Deployment %s/%s: %w", ns, name, err)
+		}
+		svc := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{benchLabel: "yes"}},
+			Spec: corev1.ServiceSpec{Selector: lbl, Ports: []corev1.ServicePort{{
+				Name: "http", Port: 9080, TargetPort: intstr.FromInt32(9080),
+			}}},
+		}
+		if err := r.c.Create(ctx, svc); err != nil {
+			return fmt.Errorf("creating Service %s/%s: %w", ns, name, err)
+		}
+		return nil
+	})
+}
+
+// waitAvailable waits until every target Deployment has its replica Available.
+func (r *run) waitAvailable(ctx context.Context) error {
+	deadline := time.Now().Add(r.cfg.PhaseTimeout)
+	for {
+		n := 0
+		for _, ns := range r.namespaces {
+			list := &appsv1.DeploymentList{}
+			if err := r.c.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{benchLabel: "yes"}); err != nil {
+				return err
+			}
+			for _, d := range list.Items {
+				if d.Status.AvailableReplicas >= 1 {
+					n++
+				}
+			}
+		}
+		if n >= r.cfg.N {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d Deployments Available after %s", n, r.cfg.N, r.cfg.PhaseTimeout)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// canary is the Canary of target i: 5 steps of 10% at a 1 s interval by default, a
+// rollout webhook (the benchmark's, which fails during the rollback phase), threshold 1,
+// and with Prometheus the built-in success-rate check.
+func (r *run) canary(i int, hookURL string) *meshv1.Canary {
+	ns, name := r.name(i)
+	step := int32(10)
+	c := &meshv1.Canary{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{benchLabel: "yes"}},
+		Spec: meshv1.CanarySpec{
+			TargetRef: meshv1.TargetRef{APIVersion: "apps/v1", Kind: "Deployment", Name: name},
+			Service:   meshv1.CanaryService{Port: 9080},
+			Analysis: meshv1.CanaryAnalysis{
+				Interval:   meshv1.Duration(r.cfg.Interval.String()),
+				Threshold:  1,
+				StepWeight: &step,
+				MaxWeight:  step * int32(r.cfg.Steps),
+				Webhooks: []meshv1.CanaryWebhook{{
+					Name: "bench-check", Type: meshv1.WebhookRollout, URL: hookURL, Timeout: "5s", Retries: ptr.To[int32](0),
+				}},
+			},
+		},
+	}
+	if r.cfg.Prometheus {
+		c.Spec.Analysis.Metrics = []meshv1.CanaryMetric{{
+			Name: "request-success-rate", ThresholdRange: meshv1.ThresholdRange{Min: ptr.To(99.0)}, Interval: "30s",
+		}}
+	}
+	return c
+}
+
+func (r *run) createCanaries(ctx context.Context, hookURL string) error {
+	return parallel(r.cfg.N, func(i int) error {
+		c := r.canary(i, hookURL)
+		if err := r.c.Create(ctx, c); err != nil {
+			return fmt.Errorf("creating Canary %s/%s: %w", c.Namespace, c.Name, err)
+		}
+		return nil
+	})
+}
+
+// setImages starts a new revision of every target.
+func (r *run) setImages(ctx context.Context, image string) error {
+	return parallel(r.cfg.N, func(i int) error {
+		ns, name := r.name(i)
+		patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":"app","image":%q}]}}}}`, image)
+		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+		return r.c.Patch(ctx, d, client.RawPatch("application/strategic-merge-patch+json", []byte(patch)))
+	})
+}
+
+// touchTargets annotates every target Deployment's metadata: an event for its Canary with
+// nothing to do (the pod template is unchanged).
+func (r *run) touchTargets(ctx context.Context) error {
+	stamp := time.Now().Format(time.RFC3339Nano)
+	return parallel(r.cfg.N, func(i int) error {
+		ns, name := r.name(i)
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{"bench.canopy.dev/touched":%q}}}`, stamp)
+		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+		return r.c.Patch(ctx, d, client.RawPatch("application/merge-patch+json", []byte(patch)))
+	})
+}
+
+// allIn is done when every Canary entered phase after t0.
+func (r *run) allIn(phase meshv1.CanaryPhase) func(time.Time, samples) (int, error) {
+	return func(t0 time.Time, _ samples) (int, error) { return r.w.countSince(phase, t0), nil }
+}
+
+// reconciledOnce is done when the canary controller ran at least one reconcile a Canary
+// after t0 and its queue is empty.
+func (r *run) reconciledOnce(_ time.Time, before samples) (int, error) {
+	now, err := scrape(r.m.metrics)
+	if err != nil {
+		return 0, err
+	}
+	match := map[string]string{"controller": "canary"}
+	n := int(now.sum("controller_runtime_reconcile_total", match) - before.sum("controller_runtime_reconcile_total", match))
+	if n >= r.cfg.N && now.sum("workqueue_depth", map[string]string{"name": "canary"}) == 0 {
+		return r.cfg.N, nil
+	}
+	return min(n, r.cfg.N-1), nil
+}
+
+// quiet waits until the canary controller's queue stayed empty for two seconds.
+func (r *run) quiet(ctx context.Context) error {
+	deadline := time.Now().Add(r.cfg.PhaseTimeout)
+	calm := 0
+	for calm < 4 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the work queue did not empty within %s", r.cfg.PhaseTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+		ss, err := scrape(r.m.metrics)
+		if err != nil {
+			return err
+		}
+		if ss.sum("workqueue_depth", map[string]string{"name": "canary"}) == 0 {
+			calm++
+		} else {
+			calm = 0
+		}
+	}
+	return nil
+}
+
+// snapshot is the counters a phase diffs.
+type snapshot struct {
+	api     map[string]float64
+	manager samples
+	cpu     float64
+}
+
+func (r *run) snapshot(ctx context.Context) (snapshot, error) {
+	raw, err := r.cs.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return snapshot{}, fmt.Errorf("reading the apiserver's metrics: %w", err)
+	}
+	api, err := parseMetrics(strings.NewReader(string(raw)))
+	if err != nil {
+		return snapshot{}, err
+	}
+	mgr, err := scrape(r.m.metrics)
+	if err != nil {
+		return snapshot{}, err
+	}
+	cpu, err := r.m.cpuSeconds()
+	if err != nil {
+		return snapshot{}, err
+	}
+	return snapshot{
+		api: api.by("apiserver_request_total", func(l map[string]string) string {
+			res := l["resource"]
+			if l["subresource"] != "" {
+				res += "/" + l["subresource"]
+			}
+			return l["verb"] + " " + res
+		}),
+		manager: mgr,
+		cpu:     cpu,
+	}, nil
+}
+
+// measure runs one phase: act, then wait until done says every Canary is through.
+func (r *run) measure(ctx context.Context, name string, timeout time.Duration, act func(context.Context) error, done func(time.Time, samples) (int, error)) (phaseResult, error) {
+	pr := phaseResult{Name: name}
+	before, err := r.snapshot(ctx)
+	if err != nil {
+		return pr, err
+	}
+	r.m.resetPeaks()
+	t0 := time.Now()
+	if err := act(ctx); err != nil {
+		return pr, err
+	}
+	deadline := t0.Add(timeout)
+	var waitErr error
+	for {
+		n, err := done(t0, before.manager)
+		if err != nil {
+			return pr, err
+		}
+		pr.Reached = n
+		if n >= r.cfg.N {
+			pr.Duration = time.Since(t0)
+			break
+		}
+		if time.Now().After(deadline) {
+			pr.Duration = time.Since(t0)
+			waitErr = fmt.Errorf("%d of %d Canaries through after %s", n, r.cfg.N, timeout)
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return pr, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	after, err := r.snapshot(ctx)
+	if err != nil {
+		return pr, err
+	}
+	pr.CPU = after.cpu - before.cpu
+	pr.APIServer = diff(before.api, after.api)
+	method := func(l map[string]string) string { return l["method"] }
+	pr.Manager = diff(before.manager.by("rest_client_requests_total", method), after.manager.by("rest_client_requests_total", method))
+	match := map[string]string{"controller": "canary"}
+	pr.Reconciles = after.manager.sum("controller_runtime_reconcile_total", match) - before.manager.sum("controller_runtime_reconcile_total", match)
+	h := after.manager.histogram("controller_runtime_reconcile_time_seconds", match).sub(before.manager.histogram("controller_runtime_reconcile_time_seconds", match))
+	pr.P50, pr.P99 = h.quantile(0.5), h.quantile(0.99)
+	pr.PeakDepth = r.m.peaks().depth
+	return pr, waitErr
+}
+
+// watcher records when each Canary entered each phase, from an informer.
+type watcher struct {
+	mu   sync.Mutex
+	last map[string]meshv1.CanaryPhase
+	at   map[string]map[meshv1.CanaryPhase]time.Time
+}
+
+func startWatcher(ctx context.Context, cfg *rest.Config) (*watcher, error) {
+	w := &watcher{last: map[string]meshv1.CanaryPhase{}, at: map[string]map[meshv1.CanaryPhase]time.Time{}}
+	sel := labels.SelectorFromSet(labels.Set{benchLabel: "yes"})
+	cch, err := cache.New(cfg, cache.Options{Scheme: testenv.Scheme(), ByObject: map[client.Object]cache.ByObject{&meshv1.Canary{}: {Label: sel}}})
+	if err != nil {
+		return nil, err
+	}
+	inf, err := cch.GetInformer(ctx, &meshv1.Canary{})
+	if err != nil {
+		return nil, err
+	}
+	record := func(obj any) {
+		if c, ok := obj.(*meshv1.Canary); ok {
+			w.record(c)
+		}
+	}
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    record,
+		UpdateFunc: func(_, obj any) { record(obj) },
+	}); err != nil {
+		return nil, err
+	}
+	go func() { _ = cch.Start(ctx) }()
+	if !cch.WaitForCacheSync(ctx) {
+		return nil, fmt.Errorf("the benchmark's Canary informer did not sync")
+	}
+	return w, nil
+}
+
+func (w *watcher) record(c *meshv1.Canary) {
+	now := time.Now()
+	key := c.Namespace + "/" + c.Name
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.last[key] == c.Status.Phase {
+		return
+	}
+	w.last[key] = c.Status.Phase
+	if w.at[key] == nil {
+		w.at[key] = map[meshv1.CanaryPhase]time.Time{}
+	}
+	w.at[key][c.Status.Phase] = now
+}
+
+// countSince counts the Canaries that entered phase after t0.
+func (w *watcher) countSince(phase meshv1.CanaryPhase, t0 time.Time) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, at := range w.at {
+		if t, ok := at[phase]; ok && !t.Before(t0) {
+			n++
+		}
+	}
+	return n
+}
+
+// lags are, Canary by Canary, the time from the failing check to the phase.
+func (w *watcher) lags(failures map[string]time.Time, phase meshv1.CanaryPhase) []time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []time.Duration
+	for key, failed := range failures {
+		if t, ok := w.at[key][phase]; ok && t.After(failed) {
+			out = append(out, t.Sub(failed))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// hookServer answers the Canaries' rollout webhook: 200, or 500 once fail(true) was
+// called, recording when each Canary was first refused (its failing measurement: with
+// threshold 1 it is the one that reaches the threshold).
+type hookServer struct {
+	*httptest.Server
+	failing atomic.Bool
+	mu      sync.Mutex
+	first   map[string]time.Time
+}
+
+func newHookServer() *hookServer {
+	h := &hookServer{first: map[string]time.Time{}}
+	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var p hooks.Payload
+		if err := json.NewDecoder(req.Body).Decode(&p); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if !h.failing.Load() {
+			return
+		}
+		now := time.Now()
+		h.mu.Lock()
+		if _, ok := h.first[p.Namespace+"/"+p.Name]; !ok {
+			h.first[p.Namespace+"/"+p.Name] = now
+		}
+		h.mu.Unlock()
+		http.Error(w, "the benchmark's check fails", http.StatusInternalServerError)
+	}))
+	return h
+}
+
+func (h *hookServer) fail(on bool) { h.failing.Store(on) }
+
+func (h *hookServer) failures() map[string]time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string]time.Time, len(h.first))
+	for k, v := range h.first {
+		out[k] = v
+	}
+	return out
+}
+
+// quantileDuration is the q-quantile of sorted durations.
+func quantileDuration(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(q * float64(len(sorted)-1))
+	return sorted[i]
+}
