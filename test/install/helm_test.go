@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -99,9 +100,11 @@ func TestHelmChart(t *testing.T) {
 			"operator.webhookAllowedHosts={hooks.example.com,ci.example.com}",
 			"operator.webhookAllowedCIDRs={10.0.0.0/8}",
 			"operator.allowCrossNamespaceRefs=true", "operator.kubeAPIBurst=40",
-			"operator.maxConcurrentReconciles=8", "operator.extraArgs={--zap-log-level=debug}"},
-		// --set makes 20.5 a string.
-		setJSON: []string{"operator.kubeAPIQPS=20.5"},
+			"operator.maxConcurrentReconciles=8", "operator.extraArgs={--zap-log-level=debug}",
+			"leaderElection.id=canopy-shard-a", "leaderElection.leaseDuration=30s", "leaderElection.renewDeadline=20s", "leaderElection.retryPeriod=4s",
+			"notifications.existingSecret=canopy-notifications"},
+		// --set makes 20.5 a string, and splits a selector at its "=".
+		setJSON: []string{"operator.kubeAPIQPS=20.5", `operator.shardSelector="canopy.dev/shard=a"`},
 		check: func(t *testing.T, r rendering) {
 			for _, kind := range []string{"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "Certificate", "Issuer", "CustomResourceDefinition", "PodDisruptionBudget"} {
 				if n := len(find(r.objs, kind)); n != 0 {
@@ -112,6 +115,17 @@ func TestHelmChart(t *testing.T) {
 			if o.PrometheusAddress != "http://prometheus.istio-system:9090" || o.WebhookAllowedHosts != "hooks.example.com,ci.example.com" ||
 				o.WebhookAllowedCIDRs != "10.0.0.0/8" || !o.AllowCrossNamespace || o.QPS != 20.5 || o.Burst != 40 || o.MaxConcurrent != 8 {
 				t.Errorf("the operator values did not reach the flags: %+v", o)
+			}
+			if o.LeaderElectionID != "canopy-shard-a" || o.ShardSelector != "canopy.dev/shard=a" ||
+				o.LeaseDuration != 30*time.Second || o.RenewDeadline != 20*time.Second || o.RetryPeriod != 4*time.Second {
+				t.Errorf("the leader election and shard values did not reach the flags: %+v", o)
+			}
+			pod := r.deployment.Spec.Template.Spec
+			if o.NotificationsConfig != "/etc/canopy/notifications/notifications.yaml" || len(pod.Volumes) != 1 ||
+				pod.Volumes[0].Secret == nil || pod.Volumes[0].Secret.SecretName != "canopy-notifications" ||
+				len(pod.Containers[0].VolumeMounts) != 1 || pod.Containers[0].VolumeMounts[0].MountPath != "/etc/canopy/notifications" {
+				t.Errorf("the notifications Secret is not mounted where --notifications-config=%q reads it: %+v %+v",
+					o.NotificationsConfig, pod.Volumes, pod.Containers[0].VolumeMounts)
 			}
 			if slices.Contains(flagsNotInTree, "enable-webhooks") {
 				return
@@ -217,6 +231,8 @@ func TestHelmValuesRefused(t *testing.T) {
 		{"operator.extraArgs={zap-log-level=debug}", "/operator/extraArgs/0"},
 		{"webhook.failurePolicy=Sometimes", "/webhook/failurePolicy"},
 		{"image.digest=latest", "/image/digest"},
+		{"leaderElection.leaseDuration=soon", "/leaderElection/leaseDuration"},
+		{"notifications.existingSecret=Not_A_Secret", "/notifications/existingSecret"},
 		{"oprator.kubeAPIQPS=5", "additional properties 'oprator' not allowed"},
 	} {
 		t.Run(tc.set, func(t *testing.T) {
