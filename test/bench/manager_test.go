@@ -60,7 +60,7 @@ func startManager(ctx context.Context, bin, kubeconfig, logPath string, flags []
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	args := append([]string{"--kubeconfig=" + kubeconfig, "--metrics-bind-address=" + addr, "--health-probe-bind-address=0",
-		"--leader-elect=false", "--zap-log-level=error"}, flags...)
+		"--leader-elect=false", "--enable-webhooks=false", "--zap-log-level=error"}, flags...)
 	log, err := os.Create(logPath)
 	if err != nil {
 		return nil, err

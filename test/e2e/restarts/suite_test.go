@@ -99,6 +99,8 @@ func startOperator(t *testing.T, name, ns string) *operator {
 		"--kubeconfig="+env.Kubeconfig,
 		"--watch-namespaces="+ns,
 		"--leader-elect",
+		// The apiserver of the test bed has no webhook configurations for this process.
+		"--enable-webhooks=false",
 		"--leader-election-namespace="+ns,
 		"--leader-election-id=canopy-"+ns,
 		"--leader-elect-lease-duration="+leaseDuration,
