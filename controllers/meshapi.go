@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
 	istiosecv1 "istio.io/client-go/pkg/apis/security/v1"
 	istiotelv1 "istio.io/client-go/pkg/apis/telemetry/v1"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 )
@@ -115,4 +117,66 @@ func (g *meshAPIGate) mark(ctx context.Context, obj client.Object, conds *[]meta
 		})
 	}
 	return client.IgnoreNotFound(g.client.Status().Patch(ctx, obj, patch))
+}
+
+// certManagerMissing is whether the API server serves no cert-manager Certificates.
+func certManagerMissing(mapper meta.RESTMapper) (bool, error) {
+	gvk := cmv1.SchemeGroupVersion.WithKind(cmv1.CertificateKind)
+	if _, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+		if !meta.IsNoMatchError(err) {
+			return false, fmt.Errorf("looking up cert-manager's Certificate API: %w", err)
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+// certManagerGate runs while cert-manager's API is missing: once it is served, it starts
+// the MeshPolicy controller's Certificate watches and wakes the policies that wait for it,
+// with no restart. (Their status already says what is missing.)
+type certManagerGate struct {
+	mapper   meta.RESTMapper
+	client   client.Client
+	start    func() error
+	wake     chan<- event.GenericEvent
+	interval time.Duration
+}
+
+// NeedLeaderElection: the controller it adds watches to runs on the leader only.
+func (g *certManagerGate) NeedLeaderElection() bool { return true }
+
+func (g *certManagerGate) Start(ctx context.Context) error {
+	log := ctrl.LoggerFrom(ctx).WithName("cert-manager-gate")
+	for {
+		missing, err := certManagerMissing(g.mapper)
+		if err != nil {
+			log.Error(err, "Looking up cert-manager's API")
+		}
+		if err == nil && !missing {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(g.interval):
+		}
+	}
+	log.Info("cert-manager's Certificate API is installed: MeshPolicies with ingress.tls go on")
+	if err := g.start(); err != nil {
+		return err
+	}
+	policies := &meshv1.MeshPolicyList{}
+	if err := g.client.List(ctx, policies); err != nil {
+		return fmt.Errorf("listing the MeshPolicies waiting for cert-manager: %w", err)
+	}
+	for i := range policies.Items {
+		if p := &policies.Items[i]; p.Spec.Ingress != nil && p.Spec.Ingress.TLS != nil {
+			select {
+			case g.wake <- event.GenericEvent{Object: p}:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+	return nil
 }

@@ -209,7 +209,7 @@ func (r *MeshPolicyReconciler) pruneExcept(ctx context.Context, s *policyScope, 
 	}
 	labels := client.MatchingLabels(render.OwnerLabels(render.KindMeshPolicy, p.Namespace, p.Name))
 	for _, k := range generatedKinds {
-		if k.kind == "Certificate" && r.NoCertManager {
+		if k.kind == "Certificate" && r.NoCertManager.Load() {
 			continue
 		}
 		list := k.list()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -12,7 +13,6 @@ import (
 	istiotelv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/mesh"
@@ -49,8 +50,9 @@ type MeshPolicyReconciler struct {
 
 	// NoCertManager says cert-manager's API is not installed: canopy then runs without
 	// watching Certificates, and policies with ingress.tls say what is missing. Setup
-	// finds out; installing cert-manager later takes a restart of canopy.
-	NoCertManager bool
+	// finds out, and a gate starts the watches once cert-manager is installed, with no
+	// restart (see certManagerGate).
+	NoCertManager atomic.Bool
 
 	// seen remembers the resourceVersion of each MeshPolicy's last write (see stale).
 	seen resourceVersions
@@ -196,14 +198,14 @@ func (r *MeshPolicyReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent 
 		GenericFunc: func(event.GenericEvent) bool { return false },
 	}
 	// Without cert-manager a watch on Certificates would keep the manager from starting,
-	// Canaries included.
-	if _, err := mgr.GetRESTMapper().RESTMapping(cmv1.SchemeGroupVersion.WithKind(cmv1.CertificateKind).GroupKind(), cmv1.SchemeGroupVersion.Version); err != nil {
-		if !meta.IsNoMatchError(err) {
-			return fmt.Errorf("looking up cert-manager's Certificate API: %w", err)
-		}
-		r.NoCertManager = true
-		mgr.GetLogger().Info("cert-manager's Certificate API is not installed: MeshPolicies with ingress.tls will wait for it (and a restart of canopy)")
+	// Canaries included: the watches are added once its API appears.
+	missing, err := certManagerMissing(mgr.GetRESTMapper())
+	if err != nil {
+		return err
 	}
+	r.NoCertManager.Store(missing)
+	// Policies waiting for cert-manager are sent through this channel when it arrives.
+	wake := make(chan event.GenericEvent)
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&meshv1.MeshPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&istiosecv1.PeerAuthentication{}).
@@ -222,12 +224,38 @@ func (r *MeshPolicyReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent 
 		// DestinationRule for the host may contradict the mTLS mode.
 		Watches(&istionetv1.VirtualService{}, byName).
 		Watches(&istionetv1.DestinationRule{}, byHost).
+		WatchesRawSource(source.Channel(wake, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
 		Named("meshpolicy")
-	if !r.NoCertManager {
-		b = b.Watches(&cmv1.Certificate{}, byOwnerLabels).Watches(&cmv1.CertificateRequest{}, byOwnerLabels)
+	watchCertificates := func(add func(source.Source) error) error {
+		for _, obj := range []client.Object{&cmv1.Certificate{}, &cmv1.CertificateRequest{}} {
+			if err := add(source.Kind(mgr.GetCache(), obj, byOwnerLabels)); err != nil {
+				return fmt.Errorf("watching %T: %w", obj, err)
+			}
+		}
+		return nil
 	}
-	return b.Complete(r)
+	if !missing {
+		if err := watchCertificates(func(src source.Source) error { b = b.WatchesRawSource(src); return nil }); err != nil {
+			return err
+		}
+		return b.Complete(r)
+	}
+	mgr.GetLogger().Info("cert-manager's Certificate API is not installed: MeshPolicies with ingress.tls wait for it")
+	ctl, err := b.Build(r)
+	if err != nil {
+		return err
+	}
+	return mgr.Add(&certManagerGate{
+		mapper: mgr.GetRESTMapper(), client: mgr.GetClient(), interval: meshAPIPoll, wake: wake,
+		start: func() error {
+			if err := watchCertificates(ctl.Watch); err != nil {
+				return err
+			}
+			r.NoCertManager.Store(false)
+			return nil
+		},
+	})
 }
 
 // policiesTargeting finds the MeshPolicies of the Service name.

@@ -247,8 +247,8 @@ func TestMeshPolicyConsistencyChecks(t *testing.T) {
 	})
 
 	t.Run("ingress TLS without cert-manager's API", func(t *testing.T) {
-		h.pr.NoCertManager = true // what Setup finds on a cluster without cert-manager
-		defer func() { h.pr.NoCertManager = false }()
+		h.pr.NoCertManager.Store(true) // what Setup finds on a cluster without cert-manager
+		defer h.pr.NoCertManager.Store(false)
 		p := simplePolicy("tls", "tls")
 		p.Spec.Ingress = &meshv1.Ingress{
 			Gateway: meshv1.IngressGateway{Namespace: h.gwNS, Selector: map[string]string{"istio": "ingressgateway"}},

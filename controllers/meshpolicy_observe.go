@@ -109,8 +109,8 @@ func (r *MeshPolicyReconciler) observeCertificate(ctx context.Context, s *policy
 	if p.Spec.Ingress == nil || p.Spec.Ingress.TLS == nil {
 		return false, nil
 	}
-	if r.NoCertManager {
-		s.block(meshv1.ReasonMeshAPIMissing, "spec.ingress.tls needs cert-manager, whose Certificate API is not installed: install cert-manager and restart canopy, or remove ingress.tls", true)
+	if r.NoCertManager.Load() {
+		s.block(meshv1.ReasonMeshAPIMissing, "spec.ingress.tls needs cert-manager, whose Certificate API is not installed: install cert-manager (canopy starts using it on its own), or remove ingress.tls", true)
 		return true, nil
 	}
 	key := types.NamespacedName{Namespace: render.GatewayNamespace(p), Name: render.GatewayName(p)}

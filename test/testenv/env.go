@@ -32,6 +32,9 @@ type Options struct {
 	// WithoutIstio leaves Istio's CRDs out, as on a cluster where Istio is not installed
 	// (yet): IstioCRDPath installs them later.
 	WithoutIstio bool
+	// WithoutCertManager leaves cert-manager's CRDs out likewise (CertManagerCRDPath
+	// installs them later); it excludes CertManager.
+	WithoutCertManager bool
 	// CRDPaths are installed besides canopy's, Istio's and cert-manager's CRDs.
 	CRDPaths []string
 	// CertManager runs cert-manager's controllers (see StartCertManager) with the
@@ -164,6 +167,13 @@ func (e *Env) startAPIServer(opts Options) error {
 			return err
 		}
 		crds = slices.DeleteFunc(crds, func(p string) bool { return p == istio })
+	}
+	if opts.WithoutCertManager {
+		certManager, err := CertManagerCRDPath()
+		if err != nil {
+			return err
+		}
+		crds = slices.DeleteFunc(crds, func(p string) bool { return p == certManager })
 	}
 	crds = append(crds, opts.CRDPaths...)
 

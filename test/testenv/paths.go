@@ -143,6 +143,19 @@ func IstioCRDPath() (string, error) {
 	return filepath.Join(istio, "kubernetes", "customresourcedefinitions.gen.yaml"), nil
 }
 
+// CertManagerCRDPath returns the directory of cert-manager's CRDs in the module cache.
+func CertManagerCRDPath() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	certManager, err := ModuleDir(root, "github.com/cert-manager/cert-manager")
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(certManager, "deploy", "crds"), nil
+}
+
 // CRDPaths returns the CRD files and directories installed in every environment:
 // canopy's own (config/crd/bases), Istio's and cert-manager's, the last two from the
 // module cache at the versions go.mod requires.
@@ -155,13 +168,9 @@ func CRDPaths() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	certManager, err := ModuleDir(root, "github.com/cert-manager/cert-manager")
+	certManager, err := CertManagerCRDPath()
 	if err != nil {
 		return nil, err
 	}
-	return []string{
-		filepath.Join(root, "config", "crd", "bases"),
-		istio,
-		filepath.Join(certManager, "deploy", "crds"),
-	}, nil
+	return []string{filepath.Join(root, "config", "crd", "bases"), istio, certManager}, nil
 }

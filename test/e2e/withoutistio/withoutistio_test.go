@@ -1,14 +1,16 @@
-// Package withoutistio runs canopy on an API server that does not serve Istio's APIs yet:
-// the operator must keep running, say why nothing happens, and start working as soon as
-// Istio's CRDs are installed, without a restart.
+// Package withoutistio runs canopy on an API server that does not serve Istio's or
+// cert-manager's APIs yet: the operator must keep running, say why nothing happens, and
+// start working as soon as their CRDs are installed, without a restart.
 package withoutistio
 
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -23,7 +25,9 @@ import (
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) { testenv.Main(m, testenv.Options{WithoutIstio: true}, &env) }
+func TestMain(m *testing.M) {
+	testenv.Main(m, testenv.Options{WithoutIstio: true, WithoutCertManager: true}, &env)
+}
 
 func TestCanopyWaitsForIstioWithoutARestart(t *testing.T) {
 	testenv.SkipIfShort(t)
@@ -61,7 +65,19 @@ func TestCanopyWaitsForIstioWithoutARestart(t *testing.T) {
 			Analysis:  meshv1.CanaryAnalysis{Interval: "1m", StepWeight: &step, MaxWeight: 50},
 		},
 	}
-	for _, o := range []client.Object{d, c} {
+	gateways := env.CreateNamespace(t)
+	policy := &meshv1.MeshPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reviews"},
+		Spec: meshv1.MeshPolicySpec{
+			TargetRef: meshv1.ServiceRef{Kind: "Service", Name: "reviews"},
+			Ingress: &meshv1.Ingress{
+				Gateway: meshv1.IngressGateway{Namespace: gateways, Selector: map[string]string{"istio": "ingressgateway"}},
+				Hosts:   []string{"reviews.example.com"},
+				TLS:     &meshv1.IngressTLS{IssuerRef: meshv1.IssuerRef{Kind: "ClusterIssuer", Name: "ca", Group: "cert-manager.io"}},
+			},
+		},
+	}
+	for _, o := range []client.Object{d, c, policy} {
 		if err := env.Client.Create(t.Context(), o); err != nil {
 			t.Fatal(err)
 		}
@@ -97,5 +113,44 @@ func TestCanopyWaitsForIstioWithoutARestart(t *testing.T) {
 			return fmt.Errorf("phase %q, want Initializing once Istio is there (conditions %+v)", got.Status.Phase, got.Status.Conditions)
 		}
 		return env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "reviews-primary"}, &appsv1.Deployment{})
+	})
+
+	// The MeshPolicy's ingress TLS still needs cert-manager, and says so.
+	testenv.Eventually(t, time.Minute, func() error {
+		got := &meshv1.MeshPolicy{}
+		if err := env.Client.Get(t.Context(), client.ObjectKeyFromObject(policy), got); err != nil {
+			return err
+		}
+		ready := meta.FindStatusCondition(got.Status.Conditions, meshv1.ConditionReady)
+		if ready == nil || ready.Reason != meshv1.ReasonMeshAPIMissing || !strings.Contains(ready.Message, "cert-manager") {
+			return fmt.Errorf("Ready condition %+v, want reason %s naming cert-manager", ready, meshv1.ReasonMeshAPIMissing)
+		}
+		return nil
+	})
+
+	// cert-manager is installed: canopy requests the ingress certificate on its own.
+	certManager, err := testenv.CertManagerCRDPath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := envtest.InstallCRDs(env.Config, envtest.CRDInstallOptions{Paths: []string{certManager}}); err != nil {
+		t.Fatalf("installing cert-manager's CRDs: %v", err)
+	}
+	testenv.Eventually(t, 2*time.Minute, func() error {
+		certs := &cmv1.CertificateList{}
+		if err := env.Client.List(t.Context(), certs, client.InNamespace(gateways)); err != nil {
+			return err
+		}
+		if len(certs.Items) != 1 || certs.Items[0].Spec.IssuerRef.Name != "ca" {
+			return fmt.Errorf("%d Certificates in the gateway namespace, want the policy's one", len(certs.Items))
+		}
+		got := &meshv1.MeshPolicy{}
+		if err := env.Client.Get(t.Context(), client.ObjectKeyFromObject(policy), got); err != nil {
+			return err
+		}
+		if ready := meta.FindStatusCondition(got.Status.Conditions, meshv1.ConditionReady); ready != nil && ready.Reason == meshv1.ReasonMeshAPIMissing {
+			return fmt.Errorf("the policy still says %q", ready.Message)
+		}
+		return nil
 	})
 }
