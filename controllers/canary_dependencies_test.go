@@ -35,9 +35,9 @@ func newFlakyPrometheus(t *testing.T) *flakyPrometheus {
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch p.mode.Load().(string) {
 		case "ok":
-			fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"99.9"]}]}}`)
+			_, _ = fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"99.9"]}]}}`)
 		case "garbage":
-			fmt.Fprint(w, `<html>It works!</html>`)
+			_, _ = fmt.Fprint(w, `<html>It works!</html>`)
 		case "slow":
 			<-r.Context().Done() // never answers; the query timeout ends the wait
 		case "down":

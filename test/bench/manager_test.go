@@ -70,11 +70,11 @@ func startManager(ctx context.Context, bin, kubeconfig, logPath string, flags []
 	// The manager dies with the benchmark, even if the benchmark is killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		log.Close()
+		_ = log.Close()
 		return nil, err
 	}
 	m := &managerProc{cmd: cmd, metrics: "http://" + addr + "/metrics", args: args, done: make(chan struct{})}
-	go func() { m.waitErr = cmd.Wait(); log.Close(); close(m.done) }()
+	go func() { m.waitErr = cmd.Wait(); _ = log.Close(); close(m.done) }()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		if _, err := scrape(m.metrics); err == nil {
@@ -86,7 +86,7 @@ func startManager(ctx context.Context, bin, kubeconfig, logPath string, flags []
 		case <-time.After(200 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			m.stop()
+			_ = m.stop()
 			return nil, fmt.Errorf("the manager's metrics endpoint did not answer within 2m; see %s", logPath)
 		}
 	}
@@ -190,6 +190,6 @@ func freePort() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }

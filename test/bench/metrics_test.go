@@ -35,7 +35,7 @@ func parseMetrics(r io.Reader) (samples, error) {
 			continue
 		}
 		s := sample{labels: map[string]string{}}
-		rest := line
+		var rest string
 		if i := strings.IndexAny(line, "{ "); i >= 0 && line[i] == '{' {
 			s.name = line[:i]
 			end := strings.LastIndex(line, "}")
@@ -197,17 +197,6 @@ func (h histogram) quantile(q float64) float64 {
 	return prevBound
 }
 
-// count is the number of observations.
-func (h histogram) count() float64 {
-	n := 0.0
-	for le, v := range h {
-		if math.IsInf(le, 1) {
-			n = v
-		}
-	}
-	return n
-}
-
 var scrapeClient = &http.Client{Timeout: 10 * time.Second}
 
 // scrape reads a /metrics endpoint.
@@ -216,7 +205,7 @@ func scrape(url string) (samples, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}

@@ -108,7 +108,7 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(state)
+	defer func() { _ = os.RemoveAll(state) }()
 	env, err := testenv.Start(testenv.Options{
 		StateDir: state, LocalCluster: true, NodePods: 3*cfg.N + 100, ComponentQPS: max(100, cfg.N/2),
 		// Three Services a Canary: the apex, the primary and the canary.
@@ -158,7 +158,7 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 		if err != nil {
 			return fmt.Errorf("starting Prometheus: %w", err)
 		}
-		defer prom.Close()
+		defer func() { _ = prom.Close() }()
 		promURL = prom.URL()
 	}
 

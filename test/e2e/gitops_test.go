@@ -33,7 +33,7 @@ func fieldsOwnedBy(t *testing.T, obj client.Object, managers ...string) []string
 			continue
 		}
 		var tree map[string]any
-		if err := json.Unmarshal(e.FieldsV1.Raw, &tree); err != nil {
+		if err := json.Unmarshal(e.FieldsV1.GetRawBytes(), &tree); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, leaves("", tree)...)
