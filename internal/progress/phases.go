@@ -42,11 +42,11 @@ func (m *machine) initializing() {
 		}
 		m.report(false, true, true, meshv1.ReasonProgressDeadline,
 			fmt.Sprintf("Primary not ready with revision %s within %s; still waiting", target, deadline))
-		m.after(m.spec.poll())
+		m.after(resync)
 		return
 	}
 	m.busy(meshv1.ReasonInitializing, "Waiting for the primary to run revision %s", target)
-	m.after(min(m.spec.poll(), m.until(st.LastStepTime, deadline)))
+	m.after(min(resync, m.until(st.LastStepTime, deadline)))
 }
 
 // idle starts a rollout when the target carries a revision neither promoted nor rolled back.
@@ -200,7 +200,7 @@ func (m *machine) progressing() {
 	if !m.obs.PrimaryReady {
 		// The primary's health is not the canary's fault: wait, without a deadline.
 		m.busy(meshv1.ReasonWaitingForPrimary, "Waiting for the primary to be available; %s", lowerFirst(m.where()))
-		m.after(m.spec.poll())
+		m.after(resync)
 		return
 	}
 	due, wait := m.analysisDue()
@@ -295,7 +295,7 @@ func (m *machine) waitForCanary() {
 	}
 	m.busy(meshv1.ReasonWaitingForCanary, "Waiting for the canary %s to run revision %s with all replicas available; %s",
 		m.spec.TargetRef.Name, st.CurrentRevision, lowerFirst(m.where()))
-	m.after(min(m.spec.poll(), m.until(st.LastStepTime, deadline)))
+	m.after(min(resync, m.until(st.LastStepTime, deadline)))
 }
 
 // reportProgress reports where the rollout stands, from the status alone.
@@ -411,7 +411,7 @@ func (m *machine) promoting() {
 		return
 	}
 	m.busy(meshv1.ReasonPromoting, "Waiting for the primary to run revision %s", rev)
-	m.after(min(m.spec.poll(), m.until(st.LastStepTime, deadline)))
+	m.after(min(resync, m.until(st.LastStepTime, deadline)))
 }
 
 // finalising lets traffic drain from the canary before it is scaled down.

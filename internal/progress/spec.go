@@ -17,9 +17,16 @@ const (
 	defaultProgressDeadline = 600 * time.Second
 	defaultHoldTimeout      = 10 * time.Minute
 
-	// Readiness also arrives through watches; polling is a fallback, so it stays coarse.
+	// poll is how soon a reconcile comes back for what only a reconcile brings: a gate or a
+	// check that this reconcile could not foresee it needs.
 	minPoll = time.Second
 	maxPoll = 10 * time.Second
+	// resync bounds a wait for a Deployment to become ready. Readiness arrives through the
+	// watches on the target and the primary, which bring the Canary back at once; this
+	// timer is only a safety net, and it stays coarse because a Canary waiting for a
+	// Deployment is the common case at scale: a 1 s poll made a thousand waiting Canaries
+	// cost a thousand reconciles a second (docs/scaling.md).
+	resync = time.Minute
 	// maxDrain bounds how long the canary keeps running after traffic left it, so that the
 	// mesh's new routes reach every proxy and requests in flight finish.
 	maxDrain = 10 * time.Second
@@ -54,7 +61,7 @@ func (s specView) interval() time.Duration {
 	return parseDuration(s.Analysis.Interval, defaultInterval, minInterval)
 }
 
-// poll is how often readiness is looked at while waiting for it.
+// poll is how soon to look again for a result this reconcile could not ask for.
 func (s specView) poll() time.Duration {
 	return min(max(s.interval()/10, minPoll), maxPoll)
 }

@@ -40,6 +40,7 @@ func buildManager(dir string) (string, error) {
 type managerProc struct {
 	cmd     *exec.Cmd
 	metrics string
+	pprof   string // the base URL of its pprof endpoint
 	args    []string
 	done    chan struct{} // closed when the process exited, with its error in waitErr
 	waitErr error
@@ -59,8 +60,13 @@ func startManager(ctx context.Context, bin, kubeconfig, logPath string, flags []
 		return nil, err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
+	pport, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	paddr := "127.0.0.1:" + strconv.Itoa(pport)
 	args := append([]string{"--kubeconfig=" + kubeconfig, "--metrics-bind-address=" + addr, "--health-probe-bind-address=0",
-		"--leader-elect=false", "--enable-webhooks=false", "--zap-log-level=error"}, flags...)
+		"--pprof-bind-address=" + paddr, "--leader-elect=false", "--enable-webhooks=false", "--zap-log-level=error"}, flags...)
 	log, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -73,7 +79,7 @@ func startManager(ctx context.Context, bin, kubeconfig, logPath string, flags []
 		_ = log.Close()
 		return nil, err
 	}
-	m := &managerProc{cmd: cmd, metrics: "http://" + addr + "/metrics", args: args, done: make(chan struct{})}
+	m := &managerProc{cmd: cmd, metrics: "http://" + addr + "/metrics", pprof: "http://" + paddr, args: args, done: make(chan struct{})}
 	go func() { m.waitErr = cmd.Wait(); _ = log.Close(); close(m.done) }()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {

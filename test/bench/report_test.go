@@ -7,10 +7,14 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"canopy.dev/canopy/test/testenv"
 )
 
 // machine describes where the benchmark ran.
@@ -171,9 +175,13 @@ func report(m machine, results []scaleResult) string {
 			w := writes(ph.APIServer)
 			vs := (w["APPLY virtualservices"] + w["PATCH virtualservices"]) / n
 			st := w["PATCH canaries/status"] / n
-			budget := float64(2*r.Config.Steps + rolloutFixedWrites)
-			p("| a weight step costs at most 2 writes (VirtualService + Canary status), plus events | %d | %.2f VirtualService + %.2f status writes per Canary for the whole rollout: %.2f, for a budget of 2 x %d steps + %d (the route back to the primary and 4 phase changes: Progressing, Promoting, Finalising, Succeeded); %.2f manager writes per Canary in all (Deployments and events included) | %s |\n",
-				r.Config.N, vs, st, vs+st, r.Config.Steps, rolloutFixedWrites, managerWrites(ph.Manager)/n, yes(vs+st <= budget))
+			steps := ph.StatusWrites[writeStep] / n
+			refused := ph.refusedOf("virtualservices", "canaries/status") / n
+			// Each weight step is one status write and one VirtualService apply; one more
+			// apply routes everything back to the primary at the end.
+			met := steps == float64(r.Config.Steps) && vs <= steps+1 && refused == 0
+			p("| a weight step costs at most 2 writes (VirtualService + Canary status), plus events | %d | %.2f weight steps a Canary, %.2f VirtualService applies (one a step, and the route back to the primary) and %.2f status writes: %.2f at the weight steps, %.2f phase changes, %.2f others (conditions only, such as a check held while Prometheus has no data yet); %.2f writes refused; %.2f manager writes a Canary in all (Deployments and events included) | %s |\n",
+				r.Config.N, steps, vs, st, steps, ph.StatusWrites[writePhase]/n, ph.StatusWrites[writeOther]/n, refused, managerWrites(ph.Manager)/n, yes(met))
 			ideal := idealRollout(r.Config)
 			p("| concurrent rollouts finish within 2x the ideal | %d | %s for %s ideal (%.1fx) | %s |\n", r.Config.N, secs(ph.Duration), secs(ideal), ph.Duration.Seconds()/ideal.Seconds(), yes(ph.Duration <= 2*ideal))
 		}
@@ -185,12 +193,16 @@ func report(m machine, results []scaleResult) string {
 			worst := ph.Lags[len(ph.Lags)-1]
 			p("| rollback within one analysis interval of the failing measurement | %d | worst %s of %d Canaries (interval %s) | %s |\n", r.Config.N, secs(worst), len(ph.Lags), r.Config.Interval, yes(worst <= r.Config.Interval))
 		}
+		live := "no profile"
+		if len(r.Heap) > 0 {
+			live = fmt.Sprintf("%s live after a collection once initialized", mib(r.Heap[0].Live))
+		}
 		switch {
 		case r.Peak.heap == 0:
 		case r.Config.N >= 10000:
-			p("| 10,000 canaries under 1 GiB of Go heap | %d | %s | %s |\n", r.Config.N, mib(r.Peak.heap), yes(r.Peak.heap < 1<<30))
+			p("| 10,000 canaries under 1 GiB of Go heap | %d | peak %s in use (%.0f KiB a Canary); %s | %s |\n", r.Config.N, mib(r.Peak.heap), r.Peak.heap/n/1024, live, yes(r.Peak.heap < 1<<30))
 		case r.Config.N >= 1000:
-			p("| 1000 canaries under 200 MiB of Go heap | %d | %s (%.0f KiB a Canary) | %s |\n", r.Config.N, mib(r.Peak.heap), r.Peak.heap/n/1024, yes(r.Peak.heap < 200<<20))
+			p("| 1000 canaries under 200 MiB of Go heap | %d | peak %s in use (%.0f KiB a Canary); %s | %s |\n", r.Config.N, mib(r.Peak.heap), r.Peak.heap/n/1024, live, yes(r.Peak.heap < 200<<20))
 		}
 	}
 	p("\n")
@@ -207,6 +219,24 @@ func report(m machine, results []scaleResult) string {
 			}
 			p("| %s | %s | %.0f | %s / %s | %.0f | %.1f | %s |\n", ph.Name, secs(ph.Duration), ph.Reconciles, ms(ph.P50), ms(ph.P99), ph.PeakDepth, ph.CPU, strings.Join(reqs, ", "))
 		}
+		p("\nStatus writes of the Canaries by what they changed (the benchmark's informer), and writes the apiserver refused (all clients):\n\n")
+		p("| phase | status writes per Canary | refused writes |\n|---|---|---|\n")
+		for _, ph := range r.Phases {
+			var sw, rf []string
+			for _, k := range []statusWrite{writeStep, writePhase, writeOther} {
+				if v := ph.StatusWrites[k]; v > 0 {
+					sw = append(sw, fmt.Sprintf("%s %.2f", k, v/float64(r.Config.N)))
+				}
+			}
+			for _, k := range sortedKeys(ph.Refused) {
+				rf = append(rf, fmt.Sprintf("%s: %.0f", k, ph.Refused[k]))
+			}
+			p("| %s | %s | %s |\n", ph.Name, orNone(strings.Join(sw, ", ")), orNone(strings.Join(rf, ", ")))
+		}
+		for _, hp := range r.Heap {
+			p("\nHeap after the %s phase, after a collection: %s live (%.0f KiB a Canary); `go tool pprof -top -sample_index=inuse_space %s`:\n\n```\n%s\n```\n",
+				hp.Phase, mib(hp.Live), hp.Live/float64(r.Config.N)/1024, relPath(hp.Path), hp.Top)
+		}
 		p("\nWrites seen by the apiserver (all clients), per phase, total and per Canary:\n\n")
 		p("| phase | verb resource | total | per Canary |\n|---|---|---|---|\n")
 		for _, ph := range r.Phases {
@@ -220,10 +250,36 @@ func report(m machine, results []scaleResult) string {
 	return b.String()
 }
 
-// rolloutFixedWrites are the VirtualService and status writes a rollout needs besides its
-// weight steps: the route back to the primary at the end, and the status of the phase
-// changes to Progressing, Promoting, Finalising and Succeeded.
-const rolloutFixedWrites = 5
+// refusedOf sums the refused writes of the resources.
+func (ph *phaseResult) refusedOf(resources ...string) float64 {
+	n := 0.0
+	for k, v := range ph.Refused {
+		f := strings.Fields(k)
+		if len(f) == 3 && slices.Contains(resources, f[1]) {
+			n += v
+		}
+	}
+	return n
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// relPath is p relative to the repository's root, where it is inside it.
+func relPath(p string) string {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return p
+	}
+	if r, err := filepath.Rel(root, p); err == nil && !strings.HasPrefix(r, "..") {
+		return r
+	}
+	return p
+}
 
 func perNamespace(results []scaleResult) int { return results[0].Config.PerNamespace }
 

@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,13 +19,10 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
@@ -75,7 +71,12 @@ type phaseResult struct {
 	APIServer map[string]float64
 	// Manager counts the manager's own requests by HTTP method.
 	Manager    map[string]float64
-	Reconciles float64 // reconciles of the canary controller
+	// Refused counts the apiserver's answers other than 2xx to writes, by "VERB
+	// resource[/subresource] code" (a 409 is an optimistic lock or a create race).
+	Refused map[string]float64
+	// StatusWrites classifies the Canaries' status writes the benchmark's informer saw.
+	StatusWrites map[statusWrite]float64
+	Reconciles   float64 // reconciles of the canary controller
 	P50, P99   float64 // reconcile latency, seconds
 	PeakDepth  float64 // peak of the canary controller's work queue depth
 	Lags       []time.Duration
@@ -87,6 +88,7 @@ type scaleResult struct {
 	ManagerCmd string
 	Setup      time.Duration // the Deployments of the run created and Available
 	Phases     []phaseResult
+	Heap       []heapProfile // after the initialize phase and at the end
 	Peak       peaks
 	CPU        float64
 	Err        string
@@ -110,7 +112,11 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 	}
 	defer func() { _ = os.RemoveAll(state) }()
 	env, err := testenv.Start(testenv.Options{
-		StateDir: state, LocalCluster: true, NodePods: 3*cfg.N + 100, ComponentQPS: max(100, cfg.N/2),
+		StateDir: state, LocalCluster: true, NodePods: 3*cfg.N + 100,
+		// The control plane is sized for N like a real one of that size: the controller-
+		// manager rolls N primaries and scales N targets at once, and with its defaults
+		// (20 QPS, 5 Deployment workers) it, not canopy, sets the pace of the rollouts.
+		ComponentQPS: max(100, 2*cfg.N), ComponentWorkers: max(5, cfg.N/20),
 		// Three Services a Canary: the apex, the primary and the canary.
 		ServiceIPRange: "10.96.0.0/16",
 	})
@@ -226,6 +232,15 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 		}
 		res.Phases = append(res.Phases, pr)
 		logf("N=%d: %s: %d/%d in %s", cfg.N, p.name, pr.Reached, cfg.N, pr.Duration.Round(time.Millisecond))
+		if p.name == "initialize" || p.name == phases[len(phases)-1].name {
+			// What stays live with every Canary's objects cached, and after the rollouts.
+			hp, err := m.profileHeap(profileDir(cfg.N), p.name)
+			if err != nil {
+				logf("N=%d: heap profile after %s: %v", cfg.N, p.name, err)
+			} else {
+				res.Heap = append(res.Heap, hp)
+			}
+		}
 		settled = err == nil
 		if err != nil {
 			if pr.Duration == 0 {
@@ -466,6 +481,8 @@ func (r *run) quiet(ctx context.Context) error {
 // snapshot is the counters a phase diffs.
 type snapshot struct {
 	api     map[string]float64
+	refused map[string]float64
+	status  map[statusWrite]int
 	manager samples
 	cpu     float64
 }
@@ -487,14 +504,22 @@ func (r *run) snapshot(ctx context.Context) (snapshot, error) {
 	if err != nil {
 		return snapshot{}, err
 	}
+	resource := func(l map[string]string) string {
+		res := l["resource"]
+		if l["subresource"] != "" {
+			res += "/" + l["subresource"]
+		}
+		return l["verb"] + " " + res
+	}
 	return snapshot{
-		api: api.by("apiserver_request_total", func(l map[string]string) string {
-			res := l["resource"]
-			if l["subresource"] != "" {
-				res += "/" + l["subresource"]
+		api: api.by("apiserver_request_total", resource),
+		refused: writes(api.by("apiserver_request_total", func(l map[string]string) string {
+			if strings.HasPrefix(l["code"], "2") {
+				return "ok"
 			}
-			return l["verb"] + " " + res
-		}),
+			return resource(l) + " " + l["code"]
+		})),
+		status:  r.w.statusWrites(),
 		manager: mgr,
 		cpu:     cpu,
 	}, nil
@@ -541,6 +566,13 @@ func (r *run) measure(ctx context.Context, name string, timeout time.Duration, a
 	}
 	pr.CPU = after.cpu - before.cpu
 	pr.APIServer = diff(before.api, after.api)
+	pr.Refused = diff(before.refused, after.refused)
+	pr.StatusWrites = map[statusWrite]float64{}
+	for k, v := range after.status {
+		if d := v - before.status[k]; d > 0 {
+			pr.StatusWrites[k] = float64(d)
+		}
+	}
 	method := func(l map[string]string) string { return l["method"] }
 	pr.Manager = diff(before.manager.by("rest_client_requests_total", method), after.manager.by("rest_client_requests_total", method))
 	match := map[string]string{"controller": "canary"}
@@ -549,84 +581,6 @@ func (r *run) measure(ctx context.Context, name string, timeout time.Duration, a
 	pr.P50, pr.P99 = h.quantile(0.5), h.quantile(0.99)
 	pr.PeakDepth = r.m.peaks().depth
 	return pr, waitErr
-}
-
-// watcher records when each Canary entered each phase, from an informer.
-type watcher struct {
-	mu   sync.Mutex
-	last map[string]meshv1.CanaryPhase
-	at   map[string]map[meshv1.CanaryPhase]time.Time
-}
-
-func startWatcher(ctx context.Context, cfg *rest.Config) (*watcher, error) {
-	w := &watcher{last: map[string]meshv1.CanaryPhase{}, at: map[string]map[meshv1.CanaryPhase]time.Time{}}
-	sel := labels.SelectorFromSet(labels.Set{benchLabel: "yes"})
-	cch, err := cache.New(cfg, cache.Options{Scheme: testenv.Scheme(), ByObject: map[client.Object]cache.ByObject{&meshv1.Canary{}: {Label: sel}}})
-	if err != nil {
-		return nil, err
-	}
-	inf, err := cch.GetInformer(ctx, &meshv1.Canary{})
-	if err != nil {
-		return nil, err
-	}
-	record := func(obj any) {
-		if c, ok := obj.(*meshv1.Canary); ok {
-			w.record(c)
-		}
-	}
-	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    record,
-		UpdateFunc: func(_, obj any) { record(obj) },
-	}); err != nil {
-		return nil, err
-	}
-	go func() { _ = cch.Start(ctx) }()
-	if !cch.WaitForCacheSync(ctx) {
-		return nil, fmt.Errorf("the benchmark's Canary informer did not sync")
-	}
-	return w, nil
-}
-
-func (w *watcher) record(c *meshv1.Canary) {
-	now := time.Now()
-	key := c.Namespace + "/" + c.Name
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.last[key] == c.Status.Phase {
-		return
-	}
-	w.last[key] = c.Status.Phase
-	if w.at[key] == nil {
-		w.at[key] = map[meshv1.CanaryPhase]time.Time{}
-	}
-	w.at[key][c.Status.Phase] = now
-}
-
-// countSince counts the Canaries that entered phase after t0.
-func (w *watcher) countSince(phase meshv1.CanaryPhase, t0 time.Time) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n := 0
-	for _, at := range w.at {
-		if t, ok := at[phase]; ok && !t.Before(t0) {
-			n++
-		}
-	}
-	return n
-}
-
-// lags are, Canary by Canary, the time from the failing check to the phase.
-func (w *watcher) lags(failures map[string]time.Time, phase meshv1.CanaryPhase) []time.Duration {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var out []time.Duration
-	for key, failed := range failures {
-		if t, ok := w.at[key][phase]; ok && t.After(failed) {
-			out = append(out, t.Sub(failed))
-		}
-	}
-	slices.Sort(out)
-	return out
 }
 
 // hookServer answers the Canaries' rollout webhook: 200, or 500 once fail(true) was

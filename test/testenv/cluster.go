@@ -26,13 +26,19 @@ const nodeName = "kwok-node-0"
 func (e *Env) startLocalCluster(opts Options) error {
 	ctx := context.Background()
 	kubeconfig := "--kubeconfig=" + e.Kubeconfig
-	stages, err := e.writeKwokStages()
+	stages, err := e.writeKwokConfig(opts.ComponentWorkers)
 	if err != nil {
 		return err
 	}
 	var qps []string
 	if opts.ComponentQPS > 0 {
 		qps = []string{fmt.Sprintf("--kube-api-qps=%d", opts.ComponentQPS), fmt.Sprintf("--kube-api-burst=%d", 2*opts.ComponentQPS)}
+	}
+	var workers []string
+	if n := opts.ComponentWorkers; n > 0 {
+		for _, c := range []string{"deployment", "replicaset", "endpoint", "service-endpoint"} {
+			workers = append(workers, fmt.Sprintf("--concurrent-%s-syncs=%d", c, n))
+		}
 	}
 	components := []struct {
 		name string
@@ -50,7 +56,7 @@ func (e *Env) startLocalCluster(opts Options) error {
 			"--manage-all-nodes=true", "--cidr=10.0.0.1/24", "--node-ip=10.0.0.1",
 			"--server-address=127.0.0.1:0", "--config=" + stages}},
 	}
-	components[0].args = append(components[0].args, qps...)
+	components[0].args = append(append(components[0].args, qps...), workers...)
 	components[1].args = append(components[1].args, qps...)
 	var procs []*process
 	for _, c := range components {
@@ -149,10 +155,11 @@ func fakeNode(pods int) *corev1.Node {
 	}
 }
 
-// writeKwokStages concatenates the Stage manifests kwok needs (node/fast: the Node
+// writeKwokConfig concatenates the Stage manifests kwok needs (node/fast: the Node
 // becomes Ready; node/heartbeat: it stays Ready; pod/fast: Pods run and become Ready at
-// once) from the kwok module that hack/tools/kwok pins, the source of bin/kwok.
-func (e *Env) writeKwokStages() (string, error) {
+// once) from the kwok module that hack/tools/kwok pins, the source of bin/kwok, and with
+// workers a KwokConfiguration that plays that many pod stages at once.
+func (e *Env) writeKwokConfig(workers int) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
@@ -180,6 +187,9 @@ func (e *Env) writeKwokStages() (string, error) {
 	}
 	if len(docs) == 0 {
 		return "", fmt.Errorf("no kwok stages found under %s/kustomize/stage", kwok)
+	}
+	if workers > 0 {
+		docs = append(docs, fmt.Sprintf("apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions:\n  podPlayStageParallelism: %d\n", workers))
 	}
 	path := filepath.Join(e.StateDir, "kwok-stages.yaml")
 	return path, os.WriteFile(path, []byte(strings.Join(docs, "\n---\n")), 0o600)

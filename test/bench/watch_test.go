@@ -1,0 +1,147 @@
+//go:build linux
+
+package bench
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/test/testenv"
+)
+
+// statusWrite is what changed in one write of a Canary's status, as the benchmark's
+// informer saw it.
+type statusWrite string
+
+const (
+	writeStep  statusWrite = "weight step"  // the canary weight went up during the analysis
+	writePhase statusWrite = "phase change" // the phase changed (the weight may have with it)
+	writeOther statusWrite = "other"        // conditions, check results or gates only
+)
+
+// watcher records when each Canary entered each phase, and what each status write changed,
+// from an informer (which sees every version the apiserver stored, in order).
+type watcher struct {
+	mu     sync.Mutex
+	last   map[string]meshv1.CanaryPhase
+	at     map[string]map[meshv1.CanaryPhase]time.Time
+	writes map[statusWrite]int
+}
+
+func startWatcher(ctx context.Context, cfg *rest.Config) (*watcher, error) {
+	w := &watcher{last: map[string]meshv1.CanaryPhase{}, at: map[string]map[meshv1.CanaryPhase]time.Time{}, writes: map[statusWrite]int{}}
+	sel := labels.SelectorFromSet(labels.Set{benchLabel: "yes"})
+	cch, err := cache.New(cfg, cache.Options{Scheme: testenv.Scheme(), ByObject: map[client.Object]cache.ByObject{&meshv1.Canary{}: {Label: sel}}})
+	if err != nil {
+		return nil, err
+	}
+	inf, err := cch.GetInformer(ctx, &meshv1.Canary{})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if c, ok := obj.(*meshv1.Canary); ok {
+				w.record(c)
+			}
+		},
+		UpdateFunc: func(old, obj any) {
+			o, ok1 := old.(*meshv1.Canary)
+			c, ok2 := obj.(*meshv1.Canary)
+			if ok1 && ok2 {
+				w.count(&o.Status, &c.Status)
+				w.record(c)
+			}
+		},
+	}); err != nil {
+		return nil, err
+	}
+	go func() { _ = cch.Start(ctx) }()
+	if !cch.WaitForCacheSync(ctx) {
+		return nil, fmt.Errorf("the benchmark's Canary informer did not sync")
+	}
+	return w, nil
+}
+
+func (w *watcher) record(c *meshv1.Canary) {
+	now := time.Now()
+	key := c.Namespace + "/" + c.Name
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.last[key] == c.Status.Phase {
+		return
+	}
+	w.last[key] = c.Status.Phase
+	if w.at[key] == nil {
+		w.at[key] = map[meshv1.CanaryPhase]time.Time{}
+	}
+	w.at[key][c.Status.Phase] = now
+}
+
+// count classifies a status write (an update that changed nothing of the status, such as
+// the finalizer being added, is not one).
+func (w *watcher) count(old, cur *meshv1.CanaryStatus) {
+	var kind statusWrite
+	switch {
+	case equality.Semantic.DeepEqual(old, cur):
+		return
+	case old.Phase != cur.Phase:
+		kind = writePhase
+	case cur.Phase == meshv1.PhaseProgressing && cur.CanaryWeight > old.CanaryWeight:
+		kind = writeStep
+	default:
+		kind = writeOther
+	}
+	w.mu.Lock()
+	w.writes[kind]++
+	w.mu.Unlock()
+}
+
+// statusWrites is a copy of the counts so far.
+func (w *watcher) statusWrites() map[statusWrite]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[statusWrite]int, len(w.writes))
+	for k, v := range w.writes {
+		out[k] = v
+	}
+	return out
+}
+
+// countSince counts the Canaries that entered phase after t0.
+func (w *watcher) countSince(phase meshv1.CanaryPhase, t0 time.Time) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, at := range w.at {
+		if t, ok := at[phase]; ok && !t.Before(t0) {
+			n++
+		}
+	}
+	return n
+}
+
+// lags are, Canary by Canary, the time from the failing check to the phase.
+func (w *watcher) lags(failures map[string]time.Time, phase meshv1.CanaryPhase) []time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []time.Duration
+	for key, failed := range failures {
+		if t, ok := w.at[key][phase]; ok && t.After(failed) {
+			out = append(out, t.Sub(failed))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
