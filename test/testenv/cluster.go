@@ -189,7 +189,20 @@ func (e *Env) writeKwokConfig(workers int) (string, error) {
 		return "", fmt.Errorf("no kwok stages found under %s/kustomize/stage", kwok)
 	}
 	if workers > 0 {
-		docs = append(docs, fmt.Sprintf("apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions:\n  podPlayStageParallelism: %d\n", workers))
+		// A configuration given replaces kwok's defaults as a whole: the options the flags
+		// do not set are kwok's defaults, but for the pod stages played at once.
+		docs = append(docs, fmt.Sprintf(`apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokConfiguration
+options:
+  podPlayStageParallelism: %d
+  nodePlayStageParallelism: 4
+  nodeLeaseParallelism: 4
+  podsOnNodeSyncParallelism: 1
+  enablePodsOnNodeSyncListPager: true
+  enablePodsOnNodeSyncStreamWatch: false
+  enableDebuggingHandlers: true
+  enableProfilingHandler: true
+`, workers))
 	}
 	path := filepath.Join(e.StateDir, "kwok-stages.yaml")
 	return path, os.WriteFile(path, []byte(strings.Join(docs, "\n---\n")), 0o600)
