@@ -38,6 +38,7 @@ func (r *CanaryReconciler) finalize(ctx context.Context, c *meshv1.Canary) (ctrl
 	if err := r.Patch(ctx, c, patch); err != nil {
 		return ctrl.Result{}, fmt.Errorf("removing the finalizer: %w", err)
 	}
+	r.forget(c)
 	return ctrl.Result{}, nil
 }
 

@@ -20,3 +20,17 @@ func (r *CanaryReconciler) observed(ctx context.Context, before *meshv1.CanarySt
 		o.ObserveRollout(ctx, before, after)
 	}
 }
+
+// CanaryForgetter is an observer that keeps something per Canary (metric series): it is told
+// when a Canary is gone, once canopy removed its finalizer.
+type CanaryForgetter interface {
+	ForgetCanary(namespace, name string)
+}
+
+func (r *CanaryReconciler) forget(c *meshv1.Canary) {
+	for _, o := range r.Observers {
+		if f, ok := o.(CanaryForgetter); ok {
+			f.ForgetCanary(c.Namespace, c.Name)
+		}
+	}
+}

@@ -164,7 +164,7 @@ func TestCanaryTransitionsAreAnnouncedAndCountedOnce(t *testing.T) {
 				t.Errorf("transitions to %s counted %v times, want %v", phase, got, want)
 			}
 		}
-		if got := counter(t, "canopy_canary_rollout_duration_seconds", with("outcome", "promoted")); got != 1 {
+		if got := counter(t, "canopy_canary_rollout_duration_seconds", map[string]string{"namespace": h.ns, "outcome": "promoted"}); got != 1 {
 			t.Errorf("%v promoted rollout durations observed, want 1", got)
 		}
 	}
@@ -186,4 +186,34 @@ func TestCanaryTransitionsAreAnnouncedAndCountedOnce(t *testing.T) {
 	h.startRollout("reviews:v3")
 	// Only the new rollout: had the promotion been announced again it would have come first.
 	rcv2.waitFor(t, "started@0", "step@10")
+
+	// A deleted Canary's series go with it.
+	h.deleteCanary()
+	h.reconcileGone()
+	for _, name := range []string{"canopy_canary_phase_transitions_total", "canopy_analysis_check_results_total"} {
+		if n := seriesOf(t, name, ns); n != 0 {
+			t.Errorf("%d series of %s left for the deleted Canary", n, name)
+		}
+	}
+}
+
+// seriesOf counts the series of a metric family whose labels include labels.
+func seriesOf(t *testing.T, name string, labels map[string]string) int {
+	t.Helper()
+	families, err := crmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if matches(m, labels) {
+				n++
+			}
+		}
+	}
+	return n
 }

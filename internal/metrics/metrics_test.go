@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -134,9 +135,10 @@ var runs atomic.Int32
 
 func TestRolloutsCountTransitionsOnce(t *testing.T) {
 	name := fmt.Sprintf("once-%d", runs.Add(1))
+	ns := "rollouts-" + name // the histogram is by namespace
 	before := meshv1.CanaryStatus{Phase: meshv1.PhaseFinalising, CanaryWeight: 0, RolloutStarted: ts(0),
 		Checks: []meshv1.CheckStatus{{Name: "ok", Outcome: meshv1.OutcomePass, LastMeasured: ts(time.Minute)}}}
-	after := &meshv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: "rollouts-test", Name: name}, Status: before}
+	after := &meshv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Status: before}
 	after.Status.Phase = meshv1.PhaseSucceeded
 	after.Status.LastTransitionTime = ts(5 * time.Minute)
 	after.Status.Checks = []meshv1.CheckStatus{
@@ -148,37 +150,84 @@ func TestRolloutsCountTransitionsOnce(t *testing.T) {
 	st := after.Status
 	Rollouts{}.ObserveRollout(context.Background(), &st, after)
 
-	if v := testutil.ToFloat64(phaseTransitions.WithLabelValues("rollouts-test", name, "Succeeded")); v != 1 {
+	if v := testutil.ToFloat64(phaseTransitions.WithLabelValues(ns, name, "Succeeded")); v != 1 {
 		t.Errorf("Succeeded transitions %v, want 1", v)
 	}
-	if v := testutil.ToFloat64(checkResults.WithLabelValues("rollouts-test", name, "latency", "Fail")); v != 1 {
+	if v := testutil.ToFloat64(checkResults.WithLabelValues(ns, name, "latency", "Fail")); v != 1 {
 		t.Errorf("latency Fail results %v, want 1", v)
 	}
-	if v := testutil.ToFloat64(checkResults.WithLabelValues("rollouts-test", name, "ok", "Pass")); v != 0 {
+	if v := testutil.ToFloat64(checkResults.WithLabelValues(ns, name, "ok", "Pass")); v != 0 {
 		t.Errorf("ok Pass results %v, want 0 (not measured in this transition)", v)
 	}
-	h := rolloutDuration.WithLabelValues("rollouts-test", name, "promoted").(prometheus.Histogram)
-	want := `# HELP canopy_canary_rollout_duration_seconds Time from the start of a rollout to its end, by outcome (promoted or failed).
+	h := rolloutDuration.WithLabelValues(ns, "promoted").(prometheus.Histogram)
+	want := `# HELP canopy_canary_rollout_duration_seconds Time from the start of a rollout to its end, by namespace and outcome (promoted or failed).
 # TYPE canopy_canary_rollout_duration_seconds histogram
-canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="10"} 0
-canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="30"} 0
-canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="60"} 0
-canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="120"} 0
-canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="300"} 1
-canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="600"} 1
-canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="1200"} 1
-canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="1800"} 1
-canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="3600"} 1
-canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="7200"} 1
-canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="14400"} 1
-canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="28800"} 1
-canopy_canary_rollout_duration_seconds_bucket{name="%[1]s",namespace="rollouts-test",outcome="promoted",le="+Inf"} 1
-canopy_canary_rollout_duration_seconds_sum{name="%[1]s",namespace="rollouts-test",outcome="promoted"} 300
-canopy_canary_rollout_duration_seconds_count{name="%[1]s",namespace="rollouts-test",outcome="promoted"} 1
+canopy_canary_rollout_duration_seconds_bucket{namespace="%[1]s",outcome="promoted",le="10"} 0
+canopy_canary_rollout_duration_seconds_bucket{namespace="%[1]s",outcome="promoted",le="30"} 0
+canopy_canary_rollout_duration_seconds_bucket{namespace="%[1]s",outcome="promoted",le="60"} 0
+canopy_canary_rollout_duration_seconds_bucket{namespace="%[1]s",outcome="promoted",le="120"} 0
+canopy_canary_rollout_duration_seconds_bucket{namespace="%[1]s",outcome="promoted",le="300"} 1
+canopy_canary_rollout_duration_seconds_bucket{namespace="%[1]s",outcome="promoted",le="600"} 1
+canopy_canary_rollout_duration_seconds_bucket{namespace="%[1]s",outcome="promoted",le="1200"} 1
+canopy_canary_rollout_duration_seconds_bucket{namespace="%[1]s",outcome="promoted",le="1800"} 1
+canopy_canary_rollout_duration_seconds_bucket{namespace="%[1]s",outcome="promoted",le="3600"} 1
+canopy_canary_rollout_duration_seconds_bucket{namespace="%[1]s",outcome="promoted",le="7200"} 1
+canopy_canary_rollout_duration_seconds_bucket{namespace="%[1]s",outcome="promoted",le="14400"} 1
+canopy_canary_rollout_duration_seconds_bucket{namespace="%[1]s",outcome="promoted",le="28800"} 1
+canopy_canary_rollout_duration_seconds_bucket{namespace="%[1]s",outcome="promoted",le="+Inf"} 1
+canopy_canary_rollout_duration_seconds_sum{namespace="%[1]s",outcome="promoted"} 300
+canopy_canary_rollout_duration_seconds_count{namespace="%[1]s",outcome="promoted"} 1
 `
-	if err := testutil.CollectAndCompare(h, strings.NewReader(fmt.Sprintf(want, name))); err != nil {
+	if err := testutil.CollectAndCompare(h, strings.NewReader(fmt.Sprintf(want, ns))); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A deleted Canary's series go with it: Canaries created and deleted do not pile up.
+func TestForgetCanaryDropsItsSeries(t *testing.T) {
+	name := fmt.Sprintf("forget-%d", runs.Add(1))
+	for _, n := range []string{name, name + "-other"} {
+		c := &meshv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: "forget-test", Name: n}}
+		c.Status.Phase = meshv1.PhaseProgressing
+		c.Status.Checks = []meshv1.CheckStatus{{Name: "ok", Outcome: meshv1.OutcomePass, LastMeasured: ts(time.Minute)}}
+		Rollouts{}.ObserveRollout(context.Background(), &meshv1.CanaryStatus{Phase: meshv1.PhaseSucceeded}, c)
+	}
+	series := func(n string) int { return count(t, n) }
+	if got := series(name); got != 2 {
+		t.Fatalf("%d series of %s before, want 2 (a transition and a check)", got, name)
+	}
+	Rollouts{}.ForgetCanary("forget-test", name)
+	if got := series(name); got != 0 {
+		t.Errorf("%d series of %s after ForgetCanary, want 0", got, name)
+	}
+	if got := series(name + "-other"); got != 2 {
+		t.Errorf("%d series of the other Canary, want its 2 kept", got)
+	}
+}
+
+// count is the number of series of the Canary forget-test/name in the package's vectors.
+func count(t *testing.T, name string) int {
+	t.Helper()
+	n := 0
+	for _, c := range []prometheus.Collector{phaseTransitions, checkResults} {
+		ch := make(chan prometheus.Metric, 1024)
+		c.Collect(ch)
+		close(ch)
+		for m := range ch {
+			var d dto.Metric
+			if err := m.Write(&d); err != nil {
+				t.Fatal(err)
+			}
+			labels := map[string]string{}
+			for _, l := range d.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["namespace"] == "forget-test" && labels["name"] == name {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 func TestCallOutcome(t *testing.T) {

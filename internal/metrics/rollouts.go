@@ -3,6 +3,8 @@ package metrics
 import (
 	"context"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 )
 
@@ -20,12 +22,20 @@ func (Rollouts) ObserveRollout(_ context.Context, before *meshv1.CanaryStatus, a
 		phaseTransitions.WithLabelValues(ns, name, string(st.Phase)).Inc()
 		if outcome := rolloutOutcome(st.Phase); outcome != "" && st.RolloutStarted != nil && st.LastTransitionTime != nil {
 			d := st.LastTransitionTime.Sub(st.RolloutStarted.Time)
-			rolloutDuration.WithLabelValues(ns, name, outcome).Observe(max(d.Seconds(), 0))
+			rolloutDuration.WithLabelValues(ns, outcome).Observe(max(d.Seconds(), 0))
 		}
 	}
 	for _, c := range Measured(before, st) {
 		checkResults.WithLabelValues(ns, name, c.Name, string(c.Outcome)).Inc()
 	}
+}
+
+// ForgetCanary drops the series of a Canary that is gone, so that Canaries created and
+// deleted (preview environments, renamed services) do not pile up series in memory.
+func (Rollouts) ForgetCanary(namespace, name string) {
+	l := prometheus.Labels{labelNamespace: namespace, labelName: name}
+	phaseTransitions.DeletePartialMatch(l)
+	checkResults.DeletePartialMatch(l)
 }
 
 // rolloutOutcome names the end of a rollout a phase marks, "" when it marks none.

@@ -37,44 +37,76 @@ type heapProfile struct {
 // keeps it in dir, and summarizes it with go tool pprof.
 func (m *managerProc) profileHeap(dir, name string) (heapProfile, error) {
 	hp := heapProfile{Phase: name}
-	if m.pprof == "" {
-		return hp, fmt.Errorf("the manager serves no pprof endpoint")
-	}
-	cl := &http.Client{Timeout: time.Minute}
-	resp, err := cl.Get(m.pprof + "/debug/pprof/heap?gc=1")
+	path, err := m.fetchProfile("/debug/pprof/heap?gc=1", filepath.Join(dir, "heap-"+name+".pb.gz"))
 	if err != nil {
 		return hp, err
 	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != http.StatusOK {
-		return hp, fmt.Errorf("heap profile: %s", resp.Status)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return hp, err
-	}
-	hp.Path = filepath.Join(dir, "heap-"+name+".pb.gz")
-	f, err := os.Create(hp.Path)
-	if err != nil {
-		return hp, err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		_ = f.Close()
-		return hp, err
-	}
-	if err := f.Close(); err != nil {
-		return hp, err
-	}
+	hp.Path = path
 	ss, err := scrape(m.metrics)
 	if err != nil {
 		return hp, err
 	}
 	hp.Live = ss.sum("go_memstats_heap_alloc_bytes", nil)
-	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=12", "-sample_index=inuse_space", hp.Path).CombinedOutput()
+	hp.Top, err = pprofTop(path, "-sample_index=inuse_space")
+	return hp, err
+}
+
+// cpuProfile is where the manager spent its CPU during part of a phase.
+type cpuProfile struct {
+	Phase   string
+	Seconds int
+	Path    string
+	Top     string // go tool pprof -top -cum
+}
+
+// profileCPU records the manager's CPU for the given seconds (it blocks that long).
+func (m *managerProc) profileCPU(dir, name string, seconds int) (cpuProfile, error) {
+	cp := cpuProfile{Phase: name, Seconds: seconds}
+	path, err := m.fetchProfile(fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds), filepath.Join(dir, "cpu-"+name+".pb.gz"))
 	if err != nil {
-		return hp, fmt.Errorf("go tool pprof: %v\n%s", err, out)
+		return cp, err
 	}
-	hp.Top = pprofTable(string(out))
-	return hp, nil
+	cp.Path = path
+	cp.Top, err = pprofTop(path, "-cum")
+	return cp, err
+}
+
+// fetchProfile saves the manager's pprof answer at query into path.
+func (m *managerProc) fetchProfile(query, path string) (string, error) {
+	if m.pprof == "" {
+		return "", fmt.Errorf("the manager serves no pprof endpoint")
+	}
+	cl := &http.Client{Timeout: 5 * time.Minute}
+	resp, err := cl.Get(m.pprof + query)
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("profile %s: %s", query, resp.Status)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return "", err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return "", err
+	}
+	return path, f.Close()
+}
+
+// pprofTop summarizes a profile with go tool pprof -top.
+func pprofTop(path string, args ...string) (string, error) {
+	args = append(append([]string{"tool", "pprof", "-top", "-nodecount=15"}, args...), path)
+	out, err := exec.Command("go", args...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go tool pprof: %v\n%s", err, out)
+	}
+	return pprofTable(string(out)), nil
 }
 
 // pprofTable keeps the table of go tool pprof -top: the header line and the rows, without

@@ -62,7 +62,12 @@ func loadavg() string {
 	return strings.Join(f[:3], " ")
 }
 
-func mib(b float64) string { return fmt.Sprintf("%.0f MiB", b/(1<<20)) }
+func mib(b float64) string {
+	if b == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.0f MiB", b/(1<<20))
+}
 
 func secs(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
 
@@ -138,7 +143,7 @@ func report(m machine, results []scaleResult) string {
 	p("API requests come from two sources: the apiserver's own `apiserver_request_total` (every client: also the controller-manager, the scheduler, kwok and the benchmark, which writes the N Deployments of a phase), and the manager's `rest_client_requests_total` (its own requests only). Memory and CPU are the manager process's: peak RSS sampled from /proc every 0.5 s, peak Go heap in use (`go_memstats_heap_inuse_bytes`) from its metrics endpoint, CPU seconds from /proc/<pid>/stat. Reconcile latency is interpolated from `controller_runtime_reconcile_time_seconds` (canary controller) over the phase; queue depth is the peak of `workqueue_depth` sampled every 0.5 s.\n\n")
 
 	p("## Results\n\n")
-	p("| N | analysis | Deployments ready | initialize | rollout (ideal %s) | rollback | rollback lag p50 / p99 / max | peak Go heap | peak RSS | CPU s |\n|---|---|---|---|---|---|---|---|---|---|\n", secs(idealRollout(results[0].Config)))
+	p("| N | analysis | Deployments ready | initialize | rollout (ideal %s) | step lag p50 / p99 | rollback | rollback lag p50 / p99 / max | peak Go heap | live heap | peak RSS | manager CPU s |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n", secs(idealRollout(results[0].Config)))
 	for _, r := range results {
 		analysis := "webhook only"
 		if r.Config.Prometheus {
@@ -158,7 +163,11 @@ func report(m machine, results []scaleResult) string {
 		if ph := r.phase("rollback"); ph != nil && len(ph.Lags) > 0 {
 			lag = fmt.Sprintf("%s / %s / %s", secs(quantileDuration(ph.Lags, 0.5)), secs(quantileDuration(ph.Lags, 0.99)), secs(ph.Lags[len(ph.Lags)-1]))
 		}
-		p("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %.1f |\n", r.Config.N, analysis, secs(r.Setup), cell("initialize"), cell("rollout"), cell("rollback"), lag, mib(r.Peak.heap), mib(r.Peak.rss), r.CPU)
+		stepLag := "n/a"
+		if ph := r.phase("rollout"); ph != nil && len(ph.StepLags) > 0 {
+			stepLag = fmt.Sprintf("%s / %s", secs(quantileDuration(ph.StepLags, 0.5)), secs(quantileDuration(ph.StepLags, 0.99)))
+		}
+		p("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.1f |\n", r.Config.N, analysis, secs(r.Setup), cell("initialize"), cell("rollout"), stepLag, cell("rollback"), lag, mib(r.Peak.heap), mib(r.Peak.live), mib(r.Peak.rss), r.CPU)
 	}
 	p("\n")
 	for _, r := range results {
@@ -200,9 +209,9 @@ func report(m machine, results []scaleResult) string {
 		switch {
 		case r.Peak.heap == 0:
 		case r.Config.N >= 10000:
-			p("| 10,000 canaries under 1 GiB of Go heap | %d | peak %s in use (%.0f KiB a Canary); %s | %s |\n", r.Config.N, mib(r.Peak.heap), r.Peak.heap/n/1024, live, yes(r.Peak.heap < 1<<30))
+			p("| 10,000 canaries under 1 GiB of Go heap | %d | peak %s (%.0f KiB a Canary); %s | %s |\n", r.Config.N, mib(r.Peak.heap), r.Peak.heap/n/1024, live, yes(r.Peak.heap < 1<<30))
 		case r.Config.N >= 1000:
-			p("| 1000 canaries under 200 MiB of Go heap | %d | peak %s in use (%.0f KiB a Canary); %s | %s |\n", r.Config.N, mib(r.Peak.heap), r.Peak.heap/n/1024, live, yes(r.Peak.heap < 200<<20))
+			p("| 1000 canaries under 200 MiB of Go heap | %d | peak %s (%.0f KiB a Canary); %s | %s |\n", r.Config.N, mib(r.Peak.heap), r.Peak.heap/n/1024, live, yes(r.Peak.heap < 200<<20))
 		}
 	}
 	p("\n")
@@ -211,13 +220,22 @@ func report(m machine, results []scaleResult) string {
 	for _, r := range results {
 		p("### N=%d\n\n", r.Config.N)
 		p("Manager: `%s`\n\n", r.ManagerCmd)
-		p("| phase | took | reconciles | latency p50 / p99 | peak queue depth | manager CPU s | manager requests |\n|---|---|---|---|---|---|---|\n")
+		p("| phase | took | reconciles | latency p50 / p99 | peak queue depth | peak heap | live heap at the end | manager CPU s | manager requests |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, ph := range r.Phases {
 			var reqs []string
 			for _, k := range sortedKeys(ph.Manager) {
 				reqs = append(reqs, fmt.Sprintf("%s %.0f", k, ph.Manager[k]))
 			}
-			p("| %s | %s | %.0f | %s / %s | %.0f | %.1f | %s |\n", ph.Name, secs(ph.Duration), ph.Reconciles, ms(ph.P50), ms(ph.P99), ph.PeakDepth, ph.CPU, strings.Join(reqs, ", "))
+			p("| %s | %s | %.0f | %s / %s | %.0f | %s | %s | %.1f | %s |\n", ph.Name, secs(ph.Duration), ph.Reconciles, ms(ph.P50), ms(ph.P99), ph.PeakDepth, mib(ph.PeakHeap), mib(ph.LiveHeap), ph.CPU, strings.Join(reqs, ", "))
+		}
+		p("\nWhere the machine's CPU went, per phase (CPU seconds of each process of the run; the phase's wall time times %d cores is all there was):\n\n", runtime.NumCPU())
+		p("| phase | %s |\n|---|%s\n", strings.Join(componentNames, " | "), strings.Repeat("---|", len(componentNames)))
+		for _, ph := range r.Phases {
+			row := []string{ph.Name}
+			for _, c := range componentNames {
+				row = append(row, fmt.Sprintf("%.1f", ph.Components[c]))
+			}
+			p("| %s |\n", strings.Join(row, " | "))
 		}
 		p("\nStatus writes of the Canaries by what they changed (the benchmark's informer), and writes the apiserver refused (all clients):\n\n")
 		p("| phase | status writes per Canary | refused writes |\n|---|---|---|\n")
@@ -236,6 +254,9 @@ func report(m machine, results []scaleResult) string {
 		for _, hp := range r.Heap {
 			p("\nHeap after the %s phase, after a collection: %s live (%.0f KiB a Canary); `go tool pprof -top -sample_index=inuse_space %s`:\n\n```\n%s\n```\n",
 				hp.Phase, mib(hp.Live), hp.Live/float64(r.Config.N)/1024, relPath(hp.Path), hp.Top)
+		}
+		if cp := r.CPUProfile; cp != nil {
+			p("\nThe manager's CPU in the first %d s of the rollout phase; `go tool pprof -top -cum %s`:\n\n```\n%s\n```\n", cp.Seconds, relPath(cp.Path), cp.Top)
 		}
 		p("\nWrites seen by the apiserver (all clients), per phase, total and per Canary:\n\n")
 		p("| phase | verb resource | total | per Canary |\n|---|---|---|---|\n")
@@ -261,6 +282,9 @@ func (ph *phaseResult) refusedOf(resources ...string) float64 {
 	}
 	return n
 }
+
+// componentNames are the processes of a run, in the order of the report's columns.
+var componentNames = []string{"kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok", "manager", "prometheus", "benchmark (driver, simulator)"}
 
 func orNone(s string) string {
 	if s == "" {

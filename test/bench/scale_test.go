@@ -79,6 +79,13 @@ type phaseResult struct {
 	Reconciles   float64 // reconciles of the canary controller
 	P50, P99   float64 // reconcile latency, seconds
 	PeakDepth  float64 // peak of the canary controller's work queue depth
+	PeakHeap   float64 // the manager's largest heap in the phase (GC trace)
+	LiveHeap   float64 // its live heap after the last collection of the phase
+	// Components is the CPU seconds of every process of the run in the phase.
+	Components map[string]float64
+	// StepLags are, for every step decided on the analysis interval (a weight step after
+	// the first, or the promotion), how long after it was due the benchmark saw it.
+	StepLags []time.Duration
 	Lags       []time.Duration
 }
 
@@ -89,6 +96,7 @@ type scaleResult struct {
 	Setup      time.Duration // the Deployments of the run created and Available
 	Phases     []phaseResult
 	Heap       []heapProfile // after the initialize phase and at the end
+	CPUProfile *cpuProfile   // the first cpuProfileSeconds of the rollout phase
 	Peak       peaks
 	CPU        float64
 	Err        string
@@ -144,7 +152,7 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 	if err != nil {
 		return err
 	}
-	r := &run{cfg: cfg, c: c, cs: cs, logf: logf}
+	r := &run{cfg: cfg, c: c, cs: cs, logf: logf, state: state}
 	if err := r.createNamespaces(ctx); err != nil {
 		return err
 	}
@@ -160,7 +168,8 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 			return fmt.Errorf("starting the mesh simulator: %w", err)
 		}
 		defer func() { cancelSim(); <-sim.Done() }()
-		prom, err := testenv.StartPrometheus(testenv.PrometheusOptions{Targets: []string{sim.Addr()}, ScrapeInterval: time.Second})
+		prom, err := testenv.StartPrometheus(testenv.PrometheusOptions{Targets: []string{sim.Addr()}, ScrapeInterval: time.Second,
+			StateDir: filepath.Join(state, "prometheus")})
 		if err != nil {
 			return fmt.Errorf("starting Prometheus: %w", err)
 		}
@@ -224,7 +233,25 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 		if p.name == "initialize" {
 			timeout = cfg.InitTimeout
 		}
+		var cpuDone chan struct{}
+		if p.name == "rollout" {
+			// Where the manager's CPU goes while the rollouts run (the profile is taken
+			// alongside the phase, which it does not slow measurably).
+			cpuDone = make(chan struct{})
+			go func() {
+				defer close(cpuDone)
+				cp, err := m.profileCPU(profileDir(cfg.N), p.name, cpuProfileSeconds)
+				if err != nil {
+					logf("N=%d: CPU profile of %s: %v", cfg.N, p.name, err)
+					return
+				}
+				res.CPUProfile = &cp
+			}()
+		}
 		pr, err := r.measure(ctx, p.name, timeout, p.act, p.done)
+		if cpuDone != nil {
+			<-cpuDone
+		}
 		if p.name == "rollback" {
 			// The reconcile that records the failing measurement routes everything back to
 			// the primary and enters RollingBack; Failed follows after a drain interval.
@@ -255,15 +282,22 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 	return nil
 }
 
+// cpuProfileSeconds is how much of the rollout phase the CPU profile covers.
+const cpuProfileSeconds = 10
+
 // run is the state of one measured run.
 type run struct {
 	cfg        scaleConfig
+	state      string // the cluster's state directory, named in its processes' command lines
 	c          client.Client
 	cs         *kubernetes.Clientset
 	logf       func(string, ...any)
 	namespaces []string
 	m          *managerProc
 	w          *watcher
+	// scraped and reconciled are the last scrape of reconciledOnce and what it found.
+	scraped    time.Time
+	reconciled int
 }
 
 func (r *run) name(i int) (ns, name string) {
@@ -440,16 +474,22 @@ func (r *run) allIn(phase meshv1.CanaryPhase) func(time.Time, samples) (int, err
 // reconciledOnce is done when the canary controller ran at least one reconcile a Canary
 // after t0 and its queue is empty.
 func (r *run) reconciledOnce(_ time.Time, before samples) (int, error) {
+	// At most one scrape a second: a scrape is work for the manager that it measures.
+	if time.Since(r.scraped) < time.Second {
+		return r.reconciled, nil
+	}
+	r.scraped = time.Now()
 	now, err := scrape(r.m.metrics)
 	if err != nil {
 		return 0, err
 	}
 	match := map[string]string{"controller": "canary"}
 	n := int(now.sum("controller_runtime_reconcile_total", match) - before.sum("controller_runtime_reconcile_total", match))
+	r.reconciled = min(n, r.cfg.N-1)
 	if n >= r.cfg.N && now.sum("workqueue_depth", map[string]string{"name": "canary"}) == 0 {
-		return r.cfg.N, nil
+		r.reconciled = r.cfg.N
 	}
-	return min(n, r.cfg.N-1), nil
+	return r.reconciled, nil
 }
 
 // quiet waits until the canary controller's queue stayed empty for two seconds.
@@ -485,6 +525,7 @@ type snapshot struct {
 	status  map[statusWrite]int
 	manager samples
 	cpu     float64
+	procs   map[string]float64 // CPU seconds by component
 }
 
 func (r *run) snapshot(ctx context.Context) (snapshot, error) {
@@ -522,6 +563,7 @@ func (r *run) snapshot(ctx context.Context) (snapshot, error) {
 		status:  r.w.statusWrites(),
 		manager: mgr,
 		cpu:     cpu,
+		procs:   componentCPU(r.state),
 	}, nil
 }
 
@@ -565,6 +607,8 @@ func (r *run) measure(ctx context.Context, name string, timeout time.Duration, a
 		return pr, err
 	}
 	pr.CPU = after.cpu - before.cpu
+	pr.Components = diff(before.procs, after.procs)
+	pr.StepLags = r.w.stepLags(t0, r.cfg.Interval)
 	pr.APIServer = diff(before.api, after.api)
 	pr.Refused = diff(before.refused, after.refused)
 	pr.StatusWrites = map[statusWrite]float64{}
@@ -579,7 +623,8 @@ func (r *run) measure(ctx context.Context, name string, timeout time.Duration, a
 	pr.Reconciles = after.manager.sum("controller_runtime_reconcile_total", match) - before.manager.sum("controller_runtime_reconcile_total", match)
 	h := after.manager.histogram("controller_runtime_reconcile_time_seconds", match).sub(before.manager.histogram("controller_runtime_reconcile_time_seconds", match))
 	pr.P50, pr.P99 = h.quantile(0.5), h.quantile(0.99)
-	pr.PeakDepth = r.m.peaks().depth
+	pk := r.m.peaks()
+	pr.PeakDepth, pr.PeakHeap, pr.LiveHeap = pk.depth, pk.phaseHeap, pk.live
 	return pr, waitErr
 }
 

@@ -37,10 +37,20 @@ type watcher struct {
 	last   map[string]meshv1.CanaryPhase
 	at     map[string]map[meshv1.CanaryPhase]time.Time
 	writes map[statusWrite]int
+	// lastStep is when each Canary's last weight step was seen; steps are the steps taken
+	// on the analysis interval.
+	lastStep map[string]time.Time
+	steps    []observedStep
+}
+
+// observedStep is a step taken on the analysis interval, seen by the informer: since, when
+// the step before it was seen.
+type observedStep struct {
+	since, seen time.Time
 }
 
 func startWatcher(ctx context.Context, cfg *rest.Config) (*watcher, error) {
-	w := &watcher{last: map[string]meshv1.CanaryPhase{}, at: map[string]map[meshv1.CanaryPhase]time.Time{}, writes: map[statusWrite]int{}}
+	w := &watcher{last: map[string]meshv1.CanaryPhase{}, at: map[string]map[meshv1.CanaryPhase]time.Time{}, writes: map[statusWrite]int{}, lastStep: map[string]time.Time{}}
 	sel := labels.SelectorFromSet(labels.Set{benchLabel: "yes"})
 	cch, err := cache.New(cfg, cache.Options{Scheme: testenv.Scheme(), ByObject: map[client.Object]cache.ByObject{&meshv1.Canary{}: {Label: sel}}})
 	if err != nil {
@@ -60,7 +70,7 @@ func startWatcher(ctx context.Context, cfg *rest.Config) (*watcher, error) {
 			o, ok1 := old.(*meshv1.Canary)
 			c, ok2 := obj.(*meshv1.Canary)
 			if ok1 && ok2 {
-				w.count(&o.Status, &c.Status)
+				w.count(c.Namespace+"/"+c.Name, &o.Status, &c.Status)
 				w.record(c)
 			}
 		},
@@ -90,8 +100,11 @@ func (w *watcher) record(c *meshv1.Canary) {
 }
 
 // count classifies a status write (an update that changed nothing of the status, such as
-// the finalizer being added, is not one).
-func (w *watcher) count(old, cur *meshv1.CanaryStatus) {
+// the finalizer being added, is not one), and records the steps taken on the interval: a
+// weight step after the first (the first is taken when the canary is ready) and the
+// promotion, each due one interval after the step before it.
+func (w *watcher) count(key string, old, cur *meshv1.CanaryStatus) {
+	now := time.Now()
 	var kind statusWrite
 	switch {
 	case equality.Semantic.DeepEqual(old, cur):
@@ -104,8 +117,34 @@ func (w *watcher) count(old, cur *meshv1.CanaryStatus) {
 		kind = writeOther
 	}
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.writes[kind]++
-	w.mu.Unlock()
+	onInterval := old.Phase == meshv1.PhaseProgressing && old.CanaryWeight > 0 && (kind == writeStep || cur.Phase == meshv1.PhasePromoting)
+	if since, ok := w.lastStep[key]; ok && onInterval {
+		w.steps = append(w.steps, observedStep{since: since, seen: now})
+	}
+	switch kind {
+	case writeStep:
+		w.lastStep[key] = now
+	case writePhase:
+		delete(w.lastStep, key)
+	case writeOther:
+	}
+}
+
+// stepLags are the lags of the steps seen since t0, sorted: how much longer than the
+// interval each step taken on the interval came after the step before it.
+func (w *watcher) stepLags(t0 time.Time, interval time.Duration) []time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []time.Duration
+	for _, s := range w.steps {
+		if !s.seen.Before(t0) {
+			out = append(out, s.seen.Sub(s.since)-interval)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // statusWrites is a copy of the counts so far.

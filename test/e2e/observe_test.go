@@ -160,7 +160,7 @@ channels:
 		fmt.Sprintf(`canopy_canary_weight{%s} 0`, sel),
 		fmt.Sprintf(`canopy_canary_info{%s,primary="reviews-primary",target="reviews"} 1`, sel),
 		fmt.Sprintf(`canopy_canary_phase_transitions_total{%s,phase="Succeeded"} 1`, sel),
-		fmt.Sprintf(`canopy_canary_rollout_duration_seconds_count{%s,outcome="promoted"} 1`, sel),
+		fmt.Sprintf(`canopy_canary_rollout_duration_seconds_count{namespace=%q,outcome="promoted"} 1`, ns),
 		fmt.Sprintf(`canopy_analysis_check_value{check="request-success-rate",%s} 100`, sel),
 	)
 
@@ -224,7 +224,7 @@ channels:
 		fmt.Sprintf(`canopy_canary_phase{%s,phase="Failed"} 1`, sel),
 		fmt.Sprintf(`canopy_canary_phase_transitions_total{%s,phase="Succeeded"} 1`, sel),
 		fmt.Sprintf(`canopy_canary_phase_transitions_total{%s,phase="Failed"} 1`, sel),
-		fmt.Sprintf(`canopy_canary_rollout_duration_seconds_count{%s,outcome="failed"} 1`, sel),
+		fmt.Sprintf(`canopy_canary_rollout_duration_seconds_count{namespace=%q,outcome="failed"} 1`, ns),
 		fmt.Sprintf(`canopy_canary_failed_checks{%s} 2`, sel),
 	)
 }
