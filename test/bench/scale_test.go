@@ -70,23 +70,23 @@ type phaseResult struct {
 	// clients: the manager, the controller-manager, the scheduler, kwok and the benchmark).
 	APIServer map[string]float64
 	// Manager counts the manager's own requests by HTTP method.
-	Manager    map[string]float64
+	Manager map[string]float64
 	// Refused counts the apiserver's answers other than 2xx to writes, by "VERB
 	// resource[/subresource] code" (a 409 is an optimistic lock or a create race).
 	Refused map[string]float64
 	// StatusWrites classifies the Canaries' status writes the benchmark's informer saw.
 	StatusWrites map[statusWrite]float64
 	Reconciles   float64 // reconciles of the canary controller
-	P50, P99   float64 // reconcile latency, seconds
-	PeakDepth  float64 // peak of the canary controller's work queue depth
-	PeakHeap   float64 // the manager's largest heap in the phase (GC trace)
-	LiveHeap   float64 // its live heap after the last collection of the phase
+	P50, P99     float64 // reconcile latency, seconds
+	PeakDepth    float64 // peak of the canary controller's work queue depth
+	PeakHeap     float64 // the manager's largest heap in the phase (GC trace)
+	LiveHeap     float64 // its live heap after the last collection of the phase
 	// Components is the CPU seconds of every process of the run in the phase.
 	Components map[string]float64
 	// StepLags are, for every step decided on the analysis interval (a weight step after
 	// the first, or the promotion), how long after it was due the benchmark saw it.
 	StepLags []time.Duration
-	Lags       []time.Duration
+	Lags     []time.Duration
 }
 
 // scaleResult is one run.
