@@ -7,7 +7,9 @@ import (
 	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
 	istiosecv1 "istio.io/client-go/pkg/apis/security/v1"
 	istiotelv1 "istio.io/client-go/pkg/apis/telemetry/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
@@ -17,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/workload"
 )
 
 // labelScopedKinds are the kinds whose informers hold only the objects canopy generated
@@ -81,7 +84,7 @@ func ParseShardSelector(s string) (labels.Selector, error) {
 // cert-manager's) cannot be configured (the cache would fail to start): its informer, if
 // one starts later, is unscoped until the next restart.
 func cacheOptions(cfg *rest.Config, scheme *runtime.Scheme, o Options) (cache.Options, error) {
-	opts := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
+	opts := cache.Options{DefaultTransform: cacheTransform}
 	if nss := o.Namespaces(); len(nss) > 0 {
 		opts.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range nss {
@@ -116,6 +119,35 @@ func cacheOptions(cfg *rest.Config, scheme *runtime.Scheme, o Options) (cache.Op
 		}
 	}
 	return opts, nil
+}
+
+// stripManagedFields is controller-runtime's transform that drops managedFields.
+var stripManagedFields = cache.TransformStripManagedFields()
+
+// cacheTransform strips from every cached object what canopy never reads:
+//   - managedFields, often larger than the spec;
+//   - kubectl's last-applied-configuration annotation, a copy of the whole object on
+//     everything `kubectl apply` or a client-side-applying GitOps tool (Argo CD by default)
+//     wrote: it doubles the size of the users' Deployments and Services;
+//   - a ConfigMap's data, of which a revision needs only the digest (workload.CacheConfigMap).
+//
+// None of these is ever written back from the cache: canopy's writes are server-side applies
+// of what it renders, patches computed against the cached copy (a field absent from both
+// sides is not in the patch), and status writes.
+func cacheTransform(obj any) (any, error) {
+	obj, err := stripManagedFields(obj)
+	if err != nil {
+		return obj, err
+	}
+	if o, ok := obj.(metav1.Object); ok {
+		if a := o.GetAnnotations(); a != nil {
+			if _, ok := a[corev1.LastAppliedConfigAnnotation]; ok {
+				delete(a, corev1.LastAppliedConfigAnnotation)
+				o.SetAnnotations(a)
+			}
+		}
+	}
+	return workload.CacheConfigMap(obj)
 }
 
 func newMapper(cfg *rest.Config) (meta.RESTMapper, error) {

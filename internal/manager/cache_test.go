@@ -2,9 +2,13 @@ package manager
 
 import (
 	"context"
+	"maps"
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
 )
@@ -49,5 +53,32 @@ func TestRunRefusesBadShardFlags(t *testing.T) {
 				t.Fatalf("Run() = %v, want an error with %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// The cache drops what canopy never reads, and keeps what it does.
+func TestCacheTransformStripsWhatCanopyNeverReads(t *testing.T) {
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{
+		Name:          "reviews",
+		Annotations:   map[string]string{corev1.LastAppliedConfigAnnotation: `{"kind":"Deployment"}`, "team": "books"},
+		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}},
+	}}
+	obj, err := cacheTransform(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := obj.(*appsv1.Deployment)
+	if got.ManagedFields != nil {
+		t.Errorf("managedFields kept: %v", got.ManagedFields)
+	}
+	if want := map[string]string{"team": "books"}; !maps.Equal(got.Annotations, want) {
+		t.Errorf("annotations %v, want %v", got.Annotations, want)
+	}
+	obj, err = cacheTransform(&corev1.ConfigMap{Data: map[string]string{"k": "v"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cm := obj.(*corev1.ConfigMap); cm.Data != nil {
+		t.Errorf("a ConfigMap's data kept: %v", cm.Data)
 	}
 }

@@ -68,7 +68,39 @@ func TrackedConfigs(ctx context.Context, r client.Reader, namespace string, spec
 	return out, nil
 }
 
+// annotationDataDigest carries, on a ConfigMap in canopy's cache, the digest of the data the
+// cache dropped (CacheConfigMap).
+const annotationDataDigest = "mesh.canopy.dev/cached-data-digest"
+
+// CacheConfigMap is the cache's transform of ConfigMaps: a revision needs only the digest
+// of a ConfigMap's data, so the cache keeps the digest and drops the data. With a cluster-wide
+// ConfigMap informer (the target's ConfigMaps start rollouts), the data of every ConfigMap in
+// the cluster (dashboards, Helm 2 releases, CA bundles) would otherwise be held in memory.
+// Other objects pass unchanged.
+func CacheConfigMap(obj any) (any, error) {
+	cm, ok := obj.(*corev1.ConfigMap)
+	if !ok {
+		return obj, nil
+	}
+	digest := dataDigest(cm)
+	cm.Data, cm.BinaryData = nil, nil
+	if cm.Annotations == nil {
+		cm.Annotations = map[string]string{}
+	}
+	cm.Annotations[annotationDataDigest] = digest
+	return cm, nil
+}
+
+// configDigest is the digest of a ConfigMap's data, read from the cache's copy or computed
+// from a full one.
 func configDigest(cm *corev1.ConfigMap) string {
+	if d, ok := cm.Annotations[annotationDataDigest]; ok && cm.Data == nil && cm.BinaryData == nil {
+		return d
+	}
+	return dataDigest(cm)
+}
+
+func dataDigest(cm *corev1.ConfigMap) string {
 	h := sha256.New()
 	for _, k := range sortedKeys(cm.Data) {
 		_, _ = fmt.Fprintf(h, "%q=%q\n", k, cm.Data[k])

@@ -40,3 +40,31 @@ func TestConfigDigestChangesWithTheData(t *testing.T) {
 		t.Fatal("the digest did not change with the data")
 	}
 }
+
+// The cache keeps a ConfigMap's digest instead of its data: the revision read from the cache
+// is the one computed from the full object (by the kubectl plugin, say).
+func TestCachedConfigMapKeepsItsDigestNotItsData(t *testing.T) {
+	full := func() *corev1.ConfigMap {
+		return &corev1.ConfigMap{Data: map[string]string{"app.yaml": "replicas: 3"}, BinaryData: map[string][]byte{"logo": {1, 2, 3}}}
+	}
+	obj, err := CacheConfigMap(full())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached := obj.(*corev1.ConfigMap)
+	if cached.Data != nil || cached.BinaryData != nil {
+		t.Fatalf("the cached copy keeps its data: %+v", cached)
+	}
+	if got, want := configDigest(cached), configDigest(full()); got != want {
+		t.Fatalf("digest of the cached copy %s, of the full one %s", got, want)
+	}
+	// An empty ConfigMap too, and other kinds pass unchanged.
+	empty, _ := CacheConfigMap(&corev1.ConfigMap{})
+	if got, want := configDigest(empty.(*corev1.ConfigMap)), configDigest(&corev1.ConfigMap{}); got != want {
+		t.Fatalf("digest of an empty cached ConfigMap %s, want %s", got, want)
+	}
+	svc := &corev1.Service{}
+	if got, _ := CacheConfigMap(svc); got != svc {
+		t.Fatal("a Service was changed")
+	}
+}
