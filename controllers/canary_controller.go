@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -23,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -379,14 +382,15 @@ func (r *CanaryReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int)
 	byPolicy := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 		return r.canariesFor(ctx, o.GetNamespace(), indexTarget, o.(*meshv1.MeshPolicy).Spec.TargetRef.Name)
 	})
+	deployments := builder.WithPredicates(deploymentChanged)
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&meshv1.Canary{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		Owns(&appsv1.Deployment{}).
+		Owns(&appsv1.Deployment{}, deployments).
 		Owns(&corev1.Service{}).
 		Owns(&istionetv1.VirtualService{}).
 		Owns(&istionetv1.DestinationRule{}).
 		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
-		Watches(&appsv1.Deployment{}, byTarget).
+		Watches(&appsv1.Deployment{}, byTarget, deployments).
 		Watches(&corev1.Service{}, byTarget).
 		Watches(&meshv1.MeshPolicy{}, byPolicy).
 		Watches(&autoscalingv2.HorizontalPodAutoscaler{}, byAutoscaler).
@@ -395,6 +399,25 @@ func (r *CanaryReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int)
 		Named("canary").
 		Complete(r)
 }
+
+// deploymentChanged passes the Deployment updates a Canary decides on: its spec or metadata
+// changed, or it became ready or stopped being so (workload.Ready is all canopy reads of a
+// Deployment's status). A rolling Deployment's status is written many times by the
+// controller-manager (replica counts, conditions) and each write used to wake its Canary:
+// at a thousand rollouts these were most of canopy's reconciles.
+var deploymentChanged = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+	old, okOld := e.ObjectOld.(*appsv1.Deployment)
+	cur, okCur := e.ObjectNew.(*appsv1.Deployment)
+	if !okOld || !okCur {
+		return true
+	}
+	oldReady, _ := workload.Ready(old)
+	curReady, _ := workload.Ready(cur)
+	return old.Generation != cur.Generation || oldReady != curReady ||
+		!cur.DeletionTimestamp.Equal(old.DeletionTimestamp) ||
+		!maps.Equal(old.Labels, cur.Labels) || !maps.Equal(old.Annotations, cur.Annotations) ||
+		!equality.Semantic.DeepEqual(old.OwnerReferences, cur.OwnerReferences)
+}}
 
 // canariesFor finds the Canaries of a namespace whose indexed field is name.
 func (r *CanaryReconciler) canariesFor(ctx context.Context, namespace, index, name string) []reconcile.Request {

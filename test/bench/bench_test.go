@@ -95,8 +95,8 @@ func TestScaleSmoke(t *testing.T) {
 	if ph := r.phase("no-op"); managerWrites(ph.Manager) != 0 || ph.Manager["GET"] != 0 {
 		t.Errorf("%.0f no-op reconciles sent requests: %v", ph.Reconciles, ph.Manager)
 	}
-	if ph := r.phase("rollback"); len(ph.Lags) != 5 {
-		t.Errorf("rollback lags of %d Canaries, want 5", len(ph.Lags))
+	if ph := r.phase("rollback"); len(ph.Lags) != 5 || len(ph.RouteLags) != 5 {
+		t.Errorf("rollback lags of %d (status) and %d (routes) Canaries, want 5", len(ph.Lags), len(ph.RouteLags))
 	}
 	md := report(describeMachine(), results)
 	for _, want := range []string{"| 5 | Prometheus + webhook |", "### N=5", "APPLY virtualservices"} {

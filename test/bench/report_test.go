@@ -143,7 +143,7 @@ func report(m machine, results []scaleResult) string {
 	p("API requests come from two sources: the apiserver's own `apiserver_request_total` (every client: also the controller-manager, the scheduler, kwok and the benchmark, which writes the N Deployments of a phase), and the manager's `rest_client_requests_total` (its own requests only). Memory and CPU are the manager process's: peak RSS sampled from /proc every 0.5 s, peak Go heap in use (`go_memstats_heap_inuse_bytes`) from its metrics endpoint, CPU seconds from /proc/<pid>/stat. Reconcile latency is interpolated from `controller_runtime_reconcile_time_seconds` (canary controller) over the phase; queue depth is the peak of `workqueue_depth` sampled every 0.5 s.\n\n")
 
 	p("## Results\n\n")
-	p("| N | analysis | Deployments ready | initialize | rollout (ideal %s) | step lag p50 / p99 | rollback | rollback lag p50 / p99 / max | peak Go heap | live heap | peak RSS | manager CPU s |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n", secs(idealRollout(results[0].Config)))
+	p("| N | analysis | Deployments ready | initialize | rollout (ideal %s) | step lag p50 / p99 | rollback | rollback lag p50 / p99 / max: routes, status | peak Go heap | live heap | peak RSS | manager CPU s |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n", secs(idealRollout(results[0].Config)))
 	for _, r := range results {
 		analysis := "webhook only"
 		if r.Config.Prometheus {
@@ -161,7 +161,7 @@ func report(m machine, results []scaleResult) string {
 		}
 		lag := "n/a"
 		if ph := r.phase("rollback"); ph != nil && len(ph.Lags) > 0 {
-			lag = fmt.Sprintf("%s / %s / %s", secs(quantileDuration(ph.Lags, 0.5)), secs(quantileDuration(ph.Lags, 0.99)), secs(ph.Lags[len(ph.Lags)-1]))
+			lag = lagCell(ph.RouteLags) + "; " + lagCell(ph.Lags)
 		}
 		stepLag := "n/a"
 		if ph := r.phase("rollout"); ph != nil && len(ph.StepLags) > 0 {
@@ -198,9 +198,11 @@ func report(m machine, results []scaleResult) string {
 			mw, reads := managerWrites(ph.Manager), ph.Manager["GET"]
 			p("| a no-op reconcile costs 0 writes and 0 uncached reads | %d | %.0f reconciles: %.0f writes, %.0f reads (GET, watches included) by the manager | %s |\n", r.Config.N, ph.Reconciles, mw, reads, yes(mw == 0 && reads == 0))
 		}
-		if ph := r.phase("rollback"); ph != nil && len(ph.Lags) > 0 {
-			worst := ph.Lags[len(ph.Lags)-1]
-			p("| rollback within one analysis interval of the failing measurement | %d | worst %s of %d Canaries (interval %s) | %s |\n", r.Config.N, secs(worst), len(ph.Lags), r.Config.Interval, yes(worst <= r.Config.Interval))
+		if ph := r.phase("rollback"); ph != nil && len(ph.RouteLags) > 0 {
+			worst := ph.RouteLags[len(ph.RouteLags)-1]
+			p("| rollback within one analysis interval of the failing measurement | %d | traffic back on the primary (the VirtualService) p50 %s, worst %s of %d Canaries; status RollingBack p50 %s, worst %s (interval %s) | %s |\n",
+				r.Config.N, secs(quantileDuration(ph.RouteLags, 0.5)), secs(worst), len(ph.RouteLags),
+				secs(quantileDuration(ph.Lags, 0.5)), secs(ph.Lags[len(ph.Lags)-1]), r.Config.Interval, yes(worst <= r.Config.Interval))
 		}
 		live := "no profile"
 		if len(r.Heap) > 0 {
@@ -285,6 +287,14 @@ func (ph *phaseResult) refusedOf(resources ...string) float64 {
 
 // componentNames are the processes of a run, in the order of the report's columns.
 var componentNames = []string{"kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok", "manager", "prometheus", "benchmark (driver, simulator)"}
+
+// lagCell is p50 / p99 / max of sorted lags.
+func lagCell(l []time.Duration) string {
+	if len(l) == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%s / %s / %s", secs(quantileDuration(l, 0.5)), secs(quantileDuration(l, 0.99)), secs(l[len(l)-1]))
+}
 
 func orNone(s string) string {
 	if s == "" {

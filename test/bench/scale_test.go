@@ -86,7 +86,10 @@ type phaseResult struct {
 	// StepLags are, for every step decided on the analysis interval (a weight step after
 	// the first, or the promotion), how long after it was due the benchmark saw it.
 	StepLags []time.Duration
-	Lags     []time.Duration
+	// Lags are, for the rollback phase, the time from each Canary's failing measurement to
+	// its status RollingBack; RouteLags to its VirtualService routing nothing to the canary.
+	Lags      []time.Duration
+	RouteLags []time.Duration
 }
 
 // scaleResult is one run.
@@ -181,6 +184,10 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 	if err != nil {
 		return err
 	}
+	routes, err := startRouteWatcher(ctx, env.Config)
+	if err != nil {
+		return err
+	}
 	setupStart := time.Now()
 	if err := r.createWorkloads(ctx); err != nil {
 		return err
@@ -256,6 +263,7 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 			// The reconcile that records the failing measurement routes everything back to
 			// the primary and enters RollingBack; Failed follows after a drain interval.
 			pr.Lags = w.lags(hook.failures(), meshv1.PhaseRollingBack)
+			pr.RouteLags = routes.lags(hook.failures())
 		}
 		res.Phases = append(res.Phases, pr)
 		logf("N=%d: %s: %d/%d in %s", cfg.N, p.name, pr.Reached, cfg.N, pr.Duration.Round(time.Millisecond))

@@ -6,9 +6,11 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
@@ -178,6 +180,76 @@ func (w *watcher) lags(failures map[string]time.Time, phase meshv1.CanaryPhase) 
 	var out []time.Duration
 	for key, failed := range failures {
 		if t, ok := w.at[key][phase]; ok && t.After(failed) {
+			out = append(out, t.Sub(failed))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// routeWatcher records when each Canary's VirtualService stopped sending traffic to the
+// canary: when a rollback has landed in the mesh (the status write comes after it).
+type routeWatcher struct {
+	mu     sync.Mutex
+	weight map[string]int32 // the canary destination's weight, by namespace/name
+	zeroAt map[string]time.Time
+}
+
+func startRouteWatcher(ctx context.Context, cfg *rest.Config) (*routeWatcher, error) {
+	rw := &routeWatcher{weight: map[string]int32{}, zeroAt: map[string]time.Time{}}
+	sel := labels.SelectorFromSet(labels.Set{meshv1.LabelManagedBy: meshv1.ManagedByValue})
+	cch, err := cache.New(cfg, cache.Options{Scheme: testenv.Scheme(), ByObject: map[client.Object]cache.ByObject{&istionetv1.VirtualService{}: {Label: sel}}})
+	if err != nil {
+		return nil, err
+	}
+	inf, err := cch.GetInformer(ctx, &istionetv1.VirtualService{})
+	if err != nil {
+		return nil, err
+	}
+	record := func(obj any) {
+		if vs, ok := obj.(*istionetv1.VirtualService); ok {
+			rw.record(vs)
+		}
+	}
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{AddFunc: record, UpdateFunc: func(_, obj any) { record(obj) }}); err != nil {
+		return nil, err
+	}
+	go func() { _ = cch.Start(ctx) }()
+	if !cch.WaitForCacheSync(ctx) {
+		return nil, fmt.Errorf("the benchmark's VirtualService informer did not sync")
+	}
+	return rw, nil
+}
+
+// record notes the canary destination's weight (the benchmark's Canaries are named after
+// their targets, and the canary destination is the Service <name>-canary).
+func (rw *routeWatcher) record(vs *istionetv1.VirtualService) {
+	now := time.Now()
+	canaryHost := vs.Name + "-canary"
+	var w int32
+	for _, h := range vs.Spec.GetHttp() {
+		for _, r := range h.GetRoute() {
+			if host := r.GetDestination().GetHost(); host == canaryHost || strings.HasPrefix(host, canaryHost+".") {
+				w = max(w, r.GetWeight())
+			}
+		}
+	}
+	key := vs.Namespace + "/" + vs.Name
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	if rw.weight[key] > 0 && w == 0 {
+		rw.zeroAt[key] = now
+	}
+	rw.weight[key] = w
+}
+
+// lags are, Canary by Canary, the time from the failing check to the route back.
+func (rw *routeWatcher) lags(failures map[string]time.Time) []time.Duration {
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	var out []time.Duration
+	for key, failed := range failures {
+		if t, ok := rw.zeroAt[key]; ok && t.After(failed) {
 			out = append(out, t.Sub(failed))
 		}
 	}
