@@ -36,6 +36,15 @@ func main() {
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 
+	limit, err := manager.ApplyMemoryLimit(opts.MemoryLimitRatio)
+	if err != nil {
+		ctrl.Log.Error(err, "Invalid flag")
+		os.Exit(1)
+	}
+	if limit > 0 {
+		ctrl.Log.Info("Go memory limit set from the container's", "bytes", limit, "ratio", opts.MemoryLimitRatio)
+	}
+
 	if err := manager.Run(ctrl.SetupSignalHandler(), ctrl.GetConfigOrDie(), opts); err != nil {
 		ctrl.Log.Error(err, "Manager exited with an error")
 		os.Exit(1)

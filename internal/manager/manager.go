@@ -54,6 +54,9 @@ type Options struct {
 	WebhookAllowedHosts string
 	WebhookAllowedCIDRs string
 	NotificationsConfig string
+	// MemoryLimitRatio is the share of the container's memory limit the Go heap keeps under
+	// (ApplyMemoryLimit; main applies it, being process-wide).
+	MemoryLimitRatio float64
 
 	// NotifyOptions tune the notifier (tests: a fake clock, a faster backoff).
 	NotifyOptions notify.Options
@@ -108,6 +111,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.WebhookCertDir, "webhook-cert-path", "", "Directory of the webhook server's certificate (default: controller-runtime's, /tmp/k8s-webhook-server/serving-certs).")
 	fs.StringVar(&o.WebhookCertName, "webhook-cert-name", "tls.crt", "File name of the webhook server's certificate in --webhook-cert-path.")
 	fs.StringVar(&o.WebhookKeyName, "webhook-cert-key", "tls.key", "File name of the webhook server's key in --webhook-cert-path.")
+	fs.Float64Var(&o.MemoryLimitRatio, "memory-limit-ratio", DefaultMemoryLimitRatio,
+		"Share of the container's memory limit (its cgroup's) the Go runtime keeps the heap under, collecting harder near it; 0 disables; GOMEMLIMIT, when set, wins.")
 	fs.StringVar(&o.NotificationsConfig, "notifications-config", "",
 		"YAML file of rollout notification channels (Slack, Teams, webhook); mount it from a Secret. Empty: no notifications.")
 }
