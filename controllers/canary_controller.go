@@ -86,8 +86,13 @@ func (r *CanaryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	if err := r.Get(ctx, req.NamespacedName, c); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if r.seen.stale(c) {
-		// Our last write is not in the cache yet: deciding now could repeat a step.
+	fresh, err := r.seen.fresh(ctx, r.Client, c)
+	if err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !fresh {
+		// Our last write is not in the cache yet: deciding now could repeat a step. The
+		// watch event that brings it wakes the Canary (caughtUp).
 		return ctrl.Result{RequeueAfter: staleRetry}, nil
 	}
 	if !c.DeletionTimestamp.IsZero() {
@@ -384,7 +389,7 @@ func (r *CanaryReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int)
 	})
 	deployments := builder.WithPredicates(deploymentChanged)
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&meshv1.Canary{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		For(&meshv1.Canary{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, r.seen.caughtUp()))).
 		Owns(&appsv1.Deployment{}, deployments).
 		Owns(&corev1.Service{}).
 		Owns(&istionetv1.VirtualService{}).

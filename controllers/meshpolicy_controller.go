@@ -77,7 +77,11 @@ func (r *MeshPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if err := r.Get(ctx, req.NamespacedName, p); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if r.seen.stale(p) {
+	fresh, err := r.seen.fresh(ctx, r.Client, p)
+	if err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !fresh {
 		return ctrl.Result{RequeueAfter: staleRetry}, nil
 	}
 	if !p.DeletionTimestamp.IsZero() {
@@ -207,7 +211,7 @@ func (r *MeshPolicyReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent 
 	// Policies waiting for cert-manager are sent through this channel when it arrives.
 	wake := make(chan event.GenericEvent)
 	b := ctrl.NewControllerManagedBy(mgr).
-		For(&meshv1.MeshPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&meshv1.MeshPolicy{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, r.seen.caughtUp()))).
 		Owns(&istiosecv1.PeerAuthentication{}).
 		Owns(&istiosecv1.AuthorizationPolicy{}).
 		Owns(&istionetv1.ServiceEntry{}).

@@ -3,14 +3,18 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
+
+	"k8s.io/client-go/kubernetes"
 
 	"canopy.dev/canopy/test/testenv"
 )
@@ -119,4 +123,24 @@ func pprofTable(out string) string {
 		}
 	}
 	return strings.TrimSpace(out)
+}
+
+// profileAPIServerCPU records the apiserver's CPU for the given seconds, through its
+// /debug/pprof endpoint (which it serves to system:masters): where a loaded control plane's
+// time goes.
+func profileAPIServerCPU(ctx context.Context, cs *kubernetes.Clientset, dir, name string, seconds int) (cpuProfile, error) {
+	cp := cpuProfile{Phase: name, Seconds: seconds}
+	raw, err := cs.RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", strconv.Itoa(seconds)).Timeout(time.Duration(seconds+60) * time.Second).DoRaw(ctx)
+	if err != nil {
+		return cp, fmt.Errorf("the apiserver's CPU profile: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return cp, err
+	}
+	cp.Path = filepath.Join(dir, "apiserver-cpu-"+name+".pb.gz")
+	if err := os.WriteFile(cp.Path, raw, 0o644); err != nil {
+		return cp, err
+	}
+	cp.Top, err = pprofTop(cp.Path, "-cum")
+	return cp, err
 }

@@ -260,6 +260,9 @@ func report(m machine, results []scaleResult) string {
 		if cp := r.CPUProfile; cp != nil {
 			p("\nThe manager's CPU in the first %d s of the rollout phase; `go tool pprof -top -cum %s`:\n\n```\n%s\n```\n", cp.Seconds, relPath(cp.Path), cp.Top)
 		}
+		if cp := r.APIServerProfile; cp != nil {
+			p("\nThe apiserver's CPU over the same %d s; `go tool pprof -top -cum %s`:\n\n```\n%s\n```\n", cp.Seconds, relPath(cp.Path), cp.Top)
+		}
 		p("\nWrites seen by the apiserver (all clients), per phase, total and per Canary:\n\n")
 		p("| phase | verb resource | total | per Canary |\n|---|---|---|---|\n")
 		for _, ph := range r.Phases {

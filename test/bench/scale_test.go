@@ -100,9 +100,11 @@ type scaleResult struct {
 	Phases     []phaseResult
 	Heap       []heapProfile // after the initialize phase and at the end
 	CPUProfile *cpuProfile   // the first cpuProfileSeconds of the rollout phase
-	Peak       peaks
-	CPU        float64
-	Err        string
+	// APIServerProfile is the apiserver's CPU over the same seconds.
+	APIServerProfile *cpuProfile
+	Peak             peaks
+	CPU              float64
+	Err              string
 }
 
 // runScale measures one configuration on a local cluster of its own.
@@ -247,7 +249,19 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 			cpuDone = make(chan struct{})
 			go func() {
 				defer close(cpuDone)
+				var wg sync.WaitGroup
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					cp, err := profileAPIServerCPU(ctx, cs, profileDir(cfg.N), p.name, cpuProfileSeconds)
+					if err != nil {
+						logf("N=%d: %v", cfg.N, err)
+						return
+					}
+					res.APIServerProfile = &cp
+				}()
 				cp, err := m.profileCPU(profileDir(cfg.N), p.name, cpuProfileSeconds)
+				wg.Wait()
 				if err != nil {
 					logf("N=%d: CPU profile of %s: %v", cfg.N, p.name, err)
 					return
