@@ -139,12 +139,25 @@ func (r *CanaryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	}
 	s.completed = true
 	if s.decision != nil {
-		log.V(1).Info("Reconciled", "phase", s.decision.Status.Phase, "weight", s.decision.Status.CanaryWeight, "requeueAfter", s.decision.RequeueAfter)
-		return ctrl.Result{RequeueAfter: s.decision.RequeueAfter}, nil
+		after := r.requeueAfter(s)
+		log.V(1).Info("Reconciled", "phase", s.decision.Status.Phase, "weight", s.decision.Status.CanaryWeight, "requeueAfter", after)
+		return ctrl.Result{RequeueAfter: after}, nil
 	}
 	// Stopped before a decision (the target is missing, the spec is invalid): a watch on
 	// the target or a change of the spec brings the Canary back.
 	return ctrl.Result{}, nil
+}
+
+// requeueAfter is the decision's wait counted from the moment the progression read the
+// clock, not from now: the time this reconcile spent on checks, webhooks and writes is not
+// added to every interval (a step would otherwise come that much late, step after step).
+func (r *CanaryReconciler) requeueAfter(s *canaryScope) time.Duration {
+	d := s.decision.RequeueAfter
+	if d <= 0 {
+		return 0
+	}
+	// Already due: as soon as possible, though never as a 0, which means no requeue.
+	return max(d-r.Clock.Since(s.now), time.Millisecond)
 }
 
 // canaryScope is what one reconcile of a Canary learns and decides.

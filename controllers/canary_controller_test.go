@@ -256,3 +256,31 @@ func TestEventNoteFitsTheAPILimit(t *testing.T) {
 		t.Fatal("a short note was changed")
 	}
 }
+
+// The time a reconcile spends on its checks is not added to the interval: the next step is
+// due one interval after the last, counted from when the progression read the clock.
+func TestCanaryRequeueCountsFromTheDecision(t *testing.T) {
+	h := newHarness(t)
+	h.initialize(reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10)}))
+	h.startRollout("reviews:v2")
+	h.expectWeights(90, 10)
+
+	h.clock.Step(time.Minute)
+	h.analyzer.during = func() { h.clock.Step(20 * time.Second) } // a slow Prometheus
+	c, res := h.reconcile("reviews")
+	h.analyzer.during = nil
+	if c.Status.CanaryWeight != 20 {
+		t.Fatalf("status weight %d after the interval, want 20", c.Status.CanaryWeight)
+	}
+	if want := 40 * time.Second; res.RequeueAfter != want {
+		t.Fatalf("requeued after %s, want %s: one interval after the step, less the 20 s its checks took", res.RequeueAfter, want)
+	}
+	// When the reconcile took longer than the wait, the next one is due at once.
+	h.clock.Step(time.Minute)
+	h.analyzer.during = func() { h.clock.Step(2 * time.Minute) }
+	_, res = h.reconcile("reviews")
+	h.analyzer.during = nil
+	if res.RequeueAfter <= 0 || res.RequeueAfter > time.Second {
+		t.Fatalf("requeued after %s, want at once (but not 0, which would mean never)", res.RequeueAfter)
+	}
+}

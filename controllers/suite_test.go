@@ -38,6 +38,8 @@ type fakeAnalyzer struct {
 	outcome meshv1.CheckOutcome
 	value   string
 	runs    int
+	// during runs inside each Run, as a slow Prometheus would take time.
+	during func()
 }
 
 func (f *fakeAnalyzer) set(o meshv1.CheckOutcome, value string) {
@@ -50,6 +52,9 @@ func (f *fakeAnalyzer) Run(_ context.Context, c *meshv1.Canary) []meshv1.CheckSt
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.runs++
+	if f.during != nil {
+		f.during()
+	}
 	out := make([]meshv1.CheckStatus, 0, len(c.Spec.Analysis.Metrics))
 	for _, m := range c.Spec.Analysis.Metrics {
 		out = append(out, meshv1.CheckStatus{Name: m.Name, Outcome: f.outcome, Value: f.value, Threshold: ">= 99"})

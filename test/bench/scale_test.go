@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,8 @@ type scaleConfig struct {
 	QPS, Burst    int           // --kube-api-qps, --kube-api-burst
 	PhaseTimeout  time.Duration // how long one phase may take before it is reported unfinished
 	InitTimeout   time.Duration // the same for the initialize phase
+	// Phases are the phases run, in their order (empty: all); initialize always runs.
+	Phases []string
 }
 
 func (c scaleConfig) managerFlags(prometheus string) []string {
@@ -86,6 +89,9 @@ type phaseResult struct {
 	// StepLags are, for every step decided on the analysis interval (a weight step after
 	// the first, or the promotion), how long after it was due the benchmark saw it.
 	StepLags []time.Duration
+	// Timeline is, for the rollout phase, how long after the new images each Canary
+	// reached each milestone.
+	Timeline map[milestone][]time.Duration
 	// Lags are, for the rollback phase, the time from each Canary's failing measurement to
 	// its status RollingBack; RouteLags to its VirtualService routing nothing to the canary.
 	Lags      []time.Duration
@@ -97,6 +103,10 @@ type scaleResult struct {
 	Config     scaleConfig
 	ManagerCmd string
 	Setup      time.Duration // the Deployments of the run created and Available
+	// Baseline is how long the cluster alone (no canopy) took to roll every Deployment to
+	// a new image: what each of a rollout's two Deployment rollouts (the canary's, then the
+	// primary's) costs at this N, whatever the operator.
+	Baseline time.Duration
 	Phases     []phaseResult
 	Heap       []heapProfile // after the initialize phase and at the end
 	CPUProfile *cpuProfile   // the first cpuProfileSeconds of the rollout phase
@@ -199,6 +209,15 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 	}
 	res.Setup = time.Since(setupStart)
 	logf("N=%d: %d Deployments Available in %s", cfg.N, cfg.N, res.Setup.Round(time.Millisecond))
+	baseStart := time.Now()
+	if err := r.setImages(ctx, "bench/app:v1.1"); err != nil {
+		return err
+	}
+	if err := r.waitAvailable(ctx); err != nil {
+		return err
+	}
+	res.Baseline = time.Since(baseStart)
+	logf("N=%d: %d Deployments rolled to a new image, without canopy, in %s", cfg.N, cfg.N, res.Baseline.Round(time.Millisecond))
 
 	flags := cfg.managerFlags(promURL)
 	m, err := startManager(ctx, managerBin, env.Kubeconfig, filepath.Join(env.StateDir, "logs", "canopy.log"), flags)
@@ -225,6 +244,15 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 			hook.fail(true)
 			return r.setImages(ctx, "bench/app:bad-v3")
 		}, r.allIn(meshv1.PhaseFailed)},
+	}
+	if len(cfg.Phases) > 0 {
+		phases = slices.DeleteFunc(phases, func(p struct {
+			name string
+			act  func(context.Context) error
+			done func(t0 time.Time, before samples) (int, error)
+		}) bool {
+			return !slices.Contains(cfg.Phases, p.name)
+		})
 	}
 	// The peaks and CPU time are recorded whatever happens, before the manager stops.
 	defer func() { res.Peak = m.peaks(); res.CPU, _ = m.cpuSeconds() }()
@@ -400,7 +428,7 @@ func (r *run) createWorkloads(ctx context.Context) error {
 	})
 }
 
-// waitAvailable waits until every target Deployment has its replica Available.
+// waitAvailable waits until every target Deployment is rolled out (rolledOut).
 func (r *run) waitAvailable(ctx context.Context) error {
 	deadline := time.Now().Add(r.cfg.PhaseTimeout)
 	for {
@@ -411,7 +439,7 @@ func (r *run) waitAvailable(ctx context.Context) error {
 				return err
 			}
 			for _, d := range list.Items {
-				if d.Status.AvailableReplicas >= 1 {
+				if rolledOut(&d) {
 					n++
 				}
 			}
@@ -422,8 +450,19 @@ func (r *run) waitAvailable(ctx context.Context) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%d of %d Deployments Available after %s", n, r.cfg.N, r.cfg.PhaseTimeout)
 		}
-		time.Sleep(time.Second)
+		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// rolledOut is whether a Deployment runs its current template on every replica, all
+// available, and no pod of an older one.
+func rolledOut(d *appsv1.Deployment) bool {
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	s := d.Status
+	return s.ObservedGeneration >= d.Generation && s.UpdatedReplicas == want && s.AvailableReplicas == want && s.Replicas == want
 }
 
 // canary is the Canary of target i: 5 steps of 10% at a 1 s interval by default, a
@@ -631,6 +670,9 @@ func (r *run) measure(ctx context.Context, name string, timeout time.Duration, a
 	pr.CPU = after.cpu - before.cpu
 	pr.Components = diff(before.procs, after.procs)
 	pr.StepLags = r.w.stepLags(t0, r.cfg.Interval)
+	if name == "rollout" {
+		pr.Timeline = r.w.timeline(t0)
+	}
 	pr.APIServer = diff(before.api, after.api)
 	pr.Refused = diff(before.refused, after.refused)
 	pr.StatusWrites = map[statusWrite]float64{}

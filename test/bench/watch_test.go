@@ -43,6 +43,8 @@ type watcher struct {
 	// on the analysis interval.
 	lastStep map[string]time.Time
 	steps    []observedStep
+	// firstWeight is when each Canary's weight last left 0 while Progressing.
+	firstWeight map[string]time.Time
 }
 
 // observedStep is a step taken on the analysis interval, seen by the informer: since, when
@@ -52,7 +54,7 @@ type observedStep struct {
 }
 
 func startWatcher(ctx context.Context, cfg *rest.Config) (*watcher, error) {
-	w := &watcher{last: map[string]meshv1.CanaryPhase{}, at: map[string]map[meshv1.CanaryPhase]time.Time{}, writes: map[statusWrite]int{}, lastStep: map[string]time.Time{}}
+	w := &watcher{last: map[string]meshv1.CanaryPhase{}, at: map[string]map[meshv1.CanaryPhase]time.Time{}, writes: map[statusWrite]int{}, lastStep: map[string]time.Time{}, firstWeight: map[string]time.Time{}}
 	sel := labels.SelectorFromSet(labels.Set{benchLabel: "yes"})
 	cch, err := cache.New(cfg, cache.Options{Scheme: testenv.Scheme(), ByObject: map[client.Object]cache.ByObject{&meshv1.Canary{}: {Label: sel}}})
 	if err != nil {
@@ -121,6 +123,9 @@ func (w *watcher) count(key string, old, cur *meshv1.CanaryStatus) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.writes[kind]++
+	if cur.Phase == meshv1.PhaseProgressing && cur.CanaryWeight > 0 && old.CanaryWeight == 0 {
+		w.firstWeight[key] = now
+	}
 	onInterval := old.Phase == meshv1.PhaseProgressing && old.CanaryWeight > 0 && (kind == writeStep || cur.Phase == meshv1.PhasePromoting)
 	if since, ok := w.lastStep[key]; ok && onInterval {
 		w.steps = append(w.steps, observedStep{since: since, seen: now})
@@ -146,6 +151,43 @@ func (w *watcher) stepLags(t0 time.Time, interval time.Duration) []time.Duration
 		}
 	}
 	slices.Sort(out)
+	return out
+}
+
+// milestone is a point of a rollout the timeline reports.
+type milestone string
+
+const (
+	mFirstWeight milestone = "first weight" // the canary ready and the first weight routed
+	mPromoting   milestone = "Promoting"    // the analysis passed at the last step
+	mFinalising  milestone = "Finalising"   // the primary runs the revision; all traffic routed to it
+	mSucceeded   milestone = "Succeeded"    // drained, the canary scaled down
+)
+
+var milestones = []milestone{mFirstWeight, mPromoting, mFinalising, mSucceeded}
+
+// timeline is, milestone by milestone, how long after t0 each Canary reached it (sorted):
+// where the time of a rollout goes.
+func (w *watcher) timeline(t0 time.Time) map[milestone][]time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[milestone][]time.Duration{}
+	add := func(m milestone, t time.Time, ok bool) {
+		if ok && !t.Before(t0) {
+			out[m] = append(out[m], t.Sub(t0))
+		}
+	}
+	for key, at := range w.at {
+		t, ok := w.firstWeight[key]
+		add(mFirstWeight, t, ok)
+		for m, phase := range map[milestone]meshv1.CanaryPhase{mPromoting: meshv1.PhasePromoting, mFinalising: meshv1.PhaseFinalising, mSucceeded: meshv1.PhaseSucceeded} {
+			t, ok := at[phase]
+			add(m, t, ok)
+		}
+	}
+	for _, d := range out {
+		slices.Sort(d)
+	}
 	return out
 }
 
