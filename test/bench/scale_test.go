@@ -106,7 +106,7 @@ type scaleResult struct {
 	// Baseline is how long the cluster alone (no canopy) took to roll every Deployment to
 	// a new image: what each of a rollout's two Deployment rollouts (the canary's, then the
 	// primary's) costs at this N, whatever the operator.
-	Baseline time.Duration
+	Baseline   time.Duration
 	Phases     []phaseResult
 	Heap       []heapProfile // after the initialize phase and at the end
 	CPUProfile *cpuProfile   // the first cpuProfileSeconds of the rollout phase
