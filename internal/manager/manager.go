@@ -98,9 +98,9 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ShardSelector, "shard-selector", "",
 		"Label selector of the Canaries and MeshPolicies this instance reconciles, e.g. canopy.dev/shard=a, or !canopy.dev/shard for the default shard (see docs/sharding.md); empty: all.")
 	fs.StringVar(&o.PprofAddr, "pprof-bind-address", "", "Address of the pprof endpoint, e.g. 127.0.0.1:6060; empty disables it.")
-	fs.IntVar(&o.MaxConcurrent, "max-concurrent-reconciles", 4, "Reconciles run in parallel per controller.")
-	fs.Float64Var(&o.QPS, "kube-api-qps", 50, "Queries per second to the API server.")
-	fs.IntVar(&o.Burst, "kube-api-burst", 100, "Burst of queries to the API server.")
+	fs.IntVar(&o.MaxConcurrent, "max-concurrent-reconciles", 10, "Reconciles run in parallel per controller.")
+	fs.Float64Var(&o.QPS, "kube-api-qps", 100, "Queries per second to the API server.")
+	fs.IntVar(&o.Burst, "kube-api-burst", 200, "Burst of queries to the API server.")
 	fs.StringVar(&o.PrometheusAddress, "prometheus-address", "", "Default Prometheus address for checks, e.g. http://prometheus.istio-system:9090.")
 	fs.BoolVar(&o.AllowCrossNamespace, "allow-cross-namespace-refs", false, "Allow Canaries to reference MetricTemplates in other namespaces.")
 	fs.StringVar(&o.WebhookAllowedHosts, "webhook-allowed-hosts", "",
