@@ -44,7 +44,7 @@ func config(n int) scaleConfig {
 		N:      n, Prometheus: n <= prometheusUpTo, Steps: 5, Interval: time.Second, PerNamespace: 250,
 		// A reconcile mostly waits on the apiserver: the workers grow with the Canaries
 		// stepping at once (with 16 at N=1000 all were busy and the queue held ~930).
-		MaxConcurrent: max(16, n/10), QPS: 1000, Burst: 2000, PhaseTimeout: 5 * time.Minute, InitTimeout: 7 * time.Minute,
+		MaxConcurrent: max(16, n/10), QPS: 1000, Burst: 2000, PhaseTimeout: 5 * time.Minute, InitTimeout: max(7*time.Minute, time.Duration(n)*150*time.Millisecond),
 	}
 }
 
