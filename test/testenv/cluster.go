@@ -19,6 +19,10 @@ import (
 // wait for capacity.
 const nodeName = "kwok-node-0"
 
+// maxServiceEndpointSyncs is the most --concurrent-service-endpoint-syncs the
+// controller-manager accepts.
+const maxServiceEndpointSyncs = 50
+
 // startLocalCluster adds the components that make workloads run, following TESTBED.md:
 // kube-controller-manager (Deployments -> ReplicaSets -> Pods, EndpointSlices),
 // kube-scheduler (binds Pods to the Node) and kwok (plays the kubelet: the Node is Ready,
@@ -36,9 +40,11 @@ func (e *Env) startLocalCluster(opts Options) error {
 	}
 	var workers []string
 	if n := opts.ComponentWorkers; n > 0 {
-		for _, c := range []string{"deployment", "replicaset", "endpoint", "service-endpoint"} {
+		for _, c := range []string{"deployment", "replicaset", "endpoint"} {
 			workers = append(workers, fmt.Sprintf("--concurrent-%s-syncs=%d", c, n))
 		}
+		// The EndpointSlice controller refuses more than 50 workers.
+		workers = append(workers, fmt.Sprintf("--concurrent-service-endpoint-syncs=%d", min(n, maxServiceEndpointSyncs)))
 	}
 	components := []struct {
 		name string
