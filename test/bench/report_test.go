@@ -205,7 +205,8 @@ func report(m machine, results []scaleResult) string {
 			p("| concurrent rollouts finish within 2x the ideal: of the analysis alone | %d | %s for %s (%.1fx) | %s |\n", r.Config.N, secs(ph.Duration), secs(ideal), ph.Duration.Seconds()/ideal.Seconds(), yes(ph.Duration <= 2*ideal))
 			p("| concurrent rollouts finish within 2x the ideal: on this cluster (the analysis and two Deployment rollouts as the cluster alone does them) | %d | %s for %s (%.1fx) | %s |\n", r.Config.N, secs(ph.Duration), secs(cluster), ph.Duration.Seconds()/cluster.Seconds(), yes(ph.Duration <= 2*cluster))
 		}
-		if ph := r.phase("no-op"); ph != nil && ph.Reconciles > 0 {
+		// A no-op phase run while Canaries were still initializing measured their writes.
+		if ph, init := r.phase("no-op"), r.phase("initialize"); ph != nil && ph.Reconciles > 0 && init != nil && init.Reached == r.Config.N {
 			mw, reads := managerWrites(ph.Manager), ph.Manager["GET"]
 			p("| a no-op reconcile costs 0 writes and 0 uncached reads | %d | %.0f reconciles: %.0f writes, %.0f reads (GET, watches included) by the manager | %s |\n", r.Config.N, ph.Reconciles, mw, reads, yes(mw == 0 && reads == 0))
 		}
