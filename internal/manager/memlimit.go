@@ -29,11 +29,11 @@ func ApplyMemoryLimit(ratio float64) (int64, error) {
 	if ratio == 0 || os.Getenv("GOMEMLIMIT") != "" {
 		return 0, nil
 	}
-	self, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return 0, nil // not Linux, or no cgroups: nothing to follow
+	// Not Linux, or no cgroups (the file cannot be read): no limit to follow.
+	var limit int64
+	if self, err := os.ReadFile("/proc/self/cgroup"); err == nil {
+		limit = cgroupMemoryLimit("/sys/fs/cgroup", string(self))
 	}
-	limit := cgroupMemoryLimit("/sys/fs/cgroup", string(self))
 	if limit <= 0 {
 		return 0, nil
 	}
@@ -61,7 +61,7 @@ func cgroupMemoryLimit(root, self string) int64 {
 			continue
 		}
 		for _, f := range files {
-			b, err := os.ReadFile(f)
+			b, err := os.ReadFile(filepath.Clean(f)) //nolint:gosec // a cgroup file under root, named by the kernel
 			if err != nil {
 				continue
 			}
