@@ -32,9 +32,9 @@ const defaultSizes = "100,1000,3000"
 // simulator and Prometheus would otherwise take the CPU the manager is measured on.
 const prometheusUpTo = 100
 
-func config(n int) scaleConfig {
+func config(n, fullUpTo int) scaleConfig {
 	var phases []string
-	if n > fullUpTo() {
+	if n > fullUpTo {
 		// Beyond what the local cluster can roll out on this machine in a phase's time:
 		// the caches, the memory and the no-op cost with every Canary initialized.
 		phases = []string{"initialize", "no-op"}
@@ -55,6 +55,10 @@ func BenchmarkScale(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	full, err := parseFullUpTo(envOr("BENCH_FULL_UPTO", defaultFullUpTo))
+	if err != nil {
+		b.Fatal(err)
+	}
 	for b.Loop() {
 		m := describeMachine()
 		m.Command, m.Sizes = "make bench", sizes
@@ -70,7 +74,7 @@ func BenchmarkScale(b *testing.B) {
 		}
 		out := envOr("BENCH_OUT", filepath.Join(root, "docs", "benchmarks.md"))
 		// The report is rewritten after every size: a run cut short keeps what it measured.
-		results := measure(b, sizes, func(results []scaleResult) {
+		results := measure(b, sizes, full, func(results []scaleResult) {
 			m.LoadEnd, m.Took = loadavg(), time.Since(m.Started)
 			if err := os.WriteFile(out, []byte(report(m, results)), 0o644); err != nil {
 				b.Fatal(err)
@@ -90,7 +94,7 @@ func BenchmarkScale(b *testing.B) {
 // reconciles sent no request, and that the report is written; never how fast.
 func TestScaleSmoke(t *testing.T) {
 	testenv.SkipIfShort(t)
-	results := measure(t, []int{5}, func([]scaleResult) {})
+	results := measure(t, []int{5}, 5, func([]scaleResult) {})
 	r := results[0]
 	if r.Err != "" {
 		t.Fatal(r.Err)
@@ -109,7 +113,7 @@ func TestScaleSmoke(t *testing.T) {
 		t.Errorf("rollback lags of %d (status) and %d (routes) Canaries, want 5", len(ph.Lags), len(ph.RouteLags))
 	}
 	md := report(describeMachine(), results)
-	for _, want := range []string{"| 5 | Prometheus + webhook |", "### N=5", "APPLY virtualservices"} {
+	for _, want := range []string{"| 5 | Prometheus + webhook |", "### N=5", "APPLY virtualservices", "| N | first weight | Promoting | Finalising | Succeeded |", "on this cluster"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("the report has no %q:\n%s", want, md)
 		}
@@ -119,8 +123,9 @@ func TestScaleSmoke(t *testing.T) {
 	}
 }
 
-// measure runs each size in turn, calling done with the results so far after each.
-func measure(tb testing.TB, sizes []int, done func([]scaleResult)) []scaleResult {
+// measure runs each size in turn (every phase up to fullUpTo Canaries), calling done with
+// the results so far after each.
+func measure(tb testing.TB, sizes []int, fullUpTo int, done func([]scaleResult)) []scaleResult {
 	dir := tb.TempDir()
 	bin, err := buildManager(dir)
 	if err != nil {
@@ -129,20 +134,23 @@ func measure(tb testing.TB, sizes []int, done func([]scaleResult)) []scaleResult
 	var out []scaleResult
 	for _, n := range sizes {
 		ctx, cancel := context.WithCancel(context.Background())
-		out = append(out, runScale(ctx, tb.Logf, bin, config(n)))
+		out = append(out, runScale(ctx, tb.Logf, bin, config(n, fullUpTo)))
 		cancel()
 		done(out)
 	}
 	return out
 }
 
-// fullUpTo is the largest N that runs every phase (BENCH_FULL_UPTO, default 3000); larger
-// sizes run initialize and no-op only.
-func fullUpTo() int {
-	if n, err := strconv.Atoi(os.Getenv("BENCH_FULL_UPTO")); err == nil && n > 0 {
-		return n
+// defaultFullUpTo is the largest N that runs every phase; BENCH_FULL_UPTO overrides it.
+// Larger sizes run initialize and no-op only.
+const defaultFullUpTo = "3000"
+
+func parseFullUpTo(s string) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("BENCH_FULL_UPTO: %q is not a positive number of Canaries", s)
 	}
-	return 3000
+	return n, nil
 }
 
 func parseSizes(s string) ([]int, error) {
@@ -162,4 +170,24 @@ func envOr(k, def string) string {
 		return v
 	}
 	return def
+}
+
+// The benchmark's settings refuse what is not a positive number, naming the variable.
+func TestBenchSettingsRefuseBadNumbers(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"BENCH_SIZES", func() error { _, err := parseSizes("100,lots"); return err }()},
+		{"BENCH_SIZES", func() error { _, err := parseSizes("0"); return err }()},
+		{"BENCH_FULL_UPTO", func() error { _, err := parseFullUpTo("big"); return err }()},
+		{"BENCH_FULL_UPTO", func() error { _, err := parseFullUpTo("-1"); return err }()},
+	} {
+		if tc.err == nil || !strings.HasPrefix(tc.err.Error(), tc.name+": ") {
+			t.Errorf("want an error naming %s, got %v", tc.name, tc.err)
+		}
+	}
+	if n, err := parseFullUpTo(defaultFullUpTo); err != nil || n != 3000 {
+		t.Errorf("the default: %d, %v", n, err)
+	}
 }

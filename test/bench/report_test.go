@@ -307,21 +307,10 @@ func (ph *phaseResult) refusedOf(resources ...string) float64 {
 // componentNames are the processes of a run, in the order of the report's columns.
 var componentNames = []string{"kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok", "manager", "prometheus", "benchmark (driver, simulator)"}
 
-// lagCell is p50 / p99 / max of sorted lags.
 // timeline renders where the rollouts' time went: when the Canaries reached each milestone,
 // and when an ideal rollout would have.
 func timeline(p func(string, ...any), results []scaleResult) {
-	rows := 0
-	for _, r := range results {
-		if ph := r.phase("rollout"); ph != nil && len(ph.Timeline) > 0 {
-			rows++
-		}
-	}
-	if rows == 0 {
-		return
-	}
-	p("Where the rollouts' time went: how long after the new images the Canaries reached each milestone, p50 / p99 (in brackets, when an ideal rollout on this cluster would have: the canary's Deployment rollout, %d intervals of analysis, the primary's, and the drain):\n\n", results[0].Config.Steps)
-	p("| N | %s |\n|---|%s\n", strings.Join(milestoneNames(), " | "), strings.Repeat("---|", len(milestones)))
+	var rows []string
 	for _, r := range results {
 		ph := r.phase("rollout")
 		if ph == nil || len(ph.Timeline) == 0 {
@@ -341,9 +330,14 @@ func timeline(p func(string, ...any), results []scaleResult) {
 			}
 			row = append(row, fmt.Sprintf("%s / %s (%s)", secs(quantileDuration(d, 0.5)), secs(quantileDuration(d, 0.99)), secs(ideal[m])))
 		}
-		p("| %s |\n", strings.Join(row, " | "))
+		rows = append(rows, "| "+strings.Join(row, " | ")+" |\n")
 	}
-	p("\n")
+	if len(rows) == 0 {
+		return
+	}
+	p("Where the rollouts' time went: how long after the new images the Canaries reached each milestone, p50 / p99 (in brackets, when an ideal rollout on this cluster would have: the canary's Deployment rollout, %d intervals of analysis, the primary's, and the drain):\n\n", results[0].Config.Steps)
+	p("| N | %s |\n|---|%s\n", strings.Join(milestoneNames(), " | "), strings.Repeat("---|", len(milestones)))
+	p("%s\n", strings.Join(rows, ""))
 }
 
 func milestoneNames() []string {
@@ -354,6 +348,7 @@ func milestoneNames() []string {
 	return out
 }
 
+// lagCell is p50 / p99 / max of sorted lags.
 func lagCell(l []time.Duration) string {
 	if len(l) == 0 {
 		return "n/a"

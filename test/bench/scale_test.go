@@ -28,6 +28,7 @@ import (
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/hooks"
+	"canopy.dev/canopy/internal/workload"
 	"canopy.dev/canopy/test/meshsim"
 	"canopy.dev/canopy/test/testenv"
 )
@@ -46,7 +47,7 @@ type scaleConfig struct {
 	QPS, Burst    int           // --kube-api-qps, --kube-api-burst
 	PhaseTimeout  time.Duration // how long one phase may take before it is reported unfinished
 	InitTimeout   time.Duration // the same for the initialize phase
-	// Phases are the phases run, in their order (empty: all); initialize always runs.
+	// Phases are the phases run besides initialize, which always runs (empty: all).
 	Phases []string
 }
 
@@ -115,6 +116,13 @@ type scaleResult struct {
 	Peak             peaks
 	CPU              float64
 	Err              string
+}
+
+// phase is one measured phase: what starts it, and how many Canaries are through.
+type phase struct {
+	name string
+	act  func(context.Context) error
+	done func(t0 time.Time, before samples) (int, error)
 }
 
 // runScale measures one configuration on a local cluster of its own.
@@ -232,11 +240,7 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 	}()
 	r.m, r.w = m, w
 
-	phases := []struct {
-		name string
-		act  func(context.Context) error
-		done func(t0 time.Time, before samples) (int, error)
-	}{
+	phases := []phase{
 		{"initialize", func(ctx context.Context) error { return r.createCanaries(ctx, hook.URL) }, r.allIn(meshv1.PhaseInitialized)},
 		{"no-op", r.touchTargets, r.reconciledOnce},
 		{"rollout", func(ctx context.Context) error { return r.setImages(ctx, "bench/app:v2") }, r.allIn(meshv1.PhaseSucceeded)},
@@ -246,12 +250,8 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 		}, r.allIn(meshv1.PhaseFailed)},
 	}
 	if len(cfg.Phases) > 0 {
-		phases = slices.DeleteFunc(phases, func(p struct {
-			name string
-			act  func(context.Context) error
-			done func(t0 time.Time, before samples) (int, error)
-		}) bool {
-			return !slices.Contains(cfg.Phases, p.name)
+		phases = slices.DeleteFunc(phases, func(p phase) bool {
+			return p.name != "initialize" && !slices.Contains(cfg.Phases, p.name)
 		})
 	}
 	// The peaks and CPU time are recorded whatever happens, before the manager stops.
@@ -428,7 +428,8 @@ func (r *run) createWorkloads(ctx context.Context) error {
 	})
 }
 
-// waitAvailable waits until every target Deployment is rolled out (rolledOut).
+// waitAvailable waits until every target Deployment runs its template on every replica,
+// all available, with no older pod left: what canopy waits for (workload.Ready).
 func (r *run) waitAvailable(ctx context.Context) error {
 	deadline := time.Now().Add(r.cfg.PhaseTimeout)
 	for {
@@ -439,7 +440,7 @@ func (r *run) waitAvailable(ctx context.Context) error {
 				return err
 			}
 			for _, d := range list.Items {
-				if rolledOut(&d) {
+				if ok, _ := workload.Ready(&d); ok {
 					n++
 				}
 			}
@@ -448,21 +449,10 @@ func (r *run) waitAvailable(ctx context.Context) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d Deployments Available after %s", n, r.cfg.N, r.cfg.PhaseTimeout)
+			return fmt.Errorf("%d of %d Deployments rolled out after %s", n, r.cfg.N, r.cfg.PhaseTimeout)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-}
-
-// rolledOut is whether a Deployment runs its current template on every replica, all
-// available, and no pod of an older one.
-func rolledOut(d *appsv1.Deployment) bool {
-	want := int32(1)
-	if d.Spec.Replicas != nil {
-		want = *d.Spec.Replicas
-	}
-	s := d.Status
-	return s.ObservedGeneration >= d.Generation && s.UpdatedReplicas == want && s.AvailableReplicas == want && s.Replicas == want
 }
 
 // canary is the Canary of target i: 5 steps of 10% at a 1 s interval by default, a

@@ -166,6 +166,9 @@ const (
 
 var milestones = []milestone{mFirstWeight, mPromoting, mFinalising, mSucceeded}
 
+// milestonePhases are the milestones a phase entered marks.
+var milestonePhases = map[milestone]meshv1.CanaryPhase{mPromoting: meshv1.PhasePromoting, mFinalising: meshv1.PhaseFinalising, mSucceeded: meshv1.PhaseSucceeded}
+
 // timeline is, milestone by milestone, how long after t0 each Canary reached it (sorted):
 // where the time of a rollout goes.
 func (w *watcher) timeline(t0 time.Time) map[milestone][]time.Duration {
@@ -180,8 +183,8 @@ func (w *watcher) timeline(t0 time.Time) map[milestone][]time.Duration {
 	for key, at := range w.at {
 		t, ok := w.firstWeight[key]
 		add(mFirstWeight, t, ok)
-		for m, phase := range map[milestone]meshv1.CanaryPhase{mPromoting: meshv1.PhasePromoting, mFinalising: meshv1.PhaseFinalising, mSucceeded: meshv1.PhaseSucceeded} {
-			t, ok := at[phase]
+		for m, ph := range milestonePhases {
+			t, ok := at[ph]
 			add(m, t, ok)
 		}
 	}
