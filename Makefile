@@ -80,7 +80,7 @@ fuzz: ## Run every fuzz target briefly (FUZZTIME per target).
 
 .PHONY: bench
 bench: components ## Run the benchmarks and write docs/benchmarks.md.
-	go test ./test/bench/... -run '^$$' -bench . -benchtime 1x -timeout 60m $(TEST_ARGS)
+	go test ./test/bench/... -run '^$$' -bench . -benchtime 1x -timeout 150m $(TEST_ARGS)
 
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint.

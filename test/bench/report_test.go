@@ -140,7 +140,7 @@ func report(m machine, results []scaleResult) string {
 	p("| memory | %s |\n| kernel | Linux %s |\n| Go | %s |\n| commit | %s |\n| whole run | %s |\n\n", m.Memory, m.Kernel, m.Go, m.Commit, m.Took.Round(time.Second))
 	p("Everything runs on this one machine: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (test/testenv's local cluster, a fresh one per size, etcd's data on tmpfs), the canopy manager as its own process (built from main.go), and the benchmark driver; with Prometheus, the mesh simulator and Prometheus too.\n\n")
 	p("## Scenario\n\n")
-	p("Per size N: N Deployments (one replica) with their Services, in namespaces of up to %d; once they are Available, the manager starts and N Canaries are created (5 steps of 10%%, a 1 s interval, threshold 1, a `rollout` webhook served by the benchmark; with Prometheus also the built-in `request-success-rate` check, answered by the real Prometheus scraping the mesh simulator).\n\n", perNamespace(results))
+	p("Per size N: N Deployments (one replica) with their Services, in namespaces of up to %d; once they are Available, the manager starts and N Canaries are created (5 steps of 10%%, a 1 s interval, threshold 1, a `rollout` webhook served by the benchmark; with Prometheus also the built-in `request-success-rate` check, answered by the real Prometheus scraping the mesh simulator). Sizes that run only the initialize and no-op phases (\"not run\" below) start their Deployments with no replica: the primary canopy creates for each runs one pod, and the canopy objects and caches are the same as with a running target.\n\n", perNamespace(results))
 	p("- **initialize**: from the first Canary created until every Canary is `Initialized` (primary Deployment Ready, Services and routes generated, the target scaled to zero).\n")
 	p("- **no-op**: every target Deployment gets a new annotation (an event for its Canary with nothing to do); until the canary controller ran at least N reconciles and its queue is empty.\n")
 	p("- **rollout**: every target gets a new image; until every Canary is `Succeeded`. The ideal of the analysis is %s (the first weight as soon as the canary is ready, an interval per further step and before the promotion, a drain interval once the primary runs the revision); on top of it come two Deployment rollouts, the canary's and then the primary's, which the controller-manager, the scheduler and kwok do. The benchmark measures what one costs at this N before the manager starts: every Deployment gets a new image and the cluster alone rolls them out (\"cluster alone\" below); the ideal on this cluster is the analysis's ideal plus twice that.\n", secs(idealRollout(results[0].Config)))
@@ -180,6 +180,7 @@ func report(m machine, results []scaleResult) string {
 	}
 	p("\n")
 	timeline(p, results)
+	coresByWindow(p, results)
 	for _, r := range results {
 		if r.Err != "" {
 			p("**N=%d did not complete:** %s\n\n", r.Config.N, r.Err)
@@ -338,6 +339,65 @@ func timeline(p func(string, ...any), results []scaleResult) {
 	p("Where the rollouts' time went: how long after the new images the Canaries reached each milestone, p50 / p99 (in brackets, when an ideal rollout on this cluster would have: the canary's Deployment rollout, %d intervals of analysis, the primary's, and the drain):\n\n", results[0].Config.Steps)
 	p("| N | %s |\n|---|%s\n", strings.Join(milestoneNames(), " | "), strings.Repeat("---|", len(milestones)))
 	p("%s\n", strings.Join(rows, ""))
+}
+
+// coresByWindow renders, for each N that ran the rollouts, how many cores each process
+// used between the milestones (their p50s): whether the two cores were all used, and by
+// whom, while the Canaries waited for their Deployments and while they stepped.
+func coresByWindow(p func(string, ...any), results []scaleResult) {
+	header := false
+	for _, r := range results {
+		ph := r.phase("rollout")
+		if ph == nil || len(ph.CPUSeries) < 2 {
+			continue
+		}
+		if !header {
+			p("Cores used while the rollouts ran, by process, between the milestones above (their p50s; %d cores in all):\n\n", runtime.NumCPU())
+			p("| N | from – to | %s | all |\n|---|---|%s---|\n", strings.Join(componentNames, " | "), strings.Repeat("---|", len(componentNames)))
+			header = true
+		}
+		// The windows' ends are the samples taken last before each milestone; milestones
+		// less than a sample apart share one window (named by the first).
+		ends, names := []cpuSample{ph.CPUSeries[0]}, []string{"new images"}
+		add := func(s cpuSample, name string) {
+			if s.At > ends[len(ends)-1].At {
+				ends, names = append(ends, s), append(names, name)
+			}
+		}
+		for _, m := range milestones[:len(milestones)-1] {
+			if d := ph.Timeline[m]; len(d) > 0 {
+				add(sampleAt(ph.CPUSeries, quantileDuration(d, 0.5)), string(m))
+			}
+		}
+		add(ph.CPUSeries[len(ph.CPUSeries)-1], "all Succeeded")
+		for i := 1; i < len(ends); i++ {
+			a, b := ends[i-1], ends[i]
+			span := (b.At - a.At).Seconds()
+			row := []string{fmt.Sprint(r.Config.N), fmt.Sprintf("%s (%s) – %s (%s)", names[i-1], secs(a.At), names[i], secs(b.At))}
+			all := 0.0
+			for _, c := range componentNames {
+				cores := (b.CPU[c] - a.CPU[c]) / span
+				all += cores
+				row = append(row, fmt.Sprintf("%.2f", cores))
+			}
+			row = append(row, fmt.Sprintf("%.2f", all))
+			p("| %s |\n", strings.Join(row, " | "))
+		}
+	}
+	if header {
+		p("\n")
+	}
+}
+
+// sampleAt is the last sample taken at or before d (the first if none was).
+func sampleAt(series []cpuSample, d time.Duration) cpuSample {
+	i, _ := slices.BinarySearchFunc(series, d, func(s cpuSample, d time.Duration) int {
+		if s.At <= d {
+			return -1
+		}
+		return 1
+	})
+	return series[max(i-1, 0)]
 }
 
 func milestoneNames() []string {

@@ -39,6 +39,7 @@ const benchLabel = "bench.canopy.dev/run"
 // scaleConfig is one measured run.
 type scaleConfig struct {
 	N             int           // Canaries, each with its Deployment and Service
+	Replicas      int32         // of each target Deployment
 	Prometheus    bool          // a success-rate check on the real Prometheus scraping the simulator
 	Steps         int           // weight steps of a rollout
 	Interval      time.Duration // analysis interval
@@ -93,6 +94,9 @@ type phaseResult struct {
 	// Timeline is, for the rollout phase, how long after the new images each Canary
 	// reached each milestone.
 	Timeline map[milestone][]time.Duration
+	// CPUSeries is, for the rollout phase, every process's CPU seconds so far, sampled
+	// every second: which process had the cores between the milestones.
+	CPUSeries []cpuSample
 	// Lags are, for the rollback phase, the time from each Canary's failing measurement to
 	// its status RollingBack; RouteLags to its VirtualService routing nothing to the canary.
 	Lags      []time.Duration
@@ -393,7 +397,7 @@ func parallel(n int, f func(i int) error) error {
 	return first
 }
 
-// createWorkloads creates each Canary's target Deployment (one replica) and its Service,
+// createWorkloads creates each Canary's target Deployment (cfg.Replicas) and its Service,
 // which the Canary adopts.
 func (r *run) createWorkloads(ctx context.Context) error {
 	return parallel(r.cfg.N, func(i int) error {
@@ -402,7 +406,7 @@ func (r *run) createWorkloads(ctx context.Context) error {
 		d := &appsv1.Deployment{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": name, benchLabel: "yes"}},
 			Spec: appsv1.DeploymentSpec{
-				Replicas: ptr.To[int32](1),
+				Replicas: ptr.To(r.cfg.Replicas),
 				Selector: &metav1.LabelSelector{MatchLabels: lbl},
 				Template: corev1.PodTemplateSpec{
 					ObjectMeta: metav1.ObjectMeta{Labels: lbl},
@@ -627,6 +631,11 @@ func (r *run) measure(ctx context.Context, name string, timeout time.Duration, a
 	}
 	r.m.resetPeaks()
 	t0 := time.Now()
+	stopCPU := func() {}
+	if name == "rollout" {
+		stopCPU = r.sampleCPU(t0, &pr.CPUSeries)
+		defer stopCPU()
+	}
 	if err := act(ctx); err != nil {
 		return pr, err
 	}
@@ -653,6 +662,7 @@ func (r *run) measure(ctx context.Context, name string, timeout time.Duration, a
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	stopCPU()
 	after, err := r.snapshot(ctx)
 	if err != nil {
 		return pr, err
@@ -680,6 +690,35 @@ func (r *run) measure(ctx context.Context, name string, timeout time.Duration, a
 	pk := r.m.peaks()
 	pr.PeakDepth, pr.PeakHeap, pr.LiveHeap = pk.depth, pk.phaseHeap, pk.live
 	return pr, waitErr
+}
+
+// cpuSample is every process's CPU seconds At after a phase began.
+type cpuSample struct {
+	At  time.Duration
+	CPU map[string]float64
+}
+
+// sampleCPU appends a cpuSample to out every second until the returned stop is called
+// (which takes a last one, and returns once out is complete; calling it again does nothing).
+func (r *run) sampleCPU(t0 time.Time, out *[]cpuSample) (stop func()) {
+	take := func() { *out = append(*out, cpuSample{At: time.Since(t0), CPU: componentCPU(r.state)}) }
+	take()
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				take()
+				return
+			case <-t.C:
+				take()
+			}
+		}
+	}()
+	return sync.OnceFunc(func() { close(quit); <-done })
 }
 
 // hookServer answers the Canaries' rollout webhook: 200, or 500 once fail(true) was
