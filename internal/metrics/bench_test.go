@@ -30,9 +30,16 @@ func (r listReader) List(_ context.Context, list client.ObjectList, _ ...client.
 	return nil
 }
 
-// BenchmarkStateCollect1000Canaries is one scrape's work for 1000 Canaries with two checks.
-func BenchmarkStateCollect1000Canaries(b *testing.B) {
-	items := make([]meshv1.Canary, 1000)
+// BenchmarkStateCollect is one scrape's work for 1000 and 10,000 Canaries with two checks
+// each (about 20 series a Canary).
+func BenchmarkStateCollect(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("canaries=%d", n), func(b *testing.B) { benchmarkStateCollect(b, n) })
+	}
+}
+
+func benchmarkStateCollect(b *testing.B, n int) {
+	items := make([]meshv1.Canary, n)
 	now := metav1.NewTime(time.Now())
 	for i := range items {
 		items[i] = meshv1.Canary{

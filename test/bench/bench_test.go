@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -192,5 +193,20 @@ func TestBenchSettingsRefuseBadNumbers(t *testing.T) {
 	}
 	if n, err := parseFullUpTo(defaultFullUpTo); err != nil || n != 1000 {
 		t.Errorf("the default: %d, %v", n, err)
+	}
+}
+
+// Sizes up to BENCH_FULL_UPTO run every phase with running targets; larger ones initialize
+// and no-op only, with targets of no replica and no more workers than at N=1000.
+func TestBenchSizesBeyondFullUpTo(t *testing.T) {
+	full, big := config(1000, 1000), config(10000, 1000)
+	if len(full.Phases) != 0 || full.Replicas != 1 || full.MaxConcurrent != 100 {
+		t.Errorf("N=1000: phases %v, replicas %d, workers %d", full.Phases, full.Replicas, full.MaxConcurrent)
+	}
+	if !slices.Equal(big.Phases, []string{"initialize", "no-op"}) || big.Replicas != 0 || big.MaxConcurrent != 100 {
+		t.Errorf("N=10000: phases %v, replicas %d, workers %d", big.Phases, big.Replicas, big.MaxConcurrent)
+	}
+	if big.InitTimeout != 50*time.Minute {
+		t.Errorf("N=10000: initialize timeout %s, want 300 ms a Canary", big.InitTimeout)
 	}
 }
