@@ -2,13 +2,16 @@ package metrics
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -149,16 +152,15 @@ func (s *StateCollector) Collect(ch chan<- prometheus.Metric) {
 
 func collectCanary(ch chan<- prometheus.Metric, c *meshv1.Canary) {
 	st := &c.Status
-	// One buffer for every series' label values: a const metric copies them.
-	lv := make([]string, 2, 4)
-	lv[0], lv[1] = c.Namespace, c.Name
-	gauge := func(d *prometheus.Desc, v float64, extra ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append(lv[:2], extra...)...)
-	}
+	// Every series of the Canary shares its namespace and name pairs, and the phase series
+	// share phasePairs: a scrape of thousands of Canaries is ~20 series each, and const
+	// metrics would build every pair of every series again.
+	base := []*dto.LabelPair{pair(labelName, c.Name), pair(labelNamespace, c.Namespace)}
+	gauge := func(d *prometheus.Desc, v float64) { ch <- series{desc: d, labels: base, value: v} }
 	target := c.Spec.TargetRef.Name
-	gauge(descInfo, 1, target, render.PrimaryName(target))
+	ch <- series{desc: descInfo, labels: withPairs(base, pair("target", target), pair("primary", render.PrimaryName(target))), value: 1}
 	for _, p := range Phases {
-		gauge(descPhase, boolValue(st.Phase == p), string(p))
+		ch <- series{desc: descPhase, labels: withPairs(base, phasePairs[p]), value: boolValue(st.Phase == p)}
 	}
 	gauge(descWeight, float64(st.CanaryWeight))
 	gauge(descStep, float64(st.StepIndex))
@@ -174,10 +176,48 @@ func collectCanary(ch chan<- prometheus.Metric, c *meshv1.Canary) {
 	}
 	for _, chk := range st.Checks {
 		if v, ok := CheckValue(chk.Value); ok {
-			gauge(descCheckValue, v, chk.Name)
+			ch <- series{desc: descCheckValue, labels: withPairs(base, pair(labelCheck, chk.Name)), value: v}
 		}
 	}
 }
+
+// series is one gauge sample of the state collector. Its label pairs are sorted by name and
+// may be shared with other series: the registry treats a collected metric's pairs as
+// immutable.
+type series struct {
+	desc   *prometheus.Desc
+	labels []*dto.LabelPair
+	value  float64
+}
+
+func (s series) Desc() *prometheus.Desc { return s.desc }
+
+func (s series) Write(out *dto.Metric) error {
+	out.Label = s.labels
+	out.Gauge = &dto.Gauge{Value: ptr.To(s.value)}
+	return nil
+}
+
+func pair(name, value string) *dto.LabelPair {
+	return &dto.LabelPair{Name: ptr.To(name), Value: ptr.To(value)}
+}
+
+// withPairs is base and more, sorted by name (a new slice: base is shared).
+func withPairs(base []*dto.LabelPair, more ...*dto.LabelPair) []*dto.LabelPair {
+	out := make([]*dto.LabelPair, 0, len(base)+len(more))
+	out = append(append(out, base...), more...)
+	slices.SortFunc(out, func(a, b *dto.LabelPair) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return out
+}
+
+// phasePairs are the phase label pairs, one per phase, shared by every Canary's series.
+var phasePairs = func() map[meshv1.CanaryPhase]*dto.LabelPair {
+	m := make(map[meshv1.CanaryPhase]*dto.LabelPair, len(Phases))
+	for _, p := range Phases {
+		m[p] = pair(labelPhase, string(p))
+	}
+	return m
+}()
 
 func collectPolicy(ch chan<- prometheus.Metric, p *meshv1.MeshPolicy) {
 	ch <- prometheus.MustNewConstMetric(descPolicyReady, prometheus.GaugeValue,
