@@ -35,7 +35,7 @@ const prometheusUpTo = 100
 
 func config(n, fullUpTo int) scaleConfig {
 	c := scaleConfig{
-		N: n, Replicas: 1, Prometheus: n <= prometheusUpTo, Steps: 5, Interval: time.Second, PerNamespace: 250,
+		N: n, Prometheus: n <= prometheusUpTo, Steps: 5, Interval: time.Second, PerNamespace: 250,
 		// A reconcile mostly waits on the apiserver: the workers grow with the Canaries
 		// stepping at once (with 16 at N=1000 all were busy and the queue held ~930).
 		MaxConcurrent: max(16, n/10), QPS: 1000, Burst: 2000, PhaseTimeout: 5 * time.Minute, InitTimeout: max(7*time.Minute, time.Duration(n)*300*time.Millisecond),
@@ -44,10 +44,12 @@ func config(n, fullUpTo int) scaleConfig {
 		// Beyond what the local cluster can roll out on this machine in a phase's time:
 		// the caches, the memory and the no-op cost with every Canary initialized. The
 		// targets run no pods (their primaries run one each), so that the cluster has half
-		// the pods to start; what canopy caches and writes a Canary is the same. The
-		// workers stay at the N=1000 count: more would only wait on the apiserver's
-		// ClusterIP allocation, which takes one Service at a time (docs/scaling.md).
-		c.Phases, c.Replicas, c.MaxConcurrent = []string{"initialize", "no-op"}, 0, min(c.MaxConcurrent, 100)
+		// the pods to start, and their Services are headless: the apiserver allocates a
+		// ClusterIP one Service at a time, at a cost that grows with the Services there
+		// are (docs/scaling.md), and canopy's two a Canary are enough to pace the phase.
+		// What canopy caches and writes a Canary is the same. The workers stay at the
+		// N=1000 count: more would only wait on that allocation.
+		c.Phases, c.Lean, c.MaxConcurrent = []string{"initialize", "no-op"}, true, min(c.MaxConcurrent, 100)
 	}
 	return c
 }
@@ -71,6 +73,9 @@ func BenchmarkScale(b *testing.B) {
 		}
 		if s := os.Getenv("BENCH_FULL_UPTO"); s != "" {
 			m.Command = "BENCH_FULL_UPTO=" + s + " " + m.Command
+		}
+		if s := os.Getenv("BENCH_OUT"); s != "" {
+			m.Command = "BENCH_OUT=" + s + " " + m.Command
 		}
 		root, err := testenv.RepoRoot()
 		if err != nil {
@@ -197,14 +202,14 @@ func TestBenchSettingsRefuseBadNumbers(t *testing.T) {
 }
 
 // Sizes up to BENCH_FULL_UPTO run every phase with running targets; larger ones initialize
-// and no-op only, with targets of no replica and no more workers than at N=1000.
+// and no-op only, with lean targets and no more workers than at N=1000.
 func TestBenchSizesBeyondFullUpTo(t *testing.T) {
 	full, big := config(1000, 1000), config(10000, 1000)
-	if len(full.Phases) != 0 || full.Replicas != 1 || full.MaxConcurrent != 100 {
-		t.Errorf("N=1000: phases %v, replicas %d, workers %d", full.Phases, full.Replicas, full.MaxConcurrent)
+	if len(full.Phases) != 0 || full.Lean || full.MaxConcurrent != 100 {
+		t.Errorf("N=1000: phases %v, lean %v, workers %d", full.Phases, full.Lean, full.MaxConcurrent)
 	}
-	if !slices.Equal(big.Phases, []string{"initialize", "no-op"}) || big.Replicas != 0 || big.MaxConcurrent != 100 {
-		t.Errorf("N=10000: phases %v, replicas %d, workers %d", big.Phases, big.Replicas, big.MaxConcurrent)
+	if !slices.Equal(big.Phases, []string{"initialize", "no-op"}) || !big.Lean || big.MaxConcurrent != 100 {
+		t.Errorf("N=10000: phases %v, lean %v, workers %d", big.Phases, big.Lean, big.MaxConcurrent)
 	}
 	if big.InitTimeout != 50*time.Minute {
 		t.Errorf("N=10000: initialize timeout %s, want 300 ms a Canary", big.InitTimeout)

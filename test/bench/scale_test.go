@@ -39,7 +39,8 @@ const benchLabel = "bench.canopy.dev/run"
 // scaleConfig is one measured run.
 type scaleConfig struct {
 	N             int           // Canaries, each with its Deployment and Service
-	Replicas      int32         // of each target Deployment
+	// Lean targets run no pods and their Services are headless (sizes that only initialize).
+	Lean bool
 	Prometheus    bool          // a success-rate check on the real Prometheus scraping the simulator
 	Steps         int           // weight steps of a rollout
 	Interval      time.Duration // analysis interval
@@ -397,8 +398,8 @@ func parallel(n int, f func(i int) error) error {
 	return first
 }
 
-// createWorkloads creates each Canary's target Deployment (cfg.Replicas) and its Service,
-// which the Canary adopts.
+// createWorkloads creates each Canary's target Deployment (one replica, none if lean) and
+// its Service (headless if lean), which the Canary adopts.
 func (r *run) createWorkloads(ctx context.Context) error {
 	return parallel(r.cfg.N, func(i int) error {
 		ns, name := r.name(i)
@@ -406,7 +407,7 @@ func (r *run) createWorkloads(ctx context.Context) error {
 		d := &appsv1.Deployment{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": name, benchLabel: "yes"}},
 			Spec: appsv1.DeploymentSpec{
-				Replicas: ptr.To(r.cfg.Replicas),
+				Replicas: ptr.To(int32(1)),
 				Selector: &metav1.LabelSelector{MatchLabels: lbl},
 				Template: corev1.PodTemplateSpec{
 					ObjectMeta: metav1.ObjectMeta{Labels: lbl},
@@ -416,6 +417,9 @@ func (r *run) createWorkloads(ctx context.Context) error {
 				},
 			},
 		}
+		if r.cfg.Lean {
+			d.Spec.Replicas = ptr.To(int32(0))
+		}
 		if err := r.c.Create(ctx, d); err != nil {
 			return fmt.Errorf("creating Deployment %s/%s: %w", ns, name, err)
 		}
@@ -424,6 +428,9 @@ func (r *run) createWorkloads(ctx context.Context) error {
 			Spec: corev1.ServiceSpec{Selector: lbl, Ports: []corev1.ServicePort{{
 				Name: "http", Port: 9080, TargetPort: intstr.FromInt32(9080),
 			}}},
+		}
+		if r.cfg.Lean {
+			svc.Spec.ClusterIP = corev1.ClusterIPNone
 		}
 		if err := r.c.Create(ctx, svc); err != nil {
 			return fmt.Errorf("creating Service %s/%s: %w", ns, name, err)
