@@ -38,9 +38,8 @@ const benchLabel = "bench.canopy.dev/run"
 
 // scaleConfig is one measured run.
 type scaleConfig struct {
-	N int // Canaries, each with its Deployment and Service
-	// Lean targets run no pods and their Services are headless (sizes that only initialize).
-	Lean          bool
+	N             int           // Canaries, each with its Deployment and Service
+	Lean          bool          // targets of no pod, with headless Services (sizes that only initialize)
 	Prometheus    bool          // a success-rate check on the real Prometheus scraping the simulator
 	Steps         int           // weight steps of a rollout
 	Interval      time.Duration // analysis interval
