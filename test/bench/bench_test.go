@@ -81,7 +81,10 @@ func BenchmarkScale(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		out := reportPath(root, os.Getenv("BENCH_OUT"))
+		out, err := reportPath(root, os.Getenv("BENCH_OUT"))
+		if err != nil {
+			b.Fatal(err)
+		}
 		// The report is rewritten after every size: a run cut short keeps what it measured.
 		results := measure(b, sizes, full, func(results []scaleResult) {
 			m.LoadEnd, m.Took = loadavg(), time.Since(m.Started)
@@ -217,22 +220,35 @@ func TestBenchSizesBeyondFullUpTo(t *testing.T) {
 }
 
 // reportPath is where the report goes: docs/benchmarks.md, or BENCH_OUT, which is relative
-// to the repository's root like the Makefile that runs it (go test runs in test/bench).
-func reportPath(root, env string) string {
+// to the repository's root like the Makefile that runs it (go test runs in test/bench). Its
+// directory must exist: the report is written after the first size, maybe an hour later.
+func reportPath(root, env string) (string, error) {
+	out := filepath.Join(root, "docs", "benchmarks.md")
 	switch {
 	case env == "":
-		return filepath.Join(root, "docs", "benchmarks.md")
 	case filepath.IsAbs(env):
-		return env
+		out = env
 	default:
-		return filepath.Join(root, env)
+		out = filepath.Join(root, env)
 	}
+	if st, err := os.Stat(filepath.Dir(out)); err != nil || !st.IsDir() {
+		return "", fmt.Errorf("BENCH_OUT: %q: the directory %s does not exist", env, filepath.Dir(out))
+	}
+	return out, nil
 }
 
 func TestBenchReportPath(t *testing.T) {
-	for env, want := range map[string]string{"": "/repo/docs/benchmarks.md", "docs/b.md": "/repo/docs/b.md", "/tmp/b.md": "/tmp/b.md"} {
-		if got := reportPath("/repo", env); got != want {
-			t.Errorf("BENCH_OUT=%q: %s, want %s", env, got, want)
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "docs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	abs := filepath.Join(t.TempDir(), "b.md")
+	for env, want := range map[string]string{"": root + "/docs/benchmarks.md", "docs/b.md": root + "/docs/b.md", abs: abs} {
+		if got, err := reportPath(root, env); err != nil || got != want {
+			t.Errorf("BENCH_OUT=%q: %s, %v; want %s", env, got, err, want)
 		}
+	}
+	if _, err := reportPath(root, "nowhere/b.md"); err == nil || !strings.HasPrefix(err.Error(), "BENCH_OUT: ") {
+		t.Errorf("BENCH_OUT into a missing directory: %v, want an error naming BENCH_OUT", err)
 	}
 }

@@ -403,10 +403,14 @@ func (r *run) createWorkloads(ctx context.Context) error {
 	return parallel(r.cfg.N, func(i int) error {
 		ns, name := r.name(i)
 		lbl := map[string]string{"app": name}
+		replicas, clusterIP := int32(1), ""
+		if r.cfg.Lean {
+			replicas, clusterIP = 0, corev1.ClusterIPNone
+		}
 		d := &appsv1.Deployment{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": name, benchLabel: "yes"}},
 			Spec: appsv1.DeploymentSpec{
-				Replicas: ptr.To(int32(1)),
+				Replicas: ptr.To(replicas),
 				Selector: &metav1.LabelSelector{MatchLabels: lbl},
 				Template: corev1.PodTemplateSpec{
 					ObjectMeta: metav1.ObjectMeta{Labels: lbl},
@@ -416,20 +420,14 @@ func (r *run) createWorkloads(ctx context.Context) error {
 				},
 			},
 		}
-		if r.cfg.Lean {
-			d.Spec.Replicas = ptr.To(int32(0))
-		}
 		if err := r.c.Create(ctx, d); err != nil {
 			return fmt.Errorf("creating Deployment %s/%s: %w", ns, name, err)
 		}
 		svc := &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{benchLabel: "yes"}},
-			Spec: corev1.ServiceSpec{Selector: lbl, Ports: []corev1.ServicePort{{
+			Spec: corev1.ServiceSpec{Selector: lbl, ClusterIP: clusterIP, Ports: []corev1.ServicePort{{
 				Name: "http", Port: 9080, TargetPort: intstr.FromInt32(9080),
 			}}},
-		}
-		if r.cfg.Lean {
-			svc.Spec.ClusterIP = corev1.ClusterIPNone
 		}
 		if err := r.c.Create(ctx, svc); err != nil {
 			return fmt.Errorf("creating Service %s/%s: %w", ns, name, err)
