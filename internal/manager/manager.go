@@ -23,6 +23,7 @@ import (
 	"canopy.dev/canopy/controllers"
 	"canopy.dev/canopy/internal/analysis"
 	"canopy.dev/canopy/internal/hooks"
+	"canopy.dev/canopy/internal/metrics"
 	"canopy.dev/canopy/internal/notify"
 	"canopy.dev/canopy/internal/scheme"
 	webhookv1 "canopy.dev/canopy/internal/webhook/v1alpha1"
@@ -168,6 +169,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = float32(o.QPS), o.Burst
+	metrics.InstrumentRequests(cfg)
 
 	var tlsOpts []func(*tls.Config)
 	if !o.EnableHTTP2 {

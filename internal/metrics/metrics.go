@@ -72,7 +72,7 @@ func Register() {
 // Collectors are every collector of this package, for documentation and tests (the
 // StateCollector only describes its metrics without a reader).
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{phaseTransitions, rolloutDuration, checkResults, webhookCalls, &StateCollector{}}
+	return []prometheus.Collector{phaseTransitions, rolloutDuration, checkResults, webhookCalls, apiRequests, &StateCollector{}}
 }
 
 // MustRegister registers c on controller-runtime's registry; a collector already registered

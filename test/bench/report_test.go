@@ -91,9 +91,14 @@ func writes(api map[string]float64) map[string]float64 {
 	return out
 }
 
+// managerWrites sums the manager's writes of all kinds, from a count by verb.
 func managerWrites(m map[string]float64) float64 {
-	return m["POST"] + m["PUT"] + m["PATCH"] + m["DELETE"]
+	return m["create"] + m["update"] + m["patch"] + m["apply"] + m["delete"] + m["deletecollection"]
 }
+
+// uncachedReads sums the manager's reads that did not come from its caches: the watches
+// that keep the caches current are not reads of this kind.
+func uncachedReads(m map[string]float64) float64 { return m["get"] + m["list"] }
 
 func sortedKeys(m map[string]float64) []string {
 	keys := make([]string, 0, len(m))
@@ -145,7 +150,7 @@ func report(m machine, results []scaleResult) string {
 	p("- **no-op**: every target Deployment gets a new annotation (an event for its Canary with nothing to do); until the canary controller ran at least N reconciles and its queue is empty.\n")
 	p("- **rollout**: every target gets a new image; until every Canary is `Succeeded`. The ideal of the analysis is %s (the first weight as soon as the canary is ready, an interval per further step and before the promotion, a drain interval once the primary runs the revision); on top of it come two Deployment rollouts, the canary's and then the primary's, which the controller-manager, the scheduler and kwok do. The benchmark measures what one costs at this N before the manager starts: every Deployment gets a new image and the cluster alone rolls them out (\"cluster alone\" below); the ideal on this cluster is the analysis's ideal plus twice that.\n", secs(idealRollout(results[0].Config)))
 	p("- **rollback**: the webhook starts failing and every target gets a new image; until every Canary is `Failed`. The lag is from the webhook's failing answer (the measurement that reaches the threshold) to the benchmark's informer seeing the Canary `RollingBack`: the status written by the reconcile that routed all traffic back to the primary (`Failed` follows one drain interval later).\n\n")
-	p("API requests come from two sources: the apiserver's own `apiserver_request_total` (every client: also the controller-manager, the scheduler, kwok and the benchmark, which writes the N Deployments of a phase), and the manager's `rest_client_requests_total` (its own requests only). Memory and CPU are the manager process's: peak RSS sampled from /proc every 0.5 s, peak Go heap in use (`go_memstats_heap_inuse_bytes`) from its metrics endpoint, CPU seconds from /proc/<pid>/stat. Reconcile latency is interpolated from `controller_runtime_reconcile_time_seconds` (canary controller) over the phase; queue depth is the peak of `workqueue_depth` sampled every 0.5 s.\n\n")
+	p("API requests come from two sources: the apiserver's own `apiserver_request_total` (every client: also the controller-manager, the scheduler, kwok and the benchmark, which writes the N Deployments of a phase), and the manager's `canopy_api_requests_total` (its own requests only, by the apiserver's verbs: a watch its caches reopen is counted apart from a get or list that bypassed them). Memory and CPU are the manager process's: peak RSS sampled from /proc every 0.5 s, peak Go heap in use (`go_memstats_heap_inuse_bytes`) from its metrics endpoint, CPU seconds from /proc/<pid>/stat. Reconcile latency is interpolated from `controller_runtime_reconcile_time_seconds` (canary controller) over the phase; queue depth is the peak of `workqueue_depth` sampled every 0.5 s.\n\n")
 
 	p("## Results\n\n")
 	p("| N | analysis | Deployments ready | cluster alone | initialize | rollout (ideal on this cluster) | step lag p50 / p99 | rollback | rollback lag p50 / p99 / max: routes, status | peak Go heap | live heap | peak RSS | manager CPU s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -208,8 +213,8 @@ func report(m machine, results []scaleResult) string {
 		}
 		// A no-op phase run while Canaries were still initializing measured their writes.
 		if ph, init := r.phase("no-op"), r.phase("initialize"); ph != nil && ph.Reconciles > 0 && init != nil && init.Reached == r.Config.N {
-			mw, reads := managerWrites(ph.Manager), ph.Manager["GET"]
-			p("| a no-op reconcile costs 0 writes and 0 uncached reads | %d | %.0f reconciles: %.0f writes, %.0f reads (GET, watches included) by the manager | %s |\n", r.Config.N, ph.Reconciles, mw, reads, yes(mw == 0 && reads == 0))
+			mw, reads := managerWrites(ph.Manager), uncachedReads(ph.Manager)
+			p("| a no-op reconcile costs 0 writes and 0 uncached reads | %d | %.0f reconciles: %.0f writes and %.0f uncached reads (get, list) by the manager; %.0f watches its caches reopened meanwhile | %s |\n", r.Config.N, ph.Reconciles, mw, reads, ph.Manager["watch"], yes(mw == 0 && reads == 0))
 		}
 		if ph := r.phase("rollback"); ph != nil && len(ph.RouteLags) > 0 {
 			worst := ph.RouteLags[len(ph.RouteLags)-1]
@@ -279,6 +284,13 @@ func report(m machine, results []scaleResult) string {
 		}
 		if cp := r.APIServerProfile; cp != nil {
 			p("\nThe apiserver's CPU over the same %d s; `go tool pprof -top -cum %s`:\n\n```\n%s\n```\n", cp.Seconds, relPath(cp.Path), cp.Top)
+		}
+		p("\nThe manager's own requests (`canopy_api_requests_total`), per phase, total and per Canary:\n\n")
+		p("| phase | verb resource | total | per Canary |\n|---|---|---|---|\n")
+		for _, ph := range r.Phases {
+			for _, k := range sortedKeys(ph.ManagerRequests) {
+				p("| %s | %s | %.0f | %.2f |\n", ph.Name, k, ph.ManagerRequests[k], ph.ManagerRequests[k]/float64(r.Config.N))
+			}
 		}
 		p("\nWrites seen by the apiserver (all clients), per phase, total and per Canary:\n\n")
 		p("| phase | verb resource | total | per Canary |\n|---|---|---|---|\n")

@@ -74,8 +74,10 @@ type phaseResult struct {
 	// APIServer counts the apiserver's requests by "VERB resource[/subresource]" (all
 	// clients: the manager, the controller-manager, the scheduler, kwok and the benchmark).
 	APIServer map[string]float64
-	// Manager counts the manager's own requests by HTTP method.
-	Manager map[string]float64
+	// Manager counts the manager's own requests by the apiserver's verb (get, list, watch,
+	// create, update, patch, apply, delete), from canopy_api_requests_total; ManagerRequests
+	// by "verb resource[/subresource]".
+	Manager, ManagerRequests map[string]float64
 	// Refused counts the apiserver's answers other than 2xx to writes, by "VERB
 	// resource[/subresource] code" (a 409 is an optimistic lock or a create race).
 	Refused map[string]float64
@@ -685,8 +687,15 @@ func (r *run) measure(ctx context.Context, name string, timeout time.Duration, a
 			pr.StatusWrites[k] = float64(d)
 		}
 	}
-	method := func(l map[string]string) string { return l["method"] }
-	pr.Manager = diff(before.manager.by("rest_client_requests_total", method), after.manager.by("rest_client_requests_total", method))
+	verb := func(l map[string]string) string { return l["verb"] }
+	pr.Manager = diff(before.manager.by("canopy_api_requests_total", verb), after.manager.by("canopy_api_requests_total", verb))
+	resource := func(l map[string]string) string {
+		if l["subresource"] != "" {
+			return l["verb"] + " " + l["resource"] + "/" + l["subresource"]
+		}
+		return l["verb"] + " " + l["resource"]
+	}
+	pr.ManagerRequests = diff(before.manager.by("canopy_api_requests_total", resource), after.manager.by("canopy_api_requests_total", resource))
 	match := map[string]string{"controller": "canary"}
 	pr.Reconciles = after.manager.sum("controller_runtime_reconcile_total", match) - before.manager.sum("controller_runtime_reconcile_total", match)
 	h := after.manager.histogram("controller_runtime_reconcile_time_seconds", match).sub(before.manager.histogram("controller_runtime_reconcile_time_seconds", match))
