@@ -1,0 +1,185 @@
+//go:build linux
+
+package bench
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/mesh"
+	"canopy.dev/canopy/internal/render"
+	"canopy.dev/canopy/test/testenv"
+)
+
+// writeCostObjects is how many objects of each kind one pass of BenchmarkAPIServerWrite
+// writes (32 at a time, as the benchmark's clients do).
+const writeCostObjects = 500
+
+// BenchmarkAPIServerWrite measures what one write of each kind a weight step makes costs
+// the apiserver, in its CPU milliseconds (from /proc): a Canary status merge patch (what
+// canopy sends), the same as an update, a VirtualService server-side apply (what canopy
+// sends), the same as a merge patch, an event, and a ConfigMap merge patch (a built-in
+// type, for comparison). It explains the rollout phase of BenchmarkScale: with a 1 s
+// interval, N Canaries stepping at once need N x (status + VirtualService + event) of the
+// apiserver's CPU a second. The apiserver is envtest's (the local cluster's, without the
+// controllers): the writes are the only work it has.
+func BenchmarkAPIServerWrite(b *testing.B) {
+	testenv.SkipIfShort(b)
+	dir := b.TempDir()
+	env, err := testenv.Start(testenv.Options{StateDir: dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = env.Stop() })
+	ctx := context.Background()
+	w, err := newWriteCost(ctx, env)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, k := range w.kinds() {
+		b.Run(k.name, func(b *testing.B) {
+			cpu, writes := 0.0, 0
+			start := time.Now()
+			for b.Loop() {
+				c0 := componentCPU(dir)["kube-apiserver"]
+				w.round++
+				if err := parallel(writeCostObjects, k.write); err != nil {
+					b.Fatal(err)
+				}
+				cpu += componentCPU(dir)["kube-apiserver"] - c0
+				writes += writeCostObjects
+			}
+			b.ReportMetric(cpu*1000/float64(writes), "apiserver-ms/write")
+			b.ReportMetric(float64(writes)/time.Since(start).Seconds(), "writes/s")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+type writeCost struct {
+	c        client.Client
+	applier  *mesh.Applier
+	canaries []*meshv1.Canary
+	targets  []*appsv1.Deployment
+	round    int32
+}
+
+type writeKind struct {
+	name  string
+	write func(i int) error
+}
+
+// newWriteCost creates the objects: Canaries with the status of one mid-rollout, their
+// VirtualServices as canopy renders them, and ConfigMaps.
+func newWriteCost(ctx context.Context, env *testenv.Env) (*writeCost, error) {
+	w := &writeCost{c: env.Client, applier: &mesh.Applier{Client: env.Client, Reader: env.Client}}
+	r := &run{cfg: scaleConfig{N: writeCostObjects, Interval: time.Second, Steps: 5, PerNamespace: writeCostObjects}, namespaces: []string{"write-cost"}}
+	if err := w.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "write-cost"}}); err != nil {
+		return nil, err
+	}
+	w.canaries = make([]*meshv1.Canary, writeCostObjects)
+	w.targets = make([]*appsv1.Deployment, writeCostObjects)
+	err := parallel(writeCostObjects, func(i int) error {
+		c := r.canary(i, "http://127.0.0.1:9/")
+		if err := w.c.Create(ctx, c); err != nil {
+			return err
+		}
+		now := metav1.Now()
+		c.Status = meshv1.CanaryStatus{
+			Phase: meshv1.PhaseProgressing, CanaryWeight: 10, StepIndex: 1, CurrentRevision: "5d8f7c9b6a", LastPromotedRevision: "6b7c8d9e0f",
+			RolloutStarted: &now, LastStepTime: &now, LastTransitionTime: &now,
+			Checks: []meshv1.CheckStatus{{Name: "bench-check", Outcome: meshv1.OutcomePass, Threshold: "2xx", LastMeasured: &now}},
+		}
+		for _, t := range []string{meshv1.ConditionReady, meshv1.ConditionReconciling, meshv1.ConditionStalled} {
+			c.Status.Conditions = append(c.Status.Conditions, metav1.Condition{Type: t, Status: metav1.ConditionTrue, Reason: "Progressing", Message: "canary weight 10 of 50", LastTransitionTime: now})
+		}
+		if err := w.c.Status().Update(ctx, c); err != nil {
+			return err
+		}
+		w.canaries[i] = c
+		w.targets[i] = &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Namespace: c.Namespace, Name: c.Spec.TargetRef.Name},
+			Spec: appsv1.DeploymentSpec{
+				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": c.Name}},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": c.Name}},
+					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "bench:1", Ports: []corev1.ContainerPort{{ContainerPort: 9080}}}}},
+				},
+			},
+		}
+		if err := w.applyRoute(ctx, i, 0); err != nil {
+			return err
+		}
+		return w.c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: c.Namespace, Name: c.Name}, Data: map[string]string{"weight": "0"}})
+	})
+	return w, err
+}
+
+func (w *writeCost) virtualService(i int, weight int32) (*networkingv1.VirtualService, error) {
+	set, err := render.CanaryObjects(w.canaries[i], w.targets[i], render.Weights{Primary: 100 - weight, Canary: weight}, nil)
+	return set.VirtualService, err
+}
+
+func (w *writeCost) applyRoute(ctx context.Context, i int, weight int32) error {
+	vs, err := w.virtualService(i, weight)
+	if err != nil {
+		return err
+	}
+	_, err = w.applier.Apply(ctx, vs)
+	return err
+}
+
+func (w *writeCost) kinds() []writeKind {
+	ctx := context.Background()
+	weight := func() int32 { return 10 * (w.round%9 + 1) }
+	status := func(i int, patch bool) error {
+		c := w.canaries[i]
+		before := c.DeepCopy()
+		now := metav1.Now()
+		c.Status.CanaryWeight, c.Status.LastStepTime, c.Status.Checks[0].LastMeasured = weight(), &now, &now
+		if patch {
+			return w.c.Status().Patch(ctx, c, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+		}
+		return w.c.Status().Update(ctx, c)
+	}
+	return []writeKind{
+		{"canary-status-merge-patch", func(i int) error { return status(i, true) }},
+		{"canary-status-update", func(i int) error { return status(i, false) }},
+		{"virtualservice-apply", func(i int) error { return w.applyRoute(ctx, i, weight()) }},
+		{"virtualservice-merge-patch", func(i int) error {
+			vs, err := w.virtualService(i, weight())
+			if err != nil {
+				return err
+			}
+			live := &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: vs.Namespace, Name: vs.Name}}
+			patch := client.MergeFrom(live.DeepCopy())
+			live.Spec.Http = vs.Spec.Http
+			return w.c.Patch(ctx, live, patch, client.FieldOwner("write-cost"))
+		}},
+		{"event-create", func(i int) error {
+			c := w.canaries[i]
+			return w.c.Create(ctx, &eventsv1.Event{
+				ObjectMeta: metav1.ObjectMeta{Namespace: c.Namespace, Name: fmt.Sprintf("%s.%d", c.Name, w.round)},
+				EventTime:  metav1.NowMicro(), ReportingController: "canopy", ReportingInstance: "canopy-bench",
+				Action: "Progressing", Reason: "Progressing", Type: corev1.EventTypeNormal,
+				Regarding: corev1.ObjectReference{APIVersion: meshv1.GroupVersion.String(), Kind: "Canary", Namespace: c.Namespace, Name: c.Name, UID: c.UID},
+				Note:      fmt.Sprintf("Advance weight %d", weight()),
+			})
+		}},
+		{"configmap-merge-patch", func(i int) error {
+			c := w.canaries[i]
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: c.Namespace, Name: c.Name}}
+			return w.c.Patch(ctx, cm, client.RawPatch("application/merge-patch+json", fmt.Appendf(nil, `{"data":{"weight":"%d"}}`, weight())))
+		}},
+	}
+}
