@@ -173,7 +173,12 @@ channels:
 		fmt.Sprintf(`canopy_canary_phase{%s,phase="Succeeded"}`, nsSel):                                                func(v float64) bool { return v == 1 },
 		`sum(canopy_webhook_calls_total{type="post-rollout",outcome="success"})`:                                       func(v float64) bool { return v >= 1 },
 		`sum(canopy_notifications_total{outcome="sent"})`:                                                              func(v float64) bool { return v >= 2 },
-		`sum(controller_runtime_reconcile_total{controller="canary"})`:                                                 func(v float64) bool { return v > 0 },
+		// The manager's own requests, by the apiserver's verbs: the route writes, and the
+		// watches of its caches apart from reads.
+		`sum(canopy_api_requests_total{verb="apply",resource="virtualservices"})`:               func(v float64) bool { return v >= 1 },
+		`sum(canopy_api_requests_total{verb="patch",resource="canaries",subresource="status"})`: func(v float64) bool { return v >= 1 },
+		`sum(canopy_api_requests_total{verb="watch",resource="canaries"})`:                      func(v float64) bool { return v >= 1 },
+		`sum(controller_runtime_reconcile_total{controller="canary"})`:                          func(v float64) bool { return v > 0 },
 	} {
 		testenv.Eventually(t, 2*time.Minute, func() error {
 			v, ok, err := promQuery(t.Context(), prom.URL(), query)
