@@ -3,4 +3,6 @@
 // manager running as its own process so that its memory and CPU are its own. `make bench`
 // runs BenchmarkScale and writes docs/benchmarks.md; TestScaleSmoke runs the same code
 // with a handful of Canaries in `go test ./...`, so that it cannot rot.
+// BenchmarkAPIServerWrite measures what one write of each kind a weight step makes costs
+// the apiserver: the floor under the rollout and rollback times at large N.
 package bench
