@@ -5,6 +5,8 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
@@ -64,6 +67,50 @@ func BenchmarkAPIServerWrite(b *testing.B) {
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+	if os.Getenv("BENCH_WRITE_PROFILE") != "" {
+		if err := w.profile(ctx, env); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// profile records the apiserver's CPU profile while it takes writes of each kind for a few
+// seconds (BENCH_WRITE_PROFILE=1), into bin/bench/write-cost: where a write's time goes.
+func (w *writeCost) profile(ctx context.Context, env *testenv.Env) error {
+	cs, err := kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		return err
+	}
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return err
+	}
+	out := filepath.Join(root, "bin", "bench", "write-cost")
+	const seconds = 5
+	for _, k := range w.kinds() {
+		pctx, cancel := context.WithCancel(ctx)
+		writing := make(chan error, 1)
+		go func() {
+			for pctx.Err() == nil {
+				w.round++
+				if err := parallel(writeCostObjects, k.write); err != nil && pctx.Err() == nil {
+					writing <- err
+					return
+				}
+			}
+			writing <- nil
+		}()
+		cp, err := profileAPIServerCPU(ctx, cs, out, k.name, seconds)
+		cancel()
+		if werr := <-writing; err == nil {
+			err = werr
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Printf("apiserver CPU while writing %s (%s):\n%s\n\n", k.name, cp.Path, cp.Top)
+	}
+	return nil
 }
 
 type writeCost struct {
