@@ -124,8 +124,21 @@ func TestScaleSmoke(t *testing.T) {
 	if ph := r.phase("rollback"); len(ph.Lags) != 5 || len(ph.RouteLags) != 5 {
 		t.Errorf("rollback lags of %d (status) and %d (routes) Canaries, want 5", len(ph.Lags), len(ph.RouteLags))
 	}
+	// The apiserver's profile of the steps is broken down by kind of work, the kinds apart.
+	if sp := r.StepsProfile; sp == nil || len(sp.Shares) != len(apiWorks) {
+		t.Errorf("the apiserver's profile of the analysis steps: %+v", sp)
+	} else {
+		sum := 0.0
+		for _, s := range sp.Shares {
+			sum += s.Share
+		}
+		if sum <= 0 || sum > 1.0001 {
+			t.Errorf("the kinds of work of the apiserver's profile add up to %.3f of it: %+v", sum, sp.Shares)
+		}
+	}
 	md := report(describeMachine(), results)
-	for _, want := range []string{"| 5 | Prometheus + webhook |", "### N=5", "APPLY virtualservices", "| N | first weight | Promoting | Finalising | Succeeded |", "on this cluster", "| 5 | new images ("} {
+	for _, want := range []string{"| 5 | Prometheus + webhook |", "### N=5", "APPLY virtualservices", "| N | first weight | Promoting | Finalising | Succeeded |", "on this cluster", "| 5 | new images (",
+		"| phase | APPLY virtualservices | PATCH canaries/status | POST events | PUT deployments/scale |", "| custom resources' status writes (the Canaries') | "} {
 		if !strings.Contains(md, want) {
 			t.Errorf("the report has no %q:\n%s", want, md)
 		}

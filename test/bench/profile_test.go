@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -60,7 +61,10 @@ type cpuProfile struct {
 	Phase   string
 	Seconds int
 	Path    string
-	Top     string // go tool pprof -top -cum
+	Top     string      // go tool pprof -top -cum
+	Shares  []workShare // the apiserver's: its CPU by kind of work
+	// Start is when the profile began, after the phase's start, where it did not begin with it.
+	Start time.Duration
 }
 
 // profileCPU records the manager's CPU for the given seconds (it blocks that long).
@@ -141,6 +145,102 @@ func profileAPIServerCPU(ctx context.Context, cs *kubernetes.Clientset, dir, nam
 	if err := os.WriteFile(cp.Path, raw, 0o644); err != nil {
 		return cp, err
 	}
-	cp.Top, err = pprofTop(cp.Path, "-cum")
+	if cp.Top, err = pprofTop(cp.Path, "-cum"); err != nil {
+		return cp, err
+	}
+	cp.Shares, err = workShares(cp.Path)
 	return cp, err
+}
+
+// apiWork is a kind of work of the apiserver, told apart in a CPU profile by a function on
+// the stack of its samples.
+type apiWork struct {
+	name  string
+	focus string // a regular expression of go tool pprof -focus
+}
+
+// apiWorks are the kinds of work the report tells apart in the apiserver's profiles. A sample
+// counts for every kind whose function is on its stack; the kinds do not overlap (a request's
+// handler runs on its own goroutine, apart from the filters of the handler chain, which are
+// left out; a collection that a request's allocation assists is counted with the request).
+var apiWorks = []apiWork{
+	{"custom resources' status writes (the Canaries')", `customresource\.\(\*StatusREST\)\.Update`},
+	{"server-side applies (VirtualServices, primaries)", `handlers\.\(\*applyPatcher\)`},
+	{"strategic merge patches (pods' status, images)", `handlers\.\(\*smpPatcher\)`},
+	{"creates (events, pods, ReplicaSets, bindings)", `handlers\.CreateResource`},
+	{"updates (the controllers' status writes, scale)", `handlers\.UpdateResource`},
+	{"deletes", `handlers\.DeleteResource`},
+	{"gets and lists", `handlers\.(ListResource|GetResource)`},
+	{"serving watches", `handlers\.serveWatch|\(\*WatchServer\)`},
+	{"decoding etcd's watch events (the watch caches)", `etcd3\.\(\*watchChan\)`},
+	{"garbage collection in the background", `runtime\.gcBgMarkWorker`},
+}
+
+// workShare is the share of a profile's samples with a kind of work on their stack.
+type workShare struct {
+	Work  string
+	Share float64 // 0..1
+}
+
+// workShares breaks the profile at path down by apiWorks.
+func workShares(path string) ([]workShare, error) {
+	total, err := profileSeconds(path)
+	if err != nil || total == 0 {
+		return nil, err
+	}
+	out := make([]workShare, 0, len(apiWorks))
+	for _, w := range apiWorks {
+		s, err := focusedSeconds(path, w.focus)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, workShare{Work: w.name, Share: s / total})
+	}
+	return out, nil
+}
+
+// totalSamples matches the CPU time of go tool pprof's header: "Total samples = 13.13s".
+var totalSamples = regexp.MustCompile(`Total samples = ([0-9.]+)s`)
+
+// profileSeconds is the CPU time of all the samples of the profile at path.
+func profileSeconds(path string) (float64, error) {
+	out, err := pprofOut(path, "-top", "-nodecount=1", "-unit=s")
+	if err != nil {
+		return 0, err
+	}
+	m := totalSamples.FindStringSubmatch(out)
+	if m == nil {
+		return 0, nil // no sample
+	}
+	return strconv.ParseFloat(m[1], 64)
+}
+
+// focusedSeconds is the CPU time of the samples that pass -focus: every such sample has
+// the focused function on its stack, so the largest cumulative time of go tool pprof -top
+// -cum is theirs.
+func focusedSeconds(path, focus string) (float64, error) {
+	out, err := pprofOut(path, "-top", "-cum", "-nodecount=1", "-unit=s", "-focus="+focus)
+	if err != nil {
+		return 0, err
+	}
+	lines := strings.Split(out, "\n")
+	for i, l := range lines {
+		if !strings.Contains(l, "flat%") || i+1 >= len(lines) {
+			continue
+		}
+		f := strings.Fields(lines[i+1])
+		if len(f) < 5 {
+			return 0, nil // nothing passed the focus
+		}
+		return strconv.ParseFloat(strings.TrimSuffix(f[3], "s"), 64)
+	}
+	return 0, nil
+}
+
+func pprofOut(path string, args ...string) (string, error) {
+	out, err := exec.Command("go", append(append([]string{"tool", "pprof"}, args...), path)...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go tool pprof: %v\n%s", err, out)
+	}
+	return string(out), nil
 }

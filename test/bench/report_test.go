@@ -261,6 +261,19 @@ func report(m machine, results []scaleResult) string {
 			}
 			p("| %s |\n", strings.Join(row, " | "))
 		}
+		p("\nHow long the apiserver took to answer canopy's writes, per phase, p50 / p99 (`apiserver_request_duration_seconds`; the events are all of events.k8s.io's):\n\n")
+		p("| phase | %s |\n|---|%s\n", strings.Join(writeKeys(), " | "), strings.Repeat("---|", len(canopyWrites)))
+		for _, ph := range r.Phases {
+			row := []string{ph.Name}
+			for _, k := range writeKeys() {
+				cell := "–"
+				if l, ok := ph.Latency[k]; ok {
+					cell = ms(l[0]) + " / " + ms(l[1])
+				}
+				row = append(row, cell)
+			}
+			p("| %s |\n", strings.Join(row, " | "))
+		}
 		p("\nStatus writes of the Canaries by what they changed (the benchmark's informer), and writes the apiserver refused (all clients):\n\n")
 		p("| phase | status writes per Canary | refused writes |\n|---|---|---|\n")
 		for _, ph := range r.Phases {
@@ -282,8 +295,16 @@ func report(m machine, results []scaleResult) string {
 		if cp := r.CPUProfile; cp != nil {
 			p("\nThe manager's CPU in the first %d s of the rollout phase; `go tool pprof -top -cum %s`:\n\n```\n%s\n```\n", cp.Seconds, relPath(cp.Path), cp.Top)
 		}
-		if cp := r.APIServerProfile; cp != nil {
-			p("\nThe apiserver's CPU over the same %d s; `go tool pprof -top -cum %s`:\n\n```\n%s\n```\n", cp.Seconds, relPath(cp.Path), cp.Top)
+		if a, s := r.APIServerProfile, r.StepsProfile; a != nil || s != nil {
+			p("\nThe apiserver's CPU by kind of work (the share of its profile's samples with the kind's handler on their stack; the rest is the handler chain's filters, other merge patches and the runtime), in the first %d s of the rollout phase (mostly the canaries' Deployment rollouts) and in %d s of the analysis steps, from when half of the Canaries routed their first weight, or the first profile ended (`go tool pprof -top -cum` reads the profiles: %s and %s):\n\n", cpuProfileSeconds, cpuProfileSeconds, profilePath(a), profilePath(s))
+			steps := "analysis steps"
+			if s != nil {
+				steps = fmt.Sprintf("analysis steps (%s – %s)", secs(s.Start), secs(s.Start+time.Duration(s.Seconds)*time.Second))
+			}
+			p("| work | first %d s | %s |\n|---|---|---|\n", cpuProfileSeconds, steps)
+			for i, w := range apiWorks {
+				p("| %s | %s | %s |\n", w.name, shareCell(a, i), shareCell(s, i))
+			}
 		}
 		p("\nThe manager's own requests (`canopy_api_requests_total`), per phase, total and per Canary:\n\n")
 		p("| phase | verb resource | total | per Canary |\n|---|---|---|---|\n")
@@ -454,4 +475,29 @@ func yes(ok bool) string {
 		return "yes"
 	}
 	return "**no**"
+}
+
+// writeKeys are canopyWrites' keys, in order.
+func writeKeys() []string {
+	out := make([]string, 0, len(canopyWrites))
+	for _, w := range canopyWrites {
+		out = append(out, w.key())
+	}
+	return out
+}
+
+// shareCell is the i-th kind of work's share of cp, as a percentage.
+func shareCell(cp *cpuProfile, i int) string {
+	if cp == nil || i >= len(cp.Shares) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f%%", 100*cp.Shares[i].Share)
+}
+
+// profilePath is where cp is kept, relative to the repository.
+func profilePath(cp *cpuProfile) string {
+	if cp == nil {
+		return "(none)"
+	}
+	return "`" + relPath(cp.Path) + "`"
 }

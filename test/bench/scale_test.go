@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -78,6 +79,9 @@ type phaseResult struct {
 	// create, update, patch, apply, delete), from canopy_api_requests_total; ManagerRequests
 	// by "verb resource[/subresource]".
 	Manager, ManagerRequests map[string]float64
+	// Latency is, for each of canopy's kinds of write (canopyWrites), the apiserver's
+	// request duration in the phase, p50 and p99 in seconds: how long a write waited on it.
+	Latency map[string][2]float64
 	// Refused counts the apiserver's answers other than 2xx to writes, by "VERB
 	// resource[/subresource] code" (a 409 is an optimistic lock or a create race).
 	Refused map[string]float64
@@ -119,9 +123,12 @@ type scaleResult struct {
 	CPUProfile *cpuProfile   // the first cpuProfileSeconds of the rollout phase
 	// APIServerProfile is the apiserver's CPU over the same seconds.
 	APIServerProfile *cpuProfile
-	Peak             peaks
-	CPU              float64
-	Err              string
+	// StepsProfile is the apiserver's CPU for cpuProfileSeconds once half of the Canaries
+	// routed their first weight: the analysis steps, where the rollouts lose most time.
+	StepsProfile *cpuProfile
+	Peak         peaks
+	CPU          float64
+	Err          string
 }
 
 // phase is one measured phase: what starts it, and how many Canaries are through.
@@ -281,18 +288,32 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 			// Where the manager's CPU goes while the rollouts run (the profile is taken
 			// alongside the phase, which it does not slow measurably).
 			cpuDone = make(chan struct{})
+			t0 := time.Now()
 			go func() {
 				defer close(cpuDone)
 				var wg sync.WaitGroup
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
+					// The apiserver's profiles are taken one after the other (its Go runtime
+					// runs one CPU profile at a time): the first seconds, then the steps.
 					cp, err := profileAPIServerCPU(ctx, cs, profileDir(cfg.N), p.name, cpuProfileSeconds)
+					if err != nil {
+						logf("N=%d: %v", cfg.N, err)
+					} else {
+						res.APIServerProfile = &cp
+					}
+					if !r.awaitFirstWeights(ctx, t0, (cfg.N+1)/2, timeout) {
+						return
+					}
+					start := time.Since(t0)
+					cp, err = profileAPIServerCPU(ctx, cs, profileDir(cfg.N), p.name+"-steps", cpuProfileSeconds)
 					if err != nil {
 						logf("N=%d: %v", cfg.N, err)
 						return
 					}
-					res.APIServerProfile = &cp
+					cp.Start = start
+					res.StepsProfile = &cp
 				}()
 				cp, err := m.profileCPU(profileDir(cfg.N), p.name, cpuProfileSeconds)
 				wg.Wait()
@@ -340,6 +361,24 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 
 // cpuProfileSeconds is how much of the rollout phase the CPU profile covers.
 const cpuProfileSeconds = 10
+
+// awaitFirstWeights waits until n Canaries routed their first weight since t0; false when
+// the phase's timeout or the context ends first.
+func (r *run) awaitFirstWeights(ctx context.Context, t0 time.Time, n int, timeout time.Duration) bool {
+	deadline := time.After(timeout)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for len(r.w.timeline(t0)[mFirstWeight]) < n {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline:
+			return false
+		case <-tick.C:
+		}
+	}
+	return true
+}
 
 // run is the state of one measured run.
 type run struct {
@@ -582,6 +621,7 @@ func (r *run) quiet(ctx context.Context) error {
 // snapshot is the counters a phase diffs.
 type snapshot struct {
 	api     map[string]float64
+	latency map[string]histogram // the apiserver's request duration of canopy's writes
 	refused map[string]float64
 	status  map[statusWrite]int
 	manager samples
@@ -613,8 +653,13 @@ func (r *run) snapshot(ctx context.Context) (snapshot, error) {
 		}
 		return l["verb"] + " " + res
 	}
+	latency := map[string]histogram{}
+	for _, w := range canopyWrites {
+		latency[w.key()] = api.histogram("apiserver_request_duration_seconds", w.labels())
+	}
 	return snapshot{
-		api: api.by("apiserver_request_total", resource),
+		api:     api.by("apiserver_request_total", resource),
+		latency: latency,
 		refused: writes(api.by("apiserver_request_total", func(l map[string]string) string {
 			if strings.HasPrefix(l["code"], "2") {
 				return "ok"
@@ -680,6 +725,12 @@ func (r *run) measure(ctx context.Context, name string, timeout time.Duration, a
 		pr.Timeline = r.w.timeline(t0)
 	}
 	pr.APIServer = diff(before.api, after.api)
+	pr.Latency = map[string][2]float64{}
+	for k, h := range after.latency {
+		if d := h.sub(before.latency[k]); !math.IsNaN(d.quantile(0.5)) {
+			pr.Latency[k] = [2]float64{d.quantile(0.5), d.quantile(0.99)}
+		}
+	}
 	pr.Refused = diff(before.refused, after.refused)
 	pr.StatusWrites = map[statusWrite]float64{}
 	for k, v := range after.status {
@@ -703,6 +754,29 @@ func (r *run) measure(ctx context.Context, name string, timeout time.Duration, a
 	pk := r.m.peaks()
 	pr.PeakDepth, pr.PeakHeap, pr.LiveHeap = pk.depth, pk.phaseHeap, pk.live
 	return pr, waitErr
+}
+
+// apiWrite is a kind of write, as the apiserver's metrics label it.
+type apiWrite struct{ verb, group, resource, subresource string }
+
+func (w apiWrite) key() string {
+	if w.subresource != "" {
+		return w.verb + " " + w.resource + "/" + w.subresource
+	}
+	return w.verb + " " + w.resource
+}
+
+func (w apiWrite) labels() map[string]string {
+	return map[string]string{"verb": w.verb, "group": w.group, "resource": w.resource, "subresource": w.subresource}
+}
+
+// canopyWrites are the writes of a rollout's steps and phase changes, whose latency at the
+// apiserver the report shows (the events are the events.k8s.io ones the recorder posts).
+var canopyWrites = []apiWrite{
+	{"APPLY", "networking.istio.io", "virtualservices", ""},
+	{"PATCH", "mesh.canopy.dev", "canaries", "status"},
+	{"POST", "events.k8s.io", "events", ""},
+	{"PUT", "apps", "deployments", "scale"},
 }
 
 // cpuSample is every process's CPU seconds At after a phase began.
