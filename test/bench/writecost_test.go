@@ -130,7 +130,7 @@ type writeKind struct {
 // VirtualServices as canopy renders them, and ConfigMaps.
 func newWriteCost(ctx context.Context, env *testenv.Env) (*writeCost, error) {
 	w := &writeCost{c: env.Client, applier: &mesh.Applier{Client: env.Client, Reader: env.Client}}
-	r := &run{cfg: scaleConfig{N: writeCostObjects, Interval: time.Second, Steps: 5, PerNamespace: writeCostObjects}, namespaces: []string{"write-cost"}}
+	r := &run{cfg: scaleConfig{N: writeCostObjects, Interval: time.Second, Steps: 5, PerNamespace: writeCostObjects, Prometheus: true}, namespaces: []string{"write-cost"}}
 	if err := w.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "write-cost"}}); err != nil {
 		return nil, err
 	}
@@ -141,14 +141,25 @@ func newWriteCost(ctx context.Context, env *testenv.Env) (*writeCost, error) {
 		if err := w.c.Create(ctx, c); err != nil {
 			return err
 		}
+		// The status of a Canary of BenchmarkScale at its first step, as canopy writes it.
 		now := metav1.Now()
 		c.Status = meshv1.CanaryStatus{
-			Phase: meshv1.PhaseProgressing, CanaryWeight: 10, StepIndex: 1, CurrentRevision: "5d8f7c9b6a", LastPromotedRevision: "6b7c8d9e0f",
-			RolloutStarted: &now, LastStepTime: &now, LastTransitionTime: &now,
-			Checks: []meshv1.CheckStatus{{Name: "bench-check", Outcome: meshv1.OutcomePass, Threshold: "2xx", LastMeasured: &now}},
+			ObservedGeneration: 1, Phase: meshv1.PhaseProgressing, CanaryWeight: 10, StepIndex: 1, CurrentRevision: "094f9d4ec304", LastPromotedRevision: "ccbd34859f27",
+			RolloutStarted: &now, LastStepTime: &now, LastTransitionTime: &now, ServiceAdopted: true,
+			Checks: []meshv1.CheckStatus{
+				{Name: "bench-check", Outcome: meshv1.OutcomePass, Threshold: "2xx", LastMeasured: &now},
+				{Name: "request-success-rate", Outcome: meshv1.OutcomePass, Threshold: ">= 99", Value: "100", LastMeasured: &now},
+			},
 		}
-		for _, t := range []string{meshv1.ConditionReady, meshv1.ConditionReconciling, meshv1.ConditionStalled} {
-			c.Status.Conditions = append(c.Status.Conditions, metav1.Condition{Type: t, Status: metav1.ConditionTrue, Reason: "Progressing", Message: "canary weight 10 of 50", LastTransitionTime: now})
+		for _, cond := range [][3]string{
+			{meshv1.ConditionReady, "False", stepMessage(10, 1)},
+			{meshv1.ConditionReconciling, "True", stepMessage(10, 1)},
+			{meshv1.ConditionStalled, "False", stepMessage(10, 1)},
+			{meshv1.ConditionPromoted, "Unknown", "Rollout of revision 094f9d4ec304 in progress"},
+			{meshv1.ConditionAnalysis, "True", "Passed at step 1: bench-check, request-success-rate is 100 (threshold >= 99)"},
+		} {
+			c.Status.Conditions = append(c.Status.Conditions, metav1.Condition{Type: cond[0], Status: metav1.ConditionStatus(cond[1]), Reason: "Progressing",
+				Message: cond[2], LastTransitionTime: now, ObservedGeneration: 1})
 		}
 		if err := w.c.Status().Update(ctx, c); err != nil {
 			return err
@@ -193,7 +204,14 @@ func (w *writeCost) kinds() []writeKind {
 		c := w.canaries[i]
 		before := c.DeepCopy()
 		now := metav1.Now()
-		c.Status.CanaryWeight, c.Status.LastStepTime, c.Status.Checks[0].LastMeasured = weight(), &now, &now
+		st := &c.Status
+		st.CanaryWeight, st.StepIndex, st.LastStepTime = weight(), st.StepIndex+1, &now
+		for i := range st.Checks {
+			st.Checks[i].LastMeasured = &now
+		}
+		for i := range st.Conditions[:3] {
+			st.Conditions[i].Message = stepMessage(st.CanaryWeight, st.StepIndex)
+		}
 		if patch {
 			return w.c.Status().Patch(ctx, c, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
 		}
@@ -229,4 +247,9 @@ func (w *writeCost) kinds() []writeKind {
 			return w.c.Patch(ctx, cm, client.RawPatch("application/merge-patch+json", fmt.Appendf(nil, `{"data":{"weight":"%d"}}`, weight())))
 		}},
 	}
+}
+
+// stepMessage is the message of a Canary's Ready, Reconciling and Stalled conditions at a step.
+func stepMessage(weight, step int32) string {
+	return fmt.Sprintf("Canary weight %d%% at step %d; 0 of 1 failed checks", weight, step)
 }
