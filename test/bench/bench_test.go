@@ -124,7 +124,10 @@ func TestScaleSmoke(t *testing.T) {
 	if ph := r.phase("rollback"); len(ph.Lags) != 5 || len(ph.RouteLags) != 5 {
 		t.Errorf("rollback lags of %d (status) and %d (routes) Canaries, want 5", len(ph.Lags), len(ph.RouteLags))
 	}
-	// The apiserver's profile of the steps is broken down by kind of work, the kinds apart.
+	// The apiserver's profiles are two, the steps' broken down by kind of work, the kinds apart.
+	if a, sp := r.APIServerProfile, r.StepsProfile; a == nil || sp == nil || a.Path == sp.Path {
+		t.Errorf("the apiserver's profiles of the rollouts' first seconds and of the steps: %+v, %+v", a, sp)
+	}
 	if sp := r.StepsProfile; sp == nil || len(sp.Shares) != len(apiWorks) {
 		t.Errorf("the apiserver's profile of the analysis steps: %+v", sp)
 	} else {

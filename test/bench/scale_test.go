@@ -297,23 +297,23 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 					defer wg.Done()
 					// The apiserver's profiles are taken one after the other (its Go runtime
 					// runs one CPU profile at a time): the first seconds, then the steps.
-					cp, err := profileAPIServerCPU(ctx, cs, profileDir(cfg.N), p.name, cpuProfileSeconds)
+					first, err := profileAPIServerCPU(ctx, cs, profileDir(cfg.N), p.name, cpuProfileSeconds)
 					if err != nil {
 						logf("N=%d: %v", cfg.N, err)
 					} else {
-						res.APIServerProfile = &cp
+						res.APIServerProfile = &first
 					}
 					if !r.awaitFirstWeights(ctx, t0, (cfg.N+1)/2, timeout) {
 						return
 					}
 					start := time.Since(t0)
-					cp, err = profileAPIServerCPU(ctx, cs, profileDir(cfg.N), p.name+"-steps", cpuProfileSeconds)
+					steps, err := profileAPIServerCPU(ctx, cs, profileDir(cfg.N), p.name+"-steps", cpuProfileSeconds)
 					if err != nil {
 						logf("N=%d: %v", cfg.N, err)
 						return
 					}
-					cp.Start = start
-					res.StepsProfile = &cp
+					steps.Start = start
+					res.StepsProfile = &steps
 				}()
 				cp, err := m.profileCPU(profileDir(cfg.N), p.name, cpuProfileSeconds)
 				wg.Wait()
