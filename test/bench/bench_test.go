@@ -121,6 +121,10 @@ func TestScaleSmoke(t *testing.T) {
 	if ph := r.phase("no-op"); managerWrites(ph.Manager) != 0 || uncachedReads(ph.Manager) != 0 {
 		t.Errorf("%.0f no-op reconciles sent requests: %v", ph.Reconciles, ph.Manager)
 	}
+	// The watch probe's writes were seen while the rollouts ran (seconds, many probes).
+	if ph := r.phase("rollout"); len(ph.WatchLags) == 0 {
+		t.Errorf("the watch probe saw none of its writes in the %s of the rollout phase", ph.Duration)
+	}
 	if ph := r.phase("rollback"); len(ph.Lags) != 5 || len(ph.RouteLags) != 5 {
 		t.Errorf("rollback lags of %d (status) and %d (routes) Canaries, want 5", len(ph.Lags), len(ph.RouteLags))
 	}
@@ -141,7 +145,7 @@ func TestScaleSmoke(t *testing.T) {
 	}
 	md := report(describeMachine(), results)
 	for _, want := range []string{"| 5 | Prometheus + webhook |", "### N=5", "APPLY virtualservices", "| N | first weight | Promoting | Finalising | Succeeded |", "on this cluster", "| 5 | new images (",
-		"| phase | APPLY virtualservices | PATCH canaries/status | POST events | PUT deployments/scale |", "| custom resources' status writes (the Canaries') | "} {
+		"| phase | APPLY virtualservices | PATCH canaries/status | POST events | PUT deployments/scale | a Canary's change seen by a watch |", "| custom resources' status writes (the Canaries') | ", "the phase's work ("} {
 		if !strings.Contains(md, want) {
 			t.Errorf("the report has no %q:\n%s", want, md)
 		}

@@ -209,7 +209,14 @@ func report(m machine, results []scaleResult) string {
 				r.Config.N, steps, vs, st, steps, ph.StatusWrites[writePhase]/n, ph.StatusWrites[writeOther]/n, refused, managerWrites(ph.Manager)/n, yes(met))
 			ideal, cluster := idealRollout(r.Config), clusterIdeal(r)
 			p("| concurrent rollouts finish within 2x the ideal: of the analysis alone | %d | %s for %s (%.1fx) | %s |\n", r.Config.N, secs(ph.Duration), secs(ideal), ph.Duration.Seconds()/ideal.Seconds(), yes(ph.Duration <= 2*ideal))
-			p("| concurrent rollouts finish within 2x the ideal: on this cluster (the analysis and two Deployment rollouts as the cluster alone does them) | %d | %s for %s (%.1fx) | %s |\n", r.Config.N, secs(ph.Duration), secs(cluster), ph.Duration.Seconds()/cluster.Seconds(), yes(ph.Duration <= 2*cluster))
+			// The work of the phase, every process's CPU, is a floor under its time that no
+			// scheduling of it beats: the time it takes the machine's cores.
+			work, cores := 0.0, float64(runtime.NumCPU())
+			for _, c := range componentNames {
+				work += ph.Components[c]
+			}
+			p("| concurrent rollouts finish within 2x the ideal: on this cluster (the analysis and two Deployment rollouts as the cluster alone does them) | %d | %s for %s (%.1fx); the phase's work (%.0f CPU s of every process, the manager's %.0f) takes the %.0f cores %s alone: they were %.0f%% busy | %s |\n",
+				r.Config.N, secs(ph.Duration), secs(cluster), ph.Duration.Seconds()/cluster.Seconds(), work, ph.Components["manager"], cores, secs(time.Duration(work/cores*float64(time.Second))), 100*work/cores/ph.Duration.Seconds(), yes(ph.Duration <= 2*cluster))
 		}
 		// A no-op phase run while Canaries were still initializing measured their writes.
 		if ph, init := r.phase("no-op"), r.phase("initialize"); ph != nil && ph.Reconciles > 0 && init != nil && init.Reached == r.Config.N {
@@ -261,8 +268,8 @@ func report(m machine, results []scaleResult) string {
 			}
 			p("| %s |\n", strings.Join(row, " | "))
 		}
-		p("\nHow long the apiserver took to answer canopy's writes, per phase, p50 / p99 (`apiserver_request_duration_seconds`; the events are all of events.k8s.io's):\n\n")
-		p("| phase | %s |\n|---|%s\n", strings.Join(writeKeys(), " | "), strings.Repeat("---|", len(canopyWrites)))
+		p("\nHow long the apiserver took to answer canopy's writes, per phase, p50 / p99 (`apiserver_request_duration_seconds`; the events are all of events.k8s.io's), and how late a Canary's change reached its watchers, canopy's cache among them, p50 / p99 / max (a probe Canary whose label the benchmark changes every %s):\n\n", probeEvery)
+		p("| phase | %s | a Canary's change seen by a watch |\n|---|%s---|\n", strings.Join(writeKeys(), " | "), strings.Repeat("---|", len(canopyWrites)))
 		for _, ph := range r.Phases {
 			row := []string{ph.Name}
 			for _, k := range writeKeys() {
@@ -272,7 +279,11 @@ func report(m machine, results []scaleResult) string {
 				}
 				row = append(row, cell)
 			}
-			p("| %s |\n", strings.Join(row, " | "))
+			watch := "–"
+			if l := ph.WatchLags; len(l) > 0 {
+				watch = fmt.Sprintf("%s / %s / %s", secs(quantileDuration(l, 0.5)), secs(quantileDuration(l, 0.99)), secs(l[len(l)-1]))
+			}
+			p("| %s |\n", strings.Join(append(row, watch), " | "))
 		}
 		p("\nStatus writes of the Canaries by what they changed (the benchmark's informer), and writes the apiserver refused (all clients):\n\n")
 		p("| phase | status writes per Canary | refused writes |\n|---|---|---|\n")

@@ -79,6 +79,9 @@ type phaseResult struct {
 	// create, update, patch, apply, delete), from canopy_api_requests_total; ManagerRequests
 	// by "verb resource[/subresource]".
 	Manager, ManagerRequests map[string]float64
+	// WatchLags are the watch probe's lags in the phase, sorted: how late a Canary's
+	// change reached the watchers.
+	WatchLags []time.Duration
 	// Latency is, for each of canopy's kinds of write (canopyWrites), the apiserver's
 	// request duration in the phase, p50 and p99 in seconds: how long a write waited on it.
 	Latency map[string][2]float64
@@ -217,6 +220,11 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 	if err != nil {
 		return err
 	}
+	probe, err := startWatchProbe(ctx, env.Config, c, r.namespaces[0])
+	if err != nil {
+		return err
+	}
+	r.probe = probe
 	routes, err := startRouteWatcher(ctx, env.Config)
 	if err != nil {
 		return err
@@ -390,6 +398,7 @@ type run struct {
 	namespaces []string
 	m          *managerProc
 	w          *watcher
+	probe      *watchProbe
 	// scraped and reconciled are the last scrape of reconciledOnce and what it found.
 	scraped    time.Time
 	reconciled int
@@ -725,6 +734,7 @@ func (r *run) measure(ctx context.Context, name string, timeout time.Duration, a
 		pr.Timeline = r.w.timeline(t0)
 	}
 	pr.APIServer = diff(before.api, after.api)
+	pr.WatchLags = r.probe.lagsBetween(t0, time.Now())
 	pr.Latency = map[string][2]float64{}
 	for k, h := range after.latency {
 		if d := h.sub(before.latency[k]); !math.IsNaN(d.quantile(0.5)) {

@@ -55,16 +55,7 @@ type observedStep struct {
 
 func startWatcher(ctx context.Context, cfg *rest.Config) (*watcher, error) {
 	w := &watcher{last: map[string]meshv1.CanaryPhase{}, at: map[string]map[meshv1.CanaryPhase]time.Time{}, writes: map[statusWrite]int{}, lastStep: map[string]time.Time{}, firstWeight: map[string]time.Time{}}
-	sel := labels.SelectorFromSet(labels.Set{benchLabel: "yes"})
-	cch, err := cache.New(cfg, cache.Options{Scheme: testenv.Scheme(), ByObject: map[client.Object]cache.ByObject{&meshv1.Canary{}: {Label: sel}}})
-	if err != nil {
-		return nil, err
-	}
-	inf, err := cch.GetInformer(ctx, &meshv1.Canary{})
-	if err != nil {
-		return nil, err
-	}
-	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+	err := watchLabelled(ctx, cfg, &meshv1.Canary{}, benchLabel+"=yes", "Canary", toolscache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
 			if c, ok := obj.(*meshv1.Canary); ok {
 				w.record(c)
@@ -78,12 +69,9 @@ func startWatcher(ctx context.Context, cfg *rest.Config) (*watcher, error) {
 				w.record(c)
 			}
 		},
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, err
-	}
-	go func() { _ = cch.Start(ctx) }()
-	if !cch.WaitForCacheSync(ctx) {
-		return nil, fmt.Errorf("the benchmark's Canary informer did not sync")
 	}
 	return w, nil
 }
@@ -242,26 +230,14 @@ type routeWatcher struct {
 
 func startRouteWatcher(ctx context.Context, cfg *rest.Config) (*routeWatcher, error) {
 	rw := &routeWatcher{weight: map[string]int32{}, zeroAt: map[string]time.Time{}}
-	sel := labels.SelectorFromSet(labels.Set{meshv1.LabelManagedBy: meshv1.ManagedByValue})
-	cch, err := cache.New(cfg, cache.Options{Scheme: testenv.Scheme(), ByObject: map[client.Object]cache.ByObject{&istionetv1.VirtualService{}: {Label: sel}}})
-	if err != nil {
-		return nil, err
-	}
-	inf, err := cch.GetInformer(ctx, &istionetv1.VirtualService{})
-	if err != nil {
-		return nil, err
-	}
 	record := func(obj any) {
 		if vs, ok := obj.(*istionetv1.VirtualService); ok {
 			rw.record(vs)
 		}
 	}
-	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{AddFunc: record, UpdateFunc: func(_, obj any) { record(obj) }}); err != nil {
+	if err := watchLabelled(ctx, cfg, &istionetv1.VirtualService{}, meshv1.LabelManagedBy+"="+meshv1.ManagedByValue, "VirtualService",
+		toolscache.ResourceEventHandlerFuncs{AddFunc: record, UpdateFunc: func(_, obj any) { record(obj) }}); err != nil {
 		return nil, err
-	}
-	go func() { _ = cch.Start(ctx) }()
-	if !cch.WaitForCacheSync(ctx) {
-		return nil, fmt.Errorf("the benchmark's VirtualService informer did not sync")
 	}
 	return rw, nil
 }
@@ -300,4 +276,29 @@ func (rw *routeWatcher) lags(failures map[string]time.Time) []time.Duration {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// watchLabelled runs an informer of the objects of obj's kind that match the label selector,
+// with handler, until ctx ends; it returns once the informer synced.
+func watchLabelled(ctx context.Context, cfg *rest.Config, obj client.Object, selector, what string, handler toolscache.ResourceEventHandler) error {
+	sel, err := labels.Parse(selector)
+	if err != nil {
+		return err
+	}
+	cch, err := cache.New(cfg, cache.Options{Scheme: testenv.Scheme(), ByObject: map[client.Object]cache.ByObject{obj: {Label: sel}}})
+	if err != nil {
+		return err
+	}
+	inf, err := cch.GetInformer(ctx, obj)
+	if err != nil {
+		return err
+	}
+	if _, err := inf.AddEventHandler(handler); err != nil {
+		return err
+	}
+	go func() { _ = cch.Start(ctx) }()
+	if !cch.WaitForCacheSync(ctx) {
+		return fmt.Errorf("the benchmark's %s informer did not sync", what)
+	}
+	return nil
 }
