@@ -310,7 +310,7 @@ func (r *CanaryReconciler) applyWorkload(ctx context.Context, s *canaryScope) (b
 	}
 	switch {
 	case w.ScaleTargetToZero:
-		if err := workload.Scale(ctx, r.Client, s.target, 0); err != nil {
+		if err := r.scale(ctx, s.target, 0); err != nil {
 			return true, err
 		}
 	case w.CanaryScaledUp && workload.Replicas(s.target) == 0:
@@ -320,7 +320,7 @@ func (r *CanaryReconciler) applyWorkload(ctx context.Context, s *canaryScope) (b
 		if s.primary != nil {
 			n = max(workload.Replicas(s.primary), 1)
 		}
-		if err := workload.Scale(ctx, r.Client, s.target, n); err != nil {
+		if err := r.scale(ctx, s.target, n); err != nil {
 			return true, err
 		}
 	}
@@ -365,6 +365,19 @@ func (r *CanaryReconciler) applyRouting(ctx context.Context, s *canaryScope) (bo
 	return false, nil
 }
 
+// scale sets the replicas of the target through its scale subresource; the applier knows the
+// version written as canopy's own (mesh.Applier.Own).
+func (r *CanaryReconciler) scale(ctx context.Context, d *appsv1.Deployment, replicas int32) error {
+	before := d.ResourceVersion
+	if err := workload.Scale(ctx, r.Client, d, replicas); err != nil {
+		return err
+	}
+	if d.ResourceVersion != before {
+		r.Applier.Wrote(d)
+	}
+	return nil
+}
+
 func (r *CanaryReconciler) apply(ctx context.Context, owner client.Object, obj client.Object) error {
 	if err := controllerutil.SetControllerReference(owner, obj, r.Scheme()); err != nil {
 		return err
@@ -400,22 +413,35 @@ func (r *CanaryReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int)
 	byPolicy := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 		return r.canariesFor(ctx, o.GetNamespace(), indexTarget, o.(*meshv1.MeshPolicy).Spec.TargetRef.Name)
 	})
-	deployments := builder.WithPredicates(deploymentChanged)
+	others := notOwn(r.Applier)
+	deployments := builder.WithPredicates(others, deploymentChanged)
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&meshv1.Canary{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, r.seen.caughtUp()))).
 		Owns(&appsv1.Deployment{}, deployments).
-		Owns(&corev1.Service{}).
-		Owns(&istionetv1.VirtualService{}).
-		Owns(&istionetv1.DestinationRule{}).
-		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
+		Owns(&corev1.Service{}, builder.WithPredicates(others)).
+		Owns(&istionetv1.VirtualService{}, builder.WithPredicates(others)).
+		Owns(&istionetv1.DestinationRule{}, builder.WithPredicates(others)).
+		Owns(&autoscalingv2.HorizontalPodAutoscaler{}, builder.WithPredicates(others)).
 		Watches(&appsv1.Deployment{}, byTarget, deployments).
-		Watches(&corev1.Service{}, byTarget).
+		Watches(&corev1.Service{}, byTarget, builder.WithPredicates(others)).
 		Watches(&meshv1.MeshPolicy{}, byPolicy).
 		Watches(&autoscalingv2.HorizontalPodAutoscaler{}, byAutoscaler).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.canariesReading)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
 		Named("canary").
 		Complete(r)
+}
+
+// notOwn drops the watch events of canopy's own writes of the objects a Canary generates or
+// scales (the applier knows their versions): the reconcile that wrote one already acted on
+// it, and each step would otherwise wake its Canary again, for nothing, as soon as the
+// VirtualService's event came. Someone else's change is a newer version and passes, and so
+// does every deletion.
+func notOwn(a *mesh.Applier) predicate.Funcs {
+	return predicate.Funcs{
+		CreateFunc: func(e event.CreateEvent) bool { return !a.Own(e.Object) },
+		UpdateFunc: func(e event.UpdateEvent) bool { return !a.Own(e.ObjectNew) },
+	}
 }
 
 // deploymentChanged passes the Deployment updates a Canary decides on: its spec or metadata

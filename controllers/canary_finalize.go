@@ -58,7 +58,7 @@ func (r *CanaryReconciler) revert(ctx context.Context, c *meshv1.Canary) (time.D
 		replicas = max(workload.Replicas(primary), 1)
 	}
 	if workload.Replicas(target) == 0 {
-		if err := workload.Scale(ctx, r.Client, target, replicas); err != nil {
+		if err := r.scale(ctx, target, replicas); err != nil {
 			return 0, err
 		}
 	}

@@ -18,7 +18,7 @@ const staleRetry = 2 * time.Second
 
 // resourceVersions remembers the resourceVersion each object had after this process last
 // wrote it. The manager's cache catches up with a write a little later; a reconcile started
-// in between (our own child writes trigger one at once) would decide from the old status and
+// in between (a timer, another object's event) would decide from the old status and
 // could take a step twice. Resource versions are etcd revisions here: comparing them is how
 // the apiserver itself orders them; when one does not parse, nothing is assumed stale.
 //

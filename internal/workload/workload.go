@@ -54,6 +54,7 @@ func Scale(ctx context.Context, c client.Client, d *appsv1.Deployment, replicas 
 	if err := c.SubResource("scale").Update(ctx, d, client.WithSubResourceBody(scale)); err != nil {
 		return fmt.Errorf("scaling Deployment %s to %d: %w", d.Name, replicas, err)
 	}
-	d.Spec.Replicas = &replicas
+	// The answer is the Scale, whose version is the Deployment's after the write.
+	d.Spec.Replicas, d.ResourceVersion = &replicas, scale.ResourceVersion
 	return nil
 }
