@@ -61,9 +61,9 @@ type CanaryReconciler struct {
 	// Observers are told of each status written (metrics, notifications).
 	Observers []RolloutObserver
 
-	// seen remembers the resourceVersion of each Canary's last write, so that a reconcile
-	// never decides from a cache that has not caught up with it (see stale).
-	seen resourceVersions
+	// written remembers what each Canary's last write returned, so that a reconcile never
+	// decides from a cache that has not caught up with it (see ownWrites).
+	written ownWrites
 }
 
 // +kubebuilder:rbac:groups=mesh.canopy.dev,resources=canaries,verbs=get;list;watch;update;patch
@@ -82,19 +82,16 @@ type CanaryReconciler struct {
 // Reconcile moves one Canary's rollout forward by at most the steps that are due now.
 func (r *CanaryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	log := ctrl.LoggerFrom(ctx)
-	c := &meshv1.Canary{}
-	if err := r.Get(ctx, req.NamespacedName, c); err != nil {
+	cached := &meshv1.Canary{}
+	if err := r.Get(ctx, req.NamespacedName, cached); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.written.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	fresh, err := r.seen.fresh(ctx, r.Client, c)
-	if err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if !fresh {
-		// Our last write is not in the cache yet: deciding now could repeat a step. The
-		// watch event that brings it wakes the Canary (caughtUp).
-		return ctrl.Result{RequeueAfter: staleRetry}, nil
-	}
+	// The cache may not have caught up with our last write yet: deciding from its copy
+	// could repeat a step.
+	c := r.written.latest(cached).(*meshv1.Canary)
 	if !c.DeletionTimestamp.IsZero() {
 		return r.finalize(ctx, c)
 	}
@@ -104,7 +101,7 @@ func (r *CanaryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		if err := r.Patch(ctx, c, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding the finalizer: %w", err)
 		}
-		r.seen.wrote(c)
+		r.written.wrote(c)
 	}
 
 	s := &canaryScope{canary: c, before: c.DeepCopy(), now: r.Clock.Now()}
@@ -416,7 +413,7 @@ func (r *CanaryReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int)
 	others := notOwn(r.Applier)
 	deployments := builder.WithPredicates(others, deploymentChanged)
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&meshv1.Canary{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, r.seen.caughtUp()))).
+		For(&meshv1.Canary{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&appsv1.Deployment{}, deployments).
 		Owns(&corev1.Service{}, builder.WithPredicates(others)).
 		Owns(&istionetv1.VirtualService{}, builder.WithPredicates(others)).

@@ -46,7 +46,7 @@ func (r *CanaryReconciler) patchStatus(ctx context.Context, s *canaryScope) erro
 	if err := r.Status().Patch(ctx, s.canary, patch); err != nil {
 		return fmt.Errorf("writing the status: %w", err)
 	}
-	r.seen.wrote(s.canary)
+	r.written.wrote(s.canary)
 	r.observed(ctx, &s.before.Status, s.canary)
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	istiotelv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -54,8 +55,8 @@ type MeshPolicyReconciler struct {
 	// restart (see certManagerGate).
 	NoCertManager atomic.Bool
 
-	// seen remembers the resourceVersion of each MeshPolicy's last write (see stale).
-	seen resourceVersions
+	// written remembers what each MeshPolicy's last write returned (see ownWrites).
+	written ownWrites
 }
 
 // +kubebuilder:rbac:groups=mesh.canopy.dev,resources=meshpolicies,verbs=get;list;watch;update;patch
@@ -73,17 +74,14 @@ type MeshPolicyReconciler struct {
 
 // Reconcile makes a MeshPolicy's generated objects what its spec and the cluster say.
 func (r *MeshPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
-	p := &meshv1.MeshPolicy{}
-	if err := r.Get(ctx, req.NamespacedName, p); err != nil {
+	cached := &meshv1.MeshPolicy{}
+	if err := r.Get(ctx, req.NamespacedName, cached); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.written.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	fresh, err := r.seen.fresh(ctx, r.Client, p)
-	if err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if !fresh {
-		return ctrl.Result{RequeueAfter: staleRetry}, nil
-	}
+	p := r.written.latest(cached).(*meshv1.MeshPolicy)
 	if !p.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.finalize(ctx, p)
 	}
@@ -93,7 +91,7 @@ func (r *MeshPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		if err := r.Patch(ctx, p, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding the finalizer: %w", err)
 		}
-		r.seen.wrote(p)
+		r.written.wrote(p)
 	}
 
 	s := &policyScope{policy: p, before: p.DeepCopy(), now: r.Clock.Now()}
@@ -211,7 +209,7 @@ func (r *MeshPolicyReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent 
 	// Policies waiting for cert-manager are sent through this channel when it arrives.
 	wake := make(chan event.GenericEvent)
 	b := ctrl.NewControllerManagedBy(mgr).
-		For(&meshv1.MeshPolicy{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, r.seen.caughtUp()))).
+		For(&meshv1.MeshPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&istiosecv1.PeerAuthentication{}).
 		Owns(&istiosecv1.AuthorizationPolicy{}).
 		Owns(&istionetv1.ServiceEntry{}).

@@ -1,100 +1,54 @@
 package controllers
 
 import (
-	"context"
 	"strconv"
 	"sync"
-	"time"
 
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
 )
 
-// staleRetry is how soon a reconcile that met a stale cache looks again if the watch event
-// that brings the awaited version (see resourceVersions) did not wake it first: a safety net,
-// which the event almost always beats.
-const staleRetry = 2 * time.Second
-
-// resourceVersions remembers the resourceVersion each object had after this process last
-// wrote it. The manager's cache catches up with a write a little later; a reconcile started
-// in between (a timer, another object's event) would decide from the old status and
-// could take a step twice. Resource versions are etcd revisions here: comparing them is how
-// the apiserver itself orders them; when one does not parse, nothing is assumed stale.
+// ownWrites remembers, object by object, what this process's last write of it returned (the
+// object as the apiserver stored it), until the manager's cache has caught up with it. The
+// cache sees a write a little later, seconds under a loaded apiserver (which decodes a
+// resource's watch events one at a time: the benchmark measured Canaries reaching their
+// watchers up to 20 s late). A reconcile started in between, by a timer or another object's
+// event, must not decide from the older copy: it could take a step twice. It need not wait
+// for the watch either: it decides from the written object, which is the newest version
+// there is, unless someone else wrote since; then the optimistic lock of the status write
+// refuses the reconcile's write, and the next one decides again from the newer version.
 //
-// A reconcile that meets a stale cache does not poll for it: it marks the version awaited,
-// and the watch event that brings that version into the cache passes caughtUp (status writes
-// are otherwise filtered out) and wakes the object. Under a loaded apiserver the cache can lag
-// seconds behind, and a fixed 200 ms retry made a thousand Canaries spin through thousands of
-// reconciles that could decide nothing.
-type resourceVersions struct{ m sync.Map } // UID -> *written
+// Resource versions are etcd revisions here: comparing them is how the apiserver itself
+// orders them; when one does not parse, the cache's copy is taken.
+type ownWrites struct{ m sync.Map } // types.NamespacedName -> client.Object
 
-type written struct {
-	mu       sync.Mutex
-	rv       uint64
-	deferred bool // a reconcile met a version older than rv and waits for it
+// wrote records the object a write returned.
+func (w *ownWrites) wrote(o client.Object) {
+	w.m.Store(client.ObjectKeyFromObject(o), o.DeepCopyObject())
 }
 
-func (v *resourceVersions) wrote(o client.Object) {
-	if rv, err := strconv.ParseUint(o.GetResourceVersion(), 10, 64); err == nil {
-		v.m.Store(o.GetUID(), &written{rv: rv})
-	}
-}
-
-// stale says whether o is older than this process's last write of it; if it is, the version
-// is marked awaited.
-func (v *resourceVersions) stale(o client.Object) bool {
-	e, ok := v.m.Load(o.GetUID())
+// latest is the newer of the cache's copy and this process's last write of the object: the
+// copy when the cache has caught up with the write (which is then forgotten), else a copy of
+// the written object.
+func (w *ownWrites) latest(cached client.Object) client.Object {
+	key := client.ObjectKeyFromObject(cached)
+	e, ok := w.m.Load(key)
 	if !ok {
-		return false
+		return cached
 	}
-	rv, err := strconv.ParseUint(o.GetResourceVersion(), 10, 64)
-	if err != nil {
-		return false
+	written := e.(client.Object)
+	if written.GetUID() != cached.GetUID() {
+		w.m.CompareAndDelete(key, e) // deleted and created again since
+		return cached
 	}
-	w := e.(*written)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if rv >= w.rv {
-		v.m.CompareAndDelete(o.GetUID(), w) // caught up
-		return false
+	writtenRV, err1 := strconv.ParseUint(written.GetResourceVersion(), 10, 64)
+	cachedRV, err2 := strconv.ParseUint(cached.GetResourceVersion(), 10, 64)
+	if err1 != nil || err2 != nil || cachedRV >= writtenRV {
+		w.m.CompareAndDelete(key, e)
+		return cached
 	}
-	w.deferred = true
-	return true
+	return written.DeepCopyObject().(client.Object)
 }
 
-// fresh reads obj again after stale() marked its version awaited: the event bringing that
-// version may have passed caughtUp just before the mark, when nothing awaited it.
-func (v *resourceVersions) fresh(ctx context.Context, c client.Reader, obj client.Object) (bool, error) {
-	if !v.stale(obj) {
-		return true, nil
-	}
-	if err := c.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
-		return false, err
-	}
-	return !v.stale(obj), nil
-}
-
-// caughtUp passes the update that brings an awaited version into the cache.
-func (v *resourceVersions) caughtUp() predicate.Predicate {
-	return predicate.Funcs{
-		CreateFunc:  func(event.CreateEvent) bool { return false },
-		DeleteFunc:  func(event.DeleteEvent) bool { return false },
-		GenericFunc: func(event.GenericEvent) bool { return false },
-		UpdateFunc: func(e event.UpdateEvent) bool {
-			o := e.ObjectNew
-			entry, ok := v.m.Load(o.GetUID())
-			if !ok {
-				return false
-			}
-			rv, err := strconv.ParseUint(o.GetResourceVersion(), 10, 64)
-			if err != nil {
-				return false
-			}
-			w := entry.(*written)
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			return w.deferred && rv >= w.rv
-		},
-	}
-}
+// forget drops what is remembered of an object that is gone.
+func (w *ownWrites) forget(key types.NamespacedName) { w.m.Delete(key) }

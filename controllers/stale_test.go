@@ -3,61 +3,112 @@ package controllers
 import (
 	"context"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/test/testenv"
 )
 
-func canaryAt(rv string) *meshv1.Canary {
-	return &meshv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "reviews", UID: types.UID("u1"), ResourceVersion: rv}}
+func canaryAt(uid, rv string, weight int32) *meshv1.Canary {
+	return &meshv1.Canary{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "reviews", UID: types.UID(uid), ResourceVersion: rv},
+		Status:     meshv1.CanaryStatus{CanaryWeight: weight},
+	}
 }
 
-// cacheAt is a cache that holds one version of the Canary.
-type cacheAt struct {
-	client.Reader
-	rv string
+// A reconcile decides from the newer of the cache's copy and canopy's last write, and the
+// write is forgotten once the cache has it.
+func TestOwnWritesAreNewerThanALaggingCache(t *testing.T) {
+	var w ownWrites
+	w.wrote(canaryAt("u1", "10", 20))
+
+	got := w.latest(canaryAt("u1", "9", 10)).(*meshv1.Canary)
+	if got.ResourceVersion != "10" || got.Status.CanaryWeight != 20 {
+		t.Fatalf("behind the write, the cache's copy was taken: version %s, weight %d", got.ResourceVersion, got.Status.CanaryWeight)
+	}
+	got.Status.CanaryWeight = 99 // a reconcile changes its copy, not what is remembered
+	if again := w.latest(canaryAt("u1", "9", 10)).(*meshv1.Canary); again.Status.CanaryWeight != 20 {
+		t.Fatalf("the remembered write was changed through a reconcile's copy: weight %d", again.Status.CanaryWeight)
+	}
+
+	// Caught up (or someone else wrote since): the cache's copy, and the write is forgotten.
+	if got := w.latest(canaryAt("u1", "11", 30)).(*meshv1.Canary); got.ResourceVersion != "11" {
+		t.Fatalf("a newer copy in the cache was not taken: version %s", got.ResourceVersion)
+	}
+	if got := w.latest(canaryAt("u1", "9", 10)).(*meshv1.Canary); got.ResourceVersion != "9" {
+		t.Fatalf("the write was not forgotten once the cache had caught up: version %s", got.ResourceVersion)
+	}
+
+	// Deleted and created again under the same name: the old object's write is not it.
+	w.wrote(canaryAt("u1", "20", 20))
+	if got := w.latest(canaryAt("u2", "15", 0)).(*meshv1.Canary); got.UID != "u2" {
+		t.Fatalf("a write of the deleted Canary stood for the new one: uid %s", got.UID)
+	}
+	w.wrote(canaryAt("u2", "30", 10))
+	w.forget(types.NamespacedName{Namespace: "shop", Name: "reviews"})
+	if got := w.latest(canaryAt("u2", "25", 0)).(*meshv1.Canary); got.ResourceVersion != "25" {
+		t.Fatalf("a forgotten write was still taken: version %s", got.ResourceVersion)
+	}
 }
 
-func (c cacheAt) Get(_ context.Context, _ client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
-	canaryAt(c.rv).DeepCopyInto(obj.(*meshv1.Canary))
-	return nil
+// canaryFrozen answers the Canary as it was when frozen, like a cache whose watch lags behind
+// canopy's writes; everything else is read through.
+type canaryFrozen struct {
+	client.Client
+	frozen *meshv1.Canary
 }
 
-// A reconcile that meets a cache older than our last write waits for the event bringing
-// that write, instead of polling; only that event passes, and only while someone waits.
-func TestAStaleCacheIsAwaitedNotPolled(t *testing.T) {
-	var v resourceVersions
-	caughtUp := v.caughtUp()
-	update := func(rv string) bool {
-		return caughtUp.Update(event.UpdateEvent{ObjectOld: canaryAt("1"), ObjectNew: canaryAt(rv)})
+func (c *canaryFrozen) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if cn, ok := obj.(*meshv1.Canary); ok && c.frozen != nil {
+		c.frozen.DeepCopyInto(cn)
+		return nil
 	}
-	v.wrote(canaryAt("10"))
-	if update("10") {
-		t.Fatal("our own write's event woke the Canary although no reconcile waited for it")
-	}
+	return c.Client.Get(ctx, key, obj, opts...)
+}
 
-	c := canaryAt("9")
-	if fresh, err := v.fresh(context.Background(), cacheAt{rv: "9"}, c); err != nil || fresh {
-		t.Fatalf("version 9 after writing 10: fresh %v, %v", fresh, err)
-	}
-	if update("9") {
-		t.Fatal("an older version woke the waiting Canary")
-	}
-	if !update("10") {
-		t.Fatal("the awaited version did not wake the waiting Canary")
-	}
+// While the cache lags behind canopy's status writes, the steps neither wait for it nor
+// repeat: each interval takes the next step, with one VirtualService apply and one status
+// write.
+func TestALaggingCacheDelaysNoStepAndRepeatsNone(t *testing.T) {
+	testenv.SkipIfShort(t)
+	h := newHarness(t)
+	h.initialize(reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10), MaxWeight: 50}))
+	h.startRollout("reviews:v2")
+	h.expectWeights(90, 10)
 
-	// The event came between the reconcile's read and its check: the second read sees it.
-	v.wrote(canaryAt("20"))
-	c = canaryAt("19")
-	if fresh, err := v.fresh(context.Background(), cacheAt{rv: "20"}, c); err != nil || !fresh || c.ResourceVersion != "20" {
-		t.Fatalf("the cache holds 20: fresh %v (read %s), %v", fresh, c.ResourceVersion, err)
+	lagging := &canaryFrozen{Client: h.r.Client}
+	h.r.Client = lagging
+	frozen := &meshv1.Canary{}
+	if err := h.c.Get(t.Context(), client.ObjectKey{Namespace: h.ns, Name: "reviews"}, frozen); err != nil {
+		t.Fatal(err)
 	}
-	if update("21") {
-		t.Fatal("an update woke the Canary after it caught up and nobody waits")
+	lagging.frozen = frozen // the cache stays here, at the first step
+	for _, want := range []int32{20, 30, 40} {
+		h.clock.Step(time.Minute)
+		h.writes.Store(0)
+		c, _ := h.reconcile("reviews")
+		h.expectWeights(100-want, want)
+		if c.Status.CanaryWeight != want {
+			t.Fatalf("status weight %d after a step to %d", c.Status.CanaryWeight, want)
+		}
+		if n := h.writes.Load(); n != 2 {
+			t.Fatalf("the step to %d sent %d writes, want 2 (the route, the status)", want, n)
+		}
+		// Reconciles before the next interval change nothing, though the cache says 10.
+		h.writes.Store(0)
+		for range 3 {
+			if c, _ := h.reconcile("reviews"); c.Status.CanaryWeight != want {
+				t.Fatalf("a reconcile between steps moved the weight to %d", c.Status.CanaryWeight)
+			}
+		}
+		if n := h.writes.Load(); n != 0 {
+			t.Fatalf("reconciles between steps sent %d writes", n)
+		}
+		h.expectWeights(100-want, want)
 	}
 }
