@@ -413,7 +413,7 @@ func (r *CanaryReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int)
 	others := notOwn(r.Applier)
 	deployments := builder.WithPredicates(others, deploymentChanged)
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&meshv1.Canary{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		For(&meshv1.Canary{}, builder.WithPredicates(predicate.Or[client.Object](r.written.caughtUp(), predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&appsv1.Deployment{}, deployments).
 		Owns(&corev1.Service{}, builder.WithPredicates(others)).
 		Owns(&istionetv1.VirtualService{}, builder.WithPredicates(others)).

@@ -209,7 +209,7 @@ func (r *MeshPolicyReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent 
 	// Policies waiting for cert-manager are sent through this channel when it arrives.
 	wake := make(chan event.GenericEvent)
 	b := ctrl.NewControllerManagedBy(mgr).
-		For(&meshv1.MeshPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&meshv1.MeshPolicy{}, builder.WithPredicates(predicate.Or[client.Object](r.written.caughtUp(), predicate.GenerationChangedPredicate{}))).
 		Owns(&istiosecv1.PeerAuthentication{}).
 		Owns(&istiosecv1.AuthorizationPolicy{}).
 		Owns(&istionetv1.ServiceEntry{}).

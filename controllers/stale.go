@@ -6,6 +6,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 )
 
 // ownWrites remembers, object by object, what this process's last write of it returned (the
@@ -31,24 +33,47 @@ func (w *ownWrites) wrote(o client.Object) {
 // copy when the cache has caught up with the write (which is then forgotten), else a copy of
 // the written object.
 func (w *ownWrites) latest(cached client.Object) client.Object {
+	if written, ok := w.pending(cached); ok {
+		return written.DeepCopyObject().(client.Object)
+	}
+	return cached
+}
+
+// pending is the last write of the object cached is a copy of, while the cache is behind it;
+// once the cache has caught up (or holds another object of the same name), it is forgotten.
+func (w *ownWrites) pending(cached client.Object) (client.Object, bool) {
 	key := client.ObjectKeyFromObject(cached)
 	e, ok := w.m.Load(key)
 	if !ok {
-		return cached
+		return nil, false
 	}
 	written := e.(client.Object)
-	if written.GetUID() != cached.GetUID() {
-		w.m.CompareAndDelete(key, e) // deleted and created again since
-		return cached
-	}
 	writtenRV, err1 := strconv.ParseUint(written.GetResourceVersion(), 10, 64)
 	cachedRV, err2 := strconv.ParseUint(cached.GetResourceVersion(), 10, 64)
-	if err1 != nil || err2 != nil || cachedRV >= writtenRV {
+	if written.GetUID() != cached.GetUID() || err1 != nil || err2 != nil || cachedRV >= writtenRV {
 		w.m.CompareAndDelete(key, e)
-		return cached
+		return nil, false
 	}
-	return written.DeepCopyObject().(client.Object)
+	return written, true
 }
 
 // forget drops what is remembered of an object that is gone.
 func (w *ownWrites) forget(key types.NamespacedName) { w.m.Delete(key) }
+
+// caughtUp is a predicate that passes no event: it forgets a write once the cache has it (or
+// the object is gone), so that only the writes still on their way are remembered, not the
+// last write of every Canary that has nothing to do for hours. List it first in an Or.
+func (w *ownWrites) caughtUp() predicate.Funcs {
+	return predicate.Funcs{
+		CreateFunc: func(event.CreateEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			_, _ = w.pending(e.ObjectNew)
+			return false
+		},
+		DeleteFunc: func(e event.DeleteEvent) bool {
+			w.forget(client.ObjectKeyFromObject(e.Object))
+			return false
+		},
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/test/testenv"
@@ -53,6 +54,31 @@ func TestOwnWritesAreNewerThanALaggingCache(t *testing.T) {
 	w.forget(types.NamespacedName{Namespace: "shop", Name: "reviews"})
 	if got := w.latest(canaryAt("u2", "25", 0)).(*meshv1.Canary); got.ResourceVersion != "25" {
 		t.Fatalf("a forgotten write was still taken: version %s", got.ResourceVersion)
+	}
+}
+
+// The watch event that brings canopy's write into the cache forgets it (and wakes nothing):
+// only the writes still on their way are remembered, not every idle Canary's last one.
+func TestOwnWritesAreForgottenWhenTheWatchBringsThem(t *testing.T) {
+	var w ownWrites
+	caughtUp := w.caughtUp()
+	w.wrote(canaryAt("u1", "10", 20))
+	if caughtUp.Update(event.UpdateEvent{ObjectOld: canaryAt("u1", "9", 10), ObjectNew: canaryAt("u1", "9", 10)}) {
+		t.Fatal("the predicate passed an event")
+	}
+	if got := w.latest(canaryAt("u1", "9", 10)); got.GetResourceVersion() != "10" {
+		t.Fatal("an older version's event forgot the write")
+	}
+	caughtUp.Update(event.UpdateEvent{ObjectOld: canaryAt("u1", "9", 10), ObjectNew: canaryAt("u1", "10", 20)})
+	if _, ok := w.m.Load(types.NamespacedName{Namespace: "shop", Name: "reviews"}); ok {
+		t.Fatal("the write is still remembered after its own event")
+	}
+	w.wrote(canaryAt("u1", "12", 30))
+	if caughtUp.Delete(event.DeleteEvent{Object: canaryAt("u1", "11", 20)}) {
+		t.Fatal("the predicate passed a deletion")
+	}
+	if _, ok := w.m.Load(types.NamespacedName{Namespace: "shop", Name: "reviews"}); ok {
+		t.Fatal("the write of a deleted Canary is still remembered")
 	}
 }
 
