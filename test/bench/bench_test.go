@@ -125,8 +125,8 @@ func TestScaleSmoke(t *testing.T) {
 	if ph := r.phase("rollout"); len(ph.WatchLags) == 0 {
 		t.Errorf("the watch probe saw none of its writes in the %s of the rollout phase", ph.Duration)
 	}
-	if ph := r.phase("rollback"); len(ph.Lags) != 5 || len(ph.RouteLags) != 5 {
-		t.Errorf("rollback lags of %d (status) and %d (routes) Canaries, want 5", len(ph.Lags), len(ph.RouteLags))
+	if ph := r.phase("rollback"); len(ph.Lags) != 5 || len(ph.RouteLags) != 5 || len(ph.WrittenLags) != 5 {
+		t.Errorf("rollback lags of %d (status), %d (routes) and %d (written) Canaries, want 5", len(ph.Lags), len(ph.RouteLags), len(ph.WrittenLags))
 	}
 	// The apiserver's profiles are two, the steps' broken down by kind of work, the kinds apart.
 	if a, sp := r.APIServerProfile, r.StepsProfile; a == nil || sp == nil || a.Path == sp.Path {
@@ -145,7 +145,7 @@ func TestScaleSmoke(t *testing.T) {
 	}
 	md := report(describeMachine(), results)
 	for _, want := range []string{"| 5 | Prometheus + webhook |", "### N=5", "APPLY virtualservices", "| N | first weight | Promoting | Finalising | Succeeded |", "on this cluster", "| 5 | new images (",
-		"| phase | APPLY virtualservices | PATCH canaries/status | POST events | PUT deployments/scale | a Canary's change seen by a watch |", "| custom resources' status writes (the Canaries') | ", "the phase's work ("} {
+		"| phase | APPLY virtualservices | PATCH canaries/status | POST events | PUT deployments/scale | a Canary's change seen by a watch |", "| custom resources' status writes (the Canaries') | ", "the phase's work (", "canopy's route and status writes had returned (its CheckFailed event) p50 "} {
 		if !strings.Contains(md, want) {
 			t.Errorf("the report has no %q:\n%s", want, md)
 		}

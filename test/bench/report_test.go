@@ -149,11 +149,11 @@ func report(m machine, results []scaleResult) string {
 	p("- **initialize**: from the first Canary created until every Canary is `Initialized` (primary Deployment Ready, Services and routes generated, the target scaled to zero).\n")
 	p("- **no-op**: every target Deployment gets a new annotation (an event for its Canary with nothing to do); until the canary controller ran at least N reconciles and its queue is empty.\n")
 	p("- **rollout**: every target gets a new image; until every Canary is `Succeeded`. The ideal of the analysis is %s (the first weight as soon as the canary is ready, an interval per further step and before the promotion, a drain interval once the primary runs the revision); on top of it come two Deployment rollouts, the canary's and then the primary's, which the controller-manager, the scheduler and kwok do. The benchmark measures what one costs at this N before the manager starts: every Deployment gets a new image and the cluster alone rolls them out (\"cluster alone\" below); the ideal on this cluster is the analysis's ideal plus twice that.\n", secs(idealRollout(results[0].Config)))
-	p("- **rollback**: the webhook starts failing and every target gets a new image; until every Canary is `Failed`. The lag is from the webhook's failing answer (the measurement that reaches the threshold) to the benchmark's informer seeing the Canary `RollingBack`: the status written by the reconcile that routed all traffic back to the primary (`Failed` follows one drain interval later).\n\n")
+	p("- **rollback**: the webhook starts failing and every target gets a new image; until every Canary is `Failed`. The lag is from the webhook's failing answer (the measurement that reaches the threshold) to the benchmark's informer seeing the Canary `RollingBack`: the status written by the reconcile that routed all traffic back to the primary (`Failed` follows one drain interval later); \"written\" is to the time of canopy's `CheckFailed` event of that reconcile, which the manager stamps once its route and status writes have returned, before any watcher has been told.\n\n")
 	p("API requests come from two sources: the apiserver's own `apiserver_request_total` (every client: also the controller-manager, the scheduler, kwok and the benchmark, which writes the N Deployments of a phase), and the manager's `canopy_api_requests_total` (its own requests only, by the apiserver's verbs: a watch its caches reopen is counted apart from a get or list that bypassed them). Memory and CPU are the manager process's: peak RSS sampled from /proc every 0.5 s, peak Go heap in use (`go_memstats_heap_inuse_bytes`) from its metrics endpoint, CPU seconds from /proc/<pid>/stat. Reconcile latency is interpolated from `controller_runtime_reconcile_time_seconds` (canary controller) over the phase; queue depth is the peak of `workqueue_depth` sampled every 0.5 s.\n\n")
 
 	p("## Results\n\n")
-	p("| N | analysis | Deployments ready | cluster alone | initialize | rollout (ideal on this cluster) | step lag p50 / p99 | rollback | rollback lag p50 / p99 / max: routes, status | peak Go heap | live heap | peak RSS | manager CPU s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	p("| N | analysis | Deployments ready | cluster alone | initialize | rollout (ideal on this cluster) | step lag p50 / p99 | rollback | rollback lag p50 / p99 / max: written; seen: route, status | peak Go heap | live heap | peak RSS | manager CPU s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		analysis := "webhook only"
 		if r.Config.Prometheus {
@@ -171,7 +171,7 @@ func report(m machine, results []scaleResult) string {
 		}
 		lag := "n/a"
 		if ph := r.phase("rollback"); ph != nil && len(ph.Lags) > 0 {
-			lag = lagCell(ph.RouteLags) + "; " + lagCell(ph.Lags)
+			lag = lagCell(ph.WrittenLags) + "; " + lagCell(ph.RouteLags) + ", " + lagCell(ph.Lags)
 		}
 		stepLag := "n/a"
 		if ph := r.phase("rollout"); ph != nil && len(ph.StepLags) > 0 {
@@ -225,9 +225,13 @@ func report(m machine, results []scaleResult) string {
 		}
 		if ph := r.phase("rollback"); ph != nil && len(ph.RouteLags) > 0 {
 			worst := ph.RouteLags[len(ph.RouteLags)-1]
-			p("| rollback within one analysis interval of the failing measurement | %d | traffic back on the primary (the VirtualService) p50 %s, worst %s of %d Canaries; status RollingBack p50 %s, worst %s (interval %s) | %s |\n",
+			written := "not measured"
+			if w := ph.WrittenLags; len(w) > 0 {
+				written = fmt.Sprintf("p50 %s, p99 %s, worst %s of %d Canaries", secs(quantileDuration(w, 0.5)), secs(quantileDuration(w, 0.99)), secs(w[len(w)-1]), len(w))
+			}
+			p("| rollback within one analysis interval of the failing measurement | %d | traffic back on the primary as a watch sees it (the VirtualService) p50 %s, worst %s of %d Canaries; status RollingBack p50 %s, worst %s (interval %s). canopy's route and status writes had returned (its CheckFailed event) %s | %s |\n",
 				r.Config.N, secs(quantileDuration(ph.RouteLags, 0.5)), secs(worst), len(ph.RouteLags),
-				secs(quantileDuration(ph.Lags, 0.5)), secs(ph.Lags[len(ph.Lags)-1]), r.Config.Interval, yes(worst <= r.Config.Interval))
+				secs(quantileDuration(ph.Lags, 0.5)), secs(ph.Lags[len(ph.Lags)-1]), r.Config.Interval, written, yes(worst <= r.Config.Interval))
 		}
 		live := "no profile"
 		if len(r.Heap) > 0 {

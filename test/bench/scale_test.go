@@ -107,9 +107,13 @@ type phaseResult struct {
 	// every second: which process had the cores between the milestones.
 	CPUSeries []cpuSample
 	// Lags are, for the rollback phase, the time from each Canary's failing measurement to
-	// its status RollingBack; RouteLags to its VirtualService routing nothing to the canary.
-	Lags      []time.Duration
-	RouteLags []time.Duration
+	// the benchmark's watch seeing its status RollingBack; RouteLags to the watch seeing its
+	// VirtualService route nothing to the canary; WrittenLags to canopy's CheckFailed event,
+	// which the manager records once the route and the status writes have returned: when the
+	// rollback was in the apiserver, before any watcher (istiod's included) was told.
+	Lags        []time.Duration
+	RouteLags   []time.Duration
+	WrittenLags []time.Duration
 }
 
 // scaleResult is one run.
@@ -341,6 +345,9 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 			// the primary and enters RollingBack; Failed follows after a drain interval.
 			pr.Lags = w.lags(hook.failures(), meshv1.PhaseRollingBack)
 			pr.RouteLags = routes.lags(hook.failures())
+			if pr.WrittenLags, err = r.writtenLags(ctx, hook.failures()); err != nil {
+				logf("N=%d: rollback events: %v", cfg.N, err)
+			}
 		}
 		res.Phases = append(res.Phases, pr)
 		logf("N=%d: %s: %d/%d in %s", cfg.N, p.name, pr.Reached, cfg.N, pr.Duration.Round(time.Millisecond))
@@ -860,6 +867,42 @@ func (h *hookServer) failures() map[string]time.Time {
 		out[k] = v
 	}
 	return out
+}
+
+// writtenLags are, Canary by Canary, the time from its failing measurement to the time of
+// canopy's CheckFailed event (set by the manager's recorder when the reconcile that rolled
+// back announced it, after its writes returned).
+func (r *run) writtenLags(ctx context.Context, failures map[string]time.Time) ([]time.Duration, error) {
+	first := map[string]time.Time{}
+	for _, ns := range r.namespaces {
+		opts := metav1.ListOptions{Limit: 1000}
+		for {
+			list, err := r.cs.EventsV1().Events(ns).List(ctx, opts)
+			if err != nil {
+				return nil, err
+			}
+			for _, e := range list.Items {
+				key := ns + "/" + e.Regarding.Name
+				failed, ok := failures[key]
+				t := e.EventTime.Time
+				if !ok || e.Regarding.Kind != "Canary" || e.Reason != meshv1.ReasonCheckFailed || t.Before(failed) {
+					continue
+				}
+				if at, seen := first[key]; !seen || t.Before(at) {
+					first[key] = t
+				}
+			}
+			if opts.Continue = list.Continue; opts.Continue == "" {
+				break
+			}
+		}
+	}
+	out := make([]time.Duration, 0, len(first))
+	for key, t := range first {
+		out = append(out, t.Sub(failures[key]))
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // quantileDuration is the q-quantile of sorted durations.
