@@ -61,7 +61,7 @@ type CanaryReconciler struct {
 	// Observers are told of each status written (metrics, notifications).
 	Observers []RolloutObserver
 
-	// written remembers what each Canary's last write returned, so that a reconcile never
+	// written remembers the version of each Canary's last write, so that a reconcile never
 	// decides from a cache that has not caught up with it (see ownWrites).
 	written ownWrites
 }
@@ -82,16 +82,22 @@ type CanaryReconciler struct {
 // Reconcile moves one Canary's rollout forward by at most the steps that are due now.
 func (r *CanaryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	log := ctrl.LoggerFrom(ctx)
-	cached := &meshv1.Canary{}
-	if err := r.Get(ctx, req.NamespacedName, cached); err != nil {
+	c := &meshv1.Canary{}
+	if err := r.Get(ctx, req.NamespacedName, c); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.written.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	// The cache may not have caught up with our last write yet: deciding from its copy
-	// could repeat a step.
-	c := r.written.latest(cached).(*meshv1.Canary)
+	fresh, err := r.written.fresh(ctx, r.Client, c)
+	if err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !fresh {
+		// Our last write is not in the cache yet: deciding now could repeat a step. The
+		// watch event that brings it wakes the Canary (caughtUp).
+		return ctrl.Result{RequeueAfter: staleRetry}, nil
+	}
 	if !c.DeletionTimestamp.IsZero() {
 		return r.finalize(ctx, c)
 	}

@@ -55,7 +55,7 @@ type MeshPolicyReconciler struct {
 	// restart (see certManagerGate).
 	NoCertManager atomic.Bool
 
-	// written remembers what each MeshPolicy's last write returned (see ownWrites).
+	// written remembers the version of each MeshPolicy's last write (see ownWrites).
 	written ownWrites
 }
 
@@ -74,14 +74,20 @@ type MeshPolicyReconciler struct {
 
 // Reconcile makes a MeshPolicy's generated objects what its spec and the cluster say.
 func (r *MeshPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
-	cached := &meshv1.MeshPolicy{}
-	if err := r.Get(ctx, req.NamespacedName, cached); err != nil {
+	p := &meshv1.MeshPolicy{}
+	if err := r.Get(ctx, req.NamespacedName, p); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.written.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	p := r.written.latest(cached).(*meshv1.MeshPolicy)
+	fresh, err := r.written.fresh(ctx, r.Client, p)
+	if err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !fresh {
+		return ctrl.Result{RequeueAfter: staleRetry}, nil
+	}
 	if !p.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.finalize(ctx, p)
 	}

@@ -1,8 +1,10 @@
 package controllers
 
 import (
+	"context"
 	"strconv"
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -10,70 +12,104 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 )
 
-// ownWrites remembers, object by object, what this process's last write of it returned (the
-// object as the apiserver stored it), until the manager's cache has caught up with it. The
-// cache sees a write a little later, seconds under a loaded apiserver (which decodes a
-// resource's watch events one at a time: the benchmark measured Canaries reaching their
-// watchers up to 20 s late). A reconcile started in between, by a timer or another object's
-// event, must not decide from the older copy: it could take a step twice. It need not wait
-// for the watch either: it decides from the written object, which is the newest version
-// there is, unless someone else wrote since; then the optimistic lock of the status write
-// refuses the reconcile's write, and the next one decides again from the newer version.
+// staleRetry is how soon a reconcile that met a stale cache looks again if the watch event
+// that brings the awaited write (see ownWrites) did not wake it first: a safety net, which
+// the event almost always beats.
+const staleRetry = 2 * time.Second
+
+// ownWrites remembers the resourceVersion of this process's last write of each Canary (and
+// MeshPolicy). The manager's cache sees a write a little later, seconds under a loaded
+// apiserver. A reconcile started in between, by a timer or another object's event, must not
+// decide from the older copy: it could take a step twice. It waits instead: it marks the
+// write awaited, and the watch event that brings it into the cache passes caughtUp (status
+// writes are otherwise filtered out) and wakes the object.
+//
+// Why wait rather than decide from what the write returned, which would be as correct: so
+// that canopy has at most one write of an object that its watch has not delivered yet, and
+// its writes go no faster than the apiserver hands them to its watchers. Deciding from the
+// written object was tried and measured (docs/scaling.md, "Waiting for the watch").
 //
 // Resource versions are etcd revisions here: comparing them is how the apiserver itself
-// orders them; when one does not parse, the cache's copy is taken.
-type ownWrites struct{ m sync.Map } // types.NamespacedName -> client.Object
+// orders them; when one does not parse, nothing is assumed stale. An entry is a few words,
+// kept until the cache has caught up with it or the object is deleted.
+type ownWrites struct{ m sync.Map } // types.NamespacedName -> *ownWrite
 
-// wrote records the object a write returned.
+type ownWrite struct {
+	mu      sync.Mutex
+	uid     types.UID
+	rv      uint64
+	awaited bool // a reconcile met an older version and waits for this one
+}
+
+// wrote records the version a write returned.
 func (w *ownWrites) wrote(o client.Object) {
-	w.m.Store(client.ObjectKeyFromObject(o), o.DeepCopyObject())
-}
-
-// latest is the newer of the cache's copy and this process's last write of the object: the
-// copy when the cache has caught up with the write (which is then forgotten), else a copy of
-// the written object.
-func (w *ownWrites) latest(cached client.Object) client.Object {
-	if written, ok := w.pending(cached); ok {
-		return written.DeepCopyObject().(client.Object)
+	if rv, err := strconv.ParseUint(o.GetResourceVersion(), 10, 64); err == nil {
+		w.m.Store(client.ObjectKeyFromObject(o), &ownWrite{uid: o.GetUID(), rv: rv})
 	}
-	return cached
 }
 
-// pending is the last write of the object cached is a copy of, while the cache is behind it;
-// once the cache has caught up (or holds another object of the same name), it is forgotten.
-func (w *ownWrites) pending(cached client.Object) (client.Object, bool) {
+// behind says whether cached is older than this process's last write of the object; if it
+// is, the write is marked awaited, so that the watch event bringing it wakes the object.
+func (w *ownWrites) behind(cached client.Object) bool {
 	key := client.ObjectKeyFromObject(cached)
 	e, ok := w.m.Load(key)
 	if !ok {
-		return nil, false
+		return false
 	}
-	written := e.(client.Object)
-	writtenRV, err1 := strconv.ParseUint(written.GetResourceVersion(), 10, 64)
-	cachedRV, err2 := strconv.ParseUint(cached.GetResourceVersion(), 10, 64)
-	if written.GetUID() != cached.GetUID() || err1 != nil || err2 != nil || cachedRV >= writtenRV {
-		w.m.CompareAndDelete(key, e)
-		return nil, false
+	last := e.(*ownWrite)
+	rv, err := strconv.ParseUint(cached.GetResourceVersion(), 10, 64)
+	last.mu.Lock()
+	defer last.mu.Unlock()
+	if err != nil || last.uid != cached.GetUID() || rv >= last.rv {
+		// Caught up, or another object of the same name (deleted and created since).
+		w.m.CompareAndDelete(key, last)
+		return false
 	}
-	return written, true
+	last.awaited = true
+	return true
+}
+
+// fresh reads obj from the cache again when it is behind this process's last write: the
+// event that brought the write may have passed caughtUp just before behind marked it
+// awaited (the informer stores an object before it hands its event on). False: obj is still
+// behind, and the watch event that brings the write will wake it.
+func (w *ownWrites) fresh(ctx context.Context, cache client.Reader, obj client.Object) (bool, error) {
+	if !w.behind(obj) {
+		return true, nil
+	}
+	if err := cache.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+		return false, err
+	}
+	return !w.behind(obj), nil
 }
 
 // forget drops what is remembered of an object that is gone.
 func (w *ownWrites) forget(key types.NamespacedName) { w.m.Delete(key) }
 
-// caughtUp is a predicate that passes no event: it forgets a write once the cache has it (or
-// the object is gone), so that only the writes still on their way are remembered, not the
-// last write of every Canary that has nothing to do for hours. List it first in an Or.
+// caughtUp passes the update that brings an awaited write into the cache, and forgets the
+// writes of deleted objects.
 func (w *ownWrites) caughtUp() predicate.Funcs {
 	return predicate.Funcs{
-		CreateFunc: func(event.CreateEvent) bool { return false },
-		UpdateFunc: func(e event.UpdateEvent) bool {
-			_, _ = w.pending(e.ObjectNew)
-			return false
-		},
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
 		DeleteFunc: func(e event.DeleteEvent) bool {
 			w.forget(client.ObjectKeyFromObject(e.Object))
 			return false
 		},
-		GenericFunc: func(event.GenericEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o := e.ObjectNew
+			entry, ok := w.m.Load(client.ObjectKeyFromObject(o))
+			if !ok {
+				return false
+			}
+			rv, err := strconv.ParseUint(o.GetResourceVersion(), 10, 64)
+			if err != nil {
+				return false
+			}
+			last := entry.(*ownWrite)
+			last.mu.Lock()
+			defer last.mu.Unlock()
+			return last.awaited && last.uid == o.GetUID() && rv >= last.rv
+		},
 	}
 }

@@ -22,59 +22,59 @@ func canaryAt(uid, rv string, weight int32) *meshv1.Canary {
 	}
 }
 
-// A reconcile decides from the newer of the cache's copy and canopy's last write, and the
-// write is forgotten once the cache has it.
-func TestOwnWritesAreNewerThanALaggingCache(t *testing.T) {
-	var w ownWrites
-	w.wrote(canaryAt("u1", "10", 20))
-
-	got := w.latest(canaryAt("u1", "9", 10)).(*meshv1.Canary)
-	if got.ResourceVersion != "10" || got.Status.CanaryWeight != 20 {
-		t.Fatalf("behind the write, the cache's copy was taken: version %s, weight %d", got.ResourceVersion, got.Status.CanaryWeight)
-	}
-	got.Status.CanaryWeight = 99 // a reconcile changes its copy, not what is remembered
-	if again := w.latest(canaryAt("u1", "9", 10)).(*meshv1.Canary); again.Status.CanaryWeight != 20 {
-		t.Fatalf("the remembered write was changed through a reconcile's copy: weight %d", again.Status.CanaryWeight)
-	}
-
-	// Caught up (or someone else wrote since): the cache's copy, and the write is forgotten.
-	if got := w.latest(canaryAt("u1", "11", 30)).(*meshv1.Canary); got.ResourceVersion != "11" {
-		t.Fatalf("a newer copy in the cache was not taken: version %s", got.ResourceVersion)
-	}
-	if got := w.latest(canaryAt("u1", "9", 10)).(*meshv1.Canary); got.ResourceVersion != "9" {
-		t.Fatalf("the write was not forgotten once the cache had caught up: version %s", got.ResourceVersion)
-	}
-
-	// Deleted and created again under the same name: the old object's write is not it.
-	w.wrote(canaryAt("u1", "20", 20))
-	if got := w.latest(canaryAt("u2", "15", 0)).(*meshv1.Canary); got.UID != "u2" {
-		t.Fatalf("a write of the deleted Canary stood for the new one: uid %s", got.UID)
-	}
-	w.wrote(canaryAt("u2", "30", 10))
-	w.forget(types.NamespacedName{Namespace: "shop", Name: "reviews"})
-	if got := w.latest(canaryAt("u2", "25", 0)).(*meshv1.Canary); got.ResourceVersion != "25" {
-		t.Fatalf("a forgotten write was still taken: version %s", got.ResourceVersion)
-	}
+// cacheAt is a cache that holds one version of the Canary.
+type cacheAt struct {
+	client.Reader
+	uid, rv string
 }
 
-// The watch event that brings canopy's write into the cache forgets it (and wakes nothing):
-// only the writes still on their way are remembered, not every idle Canary's last one.
-func TestOwnWritesAreForgottenWhenTheWatchBringsThem(t *testing.T) {
+func (c cacheAt) Get(_ context.Context, _ client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
+	canaryAt(c.uid, c.rv, 0).DeepCopyInto(obj.(*meshv1.Canary))
+	return nil
+}
+
+// A reconcile that meets a cache older than canopy's last write waits for the event that
+// brings that write, instead of polling; only that event passes, and only while someone waits.
+func TestAStaleCacheIsAwaitedNotPolled(t *testing.T) {
 	var w ownWrites
 	caughtUp := w.caughtUp()
+	update := func(rv string) bool {
+		return caughtUp.Update(event.UpdateEvent{ObjectOld: canaryAt("u1", "1", 0), ObjectNew: canaryAt("u1", rv, 0)})
+	}
 	w.wrote(canaryAt("u1", "10", 20))
-	if caughtUp.Update(event.UpdateEvent{ObjectOld: canaryAt("u1", "9", 10), ObjectNew: canaryAt("u1", "9", 10)}) {
-		t.Fatal("the predicate passed an event")
+	if update("10") {
+		t.Fatal("canopy's own write's event woke the Canary although no reconcile waited for it")
 	}
-	if got := w.latest(canaryAt("u1", "9", 10)); got.GetResourceVersion() != "10" {
-		t.Fatal("an older version's event forgot the write")
+
+	c := canaryAt("u1", "9", 10)
+	if fresh, err := w.fresh(t.Context(), cacheAt{uid: "u1", rv: "9"}, c); err != nil || fresh {
+		t.Fatalf("version 9 after writing 10: fresh %v, %v", fresh, err)
 	}
-	caughtUp.Update(event.UpdateEvent{ObjectOld: canaryAt("u1", "9", 10), ObjectNew: canaryAt("u1", "10", 20)})
-	if _, ok := w.m.Load(types.NamespacedName{Namespace: "shop", Name: "reviews"}); ok {
-		t.Fatal("the write is still remembered after its own event")
+	if update("9") {
+		t.Fatal("an older version woke the waiting Canary")
 	}
-	w.wrote(canaryAt("u1", "12", 30))
-	if caughtUp.Delete(event.DeleteEvent{Object: canaryAt("u1", "11", 20)}) {
+	if !update("10") {
+		t.Fatal("the awaited version did not wake the waiting Canary")
+	}
+
+	// The event came between the reconcile's read and its check: the second read sees it.
+	w.wrote(canaryAt("u1", "20", 30))
+	c = canaryAt("u1", "19", 20)
+	if fresh, err := w.fresh(t.Context(), cacheAt{uid: "u1", rv: "20"}, c); err != nil || !fresh || c.ResourceVersion != "20" {
+		t.Fatalf("the cache holds 20: fresh %v (read %s), %v", fresh, c.ResourceVersion, err)
+	}
+	if update("21") {
+		t.Fatal("an update woke the Canary after it caught up and nobody waits")
+	}
+
+	// Deleted and created again under the same name: the old object's write is not awaited.
+	w.wrote(canaryAt("u1", "30", 30))
+	if fresh, err := w.fresh(t.Context(), cacheAt{uid: "u2", rv: "25"}, canaryAt("u2", "25", 0)); err != nil || !fresh {
+		t.Fatalf("a write of the deleted Canary was awaited for the new one: fresh %v, %v", fresh, err)
+	}
+	// A deletion forgets the write.
+	w.wrote(canaryAt("u2", "40", 10))
+	if caughtUp.Delete(event.DeleteEvent{Object: canaryAt("u2", "40", 10)}) {
 		t.Fatal("the predicate passed a deletion")
 	}
 	if _, ok := w.m.Load(types.NamespacedName{Namespace: "shop", Name: "reviews"}); ok {
@@ -97,10 +97,10 @@ func (c *canaryFrozen) Get(ctx context.Context, key client.ObjectKey, obj client
 	return c.Client.Get(ctx, key, obj, opts...)
 }
 
-// While the cache lags behind canopy's status writes, the steps neither wait for it nor
-// repeat: each interval takes the next step, with one VirtualService apply and one status
-// write.
-func TestALaggingCacheDelaysNoStepAndRepeatsNone(t *testing.T) {
+// While the cache lags behind canopy's status writes no step is taken, neither again from
+// the old copy nor ahead of the watch; once the cache has the write, the step that is due is
+// taken, once, with one VirtualService apply and one status write.
+func TestALaggingCacheRepeatsNoStep(t *testing.T) {
 	testenv.SkipIfShort(t)
 	h := newHarness(t)
 	h.initialize(reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10), MaxWeight: 50}))
@@ -109,31 +109,36 @@ func TestALaggingCacheDelaysNoStepAndRepeatsNone(t *testing.T) {
 
 	lagging := &canaryFrozen{Client: h.r.Client}
 	h.r.Client = lagging
-	frozen := &meshv1.Canary{}
-	if err := h.c.Get(t.Context(), client.ObjectKey{Namespace: h.ns, Name: "reviews"}, frozen); err != nil {
-		t.Fatal(err)
-	}
-	lagging.frozen = frozen // the cache stays here, at the first step
 	for _, want := range []int32{20, 30, 40} {
+		// The cache has every write so far, and keeps this copy from now on.
+		frozen := &meshv1.Canary{}
+		if err := h.c.Get(t.Context(), client.ObjectKey{Namespace: h.ns, Name: "reviews"}, frozen); err != nil {
+			t.Fatal(err)
+		}
+		lagging.frozen = frozen
 		h.clock.Step(time.Minute)
 		h.writes.Store(0)
-		c, _ := h.reconcile("reviews")
-		h.expectWeights(100-want, want)
-		if c.Status.CanaryWeight != want {
+		if c, _ := h.reconcile("reviews"); c.Status.CanaryWeight != want {
 			t.Fatalf("status weight %d after a step to %d", c.Status.CanaryWeight, want)
 		}
 		if n := h.writes.Load(); n != 2 {
 			t.Fatalf("the step to %d sent %d writes, want 2 (the route, the status)", want, n)
 		}
-		// Reconciles before the next interval change nothing, though the cache says 10.
+
+		// The next step is due, but the cache has not seen this one's status yet.
+		h.clock.Step(time.Minute)
 		h.writes.Store(0)
 		for range 3 {
-			if c, _ := h.reconcile("reviews"); c.Status.CanaryWeight != want {
-				t.Fatalf("a reconcile between steps moved the weight to %d", c.Status.CanaryWeight)
+			c, res := h.reconcile("reviews")
+			if c.Status.CanaryWeight != want {
+				t.Fatalf("a reconcile on a lagging cache moved the weight to %d", c.Status.CanaryWeight)
+			}
+			if res.RequeueAfter != staleRetry {
+				t.Fatalf("a reconcile on a lagging cache requeued after %s, want the safety net's %s", res.RequeueAfter, staleRetry)
 			}
 		}
 		if n := h.writes.Load(); n != 0 {
-			t.Fatalf("reconciles between steps sent %d writes", n)
+			t.Fatalf("reconciles on a lagging cache sent %d writes", n)
 		}
 		h.expectWeights(100-want, want)
 	}
