@@ -132,15 +132,20 @@ func TestScaleSmoke(t *testing.T) {
 	if a, sp := r.APIServerProfile, r.StepsProfile; a == nil || sp == nil || a.Path == sp.Path {
 		t.Errorf("the apiserver's profiles of the rollouts' first seconds and of the steps: %+v, %+v", a, sp)
 	}
-	if sp := r.StepsProfile; sp == nil || len(sp.Shares) != len(apiWorks) {
-		t.Errorf("the apiserver's profile of the analysis steps: %+v", sp)
-	} else {
+	// Each is broken down by kind of work, the kinds apart: never more than the whole. The
+	// first seconds hold the rollouts' writes; the steps' window may find the few Canaries
+	// here done already (an idle apiserver: few samples, or none, which is 0 of each kind).
+	for _, prof := range []*cpuProfile{r.APIServerProfile, r.StepsProfile} {
+		if prof == nil || len(prof.Shares) != len(apiWorks) {
+			t.Errorf("the apiserver's profile by kind of work: %+v", prof)
+			continue
+		}
 		sum := 0.0
-		for _, s := range sp.Shares {
+		for _, s := range prof.Shares {
 			sum += s.Share
 		}
-		if sum <= 0 || sum > 1.0001 {
-			t.Errorf("the kinds of work of the apiserver's profile add up to %.3f of it: %+v", sum, sp.Shares)
+		if sum > 1.0001 || (prof == r.APIServerProfile && sum <= 0) {
+			t.Errorf("the kinds of work of the apiserver's profile %s add up to %.3f of it: %+v", prof.Path, sum, prof.Shares)
 		}
 	}
 	md := report(describeMachine(), results)

@@ -185,16 +185,20 @@ type workShare struct {
 // workShares breaks the profile at path down by apiWorks.
 func workShares(path string) ([]workShare, error) {
 	total, err := profileSeconds(path)
-	if err != nil || total == 0 {
+	if err != nil {
 		return nil, err
 	}
 	out := make([]workShare, 0, len(apiWorks))
 	for _, w := range apiWorks {
-		s, err := focusedSeconds(path, w.focus)
-		if err != nil {
-			return nil, err
+		share := workShare{Work: w.name} // an idle apiserver's profile has no sample: 0 of each
+		if total > 0 {
+			s, err := focusedSeconds(path, w.focus)
+			if err != nil {
+				return nil, err
+			}
+			share.Share = s / total
 		}
-		out = append(out, workShare{Work: w.name, Share: s / total})
+		out = append(out, share)
 	}
 	return out, nil
 }
