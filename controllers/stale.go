@@ -31,7 +31,7 @@ const staleRetry = 2 * time.Second
 //
 // Resource versions are etcd revisions here: comparing them is how the apiserver itself
 // orders them; when one does not parse, nothing is assumed stale. An entry is a few words,
-// kept until the cache has caught up with it or the object is deleted.
+// kept until a reconcile finds the cache caught up with it, or the object is deleted.
 type ownWrites struct{ m sync.Map } // types.NamespacedName -> *ownWrite
 
 type ownWrite struct {

@@ -100,7 +100,7 @@ func (a *Applier) Apply(ctx context.Context, obj client.Object) (bool, error) {
 		switch a.behind(key, liveObj, hash) {
 		case holdsDesired:
 			return false, nil
-		case holdsOther:
+		case holdsOther: // the stale copy cannot tell: apply
 		case unknown:
 			// Typed clients drop apiVersion and kind on read; desired has them.
 			liveObj.GetObjectKind().SetGroupVersionKind(gvk)

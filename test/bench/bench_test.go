@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -275,5 +276,34 @@ func TestBenchReportPath(t *testing.T) {
 	}
 	if _, err := reportPath(root, "nowhere/b.md"); err == nil || !strings.HasPrefix(err.Error(), "BENCH_OUT: ") {
 		t.Errorf("BENCH_OUT into a missing directory: %v, want an error naming BENCH_OUT", err)
+	}
+}
+
+// A profile of an idle apiserver may hold no sample at all: it is 0 of every kind of work
+// (the report's table keeps its rows), not a missing breakdown.
+func TestWorkSharesOfAProfileWithoutSamples(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "empty.pb.gz")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		t.Skipf("a CPU profile is already running: %v", err)
+	}
+	pprof.StopCPUProfile()
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	shares, err := workShares(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(shares) != len(apiWorks) {
+		t.Fatalf("%d kinds of work, want %d: %+v", len(shares), len(apiWorks), shares)
+	}
+	for i, s := range shares {
+		if s.Work != apiWorks[i].name || s.Share != 0 {
+			t.Errorf("kind %d: %+v, want %q at 0", i, s, apiWorks[i].name)
+		}
 	}
 }

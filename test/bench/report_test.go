@@ -284,8 +284,8 @@ func report(m machine, results []scaleResult) string {
 				row = append(row, cell)
 			}
 			watch := "–"
-			if l := ph.WatchLags; len(l) > 0 {
-				watch = fmt.Sprintf("%s / %s / %s", secs(quantileDuration(l, 0.5)), secs(quantileDuration(l, 0.99)), secs(l[len(l)-1]))
+			if len(ph.WatchLags) > 0 {
+				watch = lagCell(ph.WatchLags)
 			}
 			p("| %s |\n", strings.Join(append(row, watch), " | "))
 		}
