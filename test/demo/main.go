@@ -51,8 +51,8 @@ func run(kubeconfig, samples string, scenario, fast bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	say("starting the local cluster (kube-apiserver, etcd, controller-manager, scheduler, kwok, cert-manager)")
-	env, err := testenv.Start(testenv.Options{LocalCluster: true, CertManager: true})
+	say("starting the local cluster (kube-apiserver, etcd, controller-manager, scheduler, kwok, cert-manager, istiod)")
+	env, err := testenv.Start(testenv.Options{LocalCluster: true, CertManager: true, Istio: true})
 	if err != nil {
 		return err
 	}
@@ -107,19 +107,27 @@ func run(kubeconfig, samples string, scenario, fast bool) error {
 		return err
 	}
 	abs, _ := filepath.Abs(kubeconfig)
+	bin, err := testenv.BinDir()
+	if err != nil {
+		return err
+	}
 	fmt.Printf(`
-canopy is running on the local cluster.
+canopy is running on the local cluster, with istiod (%s) as istio-system's control plane.
   kubeconfig:  %s
   Prometheus:  %s
   try:         kubectl --kubeconfig %s get canaries -A
+               %s analyze --kubeconfig %s --all-namespaces
 
-`, abs, prom.URL(), abs)
+`, env.Istio.XDSAddress, abs, prom.URL(), abs, filepath.Join(bin, "istioctl"), abs)
 
 	if scenario {
 		if err := playBookinfo(ctx, env); err != nil {
 			return err
 		}
 		if err := reportPolicies(ctx, env); err != nil {
+			return err
+		}
+		if err := reportIstioAnalysis(ctx, env, "bookinfo", "shop"); err != nil {
 			return err
 		}
 	}
