@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -189,7 +190,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		// Secrets are read one at a time where a provider needs credentials: never cached,
 		// so canopy holds no cluster-wide Secret informer.
 		Client:  client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
-		Metrics: metricsserver.Options{BindAddress: o.MetricsAddr, SecureServing: o.SecureMetrics, TLSOpts: tlsOpts},
+		Metrics: metricsOptions(o, tlsOpts),
 		WebhookServer: webhook.NewServer(webhook.Options{
 			Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.WebhookCertDir, CertName: o.WebhookCertName, KeyName: o.WebhookKeyName,
 			TLSOpts: tlsOpts,
@@ -256,6 +257,18 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		}
 	}
 	return mgr.Start(ctx)
+}
+
+// metricsOptions serves the metrics endpoint. Served securely, every scrape must carry a
+// bearer token the apiserver authenticates (a TokenReview) and that may get /metrics (a
+// SubjectAccessReview): config/rbac's metrics-reader role. Without the filter HTTPS would only
+// encrypt the answer to anyone who reaches the port.
+func metricsOptions(o Options, tlsOpts []func(*tls.Config)) metricsserver.Options {
+	m := metricsserver.Options{BindAddress: o.MetricsAddr, SecureServing: o.SecureMetrics, TLSOpts: tlsOpts}
+	if o.SecureMetrics {
+		m.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return m
 }
 
 // nonZero leaves a zero duration to controller-runtime's default.
