@@ -36,6 +36,24 @@ func (r *MeshPolicyReconciler) loadTarget(ctx context.Context, s *policyScope) (
 	return false, nil
 }
 
+// checkTenancy refuses a policy that claims more than its namespace may (render.Tenancy):
+// a gateway namespace, a ClusterIssuer or hosts the operator does not allow. What it put
+// outside its namespace before (when the operator allowed more) is removed: the operator's
+// word is taken back at once. What it applied in its namespace stays, as for any spec
+// refused, so that mTLS and authorization remain in force until the spec is fixed.
+func (r *MeshPolicyReconciler) checkTenancy(ctx context.Context, s *policyScope) (bool, error) {
+	err := r.Tenancy.CheckMeshPolicy(s.policy)
+	if err == nil {
+		return false, nil
+	}
+	ns := s.policy.Namespace
+	if perr := r.pruneWhere(ctx, s, func(_ string, o client.Object) bool { return o.GetNamespace() != ns }); perr != nil {
+		return true, perr
+	}
+	s.block(meshv1.ReasonNotAllowed, err.Error(), true)
+	return true, err
+}
+
 // checkConflicts refuses a policy when an older one targets the same Service: two
 // policies would fight over one VirtualService and DestinationRule. The refused policy
 // puts nothing in force, so what it generated before (for another target) is removed.

@@ -17,6 +17,7 @@ import (
 	"canopy.dev/canopy/internal/hooks"
 	"canopy.dev/canopy/internal/mesh"
 	"canopy.dev/canopy/internal/metrics"
+	"canopy.dev/canopy/internal/render"
 )
 
 // Config is what the reconcilers take from the operator's flags.
@@ -24,8 +25,11 @@ type Config struct {
 	MaxConcurrentReconciles int
 	PrometheusAddress       string
 	AllowCrossNamespace     bool
-	WebhookAllowedHosts     []string
-	WebhookAllowedCIDRs     []string
+	// Tenancy is what a namespace's Canaries and MeshPolicies may claim beyond it; nil
+	// allows nothing beyond the namespace.
+	Tenancy             *render.Tenancy
+	WebhookAllowedHosts []string
+	WebhookAllowedCIDRs []string
 	// HookPolicy, when set, is the URL policy of the rollout webhooks instead of one
 	// parsed from WebhookAllowedHosts and WebhookAllowedCIDRs: the operator gives the
 	// caller and the admission webhook the same one.
@@ -46,6 +50,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
+
 	if cfg.MaxConcurrentReconciles < 1 {
 		cfg.MaxConcurrentReconciles = 1
 	}
@@ -80,6 +85,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		Analyzer: cfg.Analyzer,
 		Hooks:    cfg.Hooks,
 		Clock:    cfg.Clock,
+		Tenancy:  cfg.Tenancy,
 		// Metrics first: counting a transition is cheap and never blocks.
 		Observers: append([]RolloutObserver{metrics.Rollouts{}}, cfg.Observers...),
 	}
@@ -88,6 +94,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		Applier:  applier,
 		Recorder: mgr.GetEventRecorder("canopy"),
 		Clock:    cfg.Clock,
+		Tenancy:  cfg.Tenancy,
 	}
 	// Indexes must exist before the cache starts, the controllers may come later.
 	if err := setupIndexes(mgr); err != nil {

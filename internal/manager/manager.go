@@ -26,6 +26,7 @@ import (
 	"canopy.dev/canopy/internal/hooks"
 	"canopy.dev/canopy/internal/metrics"
 	"canopy.dev/canopy/internal/notify"
+	"canopy.dev/canopy/internal/render"
 	"canopy.dev/canopy/internal/scheme"
 	webhookv1 "canopy.dev/canopy/internal/webhook/v1alpha1"
 )
@@ -56,6 +57,13 @@ type Options struct {
 	WebhookAllowedHosts string
 	WebhookAllowedCIDRs string
 	NotificationsConfig string
+	// AllowedGatewayNamespaces, AllowedClusterIssuers, AllowedHosts and AllowedExternalHosts
+	// are the tenancy flags: what one namespace's Canaries and MeshPolicies may claim beyond
+	// the namespace (render.Tenancy; comma-separated, empty allows nothing beyond it).
+	AllowedGatewayNamespaces string
+	AllowedClusterIssuers    string
+	AllowedHosts             string
+	AllowedExternalHosts     string
 	// MemoryLimitRatio is the share of the container's memory limit the Go heap keeps under
 	// (ApplyMemoryLimit; main applies it, being process-wide).
 	MemoryLimitRatio float64
@@ -117,6 +125,39 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		"Share of the container's memory limit (its cgroup's) the Go runtime keeps the heap under, collecting harder near it; 0 disables; GOMEMLIMIT, when set, wins.")
 	fs.StringVar(&o.NotificationsConfig, "notifications-config", "",
 		"YAML file of rollout notification channels (Slack, Teams, webhook); mount it from a Secret. Empty: no notifications.")
+	o.bindTenancyFlags(fs)
+}
+
+// bindTenancyFlags registers the flags of what a namespace may claim beyond itself
+// (docs/security.md). Every default allows nothing beyond the namespace.
+func (o *Options) bindTenancyFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.AllowedGatewayNamespaces, "allowed-gateway-namespaces", "",
+		"Comma-separated namespaces besides its own where a MeshPolicy may put its ingress Gateway and Certificate, and whose Gateways a Canary may bind to; * for any. Empty: the resource's own namespace only.")
+	fs.StringVar(&o.AllowedClusterIssuers, "allowed-cluster-issuers", "",
+		"Comma-separated ClusterIssuers a MeshPolicy's ingress certificate may name: name (cert-manager.io) or group/name. Empty: none; Issuers of the policy's own namespace are always allowed when its gateway is there.")
+	fs.StringVar(&o.AllowedHosts, "allowed-hosts", "",
+		"Comma-separated host rules [namespace:]host for the hosts a namespace may route and serve besides its own Services' (Canary spec.service.hosts, MeshPolicy spec.ingress.hosts): a name, *.domain or *; no namespace (or *) means every namespace; {namespace} in the host stands for the namespace. Empty: none.")
+	fs.StringVar(&o.AllowedExternalHosts, "allowed-external-hosts", "",
+		"Comma-separated host rules [namespace:]host, as --allowed-hosts, for the hosts a MeshPolicy may declare as external services (spec.externalServices). Empty: none.")
+}
+
+// Tenancy is what the tenancy flags allow; an error names the flag at fault.
+func (o *Options) Tenancy() (*render.Tenancy, error) {
+	t := &render.Tenancy{}
+	var err error
+	if t.GatewayNamespaces, err = render.ParseNamespaces(splitList(o.AllowedGatewayNamespaces)); err != nil {
+		return nil, fmt.Errorf("--allowed-gateway-namespaces: %w", err)
+	}
+	if t.ClusterIssuers, err = render.ParseClusterIssuers(splitList(o.AllowedClusterIssuers)); err != nil {
+		return nil, fmt.Errorf("--allowed-cluster-issuers: %w", err)
+	}
+	if t.Hosts, err = render.ParseHostRules(splitList(o.AllowedHosts)); err != nil {
+		return nil, fmt.Errorf("--allowed-hosts: %w", err)
+	}
+	if t.ExternalHosts, err = render.ParseHostRules(splitList(o.AllowedExternalHosts)); err != nil {
+		return nil, fmt.Errorf("--allowed-external-hosts: %w", err)
+	}
+	return t, nil
 }
 
 // Namespaces returns the watched namespaces, or nil for the whole cluster.
@@ -168,6 +209,10 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			return fmt.Errorf("--notifications-config: %w", err)
 		}
 	}
+	tenancy, err := o.Tenancy()
+	if err != nil {
+		return err
+	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = float32(o.QPS), o.Burst
 	metrics.InstrumentRequests(cfg)
@@ -216,7 +261,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		return fmt.Errorf("--webhook-allowed-hosts/--webhook-allowed-cidrs: %w", err)
 	}
 	if o.EnableWebhooks {
-		if err := webhookv1.Setup(mgr, webhookv1.Options{URLPolicy: hookPolicy, AllowCrossNamespace: o.AllowCrossNamespace}); err != nil {
+		if err := webhookv1.Setup(mgr, webhookv1.Options{URLPolicy: hookPolicy, AllowCrossNamespace: o.AllowCrossNamespace, Tenancy: tenancy}); err != nil {
 			return err
 		}
 	}
@@ -237,6 +282,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		MaxConcurrentReconciles: o.MaxConcurrent,
 		PrometheusAddress:       o.PrometheusAddress,
 		AllowCrossNamespace:     o.AllowCrossNamespace,
+		Tenancy:                 tenancy,
 		HookPolicy:              hookPolicy,
 		Analyzer:                o.Analyzer,
 		Hooks:                   o.Hooks,

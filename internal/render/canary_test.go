@@ -102,6 +102,7 @@ metadata:
   labels:`+canaryLabels+`
 spec:
   host: `+host+`
+  exportTo: [.]
 `)
 	}
 	expectYAML(t, set.VirtualService, `
@@ -113,6 +114,7 @@ metadata:
   labels:`+canaryLabels+`
 spec:
   hosts: [reviews]
+  exportTo: [.]
   http:
   - route:
     - destination: {host: reviews-primary, port: {number: 9080}}
@@ -176,6 +178,7 @@ metadata:
   labels:`+canaryLabels+`
 spec:
   hosts: [reviews]
+  exportTo: [.]
   http:
   - route:
     - destination: {host: reviews-primary, port: {number: 9080}}
@@ -205,6 +208,7 @@ metadata:
   labels:`+canaryLabels+`
 spec:
   hosts: [reviews]
+  exportTo: [.]
   http:
   - match:
     - uri: {prefix: /reviews}
@@ -305,6 +309,7 @@ metadata:
 spec:
   hosts: [reviews, reviews.example.com]
   gateways: [istio-system/public, mesh]
+  exportTo: [., istio-system]
   http:
   - route:
     - destination: {host: reviews-primary, port: {number: 80}}
@@ -352,7 +357,8 @@ metadata:
   namespace: bookinfo
   labels:`+canaryLabels+`
 spec:
-  host: `+host+wantTP)
+  host: `+host+`
+  exportTo: [., istio-system]`+wantTP)
 	}
 	svc := set.Services[0].Spec.Ports[0]
 	if svc.Name != "http-web" || svc.Port != 80 || svc.TargetPort.IntVal != 9080 {
@@ -474,7 +480,8 @@ metadata:
   labels:`+canaryLabels+`
 spec:
   hosts: [reviews, reviews.bookinfo.example.com]
-  gateways: [istio-system/bookinfo-reviews-ingress, mesh]
+  gateways: [istio-system/bookinfo-reviews-ingress-29b5948be416401e, mesh]
+  exportTo: [., istio-system]
   http:
   - name: ratings-drill
     match:
@@ -521,6 +528,7 @@ metadata:
   labels:`+canaryLabels+`
 spec:
   host: `+host+`
+  exportTo: [., istio-system]
   trafficPolicy:
     loadBalancer: {simple: ROUND_ROBIN}
     outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}

@@ -51,17 +51,20 @@ func (d *CanaryDefaulter) Default(_ context.Context, c *meshv1.Canary) error {
 
 // CanaryValidator refuses Canaries the controller would refuse: durations that do not
 // parse or are below their floor, routing the renderer refuses, rollout webhook URLs the
-// URL policy refuses, and MetricTemplates in other namespaces unless the operator allows them.
+// URL policy refuses, MetricTemplates in other namespaces unless the operator allows them,
+// and hosts and gateways beyond the Canary's namespace that the operator's Tenancy does not
+// allow.
 type CanaryValidator struct {
 	URLPolicy           *hooks.Policy
 	AllowCrossNamespace bool
+	Tenancy             *render.Tenancy
 }
 
 // Validate refuses a Canary, naming every field at fault, and warns of what is legal but
 // suspicious.
 func (v *CanaryValidator) Validate(c *meshv1.Canary) (admission.Warnings, error) {
 	warnings, err := render.ValidateCanary(c)
-	errs := renderErrors(err)
+	errs := append(renderErrors(err), renderErrors(v.Tenancy.CheckCanary(c, nil))...)
 	ws := renderWarnings(warnings)
 
 	a := &c.Spec.Analysis
