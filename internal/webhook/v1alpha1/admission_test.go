@@ -364,6 +364,7 @@ func TestTenancyAdmission(t *testing.T) {
 // the schema and the webhooks (a dry run), so the checks refuse nothing the documentation
 // shows.
 func TestSamplesAdmitted(t *testing.T) {
+	testenv.SkipIfShort(t)
 	ns := env.CreateNamespace(t)
 	// What the shop sample claims beyond its namespace (docs/security.md), given here to
 	// the namespace the samples are admitted in.
