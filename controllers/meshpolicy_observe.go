@@ -51,6 +51,8 @@ func (r *MeshPolicyReconciler) checkTenancy(ctx context.Context, s *policyScope)
 		return true, perr
 	}
 	s.block(meshv1.ReasonNotAllowed, err.Error(), true)
+	s.objects = slices.DeleteFunc(slices.Clone(s.policy.Status.Objects), func(o meshv1.GeneratedObject) bool { return o.Namespace != ns })
+	s.objectsKnown = true
 	return true, err
 }
 

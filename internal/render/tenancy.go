@@ -146,7 +146,11 @@ func (t *Tenancy) checkPolicy(e *errs, p *meshv1.MeshPolicy) {
 			e.notAllowed("spec.ingress.gateway.namespace", "%q is another namespace; %s", gns, t.gatewayNamespacesMessage())
 		}
 		for i, h := range in.Hosts {
-			if !ownHost(ns, h, true) && !t.allowed(t.Hosts, ns, h) {
+			switch {
+			case ownHost(ns, h, true) || t.allowed(t.Hosts, ns, h):
+			case ownHost(ns, h, false):
+				e.notAllowed(fmt.Sprintf("spec.ingress.hosts[%d]", i), "%q is not fully qualified: on a gateway other namespaces share it is nobody's in particular; write <service>.%s.svc.cluster.local, or a host an --allowed-hosts rule gives to namespace %q", h, ns, ns)
+			default:
 				e.notAllowed(fmt.Sprintf("spec.ingress.hosts[%d]", i), "%s", t.hostMessage(ns, h, "--allowed-hosts"))
 			}
 		}

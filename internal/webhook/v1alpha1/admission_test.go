@@ -343,7 +343,7 @@ func TestTenancyAdmission(t *testing.T) {
 		{name: "an Issuer of the gateway's namespace", obj: meshPolicy(ingress("istio-system", issuer, "shop.example.com")),
 			wantErr: []string{"spec.ingress.tls.issuerRef.kind", "an Issuer is read in the Certificate's namespace"}},
 		{name: "a short ingress host", obj: meshPolicy(ingress("", nil, "reviews")),
-			wantErr: []string{"spec.ingress.hosts[0]", `"reviews" is not a name of this namespace's Services`}},
+			wantErr: []string{"spec.ingress.hosts[0]", `"reviews" is not fully qualified`}},
 		{name: "an external service", obj: meshPolicy(func(p *meshv1.MeshPolicy) {
 			p.Spec.ExternalServices = []meshv1.ExternalService{{Name: "api", Hosts: []string{"api.example.com"}, Ports: []meshv1.ExternalPort{{Number: 443, Protocol: "TLS"}}}}
 		}), wantErr: []string{"spec.externalServices[0].hosts[0]", "--allowed-external-hosts"}},
