@@ -104,9 +104,11 @@ func TestHelmChart(t *testing.T) {
 			"leaderElection.id=canopy-shard-a", "leaderElection.leaseDuration=30s", "leaderElection.renewDeadline=20s", "leaderElection.retryPeriod=4s",
 			"notifications.existingSecret=canopy-notifications",
 			"tenancy.gatewayNamespaces={istio-system}", "tenancy.clusterIssuers={letsencrypt,awspca.cert-manager.io/ca}",
-			"tenancy.hosts={shop:shop.example.com,*.{namespace}.apps.example.com}", "tenancy.externalHosts={shop:api.stripe.com}"},
+			"tenancy.externalHosts={shop:api.stripe.com}"},
 		// --set makes 20.5 a string, and splits a selector at its "=".
-		setJSON: []string{"operator.kubeAPIQPS=20.5", `operator.shardSelector="canopy.dev/shard=a"`},
+		setJSON: []string{"operator.kubeAPIQPS=20.5", `operator.shardSelector="canopy.dev/shard=a"`,
+			// --set cannot hold the braces of {namespace} in a list.
+			`tenancy.hosts=["shop:shop.example.com","*.{namespace}.apps.example.com"]`},
 		check: func(t *testing.T, r rendering) {
 			for _, kind := range []string{"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "Certificate", "Issuer", "CustomResourceDefinition", "PodDisruptionBudget"} {
 				if n := len(find(r.objs, kind)); n != 0 {
