@@ -280,7 +280,7 @@ func (r *canaryRenderer) destinationRules() []*networkingv1.DestinationRule {
 	out := []*networkingv1.DestinationRule{dr(PrimaryName(r.name)), dr(CanaryName(r.name))}
 	for _, d := range out {
 		// Wherever the VirtualService routes to these hosts, their traffic policy applies.
-		d.Spec.ExportTo = exportTo(r.c.Namespace, r.gateways())
+		d.Spec.ExportTo = exportTo(r.c.Namespace, []string{d.Spec.Host}, r.gateways())
 	}
 	return out
 }
@@ -359,7 +359,7 @@ func (r *canaryRenderer) virtualService() *networkingv1.VirtualService {
 	}
 	vs.Spec.Hosts = hosts
 	vs.Spec.Gateways = r.gateways()
-	vs.Spec.ExportTo = exportTo(r.c.Namespace, vs.Spec.Gateways)
+	vs.Spec.ExportTo = exportTo(r.c.Namespace, vs.Spec.Hosts, vs.Spec.Gateways)
 
 	d := r.defaults()
 	svcMatch := httpMatches(r.e, "spec.service.match", s.Match)

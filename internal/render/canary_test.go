@@ -102,7 +102,6 @@ metadata:
   labels:`+canaryLabels+`
 spec:
   host: `+host+`
-  exportTo: [.]
 `)
 	}
 	expectYAML(t, set.VirtualService, `
@@ -114,7 +113,6 @@ metadata:
   labels:`+canaryLabels+`
 spec:
   hosts: [reviews]
-  exportTo: [.]
   http:
   - route:
     - destination: {host: reviews-primary, port: {number: 9080}}
@@ -178,7 +176,6 @@ metadata:
   labels:`+canaryLabels+`
 spec:
   hosts: [reviews]
-  exportTo: [.]
   http:
   - route:
     - destination: {host: reviews-primary, port: {number: 9080}}
@@ -208,7 +205,6 @@ metadata:
   labels:`+canaryLabels+`
 spec:
   hosts: [reviews]
-  exportTo: [.]
   http:
   - match:
     - uri: {prefix: /reviews}
@@ -357,8 +353,7 @@ metadata:
   namespace: bookinfo
   labels:`+canaryLabels+`
 spec:
-  host: `+host+`
-  exportTo: [., istio-system]`+wantTP)
+  host: `+host+wantTP)
 	}
 	svc := set.Services[0].Spec.Ports[0]
 	if svc.Name != "http-web" || svc.Port != 80 || svc.TargetPort.IntVal != 9080 {
@@ -528,7 +523,6 @@ metadata:
   labels:`+canaryLabels+`
 spec:
   host: `+host+`
-  exportTo: [., istio-system]
   trafficPolicy:
     loadBalancer: {simple: ROUND_ROBIN}
     outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}

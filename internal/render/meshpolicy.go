@@ -357,7 +357,7 @@ func (r *policyRenderer) serviceDestinationRule() *networkingv1.DestinationRule 
 	dr.Spec.Host = r.svc.Name
 	dr.Spec.TrafficPolicy = tp
 	// The gateway routing to the Service needs its traffic policy too.
-	dr.Spec.ExportTo = exportTo(r.p.Namespace, r.gateways())
+	dr.Spec.ExportTo = exportTo(r.p.Namespace, []string{dr.Spec.Host}, r.gateways())
 	return dr
 }
 
@@ -385,7 +385,7 @@ func (r *policyRenderer) virtualService() *networkingv1.VirtualService {
 		vs.Spec.Hosts = appendUnique(vs.Spec.Hosts, s.Ingress.Hosts...)
 		vs.Spec.Gateways = append(r.gateways(), "mesh")
 	}
-	vs.Spec.ExportTo = exportTo(r.p.Namespace, vs.Spec.Gateways)
+	vs.Spec.ExportTo = exportTo(r.p.Namespace, vs.Spec.Hosts, vs.Spec.Gateways)
 	// A route to a multi-port Service needs a destination port, or Istio cannot tell which
 	// is meant (istioctl analyze: IST0112), while mesh traffic must keep the port it was sent
 	// to: a route without a port is then one route per Service port, each matching its port.

@@ -302,7 +302,6 @@ metadata:
     mesh.canopy.dev/owner-namespace: shop
 spec:
   hosts: [payment-processing]
-  exportTo: [.]
   http:
   - match: [{port: 8080}]
     route:

@@ -266,10 +266,18 @@ func gatewayNamespaceOf(ref, ns string) string {
 	return ns
 }
 
-// exportTo is the visibility of routing of namespace ns bound to gateways: its own
-// namespace, and the namespaces of the gateways, whose workloads must see it to route. A
-// VirtualService visible everywhere would also steer other namespaces' calls to its hosts.
-func exportTo(ns string, gateways []string) []string {
+// exportTo is the visibility of routing of namespace ns for hosts, bound to gateways. Routing
+// whose hosts are all the namespace's own Services serves every caller of those Services,
+// from whatever namespace: it is visible to the whole mesh (nil, Istio's default), as the
+// Services are, or callers elsewhere would skip the canary split, retries and circuit
+// breaking. Routing for any other host (an ingress host, an external host the operator
+// allowed) stays in its namespace and the namespaces of the gateways it is bound to, whose
+// workloads must see it to route: visible everywhere, it would also steer other
+// namespaces' calls to that host.
+func exportTo(ns string, hosts, gateways []string) []string {
+	if len(hosts) > 0 && !slices.ContainsFunc(hosts, func(h string) bool { return !ownHost(ns, h, false) || strings.HasPrefix(h, "*") }) {
+		return nil
+	}
 	out := []string{"."}
 	var others []string
 	for _, g := range gateways {

@@ -149,21 +149,25 @@ func TestTenancyRefusesCanaryClaims(t *testing.T) {
 	}
 }
 
-// exportTo keeps routing in its namespace, and shows it to the namespaces of the gateways
-// it is bound to.
+// exportTo shows routing of the namespace's own Services to the whole mesh, and keeps
+// routing of any other host in its namespace and the namespaces of its gateways.
 func TestExportTo(t *testing.T) {
 	for _, c := range []struct {
+		hosts    []string
 		gateways []string
 		want     []string
 	}{
-		{nil, []string{"."}},
-		{[]string{"mesh"}, []string{"."}},
-		{[]string{"gw", "shop/gw", "./gw", "mesh"}, []string{"."}},
-		{[]string{"istio-system/b", "edge/a", "istio-system/a", "mesh"}, []string{".", "edge", "istio-system"}},
-		{[]string{"public.istio-system.svc.cluster.local"}, []string{".", "istio-system"}},
+		{[]string{"reviews"}, nil, nil},
+		{[]string{"reviews", "reviews.shop", "reviews.shop.svc.cluster.local"}, []string{"mesh"}, nil},
+		{[]string{"reviews", "reviews.other"}, nil, []string{"."}},
+		{[]string{"*.shop.svc.cluster.local"}, nil, []string{"."}},
+		{[]string{"api.example.com"}, []string{"mesh"}, []string{"."}},
+		{[]string{"reviews", "shop.example.com"}, []string{"gw", "shop/gw", "./gw", "mesh"}, []string{"."}},
+		{[]string{"reviews", "shop.example.com"}, []string{"istio-system/b", "edge/a", "istio-system/a", "mesh"}, []string{".", "edge", "istio-system"}},
+		{[]string{"shop.example.com"}, []string{"public.istio-system.svc.cluster.local"}, []string{".", "istio-system"}},
 	} {
-		if got := exportTo("shop", c.gateways); !slices.Equal(got, c.want) {
-			t.Errorf("exportTo(shop, %v) = %v, want %v", c.gateways, got, c.want)
+		if got := exportTo("shop", c.hosts, c.gateways); !slices.Equal(got, c.want) {
+			t.Errorf("exportTo(shop, %v, %v) = %v, want %v", c.hosts, c.gateways, got, c.want)
 		}
 	}
 }
