@@ -247,3 +247,21 @@ func TestStatusErrorBodyIsPrintable(t *testing.T) {
 		t.Fatalf("Call() = %v, want the body cleaned", err)
 	}
 }
+
+// A call that gets no answer says so without the URL (its query carries a token) or the
+// address dialed.
+func TestTransportErrorsShowNoURL(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	addr := srv.Listener.Addr().String()
+	srv.Close() // nothing listens there any more: connection refused
+	c := NewClient(loopbackPolicy(t), ClientOptions{Backoff: time.Millisecond})
+	err := c.Call(context.Background(), hook("http://"+addr+"/hook?token=s3cret", 0), payload)
+	if err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("Call() = %v, want connection refused", err)
+	}
+	for _, leak := range []string{"s3cret", addr, "127.0.0.1"} {
+		if strings.Contains(err.Error(), leak) {
+			t.Errorf("the error %q shows %q", err, leak)
+		}
+	}
+}
