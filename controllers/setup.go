@@ -34,6 +34,11 @@ type Config struct {
 	// parsed from WebhookAllowedHosts and WebhookAllowedCIDRs: the operator gives the
 	// caller and the admission webhook the same one.
 	HookPolicy *hooks.Policy
+	// ProviderPolicy is the URL policy of the provider addresses Canaries and
+	// MetricTemplates name; Credentials says where credentials from their Secrets (and
+	// webhook headers) may go. Nil: the default policy, and credentials go nowhere.
+	ProviderPolicy *hooks.Policy
+	Credentials    *hooks.CredentialPolicy
 
 	// Analyzer and Hooks replace the Prometheus analyzer and the HTTP webhook caller; tests
 	// set them to feed the analysis. Clock replaces the real clock.
@@ -58,6 +63,8 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		cfg.Analyzer = analysis.New(mgr.GetClient(), prometheus.NewFactory().New, analysis.Options{
 			DefaultProvider:              providers.Config{Type: prometheus.Type, Address: cfg.PrometheusAddress},
 			AllowCrossNamespaceTemplates: cfg.AllowCrossNamespace,
+			ProviderPolicy:               cfg.ProviderPolicy,
+			Credentials:                  cfg.Credentials,
 			SecretReader:                 mgr.GetAPIReader(),
 			Clock:                        cfg.Clock,
 		})
@@ -70,7 +77,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 				return fmt.Errorf("--webhook-allowed-hosts/--webhook-allowed-cidrs: %w", err)
 			}
 		}
-		cfg.Hooks = hooks.NewClient(policy, hooks.ClientOptions{})
+		cfg.Hooks = hooks.NewClient(policy, hooks.ClientOptions{Secrets: mgr.GetAPIReader(), Credentials: cfg.Credentials})
 	}
 	metrics.Register()
 	cfg.Hooks = metrics.InstrumentCaller(cfg.Hooks)

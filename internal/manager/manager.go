@@ -7,6 +7,10 @@ import (
 	"crypto/tls"
 	"flag"
 	"fmt"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -56,7 +60,13 @@ type Options struct {
 	AllowCrossNamespace bool
 	WebhookAllowedHosts string
 	WebhookAllowedCIDRs string
-	NotificationsConfig string
+	// MetricsProviderAllowedHosts and MetricsProviderAllowedCIDRs are the URL policy of the
+	// provider addresses Canaries and MetricTemplates name; CredentialAllowedHosts are the
+	// hosts credentials from a tenant's Secret may be sent to (issue 19).
+	MetricsProviderAllowedHosts string
+	MetricsProviderAllowedCIDRs string
+	CredentialAllowedHosts      string
+	NotificationsConfig         string
 	// AllowedGatewayNamespaces, AllowedClusterIssuers, AllowedHosts and AllowedExternalHosts
 	// are the tenancy flags: what one namespace's Canaries and MeshPolicies may claim beyond
 	// the namespace (render.Tenancy; comma-separated, empty allows nothing beyond it).
@@ -114,8 +124,15 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.PrometheusAddress, "prometheus-address", "", "Default Prometheus address for checks, e.g. http://prometheus.istio-system:9090.")
 	fs.BoolVar(&o.AllowCrossNamespace, "allow-cross-namespace-refs", false, "Allow Canaries to reference MetricTemplates in other namespaces.")
 	fs.StringVar(&o.WebhookAllowedHosts, "webhook-allowed-hosts", "",
-		"Comma-separated host names rollout webhooks may call (empty: any host that is not loopback, link-local or a metadata address).")
-	fs.StringVar(&o.WebhookAllowedCIDRs, "webhook-allowed-cidrs", "", "Comma-separated CIDRs rollout webhooks may call.")
+		"Comma-separated host names rollout webhooks may call (empty: any host whose addresses are not loopback, link-local, metadata, private or cluster addresses). A listed name may resolve to a private address.")
+	fs.StringVar(&o.WebhookAllowedCIDRs, "webhook-allowed-cidrs", "",
+		"Comma-separated CIDRs rollout webhooks may call; a CIDR within a refused range (e.g. 10.0.0.0/8, 127.0.0.0/8) lifts that part of it.")
+	fs.StringVar(&o.MetricsProviderAllowedHosts, "metrics-provider-allowed-hosts", "",
+		"Comma-separated host names the provider.address of a Canary or MetricTemplate may name, e.g. prometheus.monitoring.svc (empty: as for webhooks, no loopback, link-local, metadata, private or cluster address). Does not apply to --prometheus-address.")
+	fs.StringVar(&o.MetricsProviderAllowedCIDRs, "metrics-provider-allowed-cidrs", "",
+		"Comma-separated CIDRs a provider.address may reach; a CIDR within a refused range lifts that part of it.")
+	fs.StringVar(&o.CredentialAllowedHosts, "credential-allowed-hosts", "",
+		"Comma-separated host names (or addresses) that credentials from a tenant's Secret (provider secretRef, webhook header) may be sent to; empty: none, except the --prometheus-address. The Secret must also be labelled mesh.canopy.dev/credentials=true.")
 	fs.BoolVar(&o.EnableWebhooks, "enable-webhooks", true, "Serve the admission webhooks of Canary, MeshPolicy and MetricTemplate.")
 	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	fs.StringVar(&o.WebhookCertDir, "webhook-cert-path", "", "Directory of the webhook server's certificate (default: controller-runtime's, /tmp/k8s-webhook-server/serving-certs).")
@@ -256,12 +273,15 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
-	hookPolicy, err := hooks.ParsePolicy(splitList(o.WebhookAllowedHosts), splitList(o.WebhookAllowedCIDRs))
+	policies, err := o.policies(cfg)
 	if err != nil {
-		return fmt.Errorf("--webhook-allowed-hosts/--webhook-allowed-cidrs: %w", err)
+		return err
 	}
 	if o.EnableWebhooks {
-		if err := webhookv1.Setup(mgr, webhookv1.Options{URLPolicy: hookPolicy, AllowCrossNamespace: o.AllowCrossNamespace, Tenancy: tenancy}); err != nil {
+		if err := webhookv1.Setup(mgr, webhookv1.Options{
+			URLPolicy: policies.hooks, ProviderPolicy: policies.providers, Credentials: policies.credentials,
+			AllowCrossNamespace: o.AllowCrossNamespace, Tenancy: tenancy,
+		}); err != nil {
 			return err
 		}
 	}
@@ -283,7 +303,9 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		PrometheusAddress:       o.PrometheusAddress,
 		AllowCrossNamespace:     o.AllowCrossNamespace,
 		Tenancy:                 tenancy,
-		HookPolicy:              hookPolicy,
+		HookPolicy:              policies.hooks,
+		ProviderPolicy:          policies.providers,
+		Credentials:             policies.credentials,
 		Analyzer:                o.Analyzer,
 		Hooks:                   o.Hooks,
 		Observers:               observers,
@@ -315,6 +337,61 @@ func metricsOptions(o Options, tlsOpts []func(*tls.Config)) metricsserver.Option
 		m.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 	return m
+}
+
+// urlPolicies are the operator's answers to where a tenant's objects may make it connect.
+type urlPolicies struct {
+	hooks, providers *hooks.Policy
+	credentials      *hooks.CredentialPolicy
+}
+
+func (o *Options) policies(cfg *rest.Config) (urlPolicies, error) {
+	var p urlPolicies
+	var err error
+	if p.hooks, err = hooks.ParsePolicy(splitList(o.WebhookAllowedHosts), splitList(o.WebhookAllowedCIDRs)); err != nil {
+		return p, fmt.Errorf("--webhook-allowed-hosts/--webhook-allowed-cidrs: %w", err)
+	}
+	if p.providers, err = hooks.ParsePolicy(splitList(o.MetricsProviderAllowedHosts), splitList(o.MetricsProviderAllowedCIDRs)); err != nil {
+		return p, fmt.Errorf("--metrics-provider-allowed-hosts/--metrics-provider-allowed-cidrs: %w", err)
+	}
+	if p.credentials, err = hooks.ParseCredentialPolicy(splitList(o.CredentialAllowedHosts)); err != nil {
+		return p, fmt.Errorf("--credential-allowed-hosts: %w", err)
+	}
+	addrs, addrPorts := apiserverAddresses(cfg.Host, os.Getenv("KUBERNETES_SERVICE_HOST"))
+	for _, pol := range []*hooks.Policy{p.hooks, p.providers} {
+		pol.DeniedAddrs, pol.DeniedAddrPorts = addrs, addrPorts
+	}
+	return p, nil
+}
+
+// apiserverAddresses are the API server's addresses no tenant may make canopy call, even
+// within an allowed CIDR: its in-cluster Service IP (serviceHost, KUBERNETES_SERVICE_HOST),
+// refused on every port, and the address:port canopy reaches it at (host, the client
+// config's), refused on that port only: a test bed serves other things on loopback.
+func apiserverAddresses(host, serviceHost string) ([]netip.Addr, []netip.AddrPort) {
+	var addrs []netip.Addr
+	var addrPorts []netip.AddrPort
+	if a, err := netip.ParseAddr(serviceHost); err == nil {
+		addrs = append(addrs, a.Unmap())
+	}
+	if !strings.Contains(host, "://") {
+		host = "https://" + host
+	}
+	if u, err := url.Parse(host); err == nil {
+		if a, err := netip.ParseAddr(u.Hostname()); err == nil {
+			port := u.Port()
+			if port == "" {
+				port = "443"
+				if u.Scheme == "http" {
+					port = "80"
+				}
+			}
+			if n, err := strconv.ParseUint(port, 10, 16); err == nil {
+				addrPorts = append(addrPorts, netip.AddrPortFrom(a.Unmap(), uint16(n)))
+			}
+		}
+	}
+	return addrs, addrPorts
 }
 
 // nonZero leaves a zero duration to controller-runtime's default.

@@ -99,6 +99,9 @@ func TestHelmChart(t *testing.T) {
 			"operator.prometheusAddress=http://prometheus.istio-system:9090",
 			"operator.webhookAllowedHosts={hooks.example.com,ci.example.com}",
 			"operator.webhookAllowedCIDRs={10.0.0.0/8}",
+			"operator.metricsProviderAllowedHosts={prometheus.monitoring.svc,*.prom.svc}",
+			"operator.metricsProviderAllowedCIDRs={10.96.0.0/12}",
+			"operator.credentialAllowedHosts={prometheus.monitoring.svc}",
 			"operator.allowCrossNamespaceRefs=true", "operator.kubeAPIBurst=40",
 			"operator.maxConcurrentReconciles=8", "operator.extraArgs={--zap-log-level=debug}",
 			"leaderElection.id=canopy-shard-a", "leaderElection.leaseDuration=30s", "leaderElection.renewDeadline=20s", "leaderElection.retryPeriod=4s",
@@ -126,6 +129,10 @@ func TestHelmChart(t *testing.T) {
 			}
 			if _, err := o.Tenancy(); err != nil {
 				t.Errorf("the tenancy flags do not parse: %v", err)
+			}
+			if o.MetricsProviderAllowedHosts != "prometheus.monitoring.svc,*.prom.svc" || o.MetricsProviderAllowedCIDRs != "10.96.0.0/12" ||
+				o.CredentialAllowedHosts != "prometheus.monitoring.svc" {
+				t.Errorf("the URL policy values did not reach the flags: %+v", o)
 			}
 			if o.LeaderElectionID != "canopy-shard-a" || o.ShardSelector != "canopy.dev/shard=a" ||
 				o.LeaseDuration != 30*time.Second || o.RenewDeadline != 20*time.Second || o.RetryPeriod != 4*time.Second {

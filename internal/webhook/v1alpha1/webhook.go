@@ -31,6 +31,10 @@ type Options struct {
 	// URLPolicy decides which rollout webhook URLs a Canary may name; the operator's hooks
 	// caller uses the same one. Nil allows any URL the default policy allows.
 	URLPolicy *hooks.Policy
+	// ProviderPolicy decides which provider addresses a Canary or MetricTemplate may name;
+	// Credentials where credentials from their Secrets may go. The analysis uses the same.
+	ProviderPolicy *hooks.Policy
+	Credentials    *hooks.CredentialPolicy
 	// AllowCrossNamespace lets a Canary reference a MetricTemplate in another namespace.
 	AllowCrossNamespace bool
 	// Tenancy is what a namespace's Canaries and MeshPolicies may claim beyond it; the
@@ -43,7 +47,11 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	if o.URLPolicy == nil {
 		o.URLPolicy = &hooks.Policy{}
 	}
-	canaries := &CanaryValidator{URLPolicy: o.URLPolicy, AllowCrossNamespace: o.AllowCrossNamespace, Tenancy: o.Tenancy}
+	if o.ProviderPolicy == nil {
+		o.ProviderPolicy = &hooks.Policy{}
+	}
+	providers := providerValidator{policy: o.ProviderPolicy, credentials: o.Credentials}
+	canaries := &CanaryValidator{URLPolicy: o.URLPolicy, Providers: providers, AllowCrossNamespace: o.AllowCrossNamespace, Tenancy: o.Tenancy}
 	if err := ctrl.NewWebhookManagedBy(mgr, &meshv1.Canary{}).
 		WithValidator(specValidator[*meshv1.Canary]{canaries.Validate, func(c *meshv1.Canary) any { return c.Spec }}).
 		Complete(); err != nil {
@@ -58,7 +66,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		return fmt.Errorf("setting up the MeshPolicy webhook: %w", err)
 	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &meshv1.MetricTemplate{}).
-		WithValidator(specValidator[*meshv1.MetricTemplate]{(&MetricTemplateValidator{}).Validate, func(t *meshv1.MetricTemplate) any { return t.Spec }}).
+		WithValidator(specValidator[*meshv1.MetricTemplate]{(&MetricTemplateValidator{Providers: providers}).Validate, func(t *meshv1.MetricTemplate) any { return t.Spec }}).
 		Complete(); err != nil {
 		return fmt.Errorf("setting up the MetricTemplate webhook: %w", err)
 	}
