@@ -91,6 +91,10 @@ func run(kubeconfig, samples string, scenario, fast bool) error {
 			// card processor it calls.
 			AllowedGatewayNamespaces: "istio-system", AllowedClusterIssuers: "shop-ca",
 			AllowedHosts: "shop:shop.example.com", AllowedExternalHosts: "shop:api.card-processor.example.com",
+			// The demo's Prometheus, like every server of the local cluster, listens on
+			// loopback, which the URL policies refuse by default: a MetricTemplate or Canary
+			// of the demo may name it (the API server's own address stays refused).
+			MetricsProviderAllowedCIDRs: "127.0.0.0/8",
 		})
 	}()
 	defer func() {
