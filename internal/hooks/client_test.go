@@ -303,7 +303,7 @@ func TestCallHeaderFromSecret(t *testing.T) {
 		{"a host not allowed", elsewhere, "ok", "header.secretKeyRef: URL http://127.0.0.1:"},
 		{"a Secret that did not opt in", allowed, "unlabelled", "is not labelled mesh.canopy.dev/credentials=true"},
 		{"a ServiceAccount token", allowed, "sa", "is a ServiceAccount token"},
-		{"a missing key", allowed, "absent", "Secret shop/absent not found"},
+		{"a missing key", allowed, "absent", "Secret shop/absent is not found"},
 	} {
 		err := tt.client.Call(context.Background(), withHeader(tt.secret), payload)
 		if err == nil || !strings.Contains(err.Error(), tt.err) {

@@ -74,16 +74,16 @@ func ReadSecret(ctx context.Context, reader client.Reader, key types.NamespacedN
 	var s corev1.Secret
 	if err := reader.Get(ctx, key, &s); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("Secret %s not found", key)
+			return nil, fmt.Errorf("the Secret %s is not found", key)
 		}
 		// The API error names nothing the tenant does not know; keep it short anyway.
 		return nil, fmt.Errorf("reading Secret %s: %s", key, apierrors.ReasonForError(err))
 	}
 	if s.Type == corev1.SecretTypeServiceAccountToken {
-		return nil, fmt.Errorf("Secret %s is a ServiceAccount token (%s): canopy never sends one", key, s.Type)
+		return nil, fmt.Errorf("the Secret %s is a ServiceAccount token (%s): canopy never sends one", key, s.Type)
 	}
 	if s.Labels[meshv1.LabelCredentials] != "true" {
-		return nil, fmt.Errorf("Secret %s is not labelled %s=true: label it to let canopy send its credentials", key, meshv1.LabelCredentials)
+		return nil, fmt.Errorf("the Secret %s is not labelled %s=true: label it to let canopy send its credentials", key, meshv1.LabelCredentials)
 	}
 	return &s, nil
 }

@@ -305,7 +305,7 @@ func (p *Policy) deniedAddr(a netip.Addr, port uint16, byName bool) (netip.Prefi
 	}
 	for _, c := range check {
 		for _, d := range deniedPrefixes {
-			if d.prefix.Contains(c) && !(d.byName && byName) && !p.lifted(c, d.prefix) {
+			if d.prefix.Contains(c) && (!d.byName || !byName) && !p.lifted(c, d.prefix) {
 				return d.prefix, d.class
 			}
 		}
