@@ -31,8 +31,9 @@ import (
 // status of another namespace, reach the operator's network) is what canopy must not do
 // for it.
 
-// tenant returns a client acting as a namespace editor of ns.
-func tenant(t *testing.T, ns string) client.Client {
+// tenantClient returns a client acting as a namespace editor of ns (newTenant also makes
+// the namespace, and gives the editor its own copy of canopy's editor role).
+func tenantClient(t *testing.T, ns string) client.Client {
 	t.Helper()
 	installEditorRole(t)
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tenant"}}

@@ -24,7 +24,7 @@ import (
 func TestTenantProviderAddressRefused(t *testing.T) {
 	testenv.SkipIfShort(t)
 	ns := env.CreateNamespace(t)
-	tc := tenant(t, ns)
+	tc := tenantClient(t, ns)
 	startOperator(t, manager.Options{WatchNamespaces: ns})
 	internal := newReceiver(t, nil)
 
@@ -51,7 +51,7 @@ func TestTenantProviderAddressRefused(t *testing.T) {
 func TestTenantProviderRedirectsAndAnswers(t *testing.T) {
 	testenv.SkipIfShort(t)
 	ns := env.CreateNamespace(t)
-	tc := tenant(t, ns)
+	tc := tenantClient(t, ns)
 	startOperator(t, manager.Options{WatchNamespaces: ns, MetricsProviderAllowedCIDRs: "127.0.0.0/8"})
 	metadata := newReceiver(t, func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte(`{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"100"]}]}}`))
@@ -92,7 +92,7 @@ func TestTenantProviderRedirectsAndAnswers(t *testing.T) {
 func TestTenantSecretsStayHome(t *testing.T) {
 	testenv.SkipIfShort(t)
 	ns := env.CreateNamespace(t)
-	tc := tenant(t, ns)
+	tc := tenantClient(t, ns)
 	// The attacker's host is allowed as a provider, so only the credential rules stand in
 	// the way; credentials may go to one other host only.
 	startOperator(t, manager.Options{WatchNamespaces: ns, MetricsProviderAllowedCIDRs: "127.0.0.0/8", CredentialAllowedHosts: "prometheus.monitoring.svc"})
@@ -141,7 +141,7 @@ func TestTenantSecretsStayHome(t *testing.T) {
 func TestTenantSecretsNeedOptIn(t *testing.T) {
 	testenv.SkipIfShort(t)
 	ns := env.CreateNamespace(t)
-	tc := tenant(t, ns)
+	tc := tenantClient(t, ns)
 	startOperator(t, manager.Options{
 		WatchNamespaces: ns, MetricsProviderAllowedCIDRs: "127.0.0.0/8", WebhookAllowedCIDRs: "127.0.0.0/8", CredentialAllowedHosts: "127.0.0.1",
 	})
@@ -173,7 +173,7 @@ func TestTenantSecretsNeedOptIn(t *testing.T) {
 func TestTenantWebhookInsideTheCluster(t *testing.T) {
 	testenv.SkipIfShort(t)
 	ns := env.CreateNamespace(t)
-	tc := tenant(t, ns)
+	tc := tenantClient(t, ns)
 	startOperator(t, manager.Options{WatchNamespaces: ns, WebhookAllowedCIDRs: "127.0.0.0/8", MetricsProviderAllowedCIDRs: "127.0.0.0/8"})
 	prom := newReceiver(t, nil)
 	apiserver, err := url.Parse(env.Config.Host)
@@ -199,7 +199,7 @@ func TestTenantWebhookInsideTheCluster(t *testing.T) {
 func TestTenantCrossNamespaceTemplates(t *testing.T) {
 	testenv.SkipIfShort(t)
 	owner, ns := env.CreateNamespace(t), env.CreateNamespace(t)
-	tc := tenant(t, ns)
+	tc := tenantClient(t, ns)
 	startOperator(t, manager.Options{
 		WatchNamespaces: ns + "," + owner, AllowCrossNamespace: true,
 		MetricsProviderAllowedCIDRs: "127.0.0.0/8", CredentialAllowedHosts: "127.0.0.1",
@@ -271,7 +271,7 @@ func templatesAsObjects(ts []*meshv1.MetricTemplate) []client.Object {
 func TestTenantRegexVariableStaysLiteral(t *testing.T) {
 	testenv.SkipIfShort(t)
 	ns := env.CreateNamespace(t)
-	tc := tenant(t, ns)
+	tc := tenantClient(t, ns)
 	startOperator(t, manager.Options{WatchNamespaces: ns, MetricsProviderAllowedCIDRs: "127.0.0.0/8"})
 	prom := newReceiver(t, nil)
 	mt := &meshv1.MetricTemplate{
