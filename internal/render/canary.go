@@ -353,9 +353,9 @@ func (r *canaryRenderer) virtualService() *networkingv1.VirtualService {
 		TypeMeta:   metav1.TypeMeta{APIVersion: networkingv1.SchemeGroupVersion.String(), Kind: "VirtualService"},
 		ObjectMeta: metav1.ObjectMeta{Name: r.name, Namespace: r.c.Namespace, Labels: r.labels()},
 	}
-	hosts := appendUnique([]string{r.name}, s.Hosts...)
+	hosts := appendHosts(r.c.Namespace, []string{r.name}, s.Hosts...)
 	if r.policy != nil && r.policy.Spec.Ingress != nil {
-		hosts = appendUnique(hosts, r.policy.Spec.Ingress.Hosts...)
+		hosts = appendHosts(r.c.Namespace, hosts, r.policy.Spec.Ingress.Hosts...)
 	}
 	vs.Spec.Hosts = hosts
 	vs.Spec.Gateways = r.gateways()

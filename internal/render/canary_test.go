@@ -3,6 +3,7 @@ package render
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -771,5 +772,17 @@ func TestObservedWeights(t *testing.T) {
 				t.Errorf("got %d, %d, %v; want %d, %d, %v", p, c, ok, tc.p, tc.c, tc.ok)
 			}
 		})
+	}
+}
+
+// A host the Canary's apex already is, written another way (its FQDN), is not listed twice:
+// Istio reads the short name as the FQDN, and one VirtualService defining a host twice is an
+// error to istioctl analyze (IST0109).
+func TestCanaryHostsAreListedOnce(t *testing.T) {
+	c := reviewsCanary()
+	c.Spec.Service.Hosts = []string{"reviews.bookinfo.svc.cluster.local", "reviews", "reviews.example.com"}
+	set := renderCanary(t, c, Weights{Primary: 100}, nil)
+	if got := set.VirtualService.Spec.Hosts; !slices.Equal(got, []string{"reviews", "reviews.example.com"}) {
+		t.Errorf("hosts %v, want reviews and reviews.example.com once each", got)
 	}
 }

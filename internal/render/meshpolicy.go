@@ -382,7 +382,7 @@ func (r *policyRenderer) virtualService() *networkingv1.VirtualService {
 	}
 	vs.Spec.Hosts = []string{r.svc.Name}
 	if s.Ingress != nil {
-		vs.Spec.Hosts = appendUnique(vs.Spec.Hosts, s.Ingress.Hosts...)
+		vs.Spec.Hosts = appendHosts(r.p.Namespace, vs.Spec.Hosts, s.Ingress.Hosts...)
 		vs.Spec.Gateways = append(r.gateways(), "mesh")
 	}
 	vs.Spec.ExportTo = exportTo(r.p.Namespace, vs.Spec.Hosts, vs.Spec.Gateways)
