@@ -249,6 +249,10 @@ func hostWithin(host, pattern string) bool {
 	}
 }
 
+// GatewayNamespaceOf is the namespace of a VirtualService's gateway reference ref, as Istio
+// resolves it for a VirtualService of namespace ns.
+func GatewayNamespaceOf(ref, ns string) string { return gatewayNamespaceOf(ref, ns) }
+
 // gatewayNamespaceOf is the namespace of a VirtualService's gateway reference as Istio
 // resolves it: "ns/name", the legacy "name.ns.svc.cluster.local", or a name of the
 // VirtualService's own namespace (and "mesh", the sidecars).
