@@ -129,7 +129,19 @@ func (r *MeshPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		}
 	}
 	ctrl.LoggerFrom(ctx).V(1).Info("Reconciled", "objects", len(s.objects), "applied", len(s.applied), "deleted", len(s.deleted))
-	return ctrl.Result{}, nil
+	return ctrl.Result{RequeueAfter: s.nextDecision()}, nil
+}
+
+// nextDecision is how long until the rendering changes with time alone: the Gateway serves
+// HTTPS with the Certificate's Secret until its notAfter (serveHTTPS), and at that moment
+// nothing else may wake the policy (cert-manager's renewal keeps failing, so the Certificate
+// does not change). 0 when nothing depends on the time.
+func (s *policyScope) nextDecision() time.Duration {
+	if !s.serveHTTPS() || s.cert.Status.NotAfter == nil {
+		return 0
+	}
+	// A moment past notAfter, so that serveHTTPS sees the certificate expired.
+	return s.cert.Status.NotAfter.Sub(s.now) + time.Second
 }
 
 // policyScope is what one reconcile of a MeshPolicy learns and does.

@@ -433,3 +433,43 @@ func TestMeshPolicyReportsAFailingIssuance(t *testing.T) {
 		t.Fatalf("the Gateway serves HTTPS without a certificate: %v", gw.Spec.String())
 	}
 }
+
+// A Gateway keeps serving HTTPS with a certificate cert-manager fails to renew until the
+// certificate expires; the reconcile asks to be woken at that moment, since nothing else
+// will wake it, and then the Gateway falls back to HTTP (issue 20, item 5).
+func TestMeshPolicyWakesUpWhenTheCertificateExpires(t *testing.T) {
+	h := newPolicyHarness(t)
+	h.create(serviceAccount("order-management"), service("product-catalog", 8080))
+	h.create(catalogPolicy(h.ns, h.gwNS))
+	p := h.settlePolicy("product-catalog")
+	notAfter := h.clock.Now().Add(2 * time.Hour)
+	h.issue(p, notAfter)
+	h.settlePolicy("product-catalog")
+
+	// Renewal fails: cert-manager marks the Certificate not Ready, notAfter stays.
+	h.failIssuance(p, "the CA is unreachable")
+	p = h.settlePolicy("product-catalog")
+	gw := &istionetv1.Gateway{}
+	h.mustGet(h.gwNS, render.GatewayName(p), gw)
+	if len(gw.Spec.Servers) != 2 {
+		t.Fatalf("the Gateway dropped HTTPS while the certificate is valid: %v", gw.Spec.String())
+	}
+	res, err := h.pr.Reconcile(t.Context(), reconcileRequest(h.ns, "product-catalog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := notAfter.Sub(h.clock.Now()); res.RequeueAfter < want || res.RequeueAfter > want+time.Minute {
+		t.Fatalf("RequeueAfter %s, want the certificate's expiry in %s", res.RequeueAfter, want)
+	}
+
+	h.clock.Step(res.RequeueAfter)
+	h.settlePolicy("product-catalog")
+	h.mustGet(h.gwNS, render.GatewayName(p), gw)
+	if len(gw.Spec.Servers) != 1 || gw.Spec.Servers[0].GetTls().GetCredentialName() != "" {
+		t.Fatalf("the Gateway still names the expired certificate: %v", gw.Spec.String())
+	}
+	res, err = h.pr.Reconcile(t.Context(), reconcileRequest(h.ns, "product-catalog"))
+	if err != nil || res.RequeueAfter != 0 {
+		t.Fatalf("after expiry: RequeueAfter %s (%v), want none", res.RequeueAfter, err)
+	}
+}
