@@ -127,6 +127,7 @@ func (r *CanaryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	}()
 
 	for _, step := range []func(context.Context, *canaryScope) (bool, error){
+		r.checkConflict,
 		r.loadWorkloads,
 		r.observe,
 		r.decide,
@@ -182,6 +183,54 @@ type canaryScope struct {
 	completed bool
 	warnings  []render.Warning
 	tracked   []string // the target's tracked configs, part of its revision
+}
+
+// checkConflict refuses a Canary whose target Deployment an older Canary of the namespace
+// already delivers: both would apply the same primary and VirtualService under one field
+// manager, their weights would fight, and deleting one would take the other's objects. The
+// older one owns the target (ties: the name first in order); a later one is Stalled with
+// reason Conflict, names the owner, and writes nothing until the owner is gone or targets
+// another Deployment (the sibling watch wakes it then).
+func (r *CanaryReconciler) checkConflict(ctx context.Context, s *canaryScope) (bool, error) {
+	owner, err := r.targetOwner(ctx, s.canary)
+	if err != nil {
+		return true, err
+	}
+	if owner == nil {
+		return false, nil
+	}
+	c := s.canary
+	s.setNotReady(meshv1.ReasonConflict, fmt.Sprintf("Deployment %s/%s is delivered by Canary %s, created before this one: this Canary writes nothing until that one is deleted or targets another Deployment",
+		c.Namespace, c.Spec.TargetRef.Name, owner.Name), true)
+	return true, nil
+}
+
+// targetOwner returns the older Canary of c's namespace that delivers c's target, or nil
+// when c owns it.
+func (r *CanaryReconciler) targetOwner(ctx context.Context, c *meshv1.Canary) (*meshv1.Canary, error) {
+	list := &meshv1.CanaryList{}
+	if err := r.List(ctx, list, client.InNamespace(c.Namespace), client.MatchingFields{indexTarget: c.Spec.TargetRef.Name}); err != nil {
+		return nil, fmt.Errorf("listing the Canaries of Deployment %s: %w", c.Spec.TargetRef.Name, err)
+	}
+	var owner *meshv1.Canary
+	for i := range list.Items {
+		o := &list.Items[i]
+		if o.UID == c.UID || !createdBefore(o, c) {
+			continue
+		}
+		if owner == nil || createdBefore(o, owner) {
+			owner = o
+		}
+	}
+	return owner, nil
+}
+
+// createdBefore orders Canaries by creation, then by name.
+func createdBefore(a, b *meshv1.Canary) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return a.Name < b.Name
 }
 
 // loadWorkloads reads the target Deployment, the primary and the apex Service from the cache.
@@ -421,6 +470,9 @@ func (r *CanaryReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int)
 	byPolicy := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 		return r.canariesFor(ctx, o.GetNamespace(), indexTarget, o.(*meshv1.MeshPolicy).Spec.TargetRef.Name)
 	})
+	bySibling := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		return r.canariesFor(ctx, o.GetNamespace(), indexTarget, o.(*meshv1.Canary).Spec.TargetRef.Name)
+	})
 	others := notOwn(r.Applier)
 	deployments := builder.WithPredicates(others, deploymentChanged)
 	return ctrl.NewControllerManagedBy(mgr).
@@ -433,6 +485,9 @@ func (r *CanaryReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int)
 		Watches(&appsv1.Deployment{}, byTarget, deployments).
 		Watches(&corev1.Service{}, byTarget, builder.WithPredicates(others)).
 		Watches(&meshv1.MeshPolicy{}, byPolicy).
+		// A Canary refused for a Conflict takes the target over once its owner is gone or
+		// targets another Deployment.
+		Watches(&meshv1.Canary{}, bySibling, builder.WithPredicates(siblingGone)).
 		Watches(&autoscalingv2.HorizontalPodAutoscaler{}, byAutoscaler).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.canariesReading)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
@@ -450,6 +505,15 @@ func notOwn(a *mesh.Applier) predicate.Funcs {
 		CreateFunc: func(e event.CreateEvent) bool { return !a.Own(e.Object) },
 		UpdateFunc: func(e event.UpdateEvent) bool { return !a.Own(e.ObjectNew) },
 	}
+}
+
+// siblingGone passes what ends a Canary's ownership of its target: its deletion, or a new
+// spec (maybe another target; the map function sees the old and the new object).
+var siblingGone = predicate.Funcs{
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	UpdateFunc:  func(e event.UpdateEvent) bool { return e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() },
+	DeleteFunc:  func(event.DeleteEvent) bool { return true },
+	GenericFunc: func(event.GenericEvent) bool { return false },
 }
 
 // deploymentChanged passes the Deployment updates a Canary decides on: its spec or metadata

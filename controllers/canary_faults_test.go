@@ -96,6 +96,7 @@ func (f *faults) client(c client.WithWatch) client.WithWatch {
 		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
 			return f.around(obj, func() error { return c.SubResource(sub).Patch(ctx, obj, p, opts...) })
 		},
+		List: listByTargetIndex,
 	})
 }
 

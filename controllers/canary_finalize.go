@@ -28,7 +28,13 @@ func (r *CanaryReconciler) finalize(ctx context.Context, c *meshv1.Canary) (ctrl
 	if !controllerutil.ContainsFinalizer(c, CanaryFinalizer) {
 		return ctrl.Result{}, nil
 	}
-	if c.Spec.RevertOnDeletion {
+	// A Canary refused for a Conflict wrote nothing: the target and what the owner generated
+	// are the owner's, and stay as they are.
+	owner, err := r.targetOwner(ctx, c)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if owner == nil && c.Spec.RevertOnDeletion {
 		if wait, err := r.revert(ctx, c); err != nil || wait > 0 {
 			return ctrl.Result{RequeueAfter: wait}, err
 		}

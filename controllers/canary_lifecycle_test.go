@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -380,4 +381,48 @@ func (h *harness) reconcileRefused(name string) *meshv1.Canary {
 		h.t.Fatal(err)
 	}
 	return c
+}
+
+// Two Canaries on one Deployment: the older owns it; the later one is Stalled with reason
+// Conflict naming the owner, writes nothing, and deleting it leaves the owner's rollout
+// alone (issue 20, item 2).
+func TestCanarySecondCanaryOfATargetIsAConflict(t *testing.T) {
+	h := newHarness(t)
+	h.initialize(reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10)}))
+	vsBefore := h.virtualService().ResourceVersion
+
+	second := reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](20)})
+	second.Name = "reviews-again"
+	h.create(second)
+	got, _ := h.reconcile("reviews-again")
+	cond := meta.FindStatusCondition(got.Status.Conditions, meshv1.ConditionStalled)
+	if cond == nil || cond.Status != metav1.ConditionTrue || cond.Reason != meshv1.ReasonConflict || !strings.Contains(cond.Message, "Canary reviews,") {
+		t.Fatalf("the second Canary's Stalled condition: %+v, want Conflict naming reviews", cond)
+	}
+	if got.Status.ObservedGeneration != got.Generation {
+		t.Errorf("observedGeneration %d of %d", got.Status.ObservedGeneration, got.Generation)
+	}
+	if vs := h.virtualService(); vs.ResourceVersion != vsBefore || metav1.GetControllerOf(vs).Name != "reviews" {
+		t.Fatalf("the second Canary wrote the VirtualService: version %s (was %s), controller %v", vs.ResourceVersion, vsBefore, metav1.GetControllerOf(vs))
+	}
+
+	// Deleting it touches neither the target nor what the owner generated.
+	if err := h.c.Delete(h.t.Context(), got); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.r.Reconcile(h.t.Context(), reconcileRequest(h.ns, "reviews-again")); err != nil {
+		t.Fatalf("reconcile on deletion: %v", err)
+	}
+	if err := h.c.Get(h.t.Context(), client.ObjectKey{Namespace: h.ns, Name: "reviews-again"}, &meshv1.Canary{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the refused Canary is still there: %v", err)
+	}
+	if n := ptr.Deref(h.deployment("reviews").Spec.Replicas, -1); n != 0 {
+		t.Errorf("the target has %d replicas after the refused Canary went, want the owner's 0", n)
+	}
+	if vs := h.virtualService(); vs.ResourceVersion != vsBefore {
+		t.Errorf("the owner's VirtualService changed when the refused Canary went")
+	}
+	// The owner goes on.
+	h.startRollout("reviews:v2")
+	h.expectWeights(90, 10)
 }

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -140,7 +141,29 @@ func (h *harness) countingClient() client.Client {
 			count()
 			return c.SubResource(sub).Patch(ctx, obj, p, opts...)
 		},
+		List: listByTargetIndex,
 	})
+}
+
+// listByTargetIndex answers a list of Canaries by the target index as the manager's cache
+// does: the apiserver supports no field selector on a custom resource's spec, so the list is
+// filtered here.
+func listByTargetIndex(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+	lo := (&client.ListOptions{}).ApplyOptions(opts)
+	canaries, ok := list.(*meshv1.CanaryList)
+	if !ok || lo.FieldSelector == nil {
+		return c.List(ctx, list, opts...)
+	}
+	target, found := lo.FieldSelector.RequiresExactMatch(indexTarget)
+	if !found {
+		return c.List(ctx, list, opts...)
+	}
+	lo.FieldSelector = nil
+	if err := c.List(ctx, canaries, lo); err != nil {
+		return err
+	}
+	canaries.Items = slices.DeleteFunc(canaries.Items, func(o meshv1.Canary) bool { return o.Spec.TargetRef.Name != target })
+	return nil
 }
 
 func newHarness(t *testing.T) *harness {
