@@ -22,8 +22,9 @@ import (
 
 var env *testenv.Env
 
-// The unit tests need no cluster; with -short they run alone.
-func TestMain(m *testing.M) { testenv.Main(m, testenv.Options{}, &env) }
+// The unit tests need no cluster; with -short they run alone. The others run on a local
+// cluster, whose Pods (kwok's, with fake IPs) are the endpoints istiod sends.
+func TestMain(m *testing.M) { testenv.Main(m, testenv.Options{LocalCluster: true}, &env) }
 
 // createReviews creates, in ns, what canopy generates for a Canary of reviews: a primary
 // and a canary Deployment, a Service for each, and a VirtualService for the apex host
@@ -71,6 +72,9 @@ func createReviews(t *testing.T, ns string, primaryWeight, canaryWeight int32) *
 
 func startSim(t *testing.T, opts Options) *Sim {
 	t.Helper()
+	if opts.XDSAddress == "" {
+		opts.XDSAddress = xdsAddress(t)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	sim, err := Start(ctx, env.Config, opts)
 	if err != nil {
@@ -84,15 +88,95 @@ func startSim(t *testing.T, opts Options) *Sim {
 	return sim
 }
 
-// TestFollowsTheCluster drives the simulator by hand against a real apiserver: it routes
-// what the VirtualService says, and follows an edit of the weights and of a Deployment's
-// behaviour.
+// sidecarConfig is what istiod has sent the simulated client's sidecar in ns (nil
+// before it connected).
+func (s *Sim) sidecarConfig(ns string) *envoyConfig {
+	s.xds.mu.Lock()
+	defer s.xds.mu.Unlock()
+	for _, c := range s.xds.clients {
+		if c.node.Type == "sidecar" && c.node.Namespace == ns {
+			cfg, _ := c.config()
+			return cfg
+		}
+	}
+	return nil
+}
+
+// waitForIstiod ticks the simulator (sending nothing) until check accepts what istiod
+// has sent the client's sidecar in ns, and the world the simulator sees.
+func waitForIstiod(t *testing.T, sim *Sim, ns string, check func(w *World, cfg *envoyConfig) error) {
+	t.Helper()
+	testenv.Eventually(t, time.Minute, func() error {
+		if err := sim.Tick(t.Context(), 0); err != nil {
+			return err
+		}
+		cfg := sim.sidecarConfig(ns)
+		if cfg == nil {
+			return fmt.Errorf("the sidecar in %s has no configuration yet", ns)
+		}
+		w, err := listWorld(t.Context(), sim.reader)
+		if err != nil {
+			return err
+		}
+		return check(w, cfg)
+	})
+}
+
+// weightsAndEndpoints accepts a configuration whose route for host on port 9080 splits
+// between the clusters of Services of ns by the given weights ("reviews-primary", 90,
+// ...), each cluster's endpoints being exactly the Running Pods of the Deployment
+// behind it, every one carrying annotation (when set).
+func weightsAndEndpoints(ns, host string, annotation string, servicesAndWeights ...any) func(w *World, cfg *envoyConfig) error {
+	return func(w *World, cfg *envoyConfig) error {
+		rc := cfg.Routes["9080"]
+		if rc == nil {
+			return fmt.Errorf("no route configuration 9080")
+		}
+		vh := virtualHost(rc, host)
+		if vh == nil || len(vh.Routes) == 0 {
+			return fmt.Errorf("no virtual host for %s", host)
+		}
+		got := map[string]uint32{}
+		switch a := vh.Routes[0].GetRoute(); {
+		case a.GetCluster() != "":
+			got[a.GetCluster()] = 100
+		default:
+			for _, c := range a.GetWeightedClusters().GetClusters() {
+				got[c.GetName()] = c.GetWeight().GetValue()
+			}
+		}
+		for i := 0; i < len(servicesAndWeights); i += 2 {
+			name := "outbound|9080||" + servicesAndWeights[i].(string) + "." + ns + ".svc.cluster.local"
+			want := uint32(servicesAndWeights[i+1].(int))
+			if got[name] != want {
+				return fmt.Errorf("route of %s: weights %v, want %s at %d", host, got, name, want)
+			}
+			eps, _ := cfg.clusterEndpoints(name)
+			if len(eps) != 1 {
+				return fmt.Errorf("%s has endpoints %v, want the one Pod", name, eps)
+			}
+			wl, ok := w.at(eps[0].IP)
+			if !ok {
+				return fmt.Errorf("%s: no running Pod has the endpoint %s", name, eps[0].IP)
+			}
+			if _, ok := wl.Pod.Annotations[annotation]; annotation != "" && !ok {
+				return fmt.Errorf("%s: the endpoint's Pod %s is of an older template", name, wl.Pod.Name)
+			}
+		}
+		return nil
+	}
+}
+
+// TestFollowsTheCluster drives the simulator by hand against a local cluster and a real
+// istiod: it routes what istiod sends for the VirtualService, and follows an edit of the
+// weights and of a Deployment's behaviour.
 func TestFollowsTheCluster(t *testing.T) {
 	testenv.SkipIfShort(t)
 	ns := env.CreateNamespace(t)
 	vs := createReviews(t, ns, 90, 10)
 	sim := startSim(t, Options{TickInterval: -1, Namespaces: []string{ns}})
 	ctx := t.Context()
+	waitForIstiod(t, sim, ns, weightsAndEndpoints(ns, "reviews", "", "reviews-primary", 90, "reviews-canary", 10))
 
 	if err := sim.Tick(ctx, 10*time.Second); err != nil {
 		t.Fatal(err)
@@ -100,6 +184,11 @@ func TestFollowsTheCluster(t *testing.T) {
 	s := sim.Stats()
 	if p, c := s.Requests(toWorkload("reviews-primary")), s.Requests(toWorkload("reviews")); p != 450 || c != 50 {
 		t.Fatalf("primary %d, canary %d; want 450 and 50\n%+v", p, c, s.Routes)
+	}
+	if got := s.Requests(func(k RouteKey) bool {
+		return k.Route == "primary" && k.RouteFrom == ns+"/reviews" && k.Cluster == "outbound|9080||reviews-canary."+ns+".svc.cluster.local" && k.Code == 200
+	}); got != 50 {
+		t.Fatalf("%d canary requests by istiod's route %q from %s/reviews, want 50\n%+v", got, "primary", ns, s.Routes)
 	}
 
 	// Shift to 50/50 and make the canary fail half its requests.
@@ -115,28 +204,19 @@ func TestFollowsTheCluster(t *testing.T) {
 	if err := env.Client.Update(ctx, dep); err != nil {
 		t.Fatal(err)
 	}
-	// The simulator reads through its informers: wait until they saw both edits.
-	testenv.Eventually(t, time.Minute, func() error {
-		w, err := listWorld(ctx, sim.reader)
-		if err != nil {
-			return err
-		}
-		for _, d := range w.Deployments {
-			if d.Name == "reviews" && d.Spec.Template.Annotations[AnnotationErrorRate] == "0.5" &&
-				len(w.VirtualServices) == 1 && w.VirtualServices[0].Spec.Http[0].Route[1].Weight == 50 {
-				return nil
-			}
-		}
-		return fmt.Errorf("the simulator's informers have not seen the edits yet")
-	})
+	// istiod pushes the new route, and the new Pod's endpoint once the rollout is done.
+	waitForIstiod(t, sim, ns, weightsAndEndpoints(ns, "reviews", "", "reviews-primary", 50))
+	waitForIstiod(t, sim, ns, weightsAndEndpoints(ns, "reviews", AnnotationErrorRate, "reviews-canary", 50))
+	before := sim.Stats()
 	if err := sim.Tick(ctx, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	s = sim.Stats()
-	if c := s.Requests(toWorkload("reviews")); c != 50+250 {
-		t.Fatalf("canary %d after the shift, want 300", c)
+	if c := s.Requests(toWorkload("reviews")) - before.Requests(toWorkload("reviews")); c != 250 {
+		t.Fatalf("canary %d after the shift, want 250", c)
 	}
-	if e := s.Requests(func(k RouteKey) bool { return k.Workload == "reviews" && k.Code == 500 }); e != 125 {
+	canaryErrors := func(k RouteKey) bool { return k.Workload == "reviews" && k.Code == 500 }
+	if e := s.Requests(canaryErrors) - before.Requests(canaryErrors); e != 125 {
 		t.Fatalf("canary errors %d, want 125", e)
 	}
 
