@@ -88,13 +88,13 @@ func startSim(t *testing.T, opts Options) *Sim {
 	return sim
 }
 
-// sidecarConfig is what istiod has sent the simulated client's sidecar in ns (nil
-// before it connected).
-func (s *Sim) sidecarConfig(ns string) *envoyConfig {
+// proxyConfig is what istiod has sent the simulated proxy of a type ("sidecar",
+// "router") in ns (nil before it connected).
+func (s *Sim) proxyConfig(typ, ns string) *envoyConfig {
 	s.xds.mu.Lock()
 	defer s.xds.mu.Unlock()
 	for _, c := range s.xds.clients {
-		if c.node.Type == "sidecar" && c.node.Namespace == ns {
+		if c.node.Type == typ && c.node.Namespace == ns {
 			cfg, _ := c.config()
 			return cfg
 		}
@@ -106,13 +106,18 @@ func (s *Sim) sidecarConfig(ns string) *envoyConfig {
 // has sent the client's sidecar in ns, and the world the simulator sees.
 func waitForIstiod(t *testing.T, sim *Sim, ns string, check func(w *World, cfg *envoyConfig) error) {
 	t.Helper()
+	waitForProxy(t, sim, "sidecar", ns, check)
+}
+
+func waitForProxy(t *testing.T, sim *Sim, typ, ns string, check func(w *World, cfg *envoyConfig) error) {
+	t.Helper()
 	testenv.Eventually(t, time.Minute, func() error {
 		if err := sim.Tick(t.Context(), 0); err != nil {
 			return err
 		}
-		cfg := sim.sidecarConfig(ns)
+		cfg := sim.proxyConfig(typ, ns)
 		if cfg == nil {
-			return fmt.Errorf("the sidecar in %s has no configuration yet", ns)
+			return fmt.Errorf("the %s in %s has no configuration yet", typ, ns)
 		}
 		w, err := listWorld(t.Context(), sim.reader)
 		if err != nil {
@@ -238,5 +243,79 @@ func TestFollowsTheCluster(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// TestIstiodMergesVirtualServicesOfAGateway is a configuration istiod resolves
+// differently from a naive reading of the VirtualServices: two VirtualServices for one
+// host on one gateway. Read alone, the older one (routing /api to the canary, nothing
+// else) would leave a request for / without a route, a 404; istiod merges the routes of
+// both, in creation order, and the newer one's catch-all sends it to the primary.
+func TestIstiodMergesVirtualServicesOfAGateway(t *testing.T) {
+	testenv.SkipIfShort(t)
+	ns := env.CreateNamespace(t)
+	ctx := t.Context()
+	createReviews(t, ns, 100, 0)
+	gw := &networkingv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "public"}}
+	gw.Spec.Selector = map[string]string{"istio": "ingressgateway"}
+	gw.Spec.Servers = []*apinetworkingv1.Server{{
+		Port:  &apinetworkingv1.Port{Number: 8080, Name: "http", Protocol: "HTTP"},
+		Hosts: []string{"reviews.example.com"},
+	}}
+	if err := env.Client.Create(ctx, gw); err != nil {
+		t.Fatal(err)
+	}
+	api := &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"}}
+	api.Spec.Hosts, api.Spec.Gateways = []string{"reviews.example.com"}, []string{"public"}
+	api.Spec.Http = []*apinetworkingv1.HTTPRoute{{
+		Name:  "api",
+		Match: []*apinetworkingv1.HTTPMatchRequest{{Uri: &apinetworkingv1.StringMatch{MatchType: &apinetworkingv1.StringMatch_Prefix{Prefix: "/api"}}}},
+		Route: []*apinetworkingv1.HTTPRouteDestination{{Destination: &apinetworkingv1.Destination{Host: "reviews-canary"}}},
+	}}
+	if err := env.Client.Create(ctx, api); err != nil {
+		t.Fatal(err)
+	}
+	// Created within the same second, the two are ordered by name (as istiod orders
+	// them, and the simulator's streams): api, then rest.
+	rest := &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "rest"}}
+	rest.Spec.Hosts, rest.Spec.Gateways = []string{"reviews.example.com"}, []string{"public"}
+	rest.Spec.Http = []*apinetworkingv1.HTTPRoute{{
+		Name:  "rest",
+		Route: []*apinetworkingv1.HTTPRouteDestination{{Destination: &apinetworkingv1.Destination{Host: "reviews-primary"}}},
+	}}
+	if err := env.Client.Create(ctx, rest); err != nil {
+		t.Fatal(err)
+	}
+
+	sim := startSim(t, Options{TickInterval: -1, Namespaces: []string{ns}})
+	waitForProxy(t, sim, "router", ns, func(w *World, cfg *envoyConfig) error {
+		for _, names := range cfg.httpRouteNames() {
+			for _, name := range names {
+				if vh := virtualHost(cfg.Routes[name], "reviews.example.com"); vh != nil && len(vh.Routes) == 2 {
+					eps, _ := cfg.clusterEndpoints("outbound|9080||reviews-primary." + ns + ".svc.cluster.local")
+					if len(eps) == 1 {
+						return nil
+					}
+					return fmt.Errorf("the primary's endpoints: %v", eps)
+				}
+			}
+		}
+		return fmt.Errorf("no virtual host for reviews.example.com with both VirtualServices' routes: listeners %v", cfg.httpRouteNames())
+	})
+	before := sim.Stats()
+	if err := sim.Tick(ctx, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s := sim.Stats()
+	fromRest := func(k RouteKey) bool {
+		return k.Host == "reviews.example.com" && k.Route == "rest" && k.RouteFrom == ns+"/rest" && k.Workload == "reviews-primary" && k.Code == 200
+	}
+	if got := s.Requests(fromRest) - before.Requests(fromRest); got != 500 {
+		t.Fatalf("%d of 500 gateway requests for / answered by the primary through %s/rest, want all\n%+v", got, ns, s.Routes)
+	}
+	// The stream is named after the older VirtualService, which the simulator found
+	// first; istiod's route says which one routed it.
+	if got := s.Requests(func(k RouteKey) bool { return k.VirtualService == "api" && k.RouteFrom == ns+"/rest" }); got < 500 {
+		t.Fatalf("%d requests of the stream of %s/api routed by %s/rest, want 500", got, ns, ns)
 	}
 }
