@@ -433,6 +433,13 @@ func (e *engine) send(t *tick, rc *routev3.RouteConfiguration, src source, skey 
 		}
 	}
 
+	// The router filter: an unknown cluster is answered at once, nothing mirrored.
+	if _, ok := t.cfg.Clusters[key.Cluster]; !ok {
+		flags = append(flags, "NC")
+		e.answerLocally(t, key, src, clusterNotFoundCode(action), strings.Join(flags, ","), delay)
+		return
+	}
+
 	for i, m := range action.GetRequestMirrorPolicies() {
 		frac := 1.0
 		if rf := m.GetRuntimeFraction(); rf != nil {
@@ -446,10 +453,6 @@ func (e *engine) send(t *tick, rc *routev3.RouteConfiguration, src source, skey 
 		}
 	}
 
-	if key.Cluster == "" {
-		e.answerLocally(t, key, src, clusterNotFoundCode(action), "NC", delay)
-		return
-	}
 	timeout := 15 * time.Second // Envoy's default; istiod sets 0 (none) unless told
 	if action.GetTimeout() != nil {
 		timeout = action.GetTimeout().AsDuration()
