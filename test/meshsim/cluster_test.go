@@ -27,8 +27,9 @@ var env *testenv.Env
 func TestMain(m *testing.M) { testenv.Main(m, testenv.Options{LocalCluster: true}, &env) }
 
 // createReviews creates, in ns, what canopy generates for a Canary of reviews: a primary
-// and a canary Deployment, a Service for each, and a VirtualService for the apex host
-// splitting primaryWeight/canaryWeight.
+// and a canary Deployment, a Service for each, the apex Service reviews (selecting the
+// primary's pods), and a VirtualService for the apex host splitting
+// primaryWeight/canaryWeight.
 func createReviews(t *testing.T, ns string, primaryWeight, canaryWeight int32) *networkingv1.VirtualService {
 	t.Helper()
 	ctx := t.Context()
@@ -57,6 +58,13 @@ func createReviews(t *testing.T, ns string, primaryWeight, canaryWeight int32) *
 				t.Fatalf("creating %T %s: %v", o, o.GetName(), err)
 			}
 		}
+	}
+	apex := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reviews"},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "reviews-primary"}, Ports: []corev1.ServicePort{{Name: "http", Port: 9080}}},
+	}
+	if err := env.Client.Create(ctx, apex); err != nil {
+		t.Fatalf("creating the apex Service: %v", err)
 	}
 	vs := &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reviews"}}
 	vs.Spec.Hosts = []string{"reviews"}
@@ -317,5 +325,50 @@ func TestIstiodMergesVirtualServicesOfAGateway(t *testing.T) {
 	// first; istiod's route says which one routed it.
 	if got := s.Requests(func(k RouteKey) bool { return k.VirtualService == "api" && k.RouteFrom == ns+"/rest" }); got < 500 {
 		t.Fatalf("%d requests of the stream of %s/api routed by %s/rest, want 500", got, ns, ns)
+	}
+}
+
+// TestIstiodHonoursExportTo is another: a VirtualService exported only to its own
+// namespace routes reviews to the canary, but a client in another namespace is not
+// given it. Read naively, its requests would reach the canary; istiod's configuration
+// for that client's sidecar has only the default route of the Service reviews, whose
+// pods are the primary's.
+func TestIstiodHonoursExportTo(t *testing.T) {
+	testenv.SkipIfShort(t)
+	ns := env.CreateNamespace(t)
+	client := env.CreateNamespace(t)
+	ctx := t.Context()
+	vs := createReviews(t, ns, 0, 100)
+	vs.Spec.ExportTo = []string{"."}
+	if err := env.Client.Update(ctx, vs); err != nil {
+		t.Fatal(err)
+	}
+	sim := startSim(t, Options{TickInterval: -1, Namespaces: []string{ns, client}, SourceNamespace: client})
+	host := "reviews." + ns + ".svc.cluster.local"
+	waitForIstiod(t, sim, client, func(w *World, cfg *envoyConfig) error {
+		vh := virtualHost(cfg.Routes["9080"], host)
+		if vh == nil || len(vh.Routes) != 1 {
+			return fmt.Errorf("no virtual host for %s with one route", host)
+		}
+		eps, _ := cfg.clusterEndpoints("outbound|9080||" + host)
+		if len(eps) != 1 {
+			return fmt.Errorf("endpoints of reviews: %v", eps)
+		}
+		if _, ok := w.at(eps[0].IP); !ok {
+			return fmt.Errorf("no running Pod has the endpoint %s", eps[0].IP)
+		}
+		return nil
+	})
+	if err := sim.Tick(ctx, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s := sim.Stats()
+	if got := s.Requests(func(k RouteKey) bool {
+		return k.Host == "reviews" && k.RouteFrom == "" && k.Cluster == "outbound|9080||"+host && k.Workload == "reviews-primary" && k.Code == 200
+	}); got != 500 {
+		t.Fatalf("%d of 500 requests from %s by istiod's default route to the primary, want all\n%+v", got, client, s.Routes)
+	}
+	if got := s.Requests(toWorkload("reviews")); got != 0 {
+		t.Fatalf("%d requests reached the canary through a VirtualService not exported to %s", got, client)
 	}
 }
