@@ -372,3 +372,56 @@ func TestIstiodHonoursExportTo(t *testing.T) {
 		t.Fatalf("%d requests reached the canary through a VirtualService not exported to %s", got, client)
 	}
 }
+
+// TestIstiodFaultAndMissingSubset reads a fault and a route to a subset no
+// DestinationRule defines as istiod sends them: the fault filter's per-route
+// configuration aborts a fifth of the requests with 418, and istiod still routes a tenth
+// to the subset's cluster, which it does not send: those get 503 NC from the client's
+// own proxy.
+func TestIstiodFaultAndMissingSubset(t *testing.T) {
+	testenv.SkipIfShort(t)
+	ns := env.CreateNamespace(t)
+	ctx := t.Context()
+	vs := createReviews(t, ns, 90, 10)
+	vs.Spec.Http[0].Route[1].Destination.Subset = "v9"
+	vs.Spec.Http[0].Fault = &apinetworkingv1.HTTPFaultInjection{Abort: &apinetworkingv1.HTTPFaultInjection_Abort{
+		ErrorType:  &apinetworkingv1.HTTPFaultInjection_Abort_HttpStatus{HttpStatus: 418},
+		Percentage: &apinetworkingv1.Percent{Value: 20},
+	}}
+	if err := env.Client.Update(ctx, vs); err != nil {
+		t.Fatal(err)
+	}
+	sim := startSim(t, Options{TickInterval: -1, Namespaces: []string{ns}})
+	subset := "outbound|9080|v9|reviews-canary." + ns + ".svc.cluster.local"
+	waitForIstiod(t, sim, ns, func(w *World, cfg *envoyConfig) error {
+		vh := virtualHost(cfg.Routes["9080"], "reviews")
+		if vh == nil || len(vh.Routes) != 1 || faultOf(vh.Routes[0], vh) == nil {
+			return fmt.Errorf("no faulty route for reviews yet")
+		}
+		if _, ok := cfg.Clusters[subset]; ok {
+			return fmt.Errorf("istiod sent the cluster of an undefined subset")
+		}
+		if eps, _ := cfg.clusterEndpoints("outbound|9080||reviews-primary." + ns + ".svc.cluster.local"); len(eps) != 1 {
+			return fmt.Errorf("the primary's endpoints: %v", eps)
+		}
+		return nil
+	})
+	if err := sim.Tick(ctx, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s := sim.Stats()
+	if got := s.Requests(func(k RouteKey) bool { return k.Code == 418 && k.Flags == "FI" && k.Workload == "" }); got != 100 {
+		t.Errorf("%d of 500 requests aborted with 418, want 100\n%+v", got, s.Routes)
+	}
+	toSubset := func(k RouteKey) bool { return k.Cluster == subset && k.Subset == "v9" }
+	notInjected := func(k RouteKey) bool { return toSubset(k) && k.Flags != "FI" }
+	if got := s.Requests(toSubset); got != 50 {
+		t.Errorf("%d of 500 requests routed to subset v9, want 50", got)
+	}
+	if all, nc := s.Requests(notInjected), s.Requests(func(k RouteKey) bool { return notInjected(k) && k.Code == 503 && k.Flags == "NC" }); nc != all || nc == 0 {
+		t.Errorf("%d of the %d requests to the missing subset got 503 NC, want all", nc, all)
+	}
+	if got := s.Requests(toWorkload("reviews")); got != 0 {
+		t.Errorf("%d requests reached the canary", got)
+	}
+}
