@@ -41,7 +41,9 @@ type Options struct {
 	// traffic connects there as its own proxy, and requests are routed by what istiod
 	// sends it. Required by Start.
 	XDSAddress string
-	// Namespaces restricts what Start watches (default: all).
+	// Namespaces restricts what Start watches (default: all): VirtualServices (whose
+	// hosts get traffic), Services, and the Pods that answer at endpoint addresses (an
+	// endpoint in another namespace answers 503 UF). Gateways are watched everywhere.
 	Namespaces []string
 	// Addr is where /metrics is served (default 127.0.0.1:0, a free port).
 	Addr string

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,7 @@ import (
 
 // Sim is a running simulator.
 type Sim struct {
+	ticks  atomic.Int64 // Tick calls
 	engine *engine
 	xds    *xdsProxies
 	reader client.Reader
@@ -149,8 +151,14 @@ func (s *Sim) Tick(ctx context.Context, d time.Duration) error {
 		}
 	}
 	s.engine.simulate(w, s.xds, d)
+	if s.ticks.Add(1)%sweepEvery == 0 {
+		s.xds.sweep()
+	}
 	return nil
 }
+
+// sweepEvery is how many ticks a proxy no stream needs stays connected, at most.
+const sweepEvery = 60
 
 // syncTimeout bounds how long a tick waits for istiod to answer a new subscription.
 const syncTimeout = 10 * time.Second

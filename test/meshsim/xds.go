@@ -105,8 +105,9 @@ func (c *envoyConfig) clone() *envoyConfig {
 // the route configurations the simulator asked for (Envoy asks for those its listeners
 // name; a sidecar's HTTP listener on port P names route configuration "P").
 type adsClient struct {
-	node node
-	log  logr.Logger
+	node  node
+	log   logr.Logger
+	close context.CancelFunc // ends the stream and the connection
 
 	mu     sync.Mutex
 	cfg    *envoyConfig
@@ -129,8 +130,9 @@ func dialADS(ctx context.Context, addr string, n node, log logr.Logger) (*adsCli
 	if err != nil {
 		return nil, fmt.Errorf("meshsim: connecting to istiod at %s: %w", addr, err)
 	}
+	ctx, cancel := context.WithCancel(ctx)
 	c := &adsClient{
-		node: n, log: log.WithValues("proxy", n.ID()),
+		node: n, log: log.WithValues("proxy", n.ID()), close: cancel,
 		cfg:      &envoyConfig{},
 		answered: map[string]bool{},
 		changed:  make(chan struct{}),
@@ -400,10 +402,26 @@ type xdsProxies struct {
 
 	mu      sync.Mutex
 	clients map[string]*adsClient
+	used    map[string]bool // proxies asked for since the last sweep
 }
 
 func newXDSProxies(ctx context.Context, addr string, log logr.Logger) *xdsProxies {
-	return &xdsProxies{ctx: ctx, addr: addr, log: log, clients: map[string]*adsClient{}}
+	return &xdsProxies{ctx: ctx, addr: addr, log: log, clients: map[string]*adsClient{}, used: map[string]bool{}}
+}
+
+// sweep disconnects the proxies nobody asked for since the last sweep: a stream that is
+// gone (a deleted VirtualService, a test's namespace) leaves no proxy that istiod keeps
+// pushing to.
+func (x *xdsProxies) sweep() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for id, c := range x.clients {
+		if !x.used[id] {
+			c.close()
+			delete(x.clients, id)
+		}
+	}
+	x.used = map[string]bool{}
 }
 
 // config implements proxies: nil until istiod has answered the proxy's subscriptions,
@@ -420,6 +438,7 @@ func (x *xdsProxies) config(n node, routes []string) *envoyConfig {
 		}
 		x.clients[n.ID()] = c
 	}
+	x.used[n.ID()] = true
 	x.mu.Unlock()
 	c.want(routes)
 	return c.configFor(routes)

@@ -181,6 +181,16 @@ func TestADSClient(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
+	// A proxy asked for since the last sweep stays; one that was not is disconnected.
+	px.sweep()
+	if len(px.clients) != 1 {
+		t.Fatalf("a proxy in use was swept")
+	}
+	px.sweep()
+	if len(px.clients) != 0 {
+		t.Fatalf("an unused proxy was kept")
+	}
+
 	// Every response was ACKed with its nonce; the node came with each request.
 	ads.mu.Lock()
 	defer ads.mu.Unlock()
