@@ -336,16 +336,16 @@ func TestIstiodMergesVirtualServicesOfAGateway(t *testing.T) {
 func TestIstiodHonoursExportTo(t *testing.T) {
 	testenv.SkipIfShort(t)
 	ns := env.CreateNamespace(t)
-	client := env.CreateNamespace(t)
+	clientNS := env.CreateNamespace(t)
 	ctx := t.Context()
 	vs := createReviews(t, ns, 0, 100)
 	vs.Spec.ExportTo = []string{"."}
 	if err := env.Client.Update(ctx, vs); err != nil {
 		t.Fatal(err)
 	}
-	sim := startSim(t, Options{TickInterval: -1, Namespaces: []string{ns, client}, SourceNamespace: client})
+	sim := startSim(t, Options{TickInterval: -1, Namespaces: []string{ns, clientNS}, SourceNamespace: clientNS})
 	host := "reviews." + ns + ".svc.cluster.local"
-	waitForIstiod(t, sim, client, func(w *World, cfg *envoyConfig) error {
+	waitForIstiod(t, sim, clientNS, func(w *World, cfg *envoyConfig) error {
 		vh := virtualHost(cfg.Routes["9080"], host)
 		if vh == nil || len(vh.Routes) != 1 {
 			return fmt.Errorf("no virtual host for %s with one route", host)
@@ -366,10 +366,10 @@ func TestIstiodHonoursExportTo(t *testing.T) {
 	if got := s.Requests(func(k RouteKey) bool {
 		return k.Host == "reviews" && k.RouteFrom == "" && k.Cluster == "outbound|9080||"+host && k.Workload == "reviews-primary" && k.Code == 200
 	}); got != 500 {
-		t.Fatalf("%d of 500 requests from %s by istiod's default route to the primary, want all\n%+v", got, client, s.Routes)
+		t.Fatalf("%d of 500 requests from %s by istiod's default route to the primary, want all\n%+v", got, clientNS, s.Routes)
 	}
 	if got := s.Requests(toWorkload("reviews")); got != 0 {
-		t.Fatalf("%d requests reached the canary through a VirtualService not exported to %s", got, client)
+		t.Fatalf("%d requests reached the canary through a VirtualService not exported to %s", got, clientNS)
 	}
 }
 

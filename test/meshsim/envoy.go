@@ -207,16 +207,17 @@ func headerMatches(h *routev3.HeaderMatcher, req request) bool {
 		m = ok == s.PresentMatch
 	case *routev3.HeaderMatcher_StringMatch:
 		m = stringMatches(s.StringMatch, v)
+	// The deprecated specifiers, which older control planes still send.
 	case *routev3.HeaderMatcher_ExactMatch:
-		m = v == s.ExactMatch
+		m = v == s.ExactMatch //nolint:staticcheck // deprecated, still valid
 	case *routev3.HeaderMatcher_PrefixMatch:
-		m = strings.HasPrefix(v, s.PrefixMatch)
+		m = strings.HasPrefix(v, s.PrefixMatch) //nolint:staticcheck // deprecated, still valid
 	case *routev3.HeaderMatcher_SuffixMatch:
-		m = strings.HasSuffix(v, s.SuffixMatch)
+		m = strings.HasSuffix(v, s.SuffixMatch) //nolint:staticcheck // deprecated, still valid
 	case *routev3.HeaderMatcher_ContainsMatch:
-		m = strings.Contains(v, s.ContainsMatch)
+		m = strings.Contains(v, s.ContainsMatch) //nolint:staticcheck // deprecated, still valid
 	case *routev3.HeaderMatcher_SafeRegexMatch:
-		m = fullMatch(s.SafeRegexMatch.GetRegex(), v)
+		m = fullMatch(s.SafeRegexMatch.GetRegex(), v) //nolint:staticcheck // deprecated, still valid
 	case *routev3.HeaderMatcher_RangeMatch:
 		n, err := strconv.ParseInt(v, 10, 64)
 		m = err == nil && n >= s.RangeMatch.GetStart() && n < s.RangeMatch.GetEnd()
@@ -274,12 +275,16 @@ func fractionOf(p *typev3.FractionalPercent) float64 {
 	if p == nil {
 		return 1
 	}
-	d := 100.0
+	var d float64
 	switch p.GetDenominator() {
+	case typev3.FractionalPercent_HUNDRED:
+		d = 100
 	case typev3.FractionalPercent_TEN_THOUSAND:
 		d = 10000
 	case typev3.FractionalPercent_MILLION:
 		d = 1000000
+	default:
+		return 0
 	}
 	return min(float64(p.GetNumerator())/d, 1)
 }
@@ -419,7 +424,7 @@ func healthyEndpoints(cla *endpointv3.ClusterLoadAssignment) []lbEndpoint {
 			byPriority[loc.GetPriority()] = append(byPriority[loc.GetPriority()], lbEndpoint{IP: ip, Weight: lw * w})
 		}
 	}
-	var prios []uint32
+	prios := make([]uint32, 0, len(byPriority))
 	for p := range byPriority {
 		prios = append(prios, p)
 	}
@@ -445,6 +450,8 @@ func clusterHost(name string) (host, subset string) {
 // redirectCode is the status of a redirect action.
 func redirectCode(r *routev3.RedirectAction) int {
 	switch r.GetResponseCode() {
+	case routev3.RedirectAction_MOVED_PERMANENTLY:
+		return 301
 	case routev3.RedirectAction_FOUND:
 		return 302
 	case routev3.RedirectAction_SEE_OTHER:
@@ -460,6 +467,8 @@ func redirectCode(r *routev3.RedirectAction) int {
 // clusterNotFoundCode is what Envoy answers when a route's cluster is unknown.
 func clusterNotFoundCode(a *routev3.RouteAction) int {
 	switch a.GetClusterNotFoundResponseCode() {
+	case routev3.RouteAction_SERVICE_UNAVAILABLE:
+		return 503
 	case routev3.RouteAction_NOT_FOUND:
 		return 404
 	case routev3.RouteAction_INTERNAL_SERVER_ERROR:
