@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -9,9 +10,12 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 )
@@ -335,4 +339,45 @@ func TestCanaryTracksConfigMaps(t *testing.T) {
 	if c.Status.CurrentRevision == before {
 		t.Fatal("the ConfigMap change did not make a new revision")
 	}
+}
+
+// A Canary whose spec is refused is Stalled, and says which generation it judged: kstatus,
+// Argo CD's health check and kubectl wait otherwise show it "in progress" forever.
+func TestCanaryStalledReportsTheObservedGeneration(t *testing.T) {
+	h := newHarness(t)
+	c := reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10)})
+	c.Spec.Service.Timeout = "0s" // the CRD accepts it; the renderer refuses a zero timeout
+	h.create(deployment("reviews", "reviews:v1", 2), c)
+	got := h.reconcileRefused("reviews")
+	if !meta.IsStatusConditionTrue(got.Status.Conditions, meshv1.ConditionStalled) {
+		t.Fatalf("a Canary with an invalid timeout is not Stalled: %v", got.Status.Conditions)
+	}
+	if got.Status.ObservedGeneration != got.Generation {
+		t.Errorf("Stalled at generation %d with observedGeneration %d", got.Generation, got.Status.ObservedGeneration)
+	}
+
+	// A new spec that is refused again: the new generation is observed.
+	got.Spec.Service.Timeout = "1500us"
+	if err := h.c.Update(h.t.Context(), got); err != nil {
+		t.Fatal(err)
+	}
+	got = h.reconcileRefused("reviews")
+	if got.Generation < 2 || got.Status.ObservedGeneration != got.Generation {
+		t.Errorf("after a second invalid spec: generation %d, observedGeneration %d", got.Generation, got.Status.ObservedGeneration)
+	}
+}
+
+// reconcileRefused runs one reconcile that must end in a terminal error (a refused spec) and
+// returns the Canary as it is afterwards.
+func (h *harness) reconcileRefused(name string) *meshv1.Canary {
+	h.t.Helper()
+	_, err := h.r.Reconcile(h.t.Context(), ctrl.Request{NamespacedName: client.ObjectKey{Namespace: h.ns, Name: name}})
+	if !errors.Is(err, reconcile.TerminalError(nil)) {
+		h.t.Fatalf("reconcile: want a terminal error, got %v", err)
+	}
+	c := &meshv1.Canary{}
+	if err := h.c.Get(h.t.Context(), client.ObjectKey{Namespace: h.ns, Name: name}, c); err != nil {
+		h.t.Fatal(err)
+	}
+	return c
 }

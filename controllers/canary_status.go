@@ -25,7 +25,10 @@ func (s *canaryScope) status() meshv1.CanaryStatus {
 		st = s.decision.Status
 	}
 	gen := s.canary.Generation
-	if s.decision != nil {
+	// A decision, or a verdict that only a new spec can change (Stalled), is this
+	// generation's outcome: kstatus, Argo CD's health check and kubectl wait read
+	// observedGeneration to know that the spec they see was judged.
+	if s.decision != nil || meta.IsStatusConditionTrue(st.Conditions, meshv1.ConditionStalled) {
 		st.ObservedGeneration = gen
 	}
 	for i := range st.Conditions {

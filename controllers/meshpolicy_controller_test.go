@@ -317,7 +317,7 @@ func TestMeshPolicyEveryFieldIsAccepted(t *testing.T) {
 	}
 	origin := &istionetv1.DestinationRule{}
 	h.mustGet(h.ns, "payment-processing-processor", origin)
-	if tls := origin.Spec.GetTrafficPolicy().GetPortLevelSettings()[0].GetTls(); tls.GetMode() != networking.ClientTLSSettings_SIMPLE || tls.GetSni() != "api.payments.example.com" {
+	if tls := origin.Spec.GetTrafficPolicy().GetPortLevelSettings()[0].GetTls(); tls.GetMode() != networking.ClientTLSSettings_SIMPLE || tls.GetSni() != "api.payments.example.com" || tls.GetCaCertificates() != "system" {
 		t.Fatalf("TLS origination: %v", origin.Spec.String())
 	}
 	pa := &istiosecv1.PeerAuthentication{}
@@ -327,9 +327,11 @@ func TestMeshPolicyEveryFieldIsAccepted(t *testing.T) {
 	}
 	vs := &istionetv1.VirtualService{}
 	h.mustGet(h.ns, "payment-processing", vs)
+	// The drill route has no port of its own: on the two-port Service it is one route per
+	// port, each naming its port (Istio: IST0112).
 	var drill *networking.HTTPRoute
 	for _, r := range vs.Spec.GetHttp() {
-		if r.GetName() == "drill" {
+		if r.GetName() == "drill-9090" && r.GetRoute()[0].GetDestination().GetPort().GetNumber() == 9090 {
 			drill = r
 		}
 	}

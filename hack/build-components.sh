@@ -6,7 +6,7 @@
 #
 #   hack/build-components.sh [component...]   (default: all)
 #   components: kube-apiserver kube-controller-manager kube-scheduler etcd kwok prometheus cert-manager
-#               helm kustomize
+#               helm kustomize pilot-discovery istioctl
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +27,10 @@ for p in pkg/lint/rules pkg/chartutil; do
   helm_ldflags+=" -X helm.sh/helm/v3/$p.k8sVersionMajor=1 -X helm.sh/helm/v3/$p.k8sVersionMinor=${helm_k8s_minor}"
 done
 kustomize_ldflags="-s -w -X sigs.k8s.io/kustomize/api/provenance.version=kustomize/${kustomize_version}"
+# Istio stamps its version into istio.io/istio/pkg/version; istioctl prints it and istiod reports
+# it to proxies. The pinned commit is the 1.31 line's (see docs/testing.md).
+istio_commit=$(sed -n 's|^require istio.io/istio v0.0.0-[0-9]*-\([0-9a-f]*\)$|\1|p' "$tools/istio/go.mod")
+istio_ldflags="-X istio.io/istio/pkg/version.buildVersion=1.31-dev -X istio.io/istio/pkg/version.buildGitRevision=${istio_commit} -X istio.io/istio/pkg/version.buildStatus=Clean"
 
 stamp_of() { cat "$tools/$1/go.mod" "$tools/$1/go.sum" "$tools/$1"/*.go | sha256sum | cut -c1-16; }
 
@@ -56,11 +60,15 @@ one() {
     cert-manager) build cert-manager certmanager ./ -ldflags "-s -w" ;;
     helm) build helm helm helm.sh/helm/v3/cmd/helm -ldflags "$helm_ldflags" ;;
     kustomize) build kustomize kustomize sigs.k8s.io/kustomize/kustomize/v5 -ldflags "$kustomize_ldflags" ;;
+    # Istio's control plane (istiod) and CLI, from the istio.io/istio commit hack/tools/istio pins.
+    pilot-discovery) build pilot-discovery istio istio.io/istio/pilot/cmd/pilot-discovery -ldflags "-s -w $istio_ldflags" ;;
+    istioctl) build istioctl istio istio.io/istio/istioctl/cmd/istioctl -ldflags "-s -w $istio_ldflags" ;;
     *) echo "build-components: unknown component $1" >&2; exit 2 ;;
   esac
 }
 
 if [[ $# -eq 0 ]]; then
-  set -- etcd kube-apiserver kube-controller-manager kube-scheduler kwok prometheus cert-manager helm kustomize
+  set -- etcd kube-apiserver kube-controller-manager kube-scheduler kwok prometheus cert-manager helm kustomize \
+    pilot-discovery istioctl
 fi
 for c in "$@"; do one "$c"; done

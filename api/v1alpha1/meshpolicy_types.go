@@ -252,7 +252,11 @@ type ExternalPort struct {
 	Name string `json:"name,omitempty"`
 }
 
-// TLSOrigination originates TLS to an external service.
+// TLSOrigination originates TLS to an external service. The sidecar always verifies the
+// host's certificate, against the CA certificates named here or, when none are, against its
+// operating system's roots; insecureSkipVerify is the explicit opt-out.
+// +kubebuilder:validation:XValidation:rule="!(has(self.caCertificates) && has(self.credentialName))",message="caCertificates and credentialName are two sources of the CA certificates: set one"
+// +kubebuilder:validation:XValidation:rule="!(has(self.insecureSkipVerify) && self.insecureSkipVerify && (has(self.caCertificates) || has(self.credentialName)))",message="insecureSkipVerify turns verification off: it cannot be set with caCertificates or credentialName"
 type TLSOrigination struct {
 	// Port the workload calls in plain HTTP; the sidecar upgrades it to TLS.
 	// +kubebuilder:validation:Minimum=1
@@ -261,6 +265,28 @@ type TLSOrigination struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	SNI string `json:"sni,omitempty"`
+	// CACertificates is the path, inside the sidecar, of a file of CA certificates that
+	// verify the host's certificate (mounted into the pod, for example with the
+	// sidecar.istio.io/userVolumeMount annotation). When neither it nor credentialName is
+	// set, canopy writes "system": the sidecar's operating-system roots, what Istio uses
+	// for an empty value, said explicitly.
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^(system|/[^\s]*)$`
+	// +optional
+	CACertificates string `json:"caCertificates,omitempty"`
+	// CredentialName names a Secret of the policy's namespace whose CA certificates (key
+	// `cacert`, or `ca.crt`) verify the host's certificate; the sidecars of the policy's
+	// workloads read it from istiod.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +optional
+	CredentialName string `json:"credentialName,omitempty"`
+	// InsecureSkipVerify turns off the verification of the host's certificate, so that the
+	// traffic can be intercepted without the sidecar noticing. For test endpoints with
+	// self-signed certificates only: canopy reports a warning in the policy's status, and
+	// istioctl analyze warns too (IST0129).
+	// +optional
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
 }
 
 // Ingress exposes the service through an Istio ingress gateway.

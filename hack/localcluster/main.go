@@ -30,6 +30,7 @@ func main() {
 	stateDir := fs.String("state-dir", "", "directory for logs and etcd's data (default: a temporary directory, removed on exit)")
 	certManager := fs.Bool("cert-manager", false, "run cert-manager's controllers (SelfSigned and CA issuers)")
 	prometheus := fs.Bool("prometheus", false, "run Prometheus")
+	istio := fs.Bool("istio", false, "run istiod as istio-system's control plane, with its validating webhook and sidecar injector")
 	targets := fs.String("prometheus-targets", "", "comma-separated host:port targets Prometheus scrapes at /metrics")
 	scrapeInterval := fs.Duration("scrape-interval", time.Second, "Prometheus' scrape interval")
 	exitWithParent := fs.Bool("exit-with-parent", true,
@@ -39,20 +40,20 @@ func main() {
 		stopWithParent()
 	}
 
-	if err := run(*kubeconfig, *readyFile, *stateDir, *certManager, *prometheus, *targets, *scrapeInterval); err != nil {
+	if err := run(*kubeconfig, *readyFile, *stateDir, *certManager, *istio, *prometheus, *targets, *scrapeInterval); err != nil {
 		fmt.Fprintf(os.Stderr, "localcluster: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(kubeconfig, readyFile, stateDir string, certManager, prometheus bool, targets string, scrapeInterval time.Duration) error {
+func run(kubeconfig, readyFile, stateDir string, certManager, istio, prometheus bool, targets string, scrapeInterval time.Duration) error {
 	// Listen for signals before starting, so that a Ctrl-C during startup still stops
 	// what was started.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	start := time.Now()
-	env, err := testenv.Start(testenv.Options{LocalCluster: true, CertManager: certManager, StateDir: stateDir})
+	env, err := testenv.Start(testenv.Options{LocalCluster: true, CertManager: certManager, Istio: istio, StateDir: stateDir})
 	if err != nil {
 		return err
 	}

@@ -383,31 +383,49 @@ func (r *policyRenderer) virtualService() *networkingv1.VirtualService {
 		vs.Spec.Hosts = appendUnique(vs.Spec.Hosts, s.Ingress.Hosts...)
 		vs.Spec.Gateways = []string{GatewayRef(r.p), "mesh"}
 	}
-	// Gateway traffic needs a port on a multi-port Service (the gateway's own port is
-	// not one of the Service's), but mesh traffic must keep the port it was sent to: a
-	// route without a port is then split in two, by gateway.
-	split := s.Ingress != nil && len(r.svc.Spec.Ports) > 1
+	// A route to a multi-port Service needs a destination port, or Istio cannot tell which
+	// is meant (istioctl analyze: IST0112), while mesh traffic must keep the port it was sent
+	// to: a route without a port is then one route per Service port, each matching its port.
+	// Gateway traffic arrives on the gateway's own port, none of the Service's: it goes to
+	// the first port, by a route of its own.
+	ports := r.svc.Spec.Ports
+	multiPort := !r.static && len(ports) > 1
 	add := func(path string, rt *networking.HTTPRoute, port *int32) {
-		if port != nil || !split {
+		if port != nil || !multiPort {
 			rt.Route = []*networking.HTTPRouteDestination{{Destination: r.destination(path+".port", port)}}
 			vs.Spec.Http = append(vs.Spec.Http, rt)
 			return
 		}
-		first := r.svc.Spec.Ports[0].Port
-		gw := cloneMsg(rt)
-		if gw.Name != "" {
-			gw.Name += "-ingress"
+		if s.Ingress != nil {
+			first := ports[0].Port
+			gw := cloneMsg(rt)
+			if gw.Name != "" {
+				gw.Name += "-ingress"
+			}
+			gw.Match = onGateway(gw.Match, GatewayRef(r.p))
+			gw.Route = []*networking.HTTPRouteDestination{{Destination: r.destination(path+".port", &first)}}
+			vs.Spec.Http = append(vs.Spec.Http, gw)
+			rt.Match = onGateway(rt.Match, "mesh")
 		}
-		gw.Match = onGateway(gw.Match, GatewayRef(r.p))
-		gw.Route = []*networking.HTTPRouteDestination{{Destination: r.destination(path+".port", &first)}}
-		rt.Match = onGateway(rt.Match, "mesh")
-		rt.Route = []*networking.HTTPRouteDestination{{Destination: r.destination(path+".port", nil)}}
-		vs.Spec.Http = append(vs.Spec.Http, gw, rt)
+		for _, sp := range ports {
+			pr := cloneMsg(rt)
+			if pr.Name != "" {
+				pr.Name += "-" + strconv.Itoa(int(sp.Port))
+			}
+			pr.Match = onPort(pr.Match, uint32(sp.Port))
+			pr.Route = []*networking.HTTPRouteDestination{{Destination: r.destination(path+".port", &sp.Port)}}
+			vs.Spec.Http = append(vs.Spec.Http, pr)
+		}
 	}
 	catchAll := false
+	named := map[string]int{}
 	for i := range s.Routes {
 		pr := &s.Routes[i]
 		path := fmt.Sprintf("spec.routes[%d]", i)
+		if j, dup := named[pr.Name]; dup && pr.Name != "" {
+			r.e.inconsistent("spec.routes", "route name %q is used by routes %d and %d", pr.Name, j, i)
+		}
+		named[pr.Name] = i
 		if catchAll {
 			r.e.warn(path, "is never used: an earlier route matches every request")
 		}
@@ -421,7 +439,7 @@ func (r *policyRenderer) virtualService() *networkingv1.VirtualService {
 	if !catchAll {
 		add("", d.route(), nil)
 	}
-	if split {
+	if multiPort && s.Ingress != nil {
 		r.e.warn("spec.ingress", "Service %q has %d ports: traffic from the gateway on routes without a port goes to the first, %d", r.svc.Name, len(r.svc.Spec.Ports), r.svc.Spec.Ports[0].Port)
 	}
 	checkRouteNames(r.e, vs.Spec.Http)
@@ -430,20 +448,31 @@ func (r *policyRenderer) virtualService() *networkingv1.VirtualService {
 
 // onGateway restricts matches to one gateway ("mesh" for sidecars).
 func onGateway(matches []*networking.HTTPMatchRequest, gateway string) []*networking.HTTPMatchRequest {
+	return restrict(matches, func(m *networking.HTTPMatchRequest) { m.Gateways = []string{gateway} })
+}
+
+// onPort restricts matches to the requests sent to one port of the Service.
+func onPort(matches []*networking.HTTPMatchRequest, port uint32) []*networking.HTTPMatchRequest {
+	return restrict(matches, func(m *networking.HTTPMatchRequest) { m.Port = port })
+}
+
+// restrict returns copies of matches (one that matches everything when there are none)
+// with set applied to each.
+func restrict(matches []*networking.HTTPMatchRequest, set func(*networking.HTTPMatchRequest)) []*networking.HTTPMatchRequest {
 	if len(matches) == 0 {
-		return []*networking.HTTPMatchRequest{{Gateways: []string{gateway}}}
+		matches = []*networking.HTTPMatchRequest{{}}
 	}
 	out := make([]*networking.HTTPMatchRequest, 0, len(matches))
 	for _, m := range matches {
 		m = cloneMsg(m)
-		m.Gateways = []string{gateway}
+		set(m)
 		out = append(out, m)
 	}
 	return out
 }
 
-// destination is the Service, on the route's port when it has one: a single-port
-// Service needs none, and mesh traffic to a multi-port one keeps the port it was sent to.
+// destination is the Service, on the route's port when it has one, else on the Service's
+// only port (virtualService gives every route to a multi-port Service a port).
 func (r *policyRenderer) destination(path string, port *int32) *networking.Destination {
 	d := &networking.Destination{Host: r.svc.Name}
 	ports := r.svc.Spec.Ports
@@ -557,31 +586,73 @@ func (r *policyRenderer) externalService(i int) (*networkingv1.ServiceEntry, []*
 	default:
 		se.Spec.Ports[plainIdx].TargetPort = tlsPort
 	}
+	tls := r.originationTLS(tp, t)
+	// A credential is read by the sidecars a DestinationRule selects (Istio reads a sidecar's
+	// credentialName only with a workloadSelector): one DestinationRule per workload then.
+	wls := []workload{{}}
+	if t.CredentialName != "" {
+		wls = r.workloads()
+	}
 	var drs []*networkingv1.DestinationRule
 	for j, h := range x.Hosts {
-		name := r.p.Name + "-" + x.Name
-		if len(x.Hosts) > 1 {
-			name += "-" + strconv.Itoa(j)
+		for _, wl := range wls {
+			name := r.p.Name + "-" + x.Name
+			if len(x.Hosts) > 1 {
+				name += "-" + strconv.Itoa(j)
+			}
+			if wl.name != "" && wl.name != r.p.Name {
+				name += strings.TrimPrefix(wl.name, r.p.Name)
+			}
+			hostTLS := cloneMsg(tls)
+			hostTLS.Sni = t.SNI
+			if hostTLS.Sni == "" {
+				hostTLS.Sni = h
+			}
+			dr := &networkingv1.DestinationRule{
+				TypeMeta:   metav1.TypeMeta{APIVersion: networkingv1.SchemeGroupVersion.String(), Kind: "DestinationRule"},
+				ObjectMeta: r.meta(name),
+			}
+			dr.Spec.Host = h
+			dr.Spec.ExportTo = []string{"."}
+			dr.Spec.WorkloadSelector = wl.selector
+			dr.Spec.TrafficPolicy = &networking.TrafficPolicy{
+				PortLevelSettings: []*networking.TrafficPolicy_PortTrafficPolicy{{
+					Port: &networking.PortSelector{Number: uint32(t.Port)},
+					Tls:  hostTLS,
+				}},
+			}
+			drs = append(drs, dr)
 		}
-		sni := t.SNI
-		if sni == "" {
-			sni = h
-		}
-		dr := &networkingv1.DestinationRule{
-			TypeMeta:   metav1.TypeMeta{APIVersion: networkingv1.SchemeGroupVersion.String(), Kind: "DestinationRule"},
-			ObjectMeta: r.meta(name),
-		}
-		dr.Spec.Host = h
-		dr.Spec.ExportTo = []string{"."}
-		dr.Spec.TrafficPolicy = &networking.TrafficPolicy{
-			PortLevelSettings: []*networking.TrafficPolicy_PortTrafficPolicy{{
-				Port: &networking.PortSelector{Number: uint32(t.Port)},
-				Tls:  &networking.ClientTLSSettings{Mode: networking.ClientTLSSettings_SIMPLE, Sni: sni},
-			}},
-		}
-		drs = append(drs, dr)
 	}
 	return se, drs
+}
+
+// systemRoots is the CA certificates value that makes the sidecar verify a server with its
+// operating system's roots: what istiod configures for an empty caCertificates, written
+// out so that the verification is explicit (istioctl analyze warns on an empty one, IST0129).
+const systemRoots = "system"
+
+// originationTLS is how a sidecar originates TLS to an external host: it always verifies
+// the server's certificate, against the CA certificates the policy names or the system
+// roots, unless the policy opts out with insecureSkipVerify (a warning).
+func (r *policyRenderer) originationTLS(path string, t *meshv1.TLSOrigination) *networking.ClientTLSSettings {
+	tls := &networking.ClientTLSSettings{Mode: networking.ClientTLSSettings_SIMPLE}
+	switch {
+	case t.CACertificates != "" && t.CredentialName != "":
+		r.e.invalid(path+".credentialName", "caCertificates and credentialName are two sources of the CA certificates: set one")
+	case t.InsecureSkipVerify && (t.CACertificates != "" || t.CredentialName != ""):
+		r.e.invalid(path+".insecureSkipVerify", "turns verification off: it cannot be set with caCertificates or credentialName")
+	case t.InsecureSkipVerify:
+		tls.InsecureSkipVerify = wrapperspb.Bool(true)
+		r.e.warn(path+".insecureSkipVerify", "the sidecar does not verify the external host's certificate: its traffic can be intercepted")
+	case t.CredentialName != "":
+		tls.CredentialName = t.CredentialName
+	case t.CACertificates != "":
+		tls.CaCertificates = t.CACertificates
+	default:
+		tls.CaCertificates = systemRoots
+	}
+	return tls
 }
 
 func (r *policyRenderer) ingressHosts() []string {

@@ -271,6 +271,10 @@ func TestZeroEnumsAreOmittedFromJSON(t *testing.T) {
 	}
 }
 
+// A route to a multi-port Service names its port, or Istio cannot tell which is meant
+// (istioctl analyze: IST0112): without a port of its own, a route is one per Service port,
+// each matching the port the request was sent to. (The test against istioctl itself is in
+// test/e2e: TestIstioAnalyzesCanopysObjects.)
 func TestMeshPolicyMinimal(t *testing.T) {
 	p := &meshv1.MeshPolicy{}
 	p.Name, p.Namespace = "payment-processing", "shop"
@@ -299,8 +303,13 @@ metadata:
 spec:
   hosts: [payment-processing]
   http:
-  - route:
-    - destination: {host: payment-processing}
+  - match: [{port: 8080}]
+    route:
+    - destination: {host: payment-processing, port: {number: 8080}}
+    timeout: 3s
+  - match: [{port: 9090}]
+    route:
+    - destination: {host: payment-processing, port: {number: 9090}}
     timeout: 3s
 `)
 }
@@ -436,5 +445,77 @@ func TestMeshPolicyDeterministic(t *testing.T) {
 		if hashes() != first {
 			t.Fatalf("render %d differs", i)
 		}
+	}
+}
+
+// TLS origination always verifies the external host: against the system roots, written out
+// as "system" (an empty caCertificates is what istioctl analyze warns about, IST0129, though
+// istiod reads it the same), against a CA file or a Secret the policy names, or not at all
+// when the policy opts out, with a warning.
+func TestTLSOriginationVerifiesTheServer(t *testing.T) {
+	tlsOf := func(dr *networkingv1.DestinationRule) string {
+		return asYAML(t, dr)
+	}
+	origination := func(o meshv1.TLSOrigination, opts MeshPolicyOptions) MeshPolicySet {
+		p := paymentPolicy()
+		o.Port = 80
+		p.Spec.ExternalServices[0].TLSOrigination = &o
+		return renderPolicy(t, p, opts)
+	}
+	stripe := func(set MeshPolicySet) []*networkingv1.DestinationRule {
+		var out []*networkingv1.DestinationRule
+		for _, dr := range set.DestinationRules {
+			if dr.Spec.Host == "api.stripe.com" {
+				out = append(out, dr)
+			}
+		}
+		return out
+	}
+
+	drs := stripe(origination(meshv1.TLSOrigination{}, MeshPolicyOptions{}))
+	if len(drs) != 1 || !strings.Contains(tlsOf(drs[0]), "caCertificates: system") || drs[0].Spec.WorkloadSelector != nil {
+		t.Errorf("default: want one DestinationRule verifying with the system roots, got %d: %v", len(drs), drs)
+	}
+	drs = stripe(origination(meshv1.TLSOrigination{CACertificates: "/etc/pki/stripe-ca.pem"}, MeshPolicyOptions{}))
+	if len(drs) != 1 || !strings.Contains(tlsOf(drs[0]), "caCertificates: /etc/pki/stripe-ca.pem") {
+		t.Errorf("caCertificates: got %v", drs)
+	}
+	// A credential is read only by the sidecars a DestinationRule selects: one per workload,
+	// the canary's included.
+	drs = stripe(origination(meshv1.TLSOrigination{CredentialName: "stripe-ca"},
+		MeshPolicyOptions{CanarySelector: map[string]string{"app": "payment-processing", "track": "canary"}}))
+	if len(drs) != 2 {
+		t.Fatalf("credentialName: want a DestinationRule per workload, got %d", len(drs))
+	}
+	if drs[0].Name != "payment-processing-stripe" || drs[1].Name != "payment-processing-stripe-canary" ||
+		drs[0].Spec.WorkloadSelector.GetMatchLabels()["app"] != "payment-processing" || drs[1].Spec.WorkloadSelector.GetMatchLabels()["track"] != "canary" {
+		t.Errorf("credentialName: names %s, %s; selectors %v, %v", drs[0].Name, drs[1].Name, drs[0].Spec.WorkloadSelector, drs[1].Spec.WorkloadSelector)
+	}
+	for _, dr := range drs {
+		if y := tlsOf(dr); !strings.Contains(y, "credentialName: stripe-ca") || strings.Contains(y, "caCertificates") {
+			t.Errorf("credentialName: %s", y)
+		}
+	}
+	set := origination(meshv1.TLSOrigination{InsecureSkipVerify: true}, MeshPolicyOptions{})
+	if drs = stripe(set); len(drs) != 1 || !strings.Contains(tlsOf(drs[0]), "insecureSkipVerify: true") {
+		t.Errorf("insecureSkipVerify: got %v", drs)
+	}
+	warned := false
+	for _, w := range set.Warnings {
+		warned = warned || w.Field == "spec.externalServices[0].tlsOrigination.insecureSkipVerify"
+	}
+	if !warned {
+		t.Errorf("insecureSkipVerify: no warning: %v", set.Warnings)
+	}
+
+	for name, o := range map[string]meshv1.TLSOrigination{
+		"spec.externalServices[0].tlsOrigination.credentialName":     {CACertificates: "/ca.pem", CredentialName: "ca"},
+		"spec.externalServices[0].tlsOrigination.insecureSkipVerify": {CACertificates: "/ca.pem", InsecureSkipVerify: true},
+	} {
+		p := paymentPolicy()
+		o.Port = 80
+		p.Spec.ExternalServices[0].TLSOrigination = &o
+		_, err := MeshPolicyObjects(p, paymentService(), MeshPolicyOptions{})
+		expectFieldError(t, err, name, meshv1.ReasonInvalidSpec)
 	}
 }

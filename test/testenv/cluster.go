@@ -51,9 +51,10 @@ func (e *Env) startLocalCluster(opts Options) error {
 		args []string
 	}{
 		{"kube-controller-manager", []string{kubeconfig,
-			// There is no service-account signing key for the token controller; the
-			// admission plugin that needs service accounts is off in envtest anyway.
-			"--controllers=*,-serviceaccount-token,-serviceaccount",
+			// There is no service-account signing key for the token controller. Without
+			// istiod the admission plugin that needs service accounts is off (envtest's
+			// default), and so is the controller that creates each namespace's "default".
+			"--controllers=" + controllers(opts),
 			"--leader-elect=false", "--use-service-account-credentials=false",
 			"--bind-address=127.0.0.1", "--secure-port=0"}},
 		{"kube-scheduler", []string{kubeconfig,
@@ -116,11 +117,17 @@ func (e *Env) waitForLocalCluster(ctx context.Context, procs []*process) error {
 		ObjectMeta: metav1.ObjectMeta{Name: "testenv-probe", Namespace: metav1.NamespaceSystem},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "probe", Image: "probe"}}},
 	}
-	if err := c.Create(ctx, probe); err != nil {
-		return fmt.Errorf("creating the probe pod: %w", err)
-	}
 	err = waitFor("a pod to be scheduled and Running", func() error {
-		if err := c.Get(ctx, client.ObjectKeyFromObject(probe), probe); err != nil {
+		err := c.Get(ctx, client.ObjectKeyFromObject(probe), probe)
+		if apierrors.IsNotFound(err) {
+			// With the ServiceAccount admission plugin (Options.Istio), a pod is refused
+			// until the controller-manager created kube-system's default ServiceAccount.
+			if err := c.Create(ctx, probe); err != nil {
+				return fmt.Errorf("creating the probe pod: %w", err)
+			}
+			return errors.New("probe pod created")
+		}
+		if err != nil {
 			return err
 		}
 		if probe.Spec.NodeName == "" || probe.Status.Phase != corev1.PodRunning {
@@ -135,6 +142,16 @@ func (e *Env) waitForLocalCluster(ctx context.Context, procs []*process) error {
 		return fmt.Errorf("deleting the probe pod: %w", err)
 	}
 	return nil
+}
+
+// controllers are the controller-manager's controllers: all but the service account token
+// controller, and the service account controller only where the ServiceAccount admission
+// plugin runs (with istiod; see startAPIServer).
+func controllers(opts Options) string {
+	if opts.Istio {
+		return "*,-serviceaccount-token"
+	}
+	return "*,-serviceaccount-token,-serviceaccount"
 }
 
 func fakeNode(pods int) *corev1.Node {

@@ -40,6 +40,9 @@ type Options struct {
 	// CertManager runs cert-manager's controllers (see StartCertManager) with the
 	// default options.
 	CertManager bool
+	// Istio runs istiod (see StartIstiod) as istio-system's control plane, with its
+	// validating webhook and sidecar injector registered; it excludes WithoutIstio.
+	Istio bool
 	// Webhooks installs canopy's admission webhook configurations (config/webhook/
 	// manifests.yaml, as generated) pointing at a local server: run the manager with
 	// Env.WebhookServing's host, port and certificates to serve them. Until it serves,
@@ -87,6 +90,8 @@ type Env struct {
 	NodeName string
 	// Webhook is where the admission webhooks are served, with Options.Webhooks; else nil.
 	Webhook *WebhookServing
+	// Istio is istiod, with Options.Istio; else nil.
+	Istio *Istiod
 
 	env         *envtest.Environment
 	envtestPids []int
@@ -95,6 +100,8 @@ type Env struct {
 	mu          sync.Mutex
 	children    []*process // stopped in reverse order
 	stopped     bool
+	// expectedFindings are the Istio analyzers' codes a test expects in a namespace.
+	expectedFindings map[string][]string
 }
 
 // Start starts an envtest apiserver, or with opts.LocalCluster a local cluster, and
@@ -144,6 +151,14 @@ func Start(opts Options) (_ *Env, err error) {
 			return nil, err
 		}
 	}
+	if opts.Istio {
+		if opts.WithoutIstio {
+			return nil, errors.New("testenv: Options.Istio needs Istio's CRDs, which WithoutIstio leaves out")
+		}
+		if e.Istio, err = e.StartIstiod(); err != nil {
+			return nil, err
+		}
+	}
 	return e, nil
 }
 
@@ -157,6 +172,9 @@ func (e *Env) startAPIServer(opts Options) error {
 	}
 	if opts.CertManager {
 		names = append(names, "cert-manager")
+	}
+	if opts.Istio {
+		names = append(names, "pilot-discovery", "helm")
 	}
 	bins, err := binaries(names...)
 	if err != nil {
@@ -193,6 +211,13 @@ func (e *Env) startAPIServer(opts Options) error {
 	if opts.LocalCluster {
 		// Service account tokens need an issuer the controller-manager accepts.
 		apiServer.Configure().Append("service-account-issuer", "https://kubernetes.default.svc")
+	}
+	if opts.LocalCluster && opts.Istio {
+		// istiod's injector gives every pod the projected token its proxy would present
+		// (istio-token), which the apiserver accepts only for a pod with a ServiceAccount: as
+		// in a real cluster, the ServiceAccount admission plugin (envtest turns it off) gives
+		// pods the namespace's "default", which the controller-manager creates.
+		apiServer.Configure().Disable("disable-admission-plugins")
 	}
 	if opts.ServiceIPRange != "" {
 		apiServer.Configure().Set("service-cluster-ip-range", opts.ServiceIPRange)
