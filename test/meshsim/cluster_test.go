@@ -23,8 +23,8 @@ import (
 var env *testenv.Env
 
 // The unit tests need no cluster; with -short they run alone. The others run on a local
-// cluster, whose Pods (kwok's, with fake IPs) are the endpoints istiod sends.
-func TestMain(m *testing.M) { testenv.Main(m, testenv.Options{LocalCluster: true}, &env) }
+// cluster with istiod, whose Pods (kwok's, with fake IPs) are the endpoints istiod sends.
+func TestMain(m *testing.M) { testenv.Main(m, testenv.Options{LocalCluster: true, Istio: true}, &env) }
 
 // createReviews creates, in ns, what canopy generates for a Canary of reviews: a primary
 // and a canary Deployment, a Service for each, the apex Service reviews (selecting the
@@ -81,7 +81,7 @@ func createReviews(t *testing.T, ns string, primaryWeight, canaryWeight int32) *
 func startSim(t *testing.T, opts Options) *Sim {
 	t.Helper()
 	if opts.XDSAddress == "" {
-		opts.XDSAddress = xdsAddress(t)
+		opts.XDSAddress = env.Istio.XDSAddress
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	sim, err := Start(ctx, env.Config, opts)
