@@ -52,7 +52,7 @@ func run(kubeconfig, samples string, scenario, fast bool) error {
 	defer stop()
 
 	say("starting the local cluster (kube-apiserver, etcd, controller-manager, scheduler, kwok, cert-manager)")
-	env, err := testenv.Start(testenv.Options{LocalCluster: true, CertManager: true})
+	env, err := testenv.Start(testenv.Options{LocalCluster: true, CertManager: true, Istio: true})
 	if err != nil {
 		return err
 	}
@@ -69,7 +69,7 @@ func run(kubeconfig, samples string, scenario, fast bool) error {
 	defer func() { _ = os.Remove(kubeconfig) }() // it points at a port nothing listens on once we stop
 
 	say("starting the mesh traffic simulator and Prometheus")
-	sim, err := meshsim.Start(ctx, env.Config, meshsim.Options{RequestsPerSecond: 50})
+	sim, err := meshsim.Start(ctx, env.Config, meshsim.Options{RequestsPerSecond: 50, XDSAddress: env.Istio.XDSAddress})
 	if err != nil {
 		return err
 	}

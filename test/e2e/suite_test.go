@@ -31,7 +31,7 @@ var env *testenv.Env
 // TestMain starts the local cluster with cert-manager's controllers (for the Certificate
 // tests; they cost a second or two to start).
 func TestMain(m *testing.M) {
-	testenv.Main(m, testenv.Options{LocalCluster: true, CertManager: true}, &env)
+	testenv.Main(m, testenv.Options{LocalCluster: true, CertManager: true, Istio: true}, &env)
 }
 
 // operator is canopy running in this process against the local cluster.
