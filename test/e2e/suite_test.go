@@ -29,7 +29,9 @@ import (
 var env *testenv.Env
 
 // TestMain starts the local cluster with cert-manager's controllers (for the Certificate
-// tests; they cost a second or two to start).
+// tests; they cost a second or two to start) and istiod: its webhook judges every Istio
+// object canopy writes, its injector puts sidecars into the test namespaces' pods, and its
+// analyzers judge each test's namespace when the test ends (testenv.CreateNamespace).
 func TestMain(m *testing.M) {
 	testenv.Main(m, testenv.Options{LocalCluster: true, CertManager: true, Istio: true}, &env)
 }

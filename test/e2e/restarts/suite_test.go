@@ -37,7 +37,7 @@ import (
 var env *testenv.Env
 
 func TestMain(m *testing.M) {
-	testenv.Main(m, testenv.Options{LocalCluster: true}, &env)
+	testenv.Main(m, testenv.Options{LocalCluster: true, Istio: true}, &env)
 }
 
 // Lease timings of the test operators: a killed leader's lease expires after 4s, so a
