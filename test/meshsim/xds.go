@@ -363,17 +363,19 @@ func (c *adsClient) configFor(routes []string) *envoyConfig {
 	return c.cfg
 }
 
-// config is what istiod has sent so far, and whether every subscription has been
-// answered since it last changed.
+// config is what istiod has sent so far, and whether the proxy is synced: it has had
+// listeners, clusters and endpoints once, and an answer to its route subscription since
+// that last changed.
 func (c *adsClient) config() (*envoyConfig, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	synced := c.answered[typeCluster] && c.answered[typeListener] && c.answered[typeEndpoint] &&
-		(len(c.routes) == 0 || c.answered[typeRoute])
+	// Once ready, only a route subscription is waited for: the endpoints of clusters a
+	// push adds follow on their own, and a tick need not wait for them.
+	synced := c.ready && (len(c.routes) == 0 || c.answered[typeRoute])
 	return c.cfg, synced
 }
 
-// waitSynced waits until every subscription has been answered.
+// waitSynced waits until the proxy is synced (see config).
 func (c *adsClient) waitSynced(ctx context.Context) error {
 	for {
 		c.mu.Lock()
@@ -444,7 +446,7 @@ func (x *xdsProxies) config(n node, routes []string) *envoyConfig {
 	return c.configFor(routes)
 }
 
-// waitSynced waits until every proxy's subscriptions have been answered, at most d.
+// waitSynced waits until every proxy is synced (see adsClient.config), at most d.
 func (x *xdsProxies) waitSynced(ctx context.Context, d time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
