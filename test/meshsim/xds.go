@@ -252,9 +252,15 @@ func (c *adsClient) apply(resp *discoveryv3.DiscoveryResponse) (ack, eds *discov
 	case typeCluster:
 		cfg.Clusters, err = unmarshalAll(resp, func(cl *clusterv3.Cluster) string { return cl.Name })
 	case typeRoute:
-		cfg.Routes, err = unmarshalAll(resp, func(rc *routev3.RouteConfiguration) string { return rc.Name })
+		var m map[string]*routev3.RouteConfiguration
+		if m, err = unmarshalAll(resp, func(rc *routev3.RouteConfiguration) string { return rc.Name }); err == nil {
+			cfg.Routes = merge(cfg.Routes, m, c.routes)
+		}
 	case typeEndpoint:
-		cfg.Endpoints, err = unmarshalAll(resp, func(cla *endpointv3.ClusterLoadAssignment) string { return cla.ClusterName })
+		var m map[string]*endpointv3.ClusterLoadAssignment
+		if m, err = unmarshalAll(resp, func(cla *endpointv3.ClusterLoadAssignment) string { return cla.ClusterName }); err == nil {
+			cfg.Endpoints = merge(cfg.Endpoints, m, c.eds)
+		}
 	}
 	ack = &discoveryv3.DiscoveryRequest{TypeUrl: resp.TypeUrl, ResponseNonce: resp.Nonce}
 	switch resp.TypeUrl {
@@ -278,6 +284,7 @@ func (c *adsClient) apply(resp *discoveryv3.DiscoveryResponse) (ack, eds *discov
 	if resp.TypeUrl == typeCluster {
 		if names := edsNames(cfg.Clusters); !slices.Equal(names, c.eds) {
 			c.eds = names
+			cfg.Endpoints = merge(cfg.Endpoints, nil, names) // those of gone clusters
 			c.answered[typeEndpoint] = false
 			eds = &discoveryv3.DiscoveryRequest{TypeUrl: typeEndpoint, ResourceNames: slices.Clone(names)}
 		}
@@ -287,6 +294,22 @@ func (c *adsClient) apply(resp *discoveryv3.DiscoveryResponse) (ack, eds *discov
 	}
 	c.notifyLocked()
 	return ack, eds
+}
+
+// merge applies a response of a type whose resources are named by the subscription
+// (routes, endpoints): unlike listeners and clusters, a response need not carry them all
+// (istiod pushes the endpoints of the clusters that changed), so the resources it holds
+// replace theirs, the others stay, and those no longer subscribed are dropped.
+func merge[T any](old, got map[string]T, subscribed []string) map[string]T {
+	out := make(map[string]T, len(subscribed))
+	for _, name := range subscribed {
+		if v, ok := got[name]; ok {
+			out[name] = v
+		} else if v, ok := old[name]; ok {
+			out[name] = v
+		}
+	}
+	return out
 }
 
 func unmarshalAll[T proto.Message](resp *discoveryv3.DiscoveryResponse, name func(T) string) (map[string]T, error) {

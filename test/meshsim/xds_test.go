@@ -212,3 +212,38 @@ func TestADSClient(t *testing.T) {
 		}
 	}
 }
+
+// TestPartialPushes: istiod pushes the endpoints of the clusters that changed only (and
+// may do so for route configurations); the others stay as they were, and those of a
+// cluster that is gone are dropped.
+func TestPartialPushes(t *testing.T) {
+	c := &adsClient{log: logr.Discard(), cfg: &envoyConfig{}, answered: map[string]bool{}, changed: make(chan struct{})}
+	respond := func(typ string, msgs ...proto.Message) {
+		t.Helper()
+		resp := &discoveryv3.DiscoveryResponse{TypeUrl: typ, Nonce: "n"}
+		for _, m := range msgs {
+			a, err := anypb.New(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Resources = append(resp.Resources, a)
+		}
+		if ack, _ := c.apply(resp); ack.ErrorDetail != nil {
+			t.Fatalf("NACK: %v", ack.ErrorDetail)
+		}
+	}
+	primary, canary := cluster("reviews-primary", ""), cluster("reviews-canary", "")
+	respond(typeCluster, edsCluster(primary), edsCluster(canary))
+	respond(typeEndpoint, assignment(primary, "10.0.0.2"), assignment(canary, "10.0.0.4"))
+	respond(typeEndpoint, assignment(canary, "10.0.0.5"))
+	if eps, _ := c.cfg.clusterEndpoints(primary); len(eps) != 1 || eps[0].IP != "10.0.0.2" {
+		t.Fatalf("the primary's endpoints after a push of the canary's: %v", eps)
+	}
+	if eps, _ := c.cfg.clusterEndpoints(canary); len(eps) != 1 || eps[0].IP != "10.0.0.5" {
+		t.Fatalf("the canary's endpoints after its push: %v", eps)
+	}
+	respond(typeCluster, edsCluster(primary))
+	if _, ok := c.cfg.Endpoints[canary]; ok {
+		t.Fatalf("the endpoints of a gone cluster were kept")
+	}
+}
