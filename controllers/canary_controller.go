@@ -58,6 +58,8 @@ type CanaryReconciler struct {
 	Analyzer analysis.Analyzer
 	Hooks    hooks.Caller
 	Clock    clock.PassiveClock
+	// Tenancy is what a Canary may claim beyond its namespace (nil: nothing).
+	Tenancy *render.Tenancy
 	// Observers are told of each status written (metrics, notifications).
 	Observers []RolloutObserver
 
@@ -342,6 +344,9 @@ func (r *CanaryReconciler) applyWorkload(ctx context.Context, s *canaryScope) (b
 // applyRouting renders and applies the Services, DestinationRules and VirtualService.
 func (r *CanaryReconciler) applyRouting(ctx context.Context, s *canaryScope) (bool, error) {
 	c, rt := s.canary, s.decision.Routing
+	if err := r.Tenancy.CheckCanary(c, s.policy); err != nil {
+		return true, r.invalid(s, err)
+	}
 	set, err := render.CanaryObjects(c, s.target, render.Weights{
 		Primary: rt.PrimaryWeight, Canary: rt.CanaryWeight, Match: rt.Match, Mirror: rt.Mirror, MirrorWeight: rt.MirrorWeight,
 	}, s.policy)

@@ -52,18 +52,19 @@ func newFlakyPrometheus(t *testing.T) *flakyPrometheus {
 }
 
 // withRealDependencies gives the harness's reconciler canopy's own analyzer (querying prom)
-// and webhook client (allowed to call loopback, where the test's servers are).
+// and webhook client (both allowed to call loopback, where the test's servers are).
 func (h *harness) withRealDependencies(prom *flakyPrometheus) {
 	h.t.Helper()
-	h.r.Analyzer = analysis.New(env.Client, prometheus.NewFactory().New, analysis.Options{
-		DefaultProvider: providers.Config{Type: prometheus.Type, Address: prom.srv.URL},
-		SecretReader:    env.Client,
-		Clock:           h.clock,
-	})
 	policy, err := hooks.ParsePolicy(nil, []string{"127.0.0.0/8"})
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	h.r.Analyzer = analysis.New(env.Client, prometheus.NewFactory().New, analysis.Options{
+		DefaultProvider: providers.Config{Type: prometheus.Type, Address: prom.srv.URL},
+		ProviderPolicy:  policy, // the Canaries name the test's Prometheus, on loopback
+		SecretReader:    env.Client,
+		Clock:           h.clock,
+	})
 	h.r.Hooks = hooks.NewClient(policy, hooks.ClientOptions{Backoff: 10 * time.Millisecond})
 }
 

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
@@ -121,6 +122,14 @@ func (r *MeshPolicyReconciler) apply(ctx context.Context, s *policyScope) (bool,
 				return true, err
 			}
 		}
+		if msg, err := r.ownerOf(ctx, p, o); err != nil || msg != "" {
+			if err == nil {
+				err = errors.New(msg)
+				s.block(meshv1.ReasonConflict, fmt.Sprintf("%s %s/%s: %s", s.objects[i].Kind, o.GetNamespace(), o.GetName(), msg), true)
+			}
+			s.objects[i].State, s.objects[i].Message = stateFailed, err.Error()
+			return true, err
+		}
 		changed, err := r.Applier.Apply(ctx, o)
 		if err != nil {
 			if apierrors.IsNotFound(err) && o.GetNamespace() != p.Namespace {
@@ -143,6 +152,46 @@ func (r *MeshPolicyReconciler) apply(ctx context.Context, s *policyScope) (bool,
 		s.objects = append(s.objects, r.canaryRouting(ctx, s))
 	}
 	return false, nil
+}
+
+// ownerOf says why the policy must not apply o over the object of that name, if one
+// exists: "" when it may. An object outside the policy's namespace must carry this
+// policy's owner labels; one in it, unless it carries none (the namespace's own, taken
+// over as before), must be this policy's or a Canary's of the namespace (which hands the
+// Service's VirtualService over in place). canopy writes with cluster-wide rights: without
+// this a name another owner uses would be overwritten, and the two would overwrite each
+// other on every reconcile.
+func (r *MeshPolicyReconciler) ownerOf(ctx context.Context, p *meshv1.MeshPolicy, o client.Object) (string, error) {
+	gvk, err := apiutil.GVKForObject(o, r.Scheme())
+	if err != nil {
+		return "", err
+	}
+	// The typed object, read from the informer the controller already has for the kind.
+	obj, err := r.Scheme().New(gvk)
+	if err != nil {
+		return "", err
+	}
+	live := obj.(client.Object)
+	if err := r.Get(ctx, client.ObjectKeyFromObject(o), live); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", nil
+		}
+		return "", fmt.Errorf("reading %s %s/%s: %w", gvk.Kind, o.GetNamespace(), o.GetName(), err)
+	}
+	l := live.GetLabels()
+	kind, ns, name := l[meshv1.LabelOwnerKind], l[meshv1.LabelOwnerNamespace], l[meshv1.LabelOwnerName]
+	switch {
+	case kind == render.KindMeshPolicy && ns == p.Namespace && name == render.LabelValue(p.Name):
+		return "", nil
+	case live.GetNamespace() == p.Namespace && l[meshv1.LabelManagedBy] != meshv1.ManagedByValue && metav1.GetControllerOf(live) == nil:
+		return "", nil
+	case live.GetNamespace() == p.Namespace && kind == render.KindCanary && ns == p.Namespace:
+		return "", nil
+	case kind == "":
+		return "the object exists and is not this policy's (it has no canopy owner labels): canopy does not apply over it; delete it or rename what the policy generates", nil
+	default:
+		return fmt.Sprintf("the object is %s %s/%s's (its owner labels say so): canopy does not apply over another owner's object", kind, ns, name), nil
+	}
 }
 
 // objectState is what status says of an applied object.
@@ -199,14 +248,21 @@ func (r *MeshPolicyReconciler) prune(ctx context.Context, s *policyScope) (bool,
 }
 
 // pruneExcept deletes the objects carrying the policy's owner labels that are not in keep.
-// It never deletes an object another owner controls, nor, while a Canary delivers the
-// Service, the VirtualService named after it: the Canary takes that one over in place.
 func (r *MeshPolicyReconciler) pruneExcept(ctx context.Context, s *policyScope, keep []render.Object) error {
-	p := s.policy
 	want := map[string]bool{}
 	for _, o := range keep {
 		want[kindOf(o)+"/"+o.GetNamespace()+"/"+o.GetName()] = true
 	}
+	return r.pruneWhere(ctx, s, func(kind string, o client.Object) bool {
+		return !want[kind+"/"+o.GetNamespace()+"/"+o.GetName()]
+	})
+}
+
+// pruneWhere deletes the objects carrying the policy's owner labels that drop selects. It
+// never deletes an object another owner controls, nor, while a Canary delivers the
+// Service, the VirtualService named after it: the Canary takes that one over in place.
+func (r *MeshPolicyReconciler) pruneWhere(ctx context.Context, s *policyScope, drop func(kind string, o client.Object) bool) error {
+	p := s.policy
 	labels := client.MatchingLabels(render.OwnerLabels(render.KindMeshPolicy, p.Namespace, p.Name))
 	for _, k := range generatedKinds {
 		if k.kind == "Certificate" && r.NoCertManager.Load() {
@@ -226,7 +282,7 @@ func (r *MeshPolicyReconciler) pruneExcept(ctx context.Context, s *policyScope, 
 		}
 		for _, it := range items {
 			o := it.(client.Object)
-			if want[k.kind+"/"+o.GetNamespace()+"/"+o.GetName()] {
+			if !drop(k.kind, o) {
 				continue
 			}
 			if ref := metav1.GetControllerOf(o); ref != nil && ref.UID != p.UID {

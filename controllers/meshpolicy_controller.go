@@ -48,6 +48,8 @@ type MeshPolicyReconciler struct {
 	Applier  *mesh.Applier
 	Recorder events.EventRecorder
 	Clock    clock.PassiveClock
+	// Tenancy is what a MeshPolicy may claim beyond its namespace (nil: nothing).
+	Tenancy *render.Tenancy
 
 	// NoCertManager says cert-manager's API is not installed: canopy then runs without
 	// watching Certificates, and policies with ingress.tls say what is missing. Setup
@@ -108,6 +110,7 @@ func (r *MeshPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}()
 
 	for _, step := range []func(context.Context, *policyScope) (bool, error){
+		r.checkTenancy,
 		r.loadTarget,
 		r.checkConflicts,
 		r.observeCanary,

@@ -263,7 +263,7 @@ func TestMeshPolicyEveryFieldIsAccepted(t *testing.T) {
 			Ingress: &meshv1.Ingress{
 				Gateway: meshv1.IngressGateway{Namespace: h.gwNS, Selector: map[string]string{"istio": "ingressgateway"}},
 				Hosts:   []string{"pay.shop.example.com", "*.pay.shop.example.com"},
-				TLS:     &meshv1.IngressTLS{IssuerRef: meshv1.IssuerRef{Kind: "Issuer", Name: "shop-issuer"}, HTTPSRedirect: true},
+				TLS:     &meshv1.IngressTLS{IssuerRef: meshv1.IssuerRef{Kind: "ClusterIssuer", Name: "shop-ca"}, HTTPSRedirect: true},
 			},
 			Telemetry: &meshv1.Telemetry{Tracing: &meshv1.Tracing{SamplingPercentage: 0.5}, AccessLogging: ptr.To(false)},
 		},
@@ -294,10 +294,10 @@ func TestMeshPolicyEveryFieldIsAccepted(t *testing.T) {
 	}
 	p := h.settlePolicy("payment-processing")
 	expectCondition(t, p, meshv1.ConditionReady, metav1.ConditionFalse, meshv1.ReasonCertificatePending,
-		// Renderer warnings reach the condition (and events): an Issuer is namespaced, and
+		// Renderer warnings reach the condition (and events):
 		// gateway traffic to a two-port Service goes to the first port.
-		"an Issuer is namespaced", "has 2 ports")
-	h.expectPolicyEvent("payment-processing", meshv1.ReasonRenderWarning, "an Issuer is namespaced")
+		"has 2 ports")
+	h.expectPolicyEvent("payment-processing", meshv1.ReasonRenderWarning, "has 2 ports")
 	h.expectRendered(p, render.MeshPolicyOptions{})
 	h.issue(p, time.Date(2027, 2, 20, 10, 0, 0, 0, time.UTC))
 	p = h.settlePolicy("payment-processing")

@@ -47,7 +47,7 @@ func newPolicyHarness(t *testing.T) *policyHarness {
 	return &policyHarness{
 		harness: h,
 		gwNS:    env.CreateNamespace(t),
-		pr:      &MeshPolicyReconciler{Client: env.Client, Applier: applier, Recorder: h.r.Recorder, Clock: h.clock},
+		pr:      &MeshPolicyReconciler{Client: env.Client, Applier: applier, Recorder: h.r.Recorder, Clock: h.clock, Tenancy: openTenancy},
 		applies: applies,
 	}
 }

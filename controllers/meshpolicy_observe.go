@@ -36,6 +36,43 @@ func (r *MeshPolicyReconciler) loadTarget(ctx context.Context, s *policyScope) (
 	return false, nil
 }
 
+// checkTenancy refuses a policy that claims more than its namespace may (render.Tenancy):
+// a gateway namespace, a ClusterIssuer or hosts the operator does not allow. What it put
+// outside its namespace before (when the operator allowed more) is removed: the operator's
+// word is taken back at once, and so is the VirtualService that bound the namespace's routing
+// to such a gateway. What else it applied in its namespace stays, as for any spec refused, so
+// that mTLS and authorization remain in force until the spec is fixed.
+func (r *MeshPolicyReconciler) checkTenancy(ctx context.Context, s *policyScope) (bool, error) {
+	err := r.Tenancy.CheckMeshPolicy(s.policy)
+	if err == nil {
+		return false, nil
+	}
+	ns := s.policy.Namespace
+	dropped := map[meshv1.GeneratedObject]bool{}
+	outside := func(kind string, o client.Object) bool {
+		// The VirtualService bound to an ingress gateway of another namespace goes with that
+		// Gateway: left, it would route hosts the namespace may no longer claim through a
+		// Gateway that is gone (istioctl analyze: IST0101, IST0132).
+		vs, isVS := o.(*istionetv1.VirtualService)
+		drop := o.GetNamespace() != ns || isVS && slices.ContainsFunc(vs.Spec.Gateways, func(g string) bool {
+			return g != "mesh" && render.GatewayNamespaceOf(g, ns) != ns
+		})
+		if drop {
+			dropped[meshv1.GeneratedObject{Kind: kind, Namespace: o.GetNamespace(), Name: o.GetName()}] = true
+		}
+		return drop
+	}
+	if perr := r.pruneWhere(ctx, s, outside); perr != nil {
+		return true, perr
+	}
+	s.block(meshv1.ReasonNotAllowed, err.Error(), true)
+	s.objects = slices.DeleteFunc(slices.Clone(s.policy.Status.Objects), func(o meshv1.GeneratedObject) bool {
+		return o.Namespace != ns || dropped[meshv1.GeneratedObject{Kind: o.Kind, Namespace: o.Namespace, Name: o.Name}]
+	})
+	s.objectsKnown = true
+	return true, err
+}
+
 // checkConflicts refuses a policy when an older one targets the same Service: two
 // policies would fight over one VirtualService and DestinationRule. The refused policy
 // puts nothing in force, so what it generated before (for another target) is removed.

@@ -17,6 +17,7 @@ import (
 	"canopy.dev/canopy/internal/hooks"
 	"canopy.dev/canopy/internal/mesh"
 	"canopy.dev/canopy/internal/metrics"
+	"canopy.dev/canopy/internal/render"
 )
 
 // Config is what the reconcilers take from the operator's flags.
@@ -24,12 +25,20 @@ type Config struct {
 	MaxConcurrentReconciles int
 	PrometheusAddress       string
 	AllowCrossNamespace     bool
-	WebhookAllowedHosts     []string
-	WebhookAllowedCIDRs     []string
+	// Tenancy is what a namespace's Canaries and MeshPolicies may claim beyond it; nil
+	// allows nothing beyond the namespace.
+	Tenancy             *render.Tenancy
+	WebhookAllowedHosts []string
+	WebhookAllowedCIDRs []string
 	// HookPolicy, when set, is the URL policy of the rollout webhooks instead of one
 	// parsed from WebhookAllowedHosts and WebhookAllowedCIDRs: the operator gives the
 	// caller and the admission webhook the same one.
 	HookPolicy *hooks.Policy
+	// ProviderPolicy is the URL policy of the provider addresses Canaries and
+	// MetricTemplates name; Credentials says where credentials from their Secrets (and
+	// webhook headers) may go. Nil: the default policy, and credentials go nowhere.
+	ProviderPolicy *hooks.Policy
+	Credentials    *hooks.CredentialPolicy
 
 	// Analyzer and Hooks replace the Prometheus analyzer and the HTTP webhook caller; tests
 	// set them to feed the analysis. Clock replaces the real clock.
@@ -46,6 +55,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
+
 	if cfg.MaxConcurrentReconciles < 1 {
 		cfg.MaxConcurrentReconciles = 1
 	}
@@ -53,6 +63,8 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		cfg.Analyzer = analysis.New(mgr.GetClient(), prometheus.NewFactory().New, analysis.Options{
 			DefaultProvider:              providers.Config{Type: prometheus.Type, Address: cfg.PrometheusAddress},
 			AllowCrossNamespaceTemplates: cfg.AllowCrossNamespace,
+			ProviderPolicy:               cfg.ProviderPolicy,
+			Credentials:                  cfg.Credentials,
 			SecretReader:                 mgr.GetAPIReader(),
 			Clock:                        cfg.Clock,
 		})
@@ -65,7 +77,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 				return fmt.Errorf("--webhook-allowed-hosts/--webhook-allowed-cidrs: %w", err)
 			}
 		}
-		cfg.Hooks = hooks.NewClient(policy, hooks.ClientOptions{})
+		cfg.Hooks = hooks.NewClient(policy, hooks.ClientOptions{Secrets: mgr.GetAPIReader(), Credentials: cfg.Credentials})
 	}
 	metrics.Register()
 	cfg.Hooks = metrics.InstrumentCaller(cfg.Hooks)
@@ -80,6 +92,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		Analyzer: cfg.Analyzer,
 		Hooks:    cfg.Hooks,
 		Clock:    cfg.Clock,
+		Tenancy:  cfg.Tenancy,
 		// Metrics first: counting a transition is cheap and never blocks.
 		Observers: append([]RolloutObserver{metrics.Rollouts{}}, cfg.Observers...),
 	}
@@ -88,6 +101,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		Applier:  applier,
 		Recorder: mgr.GetEventRecorder("canopy"),
 		Clock:    cfg.Clock,
+		Tenancy:  cfg.Tenancy,
 	}
 	// Indexes must exist before the cache starts, the controllers may come later.
 	if err := setupIndexes(mgr); err != nil {

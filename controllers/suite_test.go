@@ -22,6 +22,7 @@ import (
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/hooks"
 	"canopy.dev/canopy/internal/mesh"
+	"canopy.dev/canopy/internal/render"
 	"canopy.dev/canopy/test/testenv"
 )
 
@@ -164,8 +165,16 @@ func newHarness(t *testing.T) *harness {
 		Analyzer: h.analyzer,
 		Hooks:    h.hooks,
 		Clock:    h.clock,
+		Tenancy:  openTenancy,
 	}
 	return h
+}
+
+// openTenancy allows every claim beyond a namespace: the reconcile tests are about
+// rendering and applying; the tenancy tests set their own.
+var openTenancy = &render.Tenancy{
+	GatewayNamespaces: []string{"*"}, ClusterIssuers: []string{"*"},
+	Hosts: []render.HostRule{{Namespace: "*", Host: "*"}}, ExternalHosts: []render.HostRule{{Namespace: "*", Host: "*"}},
 }
 
 // reconcile runs one reconcile of the Canary and returns it as it is afterwards.

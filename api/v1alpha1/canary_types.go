@@ -316,6 +316,35 @@ type CanaryWebhook struct {
 	// +kubebuilder:validation:XValidation:rule="self.all(k, self[k].size() <= 4096)",message="metadata values must be at most 4096 characters"
 	// +optional
 	Metadata map[string]string `json:"metadata,omitempty"`
+	// Header is sent with every call, its value read from a Secret of the Canary's
+	// namespace, so that a token need not sit in the URL. The operator sends it only to
+	// hosts in its --credential-allowed-hosts, and only from a Secret labelled
+	// mesh.canopy.dev/credentials=true.
+	// +optional
+	Header *WebhookHeader `json:"header,omitempty"`
+}
+
+// WebhookHeader is an HTTP header whose value is a Secret's key.
+type WebhookHeader struct {
+	// Name of the header, e.g. Authorization.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][-A-Za-z0-9_]*$`
+	Name string `json:"name"`
+	// SecretKeyRef is the Secret (in the Canary's namespace) and key holding the value.
+	SecretKeyRef SecretKeyReference `json:"secretKeyRef"`
+}
+
+// SecretKeyReference is a key of a Secret in the same namespace.
+type SecretKeyReference struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key"`
 }
 
 // CanaryPhase is where a Canary's rollout stands.

@@ -7,6 +7,9 @@ const (
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	// ManagedByValue is the value of LabelManagedBy on generated objects.
 	ManagedByValue = "canopy"
+	// LabelCredentials, set to "true" on a Secret, lets canopy send the Secret's
+	// credentials to a metric provider or webhook that a Canary or MetricTemplate names.
+	LabelCredentials = "mesh.canopy.dev/credentials"
 	// LabelOwnerKind names the kind of the canopy resource that owns a generated object.
 	LabelOwnerKind = "mesh.canopy.dev/owner-kind"
 	// LabelOwnerName names the canopy resource that owns a generated object.

@@ -47,6 +47,9 @@ const (
 	ReasonCertificateNotReady = "CertificateNotReady"
 	ReasonConflict            = "Conflict"
 	ReasonInconsistent        = "Inconsistent"
+	// ReasonNotAllowed is a field the operator's flags forbid: a gateway namespace, a
+	// ClusterIssuer or a host beyond what the resource's namespace may claim.
+	ReasonNotAllowed = "NotAllowed"
 	// ReasonServiceAccountNotFound and ReasonRenderWarning are warnings: a MeshPolicy that
 	// has them is still applied (Ready stays True and its message lists them).
 	ReasonServiceAccountNotFound = "ServiceAccountNotFound"

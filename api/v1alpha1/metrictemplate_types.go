@@ -13,6 +13,16 @@ type MetricTemplateSpec struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=8192
 	Query string `json:"query"`
+	// AllowedNamespaces are the namespaces, besides the template's own, whose Canaries may
+	// use it when the operator allows cross-namespace references; "*" is every namespace.
+	// Empty: only Canaries of the template's namespace. A template never lends its
+	// credentials: one with a provider.secretRef serves only its own namespace.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=set
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$`
+	// +optional
+	AllowedNamespaces []string `json:"allowedNamespaces,omitempty"`
 }
 
 // MetricProvider is where a template's query runs.
@@ -23,13 +33,18 @@ type MetricProvider struct {
 	// +optional
 	Type string `json:"type,omitempty"`
 	// Address of the provider, e.g. http://prometheus.monitoring:9090 (default: the operator's
-	// --prometheus-address).
+	// --prometheus-address). It must pass the operator's URL policy
+	// (--metrics-provider-allowed-hosts, --metrics-provider-allowed-cidrs): by default no
+	// loopback, link-local, metadata, private or cluster address.
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('http://') || self.startsWith('https://')",message="address must be an http:// or https:// URL"
 	// +optional
 	Address string `json:"address,omitempty"`
-	// SecretRef names a Secret in the template's namespace with a "token" key (bearer) or
-	// "username" and "password" keys (basic auth), and optionally "ca.crt".
+	// SecretRef names a Secret in the template's (or Canary's) namespace with a "token" key
+	// (bearer) or "username" and "password" keys (basic auth), and optionally "ca.crt". The
+	// Secret must be labelled mesh.canopy.dev/credentials=true and may not be a
+	// ServiceAccount token; its credentials go only to hosts in the operator's
+	// --credential-allowed-hosts.
 	// +optional
 	SecretRef *LocalObjectReference `json:"secretRef,omitempty"`
 	// +optional

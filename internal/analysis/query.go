@@ -66,13 +66,16 @@ var promqlKeywords = map[string]bool{
 // The template is scanned as PromQL's lexer would, and each value is escaped for the
 // place it lands in: inside a "..." or '...' literal backslashes, the quote and control
 // characters are escaped; inside a `...` literal a backquote is refused; anywhere else
-// (code or comment) the value must be a plain identifier, number or duration. A value
-// that cannot be placed safely is refused with a TemplateError, never passed through.
+// (code or comment) the value must be a plain identifier, number or duration. In the string
+// of a regular expression matcher (=~, !~) the value is first quoted for the regular
+// expression, so that it matches itself and nothing more. A value that cannot be placed
+// safely is refused with a TemplateError, never passed through.
 func RenderQuery(tmpl string, vars QueryVars) (string, error) {
 	var out strings.Builder
 	out.Grow(len(tmpl))
 	state := stateCode
 	escaped := false // the previous character in a quoted string was a backslash
+	regex := false   // the string being read is the value of a =~ or !~ matcher
 	for i := 0; i < len(tmpl); {
 		if strings.HasPrefix(tmpl[i:], "{{") {
 			m := placeholderRe.FindStringSubmatch(tmpl[i:])
@@ -86,6 +89,9 @@ func RenderQuery(tmpl string, vars QueryVars) (string, error) {
 			if err != nil {
 				return "", err
 			}
+			if regex {
+				value = regexp.QuoteMeta(value)
+			}
 			placed, err := place(value, state)
 			if err != nil {
 				return "", templateErrorf("{{ %s }}: %s", m[1], err)
@@ -95,6 +101,9 @@ func RenderQuery(tmpl string, vars QueryVars) (string, error) {
 			continue
 		}
 		c := tmpl[i]
+		if state == stateCode && (c == '"' || c == '\'' || c == '`') {
+			regex = afterRegexMatcher(out.String())
+		}
 		out.WriteByte(c)
 		i++
 		switch state {
@@ -140,6 +149,15 @@ func RenderQuery(tmpl string, vars QueryVars) (string, error) {
 	case stateCode, stateComment:
 	}
 	return out.String(), nil
+}
+
+// afterRegexMatcher reports whether code, the query so far, ends with a regular expression
+// matcher (=~ or !~, then blanks), whose string a value must not widen: "a.*" there would
+// match every series, not the value itself. Values in such a string are quoted with
+// regexp.QuoteMeta (Prometheus' regular expressions are RE2's, anchored at both ends).
+func afterRegexMatcher(code string) bool {
+	code = strings.TrimRight(code, " \t\r\n")
+	return strings.HasSuffix(code, "=~") || strings.HasSuffix(code, "!~")
 }
 
 func lookupVar(name string, vars QueryVars) (string, error) {

@@ -3,6 +3,7 @@ package analysis
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -217,7 +218,7 @@ var fuzzTemplates = []struct {
 	},
 	{
 		tmpl:    "m{x=~`pre-{{ variables.a }}`, y!=\"\\\"{{ variables.b }}\\\\\"}",
-		strings: func(a, b string) []string { return []string{"pre-" + a, `"` + b + `\`} },
+		strings: func(a, b string) []string { return []string{"pre-" + regexp.QuoteMeta(a), `"` + b + `\`} },
 	},
 	{
 		tmpl:    "m{x='{{ variables.a }}'} > {{ variables.b }} # '{{ variables.b }}\n+ on() vector(\"{{ variables.a }}\")",
@@ -334,4 +335,29 @@ func shape(t *testing.T, q string) queryShape {
 	}
 	s.structure = structure.String()
 	return s
+}
+
+// A value in a regular expression matcher's string matches itself and nothing more: ".*"
+// must not widen a matcher to every series (issue 19, item 8). Equality matchers and
+// strings that are no matcher keep the value as it is.
+func TestRenderQueryEscapesRegexMatchers(t *testing.T) {
+	tmpl := `sum(m{a=~"{{ variables.v }}", b !~ '{{ variables.v }}', c=` + "`{{ variables.v }}`" + `, d=~"api-{{ variables.v }}|web", e="{{ variables.v }}"})` +
+		` / label_replace(n, "x", "{{ variables.v }}", "y", "(.*)")`
+	for _, v := range []string{".*", "a|b", `shop.+`, `x\d`, "(?i)A", "[a-z]", "^$"} {
+		got, err := RenderQuery(tmpl, QueryVars{Vars: map[string]string{"v": v}})
+		if err != nil {
+			t.Fatalf("%q: %v", v, err)
+		}
+		lits := shape(t, got).literals
+		quoted := regexp.QuoteMeta(v)
+		want := []string{quoted, quoted, v, "api-" + quoted + "|web", v, "x", v, "y", "(.*)"}
+		if fmt.Sprint(lits) != fmt.Sprint(want) {
+			t.Errorf("%q renders %s\nliterals %q, want %q", v, got, lits, want)
+		}
+		// Anchored as Prometheus anchors it, the matcher's expression matches the value alone.
+		re := regexp.MustCompile("^(?:" + lits[0] + ")$")
+		if !re.MatchString(v) || re.MatchString(v+"x") || (v != "" && re.MatchString("")) {
+			t.Errorf("%q: the rendered matcher %q matches more than the value", v, lits[0])
+		}
+	}
 }

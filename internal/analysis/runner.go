@@ -3,11 +3,11 @@ package analysis
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -17,6 +17,7 @@ import (
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/analysis/providers"
+	"canopy.dev/canopy/internal/hooks"
 )
 
 const (
@@ -30,9 +31,17 @@ type Options struct {
 	// DefaultProvider is where the built-in checks query, and templates that name no
 	// address: the operator's --prometheus-address and the settings that go with it.
 	DefaultProvider providers.Config
-	// AllowCrossNamespaceTemplates lets a Canary use a MetricTemplate of another namespace.
-	// Off, a Canary reaches only the templates (and so the Secrets) of its own namespace.
+	// AllowCrossNamespaceTemplates lets a Canary use a MetricTemplate of another namespace
+	// that lists the Canary's namespace in spec.allowedNamespaces. Off, a Canary reaches
+	// only the templates of its own namespace; on, still never their Secrets.
 	AllowCrossNamespaceTemplates bool
+	// ProviderPolicy decides which addresses a Canary's or MetricTemplate's
+	// provider.address may reach (--metrics-provider-allowed-hosts/-cidrs); nil is the
+	// default policy. The operator's own DefaultProvider is not subject to it.
+	ProviderPolicy *hooks.Policy
+	// Credentials decides where credentials from a provider's secretRef may be sent
+	// (--credential-allowed-hosts); nil sends them nowhere but to DefaultProvider.
+	Credentials *hooks.CredentialPolicy
 	// SecretReader reads provider Secrets; the reader given to New when nil. An uncached
 	// reader (the manager's APIReader) keeps the operator from caching every Secret of
 	// the cluster for the few that templates name.
@@ -76,6 +85,9 @@ func New(reader client.Reader, factory providers.Factory, opts Options) *Runner 
 	}
 	if opts.DefaultProvider.Timeout <= 0 {
 		opts.DefaultProvider.Timeout = defaultQueryTimeout
+	}
+	if opts.ProviderPolicy == nil {
+		opts.ProviderPolicy = &hooks.Policy{}
 	}
 	return &Runner{reader: reader, factory: factory, opts: opts}
 }
@@ -246,7 +258,7 @@ func (r *Runner) querySource(ctx context.Context, canary *meshv1.Canary, m *mesh
 				"%q is not a built-in check (%s, %s): name a MetricTemplate in templateRef", m.Name, CheckRequestSuccessRate, CheckRequestDuration)
 		}
 		if p := canary.Spec.Analysis.Provider; p != nil {
-			cfg, fail := r.providerConfig(ctx, canary.Namespace, "Canary "+canary.Namespace+"/"+canary.Name, p)
+			cfg, fail := r.providerConfig(ctx, canary.Namespace, "Canary "+canary.Namespace+"/"+canary.Name, "spec.analysis.provider", p)
 			return q, cfg, fail
 		}
 		return q, r.opts.DefaultProvider, nil
@@ -256,7 +268,8 @@ func (r *Runner) querySource(ctx context.Context, canary *meshv1.Canary, m *mesh
 	if key.Namespace == "" {
 		key.Namespace = canary.Namespace
 	}
-	if key.Namespace != canary.Namespace && !r.opts.AllowCrossNamespaceTemplates {
+	foreign := key.Namespace != canary.Namespace
+	if foreign && !r.opts.AllowCrossNamespaceTemplates {
 		return "", providers.Config{}, failf(meshv1.OutcomeBadQuery,
 			"MetricTemplate %s is in another namespace than the Canary; the operator allows that only with --allow-cross-namespace-refs", key)
 	}
@@ -267,24 +280,48 @@ func (r *Runner) querySource(ctx context.Context, canary *meshv1.Canary, m *mesh
 		}
 		return "", providers.Config{}, failf(meshv1.OutcomeError, "reading MetricTemplate %s: %s", key, err)
 	}
+	if foreign {
+		if fail := crossNamespaceUse(&tmpl, canary.Namespace); fail != nil {
+			return "", providers.Config{}, fail
+		}
+	}
 
-	cfg, fail := r.providerConfig(ctx, tmpl.Namespace, "MetricTemplate "+tmpl.Namespace+"/"+tmpl.Name, &tmpl.Spec.Provider)
+	cfg, fail := r.providerConfig(ctx, tmpl.Namespace, "MetricTemplate "+tmpl.Namespace+"/"+tmpl.Name, "spec.provider", &tmpl.Spec.Provider)
 	if fail != nil {
 		return "", providers.Config{}, fail
 	}
 	return tmpl.Spec.Query, cfg, nil
 }
 
+// crossNamespaceUse refuses a template to a Canary of namespace ns, another namespace than
+// its own, unless the template lists ns; and always when it has a Secret, which would
+// then serve a namespace its owners did not pick.
+func crossNamespaceUse(tmpl *meshv1.MetricTemplate, ns string) *checkFailure {
+	key := tmpl.Namespace + "/" + tmpl.Name
+	if !slices.Contains(tmpl.Spec.AllowedNamespaces, ns) && !slices.Contains(tmpl.Spec.AllowedNamespaces, "*") {
+		return failf(meshv1.OutcomeBadQuery, "MetricTemplate %s does not list namespace %s in spec.allowedNamespaces: only the namespaces it lists may use it", key, ns)
+	}
+	if tmpl.Spec.Provider.SecretRef != nil {
+		return failf(meshv1.OutcomeBadQuery, "MetricTemplate %s has spec.provider.secretRef: a template lends no credentials to other namespaces; copy it into namespace %s with a Secret of its own", key, ns)
+	}
+	return nil
+}
+
 // providerConfig is the provider a template or a Canary names: its own address and
 // settings, or the operator's default where it names no address. Credentials come from a
-// Secret in the namespace of the template or Canary (owner, for messages) that names it.
-func (r *Runner) providerConfig(ctx context.Context, namespace, owner string, p *meshv1.MetricProvider) (providers.Config, *checkFailure) {
+// Secret in the namespace of the template or Canary (owner, for messages; path is the
+// provider's field) that names it.
+func (r *Runner) providerConfig(ctx context.Context, namespace, owner, path string, p *meshv1.MetricProvider) (providers.Config, *checkFailure) {
 	cfg := r.opts.DefaultProvider
 	if p.Type != "" {
 		cfg.Type = p.Type
 	}
 	if p.Address != "" {
-		cfg = providers.Config{Type: cfg.Type, Address: p.Address, Timeout: defaultQueryTimeout}
+		// An address of the tenant's: every connection is checked against the policy.
+		if err := r.opts.ProviderPolicy.CheckStatic(p.Address); err != nil {
+			return cfg, failf(meshv1.OutcomeError, "%s %s.address: %s", owner, path, err)
+		}
+		cfg = providers.Config{Type: cfg.Type, Address: p.Address, Timeout: defaultQueryTimeout, URLPolicy: r.opts.ProviderPolicy}
 	}
 	if p.InsecureSkipVerify {
 		cfg.InsecureSkipVerify = true
@@ -297,12 +334,17 @@ func (r *Runner) providerConfig(ctx context.Context, namespace, owner string, p 
 		cfg.Timeout = d
 	}
 	if p.SecretRef != nil {
-		key := types.NamespacedName{Namespace: namespace, Name: p.SecretRef.Name}
-		var secret corev1.Secret
-		if err := r.opts.SecretReader.Get(ctx, key, &secret); err != nil {
-			return cfg, failf(meshv1.OutcomeError, "reading the provider Secret %s: %s", key, err)
+		// The operator's own Prometheus may have them; any other address must be allowed.
+		if p.Address != "" {
+			if err := r.opts.Credentials.CheckHost(p.Address); err != nil {
+				return cfg, failf(meshv1.OutcomeError, "%s %s.secretRef: %s", owner, path, err)
+			}
 		}
-		creds, err := providers.CredentialsFromSecret(&secret)
+		secret, err := hooks.ReadSecret(ctx, r.opts.SecretReader, types.NamespacedName{Namespace: namespace, Name: p.SecretRef.Name})
+		if err != nil {
+			return cfg, failf(meshv1.OutcomeError, "%s %s.secretRef: %s", owner, path, err)
+		}
+		creds, err := providers.CredentialsFromSecret(secret)
 		if err != nil {
 			return cfg, failf(meshv1.OutcomeError, "%s", err)
 		}

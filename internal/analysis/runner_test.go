@@ -5,8 +5,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/analysis/providers"
 	"canopy.dev/canopy/internal/analysis/providers/prometheus"
+	"canopy.dev/canopy/internal/hooks"
 	"canopy.dev/canopy/internal/scheme"
 )
 
@@ -293,10 +296,24 @@ func TestTemplates(t *testing.T) {
 		t.Errorf("queries sent: %q, want only %q", queries, want)
 	}
 
-	r = newTestRunner(t, prom.URL, Options{AllowCrossNamespaceTemplates: true},
-		template("monitoring", "shared", "", `vector({{ variables.x }})`))
+	shared := template("monitoring", "shared", "", `vector({{ variables.x }})`)
+	shared.Spec.AllowedNamespaces = []string{"shop"}
+	unlisted := template("monitoring", "private", "", `vector(1)`)
+	unlisted.Spec.AllowedNamespaces = []string{"payments"}
+	authed := template("monitoring", "authed", "", `vector(1)`)
+	authed.Spec.AllowedNamespaces = []string{"*"}
+	authed.Spec.Provider.SecretRef = &meshv1.LocalObjectReference{Name: "prom-auth"}
+	r = newTestRunner(t, prom.URL, Options{AllowCrossNamespaceTemplates: true}, shared, unlisted, authed)
 	if got := r.Run(context.Background(), testCanary(templated("shared", "monitoring", map[string]string{"x": "1"})))[0]; got.Outcome != meshv1.OutcomePass {
 		t.Errorf("cross namespace allowed: %+v", got)
+	}
+	if got := r.Run(context.Background(), testCanary(templated("private", "monitoring", nil)))[0]; got.Outcome != meshv1.OutcomeBadQuery ||
+		!strings.Contains(got.Message, "does not list namespace shop in spec.allowedNamespaces") {
+		t.Errorf("cross namespace, not listed: %+v", got)
+	}
+	if got := r.Run(context.Background(), testCanary(templated("authed", "monitoring", nil)))[0]; got.Outcome != meshv1.OutcomeBadQuery ||
+		!strings.Contains(got.Message, "spec.provider.secretRef: a template lends no credentials") {
+		t.Errorf("cross namespace with a Secret: %+v", got)
 	}
 	if got := r.Run(context.Background(), testCanary(templated("shared", "monitoring", map[string]string{"x": "1) or vector(0"})))[0]; got.Outcome != meshv1.OutcomeBadQuery {
 		t.Errorf("injected variable: %+v", got)
@@ -307,7 +324,7 @@ func TestTemplateProviderCredentials(t *testing.T) {
 	own := newPromServer(t, map[string]string{"": sample("0.5")})
 	def := newPromServer(t, map[string]string{"": sample("0.5")})
 	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "prom-auth"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "prom-auth", Labels: optIn},
 		Data:       map[string][]byte{"token": []byte("template-token\n")},
 	}
 	withSecret := template("shop", "authed", own.URL, `vector(0.5)`)
@@ -319,10 +336,10 @@ func TestTemplateProviderCredentials(t *testing.T) {
 
 	// Secrets come through their own reader, as the operator passes an uncached one.
 	secrets := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(secret).Build()
-	r := newTestRunner(t, def.URL, Options{
+	r := newTestRunner(t, def.URL, loopbackOptions(Options{
 		DefaultProvider: providers.Config{Credentials: providers.Credentials{BearerToken: "operator-token"}},
 		SecretReader:    secrets,
-	}, withSecret, ownAddress, defaultAddress, missingSecret)
+	}), withSecret, ownAddress, defaultAddress, missingSecret)
 	got := r.Run(context.Background(), testCanary(
 		templated("authed", "", nil),
 		templated("elsewhere", "", nil),
@@ -347,6 +364,99 @@ func TestTemplateProviderCredentials(t *testing.T) {
 	}
 	if len(defAuth) != 1 || defAuth[0] != "Bearer operator-token" {
 		t.Errorf("default Prometheus saw Authorization %q", defAuth)
+	}
+}
+
+// optIn labels a Secret whose credentials canopy may send.
+var optIn = map[string]string{meshv1.LabelCredentials: "true"}
+
+// loopbackOptions let a tenant's provider address and credentials reach this test's
+// servers on 127.0.0.1, which the default policies refuse.
+func loopbackOptions(o Options) Options {
+	o.ProviderPolicy = &hooks.Policy{AllowedCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+	o.Credentials = &hooks.CredentialPolicy{AllowedHosts: []string{"127.0.0.1"}}
+	return o
+}
+
+// A tenant's provider address goes through the URL policy; credentials go only to allowed
+// hosts, from Secrets that opted in and are no ServiceAccount token. Each refusal names the
+// field and sends nothing.
+func TestProviderPolicies(t *testing.T) {
+	prom := newPromServer(t, map[string]string{"": sample("99.9")})
+	secret := func(name string, labels map[string]string, typ corev1.SecretType) *corev1.Secret {
+		return &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, Labels: labels},
+			Type:       typ,
+			Data:       map[string][]byte{"token": []byte("s3cret")},
+		}
+	}
+	secrets := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(
+		secret("labelled", optIn, corev1.SecretTypeOpaque),
+		secret("unlabelled", nil, corev1.SecretTypeOpaque),
+		secret("sa-token", optIn, corev1.SecretTypeServiceAccountToken),
+	).Build()
+	canary := func(secretName string) *meshv1.Canary {
+		c := testCanary(successRate(99))
+		c.Spec.Analysis.Provider = &meshv1.MetricProvider{Address: prom.URL}
+		if secretName != "" {
+			c.Spec.Analysis.Provider.SecretRef = &meshv1.LocalObjectReference{Name: secretName}
+		}
+		return c
+	}
+	defaults := Options{SecretReader: secrets}
+	noCredentials := loopbackOptions(Options{SecretReader: secrets})
+	noCredentials.Credentials = nil
+	tests := []struct {
+		name    string
+		opts    Options
+		canary  *meshv1.Canary
+		outcome meshv1.CheckOutcome
+		message string
+	}{
+		{"loopback refused by default", defaults, canary(""), meshv1.OutcomeError, "spec.analysis.provider.address: URL http://127.0.0.1:"},
+		{"loopback allowed by the operator", loopbackOptions(defaults), canary(""), meshv1.OutcomePass, ""},
+		{"credentials to a host not allowed", noCredentials, canary("labelled"), meshv1.OutcomeError, "spec.analysis.provider.secretRef: URL http://127.0.0.1:"},
+		{"a Secret that did not opt in", loopbackOptions(defaults), canary("unlabelled"), meshv1.OutcomeError, "is not labelled mesh.canopy.dev/credentials=true"},
+		{"a ServiceAccount token", loopbackOptions(defaults), canary("sa-token"), meshv1.OutcomeError, "is a ServiceAccount token"},
+		{"an allowed host and a Secret that opted in", loopbackOptions(defaults), canary("labelled"), meshv1.OutcomePass, ""},
+	}
+	for _, tt := range tests {
+		got := newTestRunner(t, "", tt.opts).Run(context.Background(), tt.canary)[0]
+		if got.Outcome != tt.outcome || !strings.Contains(got.Message, tt.message) {
+			t.Errorf("%s: %s %q, want %s with %q", tt.name, got.Outcome, got.Message, tt.outcome, tt.message)
+		}
+	}
+	// Only the two runs that passed reached the server, and only the last with the token.
+	_, auth := prom.received()
+	if len(auth) != 2 || auth[0] != "" || auth[1] != "Bearer s3cret" {
+		t.Errorf("the provider saw Authorization %q, want [\"\" \"Bearer s3cret\"]", auth)
+	}
+}
+
+// A redirect is not followed, and no answer that is not Prometheus' is copied into status.
+func TestProviderAnswersStayOut(t *testing.T) {
+	var followed atomic.Bool
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		followed.Store(true)
+		_, _ = w.Write([]byte(sample("1")))
+	}))
+	t.Cleanup(target.Close)
+	redirect := httptest.NewServer(http.RedirectHandler(target.URL+"/latest/meta-data/", http.StatusFound))
+	t.Cleanup(redirect.Close)
+	leaky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("root:x:0:0:SECRET-CONTENT"))
+	}))
+	t.Cleanup(leaky.Close)
+	for _, addr := range []string{redirect.URL, leaky.URL} {
+		c := testCanary(successRate(99))
+		c.Spec.Analysis.Provider = &meshv1.MetricProvider{Address: addr}
+		got := newTestRunner(t, "", loopbackOptions(Options{})).Run(context.Background(), c)[0]
+		if got.Outcome == meshv1.OutcomePass || strings.Contains(got.Message, "SECRET-CONTENT") || strings.Contains(got.Message, "meta-data") {
+			t.Errorf("%s: %s %q", addr, got.Outcome, got.Message)
+		}
+	}
+	if followed.Load() {
+		t.Error("the redirect was followed")
 	}
 }
 
@@ -381,7 +491,7 @@ func TestLongMessagesAreCut(t *testing.T) {
 	long := strings.Repeat("é", 2000)
 	prom := newPromServer(t, map[string]string{"": `{"status":"error","errorType":"bad_data","error":"` + long + `"}`})
 	got := newTestRunner(t, prom.URL, Options{}).Run(context.Background(), testCanary(successRate(99)))[0]
-	if len(got.Message) > maxMessage+3 || !strings.HasSuffix(got.Message, "é...") || got.Outcome != meshv1.OutcomeBadQuery {
+	if len(got.Message) > maxMessage+3 || !strings.Contains(got.Message, "é...") || got.Outcome != meshv1.OutcomeBadQuery {
 		t.Fatalf("message of %d bytes: %q...", len(got.Message), got.Message[:40])
 	}
 }
@@ -392,11 +502,11 @@ func TestCanaryProviderForBuiltins(t *testing.T) {
 	own := newPromServer(t, map[string]string{"": sample("99.9")})
 	def := newPromServer(t, map[string]string{"": sample("0")})
 	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "mesh-prom"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "mesh-prom", Labels: optIn},
 		Data:       map[string][]byte{"username": []byte("canopy"), "password": []byte("s3cret")},
 	}
 	secrets := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(secret).Build()
-	r := newTestRunner(t, def.URL, Options{SecretReader: secrets})
+	r := newTestRunner(t, def.URL, loopbackOptions(Options{SecretReader: secrets}))
 	c := testCanary(successRate(99))
 	c.Spec.Analysis.Provider = &meshv1.MetricProvider{Address: own.URL, SecretRef: &meshv1.LocalObjectReference{Name: "mesh-prom"}}
 	got := r.Run(context.Background(), c)

@@ -11,11 +11,13 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
+
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 )
@@ -38,6 +40,11 @@ type ClientOptions struct {
 	RootCAs *x509.CertPool
 	// UserAgent is sent with every call (default "canopy").
 	UserAgent string
+	// Secrets reads the Secrets of webhook headers (uncached: the manager's APIReader);
+	// without it a webhook with a header is refused.
+	Secrets client.Reader
+	// Credentials decides where a header from a Secret may be sent; nil sends it nowhere.
+	Credentials *CredentialPolicy
 }
 
 // Client is the Caller: it POSTs a webhook's payload, within the URL policy.
@@ -97,15 +104,51 @@ func (c *Client) Call(ctx context.Context, hook meshv1.CanaryWebhook, payload Pa
 	if err != nil {
 		return fmt.Errorf("webhook %s: encoding the payload: %w", hook.Name, err)
 	}
-	if err := c.Post(ctx, hook.URL, body, timeout, retries); err != nil {
+	header, err := c.header(ctx, hook, payload.Namespace)
+	if err != nil {
+		return fmt.Errorf("webhook %s: %w", hook.Name, err)
+	}
+	if err := c.post(ctx, hook.URL, body, timeout, retries, header); err != nil {
 		return fmt.Errorf("webhook %s: %w", hook.Name, err)
 	}
 	return nil
 }
 
+// header is the hook's header from its Secret in namespace, within the credential policy.
+func (c *Client) header(ctx context.Context, hook meshv1.CanaryWebhook, namespace string) (http.Header, error) {
+	h := hook.Header
+	if h == nil {
+		return nil, nil
+	}
+	if err := c.opts.Credentials.CheckHost(hook.URL); err != nil {
+		return nil, fmt.Errorf("header.secretKeyRef: %w", err)
+	}
+	if c.opts.Secrets == nil {
+		return nil, errors.New("header.secretKeyRef: this caller reads no Secrets")
+	}
+	key := types.NamespacedName{Namespace: namespace, Name: h.SecretKeyRef.Name}
+	secret, err := ReadSecret(ctx, c.opts.Secrets, key)
+	if err != nil {
+		return nil, fmt.Errorf("header.secretKeyRef: %w", err)
+	}
+	value, ok := secret.Data[h.SecretKeyRef.Key]
+	if !ok {
+		return nil, fmt.Errorf("header.secretKeyRef: Secret %s has no key %q", key, h.SecretKeyRef.Key)
+	}
+	v := strings.TrimRight(string(value), "\r\n")
+	if v == "" || strings.ContainsAny(v, "\r\n\x00") {
+		return nil, fmt.Errorf("header.secretKeyRef: the value of key %q of Secret %s is empty or has line breaks", h.SecretKeyRef.Key, key)
+	}
+	return http.Header{http.CanonicalHeaderKey(h.Name): {v}}, nil
+}
+
 // Post POSTs a JSON body to rawURL within the policy, with Call's retries and backoff; a
 // timeout of 0 is the default 10s. Notifications use it for their own payloads.
 func (c *Client) Post(ctx context.Context, rawURL string, body []byte, timeout time.Duration, retries int) error {
+	return c.post(ctx, rawURL, body, timeout, retries, nil)
+}
+
+func (c *Client) post(ctx context.Context, rawURL string, body []byte, timeout time.Duration, retries int, header http.Header) error {
 	if timeout <= 0 {
 		timeout = defaultTimeout
 	}
@@ -124,7 +167,7 @@ func (c *Client) Post(ctx context.Context, rawURL string, body []byte, timeout t
 
 	backoff := c.opts.Backoff
 	for attempt := 0; ; attempt++ {
-		err = c.attempt(ctx, httpClient, target, body, timeout)
+		err = c.attempt(ctx, httpClient, target, body, timeout, header)
 		if err == nil {
 			return nil
 		}
@@ -143,18 +186,21 @@ func (c *Client) Post(ctx context.Context, rawURL string, body []byte, timeout t
 	return err
 }
 
-func (c *Client) attempt(ctx context.Context, httpClient *http.Client, target *Target, body []byte, timeout time.Duration) error {
+func (c *Client) attempt(ctx context.Context, httpClient *http.Client, target *Target, body []byte, timeout time.Duration, header http.Header) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target.URL.String(), bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", c.opts.UserAgent)
 	resp, err := httpClient.Do(req)
 	if err != nil {
-		return err
+		return SafeTransportError(err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
@@ -200,15 +246,7 @@ func (c *Client) pinnedTransport(target *Target) *http.Transport {
 	return &http.Transport{
 		Proxy: nil,
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var errs []error
-			for _, a := range addrs {
-				conn, err := dialer.DialContext(ctx, network, netip.AddrPortFrom(a, mustPort(port)).String())
-				if err == nil {
-					return conn, nil
-				}
-				errs = append(errs, err)
-			}
-			return nil, errors.Join(errs...)
+			return dialAny(ctx, dialer, network, addrs, mustPort(port))
 		},
 		// TLS still verifies the URL's host name: only the address is pinned.
 		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: c.opts.RootCAs},

@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 )
@@ -245,5 +248,75 @@ func TestStatusErrorBodyIsPrintable(t *testing.T) {
 	var se *StatusError
 	if !errors.As(err, &se) || se.Body != "closed: [31m waiting for QA ?" {
 		t.Fatalf("Call() = %v, want the body cleaned", err)
+	}
+}
+
+// A call that gets no answer says so without the URL (its query carries a token) or the
+// address dialed.
+func TestTransportErrorsShowNoURL(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	addr := srv.Listener.Addr().String()
+	srv.Close() // nothing listens there any more: connection refused
+	c := NewClient(loopbackPolicy(t), ClientOptions{Backoff: time.Millisecond})
+	err := c.Call(context.Background(), hook("http://"+addr+"/hook?token=s3cret", 0), payload)
+	if err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("Call() = %v, want connection refused", err)
+	}
+	for _, leak := range []string{"s3cret", addr, "127.0.0.1"} {
+		if strings.Contains(err.Error(), leak) {
+			t.Errorf("the error %q shows %q", err, leak)
+		}
+	}
+}
+
+// A webhook's header comes from a Secret that opted in, to a host credentials may go to;
+// a ServiceAccount token, a Secret that did not opt in or another host gets nothing sent.
+func TestCallHeaderFromSecret(t *testing.T) {
+	var got atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Store(r.Header.Get("Authorization"))
+	}))
+	t.Cleanup(srv.Close)
+	secret := func(name string, labels map[string]string, typ corev1.SecretType) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, Labels: labels}, Type: typ,
+			Data: map[string][]byte{"auth": []byte("Bearer s3cret\n")}}
+	}
+	optIn := map[string]string{meshv1.LabelCredentials: "true"}
+	secrets := fake.NewClientBuilder().WithObjects(
+		secret("ok", optIn, corev1.SecretTypeOpaque),
+		secret("unlabelled", nil, corev1.SecretTypeOpaque),
+		secret("sa", optIn, corev1.SecretTypeServiceAccountToken),
+	).Build()
+	withHeader := func(name string) meshv1.CanaryWebhook {
+		h := hook(srv.URL+"/gate", 0)
+		h.Header = &meshv1.WebhookHeader{Name: "authorization", SecretKeyRef: meshv1.SecretKeyReference{Name: name, Key: "auth"}}
+		return h
+	}
+	allowed := NewClient(loopbackPolicy(t), ClientOptions{Secrets: secrets, Credentials: &CredentialPolicy{AllowedHosts: []string{"127.0.0.1"}}})
+	elsewhere := NewClient(loopbackPolicy(t), ClientOptions{Secrets: secrets, Credentials: &CredentialPolicy{AllowedHosts: []string{"hooks.example.com"}}})
+	for _, tt := range []struct {
+		name   string
+		client *Client
+		secret string
+		err    string
+	}{
+		{"a host not allowed", elsewhere, "ok", "header.secretKeyRef: URL http://127.0.0.1:"},
+		{"a Secret that did not opt in", allowed, "unlabelled", "is not labelled mesh.canopy.dev/credentials=true"},
+		{"a ServiceAccount token", allowed, "sa", "is a ServiceAccount token"},
+		{"a missing key", allowed, "absent", "Secret shop/absent is not found"},
+	} {
+		err := tt.client.Call(context.Background(), withHeader(tt.secret), payload)
+		if err == nil || !strings.Contains(err.Error(), tt.err) {
+			t.Errorf("%s: %v, want %q", tt.name, err, tt.err)
+		}
+		if v, _ := got.Load().(string); v != "" {
+			t.Fatalf("%s: the hook received %q", tt.name, v)
+		}
+	}
+	if err := allowed.Call(context.Background(), withHeader("ok"), payload); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := got.Load().(string); v != "Bearer s3cret" {
+		t.Fatalf("the hook received Authorization %q, want the Secret's value", v)
 	}
 }

@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -15,17 +16,23 @@ type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
-// Policy decides which webhook URLs the operator may call.
+// Policy decides which URLs the operator may call on a tenant's behalf: rollout webhooks,
+// and the metric providers a Canary or MetricTemplate names.
 //
-// With no allow-list, any http(s) URL may be called except those that reach the
-// operator's own pod or its node's metadata service: loopback, unspecified, link-local
-// (169.254.0.0/16, fe80::/10, which hold the cloud metadata endpoints), multicast and the
-// known metadata addresses and names. With an allow-list, a URL must also have an
+// With no allow-list, any http(s) URL may be called except those that reach the operator's
+// own pod, its node, the cluster's network or the API server: loopback, unspecified,
+// link-local (169.254.0.0/16, fe80::/10, which hold the cloud metadata endpoints),
+// multicast, the known metadata addresses and names, the private and shared ranges a
+// cluster's pods and Services live in (RFC 1918, 100.64.0.0/10, fc00::/7), the IPv6
+// transition prefixes that carry an IPv4 address (6to4, Teredo), and the API server's own
+// addresses (DeniedAddrs, DeniedAddrPorts). With an allow-list, a URL must also have an
 // allowed host name, or resolve only to addresses in allowed CIDRs.
 //
 // An allowed CIDR lifts a refused range only when it lies within it (127.0.0.0/8 lifts
-// loopback; 0.0.0.0/0 lifts nothing), so a broad allow-list never opens the metadata
-// service by accident.
+// loopback, 10.0.0.0/8 lifts that private range; 0.0.0.0/0 lifts nothing), so a broad
+// allow-list never opens the metadata service or the cluster by accident. An allowed host
+// name lifts the private and shared ranges (an in-cluster Service resolves into them), never
+// loopback, link-local or metadata. The API server's addresses are never lifted.
 //
 // Every address a name resolves to is checked, and the call then dials those very
 // addresses, so a name that resolves elsewhere a moment later (DNS rebinding) changes
@@ -36,24 +43,49 @@ type Policy struct {
 	AllowedHosts []string
 	// AllowedCIDRs are address ranges.
 	AllowedCIDRs []netip.Prefix
+	// DeniedAddrs are refused whatever the allow-lists say: the API server's Service IP.
+	DeniedAddrs []netip.Addr
+	// DeniedAddrPorts are refused on their port whatever the allow-lists say: the API
+	// server's address as the operator reaches it, which may share an address with
+	// allowed services (a test bed on loopback).
+	DeniedAddrPorts []netip.AddrPort
 	// Resolver resolves host names; net.DefaultResolver when nil.
 	Resolver Resolver
 }
 
-// deniedPrefixes are never called unless an allowed CIDR within them lifts them.
-var deniedPrefixes = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),          // "this network"; 0.0.0.0 dials the local host
-	netip.MustParsePrefix("127.0.0.0/8"),        // loopback: the operator pod itself
-	netip.MustParsePrefix("169.254.0.0/16"),     // link-local, incl. 169.254.169.254 (metadata)
-	netip.MustParsePrefix("224.0.0.0/4"),        // multicast
-	netip.MustParsePrefix("255.255.255.255/32"), // broadcast
-	netip.MustParsePrefix("100.100.100.200/32"), // Alibaba Cloud metadata
-	netip.MustParsePrefix("168.63.129.16/32"),   // Azure wire server
-	netip.MustParsePrefix("::/128"),             // unspecified
-	netip.MustParsePrefix("::1/128"),            // loopback
-	netip.MustParsePrefix("fe80::/10"),          // link-local
-	netip.MustParsePrefix("ff00::/8"),           // multicast
-	netip.MustParsePrefix("fd00:ec2::254/128"),  // AWS metadata over IPv6
+// deniedRange is a range never called unless an allowed CIDR within it (or, for byName
+// ranges, an allowed host name) lifts it.
+type deniedRange struct {
+	prefix netip.Prefix
+	class  string
+	byName bool
+}
+
+func denied(prefix, class string, byName bool) deniedRange {
+	return deniedRange{prefix: netip.MustParsePrefix(prefix), class: class, byName: byName}
+}
+
+var deniedPrefixes = []deniedRange{
+	denied("0.0.0.0/8", "this-network", false), // 0.0.0.0 dials the local host
+	denied("127.0.0.0/8", "loopback", false),   // the operator pod itself
+	denied("169.254.0.0/16", "link-local", false),
+	denied("224.0.0.0/4", "multicast", false),
+	denied("255.255.255.255/32", "broadcast", false),
+	denied("100.100.100.200/32", "metadata", false), // Alibaba Cloud
+	denied("168.63.129.16/32", "metadata", false),   // Azure wire server
+	denied("10.0.0.0/8", "private", true),
+	denied("172.16.0.0/12", "private", true),
+	denied("192.168.0.0/16", "private", true),
+	denied("100.64.0.0/10", "shared (carrier-grade NAT)", true),
+	denied("198.18.0.0/15", "benchmarking", true),
+	denied("::/128", "unspecified", false),
+	denied("::1/128", "loopback", false),
+	denied("fe80::/10", "link-local", false),
+	denied("ff00::/8", "multicast", false),
+	denied("fd00:ec2::254/128", "metadata", false), // AWS over IPv6; within fc00::/7, so first
+	denied("fc00::/7", "unique local (private)", true),
+	denied("2002::/16", "6to4", false),
+	denied("2001::/32", "Teredo", false),
 }
 
 // nat64 embeds an IPv4 address in its last 32 bits; it is checked as that address.
@@ -71,17 +103,11 @@ var deniedNames = map[string]bool{
 // ParsePolicy builds a Policy from the operator's flags: host names, and CIDRs or bare
 // addresses.
 func ParsePolicy(hosts, cidrs []string) (*Policy, error) {
-	p := &Policy{}
-	for _, h := range hosts {
-		h = normalizeHost(h)
-		if h == "" {
-			continue
-		}
-		if strings.Contains(h, "*") && (!strings.HasPrefix(h, "*.") || strings.Count(h, "*") > 1) {
-			return nil, fmt.Errorf("allowed host %q: a wildcard is allowed only as the whole first label, as in *.example.com", h)
-		}
-		p.AllowedHosts = append(p.AllowedHosts, h)
+	allowed, err := ParseHosts(hosts)
+	if err != nil {
+		return nil, err
 	}
+	p := &Policy{AllowedHosts: allowed}
 	for _, c := range cidrs {
 		c = strings.TrimSpace(c)
 		if c == "" {
@@ -103,14 +129,15 @@ func ParsePolicy(hosts, cidrs []string) (*Policy, error) {
 	return p, nil
 }
 
-// NotAllowedError is a URL the policy refuses to call.
+// NotAllowedError is a URL the policy refuses to call. URL is its origin alone
+// (scheme://host:port): paths and query strings carry tokens (Slack's, signed URLs).
 type NotAllowedError struct {
 	URL    string
 	Reason string
 }
 
 func (e *NotAllowedError) Error() string {
-	return fmt.Sprintf("webhook URL %s is not allowed: %s", e.URL, e.Reason)
+	return fmt.Sprintf("URL %s is not allowed: %s", e.URL, e.Reason)
 }
 
 // Target is a URL the policy allows, with the addresses the call must dial.
@@ -135,7 +162,11 @@ func (p *Policy) Check(ctx context.Context, rawURL string) (*Target, error) {
 		}
 		addrs, err = resolver.LookupNetIP(ctx, "ip", host)
 		if err != nil {
-			return nil, refusal(u, "resolving %s: %v", host, err)
+			var dnsErr *net.DNSError
+			if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+				return nil, refusal(u, "%s: no such host", host)
+			}
+			return nil, refusal(u, "resolving %s failed", host)
 		}
 		if len(addrs) == 0 {
 			return nil, refusal(u, "%s resolves to no address", host)
@@ -166,7 +197,7 @@ func (p *Policy) CheckStatic(rawURL string) error {
 func (p *Policy) checkStatic(rawURL string) (*url.URL, string, netip.Addr, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, "", netip.Addr{}, &NotAllowedError{URL: redact(rawURL), Reason: "not a URL"}
+		return nil, "", netip.Addr{}, &NotAllowedError{URL: "(unparsable)", Reason: "not a URL"}
 	}
 	refuse := func(format string, args ...any) (*url.URL, string, netip.Addr, error) {
 		return nil, "", netip.Addr{}, refusal(u, format, args...)
@@ -204,27 +235,69 @@ func (p *Policy) checkStatic(rawURL string) (*url.URL, string, netip.Addr, error
 }
 
 // checkAddr refuses an address host resolves to (or is) when it is in a refused range or,
-// with an allow-list, when neither the host nor the address is allowed.
+// with an allow-list, when neither the host nor the address is allowed. A refusal of a
+// name never shows the address it resolved to: the cluster's layout is none of the
+// tenant's business.
 func (p *Policy) checkAddr(u *url.URL, host string, a netip.Addr) error {
-	if reason := p.deniedAddr(a); reason != "" {
-		if host == a.String() {
-			return refusal(u, "%s is %s", host, reason)
+	_, perr := netip.ParseAddr(host)
+	literal := perr == nil
+	if prefix, class := p.deniedAddr(a, urlPort(u), p.hostListed(host, false)); class != "" {
+		switch {
+		case !prefix.IsValid():
+			return refusal(u, "%s is %s", host, class)
+		case literal:
+			return refusal(u, "%s is in the refused range %s (%s)", host, prefix, class)
 		}
-		return refusal(u, "%s resolves to %s, %s", host, a, reason)
+		return refusal(u, "%s resolves to a %s address, which is refused", host, class)
 	}
 	restricted := len(p.AllowedHosts) > 0 || len(p.AllowedCIDRs) > 0
 	if restricted && !p.hostListed(host, false) && !p.cidrListed(a) {
-		return refusal(u, "%s (%s) is neither an allowed host nor in an allowed CIDR", host, a)
+		if literal {
+			return refusal(u, "%s is neither an allowed host nor in an allowed CIDR", host)
+		}
+		return refusal(u, "%s is neither an allowed host nor does it resolve into an allowed CIDR", host)
 	}
 	return nil
 }
 
 func refusal(u *url.URL, format string, args ...any) error {
-	return &NotAllowedError{URL: u.Redacted(), Reason: fmt.Sprintf(format, args...)}
+	return &NotAllowedError{URL: Origin(u), Reason: fmt.Sprintf(format, args...)}
 }
 
-// deniedAddr says why a is refused, or "" when it is not.
-func (p *Policy) deniedAddr(a netip.Addr) string {
+// Origin is what may be shown of a URL: scheme, host and port, never a user, path or
+// query, which carry tokens.
+func Origin(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host}).String()
+}
+
+// urlPort is the port a URL dials.
+func urlPort(u *url.URL) uint16 {
+	if p := u.Port(); p != "" {
+		return mustPort(p)
+	}
+	if u.Scheme == "https" {
+		return 443
+	}
+	return 80
+}
+
+// deniedAddr returns the refused range a (dialed on port) is in and its class, or "" when
+// a is not refused; the API server's addresses have a class and no range. byName says the
+// URL's host is an allowed host name, which lifts the private and shared ranges.
+func (p *Policy) deniedAddr(a netip.Addr, port uint16, byName bool) (netip.Prefix, string) {
+	for _, d := range p.DeniedAddrs {
+		if d.Unmap() == a {
+			return netip.Prefix{}, "the API server's address"
+		}
+	}
+	for _, d := range p.DeniedAddrPorts {
+		if d.Addr().Unmap() == a && d.Port() == port {
+			return netip.Prefix{}, "the API server's address"
+		}
+	}
 	check := []netip.Addr{a}
 	if nat64.Contains(a) {
 		b := a.As16()
@@ -232,12 +305,12 @@ func (p *Policy) deniedAddr(a netip.Addr) string {
 	}
 	for _, c := range check {
 		for _, d := range deniedPrefixes {
-			if d.Contains(c) && !p.lifted(c, d) {
-				return fmt.Sprintf("in the refused range %s (loopback, link-local, metadata or multicast)", d)
+			if d.prefix.Contains(c) && (!d.byName || !byName) && !p.lifted(c, d.prefix) {
+				return d.prefix, d.class
 			}
 		}
 	}
-	return ""
+	return netip.Prefix{}, ""
 }
 
 // lifted reports whether an allowed CIDR within the denied range d contains a.
@@ -261,7 +334,11 @@ func (p *Policy) cidrListed(a netip.Addr) bool {
 
 // hostListed reports whether host is in AllowedHosts; exactOnly ignores wildcards.
 func (p *Policy) hostListed(host string, exactOnly bool) bool {
-	for _, h := range p.AllowedHosts {
+	return hostInList(p.AllowedHosts, host, exactOnly)
+}
+
+func hostInList(list []string, host string, exactOnly bool) bool {
+	for _, h := range list {
 		if h == host {
 			return true
 		}
@@ -283,15 +360,13 @@ func numericHost(h string) bool {
 	return last != "" && strings.Trim(last, "0123456789") == ""
 }
 
-func normalizeHost(h string) string {
-	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(h)), ".")
+func checkWildcard(h string) error {
+	if strings.Contains(h, "*") && (!strings.HasPrefix(h, "*.") || strings.Count(h, "*") > 1) {
+		return fmt.Errorf("allowed host %q: a wildcard is allowed only as the whole first label, as in *.example.com", h)
+	}
+	return nil
 }
 
-func redact(raw string) string {
-	if i := strings.Index(raw, "@"); i >= 0 {
-		if j := strings.Index(raw, "://"); j >= 0 && j < i {
-			return raw[:j+3] + "xxxxx" + raw[i:]
-		}
-	}
-	return raw
+func normalizeHost(h string) string {
+	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(h)), ".")
 }

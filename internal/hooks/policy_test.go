@@ -49,7 +49,8 @@ func TestPolicy(t *testing.T) {
 	dns := newZone(map[string][][]string{
 		"hooks.shop.svc.cluster.local": {{"10.96.0.5"}},
 		"gate.ci.example":              {{"203.0.113.7"}},
-		"rebind.example":               {{"10.0.0.1", "169.254.169.254"}},
+		"rebind.example":               {{"203.0.113.9", "169.254.169.254"}},
+		"private.example":              {{"192.168.1.20"}},
 		"v6meta.example":               {{"fd00:ec2::254"}},
 		"localhost":                    {{"127.0.0.1", "::1"}},
 	})
@@ -67,15 +68,27 @@ func TestPolicy(t *testing.T) {
 	everything := mustParse(nil, []string{"0.0.0.0/0", "::/0"})
 	metadataOptIn := mustParse([]string{"metadata.google.internal"}, []string{"169.254.169.254"})
 	wildcardOnly := mustParse([]string{"*.google.internal"}, nil)
+	private := mustParse(nil, []string{"10.0.0.0/8"})
+	apiserver := mustParse(nil, []string{"10.96.0.0/12", "127.0.0.0/8"})
+	apiserver.DeniedAddrs = []netip.Addr{netip.MustParseAddr("10.96.0.1")}
+	apiserver.DeniedAddrPorts = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:6443")}
 
 	tests := []struct {
 		policy *Policy
 		url    string
 		reason string // "" when allowed
 	}{
-		{open, "http://hooks.shop.svc.cluster.local/gate", ""},
 		{open, "https://203.0.113.7:8443/x", ""},
-		{open, "http://10.1.2.3/", ""},
+		{open, "http://10.1.2.3/", "refused range 10.0.0.0/8 (private)"},
+		{open, "http://172.20.0.1/", "refused range 172.16.0.0/12 (private)"},
+		{open, "http://192.168.0.1/", "refused range 192.168.0.0/16 (private)"},
+		{open, "http://100.64.0.10/", "refused range 100.64.0.0/10"},
+		{open, "http://[fd12::1]/", "refused range fc00::/7"},
+		{open, "http://[2002:a9fe:a9fe::1]/", "refused range 2002::/16 (6to4)"},
+		{open, "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/", "refused range 2001::/32 (Teredo)"},
+		{open, "http://[64:ff9b::a00:1]/", "refused range 10.0.0.0/8"},
+		{open, "http://hooks.shop.svc.cluster.local/gate", "resolves to a private address"},
+		{open, "http://private.example/", "resolves to a private address"},
 		{open, "http://169.254.169.254/latest/meta-data/", "refused range 169.254.0.0/16"},
 		{open, "http://[fe80::1%25eth0]:80/", "refused range fe80::/10"},
 		{open, "http://[::ffff:169.254.169.254]/", "refused range 169.254.0.0/16"},
@@ -83,29 +96,38 @@ func TestPolicy(t *testing.T) {
 		{open, "http://metadata.google.internal/computeMetadata/v1/", "metadata service"},
 		{open, "http://METADATA.google.internal./", "metadata service"},
 		{open, "http://100.100.100.200/", "refused range"},
-		{open, "http://v6meta.example/", "refused range fd00:ec2::254/128"},
+		{open, "http://v6meta.example/", "resolves to a metadata address"},
 		{open, "http://127.0.0.1:8080/", "refused range 127.0.0.0/8"},
-		{open, "http://localhost:8080/", "refused range 127.0.0.0/8"},
+		{open, "http://localhost:8080/", "resolves to a loopback address"},
 		{open, "http://0.0.0.0:8080/", "refused range 0.0.0.0/8"},
 		{open, "http://[::]:8080/", "refused range ::/128"},
-		{open, "http://rebind.example/", "169.254.169.254"},
+		{open, "http://rebind.example/", "resolves to a link-local address"},
 		{open, "http://unknown.example/", "no such host"},
 		{open, "ftp://hooks.shop.svc.cluster.local/", "scheme"},
 		{open, "http:///path", "no host"},
-		{open, "http://10.1.2.3:99999/", "not a port number"},
+		{open, "http://203.0.113.7:99999/", "not a port number"},
 		{restricted, "http://hooks.shop.svc.cluster.local/", ""},
 		{restricted, "https://gate.ci.example/", ""},
 		{restricted, "http://10.100.0.1/", ""},
-		{restricted, "http://10.1.2.3/", "neither an allowed host nor in an allowed CIDR"},
+		{restricted, "http://10.1.2.3/", "refused range 10.0.0.0/8"},
+		{restricted, "http://192.0.2.1/", "neither an allowed host nor in an allowed CIDR"},
 		{restricted, "http://ci.example/", "no such host"},
 		{restricted, "http://169.254.169.254/", "refused range"},
 		{loopback, "http://127.0.0.1:8080/", ""},
 		{loopback, "http://localhost:8080/", ""},
-		{loopback, "http://10.1.2.3/", "neither an allowed host"},
-		{everything, "http://10.1.2.3/", ""},
+		{loopback, "http://192.0.2.1/", "neither an allowed host"},
+		{everything, "http://10.1.2.3/", "refused range 10.0.0.0/8"},
+		{everything, "http://203.0.113.7/", ""},
+		{private, "http://10.1.2.3/", ""},
+		{private, "http://172.20.0.1/", "refused range 172.16.0.0/12"},
+		{apiserver, "http://10.96.0.1/", "the API server's address"},
+		{apiserver, "https://10.96.0.1:443/", "the API server's address"},
+		{apiserver, "http://10.96.0.2/", ""},
+		{apiserver, "https://127.0.0.1:6443/", "the API server's address"},
+		{apiserver, "http://127.0.0.1:9090/", ""},
 		{everything, "http://169.254.169.254/", "refused range"},
 		{everything, "http://127.0.0.1/", "refused range"},
-		{metadataOptIn, "http://metadata.google.internal/", "resolving"}, // name allowed; it does not resolve here
+		{metadataOptIn, "http://metadata.google.internal/", "no such host"}, // name allowed; it does not resolve here
 		{metadataOptIn, "http://169.254.169.254/", ""},
 		{wildcardOnly, "http://metadata.google.internal/", "metadata service"},
 	}
@@ -125,12 +147,12 @@ func TestPolicy(t *testing.T) {
 }
 
 func TestCheckPinsResolvedAddresses(t *testing.T) {
-	p := &Policy{Resolver: newZone(map[string][][]string{"hooks.example": {{"10.0.0.1", "2001:db8::1"}}})}
+	p := &Policy{Resolver: newZone(map[string][][]string{"hooks.example": {{"203.0.113.1", "2001:db8::1"}}})}
 	target, err := p.Check(context.Background(), "https://hooks.example:8443/gate")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("2001:db8::1")}
+	want := []netip.Addr{netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("2001:db8::1")}
 	if len(target.Addrs) != 2 || target.Addrs[0] != want[0] || target.Addrs[1] != want[1] {
 		t.Fatalf("Addrs = %v, want %v", target.Addrs, want)
 	}
@@ -219,5 +241,37 @@ func TestCheckStatic(t *testing.T) {
 				t.Errorf("Check(%q) allows what CheckStatic refuses", tt.url)
 			}
 		})
+	}
+}
+
+// An allowed host name lifts the private ranges an in-cluster Service lives in, never
+// loopback or metadata; a refusal of a name never shows the address it resolved to, nor a
+// URL's path or query (tokens).
+func TestPolicyNamesAndWhatRefusalsShow(t *testing.T) {
+	dns := newZone(map[string][][]string{
+		"prometheus.monitoring.svc": {{"10.96.4.2"}},
+		"evil.example":              {{"10.1.2.3"}},
+		"sneaky.monitoring.svc":     {{"127.0.0.1"}},
+	})
+	p, err := ParsePolicy([]string{"prometheus.monitoring.svc", "*.monitoring.svc"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Resolver = dns
+	if _, err := p.Check(context.Background(), "http://prometheus.monitoring.svc:9090/"); err != nil {
+		t.Errorf("an allowed name in a private range: %v", err)
+	}
+	if _, err := p.Check(context.Background(), "http://sneaky.monitoring.svc/"); err == nil || !strings.Contains(err.Error(), "loopback") {
+		t.Errorf("an allowed name resolving to loopback: %v, want refused", err)
+	}
+	open := &Policy{Resolver: dns}
+	_, err = open.Check(context.Background(), "http://evil.example/hook/T0K3N?token=s3cret")
+	if err == nil {
+		t.Fatal("a name resolving to a private address was allowed")
+	}
+	for _, leak := range []string{"10.1.2.3", "10.0.0.0", "T0K3N", "s3cret", "/hook"} {
+		if strings.Contains(err.Error(), leak) {
+			t.Errorf("the refusal %q shows %q", err, leak)
+		}
 	}
 }

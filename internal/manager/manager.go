@@ -7,6 +7,10 @@ import (
 	"crypto/tls"
 	"flag"
 	"fmt"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -25,6 +30,7 @@ import (
 	"canopy.dev/canopy/internal/hooks"
 	"canopy.dev/canopy/internal/metrics"
 	"canopy.dev/canopy/internal/notify"
+	"canopy.dev/canopy/internal/render"
 	"canopy.dev/canopy/internal/scheme"
 	webhookv1 "canopy.dev/canopy/internal/webhook/v1alpha1"
 )
@@ -54,7 +60,20 @@ type Options struct {
 	AllowCrossNamespace bool
 	WebhookAllowedHosts string
 	WebhookAllowedCIDRs string
-	NotificationsConfig string
+	// MetricsProviderAllowedHosts and MetricsProviderAllowedCIDRs are the URL policy of the
+	// provider addresses Canaries and MetricTemplates name; CredentialAllowedHosts are the
+	// hosts credentials from a tenant's Secret may be sent to (issue 19).
+	MetricsProviderAllowedHosts string
+	MetricsProviderAllowedCIDRs string
+	CredentialAllowedHosts      string
+	NotificationsConfig         string
+	// AllowedGatewayNamespaces, AllowedClusterIssuers, AllowedHosts and AllowedExternalHosts
+	// are the tenancy flags: what one namespace's Canaries and MeshPolicies may claim beyond
+	// the namespace (render.Tenancy; comma-separated, empty allows nothing beyond it).
+	AllowedGatewayNamespaces string
+	AllowedClusterIssuers    string
+	AllowedHosts             string
+	AllowedExternalHosts     string
 	// MemoryLimitRatio is the share of the container's memory limit the Go heap keeps under
 	// (ApplyMemoryLimit; main applies it, being process-wide).
 	MemoryLimitRatio float64
@@ -105,8 +124,15 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.PrometheusAddress, "prometheus-address", "", "Default Prometheus address for checks, e.g. http://prometheus.istio-system:9090.")
 	fs.BoolVar(&o.AllowCrossNamespace, "allow-cross-namespace-refs", false, "Allow Canaries to reference MetricTemplates in other namespaces.")
 	fs.StringVar(&o.WebhookAllowedHosts, "webhook-allowed-hosts", "",
-		"Comma-separated host names rollout webhooks may call (empty: any host that is not loopback, link-local or a metadata address).")
-	fs.StringVar(&o.WebhookAllowedCIDRs, "webhook-allowed-cidrs", "", "Comma-separated CIDRs rollout webhooks may call.")
+		"Comma-separated host names rollout webhooks may call (empty: any host whose addresses are not loopback, link-local, metadata, private or cluster addresses). A listed name may resolve to a private address.")
+	fs.StringVar(&o.WebhookAllowedCIDRs, "webhook-allowed-cidrs", "",
+		"Comma-separated CIDRs rollout webhooks may call; a CIDR within a refused range (e.g. 10.0.0.0/8, 127.0.0.0/8) lifts that part of it.")
+	fs.StringVar(&o.MetricsProviderAllowedHosts, "metrics-provider-allowed-hosts", "",
+		"Comma-separated host names the provider.address of a Canary or MetricTemplate may name, e.g. prometheus.monitoring.svc (empty: as for webhooks, no loopback, link-local, metadata, private or cluster address). Does not apply to --prometheus-address.")
+	fs.StringVar(&o.MetricsProviderAllowedCIDRs, "metrics-provider-allowed-cidrs", "",
+		"Comma-separated CIDRs a provider.address may reach; a CIDR within a refused range lifts that part of it.")
+	fs.StringVar(&o.CredentialAllowedHosts, "credential-allowed-hosts", "",
+		"Comma-separated host names (or addresses) that credentials from a tenant's Secret (provider secretRef, webhook header) may be sent to; empty: none, except the --prometheus-address. The Secret must also be labelled mesh.canopy.dev/credentials=true.")
 	fs.BoolVar(&o.EnableWebhooks, "enable-webhooks", true, "Serve the admission webhooks of Canary, MeshPolicy and MetricTemplate.")
 	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	fs.StringVar(&o.WebhookCertDir, "webhook-cert-path", "", "Directory of the webhook server's certificate (default: controller-runtime's, /tmp/k8s-webhook-server/serving-certs).")
@@ -116,6 +142,39 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		"Share of the container's memory limit (its cgroup's) the Go runtime keeps the heap under, collecting harder near it; 0 disables; GOMEMLIMIT, when set, wins.")
 	fs.StringVar(&o.NotificationsConfig, "notifications-config", "",
 		"YAML file of rollout notification channels (Slack, Teams, webhook); mount it from a Secret. Empty: no notifications.")
+	o.bindTenancyFlags(fs)
+}
+
+// bindTenancyFlags registers the flags of what a namespace may claim beyond itself
+// (docs/security.md). Every default allows nothing beyond the namespace.
+func (o *Options) bindTenancyFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.AllowedGatewayNamespaces, "allowed-gateway-namespaces", "",
+		"Comma-separated namespaces besides its own where a MeshPolicy may put its ingress Gateway and Certificate, and whose Gateways a Canary may bind to; * for any. Empty: the resource's own namespace only.")
+	fs.StringVar(&o.AllowedClusterIssuers, "allowed-cluster-issuers", "",
+		"Comma-separated ClusterIssuers a MeshPolicy's ingress certificate may name: name (cert-manager.io) or group/name. Empty: none; Issuers of the policy's own namespace are always allowed when its gateway is there.")
+	fs.StringVar(&o.AllowedHosts, "allowed-hosts", "",
+		"Comma-separated host rules [namespace:]host for the hosts a namespace may route and serve besides its own Services' (Canary spec.service.hosts, MeshPolicy spec.ingress.hosts): a name, *.domain or *; no namespace (or *) means every namespace; {namespace} in the host stands for the namespace. Empty: none.")
+	fs.StringVar(&o.AllowedExternalHosts, "allowed-external-hosts", "",
+		"Comma-separated host rules [namespace:]host, as --allowed-hosts, for the hosts a MeshPolicy may declare as external services (spec.externalServices). Empty: none.")
+}
+
+// Tenancy is what the tenancy flags allow; an error names the flag at fault.
+func (o *Options) Tenancy() (*render.Tenancy, error) {
+	t := &render.Tenancy{}
+	var err error
+	if t.GatewayNamespaces, err = render.ParseNamespaces(splitList(o.AllowedGatewayNamespaces)); err != nil {
+		return nil, fmt.Errorf("--allowed-gateway-namespaces: %w", err)
+	}
+	if t.ClusterIssuers, err = render.ParseClusterIssuers(splitList(o.AllowedClusterIssuers)); err != nil {
+		return nil, fmt.Errorf("--allowed-cluster-issuers: %w", err)
+	}
+	if t.Hosts, err = render.ParseHostRules(splitList(o.AllowedHosts)); err != nil {
+		return nil, fmt.Errorf("--allowed-hosts: %w", err)
+	}
+	if t.ExternalHosts, err = render.ParseHostRules(splitList(o.AllowedExternalHosts)); err != nil {
+		return nil, fmt.Errorf("--allowed-external-hosts: %w", err)
+	}
+	return t, nil
 }
 
 // Namespaces returns the watched namespaces, or nil for the whole cluster.
@@ -167,6 +226,10 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			return fmt.Errorf("--notifications-config: %w", err)
 		}
 	}
+	tenancy, err := o.Tenancy()
+	if err != nil {
+		return err
+	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = float32(o.QPS), o.Burst
 	metrics.InstrumentRequests(cfg)
@@ -189,7 +252,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		// Secrets are read one at a time where a provider needs credentials: never cached,
 		// so canopy holds no cluster-wide Secret informer.
 		Client:  client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
-		Metrics: metricsserver.Options{BindAddress: o.MetricsAddr, SecureServing: o.SecureMetrics, TLSOpts: tlsOpts},
+		Metrics: metricsOptions(o, tlsOpts),
 		WebhookServer: webhook.NewServer(webhook.Options{
 			Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.WebhookCertDir, CertName: o.WebhookCertName, KeyName: o.WebhookKeyName,
 			TLSOpts: tlsOpts,
@@ -210,12 +273,15 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
-	hookPolicy, err := hooks.ParsePolicy(splitList(o.WebhookAllowedHosts), splitList(o.WebhookAllowedCIDRs))
+	policies, err := o.policies(cfg)
 	if err != nil {
-		return fmt.Errorf("--webhook-allowed-hosts/--webhook-allowed-cidrs: %w", err)
+		return err
 	}
 	if o.EnableWebhooks {
-		if err := webhookv1.Setup(mgr, webhookv1.Options{URLPolicy: hookPolicy, AllowCrossNamespace: o.AllowCrossNamespace}); err != nil {
+		if err := webhookv1.Setup(mgr, webhookv1.Options{
+			URLPolicy: policies.hooks, ProviderPolicy: policies.providers, Credentials: policies.credentials,
+			AllowCrossNamespace: o.AllowCrossNamespace, Tenancy: tenancy,
+		}); err != nil {
 			return err
 		}
 	}
@@ -236,7 +302,10 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		MaxConcurrentReconciles: o.MaxConcurrent,
 		PrometheusAddress:       o.PrometheusAddress,
 		AllowCrossNamespace:     o.AllowCrossNamespace,
-		HookPolicy:              hookPolicy,
+		Tenancy:                 tenancy,
+		HookPolicy:              policies.hooks,
+		ProviderPolicy:          policies.providers,
+		Credentials:             policies.credentials,
 		Analyzer:                o.Analyzer,
 		Hooks:                   o.Hooks,
 		Observers:               observers,
@@ -256,6 +325,73 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		}
 	}
 	return mgr.Start(ctx)
+}
+
+// metricsOptions serves the metrics endpoint. Served securely, every scrape must carry a
+// bearer token the apiserver authenticates (a TokenReview) and that may get /metrics (a
+// SubjectAccessReview): config/rbac's metrics-reader role. Without the filter HTTPS would only
+// encrypt the answer to anyone who reaches the port.
+func metricsOptions(o Options, tlsOpts []func(*tls.Config)) metricsserver.Options {
+	m := metricsserver.Options{BindAddress: o.MetricsAddr, SecureServing: o.SecureMetrics, TLSOpts: tlsOpts}
+	if o.SecureMetrics {
+		m.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return m
+}
+
+// urlPolicies are the operator's answers to where a tenant's objects may make it connect.
+type urlPolicies struct {
+	hooks, providers *hooks.Policy
+	credentials      *hooks.CredentialPolicy
+}
+
+func (o *Options) policies(cfg *rest.Config) (urlPolicies, error) {
+	var p urlPolicies
+	var err error
+	if p.hooks, err = hooks.ParsePolicy(splitList(o.WebhookAllowedHosts), splitList(o.WebhookAllowedCIDRs)); err != nil {
+		return p, fmt.Errorf("--webhook-allowed-hosts/--webhook-allowed-cidrs: %w", err)
+	}
+	if p.providers, err = hooks.ParsePolicy(splitList(o.MetricsProviderAllowedHosts), splitList(o.MetricsProviderAllowedCIDRs)); err != nil {
+		return p, fmt.Errorf("--metrics-provider-allowed-hosts/--metrics-provider-allowed-cidrs: %w", err)
+	}
+	if p.credentials, err = hooks.ParseCredentialPolicy(splitList(o.CredentialAllowedHosts)); err != nil {
+		return p, fmt.Errorf("--credential-allowed-hosts: %w", err)
+	}
+	addrs, addrPorts := apiserverAddresses(cfg.Host, os.Getenv("KUBERNETES_SERVICE_HOST"))
+	for _, pol := range []*hooks.Policy{p.hooks, p.providers} {
+		pol.DeniedAddrs, pol.DeniedAddrPorts = addrs, addrPorts
+	}
+	return p, nil
+}
+
+// apiserverAddresses are the API server's addresses no tenant may make canopy call, even
+// within an allowed CIDR: its in-cluster Service IP (serviceHost, KUBERNETES_SERVICE_HOST),
+// refused on every port, and the address:port canopy reaches it at (host, the client
+// config's), refused on that port only: a test bed serves other things on loopback.
+func apiserverAddresses(host, serviceHost string) ([]netip.Addr, []netip.AddrPort) {
+	var addrs []netip.Addr
+	var addrPorts []netip.AddrPort
+	if a, err := netip.ParseAddr(serviceHost); err == nil {
+		addrs = append(addrs, a.Unmap())
+	}
+	if !strings.Contains(host, "://") {
+		host = "https://" + host
+	}
+	if u, err := url.Parse(host); err == nil {
+		if a, err := netip.ParseAddr(u.Hostname()); err == nil {
+			port := u.Port()
+			if port == "" {
+				port = "443"
+				if u.Scheme == "http" {
+					port = "80"
+				}
+			}
+			if n, err := strconv.ParseUint(port, 10, 16); err == nil {
+				addrPorts = append(addrPorts, netip.AddrPortFrom(a.Unmap(), uint16(n)))
+			}
+		}
+	}
+	return addrs, addrPorts
 }
 
 // nonZero leaves a zero duration to controller-runtime's default.

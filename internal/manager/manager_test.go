@@ -2,6 +2,7 @@ package manager
 
 import (
 	"flag"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -46,5 +47,27 @@ func TestLeaderElectionTimingsAreValidated(t *testing.T) {
 				t.Fatalf("error %v, want one containing %q", err, tc.err)
 			}
 		})
+	}
+}
+
+// The API server is refused where canopy reaches it and at its in-cluster Service IP.
+func TestAPIServerAddresses(t *testing.T) {
+	for _, tt := range []struct {
+		host, service string
+		addrs, ports  string
+	}{
+		{"https://127.0.0.1:6443", "", "[]", "[127.0.0.1:6443]"},
+		{"https://10.96.0.1:443", "10.96.0.1", "[10.96.0.1]", "[10.96.0.1:443]"},
+		{"10.0.0.5", "", "[]", "[10.0.0.5:443]"},
+		{"http://[::1]", "", "[]", "[[::1]:80]"},
+		{"https://api.example.com:6443", "fd00::1", "[fd00::1]", "[]"},
+	} {
+		addrs, ports := apiserverAddresses(tt.host, tt.service)
+		if got := fmt.Sprint(addrs); got != tt.addrs {
+			t.Errorf("%s, %s: addresses %s, want %s", tt.host, tt.service, got, tt.addrs)
+		}
+		if got := fmt.Sprint(ports); got != tt.ports {
+			t.Errorf("%s, %s: address:ports %s, want %s", tt.host, tt.service, got, tt.ports)
+		}
 	}
 }

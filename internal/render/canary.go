@@ -277,7 +277,12 @@ func (r *canaryRenderer) destinationRules() []*networkingv1.DestinationRule {
 		}
 		return d
 	}
-	return []*networkingv1.DestinationRule{dr(PrimaryName(r.name)), dr(CanaryName(r.name))}
+	out := []*networkingv1.DestinationRule{dr(PrimaryName(r.name)), dr(CanaryName(r.name))}
+	for _, d := range out {
+		// Wherever the VirtualService routes to these hosts, their traffic policy applies.
+		d.Spec.ExportTo = exportTo(r.c.Namespace, []string{d.Spec.Host}, r.gateways())
+	}
+	return out
 }
 
 // trafficPolicy merges spec.service.trafficPolicy with the MeshPolicy's resilience and
@@ -348,17 +353,13 @@ func (r *canaryRenderer) virtualService() *networkingv1.VirtualService {
 		TypeMeta:   metav1.TypeMeta{APIVersion: networkingv1.SchemeGroupVersion.String(), Kind: "VirtualService"},
 		ObjectMeta: metav1.ObjectMeta{Name: r.name, Namespace: r.c.Namespace, Labels: r.labels()},
 	}
-	hosts := appendUnique([]string{r.name}, s.Hosts...)
-	gateways := appendUnique(nil, s.Gateways...)
+	hosts := appendHosts(r.c.Namespace, []string{r.name}, s.Hosts...)
 	if r.policy != nil && r.policy.Spec.Ingress != nil {
-		hosts = appendUnique(hosts, r.policy.Spec.Ingress.Hosts...)
-		gateways = appendUnique(gateways, GatewayRef(r.policy))
-	}
-	if len(gateways) > 0 {
-		gateways = appendUnique(gateways, "mesh")
+		hosts = appendHosts(r.c.Namespace, hosts, r.policy.Spec.Ingress.Hosts...)
 	}
 	vs.Spec.Hosts = hosts
-	vs.Spec.Gateways = gateways
+	vs.Spec.Gateways = r.gateways()
+	vs.Spec.ExportTo = exportTo(r.c.Namespace, vs.Spec.Hosts, vs.Spec.Gateways)
 
 	d := r.defaults()
 	svcMatch := httpMatches(r.e, "spec.service.match", s.Match)
@@ -418,6 +419,19 @@ func (r *canaryRenderer) virtualService() *networkingv1.VirtualService {
 	checkRouteNames(r.pe, routes)
 	vs.Spec.Http = routes
 	return vs
+}
+
+// gateways are the gateways the VirtualService is bound to: the Canary's, the MeshPolicy's
+// ingress Gateway, and then "mesh" (the sidecars) too.
+func (r *canaryRenderer) gateways() []string {
+	gateways := appendUnique(nil, r.c.Spec.Service.Gateways...)
+	if r.policy != nil && r.policy.Spec.Ingress != nil {
+		gateways = appendUnique(gateways, GatewayRef(r.policy))
+	}
+	if len(gateways) > 0 {
+		gateways = appendUnique(gateways, "mesh")
+	}
+	return gateways
 }
 
 // defaults are the Canary's route settings, falling back to the MeshPolicy's resilience.

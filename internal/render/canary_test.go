@@ -3,6 +3,7 @@ package render
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -305,6 +306,7 @@ metadata:
 spec:
   hosts: [reviews, reviews.example.com]
   gateways: [istio-system/public, mesh]
+  exportTo: [., istio-system]
   http:
   - route:
     - destination: {host: reviews-primary, port: {number: 80}}
@@ -474,7 +476,8 @@ metadata:
   labels:`+canaryLabels+`
 spec:
   hosts: [reviews, reviews.bookinfo.example.com]
-  gateways: [istio-system/bookinfo-reviews-ingress, mesh]
+  gateways: [istio-system/bookinfo-reviews-ingress-29b5948be416401e, mesh]
+  exportTo: [., istio-system]
   http:
   - name: ratings-drill
     match:
@@ -769,5 +772,17 @@ func TestObservedWeights(t *testing.T) {
 				t.Errorf("got %d, %d, %v; want %d, %d, %v", p, c, ok, tc.p, tc.c, tc.ok)
 			}
 		})
+	}
+}
+
+// A host the Canary's apex already is, written another way (its FQDN), is not listed twice:
+// Istio reads the short name as the FQDN, and one VirtualService defining a host twice is an
+// error to istioctl analyze (IST0109).
+func TestCanaryHostsAreListedOnce(t *testing.T) {
+	c := reviewsCanary()
+	c.Spec.Service.Hosts = []string{"reviews.bookinfo.svc.cluster.local", "reviews", "reviews.example.com"}
+	set := renderCanary(t, c, Weights{Primary: 100}, nil)
+	if got := set.VirtualService.Spec.Hosts; !slices.Equal(got, []string{"reviews", "reviews.example.com"}) {
+		t.Errorf("hosts %v, want reviews and reviews.example.com once each", got)
 	}
 }

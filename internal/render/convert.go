@@ -538,6 +538,26 @@ func mergeMaps(base, over map[string]string) map[string]string {
 }
 
 // appendUnique appends the values not already in list, keeping the first occurrence.
+// appendHosts adds VirtualService hosts of namespace ns to list, leaving out those that name a
+// host already there: Istio reads a short name as <name>.<ns>.svc.cluster.local, and one
+// VirtualService listing both forms defines the host twice (istioctl analyze: IST0109).
+func appendHosts(ns string, list []string, hosts ...string) []string {
+	for _, h := range hosts {
+		if h != "" && !slices.ContainsFunc(list, func(l string) bool { return fqdn(ns, l) == fqdn(ns, h) }) {
+			list = append(list, h)
+		}
+	}
+	return list
+}
+
+// fqdn is the host Istio reads a VirtualService host of namespace ns as.
+func fqdn(ns, host string) string {
+	if strings.Contains(host, ".") || host == "*" {
+		return host
+	}
+	return host + "." + ns + ".svc." + clusterDomain
+}
+
 func appendUnique(list []string, values ...string) []string {
 	for _, v := range values {
 		if v != "" && !slices.Contains(list, v) {

@@ -27,8 +27,8 @@
 //	                                VirtualService has the same name, so it takes over in place)
 //	ServiceEntry                    <policy>-<external service>; with TLS origination also a
 //	                                DestinationRule of that name (-<i> per host when several)
-//	Gateway, Certificate            <policy namespace>-<policy>-ingress in the gateway's namespace;
-//	                                Secret <policy namespace>-<policy>-ingress-tls
+//	Gateway, Certificate            <policy namespace>-<policy>-ingress-<hash> in the gateway's
+//	                                namespace (GatewayName); Secret <that name>-tls
 //
 // Weights of 0 disappear from the JSON of an Istio route destination (proto3 omits zero
 // scalars). Under server-side apply that is what we want: when canopy stops sending a

@@ -18,7 +18,8 @@ type FieldError struct {
 	// Field is the path of the field, e.g. "spec.service.timeout".
 	Field string
 	// Reason is the condition reason to report: meshv1.ReasonInvalidSpec for a value that
-	// is wrong on its own, meshv1.ReasonInconsistent for settings that contradict.
+	// is wrong on its own, meshv1.ReasonInconsistent for settings that contradict,
+	// meshv1.ReasonNotAllowed for a value the operator's Tenancy forbids.
 	Reason  string
 	Message string
 }
@@ -78,6 +79,10 @@ func (e *errs) invalid(field, format string, args ...any) {
 
 func (e *errs) inconsistent(field, format string, args ...any) {
 	e.s.list = append(e.s.list, &FieldError{Object: e.obj, Field: field, Reason: meshv1.ReasonInconsistent, Message: fmt.Sprintf(format, args...)})
+}
+
+func (e *errs) notAllowed(field, format string, args ...any) {
+	e.s.list = append(e.s.list, &FieldError{Object: e.obj, Field: field, Reason: meshv1.ReasonNotAllowed, Message: fmt.Sprintf(format, args...)})
 }
 
 func (e *errs) warn(field, format string, args ...any) {

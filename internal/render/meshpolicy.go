@@ -356,6 +356,8 @@ func (r *policyRenderer) serviceDestinationRule() *networkingv1.DestinationRule 
 	}
 	dr.Spec.Host = r.svc.Name
 	dr.Spec.TrafficPolicy = tp
+	// The gateway routing to the Service needs its traffic policy too.
+	dr.Spec.ExportTo = exportTo(r.p.Namespace, []string{dr.Spec.Host}, r.gateways())
 	return dr
 }
 
@@ -380,9 +382,10 @@ func (r *policyRenderer) virtualService() *networkingv1.VirtualService {
 	}
 	vs.Spec.Hosts = []string{r.svc.Name}
 	if s.Ingress != nil {
-		vs.Spec.Hosts = appendUnique(vs.Spec.Hosts, s.Ingress.Hosts...)
-		vs.Spec.Gateways = []string{GatewayRef(r.p), "mesh"}
+		vs.Spec.Hosts = appendHosts(r.p.Namespace, vs.Spec.Hosts, s.Ingress.Hosts...)
+		vs.Spec.Gateways = append(r.gateways(), "mesh")
 	}
+	vs.Spec.ExportTo = exportTo(r.p.Namespace, vs.Spec.Hosts, vs.Spec.Gateways)
 	// A route to a multi-port Service needs a destination port, or Istio cannot tell which
 	// is meant (istioctl analyze: IST0112), while mesh traffic must keep the port it was sent
 	// to: a route without a port is then one route per Service port, each matching its port.
@@ -444,6 +447,15 @@ func (r *policyRenderer) virtualService() *networkingv1.VirtualService {
 	}
 	checkRouteNames(r.e, vs.Spec.Http)
 	return vs
+}
+
+// gateways are the gateways the Service's routing is bound to besides the sidecars: the
+// ingress Gateway, if any.
+func (r *policyRenderer) gateways() []string {
+	if r.p.Spec.Ingress == nil {
+		return nil
+	}
+	return []string{GatewayRef(r.p)}
 }
 
 // onGateway restricts matches to one gateway ("mesh" for sidecars).

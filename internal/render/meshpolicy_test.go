@@ -68,8 +68,8 @@ ServiceEntry shop/payment-processing-stripe
 ServiceEntry shop/payment-processing-fraud-check
 DestinationRule shop/payment-processing
 DestinationRule shop/payment-processing-stripe
-Certificate istio-system/shop-payment-processing-ingress
-Gateway istio-system/shop-payment-processing-ingress
+Certificate istio-system/shop-payment-processing-ingress-e4bbaee9fb028126
+Gateway istio-system/shop-payment-processing-ingress-e4bbaee9fb028126
 VirtualService shop/payment-processing
 Telemetry shop/payment-processing`
 	if got := kindsAndNames(set.Objects()); got != want {
@@ -105,7 +105,7 @@ func TestMeshPolicyGatewayWaitsForCertificate(t *testing.T) {
 apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata:
-  name: shop-payment-processing-ingress
+  name: shop-payment-processing-ingress-e4bbaee9fb028126
   namespace: istio-system
   labels:
     app.kubernetes.io/managed-by: canopy
@@ -128,7 +128,7 @@ spec:
 	if set.Certificate != nil || len(set.Gateway.Spec.Servers) != 1 || set.Gateway.Namespace != "shop" {
 		t.Errorf("want one HTTP server in shop and no certificate, got %s", asYAML(t, set.Gateway))
 	}
-	if got := set.VirtualServices[0].Spec.Gateways; strings.Join(got, ",") != "shop/shop-payment-processing-ingress,mesh" {
+	if got := set.VirtualServices[0].Spec.Gateways; strings.Join(got, ",") != "shop/shop-payment-processing-ingress-e4bbaee9fb028126,mesh" {
 		t.Errorf("gateways = %v", got)
 	}
 }
@@ -162,8 +162,8 @@ AuthorizationPolicy shop/payment-processing-canary-allow-nothing
 ServiceEntry shop/payment-processing-stripe
 ServiceEntry shop/payment-processing-fraud-check
 DestinationRule shop/payment-processing-stripe
-Certificate istio-system/shop-payment-processing-ingress
-Gateway istio-system/shop-payment-processing-ingress
+Certificate istio-system/shop-payment-processing-ingress-e4bbaee9fb028126
+Gateway istio-system/shop-payment-processing-ingress-e4bbaee9fb028126
 Telemetry shop/payment-processing
 Telemetry shop/payment-processing-canary`
 	if got := kindsAndNames(set.Objects()); got != want {

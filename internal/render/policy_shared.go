@@ -1,8 +1,11 @@
 package render
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sort"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
@@ -20,10 +23,22 @@ func GatewayNamespace(p *meshv1.MeshPolicy) string {
 	return p.Namespace
 }
 
-// GatewayName is the name of a MeshPolicy's ingress Gateway and Certificate. It carries
-// the policy's namespace since the gateway's namespace is shared by many policies.
+// GatewayName is the name of a MeshPolicy's ingress Gateway and Certificate, in a
+// namespace many policies share: "<namespace>-<policy>-ingress-<hash>", shortened to a
+// DNS-1123 label (Istio refuses any other gateway name in a VirtualService), the hash of
+// the namespace and the name keeping it unique: namespace "a"'s policy "b-c" and namespace
+// "a-b"'s policy "c" read alike but do not collide. 64 bits of hash make a name chosen to
+// collide with another namespace's out of reach.
 func GatewayName(p *meshv1.MeshPolicy) string {
-	return limit(p.Namespace+"-"+p.Name+"-ingress", maxObjectName)
+	const maxGatewayName = 63 // a DNS-1123 label
+	const suffix = "-ingress-"
+	sum := sha256.Sum256([]byte(p.Namespace + "/" + p.Name))
+	hash := hex.EncodeToString(sum[:8])
+	readable := strings.ReplaceAll(p.Namespace+"-"+p.Name, ".", "-")
+	if max := maxGatewayName - len(suffix) - len(hash); len(readable) > max {
+		readable = strings.TrimRight(readable[:max], "-")
+	}
+	return readable + suffix + hash
 }
 
 // GatewayRef is how a VirtualService names the policy's ingress Gateway.
@@ -31,9 +46,7 @@ func GatewayRef(p *meshv1.MeshPolicy) string { return GatewayNamespace(p) + "/" 
 
 // CertificateSecretName is the Secret the policy's Certificate writes and the Gateway
 // reads (credentialName), in the gateway's namespace.
-func CertificateSecretName(p *meshv1.MeshPolicy) string {
-	return limit(p.Namespace+"-"+p.Name+"-ingress-tls", maxObjectName)
-}
+func CertificateSecretName(p *meshv1.MeshPolicy) string { return GatewayName(p) + "-tls" }
 
 // policyTrafficPolicy is the DestinationRule traffic policy of a MeshPolicy for a
 // Service with the given ports: resilience, client TLS matching the mTLS mode, and

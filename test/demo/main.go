@@ -51,7 +51,7 @@ func run(kubeconfig, samples string, scenario, fast bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	say("starting the local cluster (kube-apiserver, etcd, controller-manager, scheduler, kwok, cert-manager)")
+	say("starting the local cluster (kube-apiserver, etcd, controller-manager, scheduler, kwok, cert-manager, istiod)")
 	env, err := testenv.Start(testenv.Options{LocalCluster: true, CertManager: true, Istio: true})
 	if err != nil {
 		return err
@@ -86,6 +86,15 @@ func run(kubeconfig, samples string, scenario, fast bool) error {
 		opDone <- manager.Run(opCtx, env.Config, manager.Options{
 			MetricsAddr: "127.0.0.1:0", ProbeAddr: "127.0.0.1:0", MaxConcurrent: 4, QPS: 100, Burst: 200,
 			PrometheusAddress: prom.URL(),
+			// What config/samples/shop.yaml claims beyond its namespace (docs/security.md):
+			// istio-system's gateway, the shop-ca ClusterIssuer, its storefront's host and the
+			// card processor it calls.
+			AllowedGatewayNamespaces: "istio-system", AllowedClusterIssuers: "shop-ca",
+			AllowedHosts: "shop:shop.example.com", AllowedExternalHosts: "shop:api.card-processor.example.com",
+			// The demo's Prometheus, like every server of the local cluster, listens on
+			// loopback, which the URL policies refuse by default: a MetricTemplate or Canary
+			// of the demo may name it (the API server's own address stays refused).
+			MetricsProviderAllowedCIDRs: "127.0.0.0/8",
 		})
 	}()
 	defer func() {
@@ -107,19 +116,27 @@ func run(kubeconfig, samples string, scenario, fast bool) error {
 		return err
 	}
 	abs, _ := filepath.Abs(kubeconfig)
+	bin, err := testenv.BinDir()
+	if err != nil {
+		return err
+	}
 	fmt.Printf(`
-canopy is running on the local cluster.
+canopy is running on the local cluster, with istiod (%s) as istio-system's control plane.
   kubeconfig:  %s
   Prometheus:  %s
   try:         kubectl --kubeconfig %s get canaries -A
+               %s analyze --kubeconfig %s --all-namespaces
 
-`, abs, prom.URL(), abs)
+`, env.Istio.XDSAddress, abs, prom.URL(), abs, filepath.Join(bin, "istioctl"), abs)
 
 	if scenario {
 		if err := playBookinfo(ctx, env); err != nil {
 			return err
 		}
 		if err := reportPolicies(ctx, env); err != nil {
+			return err
+		}
+		if err := reportIstioAnalysis(ctx, env, "bookinfo", "shop"); err != nil {
 			return err
 		}
 	}

@@ -223,3 +223,22 @@ func progressLine(c *meshv1.Canary) string {
 	}
 	return b.String()
 }
+
+// reportIstioAnalysis runs Istio's analyzers over the samples' namespaces, as a user would
+// run istioctl analyze, and prints what they found (findings about the test bed itself are
+// left out: testenv says which and why).
+func reportIstioAnalysis(ctx context.Context, env *testenv.Env, namespaces ...string) error {
+	msgs, err := env.AnalyzeIstio(ctx, namespaces...)
+	if err != nil {
+		return err
+	}
+	if len(msgs) == 0 {
+		say("istioctl analyze: no warning or error in %v: istiod accepts canopy's objects as they are", namespaces)
+		return nil
+	}
+	say("istioctl analyze: %d findings in %v:", len(msgs), namespaces)
+	for _, m := range msgs {
+		say("  %s", m)
+	}
+	return nil
+}

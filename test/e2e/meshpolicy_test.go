@@ -46,7 +46,7 @@ func TestMeshPolicyIngressCertificateFromACAChain(t *testing.T) {
 	ns, gwNS := env.CreateNamespace(t), env.CreateNamespace(t)
 	caName := ns + "-ca" // ClusterIssuers are cluster-wide: named after the test's namespace
 	history := watchIngress(t, gwNS)
-	startOperator(t, manager.Options{})
+	startOperator(t, manager.Options{AllowedGatewayNamespaces: gwNS, AllowedClusterIssuers: caName, AllowedHosts: ns + ":*.shop.example.com," + ns + ":shop.example.com"})
 
 	for _, obj := range []client.Object{
 		newDeployment(ns, "product-catalog", "ghcr.io/example-shop/product-catalog:1.8.0", 1),
@@ -176,7 +176,7 @@ func TestMeshPolicyShopSample(t *testing.T) {
 	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system"}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	startOperator(t, manager.Options{})
+	startOperator(t, shopAllowances)
 	applySample(t, "shop-ca.yaml")
 	applySample(t, "shop.yaml")
 	const ns = "shop"
@@ -221,19 +221,21 @@ func TestMeshPolicyShopSample(t *testing.T) {
 			t.Fatalf("%T %s/%s: %v", obj, namespace, name, err)
 		}
 	}
+	gwName := render.GatewayName(policies["product-catalog"])
 	vs := &istionetv1.VirtualService{}
 	get(ns, "product-catalog", vs)
-	if !slices.Equal(vs.Spec.Hosts, []string{"product-catalog", "shop.example.com"}) || !slices.Contains(vs.Spec.Gateways, "istio-system/shop-product-catalog-ingress") ||
+	if !slices.Equal(vs.Spec.Hosts, []string{"product-catalog", "shop.example.com"}) || !slices.Contains(vs.Spec.Gateways, "istio-system/"+gwName) ||
+		!slices.Equal(vs.Spec.ExportTo, []string{".", "istio-system"}) ||
 		vs.Spec.Http[0].GetMatch()[0].GetUri().GetPrefix() != "/products" || vs.Spec.Http[0].GetRetries().GetAttempts() != 2 || vs.Spec.Http[0].GetTimeout().AsDuration() != 10*time.Second {
 		t.Errorf("VirtualService product-catalog: %v", vs.Spec.String())
 	}
 	gw := &istionetv1.Gateway{}
-	get("istio-system", "shop-product-catalog-ingress", gw)
-	if len(gw.Spec.Servers) != 2 || !gw.Spec.Servers[0].GetTls().GetHttpsRedirect() || gw.Spec.Servers[1].GetTls().GetCredentialName() != "shop-product-catalog-ingress-tls" {
+	get("istio-system", gwName, gw)
+	if len(gw.Spec.Servers) != 2 || !gw.Spec.Servers[0].GetTls().GetHttpsRedirect() || gw.Spec.Servers[1].GetTls().GetCredentialName() != gwName+"-tls" {
 		t.Errorf("Gateway: %v", gw.Spec.String())
 	}
 	secret := &corev1.Secret{}
-	get("istio-system", "shop-product-catalog-ingress-tls", secret)
+	get("istio-system", gwName+"-tls", secret)
 	if leaf := parseChain(t, secret.Data[corev1.TLSCertKey])[0]; leaf.Issuer.CommonName != "shop CA" || !slices.Equal(leaf.DNSNames, []string{"shop.example.com"}) {
 		t.Errorf("ingress certificate for %v issued by %q", leaf.DNSNames, leaf.Issuer.CommonName)
 	}
@@ -285,13 +287,24 @@ func TestMeshPolicyShopSample(t *testing.T) {
 		}
 	}
 	testenv.Eventually(t, time.Minute, func() error {
-		for _, obj := range []client.Object{gw, &cmv1.Certificate{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "shop-product-catalog-ingress"}}, se} {
+		for _, obj := range []client.Object{gw, &cmv1.Certificate{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: gwName}}, se} {
 			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj); !apierrors.IsNotFound(err) {
 				return fmt.Errorf("%T %s still there (%v)", obj, obj.GetName(), err)
 			}
 		}
 		return nil
 	})
+}
+
+// shopAllowances are the tenancy flags config/samples/shop.yaml needs (docs/security.md):
+// the storefront's ingress on istio-system's gateway, its certificate from the shop-ca
+// ClusterIssuer, and the card processor payment-processing calls. The demo (test/demo)
+// runs with the same.
+var shopAllowances = manager.Options{
+	AllowedGatewayNamespaces: "istio-system",
+	AllowedClusterIssuers:    "shop-ca",
+	AllowedHosts:             "shop:shop.example.com",
+	AllowedExternalHosts:     "shop:api.card-processor.example.com",
 }
 
 // waitPolicy waits until check accepts the MeshPolicy and returns it.

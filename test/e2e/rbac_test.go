@@ -77,6 +77,26 @@ func bind(t *testing.T, ns string, rules []rbacv1.PolicyRule, sa rbacv1.Subject)
 	}
 }
 
+// bindClusterRole creates the ClusterRole of a config/rbac file under the given name (the
+// tests share one cluster) and binds it to the subject cluster-wide, until the test ends.
+func bindClusterRole(t *testing.T, file, name string, subject rbacv1.Subject) {
+	t.Helper()
+	var role rbacv1.ClusterRole
+	readRBAC(t, file, &role)
+	role.Name = name
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
+		Subjects:   []rbacv1.Subject{subject},
+	}
+	for _, o := range []client.Object{&role, binding} {
+		if err := env.Client.Create(t.Context(), o); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), o) })
+	}
+}
+
 // rolloutAs runs a whole rollout (initialization, 10-20-30, promotion, then a rollback) with
 // the operator acting as cfg's user, in namespace ns.
 func rolloutAs(t *testing.T, cfg *rest.Config, opts manager.Options, ns string) {
@@ -124,20 +144,7 @@ func expectForbidden(t *testing.T, cfg *rest.Config, attrs ...authorizationv1.Re
 func TestRolloutWithTheGeneratedClusterRole(t *testing.T) {
 	testenv.SkipIfShort(t)
 	opNS, sa, cfg := serviceAccount(t)
-	var role rbacv1.ClusterRole
-	readRBAC(t, "role.yaml", &role)
-	role.Name = "canopy-manager-" + opNS
-	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{sa},
-	}
-	for _, o := range []client.Object{&role, binding} {
-		if err := env.Client.Create(t.Context(), o); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), o) })
-	}
+	bindClusterRole(t, "role.yaml", "canopy-manager-"+opNS, sa)
 	ns := env.CreateNamespace(t)
 	expectForbidden(t, cfg,
 		authorizationv1.ResourceAttributes{Verb: "list", Resource: "secrets"},

@@ -99,12 +99,19 @@ func TestHelmChart(t *testing.T) {
 			"operator.prometheusAddress=http://prometheus.istio-system:9090",
 			"operator.webhookAllowedHosts={hooks.example.com,ci.example.com}",
 			"operator.webhookAllowedCIDRs={10.0.0.0/8}",
+			"operator.metricsProviderAllowedHosts={prometheus.monitoring.svc,*.prom.svc}",
+			"operator.metricsProviderAllowedCIDRs={10.96.0.0/12}",
+			"operator.credentialAllowedHosts={prometheus.monitoring.svc}",
 			"operator.allowCrossNamespaceRefs=true", "operator.kubeAPIBurst=40",
 			"operator.maxConcurrentReconciles=8", "operator.extraArgs={--zap-log-level=debug}",
 			"leaderElection.id=canopy-shard-a", "leaderElection.leaseDuration=30s", "leaderElection.renewDeadline=20s", "leaderElection.retryPeriod=4s",
-			"notifications.existingSecret=canopy-notifications"},
+			"notifications.existingSecret=canopy-notifications",
+			"tenancy.gatewayNamespaces={istio-system}", "tenancy.clusterIssuers={letsencrypt,awspca.cert-manager.io/ca}",
+			"tenancy.externalHosts={shop:api.stripe.com}"},
 		// --set makes 20.5 a string, and splits a selector at its "=".
-		setJSON: []string{"operator.kubeAPIQPS=20.5", `operator.shardSelector="canopy.dev/shard=a"`},
+		setJSON: []string{"operator.kubeAPIQPS=20.5", `operator.shardSelector="canopy.dev/shard=a"`,
+			// --set cannot hold the braces of {namespace} in a list.
+			`tenancy.hosts=["shop:shop.example.com","*.{namespace}.apps.example.com"]`},
 		check: func(t *testing.T, r rendering) {
 			for _, kind := range []string{"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "Certificate", "Issuer", "CustomResourceDefinition", "PodDisruptionBudget"} {
 				if n := len(find(r.objs, kind)); n != 0 {
@@ -115,6 +122,17 @@ func TestHelmChart(t *testing.T) {
 			if o.PrometheusAddress != "http://prometheus.istio-system:9090" || o.WebhookAllowedHosts != "hooks.example.com,ci.example.com" ||
 				o.WebhookAllowedCIDRs != "10.0.0.0/8" || !o.AllowCrossNamespace || o.QPS != 20.5 || o.Burst != 40 || o.MaxConcurrent != 8 {
 				t.Errorf("the operator values did not reach the flags: %+v", o)
+			}
+			if o.AllowedGatewayNamespaces != "istio-system" || o.AllowedClusterIssuers != "letsencrypt,awspca.cert-manager.io/ca" ||
+				o.AllowedHosts != "shop:shop.example.com,*.{namespace}.apps.example.com" || o.AllowedExternalHosts != "shop:api.stripe.com" {
+				t.Errorf("the tenancy values did not reach the flags: %+v", o)
+			}
+			if _, err := o.Tenancy(); err != nil {
+				t.Errorf("the tenancy flags do not parse: %v", err)
+			}
+			if o.MetricsProviderAllowedHosts != "prometheus.monitoring.svc,*.prom.svc" || o.MetricsProviderAllowedCIDRs != "10.96.0.0/12" ||
+				o.CredentialAllowedHosts != "prometheus.monitoring.svc" {
+				t.Errorf("the URL policy values did not reach the flags: %+v", o)
 			}
 			if o.LeaderElectionID != "canopy-shard-a" || o.ShardSelector != "canopy.dev/shard=a" ||
 				o.LeaseDuration != 30*time.Second || o.RenewDeadline != 20*time.Second || o.RetryPeriod != 4*time.Second {

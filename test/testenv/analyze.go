@@ -30,15 +30,9 @@ func (m IstioMessage) String() string {
 // canopy writes: each is dropped by AnalyzeIstio, for the reason given. This is the one
 // place they are filtered.
 var testBedFindings = map[string]string{
-	// kwok runs every pod without a kubelet: the injected istio-proxy container is there, but
-	// pods created before a namespace was labeled (the test bed's own, in kube-system) have none.
-	"IST0103": "pods the test bed itself runs (kube-system) have no sidecar; test and sample namespaces are injected",
-	// The test bed has no ingress gateway Deployment of Istio's chart: a Gateway's selector
-	// (istio: ingressgateway) is served by the fake gateway pods only where a test creates them.
-	"IST0101": "the test bed runs no ingress gateway pods for a Gateway's selector unless a test creates them",
-	// Namespaces the test bed creates for itself (cert-manager's, the operator's) are not in
-	// the mesh, as in a real cluster.
-	"IST0102": "namespaces of the test bed itself (cert-manager, istio-system) are not labeled for injection",
+	// Pods the test bed runs for itself before any namespace is labeled (in kube-system) have
+	// no sidecar; test and sample namespaces are injected, and so is the ingress gateway.
+	"IST0103": "pods of the test bed itself (kube-system) have no sidecar",
 }
 
 // AnalyzeIstio runs Istio's analyzers (bin/istioctl analyze) over the cluster, or over the

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"canopy.dev/canopy/internal/hooks"
 )
 
 // Provider runs instant queries against one metrics backend.
@@ -34,6 +36,9 @@ type Config struct {
 	Credentials Credentials
 	// InsecureSkipVerify turns off TLS certificate verification.
 	InsecureSkipVerify bool
+	// URLPolicy, when set, decides which addresses every connection may go to, checked when
+	// it is dialed: a tenant named Address. Nil for the operator's own --prometheus-address.
+	URLPolicy *hooks.Policy
 }
 
 // Credentials authenticate to a provider: a bearer token, or basic auth, and a CA bundle

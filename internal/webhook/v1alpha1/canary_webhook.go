@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -51,17 +52,21 @@ func (d *CanaryDefaulter) Default(_ context.Context, c *meshv1.Canary) error {
 
 // CanaryValidator refuses Canaries the controller would refuse: durations that do not
 // parse or are below their floor, routing the renderer refuses, rollout webhook URLs the
-// URL policy refuses, and MetricTemplates in other namespaces unless the operator allows them.
+// URL policy refuses, MetricTemplates in other namespaces unless the operator allows them,
+// and hosts and gateways beyond the Canary's namespace that the operator's Tenancy does not
+// allow.
 type CanaryValidator struct {
 	URLPolicy           *hooks.Policy
+	Providers           providerValidator
 	AllowCrossNamespace bool
+	Tenancy             *render.Tenancy
 }
 
 // Validate refuses a Canary, naming every field at fault, and warns of what is legal but
 // suspicious.
 func (v *CanaryValidator) Validate(c *meshv1.Canary) (admission.Warnings, error) {
 	warnings, err := render.ValidateCanary(c)
-	errs := renderErrors(err)
+	errs := append(renderErrors(err), renderErrors(v.Tenancy.CheckCanary(c, nil))...)
 	ws := renderWarnings(warnings)
 
 	a := &c.Spec.Analysis
@@ -69,7 +74,7 @@ func (v *CanaryValidator) Validate(c *meshv1.Canary) (admission.Warnings, error)
 	if _, err := analysis.CheckInterval(c, &meshv1.CanaryMetric{}); err != nil {
 		errs = append(errs, field.Invalid(analysisPath.Child("interval"), a.Interval, err.Error()))
 	}
-	errs = append(errs, validateProvider(analysisPath.Child("provider"), a.Provider, &ws)...)
+	errs = append(errs, v.Providers.validate(analysisPath.Child("provider"), a.Provider, &ws)...)
 	for i := range a.Metrics {
 		errs = append(errs, v.validateMetric(c, analysisPath.Child("metrics").Index(i), &a.Metrics[i], &ws)...)
 	}
@@ -104,12 +109,15 @@ func (v *CanaryValidator) validateMetric(c *meshv1.Canary, path *field.Path, m *
 func (v *CanaryValidator) validateHook(path *field.Path, h *meshv1.CanaryWebhook) field.ErrorList {
 	var errs field.ErrorList
 	if err := v.URLPolicy.CheckStatic(h.URL); err != nil {
-		var na *hooks.NotAllowedError
-		detail := err.Error()
-		if errors.As(err, &na) {
-			detail = na.Reason
+		errs = append(errs, refusedURL(path.Child("url"), err))
+	}
+	if hd := h.Header; hd != nil {
+		if reservedHeaders[http.CanonicalHeaderKey(hd.Name)] {
+			errs = append(errs, field.Forbidden(path.Child("header", "name"), fmt.Sprintf("%s is set by canopy or the HTTP client", hd.Name)))
 		}
-		errs = append(errs, field.Invalid(path.Child("url"), redactedURL(h.URL, err), detail))
+		if err := v.Providers.credentials.CheckHost(h.URL); err != nil {
+			errs = append(errs, refusedURL(path.Child("header", "secretKeyRef"), err))
+		}
 	}
 	if d, err := floorDuration(h.Timeout, minHookTimeout); err != nil {
 		errs = append(errs, field.Invalid(path.Child("timeout"), h.Timeout, err.Error()))
@@ -119,8 +127,23 @@ func (v *CanaryValidator) validateHook(path *field.Path, h *meshv1.CanaryWebhook
 	return errs
 }
 
-// validateProvider checks a provider's timeout and warns of skipped TLS verification.
-func validateProvider(path *field.Path, p *meshv1.MetricProvider, ws *admission.Warnings) field.ErrorList {
+// reservedHeaders are the headers a webhook's header may not set: the request's framing
+// and what canopy sets itself.
+var reservedHeaders = map[string]bool{
+	"Host": true, "Content-Length": true, "Content-Type": true, "Transfer-Encoding": true,
+	"Connection": true, "Upgrade": true, "Te": true, "Trailer": true, "User-Agent": true,
+}
+
+// providerValidator refuses what the analysis would refuse of a provider: an address the
+// URL policy refuses, credentials for a host they may not go to.
+type providerValidator struct {
+	policy      *hooks.Policy
+	credentials *hooks.CredentialPolicy
+}
+
+// validate checks a provider's timeout, address and secretRef, and warns of skipped TLS
+// verification.
+func (v providerValidator) validate(path *field.Path, p *meshv1.MetricProvider, ws *admission.Warnings) field.ErrorList {
 	if p == nil {
 		return nil
 	}
@@ -129,13 +152,13 @@ func validateProvider(path *field.Path, p *meshv1.MetricProvider, ws *admission.
 		errs = append(errs, field.Invalid(path.Child("timeout"), p.Timeout, err.Error()))
 	}
 	if p.Address != "" {
-		// Not refused: a provider inside the cluster may well sit on a private address. But
-		// the operator queries it with its own network identity, so a metadata or loopback
-		// address is worth a word.
-		if err := (&hooks.Policy{}).CheckStatic(p.Address); err != nil {
-			var na *hooks.NotAllowedError
-			if errors.As(err, &na) {
-				*ws = append(*ws, fmt.Sprintf("%s: %s: the operator would query it from its own pod", path.Child("address"), na.Reason))
+		if err := v.policy.CheckStatic(p.Address); err != nil {
+			errs = append(errs, refusedURL(path.Child("address"), err))
+		}
+		// The operator's own Prometheus (no address) may have a tenant's credentials.
+		if p.SecretRef != nil {
+			if err := v.credentials.CheckHost(p.Address); err != nil {
+				errs = append(errs, refusedURL(path.Child("secretRef"), err))
 			}
 		}
 	}
@@ -143,6 +166,15 @@ func validateProvider(path *field.Path, p *meshv1.MetricProvider, ws *admission.
 		*ws = append(*ws, path.Child("insecureSkipVerify").String()+": is true: the provider's certificate is not verified, so anyone on the path can answer the checks")
 	}
 	return errs
+}
+
+// refusedURL is a URL policy's refusal as a field error, showing only the URL's origin.
+func refusedURL(path *field.Path, err error) *field.Error {
+	var na *hooks.NotAllowedError
+	if errors.As(err, &na) {
+		return field.Invalid(path, na.URL, na.Reason)
+	}
+	return field.Invalid(path, field.OmitValueType{}, err.Error())
 }
 
 // floorDuration parses d ("" is 0: the API's default applies) and refuses it below floor.
@@ -158,13 +190,4 @@ func floorDuration(d meshv1.Duration, floor time.Duration) (time.Duration, error
 		return 0, fmt.Errorf("must be at least %s", floor)
 	}
 	return v, nil
-}
-
-// redactedURL is the URL as the policy shows it (without a password).
-func redactedURL(raw string, err error) string {
-	var na *hooks.NotAllowedError
-	if errors.As(err, &na) {
-		return na.URL
-	}
-	return raw
 }

@@ -16,11 +16,15 @@ import (
 // two routes of one name). The controller renders with the Service and also checks what
 // depends on it, and on other objects (its ports, its selector, DestinationRules of other
 // authors).
-type MeshPolicyValidator struct{}
+// It also refuses what the operator's Tenancy does not let the policy's namespace claim.
+type MeshPolicyValidator struct {
+	Tenancy *render.Tenancy
+}
 
 // Validate refuses a MeshPolicy, naming every field at fault, and passes on the
 // renderer's warnings.
 func (v *MeshPolicyValidator) Validate(p *meshv1.MeshPolicy) (admission.Warnings, error) {
 	warnings, err := render.ValidateMeshPolicy(p)
-	return renderWarnings(warnings), invalid("MeshPolicy", p.Name, renderErrors(err))
+	errs := append(renderErrors(err), renderErrors(v.Tenancy.CheckMeshPolicy(p))...)
+	return renderWarnings(warnings), invalid("MeshPolicy", p.Name, errs)
 }

@@ -13,8 +13,11 @@ import (
 // +kubebuilder:webhook:path=/validate-mesh-canopy-dev-v1alpha1-metrictemplate,mutating=false,failurePolicy=fail,sideEffects=None,groups=mesh.canopy.dev,resources=metrictemplates,verbs=create;update,versions=v1alpha1,name=vmetrictemplate-v1alpha1.mesh.canopy.dev,admissionReviewVersions=v1
 
 // MetricTemplateValidator refuses a template whose query does not render or is not
-// PromQL (analysis.ValidateQuery), and a provider timeout that does not parse.
-type MetricTemplateValidator struct{}
+// PromQL (analysis.ValidateQuery), a provider timeout that does not parse, a provider
+// address the URL policy refuses and credentials for a host they may not go to.
+type MetricTemplateValidator struct {
+	Providers providerValidator
+}
 
 // Validate refuses a MetricTemplate, naming every field at fault.
 func (v *MetricTemplateValidator) Validate(t *meshv1.MetricTemplate) (admission.Warnings, error) {
@@ -29,6 +32,6 @@ func (v *MetricTemplateValidator) Validate(t *meshv1.MetricTemplate) (admission.
 		}
 		errs = append(errs, &field.Error{Type: field.ErrorTypeInvalid, Field: query.String(), BadValue: field.OmitValueType{}, Detail: detail})
 	}
-	errs = append(errs, validateProvider(field.NewPath("spec", "provider"), &t.Spec.Provider, &ws)...)
+	errs = append(errs, v.Providers.validate(field.NewPath("spec", "provider"), &t.Spec.Provider, &ws)...)
 	return ws, invalid("MetricTemplate", t.Name, errs)
 }

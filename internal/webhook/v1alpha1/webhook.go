@@ -31,8 +31,15 @@ type Options struct {
 	// URLPolicy decides which rollout webhook URLs a Canary may name; the operator's hooks
 	// caller uses the same one. Nil allows any URL the default policy allows.
 	URLPolicy *hooks.Policy
+	// ProviderPolicy decides which provider addresses a Canary or MetricTemplate may name;
+	// Credentials where credentials from their Secrets may go. The analysis uses the same.
+	ProviderPolicy *hooks.Policy
+	Credentials    *hooks.CredentialPolicy
 	// AllowCrossNamespace lets a Canary reference a MetricTemplate in another namespace.
 	AllowCrossNamespace bool
+	// Tenancy is what a namespace's Canaries and MeshPolicies may claim beyond it; the
+	// controllers check with the same one. Nil allows nothing beyond the namespace.
+	Tenancy *render.Tenancy
 }
 
 // Setup registers the validating and defaulting webhooks with the manager's webhook server.
@@ -40,7 +47,11 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	if o.URLPolicy == nil {
 		o.URLPolicy = &hooks.Policy{}
 	}
-	canaries := &CanaryValidator{URLPolicy: o.URLPolicy, AllowCrossNamespace: o.AllowCrossNamespace}
+	if o.ProviderPolicy == nil {
+		o.ProviderPolicy = &hooks.Policy{}
+	}
+	providers := providerValidator{policy: o.ProviderPolicy, credentials: o.Credentials}
+	canaries := &CanaryValidator{URLPolicy: o.URLPolicy, Providers: providers, AllowCrossNamespace: o.AllowCrossNamespace, Tenancy: o.Tenancy}
 	if err := ctrl.NewWebhookManagedBy(mgr, &meshv1.Canary{}).
 		WithValidator(specValidator[*meshv1.Canary]{canaries.Validate, func(c *meshv1.Canary) any { return c.Spec }}).
 		Complete(); err != nil {
@@ -50,12 +61,12 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	defaulter.Handler = lenientDecode[meshv1.Canary]{defaulter.Handler}
 	mgr.GetWebhookServer().Register(canaryMutatePath, defaulter)
 	if err := ctrl.NewWebhookManagedBy(mgr, &meshv1.MeshPolicy{}).
-		WithValidator(specValidator[*meshv1.MeshPolicy]{(&MeshPolicyValidator{}).Validate, func(p *meshv1.MeshPolicy) any { return p.Spec }}).
+		WithValidator(specValidator[*meshv1.MeshPolicy]{(&MeshPolicyValidator{Tenancy: o.Tenancy}).Validate, func(p *meshv1.MeshPolicy) any { return p.Spec }}).
 		Complete(); err != nil {
 		return fmt.Errorf("setting up the MeshPolicy webhook: %w", err)
 	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &meshv1.MetricTemplate{}).
-		WithValidator(specValidator[*meshv1.MetricTemplate]{(&MetricTemplateValidator{}).Validate, func(t *meshv1.MetricTemplate) any { return t.Spec }}).
+		WithValidator(specValidator[*meshv1.MetricTemplate]{(&MetricTemplateValidator{Providers: providers}).Validate, func(t *meshv1.MetricTemplate) any { return t.Spec }}).
 		Complete(); err != nil {
 		return fmt.Errorf("setting up the MetricTemplate webhook: %w", err)
 	}
@@ -125,7 +136,15 @@ func renderErrors(err error) field.ErrorList {
 	for _, e := range flatten(err) {
 		var fe *render.FieldError
 		if errors.As(e, &fe) {
-			out = append(out, &field.Error{Type: field.ErrorTypeInvalid, Field: fe.Field, BadValue: field.OmitValueType{}, Detail: fe.Message})
+			typ := field.ErrorTypeInvalid
+			if fe.Reason == meshv1.ReasonNotAllowed {
+				typ = field.ErrorTypeForbidden
+			}
+			f := fe.Field
+			if fe.Object != "" {
+				f = fe.Object + " " + f
+			}
+			out = append(out, &field.Error{Type: typ, Field: f, BadValue: field.OmitValueType{}, Detail: fe.Message})
 			continue
 		}
 		out = append(out, field.InternalError(field.NewPath("spec"), e))

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"canopy.dev/canopy/internal/analysis/providers"
 )
@@ -74,9 +75,14 @@ func newClient(cfg providers.Config, transport http.RoundTripper) (*Client, erro
 	}
 	return &Client{
 		endpoint: base.JoinPath("api", "v1", "query"),
-		http:     &http.Client{Transport: transport},
-		timeout:  timeout,
-		creds:    cfg.Credentials,
+		http: &http.Client{
+			Transport: transport,
+			// A redirect could lead anywhere (the metadata service, the API server): it is
+			// an answer, and not Prometheus'.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		timeout: timeout,
+		creds:   cfg.Credentials,
 	}, nil
 }
 
@@ -149,19 +155,24 @@ func (c *Client) Query(ctx context.Context, query string) (float64, error) {
 		return 0, providers.Errorf(providers.BadQuery, "the answer is larger than %d bytes: aggregate the query to one series", maxResponseBytes)
 	}
 
+	// Nothing of an answer that is not Prometheus' reaches the status: the address may be
+	// any service the operator can reach, and its answer none of the tenant's business.
+	if resp.StatusCode/100 == 3 {
+		return 0, classifyStatus(resp.StatusCode, "", "a redirect, which is not followed")
+	}
 	var env apiResponse
-	if err := json.Unmarshal(body, &env); err != nil {
-		return 0, classifyStatus(resp.StatusCode, "", fmt.Sprintf("not a Prometheus API answer: %s", snippet(body)))
+	if err := json.Unmarshal(body, &env); err != nil || env.Status == "" {
+		return 0, classifyStatus(resp.StatusCode, "", describeAnswer(resp, body))
 	}
 	if env.Status != "success" {
-		msg := env.Error
-		if msg == "" {
-			msg = snippet(body)
+		msg := describeAnswer(resp, body)
+		if env.ErrorType != "" && env.Error != "" {
+			msg = quoteError(env.Error)
 		}
 		return 0, classifyStatus(resp.StatusCode, env.ErrorType, msg)
 	}
 	if resp.StatusCode/100 != 2 {
-		return 0, classifyStatus(resp.StatusCode, "", snippet(body))
+		return 0, classifyStatus(resp.StatusCode, "", describeAnswer(resp, body))
 	}
 	return parseResult(env.Data)
 }
@@ -251,15 +262,31 @@ func classifyStatus(code int, errorType, msg string) error {
 	return providers.Errorf(kind, "%s: %s", prefix, msg)
 }
 
-// snippet is the start of an answer, for a message.
-func snippet(body []byte) string {
+// describeAnswer says what an answer that is not Prometheus' was, without its content.
+func describeAnswer(resp *http.Response, body []byte) string {
+	ct := resp.Header.Get("Content-Type")
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	ct = strings.TrimSpace(ct)
+	if len(ct) > 64 || strings.IndexFunc(ct, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
+		ct = "an unusual content type"
+	}
+	if ct == "" {
+		ct = "no content type"
+	}
+	return fmt.Sprintf("not a Prometheus API answer (%d bytes, %s)", len(body), ct)
+}
+
+// quoteError is Prometheus' own error message (a parse error, a bad matcher), bounded.
+func quoteError(msg string) string {
 	const limit = 256
-	s := strings.TrimSpace(string(body))
-	if len(s) > limit {
-		s = s[:limit] + "..."
+	if len(msg) > limit {
+		cut := limit
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "..."
 	}
-	if s == "" {
-		return "empty answer"
-	}
-	return strconv.Quote(s)
+	return strconv.Quote(msg)
 }

@@ -12,8 +12,10 @@ import (
 	"net/http"
 	"sync"
 	"syscall"
+	"time"
 
 	"canopy.dev/canopy/internal/analysis/providers"
+	"canopy.dev/canopy/internal/hooks"
 )
 
 // newTransport returns a transport with cfg's TLS settings.
@@ -31,6 +33,12 @@ func newTransport(cfg providers.Config) (*http.Transport, error) {
 	// certificate and no CA to give.
 	tlsConfig.InsecureSkipVerify = cfg.InsecureSkipVerify //nolint:gosec // explicit opt-in per MetricTemplate
 	t.TLSClientConfig = tlsConfig
+	if cfg.URLPolicy != nil {
+		// Every connection goes to an address the policy allows for the host, and never
+		// through a proxy, which would dial for us.
+		t.Proxy = nil
+		t.DialContext = cfg.URLPolicy.DialContext(&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second})
+	}
 	return t, nil
 }
 
@@ -48,6 +56,7 @@ type Factory struct {
 type transportKey struct {
 	ca       [sha256.Size]byte
 	insecure bool
+	policy   *hooks.Policy
 }
 
 // NewFactory returns an empty Factory.
@@ -67,7 +76,7 @@ func (f *Factory) New(cfg providers.Config) (providers.Provider, error) {
 }
 
 func (f *Factory) transport(cfg providers.Config) (*http.Transport, error) {
-	key := transportKey{insecure: cfg.InsecureSkipVerify}
+	key := transportKey{insecure: cfg.InsecureSkipVerify, policy: cfg.URLPolicy}
 	if len(cfg.Credentials.CA) > 0 {
 		key.ca = sha256.Sum256(cfg.Credentials.CA)
 	}
@@ -91,28 +100,34 @@ func (f *Factory) transport(cfg providers.Config) (*http.Transport, error) {
 }
 
 // classifyTransportError tells a query that timed out from a server that cannot be
-// reached from everything else. ctx is the query's own context.
+// reached from everything else. ctx is the query's own context. The message names neither
+// the URL nor the address dialed (hooks.SafeTransportError): it lands in the Canary's
+// status, which the tenant reads.
 func classifyTransportError(ctx context.Context, err error) error {
 	var dnsErr *net.DNSError
 	var opErr *net.OpError
 	var netErr net.Error
+	var refused *hooks.NotAllowedError
+	safe := hooks.SafeTransportError(err)
 	switch {
+	case errors.As(err, &refused):
+		return &providers.Error{Kind: providers.Other, Err: fmt.Errorf("the metric provider's %w", refused)}
 	case errors.Is(ctx.Err(), context.DeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
-		return providers.Errorf(providers.Timeout, "the query timed out: %w", err)
+		return providers.Errorf(providers.Timeout, "the query timed out: %w", safe)
 	case errors.Is(err, context.Canceled):
-		return providers.Errorf(providers.Other, "the query was cancelled: %w", err)
+		return providers.Errorf(providers.Other, "the query was cancelled: %w", safe)
 	case errors.As(err, &dnsErr):
-		return providers.Errorf(providers.Unreachable, "cannot reach Prometheus: %w", err)
+		return providers.Errorf(providers.Unreachable, "cannot reach Prometheus: %w", safe)
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EHOSTUNREACH),
 		errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.ECONNRESET),
 		errors.Is(err, syscall.EPIPE), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return providers.Errorf(providers.Unreachable, "cannot reach Prometheus: %w", err)
+		return providers.Errorf(providers.Unreachable, "cannot reach Prometheus: %w", safe)
 	case errors.As(err, &netErr) && netErr.Timeout():
-		return providers.Errorf(providers.Timeout, "the query timed out: %w", err)
+		return providers.Errorf(providers.Timeout, "the query timed out: %w", safe)
 	case errors.As(err, &opErr) && opErr.Op == "dial":
-		return providers.Errorf(providers.Unreachable, "cannot reach Prometheus: %w", err)
+		return providers.Errorf(providers.Unreachable, "cannot reach Prometheus: %w", safe)
 	default:
-		return providers.Errorf(providers.Other, "querying Prometheus: %w", err)
+		return providers.Errorf(providers.Other, "querying Prometheus: %w", safe)
 	}
 }
 
