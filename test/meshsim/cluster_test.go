@@ -383,6 +383,7 @@ func TestIstiodFaultAndMissingSubset(t *testing.T) {
 	ns := env.CreateNamespace(t)
 	ctx := t.Context()
 	vs := createReviews(t, ns, 90, 10)
+	env.ExpectIstioFindings(t, ns, "IST0101") // the undefined subset, on purpose
 	vs.Spec.Http[0].Route[1].Destination.Subset = "v9"
 	vs.Spec.Http[0].Fault = &apinetworkingv1.HTTPFaultInjection{Abort: &apinetworkingv1.HTTPFaultInjection_Abort{
 		ErrorType:  &apinetworkingv1.HTTPFaultInjection_Abort_HttpStatus{HttpStatus: 418},
