@@ -170,6 +170,8 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 		ComponentQPS: max(100, 2*cfg.N), ComponentWorkers: max(5, cfg.N/20),
 		// Three Services a Canary: the apex, the primary and the canary.
 		ServiceIPRange: "10.96.0.0/16",
+		// The mesh simulator routes by what istiod sends; without it no istiod runs.
+		Istio: cfg.Prometheus,
 	})
 	if err != nil {
 		return fmt.Errorf("starting the local cluster: %w", err)
@@ -205,7 +207,7 @@ func runScaleErr(ctx context.Context, logf func(string, ...any), managerBin stri
 	var promURL string
 	if cfg.Prometheus {
 		simCtx, cancelSim := context.WithCancel(ctx)
-		sim, err := meshsim.Start(simCtx, env.Config, meshsim.Options{Namespaces: r.namespaces})
+		sim, err := meshsim.Start(simCtx, env.Config, meshsim.Options{Namespaces: r.namespaces, XDSAddress: env.Istio.XDSAddress})
 		if err != nil {
 			cancelSim()
 			return fmt.Errorf("starting the mesh simulator: %w", err)

@@ -69,7 +69,7 @@ func run(kubeconfig, samples string, scenario, fast bool) error {
 	defer func() { _ = os.Remove(kubeconfig) }() // it points at a port nothing listens on once we stop
 
 	say("starting the mesh traffic simulator and Prometheus")
-	sim, err := meshsim.Start(ctx, env.Config, meshsim.Options{RequestsPerSecond: 50})
+	sim, err := meshsim.Start(ctx, env.Config, meshsim.Options{RequestsPerSecond: 50, XDSAddress: env.Istio.XDSAddress})
 	if err != nil {
 		return err
 	}

@@ -59,6 +59,7 @@ func startAnalysisBed(t *testing.T, namespaces []string) *analysisBed {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	sim, err := meshsim.Start(ctx, env.Config, meshsim.Options{
+		XDSAddress:        env.Istio.XDSAddress,
 		RequestsPerSecond: 100,
 		Headers:           map[string]string{insiderHeader: insiderValue},
 		HeaderFraction:    insiderFraction,

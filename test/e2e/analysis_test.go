@@ -19,8 +19,8 @@ import (
 
 // TestAnalysis plays the rollouts of issue 4 end to end with the real pieces: the operator's
 // Prometheus analyzer and webhook client, a real Prometheus scraping the mesh simulator,
-// which routes its traffic as the operator's VirtualServices say and answers as each
-// revision's annotations declare. Each scenario has its own namespace and runs in parallel
+// which routes its traffic by what istiod makes of the operator's VirtualServices and
+// answers as each revision's annotations declare. Each scenario has its own namespace and runs in parallel
 // with the others. The outage scenario stops its Prometheus, so it has its own, and its own
 // operator (watching only its namespaces) pointed at it.
 func TestAnalysis(t *testing.T) {

@@ -1,25 +1,54 @@
 // Package meshsim stands in for Istio's data plane in canopy's tests, where Envoy cannot
-// run: it reads the routing the operator wrote and emits the metrics Envoy would have.
+// run: it routes synthetic requests by the configuration a real istiod sends, and emits
+// the metrics Envoy would have.
 //
-// It watches VirtualServices, DestinationRules, Services and Deployments, and sends every
-// VirtualService host a steady synthetic request stream (Options.RequestsPerSecond),
-// split exactly as the HTTP routes say: the first matching route (URI, method, authority,
-// headers and cookies, source namespace and labels, gateways), then its destinations by
-// weight, a destination's Service to the Deployments its selector (and the subset's
-// labels) pick, balanced by replicas; mirrors copy their percentage of a route's requests
-// to their target, which reports them while the client never sees the answer. A share of
-// the requests (Options.HeaderFraction) carries Options.Headers, so that A/B matches have
-// something to match.
+// What is real: istiod's translation. Every source of traffic connects to istiod
+// (Options.XDSAddress, plaintext ADS, state of the world) as its own proxy: the client's
+// sidecar in the source namespace (node sidecar~192.0.2.x~<SourceWorkload>-meshsim.<ns>,
+// labels app=<SourceWorkload>), and for a VirtualService bound to a gateway, a router in
+// the Gateway's namespace labelled as the Gateway selects. istiod sends it listeners,
+// route configurations, clusters and endpoints as to an Envoy, so VirtualService
+// merging and conflicts, exportTo, sourceLabels and gateways matches, subsets and
+// DestinationRules, Istio's default retry policy and timeouts all arrive as istiod
+// resolves them. The simulator does not read VirtualServices or DestinationRules to
+// route; it lists VirtualServices only to know which hosts get traffic.
 //
-// Each request's outcome comes from the receiving Deployment's pod template annotations
-// (AnnotationErrorRate, AnnotationErrorCode, AnnotationLatency): a bad revision is a
-// Deployment edit. No request is really sent: counts are computed per tick,
-// deterministically (proportions hold exactly over time, latencies walk the
-// distribution's quantiles evenly), and exposed with Istio's names, labels and buckets
-// (istio_requests_total, istio_request_duration_milliseconds) on /metrics at Addr, for a
-// real Prometheus to scrape. Stats gives the same traffic per route, in Go.
+// What is modelled: Envoy's reading of that configuration for one HTTP/1.1 request.
+// A sidecar sends a host's requests to the route configuration of its Service's HTTP
+// port ("9080"; port 80 for a host that is no Service), a gateway to those its listeners
+// name; then, as Envoy: the virtual host by domain (exact, suffix and prefix wildcards,
+// "*"), the first route whose match holds (prefix, path, safe_regex,
+// path_separated_prefix, case_sensitive, headers including :authority, :method, :path
+// and :scheme, query parameters, runtime_fraction), its cluster or weighted clusters
+// (smooth weighted round robin, exact over time), direct responses and redirects, the
+// fault filter's per-route abort (http_status) and fixed delay with their percentages,
+// request_mirror_policies with their runtime_fraction, the retry policy for answers
+// (5xx, gateway-error, retriable-status-codes, retriable-4xx, connect-failure for an
+// endpoint with no running Pod; num_retries, per_try_timeout) and the route timeout
+// (Envoy's 15 s when unset; istiod sets 0, none). Endpoints are the cluster's healthy
+// EDS endpoints of its best priority, balanced by weighted round robin. Response flags
+// as Envoy reports them: NR (no virtual host or route: 404), NC (no such cluster: 503),
+// UH (no healthy endpoint: 503), UF (the endpoint is no running Pod: 503), FI and DI,
+// UT (timeout: 504), URX (retries exhausted).
 //
-// Not modelled: ports and stat prefixes in matches (every request is on the Service's
-// port), query parameters (synthetic requests have none), delegation, fault injection,
-// retries and timeouts. Only test code may import this package.
+// Not modelled: connections (nothing is dialled, no TLS, every request is plaintext
+// HTTP on the Service's port and no connection ever fails), header and path rewrites,
+// CORS, rate limits, outlier detection, circuit breakers, consistent hashing and
+// locality failover, retry backoff and retry host predicates (a retry takes the next
+// endpoint in turn), TCP and TLS routes, header-controlled faults, gRPC, and filters
+// other than the router and fault filters (EnvoyFilters patching them are not applied).
+//
+// Each request's answer comes from the workload at the endpoint's address: the Pod with
+// that IP (kwok's fake IPs on the local cluster; no packet is ever sent to one), its
+// ReplicaSet and Deployment, whose pod template annotations (AnnotationErrorRate,
+// AnnotationErrorCode, AnnotationLatency) say how it answers, so that a bad revision is
+// a Deployment edit. Counts are computed per tick, deterministically (proportions hold
+// exactly over time, latencies walk the distribution's quantiles evenly), and exposed
+// with Istio's names, labels and buckets (istio_requests_total,
+// istio_request_duration_milliseconds) on /metrics at Addr, for a real Prometheus to
+// scrape. Every attempt is reported by the workload that answered it
+// (reporter="destination"), each request's outcome by the source (reporter="source",
+// never for a mirror). Stats gives the same traffic per route, in Go. A share of the
+// requests (Options.HeaderFraction) carries Options.Headers, so that A/B matches have
+// something to match. Only test code may import this package.
 package meshsim

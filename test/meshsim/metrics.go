@@ -4,7 +4,6 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
-	appsv1 "k8s.io/api/apps/v1"
 )
 
 // istioLabels are the labels of Istio's standard metrics
@@ -53,9 +52,9 @@ func unknownPeer() peer {
 	return peer{"unknown", "unknown", "unknown", "unknown", "unknown", "unknown", "unknown"}
 }
 
-// workloadPeer labels a Deployment's pods the way Istio's metadata exchange does.
-func workloadPeer(d *appsv1.Deployment) peer {
-	l := d.Spec.Template.Labels
+// workloadPeer labels a workload the way Istio's metadata exchange does, from its pod
+// template's (or Pod's) labels and service account.
+func workloadPeer(name, namespace string, l map[string]string, sa string) peer {
 	first := func(def string, keys ...string) string {
 		for _, k := range keys {
 			if v := l[k]; v != "" {
@@ -64,18 +63,17 @@ func workloadPeer(d *appsv1.Deployment) peer {
 		}
 		return def
 	}
-	sa := d.Spec.Template.Spec.ServiceAccountName
 	if sa == "" {
 		sa = "default"
 	}
 	return peer{
-		Workload:          d.Name,
-		Namespace:         d.Namespace,
+		Workload:          name,
+		Namespace:         namespace,
 		App:               first("unknown", "app", "app.kubernetes.io/name"),
 		Version:           first("unknown", "version", "app.kubernetes.io/version"),
-		CanonicalService:  first(d.Name, "service.istio.io/canonical-name", "app.kubernetes.io/name", "app"),
+		CanonicalService:  first(name, "service.istio.io/canonical-name", "app.kubernetes.io/name", "app"),
 		CanonicalRevision: first("latest", "service.istio.io/canonical-revision", "app.kubernetes.io/version", "version"),
-		Principal:         "spiffe://cluster.local/ns/" + d.Namespace + "/sa/" + sa,
+		Principal:         "spiffe://cluster.local/ns/" + namespace + "/sa/" + sa,
 	}
 }
 

@@ -2,6 +2,7 @@ package meshsim
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math"
 	"sort"
 	"strconv"
@@ -9,9 +10,9 @@ import (
 	"sync"
 	"time"
 
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	apinetworkingv1 "istio.io/api/networking/v1"
 )
 
 // Options configure a simulator.
@@ -29,12 +30,20 @@ type Options struct {
 	// HeaderFraction is the fraction of requests carrying Headers (default 0.5 when
 	// Headers are set).
 	HeaderFraction float64
-	// Method and Path of the synthetic requests (default GET /).
+	// Method and Path of the synthetic requests (default GET /); Path may carry a query
+	// string.
 	Method, Path string
-	// SourceWorkload names the synthetic client in the source_* labels (default
-	// "meshsim-client"); it runs in SourceNamespace, by default the VirtualService's.
+	// SourceWorkload names the synthetic client (default "meshsim-client"): its sidecar
+	// connects to istiod with the label app=SourceWorkload, in SourceNamespace (by
+	// default the VirtualService's), and it names the source_* labels of the metrics.
 	SourceWorkload, SourceNamespace string
-	// Namespaces restricts what Start watches (default: all).
+	// XDSAddress is istiod's plaintext xDS address ("127.0.0.1:15010"): every source of
+	// traffic connects there as its own proxy, and requests are routed by what istiod
+	// sends it. Required by Start.
+	XDSAddress string
+	// Namespaces restricts what Start watches (default: all): VirtualServices (whose
+	// hosts get traffic), Services, and the Pods that answer at endpoint addresses (an
+	// endpoint in another namespace answers 503 UF). Gateways are watched everywhere.
 	Namespaces []string
 	// Addr is where /metrics is served (default 127.0.0.1:0, a free port).
 	Addr string
@@ -73,21 +82,37 @@ func (o Options) withDefaults() Options {
 
 // RouteKey identifies a group of requests that took the same way.
 type RouteKey struct {
-	// Namespace, VirtualService and Host are the stream the requests were sent to.
+	// Namespace, VirtualService and Host are the stream the requests were sent to: a
+	// host of a VirtualService (the oldest one that names it, for one gateway), as the
+	// simulator found it in the apiserver. Whether that VirtualService routed them is
+	// RouteFrom's to say.
 	Namespace, VirtualService, Host string
-	// Route is the HTTP route taken: its name, else "http[i]"; empty when none matched.
+	// Route is the name of the Envoy route istiod sent that took the requests (Istio
+	// names it after the HTTP route, plus "."+the match's name when it has one; empty
+	// when unnamed); empty, with Code 404 and Flags "NR", when none matched.
 	Route string
+	// RouteFrom is the VirtualService istiod built that route from, "namespace/name"
+	// (read from the route's istio.config metadata); empty for istiod's own default
+	// routes.
+	RouteFrom string
 	// Tagged requests carried Options.Headers.
 	Tagged bool
 	// Mirror requests were copies made by a mirror policy; their answers were discarded.
 	Mirror bool
-	// DestinationHost and Subset are the route destination chosen.
-	DestinationHost, Subset string
-	// WorkloadNamespace and Workload answered; empty when nothing did (no route, no
-	// endpoints).
+	// Cluster is the Envoy cluster the route chose, e.g.
+	// "outbound|9080|v1|reviews.shop.svc.cluster.local"; DestinationHost and Subset are
+	// read from its name (the host fully qualified).
+	Cluster, DestinationHost, Subset string
+	// WorkloadNamespace and Workload answered (the Deployment owning the Pod at the
+	// endpoint address; the Pod's name when no Deployment owns it); empty when nothing
+	// did (no route, no cluster, no endpoints, an injected fault).
 	WorkloadNamespace, Workload string
-	// Code is the response code.
+	// Code is the response code the client saw (for a mirror: the mirror's answer).
 	Code int
+	// Flags are Envoy's response flags: NR (no route), NC (no cluster), UH (no healthy
+	// upstream), UF (the endpoint is no running Pod), FI and DI (fault injection), UT
+	// (timeout), URX (retries exhausted); "-" for none.
+	Flags string
 }
 
 // RouteStat counts the requests of one RouteKey since the simulator started.
@@ -154,22 +179,53 @@ const forgetAfter = 600
 // batch gathers a tick's observations, so each label set is written once.
 type batch map[observation][]float64
 
-// simulate sends d's worth of traffic through the world.
-func (e *engine) simulate(w *World, d time.Duration) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	b := batch{}
-	behaviors := map[string]Behavior{}
+// proxies gives the configuration istiod has sent each simulated proxy.
+type proxies interface {
+	// config is what istiod has sent n so far, having been asked (also) for the named
+	// route configurations; nil while the proxy has none yet.
+	config(n node, routes []string) *envoyConfig
+}
+
+// subscribe asks each proxy that sends a stream for the configuration the stream needs.
+func (e *engine) subscribe(w *World, px proxies) {
 	for _, st := range w.streams() {
-		skey := st.Gateway + "|" + fqdn(st.Host, st.VS.Namespace)
-		n := e.count(skey, e.opts.RequestsPerSecond*d.Seconds())
-		src := e.sourcePeer(st)
-		for range n {
-			tagged := len(e.opts.Headers) > 0 && e.bernoulli(skey+"|tagged", e.opts.HeaderFraction)
-			e.route(w, st, skey, tagged, src, b, behaviors)
+		if src, ok := e.source(w, st); ok {
+			e.routeConfig(w, px, st, src)
 		}
 	}
-	for o, latencies := range b {
+}
+
+// source is where a stream's requests leave from: a proxy and how metrics name it.
+type source struct {
+	node node
+	peer peer
+}
+
+// simulate sends d's worth of traffic through the world, each request routed by the
+// configuration istiod sent its source's proxy.
+func (e *engine) simulate(w *World, px proxies, d time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t := &tick{w: w, b: batch{}, behaviors: map[string]Behavior{}}
+	for _, st := range w.streams() {
+		src, ok := e.source(w, st)
+		if !ok {
+			continue // no such gateway: nobody sends these requests
+		}
+		cfg, rc, authority := e.routeConfig(w, px, st, src)
+		if rc == nil {
+			continue // the proxy has no configuration yet: not ready, sends nothing
+		}
+		t.cfg = cfg
+		skey := src.node.ID() + "|" + authority
+		n := e.count(skey, e.opts.RequestsPerSecond*d.Seconds())
+		for range n {
+			tagged := len(e.opts.Headers) > 0 && e.bernoulli(skey+"|tagged", e.opts.HeaderFraction)
+			key := RouteKey{Namespace: st.VS.Namespace, VirtualService: st.VS.Name, Host: st.Host, Tagged: tagged}
+			e.send(t, rc, src, skey+"|"+strconv.FormatBool(tagged), key, e.request(authority, tagged))
+		}
+	}
+	for o, latencies := range t.b {
 		e.metrics.record(o, latencies)
 	}
 	e.ticks++
@@ -183,168 +239,341 @@ func (e *engine) simulate(w *World, d time.Duration) {
 	}
 }
 
-func (e *engine) request(st stream, tagged bool, src peer) request {
+// tick is one traffic generation's view of the world and its observations.
+type tick struct {
+	w         *World
+	cfg       *envoyConfig
+	b         batch
+	behaviors map[string]Behavior
+}
+
+func (e *engine) request(authority string, tagged bool) request {
 	headers := map[string]string{}
 	if tagged {
 		for k, v := range e.opts.Headers {
 			headers[strings.ToLower(k)] = v
 		}
 	}
-	return request{
-		Authority:       st.Host,
-		Scheme:          "http",
-		Method:          e.opts.Method,
-		Path:            e.opts.Path,
-		Headers:         headers,
-		Gateway:         st.Gateway,
-		SourceNamespace: src.Namespace,
-		SourceLabels:    map[string]string{"app": src.App},
-	}
+	return request{Authority: authority, Scheme: "http", Method: e.opts.Method, Path: e.opts.Path, Headers: headers}
 }
 
-// route sends one request of a stream the way the VirtualService says.
-func (e *engine) route(w *World, st stream, skey string, tagged bool, src peer, b batch, behaviors map[string]Behavior) {
-	vs := st.VS
-	key := RouteKey{Namespace: vs.Namespace, VirtualService: vs.Name, Host: st.Host, Tagged: tagged}
-	idx := matchRoute(vs.Spec.Http, e.request(st, tagged, src))
-	if idx < 0 {
-		e.answerLocally(key, 404, "NR", src, b)
-		return
-	}
-	r := vs.Spec.Http[idx]
-	key.Route = r.Name
-	if key.Route == "" {
-		key.Route = "http[" + strconv.Itoa(idx) + "]"
-	}
-	switch {
-	case r.DirectResponse != nil:
-		e.answerLocally(key, int(r.DirectResponse.Status), "DR", src, b)
-		return
-	case r.Redirect != nil:
-		code := int(r.Redirect.RedirectCode)
-		if code == 0 {
-			code = 301
-		}
-		e.answerLocally(key, code, "-", src, b)
-		return
-	case len(r.Route) == 0:
-		e.answerLocally(key, 404, "NR", src, b) // delegation is not modelled
-		return
-	}
-
-	rkey := skey + "|" + strconv.FormatBool(tagged) + "|" + strconv.Itoa(idx)
-	weights := make([]int64, len(r.Route))
-	for i, d := range r.Route {
-		weights[i] = int64(d.Weight)
-	}
-	if len(weights) == 1 {
-		weights[0] = 1 // a lone destination takes everything, whatever its weight
-	}
-	di := e.pick(rkey, weights)
-	if di < 0 {
-		e.answerLocally(key, 503, "UH", src, b)
-	} else {
-		e.deliver(w, vs.Namespace, r.Route[di].Destination, key, false, src, b, behaviors)
-	}
-	for mi, m := range mirrors(r) {
-		if e.bernoulli(rkey+"|mirror"+strconv.Itoa(mi), m.Percent/100) {
-			e.deliver(w, vs.Namespace, m.Destination, key, true, src, b, behaviors)
-		}
-	}
-}
-
-// answerLocally is a request the source's proxy answered itself.
-func (e *engine) answerLocally(key RouteKey, code int, flags string, src peer, b batch) {
-	key.Code = code
-	e.stats[key]++
-	o := observation{Reporter: "source", Source: src, Destination: unknownPeer(), Code: code, Flags: flags}
-	b[o] = append(b[o], 0)
-}
-
-// deliver sends a request (or a mirrored copy) to a route destination.
-func (e *engine) deliver(w *World, ns string, dest *apinetworkingv1.Destination, key RouteKey, mirrored bool, src peer, b batch, behaviors map[string]Behavior) {
-	if dest == nil {
-		return
-	}
-	key.DestinationHost, key.Subset, key.Mirror = dest.Host, dest.Subset, mirrored
-	noUpstream := func(flags string) {
-		key.Code = 503
-		e.stats[key]++
-		if !mirrored { // a mirror's failure is nobody's answer
-			o := observation{Reporter: "source", Source: src, Destination: unknownPeer(), Code: 503, Flags: flags}
-			b[o] = append(b[o], 0)
-		}
-	}
-	ref, isService := resolveHost(dest.Host, ns)
-	var subset map[string]string
-	if dest.Subset != "" {
-		labels, ok := w.subsetLabels(ref, dest.Subset, ns)
-		if !isService || !ok {
-			noUpstream("NR")
-			return
-		}
-		subset = labels
-	}
-	var eps []endpoint
-	if isService {
-		eps = w.endpoints(w.service(ref), subset)
-	}
-	if len(eps) == 0 {
-		noUpstream("UH")
-		return
-	}
-	replicas := make([]int64, len(eps))
-	for i, ep := range eps {
-		replicas[i] = int64(ep.Replicas)
-	}
-	pickKey := "ep|" + ref.FQDN() + "|" + dest.Subset
-	dep := eps[e.pick(pickKey, replicas)].Deployment
-	wkey := dep.Namespace + "/" + dep.Name
-	beh, ok := behaviors[wkey]
-	if !ok {
-		var err error
-		beh, err = ParseBehavior(dep.Spec.Template.Annotations)
-		if err != nil && !e.warned[wkey+err.Error()] {
-			e.warned[wkey+err.Error()] = true
-			e.opts.Logger.Error(err, "Ignoring the behaviour annotations of a Deployment", "deployment", wkey)
-		}
-		behaviors[wkey] = beh
-	}
-	code := 200
-	if e.bernoulli(wkey+"|error", beh.ErrorRate) {
-		code = beh.ErrorCode
-	}
-	latency := beh.Latency(e.nextPhase(wkey))
-
-	key.WorkloadNamespace, key.Workload, key.Code = dep.Namespace, dep.Name, code
-	e.stats[key]++
-	dst := workloadPeer(dep)
-	o := observation{Reporter: "destination", Source: src, Destination: dst, Service: ref, Code: code, Flags: "-"}
-	b[o] = append(b[o], latency)
-	if !mirrored { // the source's proxy never sees the mirror's answer
-		o.Reporter = "source"
-		b[o] = append(b[o], latency)
-	}
-}
-
-func (e *engine) sourcePeer(st stream) peer {
+// source is the proxy a stream's requests leave by: the client's sidecar in the source
+// namespace, or for a VirtualService bound to a gateway, that gateway's proxy (a router
+// labelled as its Gateway selects, in the Gateway's namespace).
+func (e *engine) source(w *World, st stream) (source, bool) {
 	if st.Gateway != "mesh" {
-		return peer{
-			Workload: "istio-ingressgateway", Namespace: "istio-system", App: "istio-ingressgateway", Version: "unknown",
-			CanonicalService: "istio-ingressgateway", CanonicalRevision: "latest",
-			Principal: "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account",
+		gw := w.gateway(st.Gateway, st.VS.Namespace)
+		if gw == nil {
+			return source{}, false
 		}
+		name := gw.Spec.Selector["app"]
+		if name == "" {
+			name = "istio-ingressgateway"
+		}
+		sa := name + "-service-account"
+		n := node{Type: "router", Namespace: gw.Namespace, Name: name + "-meshsim", Labels: gw.Spec.Selector, ServiceAccount: sa}
+		n.IP = testNetIP(n.Namespace + "/" + n.Name)
+		return source{node: n, peer: peer{
+			Workload: name, Namespace: gw.Namespace, App: name, Version: "unknown",
+			CanonicalService: name, CanonicalRevision: "latest",
+			Principal: "spiffe://cluster.local/ns/" + gw.Namespace + "/sa/" + sa,
+		}}, true
 	}
 	ns := e.opts.SourceNamespace
 	if ns == "" {
 		ns = st.VS.Namespace
 	}
 	name := e.opts.SourceWorkload
-	return peer{
+	n := node{Type: "sidecar", Namespace: ns, Name: name + "-meshsim", Labels: map[string]string{"app": name}}
+	n.IP = testNetIP(n.Namespace + "/" + n.Name)
+	return source{node: n, peer: peer{
 		Workload: name, Namespace: ns, App: name, Version: "unknown",
 		CanonicalService: name, CanonicalRevision: "latest",
 		Principal: "spiffe://cluster.local/ns/" + ns + "/sa/default",
+	}}, true
+}
+
+// testNetIP is a stable address in TEST-NET-1 (192.0.2.0/24, never routed) for a
+// simulated proxy.
+func testNetIP(key string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return "192.0.2." + strconv.Itoa(int(h.Sum32()%254)+1)
+}
+
+// routeConfig finds the route configuration a stream's requests meet, and the authority
+// they carry. A sidecar's requests go to the Service's port, whose outbound HTTP
+// listener names route configuration "PORT" (port 80, where istiod puts the
+// VirtualServices of hosts that are no Service, for other hosts); a gateway's meet the
+// route configurations of its listeners, the first (by port) with a virtual host for
+// the authority.
+func (e *engine) routeConfig(w *World, px proxies, st stream, src source) (*envoyConfig, *routev3.RouteConfiguration, string) {
+	authority := strings.ToLower(st.Host)
+	if src.node.Type == "router" {
+		cfg := px.config(src.node, nil)
+		if cfg == nil {
+			return nil, nil, authority
+		}
+		byPort := cfg.httpRouteNames()
+		var ports []uint32
+		var names []string
+		for p := range byPort {
+			ports = append(ports, p)
+		}
+		sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
+		for _, p := range ports {
+			names = append(names, byPort[p]...)
+		}
+		if cfg = px.config(src.node, names); cfg == nil {
+			return nil, nil, authority
+		}
+		var first *routev3.RouteConfiguration
+		for _, name := range names {
+			rc := cfg.Routes[name]
+			if rc == nil {
+				continue
+			}
+			if first == nil {
+				first = rc
+			}
+			if virtualHost(rc, authority) != nil {
+				return cfg, rc, authority
+			}
+		}
+		if first == nil {
+			first = &routev3.RouteConfiguration{} // no HTTP listener: every request is 404 NR
+		}
+		return cfg, first, authority
 	}
+	port := 80
+	if ref, ok := resolveHost(st.Host, st.VS.Namespace); ok {
+		if svc := w.service(ref); svc != nil {
+			if p := httpPort(svc); p > 0 {
+				port = p
+			}
+			if ref.Namespace != src.node.Namespace {
+				authority = ref.FQDN() // a short name is another namespace's Service
+			}
+		}
+	}
+	name := strconv.Itoa(port)
+	cfg := px.config(src.node, []string{name})
+	if cfg == nil {
+		return nil, nil, authority
+	}
+	rc := cfg.Routes[name]
+	if rc == nil {
+		rc = &routev3.RouteConfiguration{Name: name}
+	}
+	return cfg, rc, authority
+}
+
+// send routes one request the way the source's proxy is configured to.
+func (e *engine) send(t *tick, rc *routev3.RouteConfiguration, src source, skey string, key RouteKey, req request) {
+	vh := virtualHost(rc, req.Authority)
+	if vh == nil {
+		e.answerLocally(t, key, src, 404, "NR", 0)
+		return
+	}
+	rkey := skey + "|" + rc.GetName() + "|" + vh.GetName()
+	r, idx := matchRoute(vh, req, func(i int, p float64) bool {
+		return e.bernoulli(rkey+"|match"+strconv.Itoa(i), p)
+	})
+	if r == nil {
+		e.answerLocally(t, key, src, 404, "NR", 0)
+		return
+	}
+	key.Route, key.RouteFrom = r.GetName(), routeFrom(r)
+	rkey += "|" + strconv.Itoa(idx)
+	var action *routev3.RouteAction
+	switch a := r.GetAction().(type) {
+	case *routev3.Route_DirectResponse:
+		e.answerLocally(t, key, src, int(a.DirectResponse.GetStatus()), "-", 0)
+		return
+	case *routev3.Route_Redirect:
+		e.answerLocally(t, key, src, redirectCode(a.Redirect), "-", 0)
+		return
+	case *routev3.Route_Route:
+		action = a.Route
+	default:
+		e.answerLocally(t, key, src, 404, "NR", 0)
+		return
+	}
+
+	// The cluster is chosen with the route, before any filter runs.
+	switch c := action.GetClusterSpecifier().(type) {
+	case *routev3.RouteAction_Cluster:
+		key.Cluster = c.Cluster
+	case *routev3.RouteAction_WeightedClusters:
+		cs := c.WeightedClusters.GetClusters()
+		weights := make([]int64, len(cs))
+		for i, cw := range cs {
+			weights[i] = int64(cw.GetWeight().GetValue())
+		}
+		if i := e.pick(rkey, weights); i >= 0 {
+			key.Cluster = cs[i].GetName()
+		}
+	}
+	key.DestinationHost, key.Subset = clusterHost(key.Cluster)
+	svc, _ := resolveHost(key.DestinationHost, "")
+
+	// The fault filter comes before the router: a delay holds the request, an abort
+	// answers it (and nothing is mirrored).
+	var delay float64
+	flags := []string{}
+	if f := faultOf(r, vh); f != nil {
+		if d := f.GetDelay(); d != nil && d.GetFixedDelay() != nil && e.bernoulli(rkey+"|delay", fractionOf(d.GetPercentage())) {
+			delay = float64(d.GetFixedDelay().AsDuration()) / float64(time.Millisecond)
+			flags = append(flags, "DI")
+		}
+		if a := f.GetAbort(); a != nil && a.GetHttpStatus() != 0 && e.bernoulli(rkey+"|abort", fractionOf(a.GetPercentage())) {
+			key.Code, key.Flags = int(a.GetHttpStatus()), strings.Join(append(flags, "FI"), ",")
+			e.stats[key]++
+			o := observation{Reporter: "source", Source: src.peer, Destination: unknownPeer(), Service: svc, Code: key.Code, Flags: key.Flags}
+			t.b[o] = append(t.b[o], delay)
+			return
+		}
+	}
+
+	// The router filter: an unknown cluster is answered at once, nothing mirrored.
+	if _, ok := t.cfg.Clusters[key.Cluster]; !ok {
+		flags = append(flags, "NC")
+		e.answerLocally(t, key, src, clusterNotFoundCode(action), strings.Join(flags, ","), delay)
+		return
+	}
+
+	for i, m := range action.GetRequestMirrorPolicies() {
+		frac := 1.0
+		if rf := m.GetRuntimeFraction(); rf != nil {
+			frac = fractionOf(rf.GetDefaultValue())
+		}
+		if e.bernoulli(rkey+"|mirror"+strconv.Itoa(i), frac) {
+			mk := key
+			mk.Mirror, mk.Cluster = true, m.GetCluster()
+			mk.DestinationHost, mk.Subset = clusterHost(mk.Cluster)
+			e.upstream(t, src, mk, retryPolicy{}, 0, 0)
+		}
+	}
+
+	timeout := 15 * time.Second // Envoy's default; istiod sets 0 (none) unless told
+	if action.GetTimeout() != nil {
+		timeout = action.GetTimeout().AsDuration()
+	}
+	if len(flags) > 0 {
+		key.Flags = strings.Join(flags, ",")
+	}
+	e.upstream(t, src, key, retryOf(action, vh), timeout, delay)
+}
+
+// answerLocally is a request the source's proxy answered itself.
+func (e *engine) answerLocally(t *tick, key RouteKey, src source, code int, flags string, latency float64) {
+	key.Code, key.Flags = code, flags
+	e.stats[key]++
+	svc, _ := resolveHost(key.DestinationHost, "")
+	o := observation{Reporter: "source", Source: src.peer, Destination: unknownPeer(), Service: svc, Code: code, Flags: flags}
+	t.b[o] = append(t.b[o], latency)
+}
+
+// upstream sends a request (or a mirrored copy) to key.Cluster's endpoints, retrying as
+// the policy says; each attempt is reported by the workload that answered it, the
+// outcome by the source (never for a mirror).
+func (e *engine) upstream(t *tick, src source, key RouteKey, retry retryPolicy, timeout time.Duration, elapsed float64) {
+	svc, _ := resolveHost(key.DestinationHost, "")
+	flags := []string{}
+	if key.Flags != "" {
+		flags = strings.Split(key.Flags, ",")
+	}
+	done := func(code int, flag string, dst peer) {
+		if flag != "" {
+			flags = append(flags, flag)
+		}
+		key.Code, key.Flags = code, strings.Join(flags, ",")
+		if key.Flags == "" {
+			key.Flags = "-"
+		}
+		e.stats[key]++
+		if !key.Mirror { // the source's proxy never sees the mirror's answer
+			o := observation{Reporter: "source", Source: src.peer, Destination: dst, Service: svc, Code: code, Flags: key.Flags}
+			t.b[o] = append(t.b[o], elapsed)
+		}
+	}
+	eps, ok := t.cfg.clusterEndpoints(key.Cluster)
+	switch {
+	case !ok:
+		done(503, "NC", unknownPeer())
+		return
+	case len(eps) == 0:
+		done(503, "UH", unknownPeer())
+		return
+	}
+	weights := make([]int64, len(eps))
+	for i, ep := range eps {
+		weights[i] = ep.Weight
+	}
+	pickKey := "ep|" + key.Cluster + "|" + fmt.Sprint(eps)
+	for attempt := 0; ; attempt++ {
+		ep := eps[e.pick(pickKey, weights)]
+		wl, found := t.w.at(ep.IP)
+		code, latency, flag, dst := 503, 0.0, "UF", unknownPeer()
+		if found {
+			key.WorkloadNamespace, key.Workload = wl.Pod.Namespace, wl.name()
+			dst = wl.peer()
+			beh := e.behavior(t, wl)
+			code = 200
+			if e.bernoulli("error|"+key.WorkloadNamespace+"/"+key.Workload, beh.ErrorRate) {
+				code = beh.ErrorCode
+			}
+			latency, flag = beh.Latency(e.nextPhase(key.WorkloadNamespace+"/"+key.Workload)), ""
+			o := observation{Reporter: "destination", Source: src.peer, Destination: dst, Service: svc, Code: code, Flags: "-"}
+			t.b[o] = append(t.b[o], latency)
+		} else {
+			key.WorkloadNamespace, key.Workload = "", ""
+		}
+		perTryTimedOut := retry.PerTryTimeout > 0 && latency > ms(retry.PerTryTimeout)
+		if perTryTimedOut {
+			code, latency, flag = 504, ms(retry.PerTryTimeout), "UT"
+		}
+		elapsed += latency
+		if timeout > 0 && elapsed > ms(timeout) {
+			elapsed = ms(timeout)
+			done(504, "UT", dst)
+			return
+		}
+		retriable := retry.retriable(code, perTryTimedOut) || (!found && retry.On["connect-failure"])
+		if !retriable {
+			done(code, flag, dst)
+			return
+		}
+		if attempt >= retry.Retries {
+			if flag == "" {
+				flag = "URX"
+			}
+			done(code, flag, dst)
+			return
+		}
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// behavior is how a workload answers, read once a tick from its Deployment's pod
+// template (or its Pod, when no Deployment owns it).
+func (e *engine) behavior(t *tick, wl workload) Behavior {
+	key := wl.Pod.Namespace + "/" + wl.name()
+	if b, ok := t.behaviors[key]; ok {
+		return b
+	}
+	annotations := wl.Pod.Annotations
+	if wl.Deployment != nil {
+		annotations = wl.Deployment.Spec.Template.Annotations
+	}
+	b, err := ParseBehavior(annotations)
+	if err != nil && !e.warned[key+err.Error()] {
+		e.warned[key+err.Error()] = true
+		e.opts.Logger.Error(err, "Ignoring the behaviour annotations of a workload", "workload", key)
+	}
+	t.behaviors[key] = b
+	return b
 }
 
 // count turns a fractional number of requests into whole ones, carrying the remainder.
@@ -420,8 +649,8 @@ func (e *engine) snapshot() Stats {
 }
 
 func lessKey(a, b RouteKey) bool {
-	as := []string{a.Namespace, a.VirtualService, a.Host, a.Route, strconv.FormatBool(a.Tagged), strconv.FormatBool(a.Mirror), a.DestinationHost, a.Subset, a.WorkloadNamespace, a.Workload}
-	bs := []string{b.Namespace, b.VirtualService, b.Host, b.Route, strconv.FormatBool(b.Tagged), strconv.FormatBool(b.Mirror), b.DestinationHost, b.Subset, b.WorkloadNamespace, b.Workload}
+	as := []string{a.Namespace, a.VirtualService, a.Host, a.Route, a.RouteFrom, strconv.FormatBool(a.Tagged), strconv.FormatBool(a.Mirror), a.Cluster, a.WorkloadNamespace, a.Workload, a.Flags}
+	bs := []string{b.Namespace, b.VirtualService, b.Host, b.Route, b.RouteFrom, strconv.FormatBool(b.Tagged), strconv.FormatBool(b.Mirror), b.Cluster, b.WorkloadNamespace, b.Workload, b.Flags}
 	for i := range as {
 		if as[i] != bs[i] {
 			return as[i] < bs[i]

@@ -5,72 +5,20 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
-	apinetworkingv1 "istio.io/api/networking/v1"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 )
 
 // The world of these tests: namespace shop, a reviews primary and canary as canopy
-// generates them (an apex Service, and -primary/-canary Services selecting the two
-// Deployments), at 50 requests per second per host.
-
-func service(ns, name string, selector map[string]string) *corev1.Service {
-	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: corev1.ServiceSpec{Selector: selector}}
-}
-
-func deployment(ns, name string, replicas int32, labels, annotations map[string]string) *appsv1.Deployment {
-	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(replicas),
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations}},
-		},
-	}
-}
-
-func virtualService(ns, name string, hosts []string, routes ...*apinetworkingv1.HTTPRoute) *networkingv1.VirtualService {
-	vs := &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
-	vs.Spec.Hosts = hosts
-	vs.Spec.Http = routes
-	return vs
-}
-
-func dest(host string, weight int32) *apinetworkingv1.HTTPRouteDestination {
-	return &apinetworkingv1.HTTPRouteDestination{Destination: &apinetworkingv1.Destination{Host: host}, Weight: weight}
-}
-
-func httpRoute(dests ...*apinetworkingv1.HTTPRouteDestination) *apinetworkingv1.HTTPRoute {
-	return &apinetworkingv1.HTTPRoute{Route: dests}
-}
-
-func exact(s string) *apinetworkingv1.StringMatch {
-	return &apinetworkingv1.StringMatch{MatchType: &apinetworkingv1.StringMatch_Exact{Exact: s}}
-}
-
-func regex(s string) *apinetworkingv1.StringMatch {
-	return &apinetworkingv1.StringMatch{MatchType: &apinetworkingv1.StringMatch_Regex{Regex: s}}
-}
-
-func reviewsWorld(canaryAnnotations map[string]string, routes ...*apinetworkingv1.HTTPRoute) *World {
-	return &World{
-		VirtualServices: []*networkingv1.VirtualService{virtualService("shop", "reviews", []string{"reviews"}, routes...)},
-		Services: []*corev1.Service{
-			service("shop", "reviews", map[string]string{"app": "reviews-primary"}),
-			service("shop", "reviews-primary", map[string]string{"app": "reviews-primary"}),
-			service("shop", "reviews-canary", map[string]string{"app": "reviews"}),
-		},
-		Deployments: []*appsv1.Deployment{
-			deployment("shop", "reviews-primary", 2, map[string]string{"app": "reviews-primary", "version": "v1"}, nil),
-			deployment("shop", "reviews", 1, map[string]string{"app": "reviews", "version": "v2"}, canaryAnnotations),
-		},
-	}
-}
+// generates them (reviewsWorld), at 50 requests per second per host, routed by
+// hand-built Envoy configuration shaped as istiod sends it (envoy_test.go).
 
 func newTestEngine(opts Options) (*engine, *prometheus.Registry) {
 	reg := prometheus.NewRegistry()
@@ -78,11 +26,13 @@ func newTestEngine(opts Options) (*engine, *prometheus.Registry) {
 }
 
 // run simulates seconds of traffic in one-second ticks.
-func run(e *engine, w *World, seconds int) {
+func run(e *engine, w *World, px proxies, seconds int) {
 	for range seconds {
-		e.simulate(w, time.Second)
+		e.simulate(w, px, time.Second)
 	}
 }
+
+func fixed(cfg *envoyConfig) *fixedProxies { return &fixedProxies{cfg: cfg} }
 
 func toWorkload(name string) func(RouteKey) bool {
 	return func(k RouteKey) bool { return k.Workload == name }
@@ -130,8 +80,9 @@ func hasLabels(m *dto.Metric, want map[string]string) bool {
 
 func TestWeightedSplit(t *testing.T) {
 	e, reg := newTestEngine(Options{})
-	w := reviewsWorld(nil, httpRoute(dest("reviews-primary", 90), dest("reviews-canary", 10)))
-	run(e, w, 10)
+	px := fixed(reviewsConfig(named(split(cluster("reviews-primary", ""), 90, cluster("reviews-canary", ""), 10), "primary", "shop", "reviews")))
+	w := reviewsWorld(nil)
+	run(e, w, px, 10)
 
 	s := e.snapshot()
 	if got := s.Requests(nil); got != 500 {
@@ -140,7 +91,23 @@ func TestWeightedSplit(t *testing.T) {
 	if p, c := s.Requests(toWorkload("reviews-primary")), s.Requests(toWorkload("reviews")); p != 450 || c != 50 {
 		t.Fatalf("primary %d, canary %d; want 450 and 50", p, c)
 	}
-	run(e, w, 2)
+	if got := s.Requests(func(k RouteKey) bool {
+		return k.Route == "primary" && k.RouteFrom == "shop/reviews" && k.Cluster == cluster("reviews-canary", "") &&
+			k.DestinationHost == "reviews-canary.shop.svc.cluster.local" && k.Code == 200 && k.Flags == "-"
+	}); got != 50 {
+		t.Fatalf("%d canary requests with the route's name, origin and cluster, want 50\n%+v", got, s.Routes)
+	}
+	// The sidecar of the client in shop asked for the route configuration of port 9080.
+	if len(px.asked) != 1 {
+		t.Fatalf("proxies %v, want one", px.asked)
+	}
+	for id, routes := range px.asked {
+		n := px.nodes[id]
+		if n.Type != "sidecar" || n.Namespace != "shop" || n.Labels["app"] != "meshsim-client" || len(routes) != 1 || routes[0] != "9080" {
+			t.Fatalf("proxy %s %+v asked for %v", id, n, routes)
+		}
+	}
+	run(e, w, px, 2)
 	if c := e.snapshot().Requests(toWorkload("reviews")); c != 60 {
 		t.Fatalf("canary %d after 12 s, want 60", c)
 	}
@@ -166,27 +133,33 @@ func TestWeightedSplit(t *testing.T) {
 	}
 }
 
-func TestLoneDestinationTakesAll(t *testing.T) {
-	// canopy writes 100/0 with the 0 omitted; Istio's JSON omits a zero weight anyway.
-	for name, routes := range map[string][]*apinetworkingv1.HTTPRouteDestination{
-		"weight omitted":    {dest("reviews-primary", 0)},
-		"100 and 0":         {dest("reviews-primary", 100), dest("reviews-canary", 0)},
-		"weight 100 of one": {dest("reviews-primary", 100)},
-	} {
-		e, _ := newTestEngine(Options{})
-		run(e, reviewsWorld(nil, httpRoute(routes...)), 4)
-		s := e.snapshot()
-		if p, c := s.Requests(toWorkload("reviews-primary")), s.Requests(toWorkload("reviews")); p != 200 || c != 0 {
-			t.Errorf("%s: primary %d, canary %d; want 200 and 0", name, p, c)
-		}
+func TestOneClusterAndEndpointsByPod(t *testing.T) {
+	// The apex Service's cluster has the primary's two pods; a third pod of the primary
+	// and one of the canary join its endpoints: requests follow the pods.
+	e, _ := newTestEngine(Options{})
+	cfg := reviewsConfig(routeTo(cluster("reviews", "")))
+	run(e, reviewsWorld(nil), fixed(cfg), 4)
+	if p := e.snapshot().Requests(toWorkload("reviews-primary")); p != 200 {
+		t.Fatalf("primary %d, want all 200", p)
+	}
+
+	w := reviewsWorld(nil)
+	w.deployment("shop", "reviews-primary", map[string]string{"app": "reviews-primary"}, nil, "10.0.0.5")
+	cfg = config([]*routev3.RouteConfiguration{cfg.Routes["9080"]}, map[string][]string{cluster("reviews", ""): {"10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"}})
+	e, _ = newTestEngine(Options{})
+	run(e, w, fixed(cfg), 4)
+	s := e.snapshot()
+	if p, c := s.Requests(toWorkload("reviews-primary")), s.Requests(toWorkload("reviews")); p != 150 || c != 50 {
+		t.Fatalf("3 primary pods and 1 canary pod got %d and %d, want 150 and 50", p, c)
 	}
 }
 
 func TestFractionalRatesCarry(t *testing.T) {
 	e, _ := newTestEngine(Options{RequestsPerSecond: 7})
-	w := reviewsWorld(nil, httpRoute(dest("reviews-primary", 67), dest("reviews-canary", 33)))
+	px := fixed(reviewsConfig(split(cluster("reviews-primary", ""), 67, cluster("reviews-canary", ""), 33)))
+	w := reviewsWorld(nil)
 	for range 30 {
-		e.simulate(w, 300*time.Millisecond) // 2.1 requests a tick
+		e.simulate(w, px, 300*time.Millisecond) // 2.1 requests a tick
 	}
 	s := e.snapshot()
 	if got := s.Requests(nil); got != 63 {
@@ -199,15 +172,12 @@ func TestFractionalRatesCarry(t *testing.T) {
 
 func TestHeaderMatch(t *testing.T) {
 	e, _ := newTestEngine(Options{Headers: map[string]string{"X-Canary": "insider", "cookie": "session=1; user=test"}, HeaderFraction: 0.2})
-	ab := httpRoute(dest("reviews-canary", 0))
-	ab.Name = "canary"
-	ab.Match = []*apinetworkingv1.HTTPMatchRequest{
-		{Headers: map[string]*apinetworkingv1.StringMatch{"x-canary": exact("insider")}},
-		{Headers: map[string]*apinetworkingv1.StringMatch{"cookie": regex(`^(.*?;)?( ?user=nobody)(;.*)?$`)}},
-	}
-	primary := httpRoute(dest("reviews-primary", 0))
-	primary.Name = "primary"
-	run(e, reviewsWorld(nil, ab, primary), 10)
+	byHeader := named(routeTo(cluster("reviews-canary", "")), "canary", "shop", "reviews")
+	byHeader.Match.Headers = []*routev3.HeaderMatcher{headerExact("x-canary", "insider")}
+	byCookie := named(routeTo(cluster("reviews-canary", "")), "canary", "shop", "reviews")
+	byCookie.Match.Headers = []*routev3.HeaderMatcher{headerRegex("cookie", `^(.*?;)?( ?user=nobody)(;.*)?$`)}
+	primary := named(routeTo(cluster("reviews-primary", "")), "primary", "shop", "reviews")
+	run(e, reviewsWorld(nil), fixed(reviewsConfig(byHeader, byCookie, primary)), 10)
 
 	s := e.snapshot()
 	canary := s.Requests(toWorkload("reviews"))
@@ -218,22 +188,73 @@ func TestHeaderMatch(t *testing.T) {
 	}
 }
 
-func TestCookieRegexMatch(t *testing.T) {
-	e, _ := newTestEngine(Options{Headers: map[string]string{"cookie": "session=1; user=test"}, HeaderFraction: 1})
-	ab := httpRoute(dest("reviews-canary", 0))
-	ab.Match = []*apinetworkingv1.HTTPMatchRequest{{Headers: map[string]*apinetworkingv1.StringMatch{"cookie": regex(`^(.*?;)?( ?user=test)(;.*)?$`)}}}
-	run(e, reviewsWorld(nil, ab, httpRoute(dest("reviews-primary", 0))), 2)
-	if c := e.snapshot().Requests(toWorkload("reviews")); c != 100 {
-		t.Fatalf("canary %d, want all 100", c)
+func TestRouteMatches(t *testing.T) {
+	req := request{Authority: "reviews", Scheme: "http", Method: "GET", Path: "/api/v1?user=test", Headers: map[string]string{"cookie": "session=1; user=test"}}
+	never := func(float64) bool { return false }
+	prefix := func(p string) *routev3.RouteMatch {
+		return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: p}}
+	}
+	for name, tt := range map[string]struct {
+		m    *routev3.RouteMatch
+		want bool
+	}{
+		"prefix":             {prefix("/api"), true},
+		"other prefix":       {prefix("/web"), false},
+		"path ignores query": {&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: "/api/v1"}}, true},
+		"case-insensitive":   {&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: "/API/V1"}, CaseSensitive: wrapperspb.Bool(false)}, true},
+		"case-sensitive":     {&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: "/API/V1"}}, false},
+		"method header":      {&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, Headers: []*routev3.HeaderMatcher{headerExact(":method", "GET")}}, true},
+		"absent header":      {&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, Headers: []*routev3.HeaderMatcher{headerExact("x-canary", "insider")}}, false},
+		"absent header, inverted": {&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, Headers: []*routev3.HeaderMatcher{
+			{Name: "x-canary", InvertMatch: true, HeaderMatchSpecifier: headerExact("", "insider").HeaderMatchSpecifier},
+		}}, false},
+		"header absent as asked": {&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, Headers: []*routev3.HeaderMatcher{
+			{Name: "x-canary", HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: false}},
+		}}, true},
+		"cookie regex": {&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, Headers: []*routev3.HeaderMatcher{headerRegex("cookie", `^(.*?;)?( ?user=test)(;.*)?$`)}}, true},
+		"query": {&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, QueryParameters: []*routev3.QueryParameterMatcher{{
+			Name: "user", QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_StringMatch{StringMatch: headerExact("", "test").GetStringMatch()},
+		}}}, true},
+		"other query": {&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, QueryParameters: []*routev3.QueryParameterMatcher{{
+			Name: "user", QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_StringMatch{StringMatch: headerExact("", "nobody").GetStringMatch()},
+		}}}, false},
+		"regex path": {&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_SafeRegex{SafeRegex: headerRegex("", "/api/v[0-9]+").GetStringMatch().GetSafeRegex()}}, true},
+	} {
+		if got := routeMatches(tt.m, req, never); got != tt.want {
+			t.Errorf("%s: matches = %v, want %v", name, got, tt.want)
+		}
+	}
+}
+
+func TestVirtualHostDomains(t *testing.T) {
+	rc := &routev3.RouteConfiguration{VirtualHosts: []*routev3.VirtualHost{
+		{Name: "any", Domains: []string{"*"}},
+		{Name: "suffix", Domains: []string{"*.example.com"}},
+		{Name: "longer suffix", Domains: []string{"*.shop.example.com"}},
+		{Name: "prefix", Domains: []string{"reviews.*"}},
+		{Name: "exact", Domains: []string{"reviews.example.com", "reviews.example.com:80"}},
+	}}
+	for authority, want := range map[string]string{
+		"reviews.example.com":      "exact",
+		"Reviews.Example.com:80":   "exact",
+		"ratings.example.com":      "suffix",
+		"ratings.shop.example.com": "longer suffix",
+		"reviews.other":            "prefix",
+		"ratings":                  "any",
+	} {
+		if got := virtualHost(rc, authority); got.GetName() != want {
+			t.Errorf("%s: virtual host %q, want %q", authority, got.GetName(), want)
+		}
 	}
 }
 
 func TestMirror(t *testing.T) {
 	e, reg := newTestEngine(Options{})
-	r := httpRoute(dest("reviews-primary", 100))
-	r.Mirror = &apinetworkingv1.Destination{Host: "reviews-canary"}
-	r.MirrorPercentage = &apinetworkingv1.Percent{Value: 50}
-	run(e, reviewsWorld(map[string]string{AnnotationErrorRate: "1"}, r), 10)
+	r := routeTo(cluster("reviews-primary", ""))
+	action(r).RequestMirrorPolicies = []*routev3.RouteAction_RequestMirrorPolicy{{
+		Cluster: cluster("reviews-canary", ""), RuntimeFraction: &corev3.RuntimeFractionalPercent{DefaultValue: percent(50)},
+	}}
+	run(e, reviewsWorld(map[string]string{AnnotationErrorRate: "1"}), fixed(reviewsConfig(r)), 10)
 
 	s := e.snapshot()
 	primary := s.Requests(func(k RouteKey) bool { return k.Workload == "reviews-primary" && !k.Mirror })
@@ -254,39 +275,134 @@ func TestMirror(t *testing.T) {
 	}
 }
 
-func TestMirrorsListAndDeprecatedPercent(t *testing.T) {
-	e, _ := newTestEngine(Options{})
-	r := httpRoute(dest("reviews-primary", 100))
-	r.Mirror = &apinetworkingv1.Destination{Host: "reviews-canary"}
-	r.MirrorPercent = wrapperspb.UInt32(20) //nolint:staticcheck // the deprecated field Istio still honours
-	r.Mirrors = []*apinetworkingv1.HTTPMirrorPolicy{{Destination: &apinetworkingv1.Destination{Host: "reviews-canary"}}}
-	run(e, reviewsWorld(nil, r), 10)
-	if m := e.snapshot().Requests(func(k RouteKey) bool { return k.Mirror }); m != 100+500 {
-		t.Fatalf("%d mirrored, want 100 (20%%) + 500 (100%%)", m)
-	}
-}
-
 func TestErrorRateAndCode(t *testing.T) {
 	e, reg := newTestEngine(Options{})
-	w := reviewsWorld(map[string]string{AnnotationErrorRate: "0.2", AnnotationErrorCode: "503"},
-		httpRoute(dest("reviews-primary", 50), dest("reviews-canary", 50)))
-	run(e, w, 10)
+	w := reviewsWorld(map[string]string{AnnotationErrorRate: "0.2", AnnotationErrorCode: "500"})
+	run(e, w, fixed(reviewsConfig(split(cluster("reviews-primary", ""), 50, cluster("reviews-canary", ""), 50))), 10)
 	canary := map[string]string{"reporter": "destination", "destination_workload": "reviews"}
 	total := metricSum(t, reg, "istio_requests_total", canary)
-	canary["response_code"] = "503"
+	canary["response_code"] = "500"
 	errors := metricSum(t, reg, "istio_requests_total", canary)
 	if total != 250 || errors != 50 {
 		t.Fatalf("canary answered %v requests with %v errors, want 250 with 50", total, errors)
 	}
-	if got := metricSum(t, reg, "istio_requests_total", map[string]string{"destination_workload": "reviews-primary", "response_code": "503"}); got != 0 {
+	if got := metricSum(t, reg, "istio_requests_total", map[string]string{"destination_workload": "reviews-primary", "response_code": "500"}); got != 0 {
 		t.Fatalf("the primary answered %v errors", got)
 	}
 }
 
+func TestRetries(t *testing.T) {
+	// Istio's default policy: 2 retries of a 503. Every other answer of the canary is a
+	// 503 (the first is a 200), and each is retried on the canary's one pod, which then
+	// answers 200: 499 of the 500 requests take two attempts.
+	r := routeTo(cluster("reviews-canary", ""))
+	action(r).RetryPolicy = &routev3.RetryPolicy{
+		RetryOn: "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes", NumRetries: wrapperspb.UInt32(2),
+		RetriableStatusCodes: []uint32{503},
+	}
+	e, reg := newTestEngine(Options{})
+	run(e, reviewsWorld(map[string]string{AnnotationErrorRate: "0.5", AnnotationErrorCode: "503"}), fixed(reviewsConfig(r)), 10)
+	dst := map[string]string{"reporter": "destination", "destination_workload": "reviews"}
+	if got := metricSum(t, reg, "istio_requests_total", dst); got != 999 {
+		t.Errorf("the canary answered %v attempts, want 999", got)
+	}
+	if got := metricSum(t, reg, "istio_requests_total", map[string]string{"reporter": "destination", "response_code": "503"}); got != 499 {
+		t.Errorf("the canary answered %v attempts with 503, want 499", got)
+	}
+	if got := metricSum(t, reg, "istio_requests_total", map[string]string{"reporter": "source", "response_code": "503"}); got != 0 {
+		t.Errorf("the client saw %v 503s, want none", got)
+	}
+
+	// A 500 is not retried by that policy; "5xx" retries it until the retries run out.
+	e, reg = newTestEngine(Options{})
+	run(e, reviewsWorld(map[string]string{AnnotationErrorRate: "1"}), fixed(reviewsConfig(r)), 2)
+	if got := metricSum(t, reg, "istio_requests_total", dst); got != 100 {
+		t.Errorf("the canary answered %v attempts, want 100", got)
+	}
+	action(r).RetryPolicy.RetryOn = "5xx"
+	e, reg = newTestEngine(Options{})
+	run(e, reviewsWorld(map[string]string{AnnotationErrorRate: "1"}), fixed(reviewsConfig(r)), 2)
+	if got := metricSum(t, reg, "istio_requests_total", dst); got != 300 {
+		t.Errorf("the canary answered %v attempts, want 300", got)
+	}
+	if got := e.snapshot().Requests(func(k RouteKey) bool { return k.Code == 500 && k.Flags == "URX" }); got != 100 {
+		t.Errorf("%d requests ran out of retries, want 100", got)
+	}
+}
+
+func TestTimeouts(t *testing.T) {
+	r := routeTo(cluster("reviews-canary", ""))
+	action(r).Timeout = durationpb.New(50 * time.Millisecond)
+	e, reg := newTestEngine(Options{})
+	run(e, reviewsWorld(map[string]string{AnnotationLatency: "100"}), fixed(reviewsConfig(r)), 2)
+	if got := metricSum(t, reg, "istio_requests_total", map[string]string{"reporter": "source", "response_code": "504", "response_flags": "UT"}); got != 100 {
+		t.Errorf("the client saw %v timeouts, want 100", got)
+	}
+	if got := metricSum(t, reg, "istio_requests_total", map[string]string{"reporter": "destination", "response_code": "200"}); got != 100 {
+		t.Errorf("the canary reported %v answers, want 100", got)
+	}
+
+	// A timeout of 0 is none (istiod's default).
+	action(r).Timeout = durationpb.New(0)
+	e, reg = newTestEngine(Options{})
+	run(e, reviewsWorld(map[string]string{AnnotationLatency: "100"}), fixed(reviewsConfig(r)), 2)
+	if got := metricSum(t, reg, "istio_requests_total", map[string]string{"reporter": "source", "response_code": "200"}); got != 100 {
+		t.Errorf("the client saw %v answers, want 100", got)
+	}
+}
+
+func TestFaults(t *testing.T) {
+	r := withFault(named(routeTo(cluster("reviews-canary", "")), "faulty", "shop", "reviews"), abortFault(418, 20))
+	e, reg := newTestEngine(Options{})
+	run(e, reviewsWorld(nil), fixed(reviewsConfig(r)), 10)
+	if got := e.snapshot().Requests(func(k RouteKey) bool { return k.Code == 418 && k.Flags == "FI" && k.Workload == "" }); got != 100 {
+		t.Errorf("%d requests aborted, want 100 of 500", got)
+	}
+	if got := metricSum(t, reg, "istio_requests_total", map[string]string{"reporter": "destination"}); got != 400 {
+		t.Errorf("%v requests reached the canary, want 400", got)
+	}
+	if got := metricSum(t, reg, "istio_requests_total", map[string]string{"reporter": "source", "response_code": "418", "response_flags": "FI",
+		"destination_service": "reviews-canary.shop.svc.cluster.local", "destination_workload": "unknown"}); got != 100 {
+		t.Errorf("the client saw %v injected 418s, want 100", got)
+	}
+
+	r = withFault(routeTo(cluster("reviews-canary", "")), delayFault(time.Second, 100))
+	e, reg = newTestEngine(Options{})
+	run(e, reviewsWorld(map[string]string{AnnotationLatency: "10"}), fixed(reviewsConfig(r)), 2)
+	// The delay is the client's: its requests took 1010 ms, the canary's 10.
+	if got := metricSum(t, reg, "istio_request_duration_milliseconds", map[string]string{"reporter": "source", "response_flags": "DI"}); got != 100 {
+		t.Errorf("%v delayed requests, want 100", got)
+	}
+	if got := bucketCount(t, reg, map[string]string{"reporter": "source"}, 1000); got != 0 {
+		t.Errorf("%v client requests within 1 s, want 0", got)
+	}
+	if got := bucketCount(t, reg, map[string]string{"reporter": "destination"}, 10); got != 100 {
+		t.Errorf("%v canary answers within 10 ms, want 100", got)
+	}
+}
+
+// bucketCount is the cumulative count of the duration histogram's bucket le.
+func bucketCount(t *testing.T, reg *prometheus.Registry, want map[string]string, le float64) uint64 {
+	t.Helper()
+	mfs, _ := reg.Gather()
+	var n uint64
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if mf.GetName() == "istio_request_duration_milliseconds" && hasLabels(m, want) {
+				for _, b := range m.GetHistogram().GetBucket() {
+					if b.GetUpperBound() == le {
+						n += b.GetCumulativeCount()
+					}
+				}
+			}
+		}
+	}
+	return n
+}
+
 func TestLatencyHistogram(t *testing.T) {
 	e, reg := newTestEngine(Options{})
-	w := reviewsWorld(map[string]string{AnnotationLatency: "p50=25,p99=1000"}, httpRoute(dest("reviews-canary", 0)))
-	run(e, w, 100) // 5000 requests
+	run(e, reviewsWorld(map[string]string{AnnotationLatency: "p50=25,p99=1000"}), fixed(reviewsConfig(routeTo(cluster("reviews-canary", "")))), 100) // 5000 requests
 	mfs, _ := reg.Gather()
 	var h *dto.Histogram
 	for _, mf := range mfs {
@@ -318,88 +434,93 @@ func TestLatencyHistogram(t *testing.T) {
 }
 
 func TestSubsets(t *testing.T) {
+	// istiod's clusters for subsets v1 and v2 of reviews; a route to a subset that has no
+	// cluster (no DestinationRule defines it) is answered 503 NC by the client's proxy.
 	w := &World{
-		VirtualServices: []*networkingv1.VirtualService{virtualService("shop", "reviews", []string{"reviews.shop.svc.cluster.local"},
-			httpRoute(
-				&apinetworkingv1.HTTPRouteDestination{Destination: &apinetworkingv1.Destination{Host: "reviews", Subset: "v1"}, Weight: 80},
-				&apinetworkingv1.HTTPRouteDestination{Destination: &apinetworkingv1.Destination{Host: "reviews", Subset: "v2"}, Weight: 20},
-			))},
-		DestinationRules: []*networkingv1.DestinationRule{{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "reviews"},
-			Spec: apinetworkingv1.DestinationRule{Host: "reviews.shop.svc.cluster.local", Subsets: []*apinetworkingv1.Subset{
-				{Name: "v1", Labels: map[string]string{"version": "v1"}},
-				{Name: "v2", Labels: map[string]string{"version": "v2"}},
-			}},
-		}},
-		Services: []*corev1.Service{service("shop", "reviews", map[string]string{"app": "reviews"})},
-		Deployments: []*appsv1.Deployment{
-			deployment("shop", "reviews-v1", 1, map[string]string{"app": "reviews", "version": "v1"}, nil),
-			deployment("shop", "reviews-v2", 1, map[string]string{"app": "reviews", "version": "v2"}, nil),
-		},
+		VirtualServices: []*networkingv1.VirtualService{virtualService("shop", "reviews", "reviews.shop.svc.cluster.local")},
+		Services:        []*corev1.Service{service("shop", "reviews", 9080)},
 	}
+	w.deployment("shop", "reviews-v1", map[string]string{"app": "reviews", "version": "v1"}, nil, "10.0.0.2")
+	w.deployment("shop", "reviews-v2", map[string]string{"app": "reviews", "version": "v2"}, nil, "10.0.0.3")
+	r := split(cluster("reviews", "v1"), 80, cluster("reviews", "v2"), 20)
+	cfg := config([]*routev3.RouteConfiguration{{Name: "9080", VirtualHosts: []*routev3.VirtualHost{reviewsVirtualHost(r)}}},
+		map[string][]string{cluster("reviews", "v1"): {"10.0.0.2"}, cluster("reviews", "v2"): {"10.0.0.3"}})
 	e, _ := newTestEngine(Options{})
-	run(e, w, 10)
+	run(e, w, fixed(cfg), 10)
 	s := e.snapshot()
 	if a, b := s.Requests(toWorkload("reviews-v1")), s.Requests(toWorkload("reviews-v2")); a != 400 || b != 100 {
 		t.Fatalf("v1 %d, v2 %d; want 400 and 100", a, b)
 	}
+	if got := s.Requests(func(k RouteKey) bool {
+		return k.Subset == "v2" && k.DestinationHost == "reviews.shop.svc.cluster.local"
+	}); got != 100 {
+		t.Fatalf("%d requests to subset v2 of reviews, want 100", got)
+	}
 
-	// An unknown subset is a missing cluster: 503, and nobody behind it sees a request.
-	w.DestinationRules[0].Spec.Subsets = w.DestinationRules[0].Spec.Subsets[:1]
-	e, _ = newTestEngine(Options{})
-	run(e, w, 10)
+	delete(cfg.Clusters, cluster("reviews", "v2"))
+	e, reg := newTestEngine(Options{})
+	run(e, w, fixed(cfg), 10)
 	s = e.snapshot()
-	if got := s.Requests(func(k RouteKey) bool { return k.Subset == "v2" && k.Code == 503 && k.Workload == "" }); got != 100 {
+	if got := s.Requests(func(k RouteKey) bool { return k.Subset == "v2" && k.Code == 503 && k.Flags == "NC" && k.Workload == "" }); got != 100 {
 		t.Fatalf("requests to the missing subset: %d failed, want 100\n%+v", got, s.Routes)
 	}
-}
-
-func TestReplicasBalance(t *testing.T) {
-	w := reviewsWorld(nil, httpRoute(dest("reviews", 0)))
-	w.Services[0].Spec.Selector = map[string]string{"tier": "reviews"}
-	w.Deployments[0].Spec.Template.Labels["tier"] = "reviews"
-	w.Deployments[0].Spec.Replicas = ptr.To[int32](3)
-	w.Deployments[1].Spec.Template.Labels["tier"] = "reviews"
-	run1 := func() (int64, int64) {
-		e, _ := newTestEngine(Options{})
-		run(e, w, 4)
-		s := e.snapshot()
-		return s.Requests(toWorkload("reviews-primary")), s.Requests(toWorkload("reviews"))
-	}
-	if p, c := run1(); p != 150 || c != 50 {
-		t.Fatalf("3 and 1 replicas got %d and %d, want 150 and 50", p, c)
-	}
-	w.Deployments[1].Spec.Replicas = ptr.To[int32](0)
-	if p, c := run1(); p != 200 || c != 0 {
-		t.Fatalf("3 and 0 replicas got %d and %d, want 200 and 0", p, c)
+	if got := metricSum(t, reg, "istio_requests_total", map[string]string{"reporter": "source", "response_code": "503", "response_flags": "NC"}); got != 100 {
+		t.Fatalf("the client saw %v 503 NC, want 100", got)
 	}
 }
 
-func TestNoRouteAndNoEndpoints(t *testing.T) {
-	only := httpRoute(dest("reviews-primary", 0))
-	only.Match = []*apinetworkingv1.HTTPMatchRequest{{Uri: &apinetworkingv1.StringMatch{MatchType: &apinetworkingv1.StringMatch_Prefix{Prefix: "/api"}}}}
+func TestNoRouteNoEndpointsNoPod(t *testing.T) {
+	only := routeTo(cluster("reviews-primary", ""))
+	only.Match.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: "/api"}
 	e, reg := newTestEngine(Options{})
-	run(e, reviewsWorld(nil, only), 2)
-	if got := e.snapshot().Requests(func(k RouteKey) bool { return k.Code == 404 && k.Route == "" }); got != 100 {
-		t.Fatalf("%d requests got 404, want 100", got)
+	run(e, reviewsWorld(nil), fixed(reviewsConfig(only)), 2)
+	if got := e.snapshot().Requests(func(k RouteKey) bool { return k.Code == 404 && k.Flags == "NR" && k.Route == "" }); got != 100 {
+		t.Fatalf("%d requests got 404 NR, want 100", got)
 	}
 	if got := metricSum(t, reg, "istio_requests_total", map[string]string{"reporter": "destination"}); got != 0 {
 		t.Fatalf("%v requests reached a workload", got)
 	}
 
+	// No virtual host for the authority: 404 NR too.
+	e, _ = newTestEngine(Options{})
+	run(e, reviewsWorld(nil), fixed(config([]*routev3.RouteConfiguration{{Name: "9080"}}, nil)), 2)
+	if got := e.snapshot().Requests(func(k RouteKey) bool { return k.Code == 404 && k.Flags == "NR" }); got != 100 {
+		t.Fatalf("%d requests got 404 NR without a virtual host, want 100", got)
+	}
+
+	// A cluster without endpoints: 503 UH.
+	cfg := reviewsConfig(routeTo(cluster("reviews-canary", "")))
+	cfg.Endpoints[cluster("reviews-canary", "")].Endpoints = nil
 	e, reg = newTestEngine(Options{})
-	run(e, reviewsWorld(nil, httpRoute(dest("ratings", 0))), 2)
+	run(e, reviewsWorld(nil), fixed(cfg), 2)
 	if got := metricSum(t, reg, "istio_requests_total", map[string]string{"reporter": "source", "response_code": "503", "response_flags": "UH"}); got != 100 {
 		t.Fatalf("source saw %v 503 UH, want 100", got)
 	}
+
+	// An endpoint no running Pod has (EDS is behind a deletion): 503 UF.
+	w := reviewsWorld(nil)
+	w.Pods[2].Status.Phase = corev1.PodFailed
+	e, _ = newTestEngine(Options{})
+	run(e, w, fixed(reviewsConfig(routeTo(cluster("reviews-canary", "")))), 2)
+	if got := e.snapshot().Requests(func(k RouteKey) bool { return k.Code == 503 && k.Flags == "UF" }); got != 100 {
+		t.Fatalf("%d requests to a gone pod got 503 UF, want 100", got)
+	}
 }
 
-func TestStreams(t *testing.T) {
-	older := virtualService("shop", "b-older", []string{"reviews.shop.svc.cluster.local", "*.example.com", "reviews.example.com"}, httpRoute(dest("reviews-primary", 0)))
+func TestNoConfigSendsNothing(t *testing.T) {
+	e, _ := newTestEngine(Options{})
+	run(e, reviewsWorld(nil), fixed(nil), 2)
+	if got := e.snapshot().Requests(nil); got != 0 {
+		t.Fatalf("%d requests sent by a proxy without configuration", got)
+	}
+}
+
+func TestStreamsAndGateways(t *testing.T) {
+	older := virtualService("shop", "b-older", "reviews.shop.svc.cluster.local", "*.example.com", "reviews.example.com")
 	older.CreationTimestamp = metav1.NewTime(time.Unix(100, 0))
-	newer := virtualService("shop", "a-newer", []string{"reviews"}, httpRoute(dest("reviews-canary", 0)))
+	newer := virtualService("shop", "a-newer", "reviews")
 	newer.CreationTimestamp = metav1.NewTime(time.Unix(200, 0))
-	gw := virtualService("shop", "ingress", []string{"reviews.example.com"}, httpRoute(dest("reviews-canary", 0)))
+	gw := virtualService("shop", "ingress", "reviews.example.com")
 	gw.Spec.Gateways = []string{"istio-system/public"}
 	gw.CreationTimestamp = metav1.NewTime(time.Unix(300, 0))
 	w := reviewsWorld(nil)
@@ -419,10 +540,59 @@ func TestStreams(t *testing.T) {
 		}
 	}
 
+	// Without the Gateway nobody sends the gateway's stream.
+	cfg := reviewsConfig(routeTo(cluster("reviews-primary", "")))
+	gwRoutes := &routev3.RouteConfiguration{Name: "http.8080", VirtualHosts: []*routev3.VirtualHost{{
+		Name: "reviews.example.com:80", Domains: []string{"reviews.example.com"}, Routes: []*routev3.Route{routeTo(cluster("reviews-canary", ""))},
+	}}}
+	cfg.Routes["http.8080"] = gwRoutes
+	cfg.Listeners["0.0.0.0_8080"] = httpListener(8080, "http.8080")
+	px := fixed(cfg)
 	e, reg := newTestEngine(Options{})
-	run(e, w, 2)
-	if got := metricSum(t, reg, "istio_requests_total", map[string]string{"reporter": "destination", "source_workload": "istio-ingressgateway", "destination_workload": "reviews"}); got != 100 {
+	run(e, w, px, 2)
+	if got := metricSum(t, reg, "istio_requests_total", map[string]string{"source_workload": "istio-ingressgateway"}); got != 0 {
+		t.Fatalf("%v requests from a gateway that does not exist", got)
+	}
+
+	w.Gateways = []*networkingv1.Gateway{{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "public"}}}
+	w.Gateways[0].Spec.Selector = map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}
+	e, reg = newTestEngine(Options{})
+	px = fixed(cfg)
+	run(e, w, px, 2)
+	if got := metricSum(t, reg, "istio_requests_total", map[string]string{"reporter": "destination", "source_workload": "istio-ingressgateway", "source_workload_namespace": "istio-system", "destination_workload": "reviews"}); got != 100 {
 		t.Fatalf("gateway traffic to the canary = %v, want 100", got)
+	}
+	var routers int
+	for id, n := range px.nodes {
+		if n.Type == "router" {
+			routers++
+			if n.Namespace != "istio-system" || n.Labels["istio"] != "ingressgateway" || !contains(px.asked[id], "http.8080") {
+				t.Errorf("router %s %+v asked for %v", id, n, px.asked[id])
+			}
+		}
+	}
+	if routers != 1 {
+		t.Errorf("%d routers, want 1: %v", routers, px.nodes)
+	}
+	// The mesh's stream of reviews.example.com is no Service: its sidecar asks for port 80.
+	for id, n := range px.nodes {
+		if n.Type == "sidecar" && !contains(px.asked[id], "80") {
+			t.Errorf("sidecar %s asked for %v, want 80 among them", id, px.asked[id])
+		}
+	}
+}
+
+func TestLowTrafficKeepsItsErrorRate(t *testing.T) {
+	// 1% of 50 rps: the canary gets a request every other tick, and must still fail one
+	// in five of them.
+	e, reg := newTestEngine(Options{})
+	w := reviewsWorld(map[string]string{AnnotationErrorRate: "0.2"})
+	run(e, w, fixed(reviewsConfig(split(cluster("reviews-primary", ""), 99, cluster("reviews-canary", ""), 1))), 100)
+	canary := map[string]string{"reporter": "destination", "destination_workload": "reviews"}
+	total := metricSum(t, reg, "istio_requests_total", canary)
+	canary["response_code"] = "500"
+	if errors := metricSum(t, reg, "istio_requests_total", canary); total != 50 || errors != 10 {
+		t.Fatalf("canary answered %v requests with %v errors, want 50 with 10", total, errors)
 	}
 }
 
@@ -470,19 +640,5 @@ func TestParseBehavior(t *testing.T) {
 	}
 	if got := b.Latency(0.99); math.Abs(got-80) > 1e-6 {
 		t.Errorf("Latency(0.99) = %v, want 80", got)
-	}
-}
-
-func TestLowTrafficKeepsItsErrorRate(t *testing.T) {
-	// 1% of 50 rps: the canary gets a request every other tick, and must still fail one
-	// in five of them.
-	e, reg := newTestEngine(Options{})
-	w := reviewsWorld(map[string]string{AnnotationErrorRate: "0.2"}, httpRoute(dest("reviews-primary", 99), dest("reviews-canary", 1)))
-	run(e, w, 100)
-	canary := map[string]string{"reporter": "destination", "destination_workload": "reviews"}
-	total := metricSum(t, reg, "istio_requests_total", canary)
-	canary["response_code"] = "500"
-	if errors := metricSum(t, reg, "istio_requests_total", canary); total != 50 || errors != 10 {
-		t.Fatalf("canary answered %v requests with %v errors, want 50 with 10", total, errors)
 	}
 }

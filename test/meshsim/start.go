@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,16 +25,22 @@ import (
 
 // Sim is a running simulator.
 type Sim struct {
+	ticks  atomic.Int64 // Tick calls
 	engine *engine
+	xds    *xdsProxies
 	reader client.Reader
 	addr   string
 	done   chan struct{}
 }
 
-// Start watches the cluster behind cfg and, until ctx ends, sends synthetic traffic
-// through its VirtualServices and serves Istio's metrics for it on /metrics.
+// Start watches the cluster behind cfg and, until ctx ends, sends synthetic traffic to
+// its VirtualServices' hosts, routed by the configuration istiod (at opts.XDSAddress)
+// sends the simulated proxies, and serves Istio's metrics for it on /metrics.
 func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Sim, error) {
 	opts = opts.withDefaults()
+	if opts.XDSAddress == "" {
+		return nil, errors.New("meshsim: Options.XDSAddress is required: the simulator routes by what istiod sends")
+	}
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(networkingv1.AddToScheme(s))
@@ -43,12 +50,16 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Sim, error) {
 		for _, ns := range opts.Namespaces {
 			copts.DefaultNamespaces[ns] = cache.Config{}
 		}
+		// A VirtualService may name a Gateway of another namespace (istio-system's).
+		copts.ByObject = map[client.Object]cache.ByObject{
+			&networkingv1.Gateway{}: {Namespaces: map[string]cache.Config{cache.AllNamespaces: {}}},
+		}
 	}
 	c, err := cache.New(cfg, copts)
 	if err != nil {
 		return nil, fmt.Errorf("meshsim: building the cache: %w", err)
 	}
-	for _, obj := range []client.Object{&networkingv1.VirtualService{}, &networkingv1.DestinationRule{}, &corev1.Service{}, &appsv1.Deployment{}} {
+	for _, obj := range []client.Object{&networkingv1.VirtualService{}, &networkingv1.Gateway{}, &corev1.Service{}, &appsv1.Deployment{}, &appsv1.ReplicaSet{}, &corev1.Pod{}} {
 		if _, err := c.GetInformer(ctx, obj); err != nil {
 			return nil, fmt.Errorf("meshsim: watching %T (are Istio's CRDs installed?): %w", obj, err)
 		}
@@ -59,7 +70,10 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Sim, error) {
 		return nil, fmt.Errorf("meshsim: listening on %s: %w", opts.Addr, err)
 	}
 	reg := prometheus.NewRegistry()
-	sim := &Sim{engine: newEngine(opts, reg), reader: c, addr: ln.Addr().String(), done: make(chan struct{})}
+	sim := &Sim{
+		engine: newEngine(opts, reg), xds: newXDSProxies(ctx, opts.XDSAddress, opts.Logger),
+		reader: c, addr: ln.Addr().String(), done: make(chan struct{}),
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -119,16 +133,35 @@ func (s *Sim) run(ctx context.Context, every time.Duration) {
 	}
 }
 
-// Tick sends d's worth of traffic through the VirtualServices as the cache sees them now.
-// Start's ticker calls it; with Options.TickInterval < 0 tests call it themselves.
+// Tick sends d's worth of traffic to the hosts the cache sees now, routed by what istiod
+// has sent. A proxy it has not connected yet connects first, and Tick waits (up to
+// syncTimeout) for istiod's answer, so that a tick right after Start is routed; a
+// proxy that still has no configuration then sends nothing. Start's ticker calls it;
+// with Options.TickInterval < 0 tests call it themselves.
 func (s *Sim) Tick(ctx context.Context, d time.Duration) error {
 	w, err := listWorld(ctx, s.reader)
 	if err != nil {
 		return err
 	}
-	s.engine.simulate(w, d)
+	// Twice: a gateway asks for the route configurations its listeners name.
+	for range 2 {
+		s.engine.subscribe(w, s.xds)
+		if err := s.xds.waitSynced(ctx, syncTimeout); err != nil {
+			s.engine.opts.Logger.Error(err, "Routing without some proxies' configuration")
+		}
+	}
+	s.engine.simulate(w, s.xds, d)
+	if s.ticks.Add(1)%sweepEvery == 0 {
+		s.xds.sweep()
+	}
 	return nil
 }
+
+// sweepEvery is how many ticks a proxy no stream needs stays connected, at most.
+const sweepEvery = 60
+
+// syncTimeout bounds how long a tick waits for istiod to answer a new subscription.
+const syncTimeout = 10 * time.Second
 
 // Addr is the host:port /metrics is served on.
 func (s *Sim) Addr() string { return s.addr }
@@ -142,23 +175,31 @@ func (s *Sim) Done() <-chan struct{} { return s.done }
 func listWorld(ctx context.Context, r client.Reader) (*World, error) {
 	var (
 		vss  networkingv1.VirtualServiceList
-		drs  networkingv1.DestinationRuleList
+		gws  networkingv1.GatewayList
 		svcs corev1.ServiceList
 		deps appsv1.DeploymentList
+		rss  appsv1.ReplicaSetList
+		pods corev1.PodList
 	)
-	for _, l := range []client.ObjectList{&vss, &drs, &svcs, &deps} {
+	for _, l := range []client.ObjectList{&vss, &gws, &svcs, &deps, &rss, &pods} {
 		if err := r.List(ctx, l); err != nil {
 			return nil, fmt.Errorf("meshsim: listing %T: %w", l, err)
 		}
 	}
 	w := &World{}
 	w.VirtualServices = append(w.VirtualServices, vss.Items...)
-	w.DestinationRules = append(w.DestinationRules, drs.Items...)
+	w.Gateways = append(w.Gateways, gws.Items...)
 	for i := range svcs.Items {
 		w.Services = append(w.Services, &svcs.Items[i])
 	}
 	for i := range deps.Items {
 		w.Deployments = append(w.Deployments, &deps.Items[i])
+	}
+	for i := range rss.Items {
+		w.ReplicaSets = append(w.ReplicaSets, &rss.Items[i])
+	}
+	for i := range pods.Items {
+		w.Pods = append(w.Pods, &pods.Items[i])
 	}
 	return w, nil
 }

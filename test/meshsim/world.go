@@ -7,17 +7,23 @@ import (
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// World is what the simulator routes over: the cluster's routing rules and the workloads
-// behind the Services they name. The simulator lists it from its informers every tick;
-// tests build it by hand.
+// World is what the simulator reads from the apiserver: which hosts get traffic (the
+// VirtualServices' hosts, the Services' ports, the Gateways' selectors) and who answers
+// at an endpoint address (Pods, their ReplicaSets and Deployments). How a request is
+// routed is not in it: that comes from istiod (envoyConfig). The simulator lists it from
+// its informers every tick; tests build it by hand.
 type World struct {
-	VirtualServices  []*networkingv1.VirtualService
-	DestinationRules []*networkingv1.DestinationRule
-	Services         []*corev1.Service
-	Deployments      []*appsv1.Deployment
+	VirtualServices []*networkingv1.VirtualService
+	Gateways        []*networkingv1.Gateway
+	Services        []*corev1.Service
+	Deployments     []*appsv1.Deployment
+	ReplicaSets     []*appsv1.ReplicaSet
+	Pods            []*corev1.Pod
+
+	podsByIP map[string]*corev1.Pod
 }
 
 const clusterDomain = "svc.cluster.local"
@@ -66,76 +72,104 @@ func (w *World) service(ref serviceRef) *corev1.Service {
 	return nil
 }
 
-// endpoint is a workload behind a Service, weighted by its replicas, as Envoy balances
-// over the pods.
-type endpoint struct {
+// workload is who answers at an endpoint address: a Pod, and the Deployment that owns
+// it through its ReplicaSet (nil for a Pod no Deployment owns).
+type workload struct {
+	Pod        *corev1.Pod
 	Deployment *appsv1.Deployment
-	Replicas   int32
 }
 
-// endpoints are the Deployments whose pod template the Service (and the subset's labels)
-// select. Deployments are matched by their template rather than their Pods so that the
-// simulator works the same on envtest (no Pods) and on the local cluster; one scaled to
-// zero has no endpoints.
-func (w *World) endpoints(svc *corev1.Service, subset map[string]string) []endpoint {
-	if svc == nil || len(svc.Spec.Selector) == 0 {
-		return nil
-	}
-	sel := labels.SelectorFromSet(svc.Spec.Selector)
-	var sub labels.Selector
-	if len(subset) > 0 {
-		sub = labels.SelectorFromSet(subset)
-	}
-	var out []endpoint
-	for _, d := range w.Deployments {
-		if d.Namespace != svc.Namespace || d.DeletionTimestamp != nil {
-			continue
-		}
-		tl := labels.Set(d.Spec.Template.Labels)
-		if !sel.Matches(tl) || sub != nil && !sub.Matches(tl) {
-			continue
-		}
-		replicas := int32(1)
-		if d.Spec.Replicas != nil {
-			replicas = *d.Spec.Replicas
-		}
-		if replicas > 0 {
-			out = append(out, endpoint{Deployment: d, Replicas: replicas})
+// at finds the workload behind an endpoint address of istiod's EDS; ok is false when no
+// running Pod has that IP.
+func (w *World) at(ip string) (workload, bool) {
+	if w.podsByIP == nil {
+		w.podsByIP = map[string]*corev1.Pod{}
+		for _, p := range w.Pods {
+			if p.Status.PodIP != "" && p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning {
+				w.podsByIP[p.Status.PodIP] = p
+			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Deployment.Name < out[j].Deployment.Name })
-	return out
+	p, ok := w.podsByIP[ip]
+	if !ok {
+		return workload{}, false
+	}
+	wl := workload{Pod: p}
+	if rs := owner(p.OwnerReferences, "ReplicaSet"); rs != "" {
+		for _, r := range w.ReplicaSets {
+			if r.Namespace == p.Namespace && r.Name == rs {
+				if d := owner(r.OwnerReferences, "Deployment"); d != "" {
+					for _, dep := range w.Deployments {
+						if dep.Namespace == r.Namespace && dep.Name == d {
+							wl.Deployment = dep
+						}
+					}
+				}
+			}
+		}
+	}
+	return wl, true
 }
 
-// subsetLabels finds a subset's labels in the DestinationRules for a Service, preferring
-// (as Istio does) a rule in the client's namespace, then one in the Service's.
-func (w *World) subsetLabels(ref serviceRef, subset, clientNS string) (map[string]string, bool) {
-	var candidates []*networkingv1.DestinationRule
-	for _, dr := range w.DestinationRules {
-		if fqdn(dr.Spec.Host, dr.Namespace) == ref.FQDN() {
-			candidates = append(candidates, dr)
+// name is the workload's name in metrics: its Deployment's, else its Pod's.
+func (wl workload) name() string {
+	if wl.Deployment != nil {
+		return wl.Deployment.Name
+	}
+	return wl.Pod.Name
+}
+
+func (wl workload) peer() peer {
+	if d := wl.Deployment; d != nil {
+		return workloadPeer(d.Name, d.Namespace, d.Spec.Template.Labels, d.Spec.Template.Spec.ServiceAccountName)
+	}
+	return workloadPeer(wl.Pod.Name, wl.Pod.Namespace, wl.Pod.Labels, wl.Pod.Spec.ServiceAccountName)
+}
+
+func owner(refs []metav1.OwnerReference, kind string) string {
+	for _, o := range refs {
+		if o.Kind == kind && o.Controller != nil && *o.Controller {
+			return o.Name
 		}
 	}
-	rank := func(dr *networkingv1.DestinationRule) int {
-		switch dr.Namespace {
-		case clientNS:
-			return 0
-		case ref.Namespace:
-			return 1
-		}
-		return 2
-	}
-	sort.SliceStable(candidates, func(i, j int) bool { return rank(candidates[i]) < rank(candidates[j]) })
-	// The first rule that applies is the only one Istio reads.
-	if len(candidates) == 0 {
-		return nil, false
-	}
-	for _, s := range candidates[0].Spec.Subsets {
-		if s.Name == subset {
-			return s.Labels, true
+	return ""
+}
+
+// httpPort is the port a Service's clients call: its first port whose protocol Istio
+// reads as HTTP (by appProtocol or name), else its first port.
+func httpPort(svc *corev1.Service) int {
+	for _, p := range svc.Spec.Ports {
+		proto := strings.ToLower(ptrOr(p.AppProtocol, p.Name))
+		if proto == "http" || proto == "http2" || strings.HasPrefix(proto, "http-") || strings.HasPrefix(proto, "http2-") {
+			return int(p.Port)
 		}
 	}
-	return nil, false
+	if len(svc.Spec.Ports) > 0 {
+		return int(svc.Spec.Ports[0].Port)
+	}
+	return 0
+}
+
+func ptrOr(p *string, def string) string {
+	if p != nil && *p != "" {
+		return *p
+	}
+	return def
+}
+
+// gateway finds the Gateway a VirtualService names ("ns/name", or "name" in the
+// VirtualService's namespace).
+func (w *World) gateway(ref, vsNamespace string) *networkingv1.Gateway {
+	ns, name, ok := strings.Cut(ref, "/")
+	if !ok {
+		ns, name = vsNamespace, ref
+	}
+	for _, g := range w.Gateways {
+		if g.Namespace == ns && g.Name == name {
+			return g
+		}
+	}
+	return nil
 }
 
 // stream is one host of a VirtualService that synthetic requests are sent to.

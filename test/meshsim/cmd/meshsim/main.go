@@ -2,8 +2,10 @@
 // beside `make run`'s local cluster, it gives the real Prometheus Istio's metrics to
 // scrape, as Envoy would.
 //
-//	go run ./test/meshsim/cmd/meshsim --kubeconfig .canopy/kubeconfig --addr 127.0.0.1:9464 \
-//	    --header x-canary=insider --header-fraction 0.2
+//	go run ./test/meshsim/cmd/meshsim --kubeconfig .canopy/kubeconfig --xds 127.0.0.1:15010 \
+//	    --addr 127.0.0.1:9464 --header x-canary=insider --header-fraction 0.2
+//
+// --xds is istiod's plaintext xDS address: requests are routed by what it sends.
 //
 // It runs until SIGINT or SIGTERM.
 package main
@@ -41,6 +43,7 @@ func main() {
 	fs := flag.NewFlagSet(os.Args[0], flag.ExitOnError)
 	kubeconfig := fs.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the cluster to watch")
 	addr := fs.String("addr", "127.0.0.1:9464", "where /metrics is served")
+	xds := fs.String("xds", "", "istiod's plaintext xDS address, host:port (required)")
 	rps := fs.Float64("rps", 50, "synthetic requests per second to every VirtualService host")
 	tick := fs.Duration("tick", time.Second, "how often traffic is generated")
 	headers := headerFlag{}
@@ -63,6 +66,7 @@ func main() {
 		Headers:           headers,
 		HeaderFraction:    *fraction,
 		Addr:              *addr,
+		XDSAddress:        *xds,
 		Logger:            log,
 	}
 	for _, ns := range strings.Split(*namespaces, ",") {
