@@ -215,22 +215,14 @@ func (r *CanaryReconciler) targetOwner(ctx context.Context, c *meshv1.Canary) (*
 	var owner *meshv1.Canary
 	for i := range list.Items {
 		o := &list.Items[i]
-		if o.UID == c.UID || !createdBefore(o, c) {
+		if o.UID == c.UID || !render.CreatedBefore(o, c) {
 			continue
 		}
-		if owner == nil || createdBefore(o, owner) {
+		if owner == nil || render.CreatedBefore(o, owner) {
 			owner = o
 		}
 	}
 	return owner, nil
-}
-
-// createdBefore orders Canaries by creation, then by name.
-func createdBefore(a, b *meshv1.Canary) bool {
-	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-		return a.CreationTimestamp.Before(&b.CreationTimestamp)
-	}
-	return a.Name < b.Name
 }
 
 // loadWorkloads reads the target Deployment, the primary and the apex Service from the cache.
@@ -280,7 +272,7 @@ func (r *CanaryReconciler) loadWorkloads(ctx context.Context, s *canaryScope) (b
 		}
 		// Of two policies for one Service the older one is in force (the newer one is
 		// refused as a Conflict by its own controller).
-		if s.policy == nil || olderPolicy(p, s.policy) {
+		if s.policy == nil || render.CreatedBefore(p, s.policy) {
 			s.policy = p
 		}
 	}

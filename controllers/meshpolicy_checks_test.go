@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/render"
 )
 
 func TestTLSContradictions(t *testing.T) {
@@ -82,14 +83,14 @@ func TestHostService(t *testing.T) {
 	}
 }
 
-func TestOlderPolicy(t *testing.T) {
+func TestCreatedBefore(t *testing.T) {
 	at := func(name string, sec int) *meshv1.MeshPolicy {
 		return &meshv1.MeshPolicy{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(time.Unix(int64(sec), 0))}}
 	}
-	if !olderPolicy(at("z", 1), at("a", 2)) || olderPolicy(at("a", 2), at("z", 1)) {
+	if !render.CreatedBefore(at("z", 1), at("a", 2)) || render.CreatedBefore(at("a", 2), at("z", 1)) {
 		t.Error("the earlier creation must win over the name")
 	}
-	if !olderPolicy(at("a", 1), at("b", 1)) || olderPolicy(at("b", 1), at("a", 1)) {
+	if !render.CreatedBefore(at("a", 1), at("b", 1)) || render.CreatedBefore(at("b", 1), at("a", 1)) {
 		t.Error("the name must break a tie")
 	}
 }

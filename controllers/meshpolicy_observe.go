@@ -85,7 +85,7 @@ func (r *MeshPolicyReconciler) checkConflicts(ctx context.Context, s *policyScop
 	winner := p
 	for i := range list.Items {
 		o := &list.Items[i]
-		if o.Spec.TargetRef.Name == p.Spec.TargetRef.Name && o.DeletionTimestamp.IsZero() && olderPolicy(o, winner) {
+		if o.Spec.TargetRef.Name == p.Spec.TargetRef.Name && o.DeletionTimestamp.IsZero() && render.CreatedBefore(o, winner) {
 			winner = o
 		}
 	}
@@ -98,15 +98,6 @@ func (r *MeshPolicyReconciler) checkConflicts(ctx context.Context, s *policyScop
 	s.block(meshv1.ReasonConflict, fmt.Sprintf("MeshPolicy %s already targets Service %s (it is older): this policy is not applied; merge the two or delete one", winner.Name, p.Spec.TargetRef.Name), true)
 	s.objects, s.objectsKnown = nil, true
 	return true, nil
-}
-
-// olderPolicy orders policies by creation, then by name, so that every reconcile of
-// either policy picks the same one.
-func olderPolicy(a, b *meshv1.MeshPolicy) bool {
-	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-		return a.CreationTimestamp.Before(&b.CreationTimestamp)
-	}
-	return a.Name < b.Name
 }
 
 // observeCanary finds the Canary delivering the Service, if any: its reconciler then

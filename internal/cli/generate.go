@@ -185,19 +185,11 @@ func (w *world) policyFor(ctx context.Context, ns, name string) (*meshv1.MeshPol
 			return nil, fmt.Errorf("MeshPolicies %s and %s both target Service %s/%s: canopy applies only the older; merge them or delete one",
 				found.Name, p.Name, ns, name)
 		}
-		if found == nil || older(p, found) {
+		if found == nil || render.CreatedBefore(p, found) {
 			found = p
 		}
 	}
 	return found, nil
-}
-
-// older orders policies as the controllers do: by creation, then by name.
-func older(a, b *meshv1.MeshPolicy) bool {
-	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-		return a.CreationTimestamp.Before(&b.CreationTimestamp)
-	}
-	return a.Name < b.Name
 }
 
 // lookup reads obj by key; found is false when it exists neither in the files nor the cluster.

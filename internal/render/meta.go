@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"strings"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 )
 
@@ -65,4 +67,15 @@ func limit(s string, max int) string {
 	h := hex.EncodeToString(sum[:])[:8]
 	prefix := strings.TrimRight(s[:max-len(h)-1], "-.")
 	return prefix + "-" + h
+}
+
+// CreatedBefore orders canopy's resources as its controllers and CLI decide which of two
+// claiming one thing wins (two MeshPolicies of a Service, two Canaries of a Deployment): by
+// creation, then by name.
+func CreatedBefore(a, b metav1.Object) bool {
+	ta, tb := a.GetCreationTimestamp(), b.GetCreationTimestamp()
+	if !ta.Equal(&tb) {
+		return ta.Before(&tb)
+	}
+	return a.GetName() < b.GetName()
 }
