@@ -50,7 +50,7 @@ func TestChecksThroughPrometheus(t *testing.T) {
 				{Name: "request-duration", ThresholdRange: meshv1.ThresholdRange{Max: ptr.To(500.0)}},
 				{
 					Name: "server-errors", TemplateRef: &meshv1.TemplateRef{Name: "server-errors"},
-					ThresholdRange:    meshv1.ThresholdRange{Max: ptr.To(0.5)},
+					ThresholdRange: meshv1.ThresholdRange{Max: ptr.To(0.5)},
 					// A value in a regular expression matcher is matched literally (issue 19,
 					// item 8): the template holds the pattern, the variable the code class.
 					TemplateVariables: map[string]string{"class": "5"},
