@@ -292,11 +292,11 @@ func (r *CanaryReconciler) observe(ctx context.Context, s *canaryScope) (bool, e
 		Request:        c.Annotations[meshv1.AnnotationRequest],
 	}
 	if s.primary != nil {
-		obs.PrimaryReady, _ = workload.Ready(s.primary)
+		obs.PrimaryReady, _ = workload.ReadyAt(s.primary, c.Spec.Analysis.PrimaryReadyThreshold)
 		obs.PrimaryRevision = s.primary.Annotations[render.AnnotationRevision]
 	}
 	if workload.Replicas(s.target) > 0 {
-		obs.CanaryReady, _ = workload.Ready(s.target)
+		obs.CanaryReady, _ = workload.ReadyAt(s.target, c.Spec.Analysis.CanaryReadyThreshold)
 	}
 	needs := progress.Plan(&c.Spec, &c.Status, obs, s.now)
 	if needs.RunChecks && r.Analyzer != nil {
@@ -521,7 +521,10 @@ var deploymentChanged = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bo
 	}
 	oldReady, _ := workload.Ready(old)
 	curReady, _ := workload.Ready(cur)
-	return old.Generation != cur.Generation || oldReady != curReady ||
+	// A Canary with a readiness threshold below 100% decides on a Deployment that is not
+	// fully available yet: each change of its available replicas may cross the threshold.
+	rising := !curReady && old.Status.AvailableReplicas != cur.Status.AvailableReplicas
+	return old.Generation != cur.Generation || oldReady != curReady || rising ||
 		!cur.DeletionTimestamp.Equal(old.DeletionTimestamp) ||
 		!maps.Equal(old.Labels, cur.Labels) || !maps.Equal(old.Annotations, cur.Annotations) ||
 		!equality.Semantic.DeepEqual(old.OwnerReferences, cur.OwnerReferences)

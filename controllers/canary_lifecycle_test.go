@@ -426,3 +426,27 @@ func TestCanarySecondCanaryOfATargetIsAConflict(t *testing.T) {
 	h.startRollout("reviews:v2")
 	h.expectWeights(90, 10)
 }
+
+// A readiness threshold lets a large primary or canary count as ready before every replica
+// is available, as Flagger's primaryReadyThreshold and canaryReadyThreshold do (issue 20,
+// item 9); the default, 100, waits for all of them.
+func TestCanaryReadinessThresholds(t *testing.T) {
+	h := newHarness(t)
+	c := reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10), PrimaryReadyThreshold: 75, CanaryReadyThreshold: 50})
+	h.create(deployment("reviews", "reviews:v1", 4), c)
+	expectPhase(t, h.settle("reviews"), meshv1.PhaseInitializing)
+	h.markAvailable("reviews-primary", 2)
+	expectPhase(t, h.settle("reviews"), meshv1.PhaseInitializing) // 2 of 4 < 75%
+	h.markAvailable("reviews-primary", 3)
+	expectPhase(t, h.settle("reviews"), meshv1.PhaseInitialized) // 3 of 4 = 75%
+	h.tick(time.Minute)
+
+	h.setImage("reviews", "reviews:v2")
+	expectPhase(t, h.settle("reviews"), meshv1.PhaseProgressing)
+	h.markAvailable("reviews", 1)
+	h.settle("reviews")
+	h.expectWeights(100, 0) // 1 of 4 < 50%: no traffic yet
+	h.markAvailable("reviews", 2)
+	h.settle("reviews")
+	h.expectWeights(90, 10) // 2 of 4 = 50%
+}

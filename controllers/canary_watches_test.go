@@ -24,6 +24,8 @@ func TestDeploymentUpdatesThatWakeACanary(t *testing.T) {
 		wakes  bool
 	}{
 		{"a replica count of the rollout", func(d *appsv1.Deployment) { d.Status.UpdatedReplicas = 2 }, false},
+		// It may cross a readiness threshold below 100% (analysis.*ReadyThreshold).
+		{"more replicas available, not all", func(d *appsv1.Deployment) { d.Status.AvailableReplicas = 1 }, true},
 		{"a condition", func(d *appsv1.Deployment) {
 			d.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Reason: "ReplicaSetUpdated"}}
 		}, false},

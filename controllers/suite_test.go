@@ -232,10 +232,17 @@ func (h *harness) settle(name string) *meshv1.Canary {
 // markReady makes a Deployment's status say it rolled out, as kube-controller-manager would.
 func (h *harness) markReady(name string) {
 	h.t.Helper()
+	h.markAvailable(name, ptr.Deref(h.deployment(name).Spec.Replicas, 1))
+}
+
+// markAvailable makes a Deployment's status say every replica runs the current template
+// and available of them are available.
+func (h *harness) markAvailable(name string, available int32) {
+	h.t.Helper()
 	d := h.deployment(name)
 	n := ptr.Deref(d.Spec.Replicas, 1)
 	d.Status = appsv1.DeploymentStatus{
-		ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n,
+		ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: available, AvailableReplicas: available,
 	}
 	if err := h.c.Status().Update(h.t.Context(), d); err != nil {
 		h.t.Fatalf("marking %s ready: %v", name, err)

@@ -166,6 +166,21 @@ type CanaryAnalysis struct {
 	// +kubebuilder:default=50
 	// +optional
 	MaxWeight int32 `json:"maxWeight,omitempty"`
+	// PrimaryReadyThreshold is the percentage of the primary's replicas that must be
+	// available for it to count as ready (Flagger's primaryReadyThreshold): with 100
+	// replicas and 90, the primary serves once 90 are available.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +kubebuilder:default=100
+	// +optional
+	PrimaryReadyThreshold int32 `json:"primaryReadyThreshold,omitempty"`
+	// CanaryReadyThreshold is the percentage of the canary's replicas that must be
+	// available before traffic is routed to it (Flagger's canaryReadyThreshold).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +kubebuilder:default=100
+	// +optional
+	CanaryReadyThreshold int32 `json:"canaryReadyThreshold,omitempty"`
 	// Iterations is the number of passed checks before promotion, for A/B testing and blue/green.
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000

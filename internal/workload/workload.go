@@ -13,7 +13,13 @@ import (
 
 // Ready reports whether a Deployment has rolled out its current template and all its desired
 // replicas are available, and if not, why, in words for a status message.
-func Ready(d *appsv1.Deployment) (bool, string) {
+func Ready(d *appsv1.Deployment) (bool, string) { return ReadyAt(d, 100) }
+
+// ReadyAt is Ready with a readiness threshold: the Deployment counts as ready once every
+// replica runs its current template and percent of them (rounded up, at least one) are
+// available, as Flagger's primaryReadyThreshold and canaryReadyThreshold mean it. A
+// percent outside 1..100 is read as 100.
+func ReadyAt(d *appsv1.Deployment, percent int32) (bool, string) {
 	if d == nil {
 		return false, "Deployment does not exist yet"
 	}
@@ -29,10 +35,20 @@ func Ready(d *appsv1.Deployment) (bool, string) {
 		return false, fmt.Sprintf("Deployment %s: %d of %d replicas updated", d.Name, st.UpdatedReplicas, want)
 	case st.Replicas > st.UpdatedReplicas:
 		return false, fmt.Sprintf("Deployment %s: %d old replicas pending termination", d.Name, st.Replicas-st.UpdatedReplicas)
-	case st.AvailableReplicas < want:
-		return false, fmt.Sprintf("Deployment %s: %d of %d updated replicas available", d.Name, st.AvailableReplicas, want)
+	case st.AvailableReplicas < available(want, percent):
+		return false, fmt.Sprintf("Deployment %s: %d of %d updated replicas available (%d needed)", d.Name, st.AvailableReplicas, want, available(want, percent))
 	}
 	return true, ""
+}
+
+// available is how many of want replicas percent asks for: rounded up, at least one when
+// any is wanted.
+func available(want, percent int32) int32 {
+	if percent < 1 || percent > 100 {
+		percent = 100
+	}
+	n := (int64(want)*int64(percent) + 99) / 100
+	return int32(n)
 }
 
 // Replicas returns a Deployment's desired replica count (1 when unset, as the API defaults).
