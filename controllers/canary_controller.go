@@ -127,8 +127,8 @@ func (r *CanaryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	}()
 
 	for _, step := range []func(context.Context, *canaryScope) (bool, error){
-		r.checkConflict,
 		r.loadWorkloads,
+		r.checkConflict,
 		r.observe,
 		r.decide,
 		r.applyWorkload,
@@ -185,8 +185,8 @@ type canaryScope struct {
 	tracked   []string // the target's tracked configs, part of its revision
 }
 
-// checkConflict refuses a Canary whose target Deployment an older Canary of the namespace
-// already delivers: both would apply the same primary and VirtualService under one field
+// checkConflict refuses a Canary whose target Deployment (loadWorkloads found it; a missing
+// one is reported first) an older Canary of the namespace already delivers: both would apply the same primary and VirtualService under one field
 // manager, their weights would fight, and deleting one would take the other's objects. The
 // older one owns the target (ties: the name first in order); a later one is Stalled with
 // reason Conflict, names the owner, and writes nothing until the owner is gone or targets
