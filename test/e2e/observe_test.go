@@ -154,6 +154,15 @@ channels:
 	rcv.waitFor(t, "started", "promoted")
 
 	sel := fmt.Sprintf(`name="reviews",namespace=%q`, ns)
+	// The phase series come from the manager's cache, which may trail the apiserver that
+	// waitPhase read (seen once on a loaded machine: Finalising a moment after Succeeded).
+	succeeded := fmt.Sprintf(`canopy_canary_phase{%s,phase="Succeeded"} 1`, sel)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if !strings.Contains(scrape(t, metricsAddr), "\n"+succeeded+"\n") {
+			return fmt.Errorf("no series %s yet", succeeded)
+		}
+		return nil
+	})
 	expectSeries(t, scrape(t, metricsAddr),
 		fmt.Sprintf(`canopy_canary_phase{%s,phase="Succeeded"} 1`, sel),
 		fmt.Sprintf(`canopy_canary_phase{%s,phase="Progressing"} 0`, sel),
