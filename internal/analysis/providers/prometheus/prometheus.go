@@ -155,8 +155,14 @@ func (c *Client) Query(ctx context.Context, query string) (float64, error) {
 		return 0, providers.Errorf(providers.BadQuery, "the answer is larger than %d bytes: aggregate the query to one series", maxResponseBytes)
 	}
 
-	// Nothing of an answer that is not Prometheus' reaches the status: the address may be
-	// any service the operator can reach, and its answer none of the tenant's business.
+	return readAnswer(resp, body)
+}
+
+// readAnswer reads Prometheus' answer to an instant query: its value, or an error classified
+// for the check's outcome. Nothing of an answer that is not Prometheus' reaches the error:
+// the address may be any service the operator can reach, and its answer none of the
+// tenant's business.
+func readAnswer(resp *http.Response, body []byte) (float64, error) {
 	if resp.StatusCode/100 == 3 {
 		return 0, classifyStatus(resp.StatusCode, "", "a redirect, which is not followed")
 	}
