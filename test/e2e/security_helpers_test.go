@@ -32,7 +32,7 @@ import (
 // for it.
 
 // tenantClient returns a client acting as a namespace editor of ns (newTenant also makes
-// the namespace, and gives the editor its own copy of canopy's editor role).
+// the namespace).
 func tenantClient(t *testing.T, ns string) client.Client {
 	t.Helper()
 	installEditorRole(t)
@@ -55,7 +55,7 @@ func tenantClient(t *testing.T, ns string) client.Client {
 	// The aggregation controller copies canopy's editor rules into edit a moment later.
 	cs := kubernetes.NewForConfigOrDie(cfg)
 	testenv.Eventually(t, time.Minute, func() error {
-		for _, res := range []string{"canaries", "metrictemplates"} {
+		for _, res := range []string{"canaries", "meshpolicies", "metrictemplates"} {
 			review, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(t.Context(), &authorizationv1.SelfSubjectAccessReview{
 				Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
 					Verb: "create", Group: meshv1.GroupVersion.Group, Resource: res, Namespace: ns,
@@ -71,6 +71,7 @@ func tenantClient(t *testing.T, ns string) client.Client {
 		return nil
 	})
 	expectForbidden(t, cfg, authorizationv1.ResourceAttributes{Verb: "get", Resource: "secrets", Namespace: "kube-system"})
+	expectForbidden(t, cfg, authorizationv1.ResourceAttributes{Verb: "create", Group: "networking.istio.io", Resource: "gateways", Namespace: "istio-system"})
 	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
 	if err != nil {
 		t.Fatal(err)

@@ -11,16 +11,12 @@ import (
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
 	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
-	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
@@ -29,10 +25,9 @@ import (
 	"canopy.dev/canopy/test/testenv"
 )
 
-// tenant is one namespace and a client acting as its editor: a ServiceAccount bound to the
-// built-in edit ClusterRole in that namespace only, into which canopy's editor role
-// (config/rbac/canary_editor_role.yaml) is aggregated, as on a shared cluster. Everything
-// it writes, the apiserver's RBAC judges.
+// tenant is one namespace and a client acting as its editor (tenantClient: a
+// ServiceAccount bound to the built-in edit ClusterRole in that namespace only, into which
+// canopy's editor role is aggregated). Everything it writes, the apiserver's RBAC judges.
 type tenant struct {
 	ns string
 	c  client.Client
@@ -52,44 +47,7 @@ func newTenant(t *testing.T, name string) tenant {
 			_ = env.Client.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})
 		})
 	}
-	editor := &rbacv1.ClusterRole{}
-	readRBAC(t, "canary_editor_role.yaml", editor)
-	editor.Name = "canopy-editor-" + name // the tests share one cluster
-	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Namespace: name, Name: "dev-edit"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "edit"},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: name, Name: "dev"}},
-	}
-	for _, o := range []client.Object{editor, binding, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: name, Name: "dev"}}} {
-		if err := env.Client.Create(ctx, o); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), editor) })
-	cfg := rest.CopyConfig(env.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{
-		UserName: "system:serviceaccount:" + name + ":dev",
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + name, "system:authenticated"},
-	}
-	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// kube-controller-manager aggregates canopy's editor role into edit.
-	cs := kubernetes.NewForConfigOrDie(cfg)
-	testenv.Eventually(t, time.Minute, func() error {
-		review, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: "create", Group: meshv1.GroupVersion.Group, Resource: "meshpolicies", Namespace: name},
-		}}, metav1.CreateOptions{})
-		if err != nil {
-			return err
-		}
-		if !review.Status.Allowed {
-			return fmt.Errorf("the editor of %s may not create MeshPolicies yet", name)
-		}
-		return nil
-	})
-	expectForbidden(t, cfg, authorizationv1.ResourceAttributes{Verb: "create", Group: "networking.istio.io", Resource: "gateways", Namespace: "istio-system"})
+	c := tenantClient(t, name)
 	return tenant{ns: name, c: c}
 }
 

@@ -1,8 +1,6 @@
 package testenv_test
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -93,7 +91,7 @@ func TestIstiodInTheLocalCluster(t *testing.T) {
 func waitForPod(t *testing.T, e *testenv.Env, ns, app string) *corev1.Pod {
 	t.Helper()
 	var found *corev1.Pod
-	err := poll(t.Context(), func() error {
+	testenv.Eventually(t, time.Minute, func() error {
 		pods := &corev1.PodList{}
 		if err := e.Client.List(t.Context(), pods, client.InNamespace(ns), client.MatchingLabels{"app": app}); err != nil {
 			return err
@@ -106,23 +104,5 @@ func waitForPod(t *testing.T, e *testenv.Env, ns, app string) *corev1.Pod {
 		}
 		return fmt.Errorf("no Running pod of %s/%s among %d", ns, app, len(pods.Items))
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	return found
-}
-
-func poll(ctx context.Context, f func() error) error {
-	deadline := time.Now().Add(time.Minute)
-	for {
-		err := f()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(err, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -142,10 +141,9 @@ func dumpLogs(w io.Writer, dir string, lines int) {
 // FreePort returns a TCP port free on 127.0.0.1 right now. The caller's server binds it
 // a moment later; another process taking it in between is unlikely on a test machine.
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := freePorts(1)
 	if err != nil {
 		return 0, err
 	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports[0], nil
 }
