@@ -39,7 +39,7 @@ const IstioNamespace = "istio-system"
 // InjectionLabel marks a namespace for istiod's sidecar injector, as users label theirs.
 const InjectionLabel = "istio-injection"
 
-// IstioModuleDir is the Go module that pins Istio's control plane and CLI (bin/pilot-discovery
+// istioToolModule is the Go module of Istio's control plane and CLI (bin/pilot-discovery
 // and bin/istioctl): its charts, read from the module cache, configure the test bed's istiod.
 const istioToolModule = "istio.io/istio"
 
