@@ -290,7 +290,10 @@ type TemplateRef struct {
 	Namespace string `json:"namespace,omitempty"`
 }
 
-// WebhookType is the point of a rollout at which a webhook is called.
+// WebhookType is the point of a rollout at which a webhook is called. confirm-* webhooks
+// hold the rollout until they answer 2xx; pre-rollout and rollout are checks; a rollback
+// webhook is asked each interval while a rollout waits or analyses, and a 2xx answer rolls
+// it back; post-rollout and event are told what happened.
 // +kubebuilder:validation:Enum=confirm-rollout;pre-rollout;rollout;confirm-traffic-increase;confirm-promotion;post-rollout;rollback;event
 type WebhookType string
 

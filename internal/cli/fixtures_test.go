@@ -53,6 +53,7 @@ func fixtureCanary(state string) *meshv1.Canary {
 			},
 			Gates: []meshv1.GateStatus{
 				{Name: "approve", Type: meshv1.WebhookConfirmTrafficIncrease, Attempts: 3, Message: "gate closed", LastAttempt: at(5 * time.Second)},
+				{Name: "incident", Type: meshv1.WebhookRollback, Attempts: 4, Message: "no incident open", LastAttempt: at(5 * time.Second)},
 			},
 			Conditions: []metav1.Condition{
 				cond(meshv1.ConditionReady, metav1.ConditionFalse, meshv1.ReasonProgressing, "Routing 30% of the traffic to the canary", 95*time.Second),

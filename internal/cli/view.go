@@ -81,7 +81,12 @@ func writeStatus(w io.Writer, v statusView, p palette) {
 		rows := make([][]cell, 0, len(st.Gates))
 		for _, g := range st.Gates {
 			state := cell{text: "waiting", style: p.yellow}
-			if g.Open {
+			switch {
+			case g.Type == meshv1.WebhookRollback && g.Open:
+				state = cell{text: "rolled back", style: p.red}
+			case g.Type == meshv1.WebhookRollback:
+				state = plain("watching") // a rollback webhook holds nothing until it answers 2xx
+			case g.Open:
 				state = cell{text: "open", style: p.green}
 			}
 			rows = append(rows, []cell{
@@ -235,7 +240,7 @@ func hints(c *meshv1.Canary) []string {
 		out = append(out, "roll the revision out again with kubectl canopy retry "+ref+", or change the Deployment")
 	}
 	for _, g := range st.Gates {
-		if !g.Open {
+		if !g.Open && g.Type != meshv1.WebhookRollback {
 			out = append(out, fmt.Sprintf("the %s gate %s holds the rollout until its webhook answers 2xx", g.Type, g.Name))
 		}
 	}

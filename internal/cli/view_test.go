@@ -30,8 +30,9 @@ Checks
   request-duration       Fail      612     <= 500      12s ago    p99 above the threshold
 
 Gates
-  NAME      TYPE                       STATE     ATTEMPTS   LAST CALL   MESSAGE
-  approve   confirm-traffic-increase   waiting   3          5s ago      gate closed
+  NAME       TYPE                       STATE      ATTEMPTS   LAST CALL   MESSAGE
+  approve    confirm-traffic-increase   waiting    3          5s ago      gate closed
+  incident   rollback                   watching   4          5s ago      no incident open
 
 Conditions
   TYPE          STATUS   REASON        SINCE     MESSAGE

@@ -116,6 +116,55 @@ func (m *machine) gate(t meshv1.WebhookType) (open, reported bool) {
 	return open, true
 }
 
+// rollbackAsked polls the rollback webhooks, as Flagger does while a rollout waits or
+// analyses: one that answers 2xx rolls the rollout back and marks its revision failed. They
+// are called once an interval (their own clock: the last call of this rollout), from the
+// moment the rollout starts; a webhook that does not answer 2xx, or cannot be reached, asks
+// for nothing. It reports whether the rollout was rolled back.
+func (m *machine) rollbackAsked() bool {
+	t := meshv1.WebhookRollback
+	hooks := m.spec.hooks(t)
+	if len(hooks) == 0 {
+		return false
+	}
+	var last *metav1.Time
+	for i := range m.st.Gates {
+		if g := &m.st.Gates[i]; g.Type == t && g.LastAttempt != nil && (last == nil || last.Before(g.LastAttempt)) {
+			last = g.LastAttempt
+		}
+	}
+	if !m.elapsed(last, m.spec.interval()) {
+		m.after(m.until(last, m.spec.interval()))
+		return false
+	}
+	m.needGate(t)
+	if m.gatesUsed[t] || !m.mayUse(false, "", t) {
+		return false
+	}
+	var asked *meshv1.GateStatus
+	for _, h := range hooks {
+		g := findGate(m.obs.Gates, h.Name, t)
+		if g == nil {
+			continue
+		}
+		m.gatesUsed[t] = true
+		m.recordGate(*g)
+		if g.Open && asked == nil {
+			asked = g
+		}
+	}
+	if asked == nil {
+		if m.gatesUsed[t] {
+			m.after(m.until(m.stampPtr(), m.spec.interval())) // the next call, on the stored clock
+		}
+		return false
+	}
+	m.changed = true
+	m.rollBack(meshv1.ReasonRollbackWebhook, true, "Rollback webhook %s asked for a rollback: rolled back revision %s",
+		asked.Name, m.st.CurrentRevision)
+	return true
+}
+
 func (m *machine) recordGate(g meshv1.GateStatus) {
 	rec := meshv1.GateStatus{Name: g.Name, Type: g.Type, Open: g.Open, Message: g.Message, LastAttempt: m.stampPtr()}
 	for i := range m.st.Gates {
@@ -158,7 +207,9 @@ func (m *machine) lastAttempt() *metav1.Time {
 		later(m.st.Checks[i].LastMeasured)
 	}
 	for i := range m.st.Gates {
-		if g := &m.st.Gates[i]; g.Type != meshv1.WebhookConfirmRollout {
+		// Neither the confirm-rollout gate (called before the rollout) nor the rollback
+		// webhooks (called with the analysis, or before it) time the analysis.
+		if g := &m.st.Gates[i]; g.Type != meshv1.WebhookConfirmRollout && g.Type != meshv1.WebhookRollback {
 			later(g.LastAttempt)
 		}
 	}

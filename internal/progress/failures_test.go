@@ -10,7 +10,8 @@ import (
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 )
 
-// withNotifications adds a rollback and a post-rollout webhook to a spec.
+// withNotifications adds a rollback webhook that never asks for a rollback and a
+// post-rollout webhook to a spec.
 func withNotifications(spec meshv1.CanarySpec) meshv1.CanarySpec {
 	spec.Analysis.Webhooks = append(spec.Analysis.Webhooks,
 		meshv1.CanaryWebhook{Name: "page", Type: meshv1.WebhookRollback, URL: "http://pager"},
@@ -53,7 +54,8 @@ func TestFailingChecksRollBackAtTheThreshold(t *testing.T) {
 	r.expectCondition(meshv1.ConditionReconciling, metav1.ConditionFalse, meshv1.ReasonCheckFailed)
 	r.expectEvent(EventWarning, meshv1.ReasonCheckFailed, why)
 	r.expectEvent(EventWarning, meshv1.ReasonRolledBack, "v2")
-	if want := []meshv1.WebhookType{meshv1.WebhookRollback, meshv1.WebhookPostRollout}; !slices.Equal(r.notified, want) {
+	// A rollback webhook is a gate (as in Flagger), not told of the rollback.
+	if want := []meshv1.WebhookType{meshv1.WebhookPostRollout}; !slices.Equal(r.notified, want) {
 		t.Fatalf("notified %v, want %v", r.notified, want)
 	}
 	if r.last.RequeueAfter != 0 {

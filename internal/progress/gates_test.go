@@ -162,3 +162,51 @@ func TestEventWebhooksHearEveryEvent(t *testing.T) {
 		}
 	}
 }
+
+func TestARollbackWebhookRollsBackWhenItAnswers2xx(t *testing.T) {
+	r := newRollout(t, withWebhook(weightedSpec(), "halt", meshv1.WebhookRollback))
+
+	r.deploy("v2")
+	r.waitForWeight(20, 5*time.Minute)
+	if g := r.status.Gates; len(g) != 1 || g[0].Type != meshv1.WebhookRollback || g[0].Open || g[0].LastAttempt == nil {
+		t.Fatalf("want the rollback webhook asked with the analysis, got %+v", g)
+	}
+	r.gateOpen["halt"] = true
+	r.waitForPhase(meshv1.PhaseRollingBack, time.Minute)
+	r.expect(meshv1.PhaseRollingBack, 0)
+	const why = "Rollback webhook halt asked for a rollback: rolled back revision v2"
+	r.expectCondition(meshv1.ConditionPromoted, metav1.ConditionFalse, meshv1.ReasonRollbackWebhook, why)
+	r.expectEvent(EventWarning, meshv1.ReasonRollbackWebhook, why)
+	r.waitForPhase(meshv1.PhaseFailed, time.Minute)
+	if st := r.status; st.LastFailedRevision != "v2" || r.world.primary != "v1" || r.world.targetUp {
+		t.Fatalf("want v2 failed and v1 serving, got %+v %+v", st, r.world)
+	}
+	r.expectWeights(0, 10, 20, 0)
+	if len(r.notified) != 0 {
+		t.Fatalf("a rollback webhook is a gate, not told of the rollback: notified %v", r.notified)
+	}
+}
+
+func TestARollbackWebhookIsAskedWhileARevisionWaitsForApproval(t *testing.T) {
+	spec := withWebhook(withWebhook(weightedSpec(), "approve", meshv1.WebhookConfirmRollout), "halt", meshv1.WebhookRollback)
+	r := newRollout(t, spec)
+
+	r.deploy("v2")
+	r.wait(3 * time.Minute)
+	r.expect(meshv1.PhaseWaiting, 0)
+	r.gateOpen["halt"] = true
+	r.wait(time.Minute)
+	r.expect(meshv1.PhaseFailed, 0) // the canary never served: nothing to drain
+	r.expectCondition(meshv1.ConditionPromoted, metav1.ConditionFalse, meshv1.ReasonRollbackWebhook, "revision v2")
+	if r.status.LastFailedRevision != "v2" || r.world.targetUp {
+		t.Fatalf("want v2 failed and not running, got %+v %+v", r.status, r.world)
+	}
+}
+
+func TestARollbackWebhookThatNeverAnswers2xxChangesNothing(t *testing.T) {
+	r := newRollout(t, withWebhook(weightedSpec(), "halt", meshv1.WebhookRollback))
+
+	r.deploy("v2")
+	r.waitForPhase(meshv1.PhaseSucceeded, time.Hour)
+	r.expectWeights(0, 10, 20, 30, 40, 50, 0)
+}

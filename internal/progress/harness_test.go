@@ -229,7 +229,7 @@ func unasked(spec *meshv1.CanarySpec, obs Observation, needs Needs) Observation 
 			if !slices.Contains(needs.Hooks, h.Type) {
 				obs.Checks = append(obs.Checks, meshv1.CheckStatus{Name: h.Name, Outcome: meshv1.OutcomeFail})
 			}
-		case meshv1.WebhookConfirmRollout, meshv1.WebhookConfirmTrafficIncrease, meshv1.WebhookConfirmPromotion:
+		case meshv1.WebhookConfirmRollout, meshv1.WebhookConfirmTrafficIncrease, meshv1.WebhookConfirmPromotion, meshv1.WebhookRollback:
 			if !slices.Contains(needs.Gates, h.Type) {
 				obs.Gates = append(obs.Gates, meshv1.GateStatus{Name: h.Name, Type: h.Type, Open: true})
 			}

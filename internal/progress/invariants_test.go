@@ -18,7 +18,7 @@ func init() {
 		meshv1.ReasonCheckPassed, meshv1.ReasonCheckFailed, meshv1.ReasonCheckHolding, meshv1.ReasonPromoting,
 		meshv1.ReasonPromoted, meshv1.ReasonFinalising, meshv1.ReasonSucceeded, meshv1.ReasonRollingBack,
 		meshv1.ReasonRolledBack, meshv1.ReasonProgressDeadline, meshv1.ReasonPaused, meshv1.ReasonSuspended,
-		meshv1.ReasonAborted, meshv1.ReasonManualPromotion, meshv1.ReasonRetry, meshv1.ReasonInvalidSpec,
+		meshv1.ReasonAborted, meshv1.ReasonManualPromotion, meshv1.ReasonRetry, meshv1.ReasonInvalidSpec, meshv1.ReasonRollbackWebhook,
 	} {
 		reasons[r] = true
 	}
@@ -81,7 +81,7 @@ func invariants(spec *meshv1.CanarySpec, before meshv1.CanaryStatus, d Decision)
 	}
 	for _, n := range d.Notify {
 		switch n {
-		case meshv1.WebhookRollback, meshv1.WebhookPostRollout, meshv1.WebhookEvent:
+		case meshv1.WebhookPostRollout, meshv1.WebhookEvent:
 		default:
 			return fmt.Errorf("notify %s is a gate or a check", n)
 		}

@@ -144,6 +144,9 @@ func (m *machine) waiting() {
 		m.after(m.spec.interval())
 		return
 	}
+	if m.rollbackAsked() {
+		return
+	}
 	last := (*metav1.Time)(nil)
 	for i := range st.Gates {
 		if g := &st.Gates[i]; g.Type == meshv1.WebhookConfirmRollout && g.LastAttempt != nil && (last == nil || last.Before(g.LastAttempt)) {
@@ -191,6 +194,9 @@ func (m *machine) progressing() {
 	if st.Paused {
 		m.busy(meshv1.ReasonPaused, "Paused: %s", lowerFirst(m.where()))
 		m.after(m.spec.interval())
+		return
+	}
+	if m.rollbackAsked() {
 		return
 	}
 	if !m.obs.CanaryReady {
@@ -442,7 +448,6 @@ func (m *machine) rollBack(reason string, markFailed bool, format string, args .
 		st.LastFailedRevision = st.CurrentRevision
 	}
 	m.setCondition(meshv1.ConditionPromoted, metav1.ConditionFalse, reason, msg)
-	m.fire(meshv1.WebhookRollback)
 	m.warning(reason, "%s", msg)
 	if served {
 		m.enter(meshv1.PhaseRollingBack)

@@ -34,6 +34,7 @@ func TestAnalysis(t *testing.T) {
 		{name: "errors-rolled-back", run: errorsRolledBack},
 		{name: "latency-rolled-back", run: latencyRolledBack},
 		{name: "confirm-promotion-gate", run: confirmPromotionGate},
+		{name: "rollback-webhook-gate", run: rollbackWebhookGate},
 		{name: "ab-header-only", run: abHeaderOnly},
 		{name: "prometheus-outage", outage: true, run: prometheusOutage},
 	}
@@ -322,6 +323,53 @@ func confirmPromotionGate(t *testing.T, b *analysisBed, nss []string) {
 	}
 	if c.Status.LastPromotedRevision != c.Status.CurrentRevision {
 		t.Errorf("last promoted %q, current %q", c.Status.LastPromotedRevision, c.Status.CurrentRevision)
+	}
+}
+
+// A rollback webhook, as in Flagger, is asked each interval while a rollout waits or
+// analyses: while it answers 403 the rollout goes on; once it answers 200 the revision is
+// rolled back and marked failed, however well its checks pass.
+func rollbackWebhookGate(t *testing.T, b *analysisBed, nss []string) {
+	ns := nss[0]
+	gate := startGateHook(t)
+	c := analysisCanary(ns, 10, 50, successRate(99))
+	c.Spec.Analysis.Interval = "5s"
+	c.Spec.Analysis.Webhooks = []meshv1.CanaryWebhook{{
+		Name: "incident", Type: meshv1.WebhookRollback, URL: gate.srv.URL, Retries: ptr.To[int32](0),
+	}}
+	deployReviews(t, c)
+	promoted := getCanary(t, ns, "reviews").Status.LastPromotedRevision
+	newRevision(t, ns, "bookinfo/reviews:v2", healthy)
+
+	// Asked, answering no: the healthy revision takes traffic step by step.
+	testenv.Eventually(t, 3*time.Minute, func() error {
+		c = getCanary(t, ns, "reviews")
+		if p := c.Status.Phase; p != meshv1.PhaseProgressing && p != meshv1.PhaseInitialized {
+			t.Fatalf("phase %s at %d%% with the rollback webhook answering 403, want Progressing", p, c.Status.CanaryWeight)
+		}
+		if g := findGate(c, "incident"); c.Status.CanaryWeight < 20 || g == nil || g.Attempts < 2 {
+			return fmt.Errorf("weight %d, gate %+v; waiting for 20%% and 2 calls", c.Status.CanaryWeight, g)
+		}
+		return nil
+	})
+	revision := c.Status.CurrentRevision
+
+	gate.open.Store(true)
+	c = waitPhase(t, ns, "reviews", meshv1.PhaseFailed)
+	if c.Status.LastFailedRevision != revision || c.Status.LastPromotedRevision != promoted || c.Status.CanaryWeight != 0 {
+		t.Errorf("status %+v, want revision %s failed at 0%% and %s still promoted", c.Status, revision, promoted)
+	}
+	cond := condition(t, c, meshv1.ConditionPromoted)
+	if cond.Reason != meshv1.ReasonRollbackWebhook || !strings.Contains(cond.Message, "incident") {
+		t.Errorf("Promoted condition %s %q, want %s naming the webhook", cond.Reason, cond.Message, meshv1.ReasonRollbackWebhook)
+	}
+	if len(canaryEvents(t, ns, "reviews", meshv1.ReasonRollbackWebhook)) == 0 {
+		t.Errorf("no %s event", meshv1.ReasonRollbackWebhook)
+	}
+	for _, p := range gate.payloads() {
+		if p.Type != meshv1.WebhookRollback || p.Name != "reviews" || p.Namespace != ns {
+			t.Errorf("payload %+v, want rollback of %s/reviews", p, ns)
+		}
 	}
 }
 
