@@ -45,13 +45,17 @@ type recorder struct {
 	ns, name string
 	cancel   context.CancelFunc
 
-	mu       sync.Mutex
-	weights  []int32 // the canary's weight, each change once
-	steps    []step  // the status, each change once
-	bad      []string
-	writers  [][]string // the status' field managers after each change of the status
-	triggers []*trigger
-	closed   []string
+	mu      sync.Mutex
+	weights []int32  // the canary's weight, each change once
+	routes  []string // the routing (weight, match, mirror), each change once
+	// stepWeight is what each step of a Progressing status adds to the weight: the
+	// weighted strategy's step, 0 for the strategies that count iterations.
+	stepWeight int32
+	steps      []step // the status, each change once
+	bad        []string
+	writers    [][]string // the status' field managers after each change of the status
+	triggers   []*trigger
+	closed     []string
 }
 
 type trigger struct {
@@ -66,7 +70,7 @@ func record(t *testing.T, ns, name string) *recorder {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &recorder{ns: ns, name: name, cancel: cancel}
+	r := &recorder{ns: ns, name: name, cancel: cancel, stepWeight: stepWeight}
 	t.Cleanup(cancel)
 	for _, list := range []client.ObjectList{&meshv1.CanaryList{}, &istionetv1.VirtualServiceList{}, &appsv1.DeploymentList{}} {
 		w, err := wc.Watch(ctx, list, client.InNamespace(ns))
@@ -148,8 +152,31 @@ func (r *recorder) sawVirtualService(vs *istionetv1.VirtualService) {
 	if n := len(r.weights); ok && (n == 0 || r.weights[n-1] != c) {
 		r.weights = append(r.weights, c)
 	}
+	if rt := routeOf(vs, r.name, c); ok && (len(r.routes) == 0 || r.routes[len(r.routes)-1] != rt) {
+		r.routes = append(r.routes, rt)
+	}
 	r.mu.Unlock()
 	r.fire(event{weight: &c})
+}
+
+// routeOf describes what the VirtualService does with the canary: its weight, "+match"
+// when a route with a match sends to it alone (A/B testing), "+mirror N%" when requests
+// are mirrored to it.
+func routeOf(vs *istionetv1.VirtualService, name string, weight int32) string {
+	out := fmt.Sprintf("%d%%", weight)
+	for _, rt := range vs.Spec.Http {
+		if len(rt.Match) > 0 && len(rt.Route) == 1 && rt.Route[0].GetDestination().GetHost() == render.CanaryName(name) {
+			out += " +match"
+			break
+		}
+	}
+	for _, rt := range vs.Spec.Http {
+		if rt.Mirror.GetHost() == render.CanaryName(name) {
+			out += fmt.Sprintf(" +mirror %g%%", rt.MirrorPercentage.GetValue())
+			break
+		}
+	}
+	return out
 }
 
 func (r *recorder) fire(ev event) {
@@ -189,6 +216,18 @@ func (r *recorder) whenWeight(w int32) <-chan struct{} {
 	return r.when(func(ev event) bool { return ev.weight != nil && *ev.weight == w })
 }
 
+// checkRoutes fails the test unless the routing went exactly through want (see routeOf).
+func (r *recorder) checkRoutes(t *testing.T, want []string) {
+	t.Helper()
+	r.checkSplits(t)
+	r.mu.Lock()
+	got := slices.Clone(r.routes)
+	r.mu.Unlock()
+	if !slices.Equal(got, want) {
+		t.Errorf("the routing went %q, want %q", got, want)
+	}
+}
+
 func (r *recorder) snapshot() (weights []int32, steps []step, writers [][]string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -218,8 +257,9 @@ func (r *recorder) checkWeights(t *testing.T, want []int32) {
 }
 
 // checkSteps fails the test unless the status moved one step at a time: the step index
-// rises by one with each change of weight, by stepWeight, never back; the phases follow
-// the rollout's order; the failed checks only go up.
+// rises by one with each change of weight, by the recorder's stepWeight (0 when the steps
+// are iterations), never back; the phases follow the rollout's order; the failed checks
+// only go up.
 func (r *recorder) checkSteps(t *testing.T, phases []meshv1.CanaryPhase) {
 	t.Helper()
 	_, steps, _ := r.snapshot()
@@ -241,7 +281,7 @@ func (r *recorder) checkSteps(t *testing.T, phases []meshv1.CanaryPhase) {
 			}
 			continue
 		}
-		if s.StepIndex != prev.StepIndex && (s.StepIndex != prev.StepIndex+1 || s.Weight != prev.Weight+stepWeight) {
+		if s.StepIndex != prev.StepIndex && (s.StepIndex != prev.StepIndex+1 || s.Weight != prev.Weight+r.stepWeight) {
 			t.Errorf("status went from %s to %s: a step skipped or repeated", prev, s)
 		}
 		if s.StepIndex == prev.StepIndex && s.Weight != prev.Weight {
