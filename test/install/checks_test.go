@@ -34,6 +34,7 @@ type expectation struct {
 var clusterScoped = []string{
 	"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
 	"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
+	"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
 }
 
 // rendering is a parsed rendering with typed views of the objects the checks follow.
@@ -301,5 +302,65 @@ func checkWebhooks(t *testing.T, objs []*unstructured.Unstructured, d *appsv1.De
 	}
 	if len(configs) > 0 && !servesPort(d, "webhook-server") {
 		t.Errorf("Deployment %s: webhook configurations rendered but the manager serves no webhook-server port", d.Name)
+	}
+}
+
+// checkNamespacedScope checks an install that watches the namespaces watched alone: the
+// flag, a manager Role in each, no cluster-wide grant to the manager beyond the reviews of
+// metrics scrapes, and admission webhooks that judge only those namespaces.
+func checkNamespacedScope(t *testing.T, r rendering, watched ...string) {
+	t.Helper()
+	if got := r.options.WatchNamespaces; got != strings.Join(watched, ",") {
+		t.Errorf("--watch-namespaces=%q, want %q", got, strings.Join(watched, ","))
+	}
+	checkManagerRules(t, r.objs, "Role")
+	var ns []string
+	for _, role := range find(r.objs, "Role") {
+		if strings.HasSuffix(role.GetName(), "-manager") || strings.HasSuffix(role.GetName(), "manager-role") {
+			ns = append(ns, role.GetNamespace())
+		}
+	}
+	if !slices.Equal(ns, watched) {
+		t.Errorf("manager Roles in %v, want %v", ns, watched)
+	}
+	for _, u := range find(r.objs, "ClusterRoleBinding") {
+		if !strings.Contains(u.GetName(), "metrics-auth") {
+			t.Errorf("%s: a cluster-wide grant to the manager in namespaced scope", describe(u))
+		}
+	}
+	for _, u := range append(find(r.objs, "ValidatingWebhookConfiguration"), find(r.objs, "MutatingWebhookConfiguration")...) {
+		webhooks, _, _ := unstructured.NestedSlice(u.Object, "webhooks")
+		for _, w := range webhooks {
+			exprs, _, _ := unstructured.NestedSlice(w.(map[string]any), "namespaceSelector", "matchExpressions")
+			ok := len(exprs) == 1
+			if ok {
+				e := exprs[0].(map[string]any)
+				values, _, _ := unstructured.NestedStringSlice(e, "values")
+				ok = e["key"] == "kubernetes.io/metadata.name" && e["operator"] == "In" && slices.Equal(values, watched)
+			}
+			if !ok {
+				t.Errorf("%s: webhook %v judges namespaces %v, want only %v", describe(u), w.(map[string]any)["name"], exprs, watched)
+			}
+		}
+	}
+}
+
+// checkAdmissionPolicy checks that the rendering has the ValidatingAdmissionPolicy of
+// config/admission-policy for the ServiceAccount user, bound with validationActions.
+func checkAdmissionPolicy(t *testing.T, objs []*unstructured.Unstructured, user string, validationActions ...string) {
+	t.Helper()
+	policies, bindings := find(objs, "ValidatingAdmissionPolicy"), find(objs, "ValidatingAdmissionPolicyBinding")
+	if len(policies) != 1 || len(bindings) != 1 {
+		t.Fatalf("%d ValidatingAdmissionPolicies and %d bindings rendered, want one of each", len(policies), len(bindings))
+	}
+	conds, _, _ := unstructured.NestedSlice(policies[0].Object, "spec", "matchConditions")
+	if len(conds) != 1 || conds[0].(map[string]any)["expression"] != fmt.Sprintf("request.userInfo.username == %q", user) {
+		t.Errorf("%s: matches %v, want the manager's ServiceAccount %s", describe(policies[0]), conds, user)
+	}
+	if name, _, _ := unstructured.NestedString(bindings[0].Object, "spec", "policyName"); name != policies[0].GetName() {
+		t.Errorf("%s: binds %q, not the rendered policy %q", describe(bindings[0]), name, policies[0].GetName())
+	}
+	if got, _, _ := unstructured.NestedStringSlice(bindings[0].Object, "spec", "validationActions"); !slices.Equal(got, validationActions) {
+		t.Errorf("%s: validationActions %v, want %v", describe(bindings[0]), got, validationActions)
 	}
 }

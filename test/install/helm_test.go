@@ -157,27 +157,11 @@ func TestHelmChart(t *testing.T) {
 		namespace: "helm-namespaced",
 		watched:   []string{"team-a", "team-b"},
 		image:     "ghcr.io/canopy-dev/canopy:0.1.0",
-		set:       []string{"rbac.scope=namespaced", "rbac.watchNamespaces={team-a,team-b}", "crds.keep=false"},
+		set: []string{"rbac.scope=namespaced", "rbac.watchNamespaces={team-a,team-b}", "crds.keep=false",
+			"rbac.admissionPolicy.enabled=true", "rbac.admissionPolicy.validationActions={Warn,Audit}"},
 		check: func(t *testing.T, r rendering) {
-			if r.options.WatchNamespaces != "team-a,team-b" {
-				t.Errorf("--watch-namespaces=%q, want team-a,team-b", r.options.WatchNamespaces)
-			}
-			checkManagerRules(t, r.objs, "Role")
-			var ns []string
-			for _, role := range find(r.objs, "Role") {
-				if strings.HasSuffix(role.GetName(), "-manager") {
-					ns = append(ns, role.GetNamespace())
-				}
-			}
-			if !slices.Equal(ns, []string{"team-a", "team-b"}) {
-				t.Errorf("manager Roles in %v, want team-a and team-b", ns)
-			}
-			// Cluster-wide, the manager may only review the tokens and access of scrapes.
-			for _, u := range find(r.objs, "ClusterRoleBinding") {
-				if !strings.HasSuffix(u.GetName(), "-metrics-auth") {
-					t.Errorf("%s: a cluster-wide grant to the manager in namespaced scope", describe(u))
-				}
-			}
+			checkNamespacedScope(t, r, "team-a", "team-b")
+			checkAdmissionPolicy(t, r.objs, "system:serviceaccount:helm-namespaced:canopy", "Warn", "Audit")
 		},
 	}, {
 		name:      "servicemonitor",

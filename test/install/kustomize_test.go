@@ -2,6 +2,8 @@ package install
 
 import (
 	"testing"
+
+	rbacv1 "k8s.io/api/rbac/v1"
 )
 
 // TestKustomize builds config/default (the full install) and the overlays it is made of,
@@ -20,6 +22,29 @@ func TestKustomize(t *testing.T) {
 		checkManagerRules(t, objs, "ClusterRole")
 		apply(t, objs)
 		waitForCertificates(t, objs)
+	})
+	// One namespace watched: the manager's rules in a Role there, the webhooks scoped to it.
+	t.Run("namespaced", func(t *testing.T) {
+		objs := parse(t, run(t, "kustomize", "build", repoPath(t, "config", "namespaced")))
+		r := check(t, objs, expectation{image: "ghcr.io/canopy-dev/canopy:latest", namespace: "canopy-system"})
+		checkNamespacedScope(t, r, "apps")
+		if sa := r.deployment.Spec.Template.Spec.ServiceAccountName; sa != "canopy-controller-manager" {
+			t.Fatalf("the manager runs as %q", sa)
+		}
+		for _, b := range find(objs, "RoleBinding") {
+			rb := convert[rbacv1.RoleBinding](t, b)
+			if rb.RoleRef.Kind != "Role" || findNamed(objs, "Role", rb.Namespace, rb.RoleRef.Name) == nil ||
+				len(rb.Subjects) != 1 || rb.Subjects[0].Namespace != "canopy-system" || rb.Subjects[0].Name != "canopy-controller-manager" {
+				t.Errorf("%s: binds %+v to %+v, want a rendered Role of its namespace to the manager", describe(b), rb.RoleRef, rb.Subjects)
+			}
+		}
+		apply(t, objs, "apps")
+	})
+	// The optional admission policy names config/default's ServiceAccount.
+	t.Run("admission-policy", func(t *testing.T) {
+		objs := parse(t, run(t, "kustomize", "build", repoPath(t, "config", "admission-policy")))
+		checkAdmissionPolicy(t, objs, "system:serviceaccount:canopy-system:canopy-controller-manager", "Deny")
+		apply(t, objs)
 	})
 	// The overlays are applied on their own too (make install applies config/crd); the
 	// ServiceMonitor of config/prometheus is parsed only, as the test bed lacks its CRD.
