@@ -19,8 +19,10 @@ package main
 
 import (
 	"flag"
+	"log/slog"
 	"os"
 
+	"github.com/go-logr/logr"
 	_ "k8s.io/client-go/plugin/pkg/client/auth"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -36,7 +38,8 @@ func main() {
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 
-	limit, err := manager.ApplyMemoryLimit(opts.MemoryLimitRatio)
+	ctx := ctrl.SetupSignalHandler()
+	limit, err := manager.ApplyMemoryLimit(ctx, opts.MemoryLimitRatio, slog.New(logr.ToSlogHandler(ctrl.Log.WithName("memlimit"))))
 	if err != nil {
 		ctrl.Log.Error(err, "Invalid flag")
 		os.Exit(1)
@@ -45,7 +48,7 @@ func main() {
 		ctrl.Log.Info("Go memory limit set from the container's", "bytes", limit, "ratio", opts.MemoryLimitRatio)
 	}
 
-	if err := manager.Run(ctrl.SetupSignalHandler(), ctrl.GetConfigOrDie(), opts); err != nil {
+	if err := manager.Run(ctx, ctrl.GetConfigOrDie(), opts); err != nil {
 		ctrl.Log.Error(err, "Manager exited with an error")
 		os.Exit(1)
 	}

@@ -1,52 +1,56 @@
 package manager
 
 import (
+	"context"
+	"errors"
+	"log/slog"
 	"os"
-	"path/filepath"
+	"runtime/debug"
 	"testing"
-)
 
-func TestCgroupMemoryLimit(t *testing.T) {
-	write := func(t *testing.T, root, rel, content string) {
-		t.Helper()
-		p := filepath.Join(root, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, tc := range []struct {
-		name  string
-		files map[string]string
-		self  string
-		want  int64
-	}{
-		{"v2 in a container", map[string]string{"memory.max": "536870912\n"}, "0::/\n", 512 << 20},
-		{"v2, the process's own cgroup", map[string]string{"kubepods/pod1/memory.max": "1073741824\n"}, "0::/kubepods/pod1\n", 1 << 30},
-		{"v2 without a limit", map[string]string{"memory.max": "max\n"}, "0::/\n", 0},
-		{"v1", map[string]string{"memory/memory.limit_in_bytes": "268435456\n"}, "4:memory:/\n1:cpu,cpuacct:/\n", 256 << 20},
-		{"v1 nested", map[string]string{"memory/docker/abc/memory.limit_in_bytes": "268435456\n"}, "5:cpuacct,memory:/docker/abc\n", 256 << 20},
-		{"v1 without a limit", map[string]string{"memory/memory.limit_in_bytes": "9223372036854771712\n"}, "4:memory:/\n", 0},
-		{"no cgroup files", nil, "0::/\n", 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			root := t.TempDir()
-			for rel, content := range tc.files {
-				write(t, root, rel, content)
-			}
-			if got := cgroupMemoryLimit(root, tc.self); got != tc.want {
-				t.Fatalf("limit %d, want %d", got, tc.want)
-			}
-		})
-	}
-}
+	"github.com/KimMachineGun/automemlimit/memlimit"
+)
 
 func TestApplyMemoryLimitRefusesABadRatio(t *testing.T) {
 	for _, r := range []float64{-0.1, 1.5} {
-		if _, err := ApplyMemoryLimit(r); err == nil {
+		if _, err := ApplyMemoryLimit(t.Context(), r, slog.Default()); err == nil {
 			t.Errorf("ratio %v accepted", r)
 		}
+	}
+}
+
+// The soft limit follows the provider's limit at the ratio; no limit or no cgroup leaves it
+// unset. (The cgroup reading itself, v1 and v2, pod and container limits, is automemlimit's,
+// with its own tests.)
+func TestApplyMemoryLimitFollowsTheProvider(t *testing.T) {
+	for _, env := range []string{"GOMEMLIMIT", "AUTOMEMLIMIT"} {
+		t.Setenv(env, "") // restored at the end
+		if err := os.Unsetenv(env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(before) })
+	for _, tc := range []struct {
+		name     string
+		provider memlimit.Provider
+		want     int64
+	}{
+		{"a limit", memlimit.Limit(1 << 30), int64(0.5 * (1 << 30))},
+		{"no limit", func() (uint64, error) { return 0, memlimit.ErrNoLimit }, 0},
+		{"no cgroup", func() (uint64, error) { return 0, memlimit.ErrNoCgroup }, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			got, err := applyMemoryLimit(ctx, 0.5, slog.Default(), tc.provider)
+			if err != nil || got != tc.want {
+				t.Fatalf("limit %d (%v), want %d", got, err, tc.want)
+			}
+		})
+	}
+	_, err := applyMemoryLimit(t.Context(), 0.5, slog.Default(), func() (uint64, error) { return 0, errors.New("boom") })
+	if err == nil {
+		t.Error("a provider error is not reported")
 	}
 }
