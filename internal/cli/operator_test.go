@@ -40,6 +40,7 @@ func TestRequestsThroughTheRealOperator(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- manager.Run(ctx, env.Config, manager.Options{
+			InProcess:   true,
 			MetricsAddr: "0", ProbeAddr: "0", MaxConcurrent: 2, WatchNamespaces: ns, QPS: 100, Burst: 200,
 		})
 	}()

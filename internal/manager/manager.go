@@ -97,6 +97,10 @@ type Options struct {
 	// (tests only; there are no flags for them).
 	Analyzer analysis.Analyzer
 	Hooks    hooks.Caller
+	// InProcess: the manager is one of several run in one process (tests, the demo), so
+	// its controller names are not checked against the process-wide registry, which would
+	// refuse the second. The binary runs one and keeps the check.
+	InProcess bool
 }
 
 // BindFlags registers the options as command-line flags.
@@ -266,9 +270,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		LeaseDuration:                 nonZero(o.LeaseDuration),
 		RenewDeadline:                 nonZero(o.RenewDeadline),
 		RetryPeriod:                   nonZero(o.RetryPeriod),
-		// Tests run the manager several times in one process; controller names are
-		// validated against a process-wide registry.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+		Controller: config.Controller{SkipNameValidation: ptr.To(o.InProcess)},
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)

@@ -134,7 +134,7 @@ func measureMesh(n int) ([]meshRow, error) {
 	opCtx, stopOperator := context.WithCancel(ctx)
 	opDone := make(chan error, 1)
 	go func() {
-		opDone <- manager.Run(opCtx, env.Config, manager.Options{MetricsAddr: "0", ProbeAddr: "0", MaxConcurrent: 8, QPS: 200, Burst: 400})
+		opDone <- manager.Run(opCtx, env.Config, manager.Options{InProcess: true, MetricsAddr: "0", ProbeAddr: "0", MaxConcurrent: 8, QPS: 200, Burst: 400})
 	}()
 	defer func() { stopOperator(); <-opDone }()
 	canaries, err := createNamespace(ctx, env, "canaries")

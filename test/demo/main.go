@@ -84,6 +84,7 @@ func run(kubeconfig, samples string, scenario, fast bool) error {
 	opDone := make(chan error, 1)
 	go func() {
 		opDone <- manager.Run(opCtx, env.Config, manager.Options{
+			InProcess:   true,
 			MetricsAddr: "127.0.0.1:0", ProbeAddr: "127.0.0.1:0", MaxConcurrent: 4, QPS: 100, Burst: 200,
 			PrometheusAddress: prom.URL(),
 			// What config/samples/shop.yaml claims beyond its namespace (docs/security.md):

@@ -63,6 +63,7 @@ func startOperatorWith(t *testing.T, cfg *rest.Config, opts manager.Options) *op
 		opts.MaxConcurrent = 4
 	}
 	opts.QPS, opts.Burst = 200, 400
+	opts.InProcess = true
 	ctx, cancel := context.WithCancel(context.Background())
 	op := &operator{cancel: cancel, done: make(chan error, 1)}
 	go func() { op.done <- manager.Run(ctx, cfg, opts) }()

@@ -45,6 +45,7 @@ func Start(t *testing.T, env *testenv.Env, opts manager.Options) *Operator {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	op := &Operator{done: make(chan error, 1)}
+	opts.InProcess = true
 	go func() { op.done <- manager.Run(ctx, env.Config, opts) }()
 	t.Cleanup(func() {
 		cancel()

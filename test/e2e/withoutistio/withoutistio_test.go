@@ -34,7 +34,7 @@ func TestCanopyWaitsForIstioWithoutARestart(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- manager.Run(ctx, env.Config, manager.Options{MetricsAddr: "0", ProbeAddr: "0", MaxConcurrent: 2, QPS: 100, Burst: 200,
+		done <- manager.Run(ctx, env.Config, manager.Options{InProcess: true, MetricsAddr: "0", ProbeAddr: "0", MaxConcurrent: 2, QPS: 100, Burst: 200,
 			// The policy's ingress: a gateway namespace made below, a ClusterIssuer, a host.
 			AllowedGatewayNamespaces: "*", AllowedClusterIssuers: "ca", AllowedHosts: "reviews.example.com"})
 	}()
