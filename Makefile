@@ -19,6 +19,11 @@ TEST_ARGS ?=
 TEST_TIMEOUT ?= 40m
 # How long `make test` fuzzes each target after the tests (0 skips; `make fuzz` explores longer).
 FUZZTIME_TEST ?= 5s
+# The packages with concurrency, which make test runs under the race detector: the
+# controllers and internal packages, and the suites that run the manager in process (the
+# restarts suite builds its manager binary with -race too). Under -race on 2 cores they
+# take about 5 minutes more than without.
+RACE_PACKAGES ?= ./controllers/... ./internal/... ./test/e2e/... ./test/hostile/... ./test/meshsim/...
 
 SHELL = /usr/bin/env bash -o pipefail
 .SHELLFLAGS = -ec
@@ -66,8 +71,9 @@ components: ## Build the test bed (kube-apiserver, etcd, controller-manager, sch
 	hack/build-components.sh
 
 .PHONY: test
-test: manifests generate fmt vet components ## Run every test: unit, envtest and local-cluster end to end; then every fuzz target for FUZZTIME_TEST.
-	go test ./... -timeout $(TEST_TIMEOUT) $(TEST_ARGS)
+test: manifests generate fmt vet components ## Run every test (RACE_PACKAGES under the race detector): unit, envtest and local-cluster end to end; then every fuzz target for FUZZTIME_TEST.
+	go test -race $(RACE_PACKAGES) -timeout $(TEST_TIMEOUT) $(TEST_ARGS)
+	go test $$(go list ./... | grep -v -x -F "$$(go list $(RACE_PACKAGES))") -timeout $(TEST_TIMEOUT) $(TEST_ARGS)
 	@if [ "$(FUZZTIME_TEST)" != "0" ]; then hack/fuzz.sh $(FUZZTIME_TEST); fi
 
 .PHONY: test-short

@@ -270,7 +270,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		LeaseDuration:                 nonZero(o.LeaseDuration),
 		RenewDeadline:                 nonZero(o.RenewDeadline),
 		RetryPeriod:                   nonZero(o.RetryPeriod),
-		Controller: config.Controller{SkipNameValidation: ptr.To(o.InProcess)},
+		Controller:                    config.Controller{SkipNameValidation: ptr.To(o.InProcess)},
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)

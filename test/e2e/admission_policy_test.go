@@ -96,8 +96,9 @@ func TestRolloutUnderTheAdmissionPolicy(t *testing.T) {
 	if err := as.Get(t.Context(), client.ObjectKeyFromObject(target), target); err != nil {
 		t.Fatal(err)
 	}
+	patch := client.MergeFrom(target.DeepCopy()) // no resourceVersion: canopy may scale it meanwhile
 	target.Spec.Template.Spec.Containers[0].Image = "evil/reviews:v9"
-	err = as.Update(t.Context(), target)
+	err = as.Patch(t.Context(), target, patch)
 	if err == nil || !strings.Contains(err.Error(), "UPDATE of deployments "+ns+"/reviews refused") {
 		t.Errorf("canopy's identity edited the target Deployment: %v", err)
 	}

@@ -61,6 +61,10 @@ func leaderKilled(t *testing.T, at func(meshv1.CanaryStatus) bool, graceful bool
 			return f.Manager == standby.name && f.Subresource == "status"
 		})
 	})
+	// Counted before the leader is told to go: a graceful leader releases its Lease before
+	// its process has exited (slower under the race detector), and the standby may write
+	// before Stop returns.
+	killedAt := len(b.statuses())
 	killed := time.Now()
 	if graceful {
 		if err := leader.proc.Stop(10 * time.Second); err != nil {
@@ -69,7 +73,6 @@ func leaderKilled(t *testing.T, at func(meshv1.CanaryStatus) bool, graceful bool
 	} else {
 		leader.kill(t)
 	}
-	killedAt := len(b.statuses())
 	select {
 	case <-tookOver:
 	case <-time.After(3 * time.Minute):

@@ -65,7 +65,11 @@ func managerBinary(t *testing.T) string {
 			return
 		}
 		built.path = filepath.Join(env.StateDir, "canopy-manager")
-		cmd := exec.Command("go", "build", "-o", built.path, ".")
+		args := []string{"build", "-o", built.path}
+		if testenv.Race {
+			args = append(args, "-race") // the race detector watches the manager too
+		}
+		cmd := exec.Command("go", append(args, ".")...)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			built.err = fmt.Errorf("building the manager: %w\n%s", err, out)
