@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -183,6 +184,12 @@ type canaryScope struct {
 	completed bool
 	warnings  []render.Warning
 	tracked   []string // the target's tracked configs, part of its revision
+
+	// What decide rendered, before anything is written: the primary (nil when it is not to
+	// be written this reconcile), the primary's autoscaler (nil without one) and the routing.
+	primaryObj *appsv1.Deployment
+	hpaObj     *autoscalingv2.HorizontalPodAutoscaler
+	routing    render.CanarySet
 }
 
 // checkConflict refuses a Canary whose target Deployment (loadWorkloads found it; a missing
@@ -318,15 +325,70 @@ func (r *CanaryReconciler) observe(ctx context.Context, s *canaryScope) (bool, e
 	return false, nil
 }
 
-// decide runs the progression.
+// decide runs the progression and renders everything the decision says to write, before
+// anything is written: a spec the renderer refuses leaves every object as it was. When the
+// service's MeshPolicy cannot be composed with the Canary's routing (a route port that is not
+// the Canary's, a host the namespace may not claim), the Canary still routes: the
+// progression decides again with the routing held (all traffic on the primary, a rollout
+// holding at its step; rollbacks land), the routing is rendered without the policy's extras,
+// and the MeshPolicy condition says why.
 func (r *CanaryReconciler) decide(_ context.Context, s *canaryScope) (bool, error) {
-	d := progress.Step(&s.canary.Spec, s.canary.Status, s.obs, s.now)
-	s.decision = &d
-	return false, nil
+	c := s.canary
+	if err := r.Tenancy.CheckCanary(c, nil); err != nil {
+		return true, r.invalid(s, err)
+	}
+	d := progress.Step(&c.Spec, c.Status, s.obs, s.now)
+	set, composeErr := r.renderRouting(s, d.Routing, s.policy)
+	if composeErr != nil && s.policy != nil {
+		s.obs.RoutingHeld = render.Describe(composeErr)
+		d = progress.Step(&c.Spec, c.Status, s.obs, s.now)
+		var err error
+		if set, err = r.renderRouting(s, d.Routing, nil); err != nil {
+			return true, r.invalid(s, err) // the Canary's own spec does not render either
+		}
+	} else if composeErr != nil {
+		return true, r.invalid(s, composeErr)
+	}
+	s.decision, s.routing, s.warnings = &d, set, set.Warnings
+	setPolicyCondition(&d.Status, s.policy, composeErr)
+	return r.renderWorkload(s)
 }
 
-// applyWorkload makes the primary and the target Deployments what the decision says.
-func (r *CanaryReconciler) applyWorkload(ctx context.Context, s *canaryScope) (bool, error) {
+// renderRouting renders the Services, DestinationRules and VirtualService for the routing,
+// composing policy (nil: none) after the operator's tenancy allows it.
+func (r *CanaryReconciler) renderRouting(s *canaryScope, rt progress.Routing, policy *meshv1.MeshPolicy) (render.CanarySet, error) {
+	if policy != nil {
+		if err := r.Tenancy.CheckCanary(s.canary, policy); err != nil {
+			return render.CanarySet{}, err
+		}
+	}
+	return render.CanaryObjects(s.canary, s.target, render.Weights{
+		Primary: rt.PrimaryWeight, Canary: rt.CanaryWeight, Match: rt.Match, Mirror: rt.Mirror, MirrorWeight: rt.MirrorWeight,
+	}, policy)
+}
+
+// setPolicyCondition reports on st whether the service's MeshPolicy is composed into the
+// Canary's routing; without a policy there is no such condition.
+func setPolicyCondition(st *meshv1.CanaryStatus, policy *meshv1.MeshPolicy, err error) {
+	switch {
+	case policy == nil:
+		meta.RemoveStatusCondition(&st.Conditions, meshv1.ConditionMeshPolicy)
+	case err != nil:
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+			Type: meshv1.ConditionMeshPolicy, Status: metav1.ConditionFalse, Reason: meshv1.ReasonPolicyNotComposed,
+			Message: fmt.Sprintf("MeshPolicy %s cannot be composed with this Canary's routing, which goes on without it (all traffic on the primary while a rollout holds): %s", policy.Name, render.Describe(err)),
+		})
+	default:
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+			Type: meshv1.ConditionMeshPolicy, Status: metav1.ConditionTrue, Reason: meshv1.ReasonPolicyComposed,
+			Message: fmt.Sprintf("MeshPolicy %s is composed into the routing", policy.Name),
+		})
+	}
+}
+
+// renderWorkload renders the primary Deployment, when the decision writes it, and the
+// primary's autoscaler.
+func (r *CanaryReconciler) renderWorkload(s *canaryScope) (bool, error) {
 	c, d := s.canary, s.decision
 	w := d.Workload
 	// While the target carries the promoted revision the primary must be exactly what it
@@ -345,12 +407,27 @@ func (r *CanaryReconciler) applyWorkload(ctx context.Context, s *canaryScope) (b
 				n = workload.Replicas(s.primary)
 			}
 		}
-		replicas := ptr.To(max(n, 1))
-		primary, err := render.Primary(c, s.target, replicas, s.tracked...)
+		primary, err := render.Primary(c, s.target, ptr.To(max(n, 1)), s.tracked...)
 		if err != nil {
 			return true, r.invalid(s, err)
 		}
-		if err := r.apply(ctx, c, primary); err != nil {
+		s.primaryObj = primary
+	}
+	if s.hpa != nil {
+		hpa, err := render.PrimaryAutoscaler(c, s.hpa)
+		if err != nil {
+			return true, r.invalid(s, err)
+		}
+		s.hpaObj = hpa
+	}
+	return false, nil
+}
+
+// applyWorkload makes the primary and the target Deployments what the decision says.
+func (r *CanaryReconciler) applyWorkload(ctx context.Context, s *canaryScope) (bool, error) {
+	c, w := s.canary, s.decision.Workload
+	if s.primaryObj != nil {
+		if err := r.apply(ctx, c, s.primaryObj); err != nil {
 			return true, err
 		}
 	}
@@ -370,33 +447,19 @@ func (r *CanaryReconciler) applyWorkload(ctx context.Context, s *canaryScope) (b
 			return true, err
 		}
 	}
-	if s.hpa != nil {
-		hpa, err := render.PrimaryAutoscaler(c, s.hpa)
-		if err != nil {
-			return true, r.invalid(s, err)
-		}
-		if err := r.apply(ctx, c, hpa); err != nil {
+	if s.hpaObj != nil {
+		if err := r.apply(ctx, c, s.hpaObj); err != nil {
 			return true, err
 		}
 	}
 	return false, nil
 }
 
-// applyRouting renders and applies the Services, DestinationRules and VirtualService.
+// applyRouting applies the Services, DestinationRules and VirtualService decide rendered.
 func (r *CanaryReconciler) applyRouting(ctx context.Context, s *canaryScope) (bool, error) {
-	c, rt := s.canary, s.decision.Routing
-	if err := r.Tenancy.CheckCanary(c, s.policy); err != nil {
-		return true, r.invalid(s, err)
-	}
-	set, err := render.CanaryObjects(c, s.target, render.Weights{
-		Primary: rt.PrimaryWeight, Canary: rt.CanaryWeight, Match: rt.Match, Mirror: rt.Mirror, MirrorWeight: rt.MirrorWeight,
-	}, s.policy)
-	if err != nil {
-		return true, r.invalid(s, err)
-	}
-	s.warnings = set.Warnings
+	c := s.canary
 	adopted := s.apex != nil && !metav1.IsControlledBy(s.apex, c)
-	for _, obj := range set.Routing() {
+	for _, obj := range s.routing.Routing() {
 		o := obj.(client.Object)
 		if svc, ok := o.(*corev1.Service); ok && svc.Name == c.Spec.TargetRef.Name && adopted {
 			// A Service the user already had is taken over but not owned: deleting the

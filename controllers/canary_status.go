@@ -95,6 +95,12 @@ func (r *CanaryReconciler) announce(ctx context.Context, s *canaryScope) {
 			events = append(events, progress.Event{Type: progress.EventWarning, Reason: meshv1.ReasonInconsistent, Message: w.String()})
 		}
 	}
+	if now := meta.FindStatusCondition(d.Status.Conditions, meshv1.ConditionMeshPolicy); now != nil && now.Status == metav1.ConditionFalse {
+		// Said once for each new reason the policy does not compose.
+		if was := meta.FindStatusCondition(s.before.Status.Conditions, meshv1.ConditionMeshPolicy); was == nil || was.Status != now.Status || was.Message != now.Message {
+			events = append(events, progress.Event{Type: progress.EventWarning, Reason: now.Reason, Message: now.Message})
+		}
+	}
 	for _, e := range mergeEvents(events) {
 		r.Recorder.Eventf(c, nil, e.Type, e.Reason, e.Reason, "%s", eventNote(e.Message))
 	}

@@ -10,6 +10,9 @@ const (
 	ConditionPromoted = "Promoted"
 	// ConditionAnalysis reports the last analysis run.
 	ConditionAnalysis = "Analysis"
+	// ConditionMeshPolicy says whether the service's MeshPolicy is composed into a Canary's
+	// routing (absent when the service has none).
+	ConditionMeshPolicy = "MeshPolicy"
 )
 
 // Condition and event reasons. Event reasons equal condition reasons.
@@ -36,7 +39,13 @@ const (
 	ReasonSuspended         = "Suspended"
 	ReasonAborted           = "Aborted"
 	// ReasonRollbackWebhook: a rollback webhook answered 2xx and the rollout was rolled back.
-	ReasonRollbackWebhook     = "RollbackWebhook"
+	ReasonRollbackWebhook = "RollbackWebhook"
+	// ReasonPolicyNotComposed: the service's MeshPolicy cannot be composed with the Canary's
+	// routing; all traffic goes to the primary, without the policy's extras, and a rollout
+	// holds until the policy or the Canary changes.
+	ReasonPolicyNotComposed = "PolicyNotComposed"
+	// ReasonPolicyComposed: the service's MeshPolicy is composed into the Canary's routing.
+	ReasonPolicyComposed      = "PolicyComposed"
 	ReasonManualPromotion     = "ManualPromotion"
 	ReasonRetry               = "Retry"
 	ReasonInvalidSpec         = "InvalidSpec"

@@ -320,3 +320,49 @@ func TestACrashBeforeTheStatusWriteRepeatsTheCheckWithoutCountingItTwice(t *test
 		t.Fatalf("failed checks %d after the repeat, want 1", r.status.FailedChecks)
 	}
 }
+
+// A MeshPolicy that cannot be composed with the Canary's routing: all traffic goes back to
+// the primary, the rollout holds at its step (the analysis waits), and once the policy is
+// fixed the canary gets its weight back and a whole interval of analysis before the next
+// step. A rollback still lands while the routing is held.
+func TestARoutingHoldSendsEverythingToThePrimaryAndHolds(t *testing.T) {
+	r := newRollout(t, weightedSpec())
+	r.deploy("v2")
+	r.waitForWeight(20, 5*time.Minute)
+
+	const why = "MeshPolicy/reviews spec.routes[0].port: 8080 is not the Canary's port 9080"
+	r.world.routingHeld = why
+	r.step()                             // the MeshPolicy's watch event
+	r.expect(meshv1.PhaseProgressing, 0) // all traffic on the primary...
+	if r.status.CanaryWeight != 20 || r.last.Routing.PrimaryWeight != 100 {
+		t.Fatalf("status weight %d, routing %+v: the status keeps the step", r.status.CanaryWeight, r.last.Routing) // ...the step stays
+	}
+	r.expectCondition(meshv1.ConditionReady, metav1.ConditionFalse, meshv1.ReasonPolicyNotComposed, why)
+	runs := r.checkRuns
+	r.wait(10 * time.Minute)
+	r.expect(meshv1.PhaseProgressing, 0)
+	if r.checkRuns != runs || r.status.CanaryWeight != 20 {
+		t.Fatalf("%d analyses ran while the canary had no traffic", r.checkRuns-runs)
+	}
+
+	r.world.routingHeld = ""
+	r.step()
+	fixed := r.now
+	r.waitForWeight(30, 5*time.Minute)
+	if waited := r.now.Sub(fixed); waited < time.Minute {
+		t.Fatalf("the next step came %s after the hold ended, want a whole interval", waited)
+	}
+	r.waitForPhase(meshv1.PhaseSucceeded, time.Hour)
+	r.expectWeights(0, 10, 20, 0, 20, 30, 40, 50, 0)
+
+	// While held, an abort still rolls back.
+	r.deploy("v3")
+	r.waitForWeight(10, 5*time.Minute)
+	r.world.routingHeld = why
+	r.step()
+	r.request = "abort:1"
+	r.waitForPhase(meshv1.PhaseFailed, 5*time.Minute)
+	if r.status.LastFailedRevision != "v3" || r.world.targetUp {
+		t.Fatalf("want v3 rolled back, got %+v %+v", r.status, r.world)
+	}
+}

@@ -32,6 +32,8 @@ type world struct {
 	primaryAt    time.Time     // when its pods are available (set when it is written)
 	primaryDelay time.Duration // how long the primary takes to roll out a new template
 	primaryDown  bool
+
+	routingHeld string // why the canary may get no traffic (a MeshPolicy that does not compose)
 }
 
 func (w *world) canaryReadyAt() time.Time  { return w.targetSince.Add(w.canaryDelay) }
@@ -43,6 +45,7 @@ func (w *world) observe(now time.Time) Observation {
 		PrimaryReady:    w.primary != "" && !w.primaryDown && !now.Before(w.primaryReadyAt()),
 		PrimaryRevision: w.primary,
 		CanaryReady:     w.targetUp && !w.canaryDown && !now.Before(w.canaryReadyAt()),
+		RoutingHeld:     w.routingHeld,
 	}
 }
 

@@ -147,6 +147,10 @@ func (m *machine) waiting() {
 	if m.rollbackAsked() {
 		return
 	}
+	if m.obs.RoutingHeld != "" {
+		m.routingHeld()
+		return
+	}
 	last := (*metav1.Time)(nil)
 	for i := range st.Gates {
 		if g := &st.Gates[i]; g.Type == meshv1.WebhookConfirmRollout && g.LastAttempt != nil && (last == nil || last.Before(g.LastAttempt)) {
@@ -176,6 +180,18 @@ func (m *machine) waiting() {
 	}
 }
 
+// routingHeld holds a rollout whose canary may get no traffic (Observation.RoutingHeld):
+// the step's clock restarts, so that once the hold ends the canary is analysed for a whole
+// interval at the weight it had before the next step is taken.
+func (m *machine) routingHeld() {
+	st := &m.st
+	if st.Phase == meshv1.PhaseProgressing && !st.LastStepTime.Equal(&m.stamp) {
+		m.restartStep()
+	}
+	m.busy(meshv1.ReasonPolicyNotComposed, "Holding revision %s with all traffic on the primary: %s", st.CurrentRevision, m.obs.RoutingHeld)
+	m.after(m.spec.interval())
+}
+
 func (m *machine) waitingForGate(t meshv1.WebhookType) {
 	name := ""
 	if g := m.closedGate(t); g != nil {
@@ -197,6 +213,10 @@ func (m *machine) progressing() {
 		return
 	}
 	if m.rollbackAsked() {
+		return
+	}
+	if m.obs.RoutingHeld != "" {
+		m.routingHeld()
 		return
 	}
 	if !m.obs.CanaryReady {

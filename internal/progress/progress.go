@@ -121,9 +121,13 @@ func (m *machine) decision() Decision {
 	if len(m.events) > 0 {
 		m.fire(meshv1.WebhookEvent)
 	}
+	routing := routingFor(m.spec, &m.st)
+	if m.obs.RoutingHeld != "" {
+		routing = Routing{PrimaryWeight: 100}
+	}
 	return Decision{
 		Status:       m.st,
-		Routing:      routingFor(m.spec, &m.st),
+		Routing:      routing,
 		Workload:     workloadFor(m.spec, &m.st, m.obs, m.now),
 		Notify:       m.notify,
 		Events:       m.events,

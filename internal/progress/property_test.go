@@ -65,12 +65,15 @@ func checkRandomRollout(t *testing.T, seed uint64, steps int) {
 			CanaryReady:     rng.IntN(10) < 7,
 			Request:         request,
 		}
+		if rng.IntN(10) == 0 {
+			obs.RoutingHeld = "MeshPolicy/p spec.routes[0].port: not the Canary's"
+		}
 		needs := Plan(&spec, &st, obs, now)
 		full := randomResults(rng, &spec, obs, needs)
 		d := Step(&spec, st, full, now)
 		trace = append(trace, fmt.Sprintf("%s %-12s w=%-3d step=%d it=%d failed=%d obs=%+v needs=%+v -> %s w=%d requeue=%s events=%v",
 			now.Sub(t0), st.Phase, st.CanaryWeight, st.StepIndex, st.Iterations, st.FailedChecks,
-			Observation{TargetRevision: obs.TargetRevision, CanaryReady: obs.CanaryReady, PrimaryReady: obs.PrimaryReady, PrimaryRevision: obs.PrimaryRevision, Request: obs.Request},
+			Observation{TargetRevision: obs.TargetRevision, CanaryReady: obs.CanaryReady, PrimaryReady: obs.PrimaryReady, PrimaryRevision: obs.PrimaryRevision, Request: obs.Request, RoutingHeld: obs.RoutingHeld},
 			needs, d.Status.Phase, d.Status.CanaryWeight, d.RequeueAfter, eventReasons(d.Events)))
 
 		if err := invariants(&spec, st, d); err != nil {
@@ -85,6 +88,13 @@ func checkRandomRollout(t *testing.T, seed uint64, steps int) {
 		}
 		if err := gatesHonoured(&spec, st, full, d); err != nil {
 			fail("%v", err)
+		}
+		if r := d.Routing; obs.RoutingHeld != "" && (r.CanaryWeight != 0 || r.Match || r.Mirror) {
+			fail("routing %+v while the canary may get no traffic", r)
+		}
+		if obs.RoutingHeld != "" && st.Phase == meshv1.PhaseProgressing && d.Status.Phase == meshv1.PhaseProgressing &&
+			d.Status.CurrentRevision == st.CurrentRevision && d.Status.StepIndex > st.StepIndex {
+			fail("step %d -> %d while the routing is held", st.StepIndex, d.Status.StepIndex)
 		}
 		if rng.IntN(20) == 0 {
 			continue // the operator dies before the status write

@@ -55,6 +55,11 @@ type Observation struct {
 	Gates []meshv1.GateStatus
 	// Request is the value of the meshv1.AnnotationRequest annotation, "" when absent.
 	Request string
+	// RoutingHeld says why the canary may get no traffic now ("" when it may): the
+	// service's MeshPolicy cannot be composed with the Canary's routing. All traffic goes to
+	// the primary, and a rollout holds (its step clock restarting) until it is cleared;
+	// rollbacks, promotions and requests go on.
+	RoutingHeld string
 }
 
 // Needs is what Plan asks the controller to observe before it calls Step.

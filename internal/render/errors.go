@@ -3,6 +3,7 @@ package render
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 )
@@ -100,3 +101,9 @@ func (e *errs) describe(field string) string {
 func (e *errs) err() error { return errors.Join(e.s.list...) }
 
 func (e *errs) warnings() []Warning { return e.s.warnings }
+
+// Describe puts a render error on one line, for a condition message or an event: the
+// errors of one render, joined, are separated by "; ".
+func Describe(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
