@@ -40,8 +40,8 @@ import (
 	"canopy.dev/canopy/internal/workload"
 )
 
-// CanaryFinalizer lets canopy clean up (and, with revertOnDeletion, route traffic back to the
-// target) before a Canary goes away.
+// CanaryFinalizer lets canopy hand the service back to the target and clean up before a
+// Canary goes away.
 const CanaryFinalizer = "mesh.canopy.dev/finalizer"
 
 // indexTarget indexes Canaries by the name of their target Deployment, indexAutoscaler by
@@ -59,6 +59,9 @@ type CanaryReconciler struct {
 	Analyzer analysis.Analyzer
 	Hooks    hooks.Caller
 	Clock    clock.PassiveClock
+	// APIReader reads uncached what a cache would cost too much for (the namespace of a
+	// Canary being deleted); nil: the Client.
+	APIReader client.Reader
 	// Tenancy is what a Canary may claim beyond its namespace (nil: nothing).
 	Tenancy *render.Tenancy
 	// Observers are told of each status written (metrics, notifications).

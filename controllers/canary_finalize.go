@@ -2,13 +2,18 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"strings"
 	"time"
 
 	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -16,27 +21,43 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/progress"
 	"canopy.dev/canopy/internal/render"
 	"canopy.dev/canopy/internal/workload"
 )
 
-// finalize runs when a Canary is deleted. Without revertOnDeletion the generated objects are
-// left to the garbage collector (they carry owner references). With it, the target
-// Deployment is scaled back up, the apex Service selects its pods again, and every generated
-// object is removed; only then does the Canary go.
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get
+
+// handOverSettle is how long the generated objects stay once the apex Service selects the
+// target's pods and the VirtualService is gone: the endpoints controller and istiod carry
+// that change to the Service's endpoints and to the proxies while the primary's pods still
+// serve.
+var handOverSettle = 5 * time.Second
+
+// handOverPoll is how often a hand-over looks again at a target that is not ready yet,
+// besides the watch on it.
+const handOverPoll = 5 * time.Second
+
+// finalize runs when a Canary is deleted. By default (deletionPolicy HandOver) the service
+// is handed back to the target Deployment before anything generated goes (see handOver);
+// with Orphan the generated objects are left to the garbage collector (they carry owner
+// references). Only then does the Canary go.
 func (r *CanaryReconciler) finalize(ctx context.Context, c *meshv1.Canary) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(c, CanaryFinalizer) {
 		return ctrl.Result{}, nil
 	}
-	// A Canary refused for a Conflict wrote nothing: the target and what the owner generated
-	// are the owner's, and stay as they are.
-	owner, err := r.targetOwner(ctx, c)
+	leave, err := r.leavesAsIs(ctx, c)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if owner == nil && c.Spec.RevertOnDeletion {
-		if wait, err := r.revert(ctx, c); err != nil || wait > 0 {
-			return ctrl.Result{RequeueAfter: wait}, err
+	if !leave {
+		s := &canaryScope{canary: c, before: c.DeepCopy(), now: r.Clock.Now()}
+		step, err := r.handOver(ctx, s)
+		if err != nil {
+			s.fail(err)
+		}
+		if err != nil || !step.done {
+			return r.handOverWaits(ctx, s, step, err)
 		}
 	}
 	patch := client.MergeFrom(c.DeepCopy())
@@ -48,40 +69,203 @@ func (r *CanaryReconciler) finalize(ctx context.Context, c *meshv1.Canary) (ctrl
 	return ctrl.Result{}, nil
 }
 
-// revert routes traffic back to the target. It returns a wait while the target scales up.
-func (r *CanaryReconciler) revert(ctx context.Context, c *meshv1.Canary) (time.Duration, error) {
-	ns, name := c.Namespace, c.Spec.TargetRef.Name
-	target := &appsv1.Deployment{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, target); err != nil {
-		if apierrors.IsNotFound(err) {
-			return 0, r.deleteGenerated(ctx, c) // nothing to route back to
-		}
-		return 0, err
+// leavesAsIs says whether the finalizer goes without a hand-over: a Canary refused for a
+// Conflict wrote nothing (the target and what the owner generated are the owner's); Orphan
+// asks for it; and in a terminating namespace nothing is left to serve.
+func (r *CanaryReconciler) leavesAsIs(ctx context.Context, c *meshv1.Canary) (bool, error) {
+	owner, err := r.targetOwner(ctx, c)
+	if err != nil || owner != nil {
+		return owner != nil, err
 	}
-	primary := &appsv1.Deployment{}
+	if !c.Spec.HandsOverOnDeletion() {
+		return true, nil
+	}
+	return r.namespaceTerminating(ctx, c.Namespace)
+}
+
+// namespaceTerminating reads the namespace uncached (a Canary's deletion is rare, and a
+// cache of all namespaces would cost a cluster-wide watch). Without the right to read it
+// (an operator installed with namespaced RBAC) the answer is no: a hand-over is the safe
+// side, and the namespace controller deletes the target anyway, which ends the hand-over.
+func (r *CanaryReconciler) namespaceTerminating(ctx context.Context, name string) (bool, error) {
+	reader := r.APIReader
+	if reader == nil {
+		reader = r.Client
+	}
+	ns := &corev1.Namespace{}
+	switch err := reader.Get(ctx, types.NamespacedName{Name: name}, ns); {
+	case apierrors.IsNotFound(err):
+		return true, nil
+	case apierrors.IsForbidden(err):
+		ctrl.LoggerFrom(ctx).V(1).Info("Cannot read the namespace: handing over as if it were not terminating", "error", err.Error())
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("reading namespace %s: %w", name, err)
+	}
+	return !ns.DeletionTimestamp.IsZero() || ns.Status.Phase == corev1.NamespaceTerminating, nil
+}
+
+// handOverStep is where a hand-over stands after one reconcile.
+type handOverStep struct {
+	done   bool
+	wait   time.Duration
+	events []progress.Event
+}
+
+// handOver hands the service back to the target Deployment, one stage per reconcile:
+//
+//  1. the target carries a revision that is safe to serve alone: the last promoted one (or
+//     the one being promoted, which the primary already runs), or one a confirm-deletion
+//     request accepted; otherwise the primary serves all traffic and the deletion waits
+//     (blockDeletion);
+//  2. the target runs at least the primary's replicas (an autoscaler's count included) and
+//     is ready;
+//  3. the apex Service selects the target's pods (and is no longer the Canary's) and the
+//     VirtualService goes, so that the mesh routes the apex host by that Service;
+//  4. after handOverSettle, the rest of what was generated is deleted.
+//
+// At no moment does the apex Service select pods that are not ready: it moves from the
+// primary's pods to the target's only once those are ready, and the primary goes after.
+func (r *CanaryReconciler) handOver(ctx context.Context, s *canaryScope) (handOverStep, error) {
+	c := s.canary
+	if _, err := r.loadWorkloads(ctx, s); err != nil {
+		return handOverStep{}, err
+	}
+	if s.target == nil || !s.target.DeletionTimestamp.IsZero() {
+		return handOverStep{done: true}, r.deleteGenerated(ctx, c) // nothing to route back to
+	}
+	st := &c.Status
+	if st.Phase != meshv1.PhaseTerminating {
+		st.Phase, st.LastTransitionTime = meshv1.PhaseTerminating, ptrTime(s.now)
+	}
+	tracked, err := workload.TrackedConfigs(ctx, r.Client, c.Namespace, &s.target.Spec.Template.Spec)
+	if err != nil {
+		return handOverStep{}, err
+	}
+	rev := render.Revision(&s.target.Spec.Template, tracked...)
+	st.CurrentRevision = rev
+	var step handOverStep
+	if !handOverSafe(s, rev) {
+		if !confirmDeletion(s, rev) {
+			return r.blockDeletion(ctx, s, rev)
+		}
+		step.events = append(step.events, progress.Event{Type: progress.EventNormal, Reason: meshv1.ReasonDeletionConfirmed,
+			Message: fmt.Sprintf("Request %q accepted revision %s: handing it over to Deployment %s", st.LastHandledRequest, rev, s.target.Name)})
+	}
+
 	replicas := int32(1)
-	if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: render.PrimaryName(name)}, primary); err == nil {
-		replicas = max(workload.Replicas(primary), 1)
+	if s.primary != nil {
+		replicas = max(workload.Replicas(s.primary), 1)
 	}
-	if workload.Replicas(target) == 0 {
-		if err := r.scale(ctx, target, replicas); err != nil {
-			return 0, err
+	if workload.Replicas(s.target) < replicas {
+		// Never fewer than the target has: its own autoscaler may have scaled it up.
+		if err := r.scale(ctx, s.target, replicas); err != nil {
+			return handOverStep{}, err
 		}
 	}
-	if ready, _ := workload.Ready(target); !ready {
-		return 2 * time.Second, nil
+	if ready, why := workload.ReadyAt(s.target, c.Spec.Analysis.PrimaryReadyThreshold); !ready {
+		step.wait = handOverPoll
+		msg := fmt.Sprintf("Handing the service over to Deployment %s at revision %s: waiting for it to be ready at %d replicas (%s)",
+			s.target.Name, rev, workload.Replicas(s.target), why)
+		step.announce(readyReason(&s.before.Status) != meshv1.ReasonHandingOver, msg)
+		s.handingOver(msg)
+		return step, nil
 	}
-	// The apex Service selects the target's pods again and stops being ours.
-	apex := &corev1.Service{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, apex); err == nil {
+
+	moved, err := r.routeToTarget(ctx, s)
+	if err != nil {
+		return handOverStep{}, err
+	}
+	// The generated objects go handOverSettle after the routes moved; a first look at a
+	// Canary whose routes were already moved (by a reconcile whose status was lost) waits
+	// as long again.
+	wait := handOverSettle
+	if moved {
+		st.LastStepTime = ptrTime(s.now)
+	} else if s.before.Status.Phase == meshv1.PhaseTerminating && st.LastStepTime != nil {
+		wait = st.LastStepTime.Add(handOverSettle).Sub(s.now)
+	}
+	if wait > 0 {
+		step.wait = wait
+		msg := fmt.Sprintf("Deployment %s serves revision %s at %d replicas through Service %s; the generated objects go once the mesh has followed",
+			s.target.Name, rev, workload.Replicas(s.target), c.Spec.TargetRef.Name)
+		step.announce(moved, msg)
+		s.handingOver(msg)
+		return step, nil
+	}
+	step.done = true
+	return step, r.deleteGenerated(ctx, c)
+}
+
+// handOverSafe says whether the target's revision may serve alone: the last promoted one,
+// the one the primary runs or rolls out (promoting), one confirmed, or any when the Canary
+// never made a primary (the target was never scaled down).
+func handOverSafe(s *canaryScope, rev string) bool {
+	st := &s.canary.Status
+	return s.primary == nil || rev == st.LastPromotedRevision || rev == st.DeletionConfirmedRevision ||
+		rev == s.primary.Annotations[render.AnnotationRevision]
+}
+
+// confirmDeletion accepts the target's revision when a new confirm-deletion (or promote)
+// request came while the deletion waits, and records it so that it holds while the
+// target carries that revision.
+func confirmDeletion(s *canaryScope, rev string) bool {
+	st := &s.canary.Status
+	req := s.canary.Annotations[meshv1.AnnotationRequest]
+	action, _, _ := strings.Cut(req, ":")
+	if req == "" || req == st.LastHandledRequest || (action != progress.ActionConfirmDeletion && action != progress.ActionPromote) {
+		return false
+	}
+	st.LastHandledRequest, st.DeletionConfirmedRevision = req, rev
+	return true
+}
+
+// blockDeletion keeps the primary serving all traffic while the target carries a revision
+// that was not promoted: handing it over would send every request to a revision that never
+// passed its analysis. Watches on the target and on the Canary's annotations bring the
+// Canary back when that changes.
+func (r *CanaryReconciler) blockDeletion(ctx context.Context, s *canaryScope, rev string) (handOverStep, error) {
+	c := s.canary
+	if err := r.Tenancy.CheckCanary(c, s.policy); err != nil {
+		return handOverStep{}, err
+	}
+	set, err := render.CanaryObjects(c, s.target, render.Weights{Primary: 100}, s.policy)
+	if err != nil {
+		return handOverStep{}, err
+	}
+	if err := r.apply(ctx, c, set.VirtualService); err != nil {
+		return handOverStep{}, err
+	}
+	c.Status.CanaryWeight = 0
+	msg := fmt.Sprintf("Deletion waits: Deployment %s carries revision %s (%s), which was not promoted; Deployment %s serves all traffic with revision %s (%s). "+
+		"Set Deployment %s back to that revision (in Git), or hand revision %s over as it is with kubectl canopy confirm-deletion %s -n %s (annotation %s=%s:<token>)",
+		s.target.Name, rev, images(s.target), s.primary.Name, c.Status.LastPromotedRevision, images(s.primary),
+		s.target.Name, rev, c.Name, c.Namespace, meshv1.AnnotationRequest, progress.ActionConfirmDeletion)
+	var step handOverStep
+	if readyReason(&s.before.Status) != meshv1.ReasonDeletionBlocked || c.Status.CurrentRevision != s.before.Status.CurrentRevision {
+		step.events = append(step.events, progress.Event{Type: progress.EventWarning, Reason: meshv1.ReasonDeletionBlocked, Message: msg})
+	}
+	s.setDeletionCondition(meshv1.ReasonDeletionBlocked, msg)
+	return step, nil
+}
+
+// routeToTarget points the apex Service at the target's pods and removes the VirtualService,
+// so that the mesh routes the apex host by the Service. It reports whether it changed
+// anything. The apex Service stays, as the user's: canopy's owner reference goes.
+func (r *CanaryReconciler) routeToTarget(ctx context.Context, s *canaryScope) (bool, error) {
+	c, moved := s.canary, false
+	if apex := s.apex; apex != nil && (!maps.Equal(apex.Spec.Selector, s.target.Spec.Selector.MatchLabels) || hasOwner(apex.OwnerReferences, c)) {
 		patch := client.MergeFrom(apex.DeepCopy())
-		apex.Spec.Selector = target.Spec.Selector.MatchLabels
+		apex.Spec.Selector = maps.Clone(s.target.Spec.Selector.MatchLabels)
 		apex.OwnerReferences = withoutOwner(apex.OwnerReferences, c)
 		if err := r.Patch(ctx, apex, patch); err != nil {
-			return 0, fmt.Errorf("pointing Service %s back at the target: %w", name, err)
+			return false, fmt.Errorf("pointing Service %s at the target's pods: %w", apex.Name, err)
 		}
+		moved = true
 	}
-	return 0, r.deleteGenerated(ctx, c)
+	vs := &istionetv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: c.Namespace, Name: c.Spec.TargetRef.Name}}
+	deleted, err := r.deleteOwned(ctx, c, vs)
+	return moved || deleted, err
 }
 
 // deleteGenerated removes what canopy generated for the Canary, except the apex Service.
@@ -93,23 +277,96 @@ func (r *CanaryReconciler) deleteGenerated(ctx context.Context, c *meshv1.Canary
 		&istionetv1.DestinationRule{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.CanaryName(name)}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.PrimaryName(name)}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.CanaryName(name)}},
+		&autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.PrimaryName(name)}},
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.PrimaryName(name)}},
 	}
+	var errs []error
 	for _, o := range objs {
-		if err := r.Get(ctx, client.ObjectKeyFromObject(o), o); err != nil {
-			if apierrors.IsNotFound(err) {
-				continue
-			}
-			return err
-		}
-		if !metav1.IsControlledBy(o, c) {
-			continue // never delete what is not ours
-		}
-		if err := r.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("deleting %T %s: %w", o, o.GetName(), err)
+		if _, err := r.deleteOwned(ctx, c, o); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// deleteOwned deletes o when the Canary controls it, and reports whether it sent a deletion.
+func (r *CanaryReconciler) deleteOwned(ctx context.Context, c *meshv1.Canary, o client.Object) (bool, error) {
+	if err := r.Get(ctx, client.ObjectKeyFromObject(o), o); err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	if !metav1.IsControlledBy(o, c) || !o.GetDeletionTimestamp().IsZero() {
+		return false, nil // never delete what is not ours
+	}
+	if err := r.Delete(ctx, o); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("deleting %T %s: %w", o, o.GetName(), err)
+	}
+	return true, nil
+}
+
+// announce records a HandingOver event with msg when a stage of the hand-over begins.
+func (h *handOverStep) announce(begins bool, msg string) {
+	if begins {
+		h.events = append(h.events, progress.Event{Type: progress.EventNormal, Reason: meshv1.ReasonHandingOver, Message: msg})
+	}
+}
+
+// handingOver reports a hand-over in progress.
+func (s *canaryScope) handingOver(msg string) { s.setDeletionCondition(meshv1.ReasonHandingOver, msg) }
+
+// setDeletionCondition: a Canary being deleted is not ready, and reconciling until it is gone.
+func (s *canaryScope) setDeletionCondition(reason, msg string) {
+	st := &s.canary.Status
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: meshv1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: msg})
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: meshv1.ConditionReconciling, Status: metav1.ConditionTrue, Reason: reason, Message: msg})
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: meshv1.ConditionStalled, Status: metav1.ConditionFalse, Reason: reason, Message: msg})
+}
+
+// handOverWaits writes the status of a hand-over that is not done, once, and records its
+// events after the write landed.
+func (r *CanaryReconciler) handOverWaits(ctx context.Context, s *canaryScope, step handOverStep, err error) (ctrl.Result, error) {
+	if perr := r.patchStatus(ctx, s); perr != nil {
+		return ctrl.Result{}, errors.Join(err, perr)
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	for _, e := range step.events {
+		r.Recorder.Eventf(s.canary, nil, e.Type, e.Reason, e.Reason, "%s", eventNote(e.Message))
+	}
+	return ctrl.Result{RequeueAfter: step.wait}, nil
+}
+
+// images names a Deployment's container images, the way a revision is found in Git.
+func images(d *appsv1.Deployment) string {
+	var out []string
+	for _, ctr := range d.Spec.Template.Spec.Containers {
+		out = append(out, ctr.Image)
+	}
+	return "image " + strings.Join(out, ", ")
+}
+
+func readyReason(st *meshv1.CanaryStatus) string {
+	if c := meta.FindStatusCondition(st.Conditions, meshv1.ConditionReady); c != nil {
+		return c.Reason
+	}
+	return ""
+}
+
+func ptrTime(t time.Time) *metav1.Time {
+	mt := metav1.NewTime(t).Rfc3339Copy()
+	return &mt
+}
+
+func hasOwner(refs []metav1.OwnerReference, owner client.Object) bool {
+	for _, ref := range refs {
+		if ref.UID == owner.GetUID() {
+			return true
+		}
+	}
+	return false
 }
 
 func withoutOwner(refs []metav1.OwnerReference, owner client.Object) []metav1.OwnerReference {

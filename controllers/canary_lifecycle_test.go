@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
-	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -127,91 +125,6 @@ func TestCanaryRepairsDrift(t *testing.T) {
 	}
 }
 
-func TestCanaryDeletionLeavesGarbageCollectionToOwnerReferences(t *testing.T) {
-	h := newHarness(t)
-	c := reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10)})
-	h.initialize(c)
-	h.deleteCanary()
-	for _, o := range []client.Object{
-		&istionetv1.VirtualService{}, &corev1.Service{}, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "reviews-primary"}},
-	} {
-		name := o.GetName()
-		if name == "" {
-			name = "reviews"
-		}
-		if err := h.c.Get(t.Context(), client.ObjectKey{Namespace: h.ns, Name: name}, o); err != nil {
-			t.Fatalf("%T %s: %v", o, name, err)
-		}
-		if len(o.GetOwnerReferences()) != 1 || o.GetOwnerReferences()[0].Kind != "Canary" {
-			t.Fatalf("%T %s should be owned by the Canary for garbage collection: %v", o, name, o.GetOwnerReferences())
-		}
-	}
-}
-
-func TestCanaryRevertOnDeletion(t *testing.T) {
-	h := newHarness(t)
-	c := reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10)})
-	c.Spec.RevertOnDeletion = true
-	h.initialize(c)
-	h.deleteCanary()
-	if n := ptr.Deref(h.deployment("reviews").Spec.Replicas, 0); n != 2 {
-		t.Fatalf("target scaled to %d on deletion, want the primary's 2", n)
-	}
-	h.markReady("reviews")
-	h.reconcileGone()
-	svc := &corev1.Service{}
-	if err := h.c.Get(t.Context(), client.ObjectKey{Namespace: h.ns, Name: "reviews"}, svc); err != nil {
-		t.Fatalf("the apex Service must stay: %v", err)
-	}
-	if svc.Spec.Selector["app"] != "reviews" || len(svc.OwnerReferences) != 0 {
-		t.Fatalf("apex Service should select the target's pods and be the user's again: selector %v owners %v", svc.Spec.Selector, svc.OwnerReferences)
-	}
-	for _, o := range []client.Object{
-		&istionetv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: "reviews"}},
-		&istionetv1.DestinationRule{ObjectMeta: metav1.ObjectMeta{Name: "reviews-primary"}},
-		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "reviews-canary"}},
-	} {
-		err := h.c.Get(t.Context(), client.ObjectKey{Namespace: h.ns, Name: o.GetName()}, o)
-		if !apierrors.IsNotFound(err) {
-			t.Fatalf("%T %s should be removed, got %v", o, o.GetName(), err)
-		}
-	}
-	// The primary Deployment goes too (envtest has no garbage collector, so this is ours).
-	if err := h.c.Get(t.Context(), client.ObjectKey{Namespace: h.ns, Name: "reviews-primary"}, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
-		t.Fatalf("primary Deployment should be removed, got %v", err)
-	}
-}
-
-// deleteCanary deletes the Canary and reconciles its finalizer once.
-func (h *harness) deleteCanary() {
-	h.t.Helper()
-	c := &meshv1.Canary{}
-	if err := h.c.Get(h.t.Context(), client.ObjectKey{Namespace: h.ns, Name: "reviews"}, c); err != nil {
-		h.t.Fatal(err)
-	}
-	if err := h.c.Delete(h.t.Context(), c); err != nil {
-		h.t.Fatal(err)
-	}
-	if _, err := h.r.Reconcile(h.t.Context(), reconcileRequest(h.ns, "reviews")); err != nil {
-		h.t.Fatalf("reconcile on deletion: %v", err)
-	}
-}
-
-// reconcileGone reconciles until the Canary is gone.
-func (h *harness) reconcileGone() {
-	h.t.Helper()
-	for range 5 {
-		if _, err := h.r.Reconcile(h.t.Context(), reconcileRequest(h.ns, "reviews")); err != nil {
-			h.t.Fatalf("reconcile on deletion: %v", err)
-		}
-		err := h.c.Get(h.t.Context(), client.ObjectKey{Namespace: h.ns, Name: "reviews"}, &meshv1.Canary{})
-		if apierrors.IsNotFound(err) {
-			return
-		}
-	}
-	h.t.Fatal("the Canary is still there after its finalizer ran")
-}
-
 func TestCanaryAdoptsAnExistingService(t *testing.T) {
 	h := newHarness(t)
 	h.create(&corev1.Service{
@@ -257,16 +170,7 @@ func TestCanaryRepairsThePrimaryDeployment(t *testing.T) {
 
 func TestCanaryGeneratesThePrimaryAutoscaler(t *testing.T) {
 	h := newHarness(t)
-	h.create(&autoscalingv2.HorizontalPodAutoscaler{
-		ObjectMeta: metav1.ObjectMeta{Name: "reviews"},
-		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
-			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "reviews"},
-			MinReplicas:    ptr.To[int32](2), MaxReplicas: 6,
-		},
-	})
-	c := reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10)})
-	c.Spec.AutoscalerRef = &meshv1.AutoscalerRef{APIVersion: "autoscaling/v2", Kind: "HorizontalPodAutoscaler", Name: "reviews"}
-	h.initialize(c)
+	h.initializeWithAutoscaler()
 	hpa := &autoscalingv2.HorizontalPodAutoscaler{}
 	if err := h.c.Get(t.Context(), client.ObjectKey{Namespace: h.ns, Name: "reviews-primary"}, hpa); err != nil {
 		t.Fatalf("primary autoscaler: %v", err)

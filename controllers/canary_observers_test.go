@@ -187,9 +187,10 @@ func TestCanaryTransitionsAreAnnouncedAndCountedOnce(t *testing.T) {
 	// Only the new rollout: had the promotion been announced again it would have come first.
 	rcv2.waitFor(t, "started@0", "step@10")
 
-	// A deleted Canary's series go with it.
+	// A deleted Canary's series go with it (those of its hand-over too).
 	h.deleteCanary()
-	h.reconcileGone()
+	h.annotate("reviews", meshv1.AnnotationRequest, "confirm-deletion:1")
+	h.handOver()
 	for _, name := range []string{"canopy_canary_phase_transitions_total", "canopy_analysis_check_results_total"} {
 		if n := seriesOf(t, name, ns); n != 0 {
 			t.Errorf("%d series of %s left for the deleted Canary", n, name)

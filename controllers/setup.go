@@ -96,6 +96,8 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		// Metrics first: counting a transition is cheap and never blocks.
 		Observers: append([]RolloutObserver{metrics.Rollouts{}}, cfg.Observers...),
 	}
+	// Uncached reads for what a cache would cost too much for (see CanaryReconciler.APIReader).
+	canaries.APIReader = mgr.GetAPIReader()
 	policies := &MeshPolicyReconciler{
 		Client:   mgr.GetClient(),
 		Applier:  applier,

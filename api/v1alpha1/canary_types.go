@@ -6,6 +6,7 @@ import (
 
 // CanarySpec declares how a Deployment is delivered progressively.
 // +kubebuilder:validation:XValidation:rule="!has(self.autoscalerRef) || self.autoscalerRef.name != self.targetRef.name || self.autoscalerRef.kind != self.targetRef.kind",message="autoscalerRef must not point at the target itself"
+// +kubebuilder:validation:XValidation:rule="!has(self.revertOnDeletion) || !self.revertOnDeletion || !has(self.deletionPolicy) || self.deletionPolicy != 'Orphan'",message="revertOnDeletion: true contradicts deletionPolicy: Orphan (revertOnDeletion is deprecated: remove it)"
 type CanarySpec struct {
 	// TargetRef is the Deployment to deliver. canopy reads its pod template and
 	// changes only its replica count.
@@ -38,11 +39,37 @@ type CanarySpec struct {
 	// +optional
 	SkipAnalysis bool `json:"skipAnalysis,omitempty"`
 
-	// RevertOnDeletion routes traffic back to the target Deployment and its Service and
-	// removes every generated object when the Canary is deleted.
+	// DeletionPolicy says what deleting the Canary does. HandOver (the default): before
+	// anything generated goes, the target Deployment runs the last promoted revision at the
+	// primary's scale and is ready, and the apex Service selects its pods; a target that
+	// carries a revision not promoted keeps the primary serving until it is promoted back
+	// (in Git) or a confirm-deletion request accepts it. Orphan: the generated objects are
+	// left to the garbage collector at once, as Flagger does without revertOnDeletion; the
+	// service has no ready pods until the target is scaled up and its Service selects them.
+	// +optional
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+
+	// RevertOnDeletion is deprecated: deletion hands over by default. true is the same as
+	// deletionPolicy HandOver and contradicts Orphan; false changes nothing.
 	// +optional
 	RevertOnDeletion bool `json:"revertOnDeletion,omitempty"`
 }
+
+// DeletionPolicy is what deleting a Canary does to the service it delivers.
+// +kubebuilder:validation:Enum=HandOver;Orphan
+type DeletionPolicy string
+
+const (
+	// DeletionHandOver hands the service back to the target before removing the generated
+	// objects.
+	DeletionHandOver DeletionPolicy = "HandOver"
+	// DeletionOrphan leaves the generated objects to the garbage collector at once.
+	DeletionOrphan DeletionPolicy = "Orphan"
+)
+
+// HandsOverOnDeletion says whether deleting the Canary hands the service back to the target
+// first: unless deletionPolicy is Orphan.
+func (s *CanarySpec) HandsOverOnDeletion() bool { return s.DeletionPolicy != DeletionOrphan }
 
 // TargetRef names the workload delivered by a Canary, in the Canary's namespace.
 type TargetRef struct {
@@ -484,6 +511,11 @@ type CanaryStatus struct {
 	// LastHandledRequest is the last value of the mesh.canopy.dev/request annotation acted on.
 	// +optional
 	LastHandledRequest string `json:"lastHandledRequest,omitempty"`
+	// DeletionConfirmedRevision is the target's revision a confirm-deletion (or promote)
+	// request accepted while the deletion waited: the target is handed over with it though
+	// it was never promoted.
+	// +optional
+	DeletionConfirmedRevision string `json:"deletionConfirmedRevision,omitempty"`
 	// ServiceAdopted is true when the apex Service existed before the Canary and was taken over.
 	// +optional
 	ServiceAdopted bool `json:"serviceAdopted,omitempty"`

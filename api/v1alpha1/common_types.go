@@ -20,7 +20,8 @@ const (
 	// AnnotationRequest asks the controller for a manual action without touching the spec,
 	// so a GitOps sync does not revert it. Its value is "<action>" or "<action>:<token>";
 	// the controller acts once per distinct value and records it in status.lastHandledRequest.
-	// Actions: promote, abort, pause, resume, retry.
+	// Actions: promote, abort, pause, resume, retry, and confirm-deletion (while a deletion
+	// waits for a revision that was not promoted).
 	AnnotationRequest = "mesh.canopy.dev/request"
 )
 

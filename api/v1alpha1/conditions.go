@@ -58,6 +58,13 @@ const (
 	ReasonCertificateNotReady = "CertificateNotReady"
 	ReasonConflict            = "Conflict"
 	ReasonInconsistent        = "Inconsistent"
+	// ReasonHandingOver: the Canary is being deleted and hands the service back to its target.
+	ReasonHandingOver = "HandingOver"
+	// ReasonDeletionBlocked: the Canary is being deleted but its target carries a revision
+	// that was not promoted; the primary serves until it is promoted back or confirmed.
+	ReasonDeletionBlocked = "DeletionBlocked"
+	// ReasonDeletionConfirmed: a request accepted the target's revision for the hand-over.
+	ReasonDeletionConfirmed = "DeletionConfirmed"
 	// ReasonNotAllowed is a field the operator's flags forbid: a gateway namespace, a
 	// ClusterIssuer or a host beyond what the resource's namespace may claim.
 	ReasonNotAllowed = "NotAllowed"

@@ -16,6 +16,9 @@ const (
 	ActionPause   = "pause"
 	ActionResume  = "resume"
 	ActionRetry   = "retry"
+	// ActionConfirmDeletion accepts the target's revision for the hand-over of a Canary being
+	// deleted (the controller's finalizer handles it; the progression only ignores it).
+	ActionConfirmDeletion = "confirm-deletion"
 )
 
 // request acts once on each distinct value of the request annotation. A request that does not
@@ -62,8 +65,10 @@ func (m *machine) request() {
 		}
 		st.LastFailedRevision = ""
 		m.retrying = true
+	case ActionConfirmDeletion:
+		m.warning(meshv1.ReasonDeletionConfirmed, "Request %q ignored: the Canary is not being deleted", req)
 	default:
-		m.warning(meshv1.ReasonInvalidSpec, "Request %q ignored: the actions are promote, abort, pause, resume and retry", req)
+		m.warning(meshv1.ReasonInvalidSpec, "Request %q ignored: the actions are promote, abort, pause, resume, retry and confirm-deletion", req)
 	}
 }
 
