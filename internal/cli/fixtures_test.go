@@ -92,6 +92,16 @@ func fixtureCanary(state string) *meshv1.Canary {
 				cond(meshv1.ConditionReady, metav1.ConditionTrue, meshv1.ReasonSucceeded, "Revision 7f9c2d1e4b5a promoted", 2*time.Hour),
 			},
 		}
+	case "deletionblocked":
+		c.DeletionTimestamp = at(time.Minute)
+		msg := "Deletion waits: Deployment reviews carries revision 7f9c2d1e4b5a (image reviews:v2), which was not promoted"
+		*st = meshv1.CanaryStatus{
+			ObservedGeneration: 1, Phase: meshv1.PhaseTerminating,
+			CurrentRevision: "7f9c2d1e4b5a", LastPromotedRevision: "1a2b3c4d5e6f",
+			Conditions: []metav1.Condition{
+				cond(meshv1.ConditionReady, metav1.ConditionFalse, meshv1.ReasonDeletionBlocked, msg, time.Minute),
+			},
+		}
 	case "new":
 		*st = meshv1.CanaryStatus{}
 		c.CreationTimestamp = *at(4 * time.Second)

@@ -91,6 +91,19 @@ var requestActions = []requestAction{
 			return before.Status.Phase == meshv1.PhaseFailed && (after.Status.Phase != meshv1.PhaseFailed || after.Status.LastFailedRevision == "")
 		},
 	},
+	{
+		name:  "confirm-deletion",
+		short: "Let a Canary being deleted hand its target over with a revision that was not promoted",
+		applies: func(c *meshv1.Canary) string {
+			if c.DeletionTimestamp.IsZero() {
+				return "it is not being deleted"
+			}
+			return ""
+		},
+		took: func(_, after *meshv1.Canary) bool {
+			return after.Status.DeletionConfirmedRevision != "" && after.Status.DeletionConfirmedRevision == after.Status.CurrentRevision
+		},
+	},
 }
 
 // rolling: a rollout that promote and abort act on.
@@ -181,6 +194,9 @@ func (r *requestOptions) await(ctx context.Context, cl client.Client, before *me
 			return r.outcome(ctx, cl, before, c, value)
 		case err == nil && c.Annotations[meshv1.AnnotationRequest] != value:
 			return failed("another request (%s) replaced this one before canopy handled it", c.Annotations[meshv1.AnnotationRequest])
+		case apierrors.IsNotFound(err) && r.action.name == "confirm-deletion":
+			printf(r.streams.Out, "canopy handled %s: %s/%s is gone\n", r.action.name, key.Namespace, key.Name)
+			return nil
 		case apierrors.IsNotFound(err):
 			return fmt.Errorf("%s/%s was deleted before canopy handled the request", key.Namespace, key.Name)
 		case err != nil && ctx.Err() == nil:

@@ -94,6 +94,13 @@ func readyMessage(c *meshv1.Canary) string {
 	return ""
 }
 
+func readyReasonOf(c *meshv1.Canary) string {
+	if cond := meta.FindStatusCondition(c.Status.Conditions, meshv1.ConditionReady); cond != nil {
+		return cond.Reason
+	}
+	return ""
+}
+
 func orDash(s string) string {
 	if s == "" {
 		return "-"

@@ -239,6 +239,9 @@ func hints(c *meshv1.Canary) []string {
 	case st.Phase == meshv1.PhaseFailed && st.LastFailedRevision != "" && st.LastFailedRevision == st.CurrentRevision:
 		out = append(out, "roll the revision out again with kubectl canopy retry "+ref+", or change the Deployment")
 	}
+	if st.Phase == meshv1.PhaseTerminating && readyReasonOf(c) == meshv1.ReasonDeletionBlocked {
+		out = append(out, "deletion waits for a promoted revision: set the Deployment back to the primary's revision (in Git), or hand the target over as it is with kubectl canopy confirm-deletion "+ref)
+	}
 	for _, g := range st.Gates {
 		if !g.Open && g.Type != meshv1.WebhookRollback {
 			out = append(out, fmt.Sprintf("the %s gate %s holds the rollout until its webhook answers 2xx", g.Type, g.Name))

@@ -89,6 +89,18 @@ Conditions
   Ready   True     Succeeded   120m ago   Revision 7f9c2d1e4b5a promoted
 `,
 	}, {
+		state: "deletionblocked",
+		want: `Canary bookinfo/reviews: Terminating
+  Revision   7f9c2d1e4b5a (the primary runs 1a2b3c4d5e6f)
+  Progress   [----------------------------------------]  the Canary is being deleted
+  Failed     0 checks (a rollback at 3)
+  Next       deletion waits for a promoted revision: set the Deployment back to the primary's revision (in Git), or hand the target over as it is with kubectl canopy confirm-deletion reviews -n bookinfo
+
+Conditions
+  TYPE    STATUS   REASON            SINCE     MESSAGE
+  Ready   False    DeletionBlocked   60s ago   Deletion waits: Deployment reviews carries revision 7f9c2d1e4b5a (image reviews:v2), which was not promoted
+`,
+	}, {
 		state: "new",
 		want: `Canary bookinfo/reviews: Pending
   Revision   -
