@@ -34,7 +34,9 @@ type bed struct {
 	op    *operator
 }
 
-func newBed(t *testing.T, threshold int32, revertOnDeletion bool, change ...func(*meshv1.Canary)) *bed {
+// newBed makes a test's Canary; without handOver its deletion is left to the garbage
+// collector (deletionPolicy Orphan), as the tests that never delete it want.
+func newBed(t *testing.T, threshold int32, handOver bool, change ...func(*meshv1.Canary)) *bed {
 	t.Helper()
 	testenv.SkipIfShort(t)
 	b := &bed{t: t, ns: env.CreateNamespace(t), hooks: startAnalysis(t)}
@@ -43,7 +45,9 @@ func newBed(t *testing.T, threshold int32, revertOnDeletion bool, change ...func
 		t.Fatal(err)
 	}
 	c := newCanary(b.ns, name, b.hooks.srv.URL, threshold)
-	c.Spec.RevertOnDeletion = revertOnDeletion
+	if !handOver {
+		c.Spec.DeletionPolicy = meshv1.DeletionOrphan
+	}
 	for _, f := range change {
 		f(c)
 	}
@@ -301,8 +305,9 @@ func TestKilledWhileRollingBack(t *testing.T) {
 	}
 }
 
-// A Canary with revertOnDeletion deleted, its operator killed once the target was scaled
-// back up: the restarted operator finishes the revert, and only then does the Canary go.
+// A deleted Canary handing the service back to its target, its operator killed once the
+// target was scaled back up: the restarted operator finishes the hand-over, and only then
+// does the Canary go.
 func TestKilledWhileRevertingADeletedCanary(t *testing.T) {
 	t.Parallel()
 	b := newBed(t, 2, true)
