@@ -19,6 +19,7 @@ func init() {
 		meshv1.ReasonPromoted, meshv1.ReasonFinalising, meshv1.ReasonSucceeded, meshv1.ReasonRollingBack,
 		meshv1.ReasonRolledBack, meshv1.ReasonProgressDeadline, meshv1.ReasonPaused, meshv1.ReasonSuspended,
 		meshv1.ReasonAborted, meshv1.ReasonManualPromotion, meshv1.ReasonRetry, meshv1.ReasonInvalidSpec, meshv1.ReasonRollbackWebhook,
+		meshv1.ReasonDeletionConfirmed,
 	} {
 		reasons[r] = true
 	}

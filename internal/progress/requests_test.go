@@ -99,6 +99,10 @@ func TestRequestsThatDoNotApplyAreDroppedWithAWarning(t *testing.T) {
 	r.expectEvent(EventWarning, meshv1.ReasonManualPromotion, "no rollout to promote")
 	r.ask("abort:1")
 	r.expectEvent(EventWarning, meshv1.ReasonAborted, "no rollout to abort")
+	// A confirm-deletion before any deletion: recorded as handled, so that it confirms no
+	// later deletion that its author never saw.
+	r.ask("confirm-deletion:1")
+	r.expectEvent(EventWarning, meshv1.ReasonDeletionConfirmed, "not being deleted")
 	r.ask("rollback")
 	r.expectEvent(EventWarning, meshv1.ReasonInvalidSpec, `"rollback" ignored`)
 	r.expect(meshv1.PhaseInitialized, 0)

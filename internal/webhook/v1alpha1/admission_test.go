@@ -118,6 +118,14 @@ func TestCanaryAdmission(t *testing.T) {
 			withHook(meshv1.CanaryWebhook{Name: "load", Type: meshv1.WebhookRollout, URL: "http://10.1.2.3:8080/load"})(c)
 		})},
 
+		// Deletion.
+		{name: "revertOnDeletion (deprecated) with the default hand-over", obj: canary(func(c *meshv1.Canary) { c.Spec.RevertOnDeletion = true })},
+		{name: "revertOnDeletion with deletionPolicy Orphan", obj: canary(func(c *meshv1.Canary) {
+			c.Spec.RevertOnDeletion, c.Spec.DeletionPolicy = true, meshv1.DeletionOrphan
+		}), wantErr: []string{"revertOnDeletion: true contradicts deletionPolicy: Orphan"}},
+		{name: "unknown deletionPolicy", obj: canary(func(c *meshv1.Canary) { c.Spec.DeletionPolicy = "Revert" }),
+			wantErr: []string{"spec.deletionPolicy", "Unsupported value"}},
+
 		// Weights.
 		{name: "stepWeight above 100", obj: canary(func(c *meshv1.Canary) { c.Spec.Analysis.StepWeight = ptr.To[int32](150) }),
 			wantErr: []string{"spec.analysis.stepWeight", "less than or equal to 100"}},
