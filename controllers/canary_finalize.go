@@ -32,7 +32,7 @@ import (
 // target's pods and the VirtualService is gone: the endpoints controller and istiod carry
 // that change to the Service's endpoints and to the proxies while the primary's pods still
 // serve.
-var handOverSettle = 5 * time.Second
+const handOverSettle = 5 * time.Second
 
 // handOverPoll is how often a hand-over looks again at a target that is not ready yet,
 // besides the watch on it.

@@ -14,6 +14,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -65,13 +66,83 @@ func TestDeletingACanaryKeepsTheServiceUp(t *testing.T) {
 	if err := env.Client.Delete(t.Context(), &meshv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reviews"}}); err != nil {
 		t.Fatal(err)
 	}
+	waitCanaryGone(t, ns, "reviews")
+	// The watch goes on until the primary's pods are gone: an outage would come then.
+	expectHandedOver(t, ns, labels, 3)
+	if outage := watch.stop(); outage != "" {
+		t.Errorf("Service reviews had no ready endpoint during the deletion: %s", outage)
+	}
+}
+
+// A rollout in progress when the Canary is deleted: the primary keeps serving all traffic
+// and the deletion waits, until a confirm-deletion request hands the new revision over.
+func TestDeletingACanaryDuringARolloutWaits(t *testing.T) {
+	testenv.SkipIfShort(t)
+	ns := env.CreateNamespace(t)
+	startOperator(t, manager.Options{Analyzer: imageAnalyzer{env.Client}})
+	labels := map[string]string{"app": "reviews"}
+	c := newCanary(ns, "reviews", 10, 30)
+	c.Spec.Analysis.Interval = "1h" // the rollout stays in progress
+	for _, o := range []client.Object{newDeployment(ns, "reviews", "bookinfo/reviews:v1", 2), c} {
+		if err := env.Client.Create(t.Context(), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitPhase(t, ns, "reviews", meshv1.PhaseInitialized)
+	setImage(t, ns, "reviews", "bookinfo/reviews:v2")
+	waitPhase(t, ns, "reviews", meshv1.PhaseProgressing)
+	watch := watchEndpoints(t, ns, "reviews")
+	if err := env.Client.Delete(t.Context(), &meshv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reviews"}}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, time.Minute, func() error {
+		if r := condition(t, getCanary(t, ns, "reviews"), meshv1.ConditionReady).Reason; r != meshv1.ReasonDeletionBlocked {
+			return fmt.Errorf("Ready reason %q, waiting for %s", r, meshv1.ReasonDeletionBlocked)
+		}
+		vs := &istionetv1.VirtualService{}
+		if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "reviews"}, vs); err != nil {
+			return err
+		}
+		if p, _, ok := render.ObservedWeights(vs, "reviews"); !ok || p != 100 {
+			return fmt.Errorf("the primary gets %d%% of the traffic, want 100", p)
+		}
+		return nil
+	})
+	waitEvents(t, ns, "reviews", meshv1.ReasonDeletionBlocked, 1)
+	time.Sleep(3 * time.Second) // longer than a hand-over step: the deletion still waits
+	if r := condition(t, getCanary(t, ns, "reviews"), meshv1.ConditionReady).Reason; r != meshv1.ReasonDeletionBlocked {
+		t.Fatalf("Ready reason %q while the target carries an unpromoted revision, want %s", r, meshv1.ReasonDeletionBlocked)
+	}
+
+	patch := []byte(`{"metadata":{"annotations":{"` + meshv1.AnnotationRequest + `":"confirm-deletion:1"}}}`)
+	if err := env.Client.Patch(t.Context(), &meshv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reviews"}}, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		t.Fatal(err)
+	}
+	waitCanaryGone(t, ns, "reviews")
+	expectHandedOver(t, ns, labels, 2)
+	if outage := watch.stop(); outage != "" {
+		t.Errorf("Service reviews had no ready endpoint during the deletion: %s", outage)
+	}
+	if n := readyPods(t, ns, labels, "bookinfo/reviews:v2"); n != 2 {
+		t.Errorf("%d target pods ready on the confirmed v2, want 2", n)
+	}
+}
+
+func waitCanaryGone(t *testing.T, ns, name string) {
+	t.Helper()
 	testenv.Eventually(t, 3*time.Minute, func() error {
-		if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "reviews"}, &meshv1.Canary{}); !apierrors.IsNotFound(err) {
+		if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: name}, &meshv1.Canary{}); !apierrors.IsNotFound(err) {
 			return fmt.Errorf("the Canary is still there (%v)", err)
 		}
 		return nil
 	})
-	// The watch goes on until the primary's pods are gone: an outage would come then.
+}
+
+// expectHandedOver waits until the generated objects and the primary's pods are gone, then
+// checks that the apex Service selects the target's pods (labels) and is the user's, and
+// that the target is ready at replicas.
+func expectHandedOver(t *testing.T, ns string, labels map[string]string, replicas int32) {
+	t.Helper()
 	testenv.Eventually(t, 3*time.Minute, func() error {
 		for _, o := range []client.Object{
 			&istionetv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: "reviews"}},
@@ -95,11 +166,9 @@ func TestDeletingACanaryKeepsTheServiceUp(t *testing.T) {
 		return nil
 	})
 	time.Sleep(2 * time.Second) // the endpoints controller's last word on the primary's pods
-	if outage := watch.stop(); outage != "" {
-		t.Errorf("Service reviews had no ready endpoint during the deletion: %s", outage)
-	}
 
-	if err := env.Client.Get(t.Context(), client.ObjectKeyFromObject(svc), svc); err != nil {
+	svc := &corev1.Service{}
+	if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "reviews"}, svc); err != nil {
 		t.Fatal(err)
 	}
 	if !maps.Equal(svc.Spec.Selector, labels) || len(svc.OwnerReferences) != 0 {
@@ -109,8 +178,8 @@ func TestDeletingACanaryKeepsTheServiceUp(t *testing.T) {
 	if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "reviews"}, target); err != nil {
 		t.Fatal(err)
 	}
-	if ready, why := workload.Ready(target); !ready || workload.Replicas(target) != 3 {
-		t.Errorf("target runs %d replicas, ready %v (%s); want the primary's 3, ready", workload.Replicas(target), ready, why)
+	if ready, why := workload.Ready(target); !ready || workload.Replicas(target) != replicas {
+		t.Errorf("target runs %d replicas, ready %v (%s); want the primary's %d, ready", workload.Replicas(target), ready, why, replicas)
 	}
 	// The Service kept its endpoints after the Canary went: the target's ready pods.
 	if n, desc := readyEndpoints(t.Context(), ns, "reviews"); n == 0 {
