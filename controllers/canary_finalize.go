@@ -297,10 +297,10 @@ func (r *CanaryReconciler) deleteOwned(ctx context.Context, c *meshv1.Canary, o 
 	if !metav1.IsControlledBy(o, c) || !o.GetDeletionTimestamp().IsZero() {
 		return false, nil // never delete what is not ours
 	}
-	if err := r.Delete(ctx, o); err != nil {
-		if apierrors.IsNotFound(err) {
-			return false, nil
-		}
+	switch err := r.Delete(ctx, o); {
+	case apierrors.IsNotFound(err):
+		return false, nil // gone meanwhile
+	case err != nil:
 		return false, fmt.Errorf("deleting %T %s: %w", o, o.GetName(), err)
 	}
 	return true, nil
