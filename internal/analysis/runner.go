@@ -17,6 +17,7 @@ import (
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/analysis/providers"
+	"canopy.dev/canopy/internal/budget"
 	"canopy.dev/canopy/internal/hooks"
 )
 
@@ -92,7 +93,11 @@ func New(reader client.Reader, factory providers.Factory, opts Options) *Runner 
 	return &Runner{reader: reader, factory: factory, opts: opts}
 }
 
-// Run measures every check of the Canary, in the order of spec.analysis.metrics.
+// Run measures every check of the Canary, in the order of spec.analysis.metrics. The
+// budget ctx carries (budget.NewContext) bounds every query: its timeout is lowered to the
+// operator's ceiling and to what is left, and a check that starts after the budget is spent
+// is not run and reports OutcomeTimeout, which the progression treats as it treats a
+// provider that timed out (onError).
 func (r *Runner) Run(ctx context.Context, canary *meshv1.Canary) []meshv1.CheckStatus {
 	metrics := canary.Spec.Analysis.Metrics
 	results := make([]meshv1.CheckStatus, len(metrics))
@@ -157,30 +162,45 @@ func outcomeOf(err error) meshv1.CheckOutcome {
 
 func (r *Runner) runCheck(ctx context.Context, canary *meshv1.Canary, m *meshv1.CanaryMetric) meshv1.CheckStatus {
 	st := meshv1.CheckStatus{Name: m.Name, Threshold: FormatThreshold(m.ThresholdRange)}
-	value, err := r.measure(ctx, canary, m)
+	value, note, err := r.measure(ctx, canary, m)
 	now := metav1.NewTime(r.opts.Clock.Now())
 	st.LastMeasured = &now
 	if err != nil {
-		st.Outcome, st.Message = err.outcome, truncate(err.msg, maxMessage)
+		st.Outcome, st.Message = err.outcome, truncate(budget.WithNote(err.msg, note), maxMessage)
 		return st
 	}
 	st.Value = FormatValue(value)
 	st.Outcome, st.Message = judge(value, m.ThresholdRange)
+	st.Message = truncate(budget.WithNote(st.Message, note), maxMessage)
 	return st
 }
 
-// measure renders the check's query, runs it and returns its value.
-func (r *Runner) measure(ctx context.Context, canary *meshv1.Canary, m *meshv1.CanaryMetric) (float64, *checkFailure) {
-	log := ctrl.LoggerFrom(ctx).WithValues("check", m.Name)
+// measure renders the check's query, runs it and returns its value, and a note when the
+// operator's ceiling lowered the provider's timeout.
+func (r *Runner) measure(ctx context.Context, canary *meshv1.Canary, m *meshv1.CanaryMetric) (float64, string, *checkFailure) {
+	b := budget.FromContext(ctx)
+	if b.Spent() {
+		return 0, "", failf(meshv1.OutcomeTimeout, "%s", budget.ErrSpent)
+	}
 	interval, err := CheckInterval(canary, m)
 	if err != nil {
-		return 0, failf(meshv1.OutcomeBadQuery, "%s", err)
+		return 0, "", failf(meshv1.OutcomeBadQuery, "%s", err)
 	}
 
 	tmpl, cfg, fail := r.querySource(ctx, canary, m)
 	if fail != nil {
-		return 0, fail
+		return 0, "", fail
 	}
+	// The provider's own timeout is the ceiling's; each query is also cut to what is left.
+	capped := b.Cap(budget.Query, cfg.Timeout)
+	cfg.Timeout = capped.Timeout
+	value, fail := r.query(ctx, canary, m, tmpl, cfg, interval)
+	return value, capped.Note(), fail
+}
+
+// query runs a check's rendered query, after its request count when it has minRequests.
+func (r *Runner) query(ctx context.Context, canary *meshv1.Canary, m *meshv1.CanaryMetric, tmpl string, cfg providers.Config, interval time.Duration) (float64, *checkFailure) {
+	log := ctrl.LoggerFrom(ctx).WithValues("check", m.Name)
 	vars := QueryVars{
 		Namespace: canary.Namespace,
 		Name:      canary.Name,
@@ -197,9 +217,23 @@ func (r *Runner) measure(ctx context.Context, canary *meshv1.Canary, m *meshv1.C
 	if cfg.Address == "" {
 		return 0, failf(meshv1.OutcomeError, "no Prometheus address: set the MetricTemplate's provider.address or start the operator with --prometheus-address")
 	}
+	b := budget.FromContext(ctx)
 	provider, err := r.factory(cfg)
 	if err != nil {
 		return 0, failf(meshv1.OutcomeBadQuery, "metric provider: %s", err)
+	}
+	run := func(q string) (float64, error) {
+		g, err := b.Grant(budget.Query, cfg.Timeout)
+		if err != nil {
+			return 0, providers.Errorf(providers.Timeout, "%w", err)
+		}
+		qctx, cancel := context.WithTimeout(ctx, g.Timeout)
+		defer cancel()
+		v, err := provider.Query(qctx, q)
+		if note := g.CutNote(); note != "" && providers.KindOf(err) == providers.Timeout {
+			err = providers.Errorf(providers.Timeout, "%w (%s)", err, note)
+		}
+		return v, err
 	}
 
 	if m.MinRequests != nil && *m.MinRequests > 0 {
@@ -207,7 +241,7 @@ func (r *Runner) measure(ctx context.Context, canary *meshv1.Canary, m *meshv1.C
 		if err != nil {
 			return 0, failf(meshv1.OutcomeBadQuery, "%s", err)
 		}
-		count, err := provider.Query(ctx, countQuery)
+		count, err := run(countQuery)
 		switch {
 		case providers.KindOf(err) == providers.NoData:
 			count = 0
@@ -222,7 +256,7 @@ func (r *Runner) measure(ctx context.Context, canary *meshv1.Canary, m *meshv1.C
 	}
 
 	log.V(1).Info("Running check query", "query", query)
-	value, err := provider.Query(ctx, query)
+	value, err := run(query)
 	if err != nil {
 		return 0, failf(outcomeOf(err), "%s", err)
 	}

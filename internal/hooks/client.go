@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/budget"
 )
 
 const (
@@ -87,15 +88,24 @@ func (e *StatusError) Error() string {
 // Call POSTs payload to the hook, retrying failed attempts (no answer, 408, 429, 5xx)
 // up to hook.Retries times with a growing backoff. Every attempt dials the addresses the
 // policy checked when the call began.
+//
+// The budget ctx carries (budget.NewContext, a Canary's reconcile) bounds the whole call:
+// each attempt's timeout is lowered to the operator's ceiling and to what is left, retries
+// stop when nothing is left for one, and a call that starts with the budget spent is not
+// made. Such an error wraps budget.ErrSpent.
 func (c *Client) Call(ctx context.Context, hook meshv1.CanaryWebhook, payload Payload) error {
-	timeout := defaultTimeout
-	if hook.Timeout != "" {
-		d, err := time.ParseDuration(string(hook.Timeout))
-		if err != nil || d <= 0 {
-			return fmt.Errorf("webhook %s: timeout %q is not a positive duration", hook.Name, hook.Timeout)
-		}
-		timeout = d
+	timeout, err := Timeout(hook)
+	if err != nil {
+		return err
 	}
+	b := budget.FromContext(ctx)
+	if b.Spent() {
+		return fmt.Errorf("webhook %s: %w", hook.Name, budget.ErrSpent)
+	}
+	// What is not granted attempt by attempt (reading the header's Secret, resolving the
+	// host) ends with the budget too.
+	ctx, cancel := b.Bound(ctx)
+	defer cancel()
 	retries := defaultRetries
 	if hook.Retries != nil {
 		retries = max(int(*hook.Retries), 0)
@@ -112,6 +122,18 @@ func (c *Client) Call(ctx context.Context, hook meshv1.CanaryWebhook, payload Pa
 		return fmt.Errorf("webhook %s: %w", hook.Name, err)
 	}
 	return nil
+}
+
+// Timeout is the timeout of one attempt the hook asks for (default 10s).
+func Timeout(hook meshv1.CanaryWebhook) (time.Duration, error) {
+	if hook.Timeout == "" {
+		return defaultTimeout, nil
+	}
+	d, err := time.ParseDuration(string(hook.Timeout))
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("webhook %s: timeout %q is not a positive duration", hook.Name, hook.Timeout)
+	}
+	return d, nil
 }
 
 // header is the hook's header from its Secret in namespace, within the credential policy.
@@ -165,14 +187,29 @@ func (c *Client) post(ctx context.Context, rawURL string, body []byte, timeout t
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 
+	b := budget.FromContext(ctx)
 	backoff := c.opts.Backoff
 	for attempt := 0; ; attempt++ {
-		err = c.attempt(ctx, httpClient, target, body, timeout, header)
+		g, spent := b.Grant(budget.Webhook, timeout)
+		if spent != nil && err == nil {
+			return spent
+		}
+		if spent != nil {
+			return fmt.Errorf("%w (after %d attempts: %w)", spent, attempt, err)
+		}
+		err = c.attempt(ctx, httpClient, target, body, g.Timeout, header)
 		if err == nil {
 			return nil
 		}
+		if g.Cut && errors.Is(err, context.DeadlineExceeded) {
+			// The budget ran out during the attempt: the hook's own timeout never came.
+			return fmt.Errorf("%w (%s): %w", err, g.CutNote(), budget.ErrSpent)
+		}
 		if attempt >= retries || !retryable(err) || ctx.Err() != nil {
 			break
+		}
+		if b != nil && b.Remaining() <= backoff {
+			return fmt.Errorf("%w (no retry after %d attempts: %w)", err, attempt+1, budget.ErrSpent)
 		}
 		t := time.NewTimer(backoff)
 		select {
