@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -33,6 +34,7 @@ import (
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/analysis"
+	"canopy.dev/canopy/internal/budget"
 	"canopy.dev/canopy/internal/hooks"
 	"canopy.dev/canopy/internal/mesh"
 	"canopy.dev/canopy/internal/progress"
@@ -64,6 +66,9 @@ type CanaryReconciler struct {
 	APIReader client.Reader
 	// Tenancy is what a Canary may claim beyond its namespace (nil: nothing).
 	Tenancy *render.Tenancy
+	// Limits bound the time one reconcile spends on the Canary's checks and webhooks
+	// (zero fields: the defaults), so that no Canary holds a shared worker for long.
+	Limits budget.Limits
 	// Observers are told of each status written (metrics, notifications).
 	Observers []RolloutObserver
 
@@ -290,7 +295,10 @@ func (r *CanaryReconciler) loadWorkloads(ctx context.Context, s *canaryScope) (b
 }
 
 // observe turns what was read into the progression's observation and runs what it needs:
-// the due checks, the check-like webhooks and the gates.
+// the due checks, the check-like webhooks and the gates. They share one budget
+// (budget.Limits): a Canary whose endpoints hang holds this worker no longer than that,
+// and what the budget did not reach reports Timeout, never a pass. The metric checks run
+// beside the webhooks, which keep their order.
 func (r *CanaryReconciler) observe(ctx context.Context, s *canaryScope) (bool, error) {
 	c := s.canary
 	tracked, err := workload.TrackedConfigs(ctx, r.Client, c.Namespace, &s.target.Spec.Template.Spec)
@@ -309,20 +317,30 @@ func (r *CanaryReconciler) observe(ctx context.Context, s *canaryScope) (bool, e
 		obs.CanaryReady, _ = workload.ReadyAt(s.target, c.Spec.Analysis.CanaryReadyThreshold)
 	}
 	needs := progress.Plan(&c.Spec, &c.Status, obs, s.now)
+	ctx = budget.NewContext(ctx, budget.Start(r.Clock, r.Limits))
+	var metrics sync.WaitGroup
+	var measured []meshv1.CheckStatus
 	if needs.RunChecks && r.Analyzer != nil {
-		obs.Checks = r.Analyzer.Run(ctx, c)
+		metrics.Go(func() { measured = r.Analyzer.Run(ctx, c) })
 	} else if needs.RunChecks {
-		obs.Checks = []meshv1.CheckStatus{}
+		measured = []meshv1.CheckStatus{}
 	}
+	var hookChecks []meshv1.CheckStatus
 	for _, t := range needs.Hooks {
 		for _, h := range webhooksOf(c, t) {
-			obs.Checks = append(obs.Checks, r.callCheckHook(ctx, s, h))
+			hookChecks = append(hookChecks, r.callCheckHook(ctx, s, h))
 		}
 	}
 	for _, t := range needs.Gates {
 		for _, h := range webhooksOf(c, t) {
 			obs.Gates = append(obs.Gates, r.callGate(ctx, s, h))
 		}
+	}
+	metrics.Wait()
+	// nil when nothing ran: the progression tells "not run" from "no results".
+	obs.Checks = measured
+	if hookChecks != nil {
+		obs.Checks = append(obs.Checks, hookChecks...)
 	}
 	s.obs, s.tracked = obs, tracked
 	return false, nil

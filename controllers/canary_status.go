@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/budget"
 	"canopy.dev/canopy/internal/hooks"
 	"canopy.dev/canopy/internal/progress"
 )
@@ -82,11 +83,15 @@ func boolCondition(b bool) metav1.ConditionStatus {
 	return metav1.ConditionFalse
 }
 
-// announce records the decision's events and calls the notification webhooks.
+// announce records the decision's events and calls the notification webhooks. It runs once
+// the routing and the status are written, so a rollback is in force before any webhook is
+// called; the webhooks have a budget of their own (budget.Limits), so that a rollback
+// decided on checks that spent the reconcile's is still announced.
 func (r *CanaryReconciler) announce(ctx context.Context, s *canaryScope) {
 	if s.decision == nil {
 		return
 	}
+	ctx = budget.NewContext(ctx, budget.Start(r.Clock, r.Limits))
 	c, d := s.canary, s.decision
 	events := d.Events
 	if s.canary.Generation != s.before.Status.ObservedGeneration {
@@ -167,36 +172,59 @@ func (r *CanaryReconciler) notify(ctx context.Context, s *canaryScope, h meshv1.
 	if r.Hooks == nil {
 		return
 	}
+	if budget.FromContext(ctx).Spent() {
+		ctrl.LoggerFrom(ctx).Info("Notification webhook not called", "webhook", h.Name, "type", h.Type, "error", budget.ErrSpent.Error())
+		return
+	}
 	if err := r.Hooks.Call(ctx, h, r.payload(s, h, message)); err != nil {
 		ctrl.LoggerFrom(ctx).Info("Notification webhook failed", "webhook", h.Name, "type", h.Type, "error", err.Error())
 	}
 }
 
 // callCheckHook calls a pre-rollout or rollout webhook; its answer is judged like a check.
+// One the reconcile's budget did not reach, or cut, is a Timeout (a failed check, as any
+// webhook that did not answer 2xx).
 func (r *CanaryReconciler) callCheckHook(ctx context.Context, s *canaryScope, h meshv1.CanaryWebhook) meshv1.CheckStatus {
 	now := metav1.NewTime(s.now)
 	res := meshv1.CheckStatus{Name: h.Name, Outcome: meshv1.OutcomePass, Threshold: "2xx", LastMeasured: &now}
-	if err := r.callHook(ctx, s, h); err != nil {
+	note, err := r.callHook(ctx, s, h)
+	switch {
+	case errors.Is(err, budget.ErrSpent):
+		res.Outcome, res.Message = meshv1.OutcomeTimeout, err.Error()
+	case err != nil:
 		res.Outcome, res.Message = meshv1.OutcomeFail, err.Error()
 	}
+	res.Message = budget.WithNote(res.Message, note)
 	return res
 }
 
-// callGate calls a confirm-* webhook: the gate is open when it answers 2xx.
+// callGate calls a confirm-* webhook: the gate is open when it answers 2xx. One the
+// reconcile's budget did not reach stays closed.
 func (r *CanaryReconciler) callGate(ctx context.Context, s *canaryScope, h meshv1.CanaryWebhook) meshv1.GateStatus {
 	now := metav1.NewTime(s.now)
 	g := meshv1.GateStatus{Name: h.Name, Type: h.Type, Open: true, LastAttempt: &now}
-	if err := r.callHook(ctx, s, h); err != nil {
+	note, err := r.callHook(ctx, s, h)
+	if err != nil {
 		g.Open, g.Message = false, err.Error()
 	}
+	g.Message = budget.WithNote(g.Message, note)
 	return g
 }
 
 var errNoCaller = errors.New("no webhook caller is configured")
 
-func (r *CanaryReconciler) callHook(ctx context.Context, s *canaryScope, h meshv1.CanaryWebhook) error {
-	if r.Hooks == nil {
-		return errNoCaller
+// callHook calls h within the budget ctx carries: not at all once it is spent. note says
+// how the operator's ceiling lowered the hook's timeout, for its status.
+func (r *CanaryReconciler) callHook(ctx context.Context, s *canaryScope, h meshv1.CanaryWebhook) (note string, err error) {
+	b := budget.FromContext(ctx)
+	if timeout, err := hooks.Timeout(h); err == nil {
+		note = b.Cap(budget.Webhook, timeout).Note()
 	}
-	return r.Hooks.Call(ctx, h, r.payload(s, h, ""))
+	switch {
+	case r.Hooks == nil:
+		return note, errNoCaller
+	case b.Spent():
+		return note, fmt.Errorf("webhook %s: %w", h.Name, budget.ErrSpent)
+	}
+	return note, r.Hooks.Call(ctx, h, r.payload(s, h, ""))
 }

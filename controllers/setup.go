@@ -14,6 +14,7 @@ import (
 	"canopy.dev/canopy/internal/analysis"
 	"canopy.dev/canopy/internal/analysis/providers"
 	"canopy.dev/canopy/internal/analysis/providers/prometheus"
+	"canopy.dev/canopy/internal/budget"
 	"canopy.dev/canopy/internal/hooks"
 	"canopy.dev/canopy/internal/mesh"
 	"canopy.dev/canopy/internal/metrics"
@@ -39,6 +40,9 @@ type Config struct {
 	// webhook headers) may go. Nil: the default policy, and credentials go nowhere.
 	ProviderPolicy *hooks.Policy
 	Credentials    *hooks.CredentialPolicy
+	// Limits bound the time one reconcile of a Canary spends on its checks and webhooks
+	// (--reconcile-budget, --max-check-timeout, --max-webhook-timeout; zero: the defaults).
+	Limits budget.Limits
 
 	// Analyzer and Hooks replace the Prometheus analyzer and the HTTP webhook caller; tests
 	// set them to feed the analysis. Clock replaces the real clock.
@@ -93,6 +97,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		Hooks:    cfg.Hooks,
 		Clock:    cfg.Clock,
 		Tenancy:  cfg.Tenancy,
+		Limits:   cfg.Limits,
 		// Metrics first: counting a transition is cheap and never blocks.
 		Observers: append([]RolloutObserver{metrics.Rollouts{}}, cfg.Observers...),
 	}

@@ -69,6 +69,8 @@ type fakeHooks struct {
 	mu    sync.Mutex
 	open  map[string]bool
 	calls map[meshv1.WebhookType]int
+	// during runs inside each call, as a slow webhook would take time.
+	during func(meshv1.CanaryWebhook)
 }
 
 func (f *fakeHooks) Call(_ context.Context, h meshv1.CanaryWebhook, _ hooks.Payload) error {
@@ -78,6 +80,9 @@ func (f *fakeHooks) Call(_ context.Context, h meshv1.CanaryWebhook, _ hooks.Payl
 		f.calls = map[meshv1.WebhookType]int{}
 	}
 	f.calls[h.Type]++
+	if f.during != nil {
+		f.during(h)
+	}
 	if f.open[h.Name] {
 		return nil
 	}

@@ -27,6 +27,7 @@ import (
 
 	"canopy.dev/canopy/controllers"
 	"canopy.dev/canopy/internal/analysis"
+	"canopy.dev/canopy/internal/budget"
 	"canopy.dev/canopy/internal/hooks"
 	"canopy.dev/canopy/internal/metrics"
 	"canopy.dev/canopy/internal/notify"
@@ -66,7 +67,12 @@ type Options struct {
 	MetricsProviderAllowedHosts string
 	MetricsProviderAllowedCIDRs string
 	CredentialAllowedHosts      string
-	NotificationsConfig         string
+	// ReconcileBudget, MaxCheckTimeout and MaxWebhookTimeout bound the time one reconcile
+	// of a Canary spends on its checks and webhooks (issue 19; zero: the defaults).
+	ReconcileBudget     time.Duration
+	MaxCheckTimeout     time.Duration
+	MaxWebhookTimeout   time.Duration
+	NotificationsConfig string
 	// AllowedGatewayNamespaces, AllowedClusterIssuers, AllowedHosts and AllowedExternalHosts
 	// are the tenancy flags: what one namespace's Canaries and MeshPolicies may claim beyond
 	// the namespace (render.Tenancy; comma-separated, empty allows nothing beyond it).
@@ -137,6 +143,12 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		"Comma-separated CIDRs a provider.address may reach; a CIDR within a refused range lifts that part of it.")
 	fs.StringVar(&o.CredentialAllowedHosts, "credential-allowed-hosts", "",
 		"Comma-separated host names (or addresses) that credentials from a tenant's Secret (provider secretRef, webhook header) may be sent to; empty: none, except the --prometheus-address. The Secret must also be labelled mesh.canopy.dev/credentials=true.")
+	fs.DurationVar(&o.ReconcileBudget, "reconcile-budget", budget.DefaultReconcile,
+		"Time one reconcile of a Canary may spend on its metric queries and webhook calls, retries included; what does not fit is reported as a Timeout and never passes. Bounds how long one Canary holds a worker (twice: checks, then notifications).")
+	fs.DurationVar(&o.MaxCheckTimeout, "max-check-timeout", budget.DefaultMaxCheckTimeout,
+		"Ceiling of a metric provider query's timeout (provider.timeout); a check asking for more gets this, and its status says so.")
+	fs.DurationVar(&o.MaxWebhookTimeout, "max-webhook-timeout", budget.DefaultMaxWebhookTimeout,
+		"Ceiling of one webhook attempt's timeout (webhooks[].timeout); a webhook asking for more gets this, and its status says so.")
 	fs.BoolVar(&o.EnableWebhooks, "enable-webhooks", true, "Serve the admission webhooks of Canary, MeshPolicy and MetricTemplate.")
 	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	fs.StringVar(&o.WebhookCertDir, "webhook-cert-path", "", "Directory of the webhook server's certificate (default: controller-runtime's, /tmp/k8s-webhook-server/serving-certs).")
@@ -179,6 +191,12 @@ func (o *Options) Tenancy() (*render.Tenancy, error) {
 		return nil, fmt.Errorf("--allowed-external-hosts: %w", err)
 	}
 	return t, nil
+}
+
+// Limits are the bounds of the time one reconcile of a Canary spends on its checks and
+// webhooks; zero fields (Options built in code) keep the defaults.
+func (o *Options) Limits() budget.Limits {
+	return budget.Limits{Reconcile: o.ReconcileBudget, MaxCheckTimeout: o.MaxCheckTimeout, MaxWebhookTimeout: o.MaxWebhookTimeout}
 }
 
 // Namespaces returns the watched namespaces, or nil for the whole cluster.
@@ -232,6 +250,10 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	}
 	tenancy, err := o.Tenancy()
 	if err != nil {
+		return err
+	}
+	limits := o.Limits()
+	if err := limits.Validate(); err != nil {
 		return err
 	}
 	cfg = rest.CopyConfig(cfg)
@@ -308,6 +330,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		HookPolicy:              policies.hooks,
 		ProviderPolicy:          policies.providers,
 		Credentials:             policies.credentials,
+		Limits:                  limits,
 		Analyzer:                o.Analyzer,
 		Hooks:                   o.Hooks,
 		Observers:               observers,

@@ -71,3 +71,23 @@ func TestAPIServerAddresses(t *testing.T) {
 		}
 	}
 }
+
+// The budget flags default to the safe bounds, and a negative one is refused by name.
+func TestBudgetFlags(t *testing.T) {
+	var o Options
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	o.BindFlags(fs)
+	if err := fs.Parse([]string{"--max-webhook-timeout=5s"}); err != nil {
+		t.Fatal(err)
+	}
+	l := o.Limits()
+	if l.Reconcile != 30*time.Second || l.MaxCheckTimeout != 10*time.Second || l.MaxWebhookTimeout != 5*time.Second {
+		t.Errorf("limits %+v, want 30s, 10s and the 5s given", l)
+	}
+	if err := fs.Parse([]string{"--reconcile-budget=-1s"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Limits().Validate(); err == nil || !strings.Contains(err.Error(), "--reconcile-budget: -1s is negative") {
+		t.Errorf("a negative budget: %v, want it refused by name", err)
+	}
+}
