@@ -3,11 +3,9 @@ package hooks
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +15,7 @@ import (
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/budget"
+	"canopy.dev/canopy/test/tarpit"
 )
 
 var budgetStart = time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
@@ -53,42 +52,11 @@ func TestRetriesCountAgainstTheBudget(t *testing.T) {
 	}
 }
 
-// tarpit accepts connections and never answers: a webhook or a Prometheus that hangs.
-func tarpit(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return "http://" + l.Addr().String()
-}
-
 // A hook asking for 10m gets the operator's ceiling (a short one here, in real time: the
 // tar pit never answers), and one that starts with less left than that is cut to what is
 // left, which the error says, wrapping ErrSpent. No assertion is made on how long it took.
 func TestCeilingAndCutOfOneAttempt(t *testing.T) {
-	url := tarpit(t)
+	url := tarpit.New(t).URL
 	h := meshv1.CanaryWebhook{Name: "tarpit", Type: meshv1.WebhookRollout, URL: url, Timeout: "10m", Retries: ptr.To(int32(0))}
 	c := NewClient(loopbackPolicy(t), ClientOptions{})
 
