@@ -349,9 +349,14 @@ type CanaryWebhook struct {
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('http://') || self.startsWith('https://')",message="url must be an http:// or https:// URL"
 	URL string `json:"url"`
+	// Timeout bounds one attempt. The operator lowers it to its ceiling
+	// (--max-webhook-timeout, 30s by default), and every attempt, retries included, is
+	// paid from the time budget of the reconcile (--reconcile-budget); a webhook the budget
+	// does not reach reports Timeout.
 	// +kubebuilder:default="10s"
 	// +optional
 	Timeout Duration `json:"timeout,omitempty"`
+	// Retries are the attempts after a first that got no answer, or 408, 429 or 5xx.
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=10
 	// +kubebuilder:default=2

@@ -49,7 +49,9 @@ type MetricProvider struct {
 	SecretRef *LocalObjectReference `json:"secretRef,omitempty"`
 	// +optional
 	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
-	// Timeout bounds one query.
+	// Timeout bounds one query. The operator lowers it to its ceiling
+	// (--max-check-timeout, 10s by default), and the queries of one reconcile share its time
+	// budget (--reconcile-budget); a check the budget does not reach reports Timeout.
 	// +kubebuilder:default="5s"
 	// +optional
 	Timeout Duration `json:"timeout,omitempty"`

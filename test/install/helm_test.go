@@ -104,6 +104,7 @@ func TestHelmChart(t *testing.T) {
 			"operator.credentialAllowedHosts={prometheus.monitoring.svc}",
 			"operator.allowCrossNamespaceRefs=true", "operator.kubeAPIBurst=40",
 			"operator.maxConcurrentReconciles=8", "operator.extraArgs={--zap-log-level=debug}",
+			"operator.reconcileBudget=1m", "operator.maxCheckTimeout=5s", "operator.maxWebhookTimeout=15s",
 			"leaderElection.id=canopy-shard-a", "leaderElection.leaseDuration=30s", "leaderElection.renewDeadline=20s", "leaderElection.retryPeriod=4s",
 			"notifications.existingSecret=canopy-notifications",
 			"tenancy.gatewayNamespaces={istio-system}", "tenancy.clusterIssuers={letsencrypt,awspca.cert-manager.io/ca}",
@@ -133,6 +134,9 @@ func TestHelmChart(t *testing.T) {
 			if o.MetricsProviderAllowedHosts != "prometheus.monitoring.svc,*.prom.svc" || o.MetricsProviderAllowedCIDRs != "10.96.0.0/12" ||
 				o.CredentialAllowedHosts != "prometheus.monitoring.svc" {
 				t.Errorf("the URL policy values did not reach the flags: %+v", o)
+			}
+			if l := o.Limits(); l.Reconcile != time.Minute || l.MaxCheckTimeout != 5*time.Second || l.MaxWebhookTimeout != 15*time.Second {
+				t.Errorf("the budget values did not reach the flags: %+v", l)
 			}
 			if o.LeaderElectionID != "canopy-shard-a" || o.ShardSelector != "canopy.dev/shard=a" ||
 				o.LeaseDuration != 30*time.Second || o.RenewDeadline != 20*time.Second || o.RetryPeriod != 4*time.Second {
@@ -229,6 +233,7 @@ func TestHelmValuesRefused(t *testing.T) {
 		{"rbac.watchNamespaces={Team_A}", "/rbac/watchNamespaces/0"},
 		{"operator.kubeAPIQPS=0", "/operator/kubeAPIQPS"},
 		{"operator.maxConcurrentReconciles=0", "/operator/maxConcurrentReconciles"},
+		{"operator.reconcileBudget=30", "/operator/reconcileBudget"},
 		{"operator.prometheusAddress=prometheus:9090", "/operator/prometheusAddress"},
 		{"operator.extraArgs={zap-log-level=debug}", "/operator/extraArgs/0"},
 		{"webhook.failurePolicy=Sometimes", "/webhook/failurePolicy"},
