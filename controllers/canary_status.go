@@ -173,7 +173,7 @@ func (r *CanaryReconciler) notify(ctx context.Context, s *canaryScope, h meshv1.
 		return
 	}
 	if budget.FromContext(ctx).Spent() {
-		ctrl.LoggerFrom(ctx).Info("Notification webhook not called", "webhook", h.Name, "type", h.Type, "error", budget.ErrSpent.Error())
+		ctrl.LoggerFrom(ctx).Info("Notification webhook not called", "webhook", h.Name, "type", h.Type, "error", budget.ErrNotRun.Error())
 		return
 	}
 	if err := r.Hooks.Call(ctx, h, r.payload(s, h, message)); err != nil {
@@ -224,7 +224,7 @@ func (r *CanaryReconciler) callHook(ctx context.Context, s *canaryScope, h meshv
 	case r.Hooks == nil:
 		return note, errNoCaller
 	case b.Spent():
-		return note, fmt.Errorf("webhook %s: %w", h.Name, budget.ErrSpent)
+		return note, fmt.Errorf("webhook %s: %w", h.Name, budget.ErrNotRun)
 	}
 	return note, r.Hooks.Call(ctx, h, r.payload(s, h, ""))
 }

@@ -180,7 +180,7 @@ func (r *Runner) runCheck(ctx context.Context, canary *meshv1.Canary, m *meshv1.
 func (r *Runner) measure(ctx context.Context, canary *meshv1.Canary, m *meshv1.CanaryMetric) (float64, string, *checkFailure) {
 	b := budget.FromContext(ctx)
 	if b.Spent() {
-		return 0, "", failf(meshv1.OutcomeTimeout, "%s", budget.ErrSpent)
+		return 0, "", failf(meshv1.OutcomeTimeout, "%s", budget.ErrNotRun)
 	}
 	interval, err := CheckInterval(canary, m)
 	if err != nil {

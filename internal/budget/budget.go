@@ -94,9 +94,12 @@ func (b *Budget) Remaining() time.Duration {
 // Spent says that nothing is left: no call may start.
 func (b *Budget) Spent() bool { return b != nil && b.Remaining() <= 0 }
 
-// ErrSpent is a call that did not start, or was cut, because the reconcile's budget was
-// spent. Its message is what a check's status says.
-var ErrSpent = errors.New("not run: the reconcile's time budget for checks and webhooks (--reconcile-budget) was spent")
+// ErrSpent is a call cut, or not retried, because the reconcile's budget was spent.
+var ErrSpent = errors.New("the reconcile's time budget for checks and webhooks (--reconcile-budget) is spent")
+
+// ErrNotRun is a call that did not start because the budget was spent; it is an ErrSpent.
+// Its message is what the status of the check or gate says.
+var ErrNotRun = fmt.Errorf("not run: %w", ErrSpent)
 
 // Kind is what a call is, for its ceiling.
 type Kind int
@@ -136,8 +139,8 @@ type Grant struct {
 	kind Kind
 }
 
-// Grant gives a call of kind k that asks for asked its timeout, or ErrSpent when nothing is
-// left. A nil budget grants what is asked.
+// Grant gives a call of kind k that asks for asked its timeout, or ErrNotRun when nothing
+// is left. A nil budget grants what is asked.
 func (b *Budget) Grant(k Kind, asked time.Duration) (Grant, error) {
 	g := b.Cap(k, asked)
 	if b == nil {
@@ -145,7 +148,7 @@ func (b *Budget) Grant(k Kind, asked time.Duration) (Grant, error) {
 	}
 	left := b.Remaining()
 	if left <= 0 {
-		return g, ErrSpent
+		return g, ErrNotRun
 	}
 	if left < g.Timeout {
 		g.Timeout, g.Cut = left, true

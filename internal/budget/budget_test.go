@@ -79,8 +79,8 @@ func TestNotesNameTheFlags(t *testing.T) {
 	if note := b.Cap(Query, time.Second).Note(); note != "" {
 		t.Errorf("Cap below the ceiling = %q, want none", note)
 	}
-	if !strings.Contains(ErrSpent.Error(), "--reconcile-budget") {
-		t.Errorf("ErrSpent = %q, want it to name the flag", ErrSpent)
+	if !strings.Contains(ErrNotRun.Error(), "not run: the reconcile's time budget") || !strings.Contains(ErrSpent.Error(), "--reconcile-budget") || !errors.Is(ErrNotRun, ErrSpent) {
+		t.Errorf("ErrNotRun = %q, ErrSpent = %q: want them to say so, name the flag, and ErrNotRun to be an ErrSpent", ErrNotRun, ErrSpent)
 	}
 }
 

@@ -92,7 +92,7 @@ func (e *StatusError) Error() string {
 // The budget ctx carries (budget.NewContext, a Canary's reconcile) bounds the whole call:
 // each attempt's timeout is lowered to the operator's ceiling and to what is left, retries
 // stop when nothing is left for one, and a call that starts with the budget spent is not
-// made. Such an error wraps budget.ErrSpent.
+// made (budget.ErrNotRun). Such an error wraps budget.ErrSpent.
 func (c *Client) Call(ctx context.Context, hook meshv1.CanaryWebhook, payload Payload) error {
 	timeout, err := Timeout(hook)
 	if err != nil {
@@ -100,7 +100,7 @@ func (c *Client) Call(ctx context.Context, hook meshv1.CanaryWebhook, payload Pa
 	}
 	b := budget.FromContext(ctx)
 	if b.Spent() {
-		return fmt.Errorf("webhook %s: %w", hook.Name, budget.ErrSpent)
+		return fmt.Errorf("webhook %s: %w", hook.Name, budget.ErrNotRun)
 	}
 	// What is not granted attempt by attempt (reading the header's Secret, resolving the
 	// host) ends with the budget too.
@@ -195,7 +195,7 @@ func (c *Client) post(ctx context.Context, rawURL string, body []byte, timeout t
 			return spent
 		}
 		if spent != nil {
-			return fmt.Errorf("%w (after %d attempts: %w)", spent, attempt, err)
+			return fmt.Errorf("%w (after %d attempts: %w)", budget.ErrSpent, attempt, err)
 		}
 		err = c.attempt(ctx, httpClient, target, body, g.Timeout, header)
 		if err == nil {
