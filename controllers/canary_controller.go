@@ -61,8 +61,10 @@ type CanaryReconciler struct {
 	Analyzer analysis.Analyzer
 	Hooks    hooks.Caller
 	Clock    clock.PassiveClock
-	// APIReader reads uncached what a cache would cost too much for (the namespace of a
-	// Canary being deleted); nil: the Client.
+	// APIReader reads by name and uncached what a cache would not hold or would cost too
+	// much for: the ConfigMaps (whose data the cache drops) and Secrets the primary gets
+	// copies of, and the namespace of a Canary being deleted. The manager's APIReader; nil:
+	// the Client.
 	APIReader client.Reader
 	// Tenancy is what a Canary may claim beyond its namespace (nil: nothing).
 	Tenancy *render.Tenancy
@@ -86,8 +88,8 @@ type CanaryReconciler struct {
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;destinationrules,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;patch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
 
 // Reconcile moves one Canary's rollout forward by at most the steps that are due now.
@@ -193,9 +195,11 @@ type canaryScope struct {
 	warnings  []render.Warning
 	tracked   []string // the target's tracked configs, part of its revision
 
-	// What decide rendered, before anything is written: the primary (nil when it is not to
-	// be written this reconcile), the primary's autoscaler (nil without one) and the routing.
+	// What decide rendered, before anything is written: the primary and its config copies
+	// (nil when the primary is not written this reconcile), the primary's autoscaler (nil
+	// without one) and the routing.
 	primaryObj *appsv1.Deployment
+	copyObjs   []client.Object // the primary's copies of its ConfigMaps and Secrets
 	hpaObj     *autoscalingv2.HorizontalPodAutoscaler
 	routing    render.CanarySet
 }
@@ -353,7 +357,7 @@ func (r *CanaryReconciler) observe(ctx context.Context, s *canaryScope) (bool, e
 // progression decides again with the routing held (all traffic on the primary, a rollout
 // holding at its step; rollbacks land), the routing is rendered without the policy's extras,
 // and the MeshPolicy condition says why.
-func (r *CanaryReconciler) decide(_ context.Context, s *canaryScope) (bool, error) {
+func (r *CanaryReconciler) decide(ctx context.Context, s *canaryScope) (bool, error) {
 	c := s.canary
 	if err := r.Tenancy.CheckCanary(c, nil); err != nil {
 		return true, r.invalid(s, err)
@@ -372,7 +376,7 @@ func (r *CanaryReconciler) decide(_ context.Context, s *canaryScope) (bool, erro
 	}
 	s.decision, s.routing, s.warnings = &d, set, set.Warnings
 	setPolicyCondition(&d.Status, s.policy, composeErr)
-	return r.renderWorkload(s)
+	return r.renderWorkload(ctx, s)
 }
 
 // renderRouting renders the Services, DestinationRules and VirtualService for the routing,
@@ -409,7 +413,7 @@ func setPolicyCondition(st *meshv1.CanaryStatus, policy *meshv1.MeshPolicy, err 
 
 // renderWorkload renders the primary Deployment, when the decision writes it, and the
 // primary's autoscaler.
-func (r *CanaryReconciler) renderWorkload(s *canaryScope) (bool, error) {
+func (r *CanaryReconciler) renderWorkload(ctx context.Context, s *canaryScope) (bool, error) {
 	c, d := s.canary, s.decision
 	w := d.Workload
 	// While the target carries the promoted revision the primary must be exactly what it
@@ -428,11 +432,17 @@ func (r *CanaryReconciler) renderWorkload(s *canaryScope) (bool, error) {
 				n = workload.Replicas(s.primary)
 			}
 		}
-		primary, err := render.Primary(c, s.target, ptr.To(max(n, 1)), s.tracked...)
+		// The copies of the configs are read and rendered with the primary, whose pods read
+		// them; applyWorkload writes them first.
+		configs, copies, err := r.primaryConfigs(ctx, s, repair && !w.Initialize && !w.PromotePrimary)
 		if err != nil {
 			return true, r.invalid(s, err)
 		}
-		s.primaryObj = primary
+		primary, err := render.Primary(c, s.target, ptr.To(max(n, 1)), configs...)
+		if err != nil {
+			return true, r.invalid(s, err)
+		}
+		s.primaryObj, s.copyObjs = primary, copies
 	}
 	if s.hpa != nil {
 		hpa, err := render.PrimaryAutoscaler(c, s.hpa)
@@ -448,10 +458,13 @@ func (r *CanaryReconciler) renderWorkload(s *canaryScope) (bool, error) {
 func (r *CanaryReconciler) applyWorkload(ctx context.Context, s *canaryScope) (bool, error) {
 	c, w := s.canary, s.decision.Workload
 	if s.primaryObj != nil {
-		if err := r.apply(ctx, c, s.primaryObj); err != nil {
-			return true, err
+		for _, o := range append(s.copyObjs, s.primaryObj) {
+			if err := r.apply(ctx, c, o); err != nil {
+				return true, err
+			}
 		}
 	}
+	resyncSecrets(s)
 	switch {
 	case w.ScaleTargetToZero:
 		if err := r.scale(ctx, s.target, 0); err != nil {
@@ -558,6 +571,9 @@ func (r *CanaryReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int)
 		Owns(&istionetv1.VirtualService{}, builder.WithPredicates(others)).
 		Owns(&istionetv1.DestinationRule{}, builder.WithPredicates(others)).
 		Owns(&autoscalingv2.HorizontalPodAutoscaler{}, builder.WithPredicates(others)).
+		// The primary's copies of ConfigMaps: a change or deletion by someone else is
+		// repaired. (Secrets are not watched: see secretResync.)
+		Owns(&corev1.ConfigMap{}, builder.WithPredicates(others)).
 		Watches(&appsv1.Deployment{}, byTarget, deployments).
 		Watches(&corev1.Service{}, byTarget, builder.WithPredicates(others)).
 		Watches(&meshv1.MeshPolicy{}, byPolicy).

@@ -169,11 +169,16 @@ func TestCanaryWeightedRolloutIsPromoted(t *testing.T) {
 	}
 	h.expectEvent(meshv1.ReasonSucceeded)
 
-	// A reconcile with nothing to do sends no write request at all.
+	h.expectNoWrites()
+}
+
+// expectNoWrites says a reconcile with nothing to do sends no write request at all.
+func (h *harness) expectNoWrites() {
+	h.t.Helper()
 	h.writes.Store(0)
 	h.reconcile("reviews")
 	if n := h.writes.Load(); n != 0 {
-		t.Fatalf("a no-op reconcile sent %d write requests, want 0", n)
+		h.t.Fatalf("a no-op reconcile sent %d write requests, want 0", n)
 	}
 }
 

@@ -73,7 +73,7 @@ func (s *canaryScope) fail(err error) {
 		return
 	}
 	s.decision = nil
-	s.setNotReady(meshv1.ReasonApplyFailed, err.Error(), false)
+	s.setNotReady(reasonOf(err), err.Error(), false)
 }
 
 func boolCondition(b bool) metav1.ConditionStatus {

@@ -72,4 +72,7 @@ const (
 	// has them is still applied (Ready stays True and its message lists them).
 	ReasonServiceAccountNotFound = "ServiceAccountNotFound"
 	ReasonRenderWarning          = "RenderWarning"
+	// ReasonConfigNotFound is a ConfigMap or Secret the target reads, not marked optional,
+	// that does not exist: the primary (which reads its own copy) is not written until it does.
+	ReasonConfigNotFound = "ConfigNotFound"
 )

@@ -338,11 +338,11 @@ func (w *world) canaryObjects(ctx context.Context, c *meshv1.Canary, routingOnly
 	}
 	var out []generated
 	if !routingOnly {
-		tracked, err := workload.TrackedConfigs(ctx, w, ns, &target.Spec.Template.Spec)
+		configs, err := workload.ReadConfigs(ctx, w, ns, &target.Spec.Template.Spec)
 		if err != nil {
 			return nil, warnings, err
 		}
-		primary, err := render.Primary(c, target, primaryReplicas(c, target, livePrimary), tracked...)
+		primary, err := render.Primary(c, target, primaryReplicas(c, target, livePrimary), configs...)
 		if err != nil {
 			return nil, warnings, err
 		}

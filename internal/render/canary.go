@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	pods "canopy.dev/canopy/internal/workload"
 )
 
 // Weights is the traffic split the controller wants for one reconcile.
@@ -125,10 +126,12 @@ func CanaryObjects(c *meshv1.Canary, target *appsv1.Deployment, w Weights, polic
 
 // Primary renders the primary Deployment from target, the Deployment whose template the
 // primary is to run (the target itself when promoting). replicas nil leaves the count
-// unset, so that an autoscaler, or the count already there, keeps it. tracked are the
-// target's tracked configs, as given to Revision: the revision the primary records (on its
-// pod template too, so that a config change alone still rolls the primary's pods).
-func Primary(c *meshv1.Canary, target *appsv1.Deployment, replicas *int32, tracked ...string) (*appsv1.Deployment, error) {
+// unset, so that an autoscaler, or the count already there, keeps it. configs are the
+// ConfigMaps and Secrets the target's template reads (workload.ReadConfigs): the primary
+// reads its own copies of those it copies (ConfigMapCopy, SecretCopy, applied before it), and
+// their digests are part of the revision the primary records (on its pod template too, so
+// that a config change alone still rolls the primary's pods).
+func Primary(c *meshv1.Canary, target *appsv1.Deployment, replicas *int32, configs ...pods.Config) (*appsv1.Deployment, error) {
 	if c == nil || target == nil {
 		return nil, fmt.Errorf("render primary: canary and target are required")
 	}
@@ -137,7 +140,7 @@ func Primary(c *meshv1.Canary, target *appsv1.Deployment, replicas *int32, track
 	if !r.checkNames() {
 		return nil, e.err()
 	}
-	d := primary(e, c, target, replicas, tracked...)
+	d := primary(e, c, target, replicas, configs...)
 	return d, e.err()
 }
 
@@ -176,12 +179,13 @@ func (r *canaryRenderer) labels() map[string]string {
 	return OwnerLabels(KindCanary, r.c.Namespace, r.c.Name)
 }
 
-func primary(e *errs, c *meshv1.Canary, target *appsv1.Deployment, replicas *int32, tracked ...string) *appsv1.Deployment {
+func primary(e *errs, c *meshv1.Canary, target *appsv1.Deployment, replicas *int32, configs ...pods.Config) *appsv1.Deployment {
 	name := c.Spec.TargetRef.Name
 	pname := PrimaryName(name)
-	rev := Revision(&target.Spec.Template, tracked...)
+	rev := Revision(&target.Spec.Template, pods.Tracked(configs)...)
 
 	spec := target.Spec.DeepCopy()
+	useConfigCopies(&spec.Template.Spec, configs)
 	spec.Replicas = nil
 	if replicas != nil {
 		spec.Replicas = new(int32)
