@@ -244,7 +244,9 @@ const annotationDataDigest = "mesh.canopy.dev/cached-data-digest"
 // Other objects pass unchanged.
 func CacheConfigMap(obj any) (any, error) {
 	cm, ok := obj.(*corev1.ConfigMap)
-	if !ok {
+	if !ok || FromCache(cm) {
+		// Transformed already: an informer may give the transform an object from its own
+		// store again (a resync), whose digest must not become the empty data's.
 		return obj, nil
 	}
 	digest := dataDigest(cm.Data, cm.BinaryData)

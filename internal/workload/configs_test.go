@@ -177,6 +177,11 @@ func TestCachedConfigMapKeepsItsDigestNotItsData(t *testing.T) {
 	if got, want := configDigest(cached), configDigest(full()); got != want {
 		t.Fatalf("digest of the cached copy %s, of the full one %s", got, want)
 	}
+	// Transforming the cache's copy again (a resync) keeps its digest.
+	again, _ := CacheConfigMap(cached.DeepCopy())
+	if got, want := configDigest(again.(*corev1.ConfigMap)), configDigest(full()); got != want {
+		t.Fatalf("digest of the copy transformed twice %s, of the full one %s", got, want)
+	}
 	// An empty ConfigMap too, and other kinds pass unchanged.
 	empty, _ := CacheConfigMap(&corev1.ConfigMap{})
 	if got, want := configDigest(empty.(*corev1.ConfigMap)), configDigest(&corev1.ConfigMap{}); got != want {
