@@ -96,6 +96,11 @@ func (a imageAnalyzer) Run(ctx context.Context, c *meshv1.Canary) []meshv1.Check
 	} else if strings.Contains(d.Spec.Template.Spec.Containers[0].Image, ":bad") {
 		outcome, value = meshv1.OutcomeFail, "42"
 	}
+	return checksOf(c, outcome, value)
+}
+
+// checksOf gives every check of c the outcome and value, as a stand-in analyzer's answer.
+func checksOf(c *meshv1.Canary, outcome meshv1.CheckOutcome, value string) []meshv1.CheckStatus {
 	now := metav1.Now()
 	var out []meshv1.CheckStatus
 	for _, m := range c.Spec.Analysis.Metrics {
