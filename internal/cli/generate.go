@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -347,6 +348,9 @@ func (w *world) canaryObjects(ctx context.Context, c *meshv1.Canary, routingOnly
 			return nil, warnings, err
 		}
 		note := "written when the Canary initializes and when a revision is promoted"
+		if copies := copiedConfigs(configs); copies != "" {
+			note += "; it reads canopy's copies, written with it, of " + copies
+		}
 		if w.live == nil {
 			// The API server's defaults are part of the template canopy hashes; render does
 			// not know them (diff asks the API server for them).
@@ -517,4 +521,16 @@ func upsertPorts(have, want []corev1.ServicePort) []corev1.ServicePort {
 		}
 	}
 	return out
+}
+
+// copiedConfigs names the configs the primary reads copies of, for a note: the copies are
+// not listed (a Secret's would print its data).
+func copiedConfigs(configs []workload.Config) string {
+	var names []string
+	for _, c := range configs {
+		if c.Copied() {
+			names = append(names, c.ConfigRef.String())
+		}
+	}
+	return strings.Join(names, ", ")
 }

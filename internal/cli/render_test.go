@@ -365,3 +365,50 @@ func TestRenderTwoPoliciesForOneService(t *testing.T) {
 		t.Errorf("exit %d: %s", code, errOut)
 	}
 }
+
+// The primary rendered offline reads canopy's copies of the ConfigMaps its target reads, as
+// the operator writes it, and the note says so.
+func TestRenderThePrimaryReadsConfigCopies(t *testing.T) {
+	offline(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "app.yaml")
+	if err := os.WriteFile(file, []byte(`apiVersion: v1
+kind: ConfigMap
+metadata: {name: reviews-config, namespace: shop}
+data: {stars: red}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reviews, namespace: shop}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  template:
+    metadata: {labels: {app: reviews}}
+    spec:
+      containers:
+      - name: reviews
+        image: reviews:v1
+        envFrom: [{configMapRef: {name: reviews-config}}]
+---
+apiVersion: mesh.canopy.dev/v1alpha1
+kind: Canary
+metadata: {name: reviews, namespace: shop}
+spec:
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: reviews}
+  service: {port: 9080}
+  analysis: {interval: 1m, threshold: 2, stepWeight: 10, maxWeight: 50}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := cliRun(t, "", "render", "-f", file)
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	primary := parseBack(t, out)[0].(*appsv1.Deployment)
+	if ref := primary.Spec.Template.Spec.Containers[0].EnvFrom[0].ConfigMapRef; ref == nil || ref.Name != "reviews-config-primary" {
+		t.Errorf("the rendered primary reads %v, want the copy reviews-config-primary", ref)
+	}
+	if !strings.Contains(out, "it reads canopy's copies, written with it, of ConfigMap reviews-config") {
+		t.Errorf("the note does not name the copied ConfigMap:\n%s", out[:300])
+	}
+}
