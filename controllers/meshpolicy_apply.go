@@ -33,12 +33,19 @@ const (
 // the policy is also rendered into the Canary's routing, so that the policy reports the
 // mistakes that would stop the Canary from carrying it (an mTLS mode its DestinationRules'
 // TLS contradicts, a route to a port the Canary's Services lack).
-func (r *MeshPolicyReconciler) render(_ context.Context, s *policyScope) (bool, error) {
-	set, err := render.MeshPolicyObjects(s.policy, s.svc, render.MeshPolicyOptions{
+func (r *MeshPolicyReconciler) render(ctx context.Context, s *policyScope) (bool, error) {
+	opts := render.MeshPolicyOptions{
 		CertificateReady:  s.serveHTTPS(),
 		CanaryOwnsRouting: s.canary != nil,
 		CanarySelector:    s.canarySelector,
-	})
+	}
+	if t := s.policy.Spec.Telemetry; t != nil && t.Tracing != nil && t.Tracing.Provider != "" {
+		var err error
+		if opts.TracingProviders, opts.MeshConfigRead, err = tracingProviders(ctx, r.meshConfigReader(), r.meshConfig()); err != nil {
+			return true, err
+		}
+	}
+	set, err := render.MeshPolicyObjects(s.policy, s.svc, opts)
 	var composed []render.Warning
 	if err == nil && s.canary != nil && s.canaryTarget != nil {
 		composed, err = compose(s)
@@ -321,4 +328,18 @@ func kindOf(o render.Object) string { return o.GetObjectKind().GroupVersionKind(
 
 func describe(g meshv1.GeneratedObject) string {
 	return fmt.Sprintf("%s %s/%s", g.Kind, g.Namespace, g.Name)
+}
+
+func (r *MeshPolicyReconciler) meshConfig() types.NamespacedName {
+	if r.MeshConfig.Name == "" {
+		return DefaultMeshConfig
+	}
+	return r.MeshConfig
+}
+
+func (r *MeshPolicyReconciler) meshConfigReader() client.Reader {
+	if r.APIReader != nil {
+		return r.APIReader
+	}
+	return r.Client
 }

@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -50,6 +51,11 @@ type MeshPolicyReconciler struct {
 	Clock    clock.PassiveClock
 	// Tenancy is what a MeshPolicy may claim beyond its namespace (nil: nothing).
 	Tenancy *render.Tenancy
+	// MeshConfig is the ConfigMap of istiod's mesh configuration (zero: DefaultMeshConfig),
+	// read uncached through APIReader (nil: the Client) when a policy names a tracing
+	// provider, to check that the provider exists.
+	MeshConfig types.NamespacedName
+	APIReader  client.Reader
 
 	// NoCertManager says cert-manager's API is not installed: canopy then runs without
 	// watching Certificates, and policies with ingress.tls say what is missing. Setup

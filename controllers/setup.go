@@ -4,6 +4,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"k8s.io/apimachinery/pkg/types"
 
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -40,6 +41,9 @@ type Config struct {
 	// webhook headers) may go. Nil: the default policy, and credentials go nowhere.
 	ProviderPolicy *hooks.Policy
 	Credentials    *hooks.CredentialPolicy
+	// MeshConfig is the ConfigMap of istiod's mesh configuration (--mesh-config; zero:
+	// istio-system/istio), read to check the tracing providers MeshPolicies name.
+	MeshConfig types.NamespacedName
 	// Limits bound the time one reconcile of a Canary spends on its checks and webhooks
 	// (--reconcile-budget, --max-check-timeout, --max-webhook-timeout; zero: the defaults).
 	Limits budget.Limits
@@ -104,11 +108,14 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	// Uncached reads for what a cache would cost too much for (see CanaryReconciler.APIReader).
 	canaries.APIReader = mgr.GetAPIReader()
 	policies := &MeshPolicyReconciler{
-		Client:   mgr.GetClient(),
-		Applier:  applier,
-		Recorder: mgr.GetEventRecorder("canopy"),
-		Clock:    cfg.Clock,
-		Tenancy:  cfg.Tenancy,
+		Client:     mgr.GetClient(),
+		Applier:    applier,
+		Recorder:   mgr.GetEventRecorder("canopy"),
+		Clock:      cfg.Clock,
+		Tenancy:    cfg.Tenancy,
+		MeshConfig: cfg.MeshConfig,
+		// The cache keeps no ConfigMap's data (workload.CacheConfigMap).
+		APIReader: mgr.GetAPIReader(),
 	}
 	// Indexes must exist before the cache starts, the controllers may come later.
 	if err := setupIndexes(mgr); err != nil {

@@ -342,11 +342,52 @@ type Telemetry struct {
 	AccessLogging *bool `json:"accessLogging,omitempty"`
 }
 
-// Tracing configures trace sampling.
+// Tracing configures the traces the service's sidecars send: to which of the mesh's
+// tracing providers (Zipkin, OpenTelemetry, ... as named in the mesh configuration's
+// extensionProviders), how many requests are sampled, and which tags each span carries.
 type Tracing struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=100
 	SamplingPercentage float64 `json:"samplingPercentage"`
+	// Provider is the name of a tracing provider in the mesh configuration's
+	// extensionProviders (the istio ConfigMap of istiod's namespace); empty: the mesh's
+	// default tracing provider. canopy checks that it exists and says so in status when it
+	// does not (istiod would send no traces).
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`
+	// +optional
+	Provider string `json:"provider,omitempty"`
+	// CustomTags are added to every span, by tag name: a literal value, a request header's
+	// or an environment variable of the proxy.
+	// +kubebuilder:validation:MaxProperties=16
+	// +optional
+	CustomTags map[string]TracingTag `json:"customTags,omitempty"`
+}
+
+// TracingTag is the value of a custom span tag: exactly one of literal, header and
+// environment.
+// +kubebuilder:validation:XValidation:rule="[has(self.literal), has(self.header), has(self.environment)].filter(x, x).size() == 1",message="exactly one of literal, header and environment"
+type TracingTag struct {
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	Literal *string `json:"literal,omitempty"`
+	// Header is a request header, with the value used when it is absent.
+	// +optional
+	Header *TagSource `json:"header,omitempty"`
+	// Environment is an environment variable of the proxy, with the value used when it is
+	// not set.
+	// +optional
+	Environment *TagSource `json:"environment,omitempty"`
+}
+
+// TagSource names where a tag's value is read, and its value when it is missing.
+type TagSource struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Name string `json:"name"`
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	DefaultValue string `json:"defaultValue,omitempty"`
 }
 
 // GeneratedObject is one object canopy generated for a MeshPolicy.

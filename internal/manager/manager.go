@@ -15,6 +15,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -73,6 +74,9 @@ type Options struct {
 	MaxCheckTimeout     time.Duration
 	MaxWebhookTimeout   time.Duration
 	NotificationsConfig string
+	// MeshConfig is "namespace/name" of istiod's mesh configuration ConfigMap, read to check
+	// the tracing providers MeshPolicies name.
+	MeshConfig string
 	// AllowedGatewayNamespaces, AllowedClusterIssuers, AllowedHosts and AllowedExternalHosts
 	// are the tenancy flags: what one namespace's Canaries and MeshPolicies may claim beyond
 	// the namespace (render.Tenancy; comma-separated, empty allows nothing beyond it).
@@ -156,6 +160,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.WebhookKeyName, "webhook-cert-key", "tls.key", "File name of the webhook server's key in --webhook-cert-path.")
 	fs.Float64Var(&o.MemoryLimitRatio, "memory-limit-ratio", DefaultMemoryLimitRatio,
 		"Share of the container's memory limit (its cgroup's) the Go runtime keeps the heap under, collecting harder near it; 0 disables; GOMEMLIMIT, when set, wins.")
+	fs.StringVar(&o.MeshConfig, "mesh-config", "istio-system/istio",
+		"namespace/name of istiod's mesh configuration ConfigMap (its \"mesh\" key), read to check the tracing providers MeshPolicies name.")
 	fs.StringVar(&o.NotificationsConfig, "notifications-config", "",
 		"YAML file of rollout notification channels (Slack, Teams, webhook); mount it from a Secret. Empty: no notifications.")
 	o.bindTenancyFlags(fs)
@@ -322,6 +328,10 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		}
 		observers = append(observers, n)
 	}
+	meshConfig, err := parseMeshConfig(o.MeshConfig)
+	if err != nil {
+		return err
+	}
 	if err := controllers.Setup(mgr, controllers.Config{
 		MaxConcurrentReconciles: o.MaxConcurrent,
 		PrometheusAddress:       o.PrometheusAddress,
@@ -331,6 +341,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		ProviderPolicy:          policies.providers,
 		Credentials:             policies.credentials,
 		Limits:                  limits,
+		MeshConfig:              meshConfig,
 		Analyzer:                o.Analyzer,
 		Hooks:                   o.Hooks,
 		Observers:               observers,
@@ -435,4 +446,16 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// parseMeshConfig reads --mesh-config: "namespace/name", or empty for the default.
+func parseMeshConfig(v string) (types.NamespacedName, error) {
+	if v == "" {
+		return controllers.DefaultMeshConfig, nil
+	}
+	ns, name, ok := strings.Cut(v, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return types.NamespacedName{}, fmt.Errorf("--mesh-config: %q is not namespace/name", v)
+	}
+	return types.NamespacedName{Namespace: ns, Name: name}, nil
 }

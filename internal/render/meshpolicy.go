@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,6 +42,11 @@ type MeshPolicyOptions struct {
 	// primary's pods, so the workload policies (PeerAuthentication, AuthorizationPolicy,
 	// Telemetry) are rendered a second time, "<name>-canary", for the canary's pods.
 	CanarySelector map[string]string
+	// TracingProviders are the names of the mesh configuration's extensionProviders, and
+	// MeshConfigRead says whether they were read: a tracing provider not among them is
+	// warned about (istiod would send that service's spans nowhere).
+	TracingProviders []string
+	MeshConfigRead   bool
 }
 
 // MeshPolicySet is everything rendered for a MeshPolicy. Objects are in the policy's
@@ -752,6 +758,39 @@ func (r *policyRenderer) certificate() *certmanagerv1.Certificate {
 	}
 }
 
+// tracing renders the policy's tracing: provider, sampling and custom tags.
+func (r *policyRenderer) tracing(t *meshv1.Tracing) *telemetry.Tracing {
+	checkPercentage(r.e, "spec.telemetry.tracing.samplingPercentage", t.SamplingPercentage)
+	out := &telemetry.Tracing{RandomSamplingPercentage: wrapperspb.Double(t.SamplingPercentage)}
+	if t.Provider != "" {
+		out.Providers = []*telemetry.ProviderRef{{Name: t.Provider}}
+		if r.opts.MeshConfigRead && !slices.Contains(r.opts.TracingProviders, t.Provider) {
+			known := "none"
+			if len(r.opts.TracingProviders) > 0 {
+				known = strings.Join(r.opts.TracingProviders, ", ")
+			}
+			r.e.warn("spec.telemetry.tracing.provider", "%q is not among the mesh configuration's extensionProviders (%s): istiod sends this service's spans nowhere until it is added", t.Provider, known)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(t.CustomTags)) {
+		tag, field := t.CustomTags[name], "spec.telemetry.tracing.customTags["+name+"]"
+		if out.CustomTags == nil {
+			out.CustomTags = map[string]*telemetry.Tracing_CustomTag{}
+		}
+		switch {
+		case tag.Literal != nil:
+			out.CustomTags[name] = &telemetry.Tracing_CustomTag{Type: &telemetry.Tracing_CustomTag_Literal{Literal: &telemetry.Tracing_Literal{Value: *tag.Literal}}}
+		case tag.Header != nil:
+			out.CustomTags[name] = &telemetry.Tracing_CustomTag{Type: &telemetry.Tracing_CustomTag_Header{Header: &telemetry.Tracing_RequestHeader{Name: tag.Header.Name, DefaultValue: tag.Header.DefaultValue}}}
+		case tag.Environment != nil:
+			out.CustomTags[name] = &telemetry.Tracing_CustomTag{Type: &telemetry.Tracing_CustomTag_Environment{Environment: &telemetry.Tracing_Environment{Name: tag.Environment.Name, DefaultValue: tag.Environment.DefaultValue}}}
+		default:
+			r.e.invalid(field, "needs one of literal, header and environment")
+		}
+	}
+	return out
+}
+
 func (r *policyRenderer) telemetries() []*telemetryv1.Telemetry {
 	t := r.p.Spec.Telemetry
 	if t == nil || (t.Tracing == nil && t.AccessLogging == nil) {
@@ -759,8 +798,7 @@ func (r *policyRenderer) telemetries() []*telemetryv1.Telemetry {
 	}
 	var spec telemetry.Telemetry
 	if t.Tracing != nil {
-		checkPercentage(r.e, "spec.telemetry.tracing.samplingPercentage", t.Tracing.SamplingPercentage)
-		spec.Tracing = []*telemetry.Tracing{{RandomSamplingPercentage: wrapperspb.Double(t.Tracing.SamplingPercentage)}}
+		spec.Tracing = []*telemetry.Tracing{r.tracing(t.Tracing)}
 	}
 	if t.AccessLogging != nil {
 		if *t.AccessLogging {

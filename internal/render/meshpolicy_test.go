@@ -326,6 +326,47 @@ func TestMeshPolicyTelemetry(t *testing.T) {
 	}
 }
 
+// A tracing provider, its sampling and custom tags reach the Telemetry; a provider the mesh
+// configuration does not declare is a warning naming the ones it does, and none is said
+// when the configuration could not be read.
+func TestMeshPolicyTracingProvider(t *testing.T) {
+	p := paymentPolicy()
+	team := "payments"
+	p.Spec.Telemetry = &meshv1.Telemetry{Tracing: &meshv1.Tracing{SamplingPercentage: 10, Provider: "zipkin", CustomTags: map[string]meshv1.TracingTag{
+		"team": {Literal: &team},
+		"user": {Header: &meshv1.TagSource{Name: "x-user", DefaultValue: "anonymous"}},
+		"node": {Environment: &meshv1.TagSource{Name: "NODE_NAME"}},
+	}}}
+	set := renderPolicy(t, p, MeshPolicyOptions{TracingProviders: []string{"otel", "zipkin"}, MeshConfigRead: true})
+	y := asYAML(t, set.Telemetries[0])
+	for _, want := range []string{"name: zipkin", "randomSamplingPercentage: 10", "value: payments", "name: x-user", "defaultValue: anonymous", "name: NODE_NAME"} {
+		if !strings.Contains(y, want) {
+			t.Errorf("Telemetry lacks %q:\n%s", want, y)
+		}
+	}
+	if w := tracingWarnings(set); len(w) != 0 {
+		t.Errorf("warnings for a declared provider: %v", w)
+	}
+	p.Spec.Telemetry.Tracing.Provider = "jaeger"
+	set = renderPolicy(t, p, MeshPolicyOptions{TracingProviders: []string{"otel", "zipkin"}, MeshConfigRead: true})
+	if w := tracingWarnings(set); len(w) != 1 || !strings.Contains(w[0].Message, `"jaeger" is not among the mesh configuration's extensionProviders (otel, zipkin)`) {
+		t.Errorf("warnings %v, want one naming the provider and the declared ones", w)
+	}
+	if w := tracingWarnings(renderPolicy(t, p, MeshPolicyOptions{})); len(w) != 0 {
+		t.Errorf("warnings %v without a mesh configuration to check against", w)
+	}
+}
+
+func tracingWarnings(set MeshPolicySet) []Warning {
+	var out []Warning
+	for _, w := range set.Warnings {
+		if w.Field == "spec.telemetry.tracing.provider" {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
 func TestMeshPolicyErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name   string

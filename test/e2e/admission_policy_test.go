@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/manager"
 	"canopy.dev/canopy/test/testenv"
 )
@@ -106,5 +107,26 @@ func TestRolloutUnderTheAdmissionPolicy(t *testing.T) {
 	err = as.Delete(t.Context(), target)
 	if err == nil || !strings.Contains(err.Error(), "DELETE of deployments "+ns+"/reviews refused") {
 		t.Errorf("canopy's identity deleted the target Deployment: %v", err)
+	}
+
+	// The hand-over of a deleted Canary stays within the policy too: the target (set back
+	// to the promoted revision) is scaled up, the apex Service, canopy's, selects its pods
+	// and is released, and what canopy generated is deleted.
+	setImage(t, ns, "reviews", "bookinfo/reviews:v2")
+	if err := env.Client.Delete(t.Context(), &meshv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reviews"}}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 2*time.Minute, func() error {
+		if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "reviews"}, &meshv1.Canary{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("the Canary is still there (%v)", err)
+		}
+		return nil
+	})
+	apex := &corev1.Service{}
+	if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "reviews"}, apex); err != nil {
+		t.Fatal(err)
+	}
+	if apex.Spec.Selector["app"] != "reviews" {
+		t.Errorf("after the hand-over the apex Service selects %v, want the target's pods", apex.Spec.Selector)
 	}
 }

@@ -255,6 +255,11 @@ func (e *Env) refusedByIstio(ctx context.Context) error {
 // returns what the test bed needs of them: the mesh configuration and injection templates
 // (ConfigMaps) and the webhook configurations. istiod's Deployment, Service and RBAC are
 // left out: it runs as a local process with the admin kubeconfig.
+// TracingProvider is the tracing provider the test bed's mesh configuration declares (a
+// Zipkin in istio-system, which is not deployed: spans go nowhere, the configuration is
+// what is checked).
+const TracingProvider = "zipkin"
+
 func renderIstioCharts(helm string, i *Istiod) ([]*unstructured.Unstructured, error) {
 	root, err := RepoRoot()
 	if err != nil {
@@ -281,6 +286,10 @@ func renderIstioCharts(helm string, i *Istiod) ([]*unstructured.Unstructured, er
 		{"istiod", "istio-control/istio-discovery", []string{
 			"--set", "istiodRemote.injectionURL=https://" + i.WebhookAddress + "/inject",
 			"--set", "istiodRemote.injectionCABundle=" + ca,
+			// A tracing provider, as a mesh with Zipkin declares it: MeshPolicies name it.
+			"--set", "meshConfig.extensionProviders[0].name=" + TracingProvider,
+			"--set", "meshConfig.extensionProviders[0].zipkin.service=zipkin." + IstioNamespace + ".svc.cluster.local",
+			"--set", "meshConfig.extensionProviders[0].zipkin.port=9411",
 		}, map[string]bool{
 			"ConfigMap/istio":                                     true,
 			"ConfigMap/istio-sidecar-injector":                    true,
