@@ -39,11 +39,12 @@ func (r *MeshPolicyReconciler) render(ctx context.Context, s *policyScope) (bool
 		CanaryOwnsRouting: s.canary != nil,
 		CanarySelector:    s.canarySelector,
 	}
-	if t := s.policy.Spec.Telemetry; t != nil && t.Tracing != nil && t.Tracing.Provider != "" {
-		var err error
-		if opts.TracingProviders, opts.MeshConfigRead, err = tracingProviders(ctx, r.meshConfigReader(), r.meshConfig()); err != nil {
+	if namesMeshProvider(s.policy) {
+		providers, read, err := readMeshProviders(ctx, r.meshConfigReader(), r.meshConfig())
+		if err != nil {
 			return true, err
 		}
+		opts.MeshConfigRead, opts.TracingProviders, opts.AuthorizationProviders = read, providers.tracing, providers.authorization
 	}
 	set, err := render.MeshPolicyObjects(s.policy, s.svc, opts)
 	var composed []render.Warning
@@ -342,4 +343,11 @@ func (r *MeshPolicyReconciler) meshConfigReader() client.Reader {
 		return r.APIReader
 	}
 	return r.Client
+}
+
+// namesMeshProvider says whether the policy names an extension provider of the mesh
+// configuration (a tracing provider, an external authorizer), which is then read.
+func namesMeshProvider(p *meshv1.MeshPolicy) bool {
+	t, a := p.Spec.Telemetry, p.Spec.Authorization
+	return (t != nil && t.Tracing != nil && t.Tracing.Provider != "") || (a != nil && a.Provider != "")
 }

@@ -73,16 +73,25 @@ type PortMTLS struct {
 	Mode MTLSMode `json:"mode"`
 }
 
-// AuthorizationAction is what an authorization policy does with matching requests.
-// +kubebuilder:validation:Enum=ALLOW;DENY;AUDIT
+// AuthorizationAction is what an authorization policy does with matching requests: ALLOW,
+// DENY, AUDIT, or CUSTOM (ask the external authorizer named by provider).
+// +kubebuilder:validation:Enum=ALLOW;DENY;AUDIT;CUSTOM
 type AuthorizationAction string
 
 // Authorization says who may call the service.
 // +kubebuilder:validation:XValidation:rule="!has(self.defaultDeny) || !self.defaultDeny || self.action == 'ALLOW'",message="defaultDeny only makes sense with action ALLOW"
+// +kubebuilder:validation:XValidation:rule="(has(self.action) && self.action == 'CUSTOM') == has(self.provider)",message="provider names the external authorizer of action CUSTOM, and only of it",fieldPath=".provider"
 type Authorization struct {
 	// +kubebuilder:default=ALLOW
 	// +optional
 	Action AuthorizationAction `json:"action,omitempty"`
+	// Provider is, for action CUSTOM, the external authorizer that decides: the name of an
+	// envoyExtAuthzHttp or envoyExtAuthzGrpc entry of the mesh configuration's
+	// extensionProviders (canopy says in status when there is none of that name).
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`
+	// +optional
+	Provider string `json:"provider,omitempty"`
 	// DefaultDeny also generates an allow-nothing policy, so only the rules' callers get in.
 	// +optional
 	DefaultDeny bool `json:"defaultDeny,omitempty"`
@@ -91,7 +100,8 @@ type Authorization struct {
 	Rules []AuthorizationRule `json:"rules,omitempty"`
 }
 
-// AuthorizationRule matches requests by source and operation.
+// AuthorizationRule matches requests by source, operation and conditions: a request
+// matches when it matches one of from, one of to, and every condition of when.
 type AuthorizationRule struct {
 	// +kubebuilder:validation:MaxItems=16
 	// +optional
@@ -99,10 +109,34 @@ type AuthorizationRule struct {
 	// +kubebuilder:validation:MaxItems=16
 	// +optional
 	To []AuthorizationOperation `json:"to,omitempty"`
+	// When are further conditions on the request's attributes (Istio's authorization
+	// condition keys), all of which must hold.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	When []AuthorizationCondition `json:"when,omitempty"`
 }
 
-// AuthorizationSource names callers.
-// +kubebuilder:validation:XValidation:rule="has(self.serviceAccounts) || has(self.namespaces) || has(self.principals)",message="name serviceAccounts, namespaces or principals"
+// AuthorizationCondition matches one attribute of the request: a header, the source or
+// remote address, the source's namespace or principal, a JWT's principal, audiences,
+// presenter or claim (with a RequestAuthentication in force), the destination's address or
+// port, the TLS server name.
+// +kubebuilder:validation:XValidation:rule="has(self.values) || has(self.notValues)",message="give values or notValues"
+type AuthorizationCondition struct {
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^(request\.headers\[[^\]]+\]|source\.ip|remote\.ip|source\.namespace|source\.principal|request\.auth\.principal|request\.auth\.audiences|request\.auth\.presenter|request\.auth\.claims(\[[^\]]+\])+|destination\.ip|destination\.port|connection\.sni)$`
+	Key string `json:"key"`
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=512
+	// +optional
+	Values []string `json:"values,omitempty"`
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=512
+	// +optional
+	NotValues []string `json:"notValues,omitempty"`
+}
+
+// AuthorizationSource names callers: those it names, except those its not* fields name.
+// +kubebuilder:validation:XValidation:rule="has(self.serviceAccounts) || has(self.namespaces) || has(self.principals) || has(self.notServiceAccounts) || has(self.notNamespaces) || has(self.notPrincipals)",message="name serviceAccounts, namespaces or principals (or their not* forms)"
 type AuthorizationSource struct {
 	// ServiceAccounts as "namespace/name".
 	// +kubebuilder:validation:MaxItems=64
@@ -118,6 +152,19 @@ type AuthorizationSource struct {
 	// +kubebuilder:validation:items:MaxLength=512
 	// +optional
 	Principals []string `json:"principals,omitempty"`
+	// NotServiceAccounts, NotNamespaces and NotPrincipals exclude callers.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$`
+	// +optional
+	NotServiceAccounts []string `json:"notServiceAccounts,omitempty"`
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=63
+	// +optional
+	NotNamespaces []string `json:"notNamespaces,omitempty"`
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=512
+	// +optional
+	NotPrincipals []string `json:"notPrincipals,omitempty"`
 }
 
 // AuthorizationOperation names what is called.
@@ -136,6 +183,20 @@ type AuthorizationOperation struct {
 	// +kubebuilder:validation:items:Maximum=65535
 	// +optional
 	Ports []int32 `json:"ports,omitempty"`
+	// NotMethods, NotPaths and NotPorts exclude operations.
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:Enum=GET;HEAD;POST;PUT;PATCH;DELETE;OPTIONS;CONNECT;TRACE
+	// +optional
+	NotMethods []string `json:"notMethods,omitempty"`
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=1024
+	// +optional
+	NotPaths []string `json:"notPaths,omitempty"`
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:Minimum=1
+	// +kubebuilder:validation:items:Maximum=65535
+	// +optional
+	NotPorts []int32 `json:"notPorts,omitempty"`
 }
 
 // Resilience is the service's fault tolerance.

@@ -42,11 +42,14 @@ type MeshPolicyOptions struct {
 	// primary's pods, so the workload policies (PeerAuthentication, AuthorizationPolicy,
 	// Telemetry) are rendered a second time, "<name>-canary", for the canary's pods.
 	CanarySelector map[string]string
-	// TracingProviders are the names of the mesh configuration's extensionProviders, and
-	// MeshConfigRead says whether they were read: a tracing provider not among them is
+	// TracingProviders are the names of the mesh configuration's tracing extensionProviders,
+	// and MeshConfigRead says whether they were read: a tracing provider not among them is
 	// warned about (istiod would send that service's spans nowhere).
 	TracingProviders []string
 	MeshConfigRead   bool
+	// AuthorizationProviders are the names of the mesh configuration's external
+	// authorizers (envoyExtAuthzHttp, envoyExtAuthzGrpc), for action CUSTOM.
+	AuthorizationProviders []string
 }
 
 // MeshPolicySet is everything rendered for a MeshPolicy. Objects are in the policy's
@@ -252,10 +255,11 @@ func (r *policyRenderer) peerAuthentications() []*securityv1.PeerAuthentication 
 }
 
 var authzActions = map[meshv1.AuthorizationAction]security.AuthorizationPolicy_Action{
-	"":      security.AuthorizationPolicy_ALLOW,
-	"ALLOW": security.AuthorizationPolicy_ALLOW,
-	"DENY":  security.AuthorizationPolicy_DENY,
-	"AUDIT": security.AuthorizationPolicy_AUDIT,
+	"":       security.AuthorizationPolicy_ALLOW,
+	"ALLOW":  security.AuthorizationPolicy_ALLOW,
+	"DENY":   security.AuthorizationPolicy_DENY,
+	"AUDIT":  security.AuthorizationPolicy_AUDIT,
+	"CUSTOM": security.AuthorizationPolicy_CUSTOM,
 }
 
 // Principal is the SPIFFE identity Istio gives a service account, in the default trust
@@ -279,6 +283,18 @@ func (r *policyRenderer) authorizationPolicies() []*securityv1.AuthorizationPoli
 	if len(a.Rules) == 0 && action == security.AuthorizationPolicy_ALLOW {
 		r.e.warn("spec.authorization.rules", "an ALLOW policy without rules lets no request in")
 	}
+	var provider *security.AuthorizationPolicy_ExtensionProvider
+	switch {
+	case action == security.AuthorizationPolicy_CUSTOM && a.Provider == "":
+		r.e.invalid("spec.authorization.provider", "action CUSTOM needs the name of an external authorizer")
+	case action == security.AuthorizationPolicy_CUSTOM:
+		provider = &security.AuthorizationPolicy_ExtensionProvider{Name: a.Provider}
+		if r.opts.MeshConfigRead && !slices.Contains(r.opts.AuthorizationProviders, a.Provider) {
+			r.e.warn("spec.authorization.provider", "%q is not among the mesh configuration's external authorizers (%s): istiod denies every request the rules match", a.Provider, listOrNone(r.opts.AuthorizationProviders))
+		}
+	case a.Provider != "":
+		r.e.inconsistent("spec.authorization.provider", "names an external authorizer, which only action CUSTOM asks")
+	}
 	var rules []*security.Rule
 	for i, rule := range a.Rules {
 		rules = append(rules, r.authzRule(fmt.Sprintf("spec.authorization.rules[%d]", i), &rule))
@@ -291,6 +307,9 @@ func (r *policyRenderer) authorizationPolicies() []*securityv1.AuthorizationPoli
 		}
 		ap.Spec.Selector = cloneMsg(w.selector)
 		ap.Spec.Action = action
+		if provider != nil {
+			ap.Spec.ActionDetail = &security.AuthorizationPolicy_Provider{Provider: cloneMsg(provider)}
+		}
 		for _, rule := range rules {
 			ap.Spec.Rules = append(ap.Spec.Rules, cloneMsg(rule))
 		}
@@ -311,43 +330,80 @@ func (r *policyRenderer) authorizationPolicies() []*securityv1.AuthorizationPoli
 
 func (r *policyRenderer) authzRule(path string, rule *meshv1.AuthorizationRule) *security.Rule {
 	out := &security.Rule{}
-	if len(rule.From) == 0 && len(rule.To) == 0 {
-		r.e.warn(path, "a rule without from or to matches every request")
+	if len(rule.From) == 0 && len(rule.To) == 0 && len(rule.When) == 0 {
+		r.e.warn(path, "a rule without from, to or when matches every request")
 	}
 	for i, src := range rule.From {
 		sp := fmt.Sprintf("%s.from[%d]", path, i)
-		s := &security.Source{Namespaces: slices.Clone(src.Namespaces)}
-		s.Principals = appendUnique(s.Principals, src.Principals...)
-		for j, sa := range src.ServiceAccounts {
-			ns, name, ok := strings.Cut(sa, "/")
-			if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
-				r.e.invalid(fmt.Sprintf("%s.serviceAccounts[%d]", sp, j), "%q is not namespace/name", sa)
-				continue
-			}
-			s.Principals = appendUnique(s.Principals, Principal(ns, name))
-		}
-		if len(s.Principals) == 0 && len(s.Namespaces) == 0 {
-			r.e.invalid(sp, "name serviceAccounts, namespaces or principals")
+		s := &security.Source{Namespaces: slices.Clone(src.Namespaces), NotNamespaces: slices.Clone(src.NotNamespaces)}
+		s.Principals = r.principals(sp+".serviceAccounts", src.ServiceAccounts, src.Principals)
+		s.NotPrincipals = r.principals(sp+".notServiceAccounts", src.NotServiceAccounts, src.NotPrincipals)
+		if len(s.Principals) == 0 && len(s.Namespaces) == 0 && len(s.NotPrincipals) == 0 && len(s.NotNamespaces) == 0 {
+			r.e.invalid(sp, "name serviceAccounts, namespaces or principals (or their not* forms)")
 		}
 		out.From = append(out.From, &security.Rule_From{Source: s})
 	}
 	for i, op := range rule.To {
 		opPath := fmt.Sprintf("%s.to[%d]", path, i)
-		o := &security.Operation{Methods: slices.Clone(op.Methods), Paths: slices.Clone(op.Paths)}
-		for j, pth := range op.Paths {
-			if inner := strings.Trim(pth, "*"); strings.Contains(inner, "*") || pth == "**" {
-				r.e.invalid(fmt.Sprintf("%s.paths[%d]", opPath, j), "%q: a * wildcard is only allowed at the start or the end", pth)
-			}
-		}
-		for j, port := range op.Ports {
-			if port < 1 || port > 65535 {
-				r.e.invalid(fmt.Sprintf("%s.ports[%d]", opPath, j), "%d is not a port", port)
-			}
-			o.Ports = append(o.Ports, strconv.Itoa(int(port)))
+		o := &security.Operation{
+			Methods: slices.Clone(op.Methods), NotMethods: slices.Clone(op.NotMethods),
+			Paths: r.authzPaths(opPath+".paths", op.Paths), NotPaths: r.authzPaths(opPath+".notPaths", op.NotPaths),
+			Ports: r.authzPorts(opPath+".ports", op.Ports), NotPorts: r.authzPorts(opPath+".notPorts", op.NotPorts),
 		}
 		out.To = append(out.To, &security.Rule_To{Operation: o})
 	}
+	for i, c := range rule.When {
+		cp := fmt.Sprintf("%s.when[%d]", path, i)
+		if len(c.Values) == 0 && len(c.NotValues) == 0 {
+			r.e.invalid(cp, "give values or notValues")
+		}
+		out.When = append(out.When, &security.Condition{Key: c.Key, Values: slices.Clone(c.Values), NotValues: slices.Clone(c.NotValues)})
+	}
 	return out
+}
+
+// principals are the SPIFFE identities of the service accounts ("namespace/name") and the
+// principals given.
+func (r *policyRenderer) principals(path string, serviceAccounts, principals []string) []string {
+	out := appendUnique(nil, principals...)
+	for j, sa := range serviceAccounts {
+		ns, name, ok := strings.Cut(sa, "/")
+		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+			r.e.invalid(fmt.Sprintf("%s[%d]", path, j), "%q is not namespace/name", sa)
+			continue
+		}
+		out = appendUnique(out, Principal(ns, name))
+	}
+	return out
+}
+
+// authzPaths checks paths as Istio matches them: a * wildcard only at the start or the end.
+func (r *policyRenderer) authzPaths(path string, paths []string) []string {
+	for j, pth := range paths {
+		if inner := strings.Trim(pth, "*"); strings.Contains(inner, "*") || pth == "**" {
+			r.e.invalid(fmt.Sprintf("%s[%d]", path, j), "%q: a * wildcard is only allowed at the start or the end", pth)
+		}
+	}
+	return slices.Clone(paths)
+}
+
+func (r *policyRenderer) authzPorts(path string, ports []int32) []string {
+	var out []string
+	for j, port := range ports {
+		if port < 1 || port > 65535 {
+			r.e.invalid(fmt.Sprintf("%s[%d]", path, j), "%d is not a port", port)
+		}
+		out = append(out, strconv.Itoa(int(port)))
+	}
+	return out
+}
+
+// listOrNone lists names for a message, "none" when there are none.
+func listOrNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }
 
 // serviceDestinationRule is the Service's DestinationRule: resilience and client TLS.
@@ -765,11 +821,7 @@ func (r *policyRenderer) tracing(t *meshv1.Tracing) *telemetry.Tracing {
 	if t.Provider != "" {
 		out.Providers = []*telemetry.ProviderRef{{Name: t.Provider}}
 		if r.opts.MeshConfigRead && !slices.Contains(r.opts.TracingProviders, t.Provider) {
-			known := "none"
-			if len(r.opts.TracingProviders) > 0 {
-				known = strings.Join(r.opts.TracingProviders, ", ")
-			}
-			r.e.warn("spec.telemetry.tracing.provider", "%q is not among the mesh configuration's extensionProviders (%s): istiod sends this service's spans nowhere until it is added", t.Provider, known)
+			r.e.warn("spec.telemetry.tracing.provider", "%q is not among the mesh configuration's extensionProviders (%s): istiod sends this service's spans nowhere until it is added", t.Provider, listOrNone(r.opts.TracingProviders))
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(t.CustomTags)) {

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -354,6 +355,42 @@ func TestMeshPolicyTracingProvider(t *testing.T) {
 	}
 	if w := tracingWarnings(renderPolicy(t, p, MeshPolicyOptions{})); len(w) != 0 {
 		t.Errorf("warnings %v without a mesh configuration to check against", w)
+	}
+}
+
+// Authorization as users write it: exclusions (not*), conditions (when), and CUSTOM with an
+// external authorizer the mesh configuration declares, or a warning when it does not.
+func TestMeshPolicyAuthorizationExclusionsConditionsAndCustom(t *testing.T) {
+	p := paymentPolicy()
+	p.Spec.Authorization = &meshv1.Authorization{Rules: []meshv1.AuthorizationRule{{
+		From: []meshv1.AuthorizationSource{{Namespaces: []string{"shop"}, NotServiceAccounts: []string{"shop/batch"}, NotNamespaces: []string{"legacy"}}},
+		To:   []meshv1.AuthorizationOperation{{Methods: []string{"GET"}, NotPaths: []string{"/admin*"}, NotPorts: []int32{9090}, NotMethods: []string{"DELETE"}}},
+		When: []meshv1.AuthorizationCondition{{Key: "request.headers[x-tenant]", Values: []string{"acme"}}, {Key: "source.ip", NotValues: []string{"10.0.0.0/8"}}},
+	}}}
+	y := asYAML(t, renderPolicy(t, p, MeshPolicyOptions{}).AuthorizationPolicies[0])
+	flat := strings.Join(strings.Fields(y), " ")
+	for _, want := range []string{"notNamespaces: - legacy notPrincipals: - cluster.local/ns/shop/sa/batch", "notMethods: - DELETE notPaths: - /admin* notPorts: - \"9090\"",
+		"- key: request.headers[x-tenant] values: - acme - key: source.ip notValues: - 10.0.0.0/8"} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("AuthorizationPolicy lacks %q:\n%s", want, y)
+		}
+	}
+
+	p.Spec.Authorization = &meshv1.Authorization{Action: "CUSTOM", Provider: "ext-authz", Rules: []meshv1.AuthorizationRule{{To: []meshv1.AuthorizationOperation{{Paths: []string{"/api/*"}}}}}}
+	set := renderPolicy(t, p, MeshPolicyOptions{MeshConfigRead: true, AuthorizationProviders: []string{"ext-authz"}})
+	if y := strings.Join(strings.Fields(asYAML(t, set.AuthorizationPolicies[0])), " "); !strings.Contains(y, "action: CUSTOM") || !strings.Contains(y, "provider: name: ext-authz") {
+		t.Errorf("CUSTOM policy:\n%s", y)
+	}
+	for _, w := range set.Warnings {
+		if w.Field == "spec.authorization.provider" {
+			t.Errorf("a warning for a declared authorizer: %v", w)
+		}
+	}
+	set = renderPolicy(t, p, MeshPolicyOptions{MeshConfigRead: true, AuthorizationProviders: nil})
+	if !slices.ContainsFunc(set.Warnings, func(w Warning) bool {
+		return w.Field == "spec.authorization.provider" && strings.Contains(w.Message, `"ext-authz" is not among the mesh configuration's external authorizers (none)`)
+	}) {
+		t.Errorf("no warning for an undeclared authorizer: %v", set.Warnings)
 	}
 }
 

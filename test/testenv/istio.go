@@ -260,6 +260,10 @@ func (e *Env) refusedByIstio(ctx context.Context) error {
 // what is checked).
 const TracingProvider = "zipkin"
 
+// AuthorizationProvider is the external authorizer the test bed's mesh configuration
+// declares (an envoyExtAuthzHttp provider, not deployed either).
+const AuthorizationProvider = "ext-authz"
+
 func renderIstioCharts(helm string, i *Istiod) ([]*unstructured.Unstructured, error) {
 	root, err := RepoRoot()
 	if err != nil {
@@ -290,6 +294,10 @@ func renderIstioCharts(helm string, i *Istiod) ([]*unstructured.Unstructured, er
 			"--set", "meshConfig.extensionProviders[0].name=" + TracingProvider,
 			"--set", "meshConfig.extensionProviders[0].zipkin.service=zipkin." + IstioNamespace + ".svc.cluster.local",
 			"--set", "meshConfig.extensionProviders[0].zipkin.port=9411",
+			// And an external authorizer, for MeshPolicies whose authorization is CUSTOM.
+			"--set", "meshConfig.extensionProviders[1].name=" + AuthorizationProvider,
+			"--set", "meshConfig.extensionProviders[1].envoyExtAuthzHttp.service=ext-authz." + IstioNamespace + ".svc.cluster.local",
+			"--set", "meshConfig.extensionProviders[1].envoyExtAuthzHttp.port=8000",
 		}, map[string]bool{
 			"ConfigMap/istio":                                     true,
 			"ConfigMap/istio-sidecar-injector":                    true,
