@@ -200,6 +200,8 @@ type AuthorizationOperation struct {
 }
 
 // Resilience is the service's fault tolerance.
+// +kubebuilder:validation:XValidation:rule="!has(self.consistentHash) || !has(self.loadBalancer)",message="consistentHash replaces loadBalancer: set one",fieldPath=".consistentHash"
+// +kubebuilder:validation:XValidation:rule="!has(self.localityFailover) || has(self.circuitBreaker)",message="localityFailover needs circuitBreaker: traffic fails over once outlier detection ejects the local endpoints",fieldPath=".localityFailover"
 type Resilience struct {
 	// +optional
 	Timeout Duration `json:"timeout,omitempty"`
@@ -211,6 +213,53 @@ type Resilience struct {
 	ConnectionPool *ConnectionPool `json:"connectionPool,omitempty"`
 	// +optional
 	LoadBalancer LoadBalancer `json:"loadBalancer,omitempty"`
+	// ConsistentHash keeps a caller on one endpoint (sticky sessions) by a header, a cookie,
+	// a query parameter or its address; it replaces loadBalancer.
+	// +optional
+	ConsistentHash *ConsistentHash `json:"consistentHash,omitempty"`
+	// LocalityFailover sends traffic to another region when the endpoints of the caller's
+	// region fail (outlier detection, so circuitBreaker is required), in the order given.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	LocalityFailover []LocalityFailover `json:"localityFailover,omitempty"`
+}
+
+// ConsistentHash is what a caller's endpoint is chosen by: exactly one of its fields.
+// +kubebuilder:validation:XValidation:rule="[has(self.httpHeaderName), has(self.httpCookie), has(self.httpQueryParameterName), has(self.useSourceIp)].filter(x, x).size() == 1",message="set exactly one of httpHeaderName, httpCookie, httpQueryParameterName and useSourceIp"
+type ConsistentHash struct {
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	HTTPHeaderName string `json:"httpHeaderName,omitempty"`
+	// HTTPCookie hashes by a cookie, which the proxy sets when a request lacks it.
+	// +optional
+	HTTPCookie *HashCookie `json:"httpCookie,omitempty"`
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	HTTPQueryParameterName string `json:"httpQueryParameterName,omitempty"`
+	// +optional
+	UseSourceIP *bool `json:"useSourceIp,omitempty"`
+}
+
+// HashCookie is the cookie a consistent hash reads (and sets, with ttl).
+type HashCookie struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Name string `json:"name"`
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Path string `json:"path,omitempty"`
+	// +optional
+	TTL Duration `json:"ttl,omitempty"`
+}
+
+// LocalityFailover fails traffic from one region over to another.
+type LocalityFailover struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	From string `json:"from"`
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	To string `json:"to"`
 }
 
 // Route is one HTTP route to the service.

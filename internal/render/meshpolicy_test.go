@@ -404,6 +404,24 @@ func tracingWarnings(set MeshPolicySet) []Warning {
 	return out
 }
 
+// Sticky sessions and locality failover reach the Service's DestinationRule.
+func TestMeshPolicyConsistentHashAndLocalityFailover(t *testing.T) {
+	p := paymentPolicy()
+	p.Spec.Resilience.LoadBalancer = ""
+	p.Spec.Resilience.ConsistentHash = &meshv1.ConsistentHash{HTTPCookie: &meshv1.HashCookie{Name: "session", Path: "/", TTL: "1h"}}
+	p.Spec.Resilience.LocalityFailover = []meshv1.LocalityFailover{{From: "us-east", To: "us-west"}}
+	set := renderPolicy(t, p, MeshPolicyOptions{})
+	if len(set.DestinationRules) == 0 {
+		t.Fatal("no DestinationRule")
+	}
+	y := strings.Join(strings.Fields(asYAML(t, set.DestinationRules[0])), " ")
+	for _, want := range []string{"consistentHash: httpCookie: name: session path: / ttl: 3600s", "localityLbSetting: enabled: true failover: - from: us-east to: us-west"} {
+		if !strings.Contains(y, want) {
+			t.Errorf("DestinationRule lacks %q: %s", want, y)
+		}
+	}
+}
+
 func TestMeshPolicyErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -417,6 +435,18 @@ func TestMeshPolicyErrors(t *testing.T) {
 		{name: "resilience timeout", mutate: func(p *meshv1.MeshPolicy) { p.Spec.Resilience.Timeout = "2" }, field: "spec.resilience.timeout"},
 		{name: "retry per-try timeout", mutate: func(p *meshv1.MeshPolicy) { p.Spec.Resilience.Retries.PerTryTimeout = "0.5ms" }, field: "spec.resilience.retries.perTryTimeout"},
 		{name: "circuit breaker interval", mutate: func(p *meshv1.MeshPolicy) { p.Spec.Resilience.CircuitBreaker.Interval = "5 s" }, field: "spec.resilience.circuitBreaker.interval"},
+		{name: "consistent hash beside a load balancer", mutate: func(p *meshv1.MeshPolicy) {
+			p.Spec.Resilience.LoadBalancer = "RANDOM"
+			p.Spec.Resilience.ConsistentHash = &meshv1.ConsistentHash{HTTPHeaderName: "x-user"}
+		}, field: "spec.resilience.consistentHash", reason: meshv1.ReasonInconsistent},
+		{name: "consistent hash by two keys", mutate: func(p *meshv1.MeshPolicy) {
+			p.Spec.Resilience.LoadBalancer = ""
+			p.Spec.Resilience.ConsistentHash = &meshv1.ConsistentHash{HTTPHeaderName: "x-user", HTTPQueryParameterName: "user"}
+		}, field: "spec.resilience.consistentHash"},
+		{name: "locality failover without outlier detection", mutate: func(p *meshv1.MeshPolicy) {
+			p.Spec.Resilience.CircuitBreaker = nil
+			p.Spec.Resilience.LocalityFailover = []meshv1.LocalityFailover{{From: "us-east", To: "us-west"}}
+		}, field: "spec.resilience.localityFailover", reason: meshv1.ReasonInconsistent},
 		{name: "route timeout", mutate: func(p *meshv1.MeshPolicy) { p.Spec.Routes[0].Timeout = "1d" }, field: "spec.routes[0].timeout"},
 		{name: "fault delay", mutate: func(p *meshv1.MeshPolicy) {
 			p.Spec.Routes[1].Fault.Delay = &meshv1.FaultDelay{Percentage: 10, FixedDelay: "soon"}

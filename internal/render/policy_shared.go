@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -56,6 +57,7 @@ func policyTrafficPolicy(e *errs, p *meshv1.MeshPolicy, ports []corev1.ServicePo
 	tp := &networking.TrafficPolicy{}
 	if res := p.Spec.Resilience; res != nil {
 		tp.LoadBalancer = loadBalancer(e, "spec.resilience.loadBalancer", res.LoadBalancer)
+		tp.LoadBalancer = stickyAndFailover(e, "spec.resilience", res, tp.LoadBalancer)
 		tp.ConnectionPool = connectionPool(e, "spec.resilience.connectionPool", res.ConnectionPool)
 		tp.OutlierDetection = outlierDetection(e, "spec.resilience.circuitBreaker", res.CircuitBreaker)
 	}
@@ -99,4 +101,60 @@ func policyTrafficPolicy(e *errs, p *meshv1.MeshPolicy, ports []corev1.ServicePo
 		return tp.PortLevelSettings[i].Port.Number < tp.PortLevelSettings[j].Port.Number
 	})
 	return tp
+}
+
+// stickyAndFailover adds a resilience's consistent hash and locality failover to the load
+// balancer settings lb (nil: none yet).
+func stickyAndFailover(e *errs, path string, res *meshv1.Resilience, lb *networking.LoadBalancerSettings) *networking.LoadBalancerSettings {
+	if res.ConsistentHash == nil && len(res.LocalityFailover) == 0 {
+		return lb
+	}
+	if lb == nil {
+		lb = &networking.LoadBalancerSettings{}
+	}
+	if h := res.ConsistentHash; h != nil {
+		if res.LoadBalancer != "" {
+			e.inconsistent(path+".consistentHash", "replaces loadBalancer %s: set one", res.LoadBalancer)
+		}
+		ch := &networking.LoadBalancerSettings_ConsistentHashLB{}
+		n := 0
+		if h.HTTPHeaderName != "" {
+			n++
+			ch.HashKey = &networking.LoadBalancerSettings_ConsistentHashLB_HttpHeaderName{HttpHeaderName: h.HTTPHeaderName}
+		}
+		if c := h.HTTPCookie; c != nil {
+			n++
+			cookie := &networking.LoadBalancerSettings_ConsistentHashLB_HTTPCookie{Name: c.Name, Path: c.Path}
+			if c.TTL != "" {
+				cookie.Ttl = duration(e, path+".consistentHash.httpCookie.ttl", c.TTL)
+			}
+			ch.HashKey = &networking.LoadBalancerSettings_ConsistentHashLB_HttpCookie{HttpCookie: cookie}
+		}
+		if h.HTTPQueryParameterName != "" {
+			n++
+			ch.HashKey = &networking.LoadBalancerSettings_ConsistentHashLB_HttpQueryParameterName{HttpQueryParameterName: h.HTTPQueryParameterName}
+		}
+		if h.UseSourceIP != nil && *h.UseSourceIP {
+			n++
+			ch.HashKey = &networking.LoadBalancerSettings_ConsistentHashLB_UseSourceIp{UseSourceIp: true}
+		}
+		if n != 1 {
+			e.invalid(path+".consistentHash", "set exactly one of httpHeaderName, httpCookie, httpQueryParameterName and useSourceIp")
+		}
+		lb.LbPolicy = &networking.LoadBalancerSettings_ConsistentHash{ConsistentHash: ch}
+	}
+	if len(res.LocalityFailover) > 0 {
+		if res.CircuitBreaker == nil {
+			e.inconsistent(path+".localityFailover", "needs circuitBreaker: traffic fails over once outlier detection ejects the local endpoints")
+		}
+		set := &networking.LocalityLoadBalancerSetting{Enabled: wrapperspb.Bool(true)}
+		for i, f := range res.LocalityFailover {
+			if f.From == f.To {
+				e.invalid(fmt.Sprintf("%s.localityFailover[%d]", path, i), "fails %q over to itself", f.From)
+			}
+			set.Failover = append(set.Failover, &networking.LocalityLoadBalancerSetting_Failover{From: f.From, To: f.To})
+		}
+		lb.LocalityLbSetting = set
+	}
+	return lb
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
 	istiosecv1 "istio.io/client-go/pkg/apis/security/v1"
 	telemetryv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -143,4 +144,43 @@ func TestMeshPolicyAuthorizationAsUsersWriteIt(t *testing.T) {
 		return expectPolicyCondition(p, meshv1.ConditionReady, metav1.ConditionTrue, meshv1.ReasonReconciled,
 			"spec.authorization.provider", `"opa" is not among the mesh configuration's external authorizers (`+testenv.AuthorizationProvider+")")
 	})
+}
+
+// Sticky sessions by cookie and locality failover, as the fault tolerance articles set them
+// up: istiod accepts the DestinationRule canopy writes, and istioctl analyze finds nothing.
+func TestMeshPolicyStickySessionsAndLocalityFailover(t *testing.T) {
+	testenv.SkipIfShort(t)
+	ns := env.CreateNamespace(t)
+	startOperator(t, manager.Options{})
+	deployService(t, ns, "cart")
+	p := &meshv1.MeshPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cart"},
+		Spec: meshv1.MeshPolicySpec{TargetRef: meshv1.ServiceRef{Name: "cart"}, Resilience: &meshv1.Resilience{
+			ConsistentHash:   &meshv1.ConsistentHash{HTTPCookie: &meshv1.HashCookie{Name: "session", TTL: "30m"}},
+			CircuitBreaker:   &meshv1.CircuitBreaker{Consecutive5xxErrors: ptrTo[int32](5), Interval: "10s", BaseEjectionTime: "30s"},
+			LocalityFailover: []meshv1.LocalityFailover{{From: "us-east", To: "us-west"}},
+		}},
+	}
+	if err := env.Client.Create(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+	waitPolicy(t, ns, "cart", func(p *meshv1.MeshPolicy) error {
+		return expectPolicyCondition(p, meshv1.ConditionReady, metav1.ConditionTrue, meshv1.ReasonReconciled)
+	})
+	dr := &istionetv1.DestinationRule{}
+	if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "cart"}, dr); err != nil {
+		t.Fatal(err)
+	}
+	lb := dr.Spec.GetTrafficPolicy().GetLoadBalancer()
+	if lb.GetConsistentHash().GetHttpCookie().GetName() != "session" || len(lb.GetLocalityLbSetting().GetFailover()) != 1 {
+		t.Errorf("DestinationRule cart balances %v", lb)
+	}
+
+	// Refused at admission by the CRD: a consistent hash beside a simple load balancer.
+	bad := p.DeepCopy()
+	bad.ObjectMeta = metav1.ObjectMeta{Namespace: ns, Name: "cart-bad"}
+	bad.Spec.Resilience.LoadBalancer = "RANDOM"
+	if err := env.Client.Create(t.Context(), bad); err == nil || !strings.Contains(err.Error(), "consistentHash replaces loadBalancer") {
+		t.Errorf("a consistent hash beside a load balancer was accepted: %v", err)
+	}
 }
