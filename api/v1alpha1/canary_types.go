@@ -266,9 +266,13 @@ type ThresholdRange struct {
 	Max *float64 `json:"max,omitempty"`
 }
 
-// CanaryMetric is one health check. The built-in names request-success-rate and
-// request-duration need no template; any other check names a MetricTemplate.
-// +kubebuilder:validation:XValidation:rule="has(self.templateRef) || self.name in ['request-success-rate', 'request-duration']",message="a metric other than request-success-rate or request-duration needs a templateRef"
+// CanaryMetric is one health check. The built-in names request-success-rate,
+// request-duration and pod-restarts need no template; any other check names a
+// MetricTemplate. A measured value is judged by thresholdRange, or by successCondition
+// and failureCondition (CEL), not both.
+// +kubebuilder:validation:XValidation:rule="has(self.templateRef) || self.name in ['request-success-rate', 'request-duration', 'pod-restarts']",message="a metric other than request-success-rate, request-duration or pod-restarts needs a templateRef"
+// +kubebuilder:validation:XValidation:rule="!(has(self.thresholdRange) && (has(self.successCondition) || has(self.failureCondition)))",message="set thresholdRange or successCondition/failureCondition, not both"
+// +kubebuilder:validation:XValidation:rule="has(self.thresholdRange) || has(self.successCondition) || has(self.failureCondition) || (self.name == 'pod-restarts' && !has(self.templateRef))",message="set thresholdRange, successCondition or failureCondition (only the built-in pod-restarts has a default: max 0)"
 // +kubebuilder:validation:XValidation:rule="!has(self.interval) || duration(self.interval) >= duration('1s')",message="interval must be at least 1s",fieldPath=".interval"
 // +kubebuilder:validation:XValidation:rule="!has(self.holdTimeout) || duration(self.holdTimeout) >= duration('1s')",message="holdTimeout must be at least 1s",fieldPath=".holdTimeout"
 type CanaryMetric struct {
@@ -279,8 +283,51 @@ type CanaryMetric struct {
 	// TemplateRef names a MetricTemplate.
 	// +optional
 	TemplateRef *TemplateRef `json:"templateRef,omitempty"`
-	// ThresholdRange is the range a passing value lies in.
-	ThresholdRange ThresholdRange `json:"thresholdRange"`
+	// ThresholdRange is the range a passing value lies in. pod-restarts defaults to
+	// {max: 0}: any restart, OOM kill or readiness flap of the canary fails it.
+	// +optional
+	ThresholdRange ThresholdRange `json:"thresholdRange,omitzero"`
+	// SuccessCondition is a CEL expression over result (a double, the measured value)
+	// that is true when the value passes, e.g. "result >= 0 && result < 0.01". With
+	// failureCondition as well, a value for which neither is true is Inconclusive, which
+	// holds the step as an unmeasurable check does (onError); alone, false fails.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	SuccessCondition string `json:"successCondition,omitempty"`
+	// FailureCondition is a CEL expression over result that is true when the value fails;
+	// it wins over successCondition. Alone, false passes.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	FailureCondition string `json:"failureCondition,omitempty"`
+	// FailureLimit rolls the canary back as soon as this check failed more times in the
+	// rollout than the limit (Argo Rollouts' failureLimit: 0 rolls back at the first
+	// failure), whatever the Canary's threshold. Unset: only the threshold counts.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	FailureLimit *int32 `json:"failureLimit,omitempty"`
+	// ConsecutiveErrorLimit rolls the canary back as soon as this check could not be
+	// measured (no data, NaN, too few requests, unreachable, timeout, bad query, error)
+	// more times in a row than the limit (Argo Rollouts' consecutiveErrorLimit), before
+	// holdTimeout. Unset: only onError and holdTimeout apply.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	ConsecutiveErrorLimit *int32 `json:"consecutiveErrorLimit,omitempty"`
+	// InconclusiveLimit pauses the rollout (as a pause request does) as soon as this
+	// check was Inconclusive (neither successCondition nor failureCondition true) more
+	// times in the rollout than the limit (Argo Rollouts' inconclusiveLimit); a resume
+	// request goes on, counting afresh. Unset: inconclusive values hold as onError says.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	InconclusiveLimit *int32 `json:"inconclusiveLimit,omitempty"`
+	// DryRun measures the check and shows it in status, but it never decides: it never
+	// fails, holds or pauses the rollout, and no limit applies to it.
+	// +optional
+	DryRun bool `json:"dryRun,omitempty"`
 	// Interval is the metric's look-back window (default: the analysis interval).
 	// +optional
 	Interval Duration `json:"interval,omitempty"`
@@ -426,13 +473,16 @@ const (
 )
 
 // CheckOutcome is the result of one measurement.
-// +kubebuilder:validation:Enum=Pass;Fail;NoData;NaN;TooFewRequests;Unreachable;Timeout;BadQuery;Error
+// +kubebuilder:validation:Enum=Pass;Fail;Inconclusive;NoData;NaN;TooFewRequests;Unreachable;Timeout;BadQuery;Error
 type CheckOutcome string
 
 // The check outcomes. Only Pass passes.
 const (
-	OutcomePass           CheckOutcome = "Pass"
-	OutcomeFail           CheckOutcome = "Fail"
+	OutcomePass CheckOutcome = "Pass"
+	OutcomeFail CheckOutcome = "Fail"
+	// OutcomeInconclusive: a value was measured, and neither successCondition nor
+	// failureCondition is true for it.
+	OutcomeInconclusive   CheckOutcome = "Inconclusive"
 	OutcomeNoData         CheckOutcome = "NoData"
 	OutcomeNaN            CheckOutcome = "NaN"
 	OutcomeTooFewRequests CheckOutcome = "TooFewRequests"
@@ -459,6 +509,20 @@ type CheckStatus struct {
 	HoldingSince *metav1.Time `json:"holdingSince,omitempty"`
 	// +optional
 	LastMeasured *metav1.Time `json:"lastMeasured,omitempty"`
+	// DryRun: the check is measured and shown but never decides.
+	// +optional
+	DryRun bool `json:"dryRun,omitempty"`
+	// Failures counts the check's Fail outcomes in the current rollout (failureLimit).
+	// +optional
+	Failures int32 `json:"failures,omitempty"`
+	// ConsecutiveErrors counts the check's unmeasurable outcomes in a row
+	// (consecutiveErrorLimit); a measured value resets it.
+	// +optional
+	ConsecutiveErrors int32 `json:"consecutiveErrors,omitempty"`
+	// Inconclusive counts the check's Inconclusive outcomes since the rollout started or
+	// last paused for its inconclusiveLimit.
+	// +optional
+	Inconclusive int32 `json:"inconclusive,omitempty"`
 }
 
 // GateStatus is the state of a confirm-* webhook gate.

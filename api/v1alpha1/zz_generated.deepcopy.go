@@ -342,6 +342,21 @@ func (in *CanaryMetric) DeepCopyInto(out *CanaryMetric) {
 		**out = **in
 	}
 	in.ThresholdRange.DeepCopyInto(&out.ThresholdRange)
+	if in.FailureLimit != nil {
+		in, out := &in.FailureLimit, &out.FailureLimit
+		*out = new(int32)
+		**out = **in
+	}
+	if in.ConsecutiveErrorLimit != nil {
+		in, out := &in.ConsecutiveErrorLimit, &out.ConsecutiveErrorLimit
+		*out = new(int32)
+		**out = **in
+	}
+	if in.InconclusiveLimit != nil {
+		in, out := &in.InconclusiveLimit, &out.InconclusiveLimit
+		*out = new(int32)
+		**out = **in
+	}
 	if in.TemplateVariables != nil {
 		in, out := &in.TemplateVariables, &out.TemplateVariables
 		*out = make(map[string]string, len(*in))

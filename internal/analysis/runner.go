@@ -47,6 +47,10 @@ type Options struct {
 	// reader (the manager's APIReader) keeps the operator from caching every Secret of
 	// the cluster for the few that templates name.
 	SecretReader client.Reader
+	// PodReader lists the canary's pods for the pod-restarts check; SecretReader when nil.
+	// An uncached reader (the manager's APIReader): one List by label selector per check
+	// run costs less than a cache of every Pod in the cluster.
+	PodReader client.Reader
 	// Clock stamps LastMeasured; the real clock when nil.
 	Clock clock.PassiveClock
 	// MaxConcurrentChecks bounds how many checks of one Canary query at once (default 4).
@@ -77,6 +81,9 @@ func New(reader client.Reader, factory providers.Factory, opts Options) *Runner 
 	}
 	if opts.SecretReader == nil {
 		opts.SecretReader = reader
+	}
+	if opts.PodReader == nil {
+		opts.PodReader = opts.SecretReader
 	}
 	if opts.MaxConcurrentChecks <= 0 {
 		opts.MaxConcurrentChecks = defaultMaxConcurrentChecks
@@ -161,7 +168,7 @@ func outcomeOf(err error) meshv1.CheckOutcome {
 }
 
 func (r *Runner) runCheck(ctx context.Context, canary *meshv1.Canary, m *meshv1.CanaryMetric) meshv1.CheckStatus {
-	st := meshv1.CheckStatus{Name: m.Name, Threshold: FormatThreshold(m.ThresholdRange)}
+	st := meshv1.CheckStatus{Name: m.Name, Threshold: thresholdText(m), DryRun: m.DryRun}
 	value, note, err := r.measure(ctx, canary, m)
 	now := metav1.NewTime(r.opts.Clock.Now())
 	st.LastMeasured = &now
@@ -170,9 +177,56 @@ func (r *Runner) runCheck(ctx context.Context, canary *meshv1.Canary, m *meshv1.
 		return st
 	}
 	st.Value = FormatValue(value)
-	st.Outcome, st.Message = judge(value, m.ThresholdRange)
-	st.Message = truncate(budget.WithNote(st.Message, note), maxMessage)
+	st.Outcome, st.Message = judgeMetric(value, m)
+	if isPodRestarts(m) {
+		// pod-restarts' note is what it counted, not a ceiling's.
+		st.Message = truncate(joinMessage(st.Message, note), maxMessage)
+	} else {
+		st.Message = truncate(budget.WithNote(st.Message, note), maxMessage)
+	}
 	return st
+}
+
+func joinMessage(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "; " + b
+}
+
+// isPodRestarts says whether a check is the built-in pod-restarts.
+func isPodRestarts(m *meshv1.CanaryMetric) bool {
+	return m.TemplateRef == nil && m.Name == CheckPodRestarts
+}
+
+// podRestartsDefault is pod-restarts' range when it sets none: no restart at all.
+var podRestartsDefault = meshv1.ThresholdRange{Max: new(0.0)}
+
+// rangeOf is the range a check's value is judged by.
+func rangeOf(m *meshv1.CanaryMetric) meshv1.ThresholdRange {
+	if r := m.ThresholdRange; r.Min == nil && r.Max == nil && isPodRestarts(m) && m.SuccessCondition == "" && m.FailureCondition == "" {
+		return podRestartsDefault
+	}
+	return m.ThresholdRange
+}
+
+// judgeMetric decides a measured value by the check's conditions, else its range.
+func judgeMetric(v float64, m *meshv1.CanaryMetric) (meshv1.CheckOutcome, string) {
+	if m.SuccessCondition != "" || m.FailureCondition != "" {
+		return judgeConditions(v, m)
+	}
+	return judge(v, rangeOf(m))
+}
+
+// thresholdText is what status shows as the check's threshold.
+func thresholdText(m *meshv1.CanaryMetric) string {
+	if t := conditionText(m); t != "" {
+		return t
+	}
+	return FormatThreshold(rangeOf(m))
 }
 
 // measure renders the check's query, runs it and returns its value, and a note when the
@@ -185,6 +239,10 @@ func (r *Runner) measure(ctx context.Context, canary *meshv1.Canary, m *meshv1.C
 	interval, err := CheckInterval(canary, m)
 	if err != nil {
 		return 0, "", failf(meshv1.OutcomeBadQuery, "%s", err)
+	}
+
+	if isPodRestarts(m) {
+		return r.podRestarts(ctx, canary)
 	}
 
 	tmpl, cfg, fail := r.querySource(ctx, canary, m)
@@ -289,7 +347,7 @@ func (r *Runner) querySource(ctx context.Context, canary *meshv1.Canary, m *mesh
 		q, ok := builtinQueries[m.Name]
 		if !ok {
 			return "", providers.Config{}, failf(meshv1.OutcomeBadQuery,
-				"%q is not a built-in check (%s, %s): name a MetricTemplate in templateRef", m.Name, CheckRequestSuccessRate, CheckRequestDuration)
+				"%q is not a built-in check (%s, %s, %s): name a MetricTemplate in templateRef", m.Name, CheckRequestSuccessRate, CheckRequestDuration, CheckPodRestarts)
 		}
 		if p := canary.Spec.Analysis.Provider; p != nil {
 			cfg, fail := r.providerConfig(ctx, canary.Namespace, "Canary "+canary.Namespace+"/"+canary.Name, "spec.analysis.provider", p)

@@ -94,6 +94,11 @@ func withMetric(m meshv1.CanaryMetric) func(*meshv1.Canary) {
 	}
 }
 
+// withCheck adds a check as it is, with no default range.
+func withCheck(m meshv1.CanaryMetric) func(*meshv1.Canary) {
+	return func(c *meshv1.Canary) { c.Spec.Analysis.Metrics = append(c.Spec.Analysis.Metrics, m) }
+}
+
 func withHook(h meshv1.CanaryWebhook) func(*meshv1.Canary) {
 	return func(c *meshv1.Canary) {
 		if h.Name == "" {
@@ -154,6 +159,29 @@ func TestCanaryAdmission(t *testing.T) {
 		{name: "provider timeout that does not parse", obj: canary(func(c *meshv1.Canary) {
 			c.Spec.Analysis.Provider = &meshv1.MetricProvider{Timeout: "99999999999999999h"}
 		}), wantErr: []string{"spec.analysis.provider.timeout", "should match"}},
+
+		// How a check judges its value.
+		{name: "valid: pod-restarts with its default range", obj: canary(withCheck(meshv1.CanaryMetric{Name: "pod-restarts"}))},
+		{name: "valid: CEL conditions and limits", obj: canary(withCheck(meshv1.CanaryMetric{Name: "request-success-rate",
+			SuccessCondition: "result >= 99.0", FailureCondition: "result < 90", FailureLimit: ptr.To[int32](2),
+			ConsecutiveErrorLimit: ptr.To[int32](3), InconclusiveLimit: ptr.To[int32](1)}))},
+		{name: "valid: a dry-run check", obj: canary(withMetric(meshv1.CanaryMetric{Name: "request-duration", DryRun: true}))},
+		{name: "check with no range and no condition", obj: canary(withCheck(meshv1.CanaryMetric{Name: "request-duration"})),
+			wantErr: []string{"spec.analysis.metrics[0]", "set thresholdRange, successCondition or failureCondition"}},
+		{name: "check with a range and a condition", obj: canary(withCheck(meshv1.CanaryMetric{Name: "request-duration",
+			ThresholdRange: meshv1.ThresholdRange{Max: ptr.To(500.0)}, SuccessCondition: "result < 500"})),
+			wantErr: []string{"spec.analysis.metrics[0]", "not both"}},
+		{name: "successCondition that does not parse", obj: canary(withCheck(meshv1.CanaryMetric{Name: "request-duration", SuccessCondition: "result <"})),
+			wantErr: []string{"spec.analysis.metrics[0].successCondition", "not a valid CEL expression"}},
+		{name: "failureCondition over an unknown variable", obj: canary(withCheck(meshv1.CanaryMetric{Name: "request-duration", FailureCondition: "latency > 500"})),
+			wantErr: []string{"spec.analysis.metrics[0].failureCondition", "undeclared reference"}},
+		{name: "condition that is not a bool", obj: canary(withCheck(meshv1.CanaryMetric{Name: "request-duration", SuccessCondition: "result * 2.0"})),
+			wantErr: []string{"spec.analysis.metrics[0].successCondition", "must return a bool"}},
+		{name: "condition too costly", obj: canary(withCheck(meshv1.CanaryMetric{Name: "request-duration",
+			SuccessCondition: "[1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, [1,2,3,4,5,6,7,8,9,10].all(c, [1,2,3,4,5,6,7,8,9,10].all(d, a+b+c+d > 0))))"})),
+			wantErr: []string{"spec.analysis.metrics[0].successCondition", "estimated cost"}},
+		{name: "negative failureLimit", obj: canary(withMetric(meshv1.CanaryMetric{Name: "request-duration", FailureLimit: ptr.To[int32](-1)})),
+			wantErr: []string{"spec.analysis.metrics[0].failureLimit", "greater than or equal to 0"}},
 
 		// Target.
 		{name: "targetRef of a StatefulSet", obj: canary(func(c *meshv1.Canary) { c.Spec.TargetRef.Kind = "StatefulSet" }),

@@ -99,6 +99,20 @@ func (v *CanaryValidator) validateMetric(c *meshv1.Canary, path *field.Path, m *
 	} else if iv, ierr := analysis.CheckInterval(c, m); ierr == nil && hold > 0 && hold < iv && m.OnError != meshv1.OnErrorFail {
 		*ws = append(*ws, fmt.Sprintf("%s: %s is shorter than the check's interval %s: a check that cannot be measured fails at its next run", path.Child("holdTimeout"), m.HoldTimeout, iv))
 	}
+	for _, cond := range []struct{ name, expr string }{{"successCondition", m.SuccessCondition}, {"failureCondition", m.FailureCondition}} {
+		if cond.expr == "" {
+			continue
+		}
+		if _, err := analysis.CompileCondition(cond.expr); err != nil {
+			errs = append(errs, field.Invalid(path.Child(cond.name), cond.expr, err.Error()))
+		}
+	}
+	if m.InconclusiveLimit != nil && (m.SuccessCondition == "" || m.FailureCondition == "") {
+		*ws = append(*ws, fmt.Sprintf("%s: only a check with both successCondition and failureCondition can be Inconclusive: the limit never applies", path.Child("inconclusiveLimit")))
+	}
+	if m.DryRun && (m.FailureLimit != nil || m.ConsecutiveErrorLimit != nil || m.InconclusiveLimit != nil) {
+		*ws = append(*ws, fmt.Sprintf("%s: is true: the check never decides, and its limits do not apply", path.Child("dryRun")))
+	}
 	if ref := m.TemplateRef; ref != nil && ref.Namespace != "" && ref.Namespace != c.Namespace && !v.AllowCrossNamespace {
 		errs = append(errs, field.Forbidden(path.Child("templateRef", "namespace"),
 			fmt.Sprintf("MetricTemplate %s/%s is in another namespace than the Canary; the operator allows that only with --allow-cross-namespace-refs", ref.Namespace, ref.Name)))
