@@ -12,18 +12,61 @@ import (
 type verdict int
 
 const (
-	notRun  verdict = iota // the results are not in this observation
-	passed                 // every check passed (or there were none)
-	holding                // no failure, but a check could not be measured and holds the step
-	failed                 // a check failed, or held longer than its holdTimeout
+	notRun       verdict = iota // the results are not in this observation
+	passed                      // every check passed (or there were none)
+	holding                     // no failure, but a check could not be measured and holds the step
+	failed                      // a check failed, or held longer than its holdTimeout
+	overLimit                   // a check went past its failureLimit or consecutiveErrorLimit
+	inconclusive                // a check went past its inconclusiveLimit: the rollout pauses
 )
 
 type analysis struct {
 	verdict verdict
-	// culprit is the first failed check, else the first holding one.
+	// culprit is the check over its limit, else the first failed check, else the first
+	// holding one.
 	culprit meshv1.CheckStatus
+	// limit says which limit the culprit went past (overLimit, inconclusive).
+	limit string
 	// newHold: a check started holding in this run.
 	newHold bool
+}
+
+// count adds an outcome to a check's counters, carried over from its previous result in
+// this rollout: failures and inconclusive outcomes add up, errors in a row reset on any
+// measured value.
+func count(c *meshv1.CheckStatus, prev *meshv1.CheckStatus) {
+	if prev != nil {
+		c.Failures, c.ConsecutiveErrors, c.Inconclusive = prev.Failures, prev.ConsecutiveErrors, prev.Inconclusive
+	}
+	switch c.Outcome {
+	case meshv1.OutcomePass:
+		c.ConsecutiveErrors = 0
+	case meshv1.OutcomeFail:
+		c.Failures++
+		c.ConsecutiveErrors = 0
+	case meshv1.OutcomeInconclusive:
+		c.Inconclusive++
+		c.ConsecutiveErrors = 0
+	case meshv1.OutcomeNoData, meshv1.OutcomeNaN, meshv1.OutcomeTooFewRequests, meshv1.OutcomeUnreachable,
+		meshv1.OutcomeTimeout, meshv1.OutcomeBadQuery, meshv1.OutcomeError:
+		c.ConsecutiveErrors++
+	default:
+		c.ConsecutiveErrors++
+	}
+}
+
+// pastLimit says which of the check's limits its counters went past, "" for none, and
+// whether it pauses (inconclusiveLimit) rather than rolls back.
+func pastLimit(e expectedCheck, c *meshv1.CheckStatus) (string, bool) {
+	switch {
+	case e.failureLimit != nil && c.Failures > *e.failureLimit:
+		return fmt.Sprintf("failed %d times, more than its failureLimit %d", c.Failures, *e.failureLimit), false
+	case e.errorLimit != nil && c.ConsecutiveErrors > *e.errorLimit:
+		return fmt.Sprintf("not measurable %d times in a row, more than its consecutiveErrorLimit %d", c.ConsecutiveErrors, *e.errorLimit), false
+	case e.inconclusiveLimit != nil && c.Inconclusive > *e.inconclusiveLimit:
+		return fmt.Sprintf("inconclusive %d times, more than its inconclusiveLimit %d", c.Inconclusive, *e.inconclusiveLimit), true
+	}
+	return "", false
 }
 
 // evaluate judges this reconcile's results of the expected checks (the metrics when metrics,
@@ -41,6 +84,7 @@ func (m *machine) evaluate(expected []expectedCheck, metrics bool, hook meshv1.W
 
 	res := analysis{verdict: passed}
 	var failures, holds []meshv1.CheckStatus
+	var over, pause *analysis
 	out := make([]meshv1.CheckStatus, 0, len(expected))
 	for _, e := range expected {
 		c := meshv1.CheckStatus{Name: e.name, Outcome: meshv1.OutcomeError, Message: "not reported"}
@@ -49,6 +93,25 @@ func (m *machine) evaluate(expected []expectedCheck, metrics bool, hook meshv1.W
 		}
 		c.LastMeasured = m.stampPtr()
 		c.HoldingSince = nil
+		c.DryRun = e.dryRun
+		count(&c, findCheck(m.st.Checks, e.name))
+		if e.dryRun {
+			// Measured and shown, never deciding.
+			out = append(out, c)
+			continue
+		}
+		if why, pauses := pastLimit(e, &c); why != "" {
+			switch {
+			case !pauses && over == nil:
+				over = &analysis{verdict: overLimit, culprit: c, limit: why}
+			case pauses && pause == nil:
+				pause = &analysis{verdict: inconclusive, culprit: c, limit: why}
+				// The pause takes what was counted; a resume counts afresh.
+				c.Inconclusive = 0
+				out = append(out, c)
+				continue
+			}
+		}
 		switch {
 		case c.Outcome == meshv1.OutcomePass:
 		case c.Outcome == meshv1.OutcomeFail || !e.hold:
@@ -77,8 +140,12 @@ func (m *machine) evaluate(expected []expectedCheck, metrics bool, hook meshv1.W
 	m.st.Checks = out
 
 	switch {
+	case over != nil:
+		res.verdict, res.culprit, res.limit = over.verdict, over.culprit, over.limit
 	case len(failures) > 0:
 		res.verdict, res.culprit = failed, failures[0]
+	case pause != nil:
+		res.verdict, res.culprit, res.limit = pause.verdict, pause.culprit, pause.limit
 	case len(holds) > 0:
 		res.verdict, res.culprit = holding, holds[0]
 	}

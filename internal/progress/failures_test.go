@@ -23,12 +23,7 @@ func withNotifications(spec meshv1.CanarySpec) meshv1.CanarySpec {
 func TestFailingChecksRollBackAtTheThreshold(t *testing.T) {
 	r := newRollout(t, withNotifications(weightedSpec()))
 	// The new revision copes with a little traffic, not with 20%.
-	r.metric = func(name string) meshv1.CheckStatus {
-		if r.status.CanaryWeight >= 20 {
-			return failingWith("87.5")(name)
-		}
-		return passing(name)
-	}
+	r.metric = r.failingFrom(20, "87.5")
 
 	r.deploy("v2")
 	r.waitForWeight(20, 5*time.Minute)

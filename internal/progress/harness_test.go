@@ -136,6 +136,16 @@ func failingWith(value string) func(string) meshv1.CheckStatus {
 	}
 }
 
+// failingFrom fails the checks from canary weight w on with value; they pass below it.
+func (r *rollout) failingFrom(w int32, value string) func(string) meshv1.CheckStatus {
+	return func(name string) meshv1.CheckStatus {
+		if r.status.CanaryWeight >= w {
+			return failingWith(value)(name)
+		}
+		return passing(name)
+	}
+}
+
 func unmeasurable(name string) meshv1.CheckStatus {
 	return meshv1.CheckStatus{Name: name, Outcome: meshv1.OutcomeNoData, Message: "no samples in 1m"}
 }

@@ -269,8 +269,14 @@ func (m *machine) progressing() {
 		open, reported = m.gate(gateType)
 	}
 	switch res.verdict { //nolint:exhaustive // notRun and passed go on below
+	case overLimit:
+		m.checkOverLimit(res.culprit, res.limit)
+		return
 	case failed:
 		m.checkFailed(res.culprit)
+		return
+	case inconclusive:
+		m.checkInconclusive(res.culprit, res.limit)
 		return
 	case holding:
 		msg := fmt.Sprintf("Holding the step: %s", describeCheck(res.culprit))
@@ -356,6 +362,30 @@ func (m *machine) checkFailed(culprit meshv1.CheckStatus) {
 		return
 	}
 	m.reportProgress()
+	m.after(m.spec.interval())
+}
+
+// checkOverLimit rolls back at once: a check went past its failureLimit or
+// consecutiveErrorLimit, whatever the Canary's threshold says.
+func (m *machine) checkOverLimit(culprit meshv1.CheckStatus, limit string) {
+	st := &m.st
+	st.FailedChecks++
+	what := describeCheck(culprit)
+	m.setCondition(meshv1.ConditionAnalysis, metav1.ConditionFalse, meshv1.ReasonCheckFailed,
+		fmt.Sprintf("Check %s %s at step %d: %s", culprit.Name, limit, st.StepIndex, what))
+	m.rollBack(meshv1.ReasonCheckFailed, true, "Rolled back revision %s: check %s %s: %s",
+		st.CurrentRevision, culprit.Name, limit, what)
+}
+
+// checkInconclusive pauses the rollout, as Argo Rollouts does for an inconclusive analysis:
+// a person decides, with a resume (go on) or abort request.
+func (m *machine) checkInconclusive(culprit meshv1.CheckStatus, limit string) {
+	st := &m.st
+	st.Paused = true
+	msg := fmt.Sprintf("Check %s %s: paused at step %d; request resume to go on or abort to roll back", culprit.Name, limit, st.StepIndex)
+	m.setCondition(meshv1.ConditionAnalysis, metav1.ConditionUnknown, meshv1.ReasonPaused, msg)
+	m.warning(meshv1.ReasonPaused, "%s", msg)
+	m.busy(meshv1.ReasonPaused, "Paused: %s", lowerFirst(m.where()))
 	m.after(m.spec.interval())
 }
 

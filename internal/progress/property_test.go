@@ -166,6 +166,17 @@ func randomSpec(rng *rand.Rand) meshv1.CanarySpec {
 		if rng.IntN(3) == 0 {
 			m.OnError = meshv1.OnErrorFail
 		}
+		switch rng.IntN(6) {
+		case 0:
+			m.FailureLimit = ptr(int32(rng.IntN(3)))
+		case 1:
+			m.ConsecutiveErrorLimit = ptr(int32(rng.IntN(3)))
+		case 2:
+			m.InconclusiveLimit = ptr(int32(rng.IntN(3)))
+		case 3:
+			m.DryRun = true
+		default:
+		}
 		a.Metrics = append(a.Metrics, m)
 	}
 	for i, t := range []meshv1.WebhookType{
@@ -205,7 +216,7 @@ func randomResults(rng *rand.Rand, spec *meshv1.CanarySpec, obs Observation, nee
 		if rng.IntN(10) < 7 {
 			return meshv1.OutcomePass
 		}
-		return pick(rng, meshv1.OutcomeFail, meshv1.OutcomeNoData, meshv1.OutcomeUnreachable, meshv1.OutcomeTooFewRequests)
+		return pick(rng, meshv1.OutcomeFail, meshv1.OutcomeNoData, meshv1.OutcomeUnreachable, meshv1.OutcomeTooFewRequests, meshv1.OutcomeInconclusive)
 	}
 	if needs.RunChecks || len(needs.Hooks) > 0 {
 		obs.Checks = []meshv1.CheckStatus{}

@@ -142,6 +142,11 @@ type expectedCheck struct {
 	name        string
 	hold        bool // onError=hold: a non-Pass outcome waits instead of failing
 	holdTimeout time.Duration
+	// dryRun: measured and recorded, never decides.
+	dryRun bool
+	// The check's own limits (nil: none): more failures, errors in a row or inconclusive
+	// outcomes than these roll back (or, inconclusive, pause) at once.
+	failureLimit, errorLimit, inconclusiveLimit *int32
 }
 
 // startChecks are judged before the canary gets any traffic: the pre-rollout webhooks.
@@ -163,9 +168,13 @@ func (s specView) stepChecks() []expectedCheck {
 	}
 	for _, m := range s.Analysis.Metrics {
 		out = append(out, expectedCheck{
-			name:        m.Name,
-			hold:        m.OnError != meshv1.OnErrorFail,
-			holdTimeout: parseDuration(m.HoldTimeout, defaultHoldTimeout, 0),
+			name:              m.Name,
+			hold:              m.OnError != meshv1.OnErrorFail,
+			holdTimeout:       parseDuration(m.HoldTimeout, defaultHoldTimeout, 0),
+			dryRun:            m.DryRun,
+			failureLimit:      m.FailureLimit,
+			errorLimit:        m.ConsecutiveErrorLimit,
+			inconclusiveLimit: m.InconclusiveLimit,
 		})
 	}
 	return out

@@ -64,6 +64,9 @@ func (m *machine) warning(reason, format string, args ...any) {
 // "request-success-rate is 87.5 (threshold >= 99)" or "request-duration: NoData: no samples".
 func describeCheck(c meshv1.CheckStatus) string {
 	s := c.Name
+	if c.DryRun {
+		s += " (dry run)"
+	}
 	if c.Value != "" {
 		s += " is " + c.Value
 		if c.Threshold != "" {
