@@ -57,7 +57,7 @@ func (p palette) outcome(o meshv1.CheckOutcome) string {
 		return p.green(string(o))
 	case meshv1.OutcomeFail:
 		return p.red(string(o))
-	case meshv1.OutcomeNoData, meshv1.OutcomeNaN, meshv1.OutcomeTooFewRequests, meshv1.OutcomeUnreachable,
+	case meshv1.OutcomeInconclusive, meshv1.OutcomeNoData, meshv1.OutcomeNaN, meshv1.OutcomeTooFewRequests, meshv1.OutcomeUnreachable,
 		meshv1.OutcomeTimeout, meshv1.OutcomeBadQuery, meshv1.OutcomeError:
 		return p.yellow(string(o))
 	default:
