@@ -67,8 +67,12 @@ func writeStatus(w io.Writer, v statusView, p palette) {
 			if ck.HoldingSince != nil {
 				measured += ", holding since " + ago(ck.HoldingSince, v.now)
 			}
+			name := ck.Name
+			if ck.DryRun {
+				name += " (dry run)" // measured, never deciding
+			}
 			rows = append(rows, []cell{
-				plain(ck.Name),
+				plain(name),
 				{text: string(ck.Outcome), style: func(string) string { return p.outcome(outcome) }},
 				plain(orDash(ck.Value)), plain(orDash(ck.Threshold)), plain(measured), plain(ck.Message),
 			})

@@ -137,6 +137,20 @@ func TestStatusViewSaysWhyEventsAreMissing(t *testing.T) {
 	}
 }
 
+// A dry-run check is marked so, and an Inconclusive one is coloured as the outcomes that hold.
+func TestStatusViewMarksDryRunAndInconclusive(t *testing.T) {
+	c := fixtureCanary("progressing")
+	c.Status.Checks[1].DryRun = true
+	c.Status.Checks[0].Outcome = meshv1.OutcomeInconclusive
+	var b bytes.Buffer
+	writeStatus(&b, statusView{canary: c, now: fixedNow}, palette{on: true})
+	for _, want := range []string{"request-duration (dry run)", "\x1b[33mInconclusive\x1b[0m"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("view lacks %q:\n%q", want, b.String())
+		}
+	}
+}
+
 type errString string
 
 func (e errString) Error() string { return string(e) }
