@@ -264,6 +264,7 @@ func TestCanaryDefaultsAndWarnings(t *testing.T) {
 		withMetric(meshv1.CanaryMetric{Name: "errors", TemplateRef: &meshv1.TemplateRef{Name: "errors"}, HoldTimeout: "30s", Interval: "5m"})(c)
 		withCheck(meshv1.CanaryMetric{Name: "request-success-rate", SuccessCondition: "result >= 99.0",
 			InconclusiveLimit: ptr.To[int32](1), DryRun: true})(c)
+		withCheck(meshv1.CanaryMetric{Name: "pod-restarts", MinRequests: ptr.To[int64](10)})(c)
 		c.Spec.Analysis.Provider = &meshv1.MetricProvider{Address: "https://prometheus.example.com:9090", InsecureSkipVerify: true}
 		c.Spec.SkipAnalysis = true
 	})(ns).(*meshv1.Canary)
@@ -279,6 +280,7 @@ func TestCanaryDefaultsAndWarnings(t *testing.T) {
 		"spec.analysis.metrics[0].holdTimeout: 30s is shorter than the check's interval 5m0s",
 		"spec.analysis.metrics[1].inconclusiveLimit: only a check with both successCondition and failureCondition can be Inconclusive",
 		"spec.analysis.metrics[1].dryRun: is true: the check never decides",
+		"spec.analysis.metrics[2].minRequests: pod-restarts counts the canary's pods",
 	} {
 		if !slices.ContainsFunc(w.all(), func(s string) bool { return strings.HasPrefix(s, want) }) {
 			t.Errorf("no warning starting %q in %q", want, w.all())

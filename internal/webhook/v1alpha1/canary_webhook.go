@@ -110,6 +110,9 @@ func (v *CanaryValidator) validateMetric(c *meshv1.Canary, path *field.Path, m *
 	if m.InconclusiveLimit != nil && (m.SuccessCondition == "" || m.FailureCondition == "") {
 		*ws = append(*ws, fmt.Sprintf("%s: only a check with both successCondition and failureCondition can be Inconclusive: the limit never applies", path.Child("inconclusiveLimit")))
 	}
+	if m.TemplateRef == nil && m.Name == analysis.CheckPodRestarts && m.MinRequests != nil {
+		*ws = append(*ws, fmt.Sprintf("%s: pod-restarts counts the canary's pods since the rollout started, not requests: minRequests does not apply", path.Child("minRequests")))
+	}
 	if m.DryRun && (m.FailureLimit != nil || m.ConsecutiveErrorLimit != nil || m.InconclusiveLimit != nil) {
 		*ws = append(*ws, fmt.Sprintf("%s: is true: the check never decides, and its limits do not apply", path.Child("dryRun")))
 	}
