@@ -117,20 +117,10 @@ func (m *machine) evaluate(expected []expectedCheck, metrics bool, hook meshv1.W
 		case c.Outcome == meshv1.OutcomeFail || !e.hold:
 			failures = append(failures, c)
 		default:
-			since := m.stamp
-			if prev := findCheck(m.st.Checks, e.name); prev != nil && prev.HoldingSince != nil {
-				since = *prev.HoldingSince
-			} else {
-				res.newHold = true
-			}
-			c.HoldingSince = &since
-			if m.elapsed(&since, e.holdTimeout) {
-				expired := c
-				if expired.Message != "" {
-					expired.Message += "; "
-				}
-				expired.Message += fmt.Sprintf("not measurable for longer than the hold timeout %s", e.holdTimeout)
-				failures = append(failures, expired)
+			expired, newHold := m.hold(e, &c)
+			res.newHold = res.newHold || newHold
+			if expired != nil {
+				failures = append(failures, *expired)
 			} else {
 				holds = append(holds, c)
 			}
@@ -150,6 +140,27 @@ func (m *machine) evaluate(expected []expectedCheck, metrics bool, hook meshv1.W
 		res.verdict, res.culprit = holding, holds[0]
 	}
 	return res
+}
+
+// hold marks a check that holds the step since its hold began (now, when newHold), and
+// returns it as a failure when it held longer than its holdTimeout.
+func (m *machine) hold(e expectedCheck, c *meshv1.CheckStatus) (expired *meshv1.CheckStatus, newHold bool) {
+	since := m.stamp
+	if prev := findCheck(m.st.Checks, e.name); prev != nil && prev.HoldingSince != nil {
+		since = *prev.HoldingSince
+	} else {
+		newHold = true
+	}
+	c.HoldingSince = &since
+	if !m.elapsed(&since, e.holdTimeout) {
+		return nil, newHold
+	}
+	failure := *c
+	if failure.Message != "" {
+		failure.Message += "; "
+	}
+	failure.Message += fmt.Sprintf("not measurable for longer than the hold timeout %s", e.holdTimeout)
+	return &failure, newHold
 }
 
 // gate consumes this reconcile's results of the confirm-* webhooks of type t and records them.
