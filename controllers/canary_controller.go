@@ -34,9 +34,9 @@ import (
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/analysis"
+	"canopy.dev/canopy/internal/apply"
 	"canopy.dev/canopy/internal/budget"
 	"canopy.dev/canopy/internal/hooks"
-	"canopy.dev/canopy/internal/mesh"
 	"canopy.dev/canopy/internal/progress"
 	"canopy.dev/canopy/internal/render"
 	"canopy.dev/canopy/internal/workload"
@@ -56,7 +56,7 @@ const (
 // CanaryReconciler runs the rollouts of Canaries.
 type CanaryReconciler struct {
 	client.Client
-	Applier  *mesh.Applier
+	Applier  *apply.Applier
 	Recorder events.EventRecorder
 	Analyzer analysis.Analyzer
 	Hooks    hooks.Caller
@@ -512,7 +512,7 @@ func (r *CanaryReconciler) applyRouting(ctx context.Context, s *canaryScope) (bo
 }
 
 // scale sets the replicas of the target through its scale subresource; the applier knows the
-// version written as canopy's own (mesh.Applier.Own).
+// version written as canopy's own (apply.Applier.Own).
 func (r *CanaryReconciler) scale(ctx context.Context, d *appsv1.Deployment, replicas int32) error {
 	before := d.ResourceVersion
 	if err := workload.Scale(ctx, r.Client, d, replicas); err != nil {
@@ -592,7 +592,7 @@ func (r *CanaryReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int)
 // it, and each step would otherwise wake its Canary again, for nothing, as soon as the
 // VirtualService's event came. Someone else's change is a newer version and passes, and so
 // does every deletion.
-func notOwn(a *mesh.Applier) predicate.Funcs {
+func notOwn(a *apply.Applier) predicate.Funcs {
 	return predicate.Funcs{
 		CreateFunc: func(e event.CreateEvent) bool { return !a.Own(e.Object) },
 		UpdateFunc: func(e event.UpdateEvent) bool { return !a.Own(e.ObjectNew) },

@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
-	"canopy.dev/canopy/internal/mesh"
+	"canopy.dev/canopy/internal/apply"
 	"canopy.dev/canopy/internal/render"
 	"canopy.dev/canopy/test/testenv"
 )
@@ -115,7 +115,7 @@ func (h *harness) withFaults(f *faults) {
 	}
 	faulty := f.client(wc)
 	h.r.Client = faulty
-	h.r.Applier = &mesh.Applier{Client: faulty, Reader: faulty}
+	h.r.Applier = &apply.Applier{Client: faulty, Reader: faulty}
 }
 
 // vsRecorder watches the namespace's VirtualServices from the apiserver and keeps every

@@ -19,7 +19,7 @@ import (
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
-	"canopy.dev/canopy/internal/mesh"
+	"canopy.dev/canopy/internal/apply"
 	"canopy.dev/canopy/internal/metrics"
 	"canopy.dev/canopy/internal/notify"
 	"canopy.dev/canopy/test/testenv"
@@ -174,7 +174,7 @@ func TestCanaryTransitionsAreAnnouncedAndCountedOnce(t *testing.T) {
 	rcv2 := newReceiver(t)
 	counted := h.countingClient()
 	h.r = &CanaryReconciler{
-		Client: counted, Applier: &mesh.Applier{Client: counted, Reader: counted}, Recorder: h.r.Recorder,
+		Client: counted, Applier: &apply.Applier{Client: counted, Reader: counted}, Recorder: h.r.Recorder,
 		Analyzer: h.analyzer, Hooks: h.hooks, Clock: h.clock,
 		Observers: []RolloutObserver{metrics.Rollouts{}, startNotifier(t, h, rcv2)},
 	}

@@ -30,7 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
-	"canopy.dev/canopy/internal/mesh"
+	"canopy.dev/canopy/internal/apply"
 	"canopy.dev/canopy/internal/render"
 )
 
@@ -46,7 +46,7 @@ const indexPolicyTarget = "spec.targetRef.name"
 // them applied.
 type MeshPolicyReconciler struct {
 	client.Client
-	Applier  *mesh.Applier
+	Applier  *apply.Applier
 	Recorder events.EventRecorder
 	Clock    clock.PassiveClock
 	// Tenancy is what a MeshPolicy may claim beyond its namespace (nil: nothing).

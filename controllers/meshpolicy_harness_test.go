@@ -24,7 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
-	"canopy.dev/canopy/internal/mesh"
+	"canopy.dev/canopy/internal/apply"
 	"canopy.dev/canopy/internal/render"
 	"canopy.dev/canopy/test/testenv"
 )
@@ -43,7 +43,7 @@ func newPolicyHarness(t *testing.T) *policyHarness {
 	t.Helper()
 	h := newHarness(t)
 	applies := &applyCounter{Client: env.Client}
-	applier := &mesh.Applier{Client: applies, Reader: cacheLikeReader{env.Client}}
+	applier := &apply.Applier{Client: applies, Reader: cacheLikeReader{env.Client}}
 	return &policyHarness{
 		harness: h,
 		gwNS:    env.CreateNamespace(t),
@@ -170,7 +170,7 @@ func (h *policyHarness) expectStored(obj render.Object) {
 	live := obj.DeepCopyObject().(client.Object)
 	h.mustGet(obj.GetNamespace(), obj.GetName(), live)
 	want, have := jsonMap(h.t, obj), jsonMap(h.t, live)
-	if !mesh.Contains(have["spec"], want["spec"]) {
+	if !apply.Contains(have["spec"], want["spec"]) {
 		h.t.Fatalf("%s %s/%s is stored as\n%s\nnot as rendered:\n%s", kindOf(obj), obj.GetNamespace(), obj.GetName(), pretty(have["spec"]), pretty(want["spec"]))
 	}
 	for k, v := range obj.GetLabels() {

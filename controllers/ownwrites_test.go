@@ -15,7 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
-	"canopy.dev/canopy/internal/mesh"
+	"canopy.dev/canopy/internal/apply"
 	"canopy.dev/canopy/internal/workload"
 	"canopy.dev/canopy/test/testenv"
 )
@@ -87,7 +87,7 @@ func TestTheApplierKnowsItsOwnWritesBeforeTheCacheDoes(t *testing.T) {
 	ns := env.CreateNamespace(t)
 	applies := &applyCounter{Client: env.Client}
 	reader := &laggingReader{cacheLikeReader: cacheLikeReader{env.Client}}
-	a := &mesh.Applier{Client: applies, Reader: reader}
+	a := &apply.Applier{Client: applies, Reader: reader}
 	key := client.ObjectKey{Namespace: ns, Name: "reviews"}
 	apply := func(weight int32, wantSent bool) {
 		t.Helper()
@@ -129,7 +129,7 @@ func TestOwnWritesWakeNoCanary(t *testing.T) {
 	testenv.SkipIfShort(t)
 	ctx := t.Context()
 	ns := env.CreateNamespace(t)
-	a := &mesh.Applier{Client: env.Client, Reader: cacheLikeReader{env.Client}}
+	a := &apply.Applier{Client: env.Client, Reader: cacheLikeReader{env.Client}}
 	others := notOwn(a)
 	if _, err := a.Apply(ctx, routeTo(ns, 10)); err != nil {
 		t.Fatal(err)

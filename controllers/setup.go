@@ -15,9 +15,9 @@ import (
 	"canopy.dev/canopy/internal/analysis"
 	"canopy.dev/canopy/internal/analysis/providers"
 	"canopy.dev/canopy/internal/analysis/providers/prometheus"
+	"canopy.dev/canopy/internal/apply"
 	"canopy.dev/canopy/internal/budget"
 	"canopy.dev/canopy/internal/hooks"
-	"canopy.dev/canopy/internal/mesh"
 	"canopy.dev/canopy/internal/metrics"
 	"canopy.dev/canopy/internal/render"
 )
@@ -92,7 +92,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	if err := mgr.Add(&metrics.StateCollector{Reader: mgr.GetCache()}); err != nil {
 		return fmt.Errorf("adding the metrics collector: %w", err)
 	}
-	applier := &mesh.Applier{Client: mgr.GetClient(), Reader: mgr.GetClient()}
+	applier := &apply.Applier{Client: mgr.GetClient(), Reader: mgr.GetClient()}
 	canaries := &CanaryReconciler{
 		Client:   mgr.GetClient(),
 		Applier:  applier,

@@ -21,8 +21,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/apply"
 	"canopy.dev/canopy/internal/hooks"
-	"canopy.dev/canopy/internal/mesh"
 	"canopy.dev/canopy/internal/render"
 	"canopy.dev/canopy/test/testenv"
 )
@@ -188,7 +188,7 @@ func newHarness(t *testing.T) *harness {
 	counted := h.countingClient()
 	h.r = &CanaryReconciler{
 		Client:   counted,
-		Applier:  &mesh.Applier{Client: counted, Reader: counted},
+		Applier:  &apply.Applier{Client: counted, Reader: counted},
 		Recorder: b.NewRecorder(env.Scheme, "canopy"),
 		Analyzer: h.analyzer,
 		Hooks:    h.hooks,

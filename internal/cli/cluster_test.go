@@ -23,7 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
-	"canopy.dev/canopy/internal/mesh"
+	"canopy.dev/canopy/internal/apply"
 	"canopy.dev/canopy/internal/render"
 	"canopy.dev/canopy/internal/scheme"
 	"canopy.dev/canopy/test/testenv"
@@ -474,7 +474,7 @@ func TestDiffAgainstTheCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	applier := &mesh.Applier{Client: env.Client, Reader: env.Client}
+	applier := &apply.Applier{Client: env.Client, Reader: env.Client}
 	for _, g := range gen.objects {
 		if _, err := applier.Apply(ctx, g.obj.(client.Object)); err != nil {
 			t.Fatal(err)
@@ -650,7 +650,7 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	applier := &mesh.Applier{Client: env.Client, Reader: env.Client}
+	applier := &apply.Applier{Client: env.Client, Reader: env.Client}
 	for _, g := range gen.objects {
 		if _, err := applier.Apply(ctx, g.obj.(client.Object)); err != nil {
 			t.Fatal(err)

@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
-	"canopy.dev/canopy/internal/mesh"
+	"canopy.dev/canopy/internal/apply"
 	"canopy.dev/canopy/internal/render"
 	"canopy.dev/canopy/test/testenv"
 )
@@ -115,7 +115,7 @@ func (w *writeCost) profile(ctx context.Context, env *testenv.Env) error {
 
 type writeCost struct {
 	c        client.Client
-	applier  *mesh.Applier
+	applier  *apply.Applier
 	canaries []*meshv1.Canary
 	targets  []*appsv1.Deployment
 	round    int32
@@ -129,7 +129,7 @@ type writeKind struct {
 // newWriteCost creates the objects: Canaries with the status of one mid-rollout, their
 // VirtualServices as canopy renders them, and ConfigMaps.
 func newWriteCost(ctx context.Context, env *testenv.Env) (*writeCost, error) {
-	w := &writeCost{c: env.Client, applier: &mesh.Applier{Client: env.Client, Reader: env.Client}}
+	w := &writeCost{c: env.Client, applier: &apply.Applier{Client: env.Client, Reader: env.Client}}
 	r := &run{cfg: scaleConfig{N: writeCostObjects, Interval: time.Second, Steps: 5, PerNamespace: writeCostObjects, Prometheus: true}, namespaces: []string{"write-cost"}}
 	if err := w.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "write-cost"}}); err != nil {
 		return nil, err

@@ -14,8 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/apply"
 	"canopy.dev/canopy/internal/manager"
-	"canopy.dev/canopy/internal/mesh"
 	"canopy.dev/canopy/test/testenv"
 )
 
@@ -96,7 +96,7 @@ func TestGitOpsObjectsAreLeftAlone(t *testing.T) {
 	setImage(t, ns, "reviews", "bookinfo/reviews:bad-v3")
 	waitPhase(t, ns, "reviews", meshv1.PhaseFailed)
 
-	canopy := []string{operatorAgent, mesh.FieldOwner}
+	canopy := []string{operatorAgent, apply.FieldOwner}
 	check := func(obj client.Object, allowed ...string) {
 		t.Helper()
 		if err := env.Client.Get(t.Context(), client.ObjectKeyFromObject(obj), obj); err != nil {

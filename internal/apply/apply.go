@@ -1,7 +1,7 @@
-// Package mesh writes generated objects with server-side apply and removes them again.
+// Package apply writes generated objects with server-side apply and removes them again.
 // Everything canopy generates goes through Applier, with one field owner, so that exactly
 // one manager owns each generated field and a user's other fields are left alone.
-package mesh
+package apply
 
 import (
 	"context"
