@@ -73,10 +73,6 @@ type CanaryReconciler struct {
 	Limits budget.Limits
 	// Observers are told of each status written (metrics, notifications).
 	Observers []RolloutObserver
-
-	// written remembers the version of each Canary's last write, so that a reconcile never
-	// decides from a cache that has not caught up with it (see ownWrites).
-	written ownWrites
 }
 
 // +kubebuilder:rbac:groups=mesh.canopy.dev,resources=canaries,verbs=get;list;watch;update;patch
@@ -98,17 +94,17 @@ func (r *CanaryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	c := &meshv1.Canary{}
 	if err := r.Get(ctx, req.NamespacedName, c); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.written.forget(req.NamespacedName)
+			r.Applier.Writes().Forget(&meshv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: req.Namespace, Name: req.Name}})
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	fresh, err := r.written.fresh(ctx, r.Client, c)
+	fresh, err := r.Applier.Writes().Fresh(ctx, r.Client, c)
 	if err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !fresh {
 		// Our last write is not in the cache yet: deciding now could repeat a step. The
-		// watch event that brings it wakes the Canary (caughtUp).
+		// watch event that brings it wakes the Canary (apply.Writes.CaughtUp).
 		return ctrl.Result{RequeueAfter: staleRetry}, nil
 	}
 	if !c.DeletionTimestamp.IsZero() {
@@ -120,7 +116,7 @@ func (r *CanaryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		if err := r.Patch(ctx, c, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding the finalizer: %w", err)
 		}
-		r.written.wrote(c)
+		r.Applier.Writes().Wrote(c)
 	}
 
 	s := &canaryScope{canary: c, before: c.DeepCopy(), now: r.Clock.Now()}
@@ -512,14 +508,14 @@ func (r *CanaryReconciler) applyRouting(ctx context.Context, s *canaryScope) (bo
 }
 
 // scale sets the replicas of the target through its scale subresource; the applier knows the
-// version written as canopy's own (apply.Applier.Own).
+// version written as canopy's own (apply.Writes.Own).
 func (r *CanaryReconciler) scale(ctx context.Context, d *appsv1.Deployment, replicas int32) error {
 	before := d.ResourceVersion
 	if err := workload.Scale(ctx, r.Client, d, replicas); err != nil {
 		return err
 	}
 	if d.ResourceVersion != before {
-		r.Applier.Wrote(d)
+		r.Applier.Writes().Wrote(d)
 	}
 	return nil
 }
@@ -562,10 +558,11 @@ func (r *CanaryReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int)
 	bySibling := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 		return r.canariesFor(ctx, o.GetNamespace(), indexTarget, o.(*meshv1.Canary).Spec.TargetRef.Name)
 	})
-	others := notOwn(r.Applier)
+	// canopy's own writes of what it generates or scales wake no Canary (apply.Writes.NotOwn).
+	others := r.Applier.Writes().NotOwn()
 	deployments := builder.WithPredicates(others, deploymentChanged)
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&meshv1.Canary{}, builder.WithPredicates(predicate.Or[client.Object](r.written.caughtUp(), predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		For(&meshv1.Canary{}, builder.WithPredicates(predicate.Or[client.Object](r.Applier.Writes().CaughtUp(), predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&appsv1.Deployment{}, deployments).
 		Owns(&corev1.Service{}, builder.WithPredicates(others)).
 		Owns(&istionetv1.VirtualService{}, builder.WithPredicates(others)).
@@ -585,18 +582,6 @@ func (r *CanaryReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int)
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
 		Named("canary").
 		Complete(r)
-}
-
-// notOwn drops the watch events of canopy's own writes of the objects a Canary generates or
-// scales (the applier knows their versions): the reconcile that wrote one already acted on
-// it, and each step would otherwise wake its Canary again, for nothing, as soon as the
-// VirtualService's event came. Someone else's change is a newer version and passes, and so
-// does every deletion.
-func notOwn(a *apply.Applier) predicate.Funcs {
-	return predicate.Funcs{
-		CreateFunc: func(e event.CreateEvent) bool { return !a.Own(e.Object) },
-		UpdateFunc: func(e event.UpdateEvent) bool { return !a.Own(e.ObjectNew) },
-	}
 }
 
 // siblingGone passes what ends a Canary's ownership of its target: its deletion, or a new

@@ -50,7 +50,7 @@ func (r *CanaryReconciler) patchStatus(ctx context.Context, s *canaryScope) erro
 	if err := r.Status().Patch(ctx, s.canary, patch); err != nil {
 		return fmt.Errorf("writing the status: %w", err)
 	}
-	r.written.wrote(s.canary)
+	r.Applier.Writes().Wrote(s.canary)
 	r.observed(ctx, &s.before.Status, s.canary)
 	return nil
 }

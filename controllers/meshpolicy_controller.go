@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
@@ -62,9 +63,6 @@ type MeshPolicyReconciler struct {
 	// finds out, and a gate starts the watches once cert-manager is installed, with no
 	// restart (see certManagerGate).
 	NoCertManager atomic.Bool
-
-	// written remembers the version of each MeshPolicy's last write (see ownWrites).
-	written ownWrites
 }
 
 // +kubebuilder:rbac:groups=mesh.canopy.dev,resources=meshpolicies,verbs=get;list;watch;update;patch
@@ -85,11 +83,11 @@ func (r *MeshPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	p := &meshv1.MeshPolicy{}
 	if err := r.Get(ctx, req.NamespacedName, p); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.written.forget(req.NamespacedName)
+			r.Applier.Writes().Forget(&meshv1.MeshPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: req.Namespace, Name: req.Name}})
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	fresh, err := r.written.fresh(ctx, r.Client, p)
+	fresh, err := r.Applier.Writes().Fresh(ctx, r.Client, p)
 	if err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -105,7 +103,7 @@ func (r *MeshPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		if err := r.Patch(ctx, p, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding the finalizer: %w", err)
 		}
-		r.written.wrote(p)
+		r.Applier.Writes().Wrote(p)
 	}
 
 	s := &policyScope{policy: p, before: p.DeepCopy(), now: r.Clock.Now()}
@@ -236,7 +234,7 @@ func (r *MeshPolicyReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent 
 	// Policies waiting for cert-manager are sent through this channel when it arrives.
 	wake := make(chan event.GenericEvent)
 	b := ctrl.NewControllerManagedBy(mgr).
-		For(&meshv1.MeshPolicy{}, builder.WithPredicates(predicate.Or[client.Object](r.written.caughtUp(), predicate.GenerationChangedPredicate{}))).
+		For(&meshv1.MeshPolicy{}, builder.WithPredicates(predicate.Or[client.Object](r.Applier.Writes().CaughtUp(), predicate.GenerationChangedPredicate{}))).
 		Owns(&istiosecv1.PeerAuthentication{}).
 		Owns(&istiosecv1.AuthorizationPolicy{}).
 		Owns(&istionetv1.ServiceEntry{}).

@@ -27,7 +27,7 @@ func (r *MeshPolicyReconciler) writeStatus(ctx context.Context, s *policyScope) 
 	if err := r.Status().Patch(ctx, s.policy, patch); err != nil {
 		return fmt.Errorf("writing the status: %w", err)
 	}
-	r.written.wrote(s.policy)
+	r.Applier.Writes().Wrote(s.policy)
 	return nil
 }
 

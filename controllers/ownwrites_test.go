@@ -130,7 +130,7 @@ func TestOwnWritesWakeNoCanary(t *testing.T) {
 	ctx := t.Context()
 	ns := env.CreateNamespace(t)
 	a := &apply.Applier{Client: env.Client, Reader: cacheLikeReader{env.Client}}
-	others := notOwn(a)
+	others := a.Writes().NotOwn()
 	if _, err := a.Apply(ctx, routeTo(ns, 10)); err != nil {
 		t.Fatal(err)
 	}

@@ -92,7 +92,8 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	if err := mgr.Add(&metrics.StateCollector{Reader: mgr.GetCache()}); err != nil {
 		return fmt.Errorf("adding the metrics collector: %w", err)
 	}
-	applier := &apply.Applier{Client: mgr.GetClient(), Reader: mgr.GetClient()}
+	// One applier, and one memory of canopy's writes, for both controllers (see apply.Writes).
+	applier := &apply.Applier{Client: mgr.GetClient(), Reader: mgr.GetClient(), Tracker: apply.NewWrites(mgr.GetScheme(), cfg.Clock)}
 	canaries := &CanaryReconciler{
 		Client:   mgr.GetClient(),
 		Applier:  applier,

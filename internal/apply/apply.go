@@ -10,15 +10,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
-	"strconv"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 )
@@ -36,28 +32,21 @@ type Applier struct {
 	// Client writes; Reader reads the live object (the manager's cache), to skip no-op applies.
 	Client client.Client
 	Reader client.Reader
+	// Tracker is the memory of canopy's writes this applier records its applies in and reads
+	// (see Writes); nil: one of its own, on the real clock, made on first use.
+	Tracker *Writes
 
-	// known remembers, object by object, the version this process last wrote, or found to
-	// hold the desired state, for knownFor (see holds and Own).
-	known  sync.Map // objectKey -> knownVersion
-	stored atomic.Uint64
+	once sync.Once
 }
 
-// knownFor is how long a known version is remembered. Both of its uses (a cache that has not
-// caught up with a write yet, the watch event of a write) come within seconds of the write.
-const knownFor = 10 * time.Minute
-
-type objectKey struct {
-	gvk schema.GroupVersionKind
-	key client.ObjectKey
-}
-
-type knownVersion struct {
-	rv uint64
-	// hash is the digest of the desired state the version holds; empty for a write that was
-	// not an apply (a scale).
-	hash string
-	at   time.Time
+// Writes returns the memory of canopy's own writes the applier records in.
+func (a *Applier) Writes() *Writes {
+	a.once.Do(func() {
+		if a.Tracker == nil {
+			a.Tracker = NewWrites(a.Client.Scheme(), nil)
+		}
+	})
+	return a.Tracker
 }
 
 // Apply server-side applies obj (with ForceOwnership) unless the live object already carries
@@ -94,10 +83,11 @@ func (a *Applier) Apply(ctx context.Context, obj client.Object) (bool, error) {
 		return false, err
 	}
 	liveObj := live.(client.Object)
-	key := objectKey{gvk, client.ObjectKeyFromObject(obj)}
+	writes := a.Writes()
+	key := writeKey{gvk.GroupKind(), client.ObjectKeyFromObject(obj)}
 	switch err := a.Reader.Get(ctx, key.key, liveObj); {
 	case err == nil:
-		switch a.behind(key, liveObj, hash) {
+		switch writes.holds(liveObj, hash) {
 		case holdsDesired:
 			return false, nil
 		case holdsOther: // the stale copy cannot tell: apply
@@ -107,7 +97,7 @@ func (a *Applier) Apply(ctx context.Context, obj client.Object) (bool, error) {
 			if liveObj.GetAnnotations()[AnnotationAppliedHash] == hash {
 				liveMap, err := toMap(liveObj)
 				if err == nil && Contains(liveMap, desired) {
-					a.remember(key, liveObj.GetResourceVersion(), hash)
+					writes.remember(key, liveObj.GetUID(), liveObj.GetResourceVersion(), hash)
 					return false, nil
 				}
 			}
@@ -121,7 +111,7 @@ func (a *Applier) Apply(ctx context.Context, obj client.Object) (bool, error) {
 	if err := a.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
 		return false, fmt.Errorf("applying %s %s/%s: %w", gvk.Kind, obj.GetNamespace(), obj.GetName(), err)
 	}
-	a.remember(key, u.GetResourceVersion(), hash)
+	writes.remember(key, u.GetUID(), u.GetResourceVersion(), hash)
 	return true, nil
 }
 
@@ -134,80 +124,24 @@ const (
 	holdsOther                    // this applier wrote another state since the cache's copy
 )
 
-// behind compares the cache's copy of an object with the version this applier last wrote or
-// checked. When the copy is that version or an older one (the cache has not caught up with
-// the write yet), what the object holds is what was written: the desired state again (no
-// request is needed), or another one (the desired state must be applied, whatever the stale
-// copy says). A newer copy is someone else's write, compared in full.
-func (a *Applier) behind(key objectKey, live client.Object, hash string) liveState {
-	k, ok := a.knownVersion(key)
+// holds compares the cache's copy of an object with the version canopy last wrote or checked.
+// When the copy is that version or an older one (the cache has not caught up with the write
+// yet), what the object holds is what was written: the desired state again (no request is
+// needed), or another one (the desired state must be applied, whatever the stale copy says). A
+// newer copy is someone else's write, compared in full.
+func (w *Writes) holds(live client.Object, hash string) liveState {
+	k, ok := w.recent(live)
 	if !ok || k.hash == "" {
 		return unknown
 	}
-	rv, err := strconv.ParseUint(live.GetResourceVersion(), 10, 64)
-	switch {
-	case err != nil || rv > k.rv:
+	switch c, ok := compare(live.GetResourceVersion(), k.rv); {
+	case !ok || c > 0:
 		return unknown
 	case k.hash == hash:
 		return holdsDesired
 	default:
 		return holdsOther
 	}
-}
-
-// Wrote records a write of obj that was not an apply (a scale), at obj's resourceVersion,
-// so that its watch event is known as this process's own (Own).
-func (a *Applier) Wrote(obj client.Object) {
-	gvk, err := apiutil.GVKForObject(obj, a.Client.Scheme())
-	if err != nil {
-		return
-	}
-	a.remember(objectKey{gvk, client.ObjectKeyFromObject(obj)}, obj.GetResourceVersion(), "")
-}
-
-// Own says whether obj, as a watch event brings it, is the version this applier wrote (or
-// found to hold what it would have written): an event a reconcile need not follow, since the
-// one that wrote it already acted on it. Another writer's change is a newer version.
-func (a *Applier) Own(obj client.Object) bool {
-	gvk, err := apiutil.GVKForObject(obj, a.Client.Scheme())
-	if err != nil {
-		return false
-	}
-	k, ok := a.knownVersion(objectKey{gvk, client.ObjectKeyFromObject(obj)})
-	return ok && strconv.FormatUint(k.rv, 10) == obj.GetResourceVersion()
-}
-
-func (a *Applier) knownVersion(key objectKey) (knownVersion, bool) {
-	v, ok := a.known.Load(key)
-	if !ok {
-		return knownVersion{}, false
-	}
-	k := v.(knownVersion)
-	return k, time.Since(k.at) < knownFor
-}
-
-// remember records the version rv of key, unless a newer one is known; every 1024 records,
-// the versions older than knownFor are dropped, so that the objects deleted since are
-// forgotten.
-func (a *Applier) remember(key objectKey, resourceVersion, hash string) {
-	rv, err := strconv.ParseUint(resourceVersion, 10, 64)
-	if err != nil {
-		return
-	}
-	if k, ok := a.knownVersion(key); ok && k.rv > rv {
-		return
-	}
-	now := time.Now()
-	a.known.Store(key, knownVersion{rv: rv, hash: hash, at: now})
-	if a.stored.Add(1)%1024 != 0 {
-		return
-	}
-	a.known.Range(func(k, v any) bool {
-		if now.Sub(v.(knownVersion).at) >= knownFor {
-			a.known.CompareAndDelete(k, v)
-		}
-		return true
-	})
 }
 
 func toMap(obj runtime.Object) (map[string]any, error) {
