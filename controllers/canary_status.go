@@ -59,6 +59,8 @@ func (r *CanaryReconciler) patchStatus(ctx context.Context, s *canaryScope) erro
 // problem only a change of the spec can fix.
 func (s *canaryScope) setNotReady(reason, message string, stalled bool) {
 	st := &s.canary.Status
+	// The rollout is not waiting for the canary now: a later wait starts the step's clock anew.
+	st.WaitingForCanarySince = nil
 	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: meshv1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: message})
 	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: meshv1.ConditionStalled, Status: boolCondition(stalled), Reason: reason, Message: message})
 	if stalled {

@@ -2,7 +2,10 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -43,6 +46,7 @@ func (s *policyScope) status() meshv1.MeshPolicyStatus {
 		}
 	}
 	setPolicyConditions(&st.Conditions, s.readyCondition(), s.problem)
+	st.ReportedWarnings = s.warningDigests()
 	gen := p.Generation
 	if !s.transient {
 		st.ObservedGeneration = gen
@@ -105,7 +109,7 @@ func ifTrue(b bool, s string) string {
 }
 
 // announce records events: a change of the Ready condition (the event's reason is the
-// condition's), the warnings not reported before, and what was applied or deleted. The
+// condition's), the warnings not reported before (status.reportedWarnings), and what was applied or deleted. The
 // events API folds events of one reason and action into a series that keeps the first
 // note, so each reconcile records at most one event per reason and action.
 func (r *MeshPolicyReconciler) announce(s *policyScope, st meshv1.MeshPolicyStatus) {
@@ -122,7 +126,7 @@ func (r *MeshPolicyReconciler) announce(s *policyScope, st meshv1.MeshPolicyStat
 	fresh := map[string][]string{}
 	var reasons []string
 	for _, w := range s.warnings {
-		if old != nil && strings.Contains(old.Message, w.message) {
+		if slices.Contains(s.before.Status.ReportedWarnings, w.digest()) {
 			continue
 		}
 		if fresh[w.reason] == nil {
@@ -143,4 +147,22 @@ func (r *MeshPolicyReconciler) announce(s *policyScope, st meshv1.MeshPolicyStat
 	if len(changes) > 0 {
 		r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, meshv1.ReasonReconciled, "Apply", "%s", eventNote(strings.Join(changes, "; ")))
 	}
+}
+
+// digest names a warning in status.reportedWarnings: its reason and what it says, not how the
+// Ready message happens to word the list.
+func (w policyWarning) digest() string {
+	sum := sha256.Sum256([]byte(w.reason + "\x00" + w.message))
+	return hex.EncodeToString(sum[:8])
+}
+
+// warningDigests are the digests of the warnings in force, sorted, each once: they are
+// reported by this reconcile's events, or were before.
+func (s *policyScope) warningDigests() []string {
+	var ds []string
+	for _, w := range s.warnings {
+		ds = append(ds, w.digest())
+	}
+	slices.Sort(ds)
+	return slices.Compact(ds)
 }

@@ -574,6 +574,15 @@ type CanaryStatus struct {
 	// LastTransitionTime is when the phase last changed.
 	// +optional
 	LastTransitionTime *metav1.Time `json:"lastTransitionTime,omitempty"`
+	// WaitingForCanarySince is set while the rollout waits for the canary to become ready
+	// within a step: the start of that wait, which the progress deadline counts from. The next
+	// reconcile that still waits keeps the step's clock instead of restarting it.
+	// +optional
+	WaitingForCanarySince *metav1.Time `json:"waitingForCanarySince,omitempty"`
+	// SuspendedSince is when spec.suspend was first seen set; when it is cleared, the current
+	// step's clock restarts, so that the time suspended counts against no interval or deadline.
+	// +optional
+	SuspendedSince *metav1.Time `json:"suspendedSince,omitempty"`
 	// Paused holds the rollout at its current step (set by a pause request).
 	// +optional
 	Paused bool `json:"paused,omitempty"`

@@ -534,6 +534,11 @@ type MeshPolicyStatus struct {
 	Objects []GeneratedObject `json:"objects,omitempty"`
 	// +optional
 	Certificates []CertificateStatus `json:"certificates,omitempty"`
+	// ReportedWarnings are digests of the warnings in force that were already reported by an
+	// event: a warning is announced once, when it appears, whatever the Ready message says.
+	// +listType=set
+	// +optional
+	ReportedWarnings []string `json:"reportedWarnings,omitempty"`
 	// +listType=map
 	// +listMapKey=type
 	// +optional

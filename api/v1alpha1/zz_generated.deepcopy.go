@@ -481,6 +481,14 @@ func (in *CanaryStatus) DeepCopyInto(out *CanaryStatus) {
 		in, out := &in.LastTransitionTime, &out.LastTransitionTime
 		*out = (*in).DeepCopy()
 	}
+	if in.WaitingForCanarySince != nil {
+		in, out := &in.WaitingForCanarySince, &out.WaitingForCanarySince
+		*out = (*in).DeepCopy()
+	}
+	if in.SuspendedSince != nil {
+		in, out := &in.SuspendedSince, &out.SuspendedSince
+		*out = (*in).DeepCopy()
+	}
 	if in.Checks != nil {
 		in, out := &in.Checks, &out.Checks
 		*out = make([]CheckStatus, len(*in))
@@ -1268,6 +1276,11 @@ func (in *MeshPolicyStatus) DeepCopyInto(out *MeshPolicyStatus) {
 		for i := range *in {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
+	}
+	if in.ReportedWarnings != nil {
+		in, out := &in.ReportedWarnings, &out.ReportedWarnings
+		*out = make([]string, len(*in))
+		copy(*out, *in)
 	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions

@@ -312,11 +312,11 @@ func (m *machine) progressing() {
 }
 
 // waitForCanary waits for the canary to be ready, at most progressDeadlineSeconds from the
-// moment it was first seen not ready in this step. That moment is kept as the step's start:
-// the Ready reason remembers that the last reconcile already waited.
+// moment it was first seen not ready in this step. That moment is kept as the step's start,
+// and status.waitingForCanarySince says that the last reconcile already waited.
 func (m *machine) waitForCanary() {
 	st := &m.st
-	if m.readyReason() != meshv1.ReasonWaitingForCanary && !st.LastStepTime.Equal(&m.stamp) {
+	if st.WaitingForCanarySince == nil && !st.LastStepTime.Equal(&m.stamp) {
 		m.restartStep()
 	}
 	deadline := m.spec.deadline()
@@ -327,6 +327,8 @@ func (m *machine) waitForCanary() {
 	}
 	m.busy(meshv1.ReasonWaitingForCanary, "Waiting for the canary %s to run revision %s with all replicas available; %s",
 		m.spec.TargetRef.Name, st.CurrentRevision, lowerFirst(m.where()))
+	since := *st.LastStepTime
+	st.WaitingForCanarySince = &since
 	m.after(min(resync, m.until(st.LastStepTime, deadline)))
 }
 

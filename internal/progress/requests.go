@@ -72,12 +72,13 @@ func (m *machine) request() {
 	}
 }
 
-// suspended keeps everything as it is. The Ready reason Suspended is how the next reconcile
-// knows that the suspension ended.
+// suspended keeps everything as it is. status.suspendedSince is how the next reconcile knows
+// that the suspension ended.
 func (m *machine) suspended() {
 	st := &m.st
-	if m.readyReason() != meshv1.ReasonSuspended {
+	if st.SuspendedSince == nil {
 		m.normal(meshv1.ReasonSuspended, "Suspended in phase %s", st.Phase)
+		st.SuspendedSince = m.stampPtr()
 	}
 	ready := metav1.ConditionFalse
 	if c := meta.FindStatusCondition(st.Conditions, meshv1.ConditionReady); c != nil {
@@ -91,7 +92,8 @@ func (m *machine) suspended() {
 // unsuspended restarts the current step's clock after a suspension, so that the time spent
 // suspended counts against no interval, deadline or hold timeout.
 func (m *machine) unsuspended() {
-	if m.readyReason() == meshv1.ReasonSuspended {
+	if m.st.SuspendedSince != nil {
+		m.st.SuspendedSince = nil
 		m.restartActiveStep()
 	}
 }

@@ -11,6 +11,11 @@ import (
 
 // setCondition sets a condition, keeping the ObservedGeneration the caller gave it.
 func (m *machine) setCondition(t string, s metav1.ConditionStatus, reason, message string) {
+	if t == meshv1.ConditionReady {
+		// Whatever the machine reports now, it is not (or no longer) a wait for the canary;
+		// waitForCanary sets the field again after its report.
+		m.st.WaitingForCanarySince = nil
+	}
 	c := metav1.Condition{Type: t, Status: s, Reason: reason, Message: message, LastTransitionTime: m.stamp}
 	if old := meta.FindStatusCondition(m.st.Conditions, t); old != nil {
 		c.ObservedGeneration = old.ObservedGeneration
@@ -35,8 +40,9 @@ func boolStatus(b bool) metav1.ConditionStatus {
 }
 
 // report sets the kstatus conditions: Ready, Reconciling and Stalled share one reason and
-// message, the one thing the Canary is doing or waiting for. The Ready reason doubles as the
-// memory of what the last reconcile was waiting for (see progressing and suspended).
+// message, the one thing the Canary is doing or waiting for. What a later reconcile must know
+// of it is kept in status fields (waitingForCanarySince, suspendedSince), never read back
+// from the text.
 func (m *machine) report(ready, reconciling, stalled bool, reason, message string) {
 	m.setCondition(meshv1.ConditionReady, boolStatus(ready), reason, message)
 	m.setCondition(meshv1.ConditionReconciling, boolStatus(reconciling), reason, message)
