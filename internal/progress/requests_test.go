@@ -134,14 +134,8 @@ func TestSuspendHoldsEverythingAndResumesWhereItWas(t *testing.T) {
 	r.edit(func(s *meshv1.CanarySpec) { s.Suspend = false })
 	r.expect(meshv1.PhasePromoting, 20) // ...but once the suspension ends
 	r.waitForPhase(meshv1.PhaseSucceeded, time.Minute)
-	suspended := 0
-	for _, e := range r.events {
-		if e.Reason == meshv1.ReasonSuspended {
-			suspended++
-		}
-	}
-	if suspended != 1 {
-		t.Fatalf("%d Suspended events, want 1", suspended)
+	if n := r.eventCount(meshv1.ReasonSuspended); n != 1 {
+		t.Fatalf("%d Suspended events, want 1", n)
 	}
 }
 

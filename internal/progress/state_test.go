@@ -18,6 +18,17 @@ func (r *rollout) reword() {
 	}
 }
 
+// eventCount counts the rollout's events of a reason.
+func (r *rollout) eventCount(reason string) int {
+	n := 0
+	for _, e := range r.events {
+		if e.Reason == reason {
+			n++
+		}
+	}
+	return n
+}
+
 // A wait for the canary keeps the step's clock across reconciles whatever the Ready condition
 // says: the deadline counts from when the canary stopped being ready, not from the reconcile
 // that found a reworded message.
@@ -66,13 +77,7 @@ func TestRewordingTheReadyConditionKeepsTheSuspension(t *testing.T) {
 	r.expectCondition(meshv1.ConditionReady, metav1.ConditionFalse, meshv1.ReasonProgressing)
 	r.wait(time.Minute)
 	r.expect(meshv1.PhaseProgressing, 30)
-	suspended := 0
-	for _, e := range r.events {
-		if e.Reason == meshv1.ReasonSuspended {
-			suspended++
-		}
-	}
-	if suspended != 1 {
-		t.Fatalf("%d Suspended events, want 1", suspended)
+	if n := r.eventCount(meshv1.ReasonSuspended); n != 1 {
+		t.Fatalf("%d Suspended events, want 1", n)
 	}
 }
