@@ -20,6 +20,7 @@ import (
 	"canopy.dev/canopy/internal/hooks"
 	"canopy.dev/canopy/internal/metrics"
 	"canopy.dev/canopy/internal/render"
+	webhookv1 "canopy.dev/canopy/internal/webhook/v1alpha1"
 )
 
 // Config is what the reconcilers take from the operator's flags.
@@ -120,6 +121,11 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	}
 	// Indexes must exist before the cache starts, the controllers may come later.
 	if err := setupIndexes(mgr); err != nil {
+		return err
+	}
+	// MetricTemplates need no mesh: their controller starts whether Istio is installed or not.
+	templates := &MetricTemplateReconciler{Client: mgr.GetClient(), Validator: webhookv1.NewMetricTemplateValidator(cfg.ProviderPolicy, cfg.Credentials)}
+	if err := templates.SetupWithManager(mgr, cfg.MaxConcurrentReconciles); err != nil {
 		return err
 	}
 	start := func() error {

@@ -75,4 +75,7 @@ const (
 	// ReasonConfigNotFound is a ConfigMap or Secret the target reads, not marked optional,
 	// that does not exist: the primary (which reads its own copy) is not written until it does.
 	ReasonConfigNotFound = "ConfigNotFound"
+	// ReasonValid: a MetricTemplate's query and provider pass the admission webhook's checks
+	// (its Ready condition; an invalid one is InvalidSpec).
+	ReasonValid = "Valid"
 )

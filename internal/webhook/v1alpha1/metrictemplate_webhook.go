@@ -8,6 +8,7 @@ import (
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/analysis"
+	"canopy.dev/canopy/internal/hooks"
 )
 
 // +kubebuilder:webhook:path=/validate-mesh-canopy-dev-v1alpha1-metrictemplate,mutating=false,failurePolicy=fail,sideEffects=None,groups=mesh.canopy.dev,resources=metrictemplates,verbs=create;update,versions=v1alpha1,name=vmetrictemplate-v1alpha1.mesh.canopy.dev,admissionReviewVersions=v1
@@ -17,6 +18,16 @@ import (
 // address the URL policy refuses and credentials for a host they may not go to.
 type MetricTemplateValidator struct {
 	Providers providerValidator
+}
+
+// NewMetricTemplateValidator is the validator the admission webhook runs, for the
+// MetricTemplate controller to judge stored templates by the same rules (a template stored
+// before a rule existed, or under other operator flags). Nil policies: the defaults.
+func NewMetricTemplateValidator(policy *hooks.Policy, credentials *hooks.CredentialPolicy) *MetricTemplateValidator {
+	if policy == nil {
+		policy = &hooks.Policy{}
+	}
+	return &MetricTemplateValidator{Providers: providerValidator{policy: policy, credentials: credentials}}
 }
 
 // Validate refuses a MetricTemplate, naming every field at fault.
