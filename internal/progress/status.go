@@ -23,8 +23,8 @@ func (m *machine) setCondition(t string, s metav1.ConditionStatus, reason, messa
 	meta.SetStatusCondition(&m.st.Conditions, c)
 }
 
-// readyReason is the reason of the Ready condition, which also records what the last
-// reconcile was waiting for.
+// readyReason is the reason of the Ready condition: only whether a ProgressDeadline warning
+// was already announced is decided by it (waits and suspensions are status fields).
 func (m *machine) readyReason() string {
 	if c := meta.FindStatusCondition(m.st.Conditions, meshv1.ConditionReady); c != nil {
 		return c.Reason
