@@ -67,8 +67,9 @@ func leaves(prefix string, tree map[string]any) []string {
 
 // What users keep in Git (the Deployment, the Service, the Canary, the MetricTemplate) is
 // not modified by canopy through a whole rollout and a rollback, except the target's replica
-// count (through the scale subresource) and, on the Canary, its status and finalizer. The
-// apiserver's managedFields say who wrote what.
+// count (through the scale subresource), on the Canary its status and finalizer, and on the
+// MetricTemplate its status (whether it is valid). The apiserver's managedFields say who
+// wrote what.
 func TestGitOpsObjectsAreLeftAlone(t *testing.T) {
 	testenv.SkipIfShort(t)
 	ns := env.CreateNamespace(t)
@@ -111,7 +112,7 @@ func TestGitOpsObjectsAreLeftAlone(t *testing.T) {
 	target := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reviews"}}
 	check(target, "spec.replicas")
 	check(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"}})
-	check(&meshv1.MetricTemplate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "errors"}})
+	check(&meshv1.MetricTemplate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "errors"}}, "status")
 	check(&meshv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reviews"}}, "metadata.finalizers", "status")
 
 	// The check has teeth: the generated primary Deployment is all canopy's.
