@@ -1,5 +1,6 @@
 // Package scheme builds the runtime.Scheme canopy works with: Kubernetes' built-in types,
-// canopy's API, Istio's typed networking/security/telemetry APIs and cert-manager's.
+// canopy's API, Istio's typed networking/security/telemetry APIs, the Gateway API's
+// (gateway.networking.k8s.io/v1) and cert-manager's.
 package scheme
 
 import (
@@ -10,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 )
@@ -23,6 +25,7 @@ func New() *runtime.Scheme {
 		istionetv1.AddToScheme,
 		istiosecv1.AddToScheme,
 		istiotelv1.AddToScheme,
+		gwapiv1.Install,
 		cmv1.AddToScheme,
 	} {
 		utilruntime.Must(add(s))

@@ -156,9 +156,25 @@ func CertManagerCRDPath() (string, error) {
 	return filepath.Join(certManager, "deploy", "crds"), nil
 }
 
+// GatewayAPICRDPath returns the directory of the Gateway API's standard channel CRDs in
+// the module cache (canopy writes only standard channel fields). Its ValidatingAdmissionPolicy
+// (safe-upgrades) is in the same directory; envtest installs only the CRDs.
+func GatewayAPICRDPath() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	gw, err := ModuleDir(root, "sigs.k8s.io/gateway-api")
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(gw, "config", "crd", "standard"), nil
+}
+
 // CRDPaths returns the CRD files and directories installed in every environment:
-// canopy's own (config/crd/bases), Istio's and cert-manager's, the last two from the
-// module cache at the versions go.mod requires.
+// canopy's own (config/crd/bases), Istio's, cert-manager's and the Gateway API's, the last
+// three from the module cache at the versions go.mod requires. The Gateway API's are there
+// before istiod starts, which enables its Gateway API controller only when they exist.
 func CRDPaths() ([]string, error) {
 	root, err := RepoRoot()
 	if err != nil {
@@ -172,5 +188,9 @@ func CRDPaths() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []string{filepath.Join(root, "config", "crd", "bases"), istio, certManager}, nil
+	gatewayAPI, err := GatewayAPICRDPath()
+	if err != nil {
+		return nil, err
+	}
+	return []string{filepath.Join(root, "config", "crd", "bases"), istio, certManager, gatewayAPI}, nil
 }
