@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
-	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
@@ -25,6 +26,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -39,6 +41,7 @@ import (
 	"canopy.dev/canopy/internal/hooks"
 	"canopy.dev/canopy/internal/progress"
 	"canopy.dev/canopy/internal/render"
+	"canopy.dev/canopy/internal/router"
 	"canopy.dev/canopy/internal/workload"
 )
 
@@ -73,6 +76,11 @@ type CanaryReconciler struct {
 	Limits budget.Limits
 	// Observers are told of each status written (metrics, notifications).
 	Observers []RolloutObserver
+
+	// unroutable are the routing providers whose kinds the API server did not serve when
+	// the controller was set up (it watches only the others): a Canary choosing one waits,
+	// saying which API is missing.
+	unroutable map[meshv1.RoutingProvider]bool
 }
 
 // +kubebuilder:rbac:groups=mesh.canopy.dev,resources=canaries,verbs=get;list;watch;update;patch
@@ -83,6 +91,7 @@ type CanaryReconciler struct {
 // +kubebuilder:rbac:groups=apps,resources=deployments/scale,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;destinationrules,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;patch
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;patch
@@ -197,7 +206,8 @@ type canaryScope struct {
 	primaryObj *appsv1.Deployment
 	copyObjs   []client.Object // the primary's copies of its ConfigMaps and Secrets
 	hpaObj     *autoscalingv2.HorizontalPodAutoscaler
-	routing    render.CanarySet
+	router     router.Router
+	routing    router.Set
 }
 
 // checkConflict refuses a Canary whose target Deployment (loadWorkloads found it; a missing
@@ -358,6 +368,16 @@ func (r *CanaryReconciler) decide(ctx context.Context, s *canaryScope) (bool, er
 	if err := r.Tenancy.CheckCanary(c, nil); err != nil {
 		return true, r.invalid(s, err)
 	}
+	rt, err := router.For(c)
+	if err != nil {
+		return true, r.invalid(s, err)
+	}
+	if r.unroutable[rt.Provider()] {
+		s.setNotReady(meshv1.ReasonRoutingAPIMissing, fmt.Sprintf("spec.routing.provider %s: the API server does not serve %s; install it and restart canopy",
+			rt.Provider(), kindNames(r.Scheme(), rt.Kinds())), false)
+		return true, nil
+	}
+	s.router = rt
 	d := progress.Step(&c.Spec, c.Status, s.obs, s.now)
 	set, composeErr := r.renderRouting(s, d.Routing, s.policy)
 	if composeErr != nil && s.policy != nil {
@@ -372,20 +392,47 @@ func (r *CanaryReconciler) decide(ctx context.Context, s *canaryScope) (bool, er
 	}
 	s.decision, s.routing, s.warnings = &d, set, set.Warnings
 	setPolicyCondition(&d.Status, s.policy, composeErr)
+	setRoutingCondition(&d.Status, rt, set.Unsupported)
 	return r.renderWorkload(ctx, s)
 }
 
-// renderRouting renders the Services, DestinationRules and VirtualService for the routing,
-// composing policy (nil: none) after the operator's tenancy allows it.
-func (r *CanaryReconciler) renderRouting(s *canaryScope, rt progress.Routing, policy *meshv1.MeshPolicy) (render.CanarySet, error) {
+// renderRouting renders the Services and the router's objects for the routing, composing
+// policy (nil: none) after the operator's tenancy allows it.
+func (r *CanaryReconciler) renderRouting(s *canaryScope, rt progress.Routing, policy *meshv1.MeshPolicy) (router.Set, error) {
 	if policy != nil {
 		if err := r.Tenancy.CheckCanary(s.canary, policy); err != nil {
-			return render.CanarySet{}, err
+			return router.Set{}, err
 		}
 	}
-	return render.CanaryObjects(s.canary, s.target, render.Weights{
-		Primary: rt.PrimaryWeight, Canary: rt.CanaryWeight, Match: rt.Match, Mirror: rt.Mirror, MirrorWeight: rt.MirrorWeight,
-	}, policy)
+	return s.router.Render(router.Input{Canary: s.canary, Target: s.target, Routing: rt, Policy: policy})
+}
+
+// setRoutingCondition names on st the settings the Canary's router cannot express; without
+// any there is no such condition.
+func setRoutingCondition(st *meshv1.CanaryStatus, rt router.Router, unsupported []render.Warning) {
+	if len(unsupported) == 0 {
+		meta.RemoveStatusCondition(&st.Conditions, meshv1.ConditionRouting)
+		return
+	}
+	fields := make([]string, 0, len(unsupported))
+	for _, u := range unsupported {
+		fields = append(fields, u.String())
+	}
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+		Type: meshv1.ConditionRouting, Status: metav1.ConditionFalse, Reason: meshv1.ReasonRoutingIncomplete,
+		Message: fmt.Sprintf("routing.provider %s cannot express these settings, which are not in force: %s", rt.Provider(), strings.Join(fields, "; ")),
+	})
+}
+
+// kindNames names the kinds of objs, for a message.
+func kindNames(s *runtime.Scheme, objs []client.Object) string {
+	names := make([]string, 0, len(objs))
+	for _, o := range objs {
+		if gvk, err := apiutil.GVKForObject(o, s); err == nil {
+			names = append(names, gvk.GroupVersion().String()+" "+gvk.Kind)
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 // setPolicyCondition reports on st whether the service's MeshPolicy is composed into the
@@ -485,12 +532,12 @@ func (r *CanaryReconciler) applyWorkload(ctx context.Context, s *canaryScope) (b
 	return false, nil
 }
 
-// applyRouting applies the Services, DestinationRules and VirtualService decide rendered.
+// applyRouting applies the Services and the router's objects decide rendered, then deletes
+// what another router wrote for the Canary (its spec.routing.provider changed).
 func (r *CanaryReconciler) applyRouting(ctx context.Context, s *canaryScope) (bool, error) {
 	c := s.canary
 	adopted := s.apex != nil && !metav1.IsControlledBy(s.apex, c)
-	for _, obj := range s.routing.Routing() {
-		o := obj.(client.Object)
+	for _, o := range s.routing.All() {
 		if svc, ok := o.(*corev1.Service); ok && svc.Name == c.Spec.TargetRef.Name && adopted {
 			// A Service the user already had is taken over but not owned: deleting the
 			// Canary must not garbage-collect it.
@@ -504,6 +551,15 @@ func (r *CanaryReconciler) applyRouting(ctx context.Context, s *canaryScope) (bo
 		}
 	}
 	s.decision.Status.ServiceAdopted = adopted
+	for _, other := range router.All() {
+		if other.Provider() == s.router.Provider() {
+			continue
+		}
+		routes, rest := other.Owned(c)
+		if err := r.deleteAllOwned(ctx, c, append(routes, rest...)); err != nil {
+			return true, err
+		}
+	}
 	return false, nil
 }
 
@@ -561,12 +617,27 @@ func (r *CanaryReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int)
 	// canopy's own writes of what it generates or scales wake no Canary (apply.Writes.NotOwn).
 	others := r.Applier.Writes().NotOwn()
 	deployments := builder.WithPredicates(others, deploymentChanged)
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr)
+	// Each router's kinds are watched where the API server serves them; a Canary choosing a
+	// router whose API is missing says so (RoutingAPIMissing).
+	r.unroutable = map[meshv1.RoutingProvider]bool{}
+	for _, rt := range router.All() {
+		served, err := kindsServed(mgr.GetRESTMapper(), mgr.GetScheme(), rt.Kinds())
+		if err != nil {
+			return err
+		}
+		if !served {
+			r.unroutable[rt.Provider()] = true
+			continue
+		}
+		for _, k := range rt.Kinds() {
+			b = b.Owns(k, builder.WithPredicates(others))
+		}
+	}
+	return b.
 		For(&meshv1.Canary{}, builder.WithPredicates(predicate.Or[client.Object](r.Applier.Writes().CaughtUp(), predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&appsv1.Deployment{}, deployments).
 		Owns(&corev1.Service{}, builder.WithPredicates(others)).
-		Owns(&istionetv1.VirtualService{}, builder.WithPredicates(others)).
-		Owns(&istionetv1.DestinationRule{}, builder.WithPredicates(others)).
 		Owns(&autoscalingv2.HorizontalPodAutoscaler{}, builder.WithPredicates(others)).
 		// The primary's copies of ConfigMaps: a change or deletion by someone else is
 		// repaired. (Secrets are not watched: see secretResync.)
@@ -582,6 +653,23 @@ func (r *CanaryReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int)
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
 		Named("canary").
 		Complete(r)
+}
+
+// kindsServed says whether the API server serves every kind of objs.
+func kindsServed(mapper meta.RESTMapper, s *runtime.Scheme, objs []client.Object) (bool, error) {
+	for _, o := range objs {
+		gvk, err := apiutil.GVKForObject(o, s)
+		if err != nil {
+			return false, err
+		}
+		if _, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+			if meta.IsNoMatchError(err) {
+				return false, nil
+			}
+			return false, fmt.Errorf("looking up %s: %w", gvk, err)
+		}
+	}
+	return true, nil
 }
 
 // siblingGone passes what ends a Canary's ownership of its target: its deletion, or a new

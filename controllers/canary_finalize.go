@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -23,6 +22,7 @@ import (
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/progress"
 	"canopy.dev/canopy/internal/render"
+	"canopy.dev/canopy/internal/router"
 	"canopy.dev/canopy/internal/workload"
 )
 
@@ -229,11 +229,15 @@ func (r *CanaryReconciler) blockDeletion(ctx context.Context, s *canaryScope, re
 	if err := r.Tenancy.CheckCanary(c, s.policy); err != nil {
 		return handOverStep{}, err
 	}
-	set, err := render.CanaryObjects(c, s.target, render.Weights{Primary: 100}, s.policy)
+	rt, err := router.For(c)
 	if err != nil {
 		return handOverStep{}, err
 	}
-	if err := r.apply(ctx, c, set.VirtualService); err != nil {
+	set, err := rt.Render(router.Input{Canary: c, Target: s.target, Routing: progress.Routing{PrimaryWeight: 100}, Policy: s.policy})
+	if err != nil {
+		return handOverStep{}, err
+	}
+	if err := r.apply(ctx, c, set.Route()); err != nil {
 		return handOverStep{}, err
 	}
 	c.Status.CanaryWeight = 0
@@ -249,8 +253,8 @@ func (r *CanaryReconciler) blockDeletion(ctx context.Context, s *canaryScope, re
 	return step, nil
 }
 
-// routeToTarget points the apex Service at the target's pods and removes the VirtualService,
-// so that the mesh routes the apex host by the Service. It reports whether it changed
+// routeToTarget points the apex Service at the target's pods and removes the routes (the
+// VirtualService, the HTTPRoute), so that the mesh routes the apex host by the Service. It reports whether it changed
 // anything. The apex Service stays, as the user's: canopy's owner reference goes.
 func (r *CanaryReconciler) routeToTarget(ctx context.Context, s *canaryScope) (bool, error) {
 	c, moved := s.canary, false
@@ -263,23 +267,39 @@ func (r *CanaryReconciler) routeToTarget(ctx context.Context, s *canaryScope) (b
 		}
 		moved = true
 	}
-	vs := &istionetv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: c.Namespace, Name: c.Spec.TargetRef.Name}}
-	deleted, err := r.deleteOwned(ctx, c, vs)
-	return moved || deleted, err
+	deleted := false
+	for _, rt := range router.All() {
+		routes, _ := rt.Owned(c)
+		for _, o := range routes {
+			d, err := r.deleteOwned(ctx, c, o)
+			if err != nil {
+				return moved || deleted, err
+			}
+			deleted = deleted || d
+		}
+	}
+	return moved || deleted, nil
 }
 
 // deleteGenerated removes what canopy generated for the Canary, except the apex Service.
 func (r *CanaryReconciler) deleteGenerated(ctx context.Context, c *meshv1.Canary) error {
 	ns, name := c.Namespace, c.Spec.TargetRef.Name
-	objs := []client.Object{
-		&istionetv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
-		&istionetv1.DestinationRule{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.PrimaryName(name)}},
-		&istionetv1.DestinationRule{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.CanaryName(name)}},
+	var objs []client.Object
+	for _, rt := range router.All() {
+		routes, rest := rt.Owned(c)
+		objs = append(append(objs, routes...), rest...)
+	}
+	objs = append(objs,
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.PrimaryName(name)}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.CanaryName(name)}},
 		&autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.PrimaryName(name)}},
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.PrimaryName(name)}},
-	}
+	)
+	return r.deleteAllOwned(ctx, c, objs)
+}
+
+// deleteAllOwned deletes those of objs the Canary controls, trying every one.
+func (r *CanaryReconciler) deleteAllOwned(ctx context.Context, c *meshv1.Canary, objs []client.Object) error {
 	var errs []error
 	for _, o := range objs {
 		if _, err := r.deleteOwned(ctx, c, o); err != nil {
@@ -292,6 +312,9 @@ func (r *CanaryReconciler) deleteGenerated(ctx context.Context, c *meshv1.Canary
 // deleteOwned deletes o when the Canary controls it, and reports whether it sent a deletion.
 func (r *CanaryReconciler) deleteOwned(ctx context.Context, c *meshv1.Canary, o client.Object) (bool, error) {
 	if err := r.Get(ctx, client.ObjectKeyFromObject(o), o); err != nil {
+		if meta.IsNoMatchError(err) {
+			return false, nil // an API the cluster does not serve holds nothing of ours
+		}
 		return false, client.IgnoreNotFound(err)
 	}
 	if !metav1.IsControlledBy(o, c) || !o.GetDeletionTimestamp().IsZero() {

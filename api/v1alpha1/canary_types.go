@@ -7,6 +7,7 @@ import (
 // CanarySpec declares how a Deployment is delivered progressively.
 // +kubebuilder:validation:XValidation:rule="!has(self.autoscalerRef) || self.autoscalerRef.name != self.targetRef.name || self.autoscalerRef.kind != self.targetRef.kind",message="autoscalerRef must not point at the target itself"
 // +kubebuilder:validation:XValidation:rule="!has(self.revertOnDeletion) || !self.revertOnDeletion || !has(self.deletionPolicy) || self.deletionPolicy != 'Orphan'",message="revertOnDeletion: true contradicts deletionPolicy: Orphan (revertOnDeletion is deprecated: remove it)"
+// +kubebuilder:validation:XValidation:rule="!has(self.routing) || !has(self.routing.provider) || self.routing.provider != 'gatewayapi' || !has(self.service.gateways) || !self.service.gateways.exists(g, g == 'mesh')",message="service.gateways: \"mesh\" is an Istio gateway name; with routing.provider gatewayapi the mesh is always routed (the apex Service is the HTTPRoute's parent) and gateways name Gateway API Gateways"
 type CanarySpec struct {
 	// TargetRef is the Deployment to deliver. canopy reads its pod template and
 	// changes only its replica count.
@@ -22,6 +23,10 @@ type CanarySpec struct {
 
 	// Analysis is the progression: how traffic moves and how each step is judged.
 	Analysis CanaryAnalysis `json:"analysis"`
+
+	// Routing chooses the API canopy routes the service's traffic with.
+	// +optional
+	Routing *CanaryRouting `json:"routing,omitempty"`
 
 	// ProgressDeadlineSeconds bounds how long the canary (and, when promoting, the primary)
 	// may take to become ready before the rollout fails.
@@ -53,6 +58,38 @@ type CanarySpec struct {
 	// deletionPolicy HandOver and contradicts Orphan; false changes nothing.
 	// +optional
 	RevertOnDeletion bool `json:"revertOnDeletion,omitempty"`
+}
+
+// CanaryRouting chooses how the apex Service's traffic is split between the primary and
+// the canary.
+type CanaryRouting struct {
+	// Provider is the routing API: istio (the default) writes a VirtualService and
+	// DestinationRules; gatewayapi writes a Gateway API HTTPRoute whose parent is the apex
+	// Service (mesh routing, GAMMA) and, when service.gateways names them, Gateway API
+	// Gateways (ingress). Settings the chosen API cannot express are named in the Routing
+	// condition.
+	// +kubebuilder:validation:Enum=istio;gatewayapi
+	// +kubebuilder:default=istio
+	// +optional
+	Provider RoutingProvider `json:"provider,omitempty"`
+}
+
+// RoutingProvider is the API a Canary's traffic is routed with.
+type RoutingProvider string
+
+const (
+	// RoutingIstio routes with an Istio VirtualService and DestinationRules.
+	RoutingIstio RoutingProvider = "istio"
+	// RoutingGatewayAPI routes with a Gateway API HTTPRoute.
+	RoutingGatewayAPI RoutingProvider = "gatewayapi"
+)
+
+// RoutingProviderOf is the Canary's routing provider, istio when none is set.
+func (s *CanarySpec) RoutingProviderOf() RoutingProvider {
+	if s.Routing == nil || s.Routing.Provider == "" {
+		return RoutingIstio
+	}
+	return s.Routing.Provider
 }
 
 // DeletionPolicy is what deleting a Canary does to the service it delivers.

@@ -13,6 +13,9 @@ const (
 	// ConditionMeshPolicy says whether the service's MeshPolicy is composed into a Canary's
 	// routing (absent when the service has none).
 	ConditionMeshPolicy = "MeshPolicy"
+	// ConditionRouting is False when settings of the Canary (or of its MeshPolicy) have no
+	// equivalent in its routing provider's API and are not in force; absent otherwise.
+	ConditionRouting = "Routing"
 )
 
 // Condition and event reasons. Event reasons equal condition reasons.
@@ -45,7 +48,11 @@ const (
 	// holds until the policy or the Canary changes.
 	ReasonPolicyNotComposed = "PolicyNotComposed"
 	// ReasonPolicyComposed: the service's MeshPolicy is composed into the Canary's routing.
-	ReasonPolicyComposed      = "PolicyComposed"
+	ReasonPolicyComposed = "PolicyComposed"
+	// ReasonRoutingIncomplete: settings the routing provider cannot express are not in force.
+	ReasonRoutingIncomplete = "RoutingIncomplete"
+	// ReasonRoutingAPIMissing: the routing provider's API is not served by the cluster.
+	ReasonRoutingAPIMissing   = "RoutingAPIMissing"
 	ReasonManualPromotion     = "ManualPromotion"
 	ReasonRetry               = "Retry"
 	ReasonInvalidSpec         = "InvalidSpec"

@@ -23,6 +23,7 @@ import (
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/progress"
 	"canopy.dev/canopy/internal/render"
+	"canopy.dev/canopy/internal/router"
 	"canopy.dev/canopy/internal/workload"
 )
 
@@ -312,12 +313,12 @@ func (w *world) canaryObjects(ctx context.Context, c *meshv1.Canary, routingOnly
 	if err != nil {
 		return nil, nil, err
 	}
-	weights := render.Weights{Primary: 100}
+	routing := progress.Routing{PrimaryWeight: 100}
 	var livePrimary *appsv1.Deployment
 	if w.live != nil {
 		cur := &meshv1.Canary{}
 		if err := w.live.Get(ctx, client.ObjectKeyFromObject(c), cur); err == nil {
-			weights = routingOf(&c.Spec.Analysis, &cur.Status)
+			routing = routingOf(&c.Spec.Analysis, &cur.Status)
 		} else if !apierrors.IsNotFound(err) {
 			return nil, nil, err
 		}
@@ -329,13 +330,21 @@ func (w *world) canaryObjects(ctx context.Context, c *meshv1.Canary, routingOnly
 			livePrimary = nil
 		}
 	}
-	set, err := render.CanaryObjects(c, target, weights, policy)
+	// The Canary's router, as the controller chooses it (spec.routing.provider).
+	rt, err := router.For(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	set, err := rt.Render(router.Input{Canary: c, Target: target, Routing: routing, Policy: policy})
 	if err != nil {
 		return nil, nil, err
 	}
 	var warnings []string
 	for _, x := range set.Warnings {
 		warnings = append(warnings, x.String())
+	}
+	for _, x := range set.Unsupported {
+		warnings = append(warnings, fmt.Sprintf("not in force with routing.provider %s: %s", rt.Provider(), x))
 	}
 	var out []generated
 	if !routingOnly {
@@ -372,7 +381,7 @@ func (w *world) canaryObjects(ctx context.Context, c *meshv1.Canary, routingOnly
 			}
 		}
 	}
-	for _, o := range set.Routing() {
+	for _, o := range set.All() {
 		g := generated{obj: o}
 		if o.GetName() == name && o.GetObjectKind().GroupVersionKind().Kind == "Service" {
 			if svc := (&corev1.Service{}); w.exists(ctx, ns, name, svc) && !generatedBy(svc) {
@@ -418,9 +427,8 @@ func primaryReplicas(c *meshv1.Canary, target, livePrimary *appsv1.Deployment) *
 }
 
 // routingOf is the traffic split a Canary's status stands for, as the controller routes it.
-func routingOf(a *meshv1.CanaryAnalysis, st *meshv1.CanaryStatus) render.Weights {
-	r := progress.RoutingOf(specOf(a), st)
-	return render.Weights{Primary: r.PrimaryWeight, Canary: r.CanaryWeight, Match: r.Match, Mirror: r.Mirror, MirrorWeight: r.MirrorWeight}
+func routingOf(a *meshv1.CanaryAnalysis, st *meshv1.CanaryStatus) progress.Routing {
+	return progress.RoutingOf(specOf(a), st)
 }
 
 // policyObjects renders a MeshPolicy as its controller does. It returns the Canary that

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/render"
@@ -410,5 +411,43 @@ spec:
 	}
 	if !strings.Contains(out, "it reads canopy's copies, written with it, of ConfigMap reviews-config") {
 		t.Errorf("the note does not name the copied ConfigMap:\n%s", out[:300])
+	}
+}
+
+// A Canary routed with the Gateway API renders an HTTPRoute, through the router the
+// controller uses, instead of the VirtualService and DestinationRules.
+func TestRenderAGatewayAPICanary(t *testing.T) {
+	offline(t)
+	data, err := os.ReadFile(samples + "mesh_v1alpha1_canary.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := strings.Replace(string(data), "\nspec:\n", "\nspec:\n  routing:\n    provider: gatewayapi\n", 1)
+	if gw == string(data) {
+		t.Fatal("the sample Canary has no spec to add routing to")
+	}
+	file := filepath.Join(t.TempDir(), "canary.yaml")
+	if err := os.WriteFile(file, []byte(gw), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := cliRun(t, "", "render", "-f", samples+"bookinfo.yaml", "-f", file)
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	objs := parseBack(t, out)
+	want := []string{
+		"Deployment bookinfo/reviews-primary",
+		"Service bookinfo/reviews", "Service bookinfo/reviews-primary", "Service bookinfo/reviews-canary",
+		"HTTPRoute bookinfo/reviews",
+	}
+	if got := names(objs); !slices.Equal(got, want) {
+		t.Fatalf("rendered %v, want %v", got, want)
+	}
+	hr := objs[4].(*gwapiv1.HTTPRoute)
+	if p, c, ok := render.ObservedHTTPRouteWeights(hr, "reviews"); !ok || p != 100 || c != 0 {
+		t.Errorf("weights %d/%d (%v), want 100/0", p, c, ok)
+	}
+	if ref := hr.Spec.ParentRefs[0]; string(*ref.Kind) != "Service" || ref.Name != "reviews" {
+		t.Errorf("parent %+v, want the apex Service", ref)
 	}
 }

@@ -348,11 +348,11 @@ func TestRolloutEnded(t *testing.T) {
 
 func TestRoutingOfFollowsTheStatus(t *testing.T) {
 	c := fixtureCanary("progressing")
-	if w := routingOf(&c.Spec.Analysis, &c.Status); w.Primary != 70 || w.Canary != 30 || w.Match || w.Mirror {
+	if w := routingOf(&c.Spec.Analysis, &c.Status); w.PrimaryWeight != 70 || w.CanaryWeight != 30 || w.Match || w.Mirror {
 		t.Errorf("weighted at 30%%: %+v", w)
 	}
 	ab := fixtureCanary("abtesting")
-	if w := routingOf(&ab.Spec.Analysis, &ab.Status); w.Primary != 100 || !w.Match {
+	if w := routingOf(&ab.Spec.Analysis, &ab.Status); w.PrimaryWeight != 100 || !w.Match {
 		t.Errorf("A/B testing under way: %+v", w)
 	}
 	ab.Status.Phase = meshv1.PhaseSucceeded

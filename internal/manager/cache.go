@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/workload"
@@ -32,6 +33,8 @@ import (
 //     MeshPolicy reads the Service's VirtualService only to see whether a Canary wrote it
 //     (by its owner labels). An unlabelled VirtualService of the same name is taken over by
 //     the forced server-side apply either way, seen in the cache or not.
+//   - HTTPRoute: a Canary routed with the Gateway API generates its own; canopy reads no
+//     other HTTPRoute.
 //   - Certificate: generated for ingress TLS, read by its generated name; CertificateRequest:
 //     created by cert-manager with the Certificate's labels, listed by those labels.
 //
@@ -54,6 +57,7 @@ func labelScopedKinds() []client.Object {
 		&istiotelv1.Telemetry{},
 		&istionetv1.Gateway{},
 		&istionetv1.VirtualService{},
+		&gwapiv1.HTTPRoute{},
 		&cmv1.Certificate{},
 		&cmv1.CertificateRequest{},
 	}

@@ -89,23 +89,11 @@ func (s *CanarySet) Routing() []Object {
 // weights. An error wrapping *FieldError is a spec problem (see ReasonOf); any other
 // error is a bug in the caller (nil objects, invalid weights, a mismatched target).
 func CanaryObjects(c *meshv1.Canary, target *appsv1.Deployment, w Weights, policy *meshv1.MeshPolicy) (CanarySet, error) {
-	if c == nil || target == nil {
-		return CanarySet{}, fmt.Errorf("render canary: canary and target are required")
+	r, err := newCanaryRenderer(c, target, w, policy)
+	if err != nil {
+		return CanarySet{}, err
 	}
-	if err := w.Validate(); err != nil {
-		return CanarySet{}, fmt.Errorf("render canary %s/%s: %w", c.Namespace, c.Name, err)
-	}
-	e := newErrs()
-	r := canaryRenderer{c: c, target: target, w: w, e: e, name: c.Spec.TargetRef.Name, policy: policy}
-	if !r.checkNames() {
-		return CanarySet{}, e.err()
-	}
-	if policy != nil {
-		r.pe = e.about(KindMeshPolicy + "/" + policy.Name)
-		if policy.Spec.TargetRef.Name != r.name {
-			r.pe.inconsistent("spec.targetRef.name", "is %q but the Canary's apex Service is %q", policy.Spec.TargetRef.Name, r.name)
-		}
-	}
+	e := r.e
 
 	var set CanarySet
 	var replicas *int32
@@ -122,6 +110,28 @@ func CanaryObjects(c *meshv1.Canary, target *appsv1.Deployment, w Weights, polic
 	}
 	set.Warnings = e.warnings()
 	return set, nil
+}
+
+// newCanaryRenderer checks what every rendering of a Canary needs: the objects, the weights,
+// the names, and that the policy (nil: none) is the apex Service's.
+func newCanaryRenderer(c *meshv1.Canary, target *appsv1.Deployment, w Weights, policy *meshv1.MeshPolicy) (*canaryRenderer, error) {
+	if c == nil || target == nil {
+		return nil, fmt.Errorf("render canary: canary and target are required")
+	}
+	if err := w.Validate(); err != nil {
+		return nil, fmt.Errorf("render canary %s/%s: %w", c.Namespace, c.Name, err)
+	}
+	r := &canaryRenderer{c: c, target: target, w: w, e: newErrs(), name: c.Spec.TargetRef.Name, policy: policy}
+	if !r.checkNames() {
+		return nil, r.e.err()
+	}
+	if policy != nil {
+		r.pe = r.e.about(KindMeshPolicy + "/" + policy.Name)
+		if policy.Spec.TargetRef.Name != r.name {
+			r.pe.inconsistent("spec.targetRef.name", "is %q but the Canary's apex Service is %q", policy.Spec.TargetRef.Name, r.name)
+		}
+	}
+	return r, nil
 }
 
 // Primary renders the primary Deployment from target, the Deployment whose template the
