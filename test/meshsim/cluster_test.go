@@ -127,7 +127,7 @@ func waitForProxy(t *testing.T, sim *Sim, typ, ns string, check func(w *World, c
 		if cfg == nil {
 			return fmt.Errorf("the %s in %s has no configuration yet", typ, ns)
 		}
-		w, err := listWorld(t.Context(), sim.reader)
+		w, err := listWorld(t.Context(), sim.reader, sim.httpRoutes)
 		if err != nil {
 			return err
 		}

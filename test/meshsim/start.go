@@ -15,12 +15,14 @@ import (
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // Sim is a running simulator.
@@ -29,8 +31,10 @@ type Sim struct {
 	engine *engine
 	xds    *xdsProxies
 	reader client.Reader
-	addr   string
-	done   chan struct{}
+	// httpRoutes: the cluster serves HTTPRoutes, which the simulator sends traffic through.
+	httpRoutes bool
+	addr       string
+	done       chan struct{}
 }
 
 // Start watches the cluster behind cfg and, until ctx ends, sends synthetic traffic to
@@ -44,6 +48,7 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Sim, error) {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(networkingv1.AddToScheme(s))
+	utilruntime.Must(gwapiv1.Install(s))
 	copts := cache.Options{Scheme: s}
 	if len(opts.Namespaces) > 0 {
 		copts.DefaultNamespaces = map[string]cache.Config{}
@@ -64,6 +69,13 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Sim, error) {
 			return nil, fmt.Errorf("meshsim: watching %T (are Istio's CRDs installed?): %w", obj, err)
 		}
 	}
+	// HTTPRoutes are optional: without the Gateway API's CRDs only VirtualServices route.
+	httpRoutes := true
+	if _, err := c.GetInformer(ctx, &gwapiv1.HTTPRoute{}); meta.IsNoMatchError(err) {
+		httpRoutes = false
+	} else if err != nil {
+		return nil, fmt.Errorf("meshsim: watching HTTPRoutes: %w", err)
+	}
 
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
@@ -72,7 +84,7 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Sim, error) {
 	reg := prometheus.NewRegistry()
 	sim := &Sim{
 		engine: newEngine(opts, reg), xds: newXDSProxies(ctx, opts.XDSAddress, opts.Logger),
-		reader: c, addr: ln.Addr().String(), done: make(chan struct{}),
+		reader: c, httpRoutes: httpRoutes, addr: ln.Addr().String(), done: make(chan struct{}),
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -139,7 +151,7 @@ func (s *Sim) run(ctx context.Context, every time.Duration) {
 // proxy that still has no configuration then sends nothing. Start's ticker calls it;
 // with Options.TickInterval < 0 tests call it themselves.
 func (s *Sim) Tick(ctx context.Context, d time.Duration) error {
-	w, err := listWorld(ctx, s.reader)
+	w, err := listWorld(ctx, s.reader, s.httpRoutes)
 	if err != nil {
 		return err
 	}
@@ -172,8 +184,9 @@ func (s *Sim) Stats() Stats { return s.engine.snapshot() }
 // Done is closed once the simulator has stopped after its context ended.
 func (s *Sim) Done() <-chan struct{} { return s.done }
 
-func listWorld(ctx context.Context, r client.Reader) (*World, error) {
+func listWorld(ctx context.Context, r client.Reader, httpRoutes bool) (*World, error) {
 	var (
+		hrs  gwapiv1.HTTPRouteList
 		vss  networkingv1.VirtualServiceList
 		gws  networkingv1.GatewayList
 		svcs corev1.ServiceList
@@ -186,8 +199,16 @@ func listWorld(ctx context.Context, r client.Reader) (*World, error) {
 			return nil, fmt.Errorf("meshsim: listing %T: %w", l, err)
 		}
 	}
+	if httpRoutes {
+		if err := r.List(ctx, &hrs); err != nil {
+			return nil, fmt.Errorf("meshsim: listing HTTPRoutes: %w", err)
+		}
+	}
 	w := &World{}
 	w.VirtualServices = append(w.VirtualServices, vss.Items...)
+	for i := range hrs.Items {
+		w.HTTPRoutes = append(w.HTTPRoutes, &hrs.Items[i])
+	}
 	w.Gateways = append(w.Gateways, gws.Items...)
 	for i := range svcs.Items {
 		w.Services = append(w.Services, &svcs.Items[i])

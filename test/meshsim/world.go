@@ -8,6 +8,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // World is what the simulator reads from the apiserver: which hosts get traffic (the
@@ -17,11 +18,13 @@ import (
 // its informers every tick; tests build it by hand.
 type World struct {
 	VirtualServices []*networkingv1.VirtualService
-	Gateways        []*networkingv1.Gateway
-	Services        []*corev1.Service
-	Deployments     []*appsv1.Deployment
-	ReplicaSets     []*appsv1.ReplicaSet
-	Pods            []*corev1.Pod
+	// HTTPRoutes whose parent is a Service (GAMMA) make sidecars call that Service.
+	HTTPRoutes  []*gwapiv1.HTTPRoute
+	Gateways    []*networkingv1.Gateway
+	Services    []*corev1.Service
+	Deployments []*appsv1.Deployment
+	ReplicaSets []*appsv1.ReplicaSet
+	Pods        []*corev1.Pod
 
 	podsByIP map[string]*corev1.Pod
 }
@@ -181,9 +184,29 @@ type stream struct {
 }
 
 // streams lists the hosts to send traffic to. When several VirtualServices claim a host
-// for the same gateway, the oldest wins, as in Istio.
+// for the same gateway, the oldest wins, as in Istio. A Service an HTTPRoute has as its
+// parent (GAMMA mesh routing) is called by sidecars like a VirtualService's host: its
+// stream stands for the route as a VirtualService of the route's name and namespace with
+// that host, and the requests are routed by what istiod made of the HTTPRoute.
 func (w *World) streams() []stream {
 	vss := append([]*networkingv1.VirtualService(nil), w.VirtualServices...)
+	for _, hr := range w.HTTPRoutes {
+		if hr.DeletionTimestamp != nil {
+			continue
+		}
+		for _, ref := range hr.Spec.ParentRefs {
+			if ref.Group == nil || *ref.Group != "" || ref.Kind == nil || *ref.Kind != "Service" {
+				continue
+			}
+			host := string(ref.Name)
+			if ref.Namespace != nil && string(*ref.Namespace) != hr.Namespace {
+				host += "." + string(*ref.Namespace)
+			}
+			vs := &networkingv1.VirtualService{ObjectMeta: *hr.ObjectMeta.DeepCopy()}
+			vs.Spec.Hosts = []string{host}
+			vss = append(vss, vs)
+		}
+	}
 	sort.SliceStable(vss, func(i, j int) bool {
 		a, b := vss[i], vss[j]
 		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
