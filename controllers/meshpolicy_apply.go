@@ -19,7 +19,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/progress"
 	"canopy.dev/canopy/internal/render"
+	"canopy.dev/canopy/internal/router"
 )
 
 // The states of a generated object in status.objects.
@@ -66,12 +68,17 @@ func (r *MeshPolicyReconciler) render(ctx context.Context, s *policyScope) (bool
 	return false, nil
 }
 
-// compose renders the Canary's routing with the policy, as the Canary's reconciler does,
-// and keeps the errors and warnings that concern the policy.
+// compose renders the Canary's routing with the policy, as the Canary's reconciler does
+// (with the Canary's router), and keeps the errors and warnings that concern the policy,
+// with its settings the router cannot express.
 func compose(s *policyScope) ([]render.Warning, error) {
 	tag := render.KindMeshPolicy + "/" + s.policy.Name
 	about := func(object, message string) bool { return object == tag || strings.Contains(message, tag) }
-	set, err := render.CanaryObjects(s.canary, s.canaryTarget, render.Weights{Primary: 100}, s.policy)
+	rt, err := router.For(s.canary)
+	if err != nil {
+		return nil, nil // the Canary's own problem: its status says so
+	}
+	set, err := rt.Render(router.Input{Canary: s.canary, Target: s.canaryTarget, Routing: progress.Routing{PrimaryWeight: 100}, Policy: s.policy})
 	if err != nil {
 		var mine []error
 		for _, e := range flatten(err) {
@@ -87,6 +94,12 @@ func compose(s *policyScope) ([]render.Warning, error) {
 		return nil, errors.Join(mine...)
 	}
 	var out []render.Warning
+	for _, w := range set.Unsupported {
+		if w.Object == tag {
+			w.Message = fmt.Sprintf("%s (Canary %s routes with routing.provider %s)", w.Message, s.canary.Name, rt.Provider())
+			out = append(out, w)
+		}
+	}
 	for _, w := range set.Warnings {
 		if about(w.Object, w.Message) {
 			if w.Object == "" {
@@ -218,18 +231,34 @@ func (s *policyScope) objectState(o render.Object) (string, string) {
 	return stateApplied, ""
 }
 
-// canaryRouting is the status entry of the Service's VirtualService when a Canary writes it.
+// canaryRouting is the status entry of the Service's route (the VirtualService, or the
+// HTTPRoute of a Canary routed with the Gateway API) when a Canary writes it.
 func (r *MeshPolicyReconciler) canaryRouting(ctx context.Context, s *policyScope) meshv1.GeneratedObject {
 	p, c := s.policy, s.canary
 	g := meshv1.GeneratedObject{Kind: "VirtualService", Name: p.Spec.TargetRef.Name, Namespace: p.Namespace}
-	vs := &istionetv1.VirtualService{}
-	err := r.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: g.Name}, vs)
-	if err == nil && vs.Labels[meshv1.LabelOwnerKind] == render.KindCanary && vs.Labels[meshv1.LabelOwnerName] == render.LabelValue(c.Name) {
-		g.State = stateApplied
-		g.Message = fmt.Sprintf("written by Canary %s, with this policy's routes, retries and timeouts; its DestinationRules carry the resilience and TLS", c.Name)
+	what := "with this policy's routes, retries and timeouts"
+	carried := "; its DestinationRules carry the resilience and TLS"
+	rt, err := router.For(c)
+	if err != nil {
+		g.State, g.Message = statePending, fmt.Sprintf("Canary %s delivers the Service: %v", c.Name, err)
 		return g
 	}
-	g.State, g.Message = statePending, fmt.Sprintf("Canary %s delivers the Service and is to write it, with this policy's routes, retries and timeouts", c.Name)
+	routes, _ := rt.Owned(c)
+	route := routes[0]
+	if gvk, err := apiutil.GVKForObject(route, r.Scheme()); err == nil {
+		g.Kind = gvk.Kind
+	}
+	if rt.Provider() != meshv1.RoutingIstio {
+		what = fmt.Sprintf("with what routing.provider %s can express of this policy", rt.Provider())
+		carried = ""
+	}
+	err = r.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: route.GetName()}, route)
+	if err == nil && route.GetLabels()[meshv1.LabelOwnerKind] == render.KindCanary && route.GetLabels()[meshv1.LabelOwnerName] == render.LabelValue(c.Name) {
+		g.State = stateApplied
+		g.Message = fmt.Sprintf("written by Canary %s, %s%s", c.Name, what, carried)
+		return g
+	}
+	g.State, g.Message = statePending, fmt.Sprintf("Canary %s delivers the Service and is to write it, %s", c.Name, what)
 	return g
 }
 
