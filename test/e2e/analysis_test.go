@@ -376,8 +376,13 @@ func rollbackWebhookGate(t *testing.T, b *analysisBed, nss []string) {
 // A/B testing: during the analysis only the requests carrying the header reach the canary
 // workload, and they do; the others stay on the primary.
 func abHeaderOnly(t *testing.T, b *analysisBed, nss []string) {
-	ns := nss[0]
-	c := analysisCanary(ns, 0, 50, successRate(99))
+	abRollout(t, b, analysisCanary(nss[0], 0, 50, successRate(99)), watchWeights)
+}
+
+// abRollout makes c an A/B Canary by the insider header, rolls a healthy revision out with
+// it and checks where the simulator's requests went; watch records the split of its route.
+func abRollout(t *testing.T, b *analysisBed, c *meshv1.Canary, watch func(*testing.T, string, string) *weightLog) {
+	ns := c.Namespace
 	c.Spec.Analysis.StepWeight = nil
 	c.Spec.Analysis.Iterations = ptr.To[int32](3)
 	c.Spec.Analysis.Match = []meshv1.HTTPMatch{{Headers: map[string]meshv1.StringMatch{insiderHeader: {Exact: ptr.To(insiderValue)}}}}
@@ -392,7 +397,7 @@ func abHeaderOnly(t *testing.T, b *analysisBed, nss []string) {
 		return nil
 	})
 	tagged0, untagged0 := abTraffic(b.sim.Stats(), ns)
-	weights := watchWeights(t, ns, "reviews")
+	weights := watch(t, ns, "reviews")
 	newRevision(t, ns, "bookinfo/reviews:v2", healthy)
 	c = waitPhase(t, ns, "reviews", meshv1.PhaseSucceeded)
 

@@ -116,6 +116,19 @@ type weightLog struct {
 }
 
 func watchWeights(t *testing.T, ns, name string) *weightLog {
+	return watchSplit(t, ns, &istionetv1.VirtualServiceList{}, func(o client.Object) (int32, bool) {
+		vs, ok := o.(*istionetv1.VirtualService)
+		if !ok || vs.Name != name {
+			return 0, false
+		}
+		_, c, ok := render.ObservedWeights(vs, name)
+		return c, ok
+	})
+}
+
+// watchSplit records every canary weight canaryOf reads from the objects of list's kind in
+// ns (ok false: not the route, or no split).
+func watchSplit(t *testing.T, ns string, list client.ObjectList, canaryOf func(client.Object) (int32, bool)) *weightLog {
 	t.Helper()
 	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
 	if err != nil {
@@ -123,7 +136,7 @@ func watchWeights(t *testing.T, ns, name string) *weightLog {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	w, err := wc.Watch(ctx, &istionetv1.VirtualServiceList{}, client.InNamespace(ns))
+	w, err := wc.Watch(ctx, list, client.InNamespace(ns))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,11 +144,11 @@ func watchWeights(t *testing.T, ns, name string) *weightLog {
 	go func() {
 		defer w.Stop()
 		for ev := range w.ResultChan() {
-			vs, ok := ev.Object.(*istionetv1.VirtualService)
-			if !ok || vs.Name != name {
+			o, ok := ev.Object.(client.Object)
+			if !ok {
 				continue
 			}
-			_, c, ok := render.ObservedWeights(vs, name)
+			c, ok := canaryOf(o)
 			if !ok {
 				continue
 			}

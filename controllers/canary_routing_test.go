@@ -1,0 +1,87 @@
+package controllers
+
+import (
+	"strings"
+	"testing"
+
+	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/render"
+)
+
+// A Canary with routing.provider gatewayapi routes with an HTTPRoute whose parent is the
+// apex Service, says which of its settings the Gateway API cannot express, and moves to
+// Istio's objects (deleting the HTTPRoute) when the provider changes.
+func TestCanaryRoutedWithTheGatewayAPI(t *testing.T) {
+	h := newHarness(t)
+	c := reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10)})
+	c.Spec.Routing = &meshv1.CanaryRouting{Provider: meshv1.RoutingGatewayAPI}
+	c.Spec.Service.Retries = &meshv1.HTTPRetry{Attempts: 3}
+	h.create(deployment("reviews", "reviews:v1", 2), c)
+	h.settle("reviews")
+	h.markReady("reviews-primary")
+	got := h.settle("reviews")
+	expectPhase(t, got, meshv1.PhaseInitialized)
+
+	hr := h.httpRoute()
+	if p, w, ok := render.ObservedHTTPRouteWeights(hr, "reviews"); !ok || p != 100 || w != 0 {
+		t.Fatalf("HTTPRoute reviews splits %d/%d (%v), want 100/0", p, w, ok)
+	}
+	if refs := hr.Spec.ParentRefs; len(refs) != 1 || ptr.Deref(refs[0].Kind, "") != "Service" || refs[0].Name != "reviews" {
+		t.Errorf("HTTPRoute parents %+v, want the apex Service", refs)
+	}
+	if !metav1.IsControlledBy(hr, got) {
+		t.Errorf("the HTTPRoute is not controlled by the Canary: %+v", hr.OwnerReferences)
+	}
+	if err := h.c.Get(t.Context(), client.ObjectKey{Namespace: h.ns, Name: "reviews"}, &istionetv1.VirtualService{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a VirtualService reviews exists with routing.provider gatewayapi (%v)", err)
+	}
+	cond := meta.FindStatusCondition(got.Status.Conditions, meshv1.ConditionRouting)
+	if cond == nil || cond.Status != metav1.ConditionFalse || cond.Reason != meshv1.ReasonRoutingIncomplete || !strings.Contains(cond.Message, "spec.service.retries") {
+		t.Fatalf("Routing condition %+v, want False naming spec.service.retries", cond)
+	}
+
+	// Back to Istio: the VirtualService routes, the HTTPRoute goes, nothing is left unsaid.
+	patch := client.MergeFrom(got.DeepCopy())
+	got.Spec.Routing.Provider = meshv1.RoutingIstio
+	if err := h.c.Patch(t.Context(), got, patch); err != nil {
+		t.Fatal(err)
+	}
+	got = h.settle("reviews")
+	h.expectWeights(100, 0)
+	if err := h.c.Get(t.Context(), client.ObjectKey{Namespace: h.ns, Name: "reviews"}, &gwapiv1.HTTPRoute{}); !apierrors.IsNotFound(err) {
+		t.Errorf("HTTPRoute reviews is still there after the provider changed to istio (%v)", err)
+	}
+	if cond := meta.FindStatusCondition(got.Status.Conditions, meshv1.ConditionRouting); cond != nil {
+		t.Errorf("Routing condition %+v with Istio, which expresses every setting", cond)
+	}
+}
+
+// The API server refuses Istio's gateway name "mesh" with the Gateway API.
+func TestCanaryGatewayAPIRefusesTheMeshGateway(t *testing.T) {
+	h := newHarness(t)
+	c := reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10)})
+	c.Namespace = h.ns
+	c.Spec.Routing = &meshv1.CanaryRouting{Provider: meshv1.RoutingGatewayAPI}
+	c.Spec.Service.Gateways = []string{"edge/public", "mesh"}
+	err := h.c.Create(t.Context(), c)
+	if err == nil || !strings.Contains(err.Error(), "service.gateways") {
+		t.Fatalf("created with gateway mesh and routing.provider gatewayapi (%v)", err)
+	}
+}
+
+func (h *harness) httpRoute() *gwapiv1.HTTPRoute {
+	h.t.Helper()
+	hr := &gwapiv1.HTTPRoute{}
+	if err := h.c.Get(h.t.Context(), client.ObjectKey{Namespace: h.ns, Name: "reviews"}, hr); err != nil {
+		h.t.Fatalf("reading HTTPRoute reviews: %v", err)
+	}
+	return hr
+}
