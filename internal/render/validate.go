@@ -12,7 +12,8 @@ import (
 // the admission webhook's view, before the target Deployment exists. It renders against a
 // stand-in target (named as spec.targetRef says, with a selector) at a half-and-half split,
 // with the A/B route and the mirror when the spec asks for them, so that every route the
-// controller will ever render is checked. What depends on the real target (its selector,
+// controller will ever render is checked; with routing.provider gatewayapi, the settings
+// the Gateway API cannot express are warnings. What depends on the real target (its selector,
 // its pod labels) is left to the controller, which renders with it.
 func ValidateCanary(c *meshv1.Canary) ([]Warning, error) {
 	name := c.Spec.TargetRef.Name
@@ -29,7 +30,12 @@ func ValidateCanary(c *meshv1.Canary) ([]Warning, error) {
 		w.MirrorWeight = *a.MirrorWeight
 	}
 	set, err := CanaryObjects(c, target, w, nil)
-	return set.Warnings, err
+	if err != nil || c.Spec.RoutingProviderOf() != meshv1.RoutingGatewayAPI {
+		return set.Warnings, err
+	}
+	// Routed with the Gateway API: what it cannot express is said at admission too.
+	gs, err := CanaryGatewayObjects(c, target, w, nil)
+	return append(set.Warnings, gs.Unsupported...), err
 }
 
 // ValidateMeshPolicy runs the renderer's checks of a MeshPolicy that need nothing but the

@@ -94,3 +94,18 @@ func TestValidateWithoutTarget(t *testing.T) {
 		})
 	}
 }
+
+// With the Gateway API, admission warns of each setting that will not be in force.
+func TestValidateCanaryWarnsWhatTheGatewayAPICannotExpress(t *testing.T) {
+	c := reviewsCanary()
+	c.Spec.Service.Retries = &meshv1.HTTPRetry{Attempts: 2}
+	warnings, err := ValidateCanary(c)
+	if err != nil || len(warnings) != 0 {
+		t.Fatalf("Istio: warnings %v, error %v; want neither", warnings, err)
+	}
+	c.Spec.Routing = &meshv1.CanaryRouting{Provider: meshv1.RoutingGatewayAPI}
+	warnings, err = ValidateCanary(c)
+	if err != nil || len(warnings) != 1 || warnings[0].Field != "spec.service.retries" {
+		t.Fatalf("Gateway API: warnings %v, error %v; want one for spec.service.retries", warnings, err)
+	}
+}
