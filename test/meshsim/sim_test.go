@@ -2,6 +2,7 @@ package meshsim
 
 import (
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // The world of these tests: namespace shop, a reviews primary and canary as canopy
@@ -640,5 +642,38 @@ func TestParseBehavior(t *testing.T) {
 	}
 	if got := b.Latency(0.99); math.Abs(got-80) > 1e-6 {
 		t.Errorf("Latency(0.99) = %v, want 80", got)
+	}
+}
+
+// A Service an HTTPRoute has as its parent (GAMMA) is called by sidecars; a Gateway parent
+// adds no mesh stream, and a host a VirtualService already streams is not sent to twice.
+func TestStreamsOfHTTPRoutes(t *testing.T) {
+	svc := gwapiv1.Kind("Service")
+	core := gwapiv1.Group("")
+	other := gwapiv1.Namespace("books")
+	hr := &gwapiv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "reviews", CreationTimestamp: metav1.NewTime(time.Unix(100, 0))}}
+	hr.Spec.ParentRefs = []gwapiv1.ParentReference{
+		{Group: &core, Kind: &svc, Name: "reviews"},
+		{Group: &core, Kind: &svc, Namespace: &other, Name: "ratings"},
+		{Name: "public"}, // a Gateway
+	}
+	vs := virtualService("shop", "older", "reviews")
+	vs.CreationTimestamp = metav1.NewTime(time.Unix(50, 0))
+	w := reviewsWorld(nil)
+	w.HTTPRoutes = []*gwapiv1.HTTPRoute{hr}
+	var got []string
+	for _, s := range w.streams() {
+		got = append(got, s.VS.Name+" "+s.Host+" "+s.Gateway)
+	}
+	if want := []string{"reviews reviews mesh", "reviews ratings.books mesh"}; !slices.Equal(got, want) {
+		t.Fatalf("streams %q, want %q", got, want)
+	}
+	w.VirtualServices = []*networkingv1.VirtualService{vs}
+	got = got[:0]
+	for _, s := range w.streams() {
+		got = append(got, s.VS.Name+" "+s.Host+" "+s.Gateway)
+	}
+	if want := []string{"older reviews mesh", "reviews ratings.books mesh"}; !slices.Equal(got, want) {
+		t.Fatalf("streams with an older VirtualService for reviews %q, want %q", got, want)
 	}
 }
