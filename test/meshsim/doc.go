@@ -11,7 +11,8 @@
 // merging and conflicts, exportTo, sourceLabels and gateways matches, subsets and
 // DestinationRules, Istio's default retry policy and timeouts all arrive as istiod
 // resolves them. The simulator does not read VirtualServices or DestinationRules to
-// route; it lists VirtualServices only to know which hosts get traffic.
+// route; it lists VirtualServices only to know which hosts get traffic, and HTTPRoutes
+// whose parent is a Service (GAMMA) to send that Service sidecar traffic too.
 //
 // What is modelled: Envoy's reading of that configuration for one HTTP/1.1 request.
 // A sidecar sends a host's requests to the route configuration of its Service's HTTP
