@@ -85,3 +85,53 @@ func (h *harness) httpRoute() *gwapiv1.HTTPRoute {
 	}
 	return hr
 }
+
+// A MeshPolicy composed into a Gateway API Canary's routing: its routes become HTTPRoute
+// rules, and its settings the Gateway API cannot express are named in the Canary's Routing
+// condition.
+func TestCanaryGatewayAPIComposesItsPolicy(t *testing.T) {
+	h := newPolicyHarness(t)
+	c := reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10)})
+	c.Spec.Routing = &meshv1.CanaryRouting{Provider: meshv1.RoutingGatewayAPI}
+	h.create(&meshv1.MeshPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "reviews"},
+		Spec: meshv1.MeshPolicySpec{
+			TargetRef:  meshv1.ServiceRef{Name: "reviews"},
+			Resilience: &meshv1.Resilience{Retries: &meshv1.HTTPRetry{Attempts: 2}},
+			Routes: []meshv1.Route{{
+				Name: "admin", Match: &meshv1.HTTPMatch{URI: &meshv1.StringMatch{Exact: ptr.To("/admin")}}, Timeout: "3s",
+				Fault: &meshv1.Fault{Abort: &meshv1.FaultAbort{Percentage: 1, HTTPStatus: 503}},
+			}},
+		},
+	})
+	h.create(deployment("reviews", "reviews:v1", 2), c)
+	h.settle("reviews")
+	h.markReady("reviews-primary")
+	got := h.settle("reviews")
+	expectPhase(t, got, meshv1.PhaseInitialized)
+	expectCanaryCondition(t, got, meshv1.ConditionMeshPolicy, metav1.ConditionTrue, meshv1.ReasonPolicyComposed, "composed")
+	expectCanaryCondition(t, got, meshv1.ConditionRouting, metav1.ConditionFalse, meshv1.ReasonRoutingIncomplete,
+		"MeshPolicy/reviews spec.resilience.retries", "MeshPolicy/reviews spec.routes[0].fault")
+	var admin *gwapiv1.HTTPRouteRule
+	for i, rule := range h.httpRoute().Spec.Rules {
+		if rule.Name != nil && *rule.Name == "admin" {
+			admin = &h.httpRoute().Spec.Rules[i]
+		}
+	}
+	if admin == nil || admin.Timeouts == nil || admin.Timeouts.Request == nil || *admin.Timeouts.Request != "3s" ||
+		len(admin.Matches) != 1 || *admin.Matches[0].Path.Value != "/admin" {
+		t.Fatalf("the policy's route is not an HTTPRoute rule as declared: %+v", admin)
+	}
+	// The policy's own status names the HTTPRoute and warns of what is not in force.
+	p := h.settlePolicy("reviews")
+	found := false
+	for _, o := range p.Status.Objects {
+		if o.Kind == "HTTPRoute" && o.Name == "reviews" {
+			found = o.State == "Applied" && strings.Contains(o.Message, "routing.provider gatewayapi")
+		}
+	}
+	if !found {
+		t.Errorf("MeshPolicy status.objects %+v, want the HTTPRoute written by the Canary", p.Status.Objects)
+	}
+	h.expectPolicyEvent("reviews", meshv1.ReasonRenderWarning, "spec.resilience.retries")
+}

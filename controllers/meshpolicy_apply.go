@@ -76,7 +76,8 @@ func compose(s *policyScope) ([]render.Warning, error) {
 	about := func(object, message string) bool { return object == tag || strings.Contains(message, tag) }
 	rt, err := router.For(s.canary)
 	if err != nil {
-		return nil, nil // the Canary's own problem: its status says so
+		// An unknown provider is the Canary's own problem: its status says so.
+		return nil, nil //nolint:nilerr // not the policy's error
 	}
 	set, err := rt.Render(router.Input{Canary: s.canary, Target: s.canaryTarget, Routing: progress.Routing{PrimaryWeight: 100}, Policy: s.policy})
 	if err != nil {

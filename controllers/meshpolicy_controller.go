@@ -33,6 +33,7 @@ import (
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/apply"
 	"canopy.dev/canopy/internal/render"
+	"canopy.dev/canopy/internal/router"
 )
 
 // MeshPolicyFinalizer lets canopy delete a MeshPolicy's Gateway and Certificate before the
@@ -254,6 +255,23 @@ func (r *MeshPolicyReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent 
 		WatchesRawSource(source.Channel(wake, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
 		Named("meshpolicy")
+	// The route a Canary of another router writes for the Service (an HTTPRoute) changes
+	// hands with it too, where the API server serves it.
+	for _, rt := range router.All() {
+		for _, k := range rt.Kinds() {
+			switch k.(type) {
+			case *istionetv1.VirtualService, *istionetv1.DestinationRule:
+				continue // watched above
+			}
+			served, err := kindsServed(mgr.GetRESTMapper(), mgr.GetScheme(), []client.Object{k})
+			if err != nil {
+				return err
+			}
+			if served {
+				b = b.Watches(k, byName)
+			}
+		}
+	}
 	watchCertificates := func(add func(source.Source) error) error {
 		for _, obj := range []client.Object{&cmv1.Certificate{}, &cmv1.CertificateRequest{}} {
 			if err := add(source.Kind(mgr.GetCache(), obj, byOwnerLabels)); err != nil {
