@@ -3,6 +3,7 @@ package controllers
 import (
 	"strings"
 	"testing"
+	"time"
 
 	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -134,4 +135,52 @@ func TestCanaryGatewayAPIComposesItsPolicy(t *testing.T) {
 		t.Errorf("MeshPolicy status.objects %+v, want the HTTPRoute written by the Canary", p.Status.Objects)
 	}
 	h.expectPolicyEvent("reviews", meshv1.ReasonRenderWarning, "spec.resilience.retries")
+}
+
+// Deleting a Gateway API Canary: while a rollout runs, the deletion waits with the
+// HTTPRoute at 100/0 (no VirtualService appears); at rest, the hand-over removes the
+// HTTPRoute with the rest of what was generated.
+func TestCanaryGatewayAPIDeletion(t *testing.T) {
+	initialized := func(t *testing.T) *harness {
+		h := newHarness(t)
+		c := reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10)})
+		c.Spec.Routing = &meshv1.CanaryRouting{Provider: meshv1.RoutingGatewayAPI}
+		h.create(deployment("reviews", "reviews:v1", 2), c)
+		h.settle("reviews")
+		h.markReady("reviews-primary")
+		expectPhase(t, h.settle("reviews"), meshv1.PhaseInitialized)
+		h.tick(time.Minute) // the target is scaled down once its traffic drained
+		return h
+	}
+	split := func(h *harness) (int32, int32) {
+		p, c, ok := render.ObservedHTTPRouteWeights(h.httpRoute(), "reviews")
+		if !ok {
+			h.t.Fatalf("HTTPRoute reviews has no split: %+v", h.httpRoute().Spec.Rules)
+		}
+		return p, c
+	}
+	t.Run("during a rollout", func(t *testing.T) {
+		h := initialized(t)
+		h.startRollout("reviews:v2")
+		if p, c := split(h); p != 90 || c != 10 {
+			t.Fatalf("HTTPRoute splits %d/%d, want 90/10", p, c)
+		}
+		h.deleteCanary()
+		expectReadyReason(t, h.canary(), meshv1.ReasonDeletionBlocked)
+		if p, c := split(h); p != 100 || c != 0 {
+			t.Fatalf("HTTPRoute splits %d/%d while the deletion waits, want 100/0", p, c)
+		}
+		if err := h.c.Get(t.Context(), client.ObjectKey{Namespace: h.ns, Name: "reviews"}, &istionetv1.VirtualService{}); !apierrors.IsNotFound(err) {
+			t.Errorf("a VirtualService appeared for a Gateway API Canary (%v)", err)
+		}
+	})
+	t.Run("at rest", func(t *testing.T) {
+		h := initialized(t)
+		h.deleteCanary()
+		h.handOver()
+		h.expectHandedOver(2)
+		if err := h.c.Get(t.Context(), client.ObjectKey{Namespace: h.ns, Name: "reviews"}, &gwapiv1.HTTPRoute{}); !apierrors.IsNotFound(err) {
+			t.Errorf("HTTPRoute reviews is still there after the hand-over (%v)", err)
+		}
+	})
 }
