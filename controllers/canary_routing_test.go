@@ -25,6 +25,8 @@ func TestCanaryRoutedWithTheGatewayAPI(t *testing.T) {
 	c := reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10)})
 	c.Spec.Routing = &meshv1.CanaryRouting{Provider: meshv1.RoutingGatewayAPI}
 	c.Spec.Service.Retries = &meshv1.HTTPRetry{Attempts: 3}
+	// The API server's schema of the CORS filter accepts what canopy writes.
+	c.Spec.Service.CorsPolicy = &meshv1.CorsPolicy{AllowOrigins: []meshv1.StringMatch{{Exact: ptr.To("https://shop.example.com")}}, AllowMethods: []string{"GET"}, MaxAge: "1h"}
 	h.create(deployment("reviews", "reviews:v1", 2), c)
 	h.settle("reviews")
 	h.markReady("reviews-primary")
@@ -47,6 +49,12 @@ func TestCanaryRoutedWithTheGatewayAPI(t *testing.T) {
 	cond := meta.FindStatusCondition(got.Status.Conditions, meshv1.ConditionRouting)
 	if cond == nil || cond.Status != metav1.ConditionFalse || cond.Reason != meshv1.ReasonRoutingIncomplete || !strings.Contains(cond.Message, "spec.service.retries") {
 		t.Fatalf("Routing condition %+v, want False naming spec.service.retries", cond)
+	}
+	if strings.Contains(cond.Message, "corsPolicy") {
+		t.Errorf("Routing condition names the CORS policy, which the HTTPRoute carries: %s", cond.Message)
+	}
+	if f := hr.Spec.Rules[0].Filters; len(f) != 1 || f[0].CORS == nil {
+		t.Errorf("HTTPRoute filters %+v, want the CORS filter", f)
 	}
 
 	// Back to Istio: the VirtualService routes, the HTTPRoute goes, nothing is left unsaid.

@@ -126,6 +126,9 @@ func (g *gatewayRenderer) rule(i int, rt *networking.HTTPRoute) gwapiv1.HTTPRout
 			rule.Filters = append(rule.Filters, gwapiv1.HTTPRouteFilter{Type: gwapiv1.HTTPRouteFilterResponseHeaderModifier, ResponseHeaderModifier: f})
 		}
 	}
+	if c := rt.CorsPolicy; c != nil {
+		rule.Filters = append(rule.Filters, gwapiv1.HTTPRouteFilter{Type: gwapiv1.HTTPRouteFilterCORS, CORS: corsFilter(c)})
+	}
 	if rt.Mirror != nil {
 		mirror := &gwapiv1.HTTPRequestMirrorFilter{BackendRef: g.backend(rt.Mirror.Host)}
 		if p := rt.MirrorPercentage; p != nil && p.Value < 100 {
@@ -189,6 +192,49 @@ func gatewayStringMatch(m *networking.StringMatch) (string, string) {
 	}
 }
 
+// corsOrigin is an exact origin match as a Gateway API CORS origin, when it is written as
+// the API's pattern wants it (nil: no exact match).
+func corsOrigin(exact *string) (gwapiv1.CORSOrigin, bool) {
+	if exact == nil || !corsOriginPattern.MatchString(*exact) {
+		return "", false
+	}
+	return gwapiv1.CORSOrigin(*exact), true
+}
+
+// corsOriginPattern is the Gateway API's CORSOrigin schema.
+var corsOriginPattern = regexp.MustCompile(`(^\*$)|(^(http(s)?):\/\/(((\*\.)?([a-zA-Z0-9\-]+\.)*[a-zA-Z0-9-]+|\*)(:([0-9]{1,5}))?)$)`)
+
+// corsFilter writes an Istio CORS policy as the Gateway API's CORS filter, leaving out the
+// origins and methods it cannot express (reported by unsupported).
+func corsFilter(c *networking.CorsPolicy) *gwapiv1.HTTPCORSFilter {
+	f := &gwapiv1.HTTPCORSFilter{}
+	for _, o := range c.AllowOrigins {
+		if e := o.GetExact(); e != "" {
+			if origin, ok := corsOrigin(&e); ok {
+				f.AllowOrigins = append(f.AllowOrigins, origin)
+			}
+		}
+	}
+	for _, m := range c.AllowMethods {
+		if validMethod(m) || m == "*" {
+			f.AllowMethods = append(f.AllowMethods, gwapiv1.HTTPMethodWithWildcard(m))
+		}
+	}
+	for _, h := range c.AllowHeaders {
+		f.AllowHeaders = append(f.AllowHeaders, gwapiv1.HTTPHeaderName(h))
+	}
+	for _, h := range c.ExposeHeaders {
+		f.ExposeHeaders = append(f.ExposeHeaders, gwapiv1.HTTPHeaderName(h))
+	}
+	if c.MaxAge != nil {
+		f.MaxAge = int32(c.MaxAge.AsDuration() / time.Second)
+	}
+	if c.AllowCredentials != nil {
+		f.AllowCredentials = utilptr.To(c.AllowCredentials.GetValue())
+	}
+	return f
+}
+
 func validMethod(m string) bool {
 	switch gwapiv1.HTTPMethod(m) {
 	case gwapiv1.HTTPMethodGet, gwapiv1.HTTPMethodHead, gwapiv1.HTTPMethodPost, gwapiv1.HTTPMethodPut, gwapiv1.HTTPMethodDelete,
@@ -239,8 +285,18 @@ func (g *gatewayRenderer) unsupported() {
 	if s.Retries != nil {
 		g.u.warn("spec.service.retries", "%s (HTTPRoute retries are experimental)", why)
 	}
-	if s.CorsPolicy != nil {
-		g.u.warn("spec.service.corsPolicy", "is not written as an HTTPRoute CORS filter by canopy: not in force with routing.provider gatewayapi")
+	if c := s.CorsPolicy; c != nil {
+		for i, o := range c.AllowOrigins {
+			if _, ok := corsOrigin(o.Exact); !ok || o.Prefix != nil || o.Regex != nil {
+				g.u.warn(fmt.Sprintf("spec.service.corsPolicy.allowOrigins[%d]", i),
+					"the Gateway API allows an origin by its exact scheme://host[:port] (a \"*.\" host prefix or \"*\" at most), not by a prefix or a regular expression: not in force")
+			}
+		}
+		for i, m := range c.AllowMethods {
+			if !validMethod(m) && m != "*" {
+				g.u.warn(fmt.Sprintf("spec.service.corsPolicy.allowMethods[%d]", i), "%q is not a method the Gateway API's CORS filter allows: not in force", m)
+			}
+		}
 	}
 	if s.TrafficPolicy != nil {
 		g.u.warn("spec.service.trafficPolicy", "is an Istio DestinationRule setting, which routing.provider gatewayapi does not write: not in force")

@@ -160,3 +160,31 @@ func TestGatewayDuration(t *testing.T) {
 		}
 	}
 }
+
+// A CORS policy is the HTTPRoute's CORS filter; origins it cannot express are named.
+func TestCanaryGatewayObjectsCORS(t *testing.T) {
+	c := reviewsCanary()
+	c.Spec.Service.CorsPolicy = &meshv1.CorsPolicy{
+		AllowOrigins:     []meshv1.StringMatch{{Exact: ptr("https://shop.example.com")}, {Prefix: ptr("https://")}},
+		AllowMethods:     []string{"GET", "POST"},
+		AllowHeaders:     []string{"x-token"},
+		MaxAge:           "24h",
+		AllowCredentials: ptr(true),
+	}
+	set, err := CanaryGatewayObjects(c, reviewsTarget(), Weights{Primary: 100}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := set.HTTPRoute.Spec.Rules[0].Filters
+	if len(f) != 1 || f[0].CORS == nil {
+		t.Fatalf("no CORS filter:\n%s", asYAML(t, set.HTTPRoute))
+	}
+	cors := f[0].CORS
+	if len(cors.AllowOrigins) != 1 || cors.AllowOrigins[0] != "https://shop.example.com" || len(cors.AllowMethods) != 2 ||
+		cors.MaxAge != 86400 || cors.AllowCredentials == nil || !*cors.AllowCredentials {
+		t.Fatalf("CORS filter:\n%s", asYAML(t, set.HTTPRoute))
+	}
+	if len(set.Unsupported) != 1 || set.Unsupported[0].Field != "spec.service.corsPolicy.allowOrigins[1]" {
+		t.Fatalf("unsupported %v, want the prefix origin", set.Unsupported)
+	}
+}
