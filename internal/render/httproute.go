@@ -126,6 +126,10 @@ func (g *gatewayRenderer) rule(i int, rt *networking.HTTPRoute) gwapiv1.HTTPRout
 			rule.Filters = append(rule.Filters, gwapiv1.HTTPRouteFilter{Type: gwapiv1.HTTPRouteFilterResponseHeaderModifier, ResponseHeaderModifier: f})
 		}
 	}
+	if a := rt.GetRewrite().GetAuthority(); a != "" {
+		rule.Filters = append(rule.Filters, gwapiv1.HTTPRouteFilter{Type: gwapiv1.HTTPRouteFilterURLRewrite,
+			URLRewrite: &gwapiv1.HTTPURLRewriteFilter{Hostname: utilptr.To(gwapiv1.PreciseHostname(a))}})
+	}
 	if c := rt.CorsPolicy; c != nil {
 		rule.Filters = append(rule.Filters, gwapiv1.HTTPRouteFilter{Type: gwapiv1.HTTPRouteFilterCORS, CORS: corsFilter(c)})
 	}
@@ -314,8 +318,9 @@ func (g *gatewayRenderer) unsupported() {
 		if rt.Fault != nil {
 			pu.warn(path+".fault", "%s (fault injection)", why)
 		}
-		if rt.Rewrite != nil {
-			pu.warn(path+".rewrite", "is not written as an HTTPRoute URLRewrite filter by canopy: not in force with routing.provider gatewayapi")
+		if rt.Rewrite != nil && rt.Rewrite.URI != "" {
+			pu.warn(path+".rewrite.uri", "is not written as an HTTPRoute URLRewrite filter (Istio replaces the matched prefix, "+
+				"which the Gateway API does only for its own PathPrefix matches): not in force with routing.provider gatewayapi")
 		}
 	}
 	if res := p.Resilience; res != nil {

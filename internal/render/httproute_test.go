@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 )
 
@@ -186,5 +188,35 @@ func TestCanaryGatewayObjectsCORS(t *testing.T) {
 	}
 	if len(set.Unsupported) != 1 || set.Unsupported[0].Field != "spec.service.corsPolicy.allowOrigins[1]" {
 		t.Fatalf("unsupported %v, want the prefix origin", set.Unsupported)
+	}
+}
+
+// A MeshPolicy route's authority rewrite is a URLRewrite filter; its URI rewrite is named.
+func TestCanaryGatewayObjectsRewrite(t *testing.T) {
+	p := &meshv1.MeshPolicy{
+		ObjectMeta: reviewsPolicy().ObjectMeta,
+		Spec: meshv1.MeshPolicySpec{
+			TargetRef: reviewsPolicy().Spec.TargetRef,
+			Routes: []meshv1.Route{{
+				Name: "legacy", Match: &meshv1.HTTPMatch{URI: &meshv1.StringMatch{Exact: ptr("/v1/reviews")}},
+				Rewrite: &meshv1.Rewrite{URI: "/reviews", Authority: "reviews.internal"},
+			}},
+		},
+	}
+	set, err := CanaryGatewayObjects(reviewsCanary(), reviewsTarget(), Weights{Primary: 100}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var legacy *gwapiv1.HTTPRouteRule
+	for i, r := range set.HTTPRoute.Spec.Rules {
+		if r.Name != nil && *r.Name == "legacy" {
+			legacy = &set.HTTPRoute.Spec.Rules[i]
+		}
+	}
+	if legacy == nil || len(legacy.Filters) != 1 || legacy.Filters[0].URLRewrite == nil || *legacy.Filters[0].URLRewrite.Hostname != "reviews.internal" {
+		t.Fatalf("the legacy rule:\n%s", asYAML(t, set.HTTPRoute))
+	}
+	if len(set.Unsupported) != 1 || set.Unsupported[0].String() != "MeshPolicy/reviews spec.routes[0].rewrite.uri: "+set.Unsupported[0].Message {
+		t.Fatalf("unsupported %v, want the URI rewrite", set.Unsupported)
 	}
 }
