@@ -226,14 +226,21 @@ func confirmDeletion(s *canaryScope, rev string) bool {
 // Canary back when that changes.
 func (r *CanaryReconciler) blockDeletion(ctx context.Context, s *canaryScope, rev string) (handOverStep, error) {
 	c := s.canary
-	if err := r.Tenancy.CheckCanary(c, s.policy); err != nil {
+	if err := r.Tenancy.CheckCanary(c, nil); err != nil {
 		return handOverStep{}, err
 	}
 	rt, err := router.For(c)
 	if err != nil {
 		return handOverStep{}, err
 	}
-	set, err := rt.Render(router.Input{Canary: c, Target: s.target, Routing: progress.Routing{PrimaryWeight: 100}, Policy: s.policy})
+	s.router = rt
+	// As in decide: a MeshPolicy that does not compose does not keep the traffic off the
+	// primary; the routes go without it.
+	primaryOnly := progress.Routing{PrimaryWeight: 100}
+	set, err := r.renderRouting(s, primaryOnly, s.policy)
+	if err != nil && s.policy != nil {
+		set, err = r.renderRouting(s, primaryOnly, nil)
+	}
 	if err != nil {
 		return handOverStep{}, err
 	}

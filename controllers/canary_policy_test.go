@@ -101,3 +101,22 @@ func expectCanaryCondition(t *testing.T, c *meshv1.Canary, typ string, status me
 		}
 	}
 }
+
+// A deletion that must wait (the target's revision was not promoted) keeps all traffic on
+// the primary even when the service's MeshPolicy does not compose: the routes go without
+// the policy, as a reconcile of a live Canary does, instead of failing on it.
+func TestABlockedDeletionRoutesToThePrimaryWithAPolicyThatDoesNotCompose(t *testing.T) {
+	h := newPolicyHarness(t)
+	h.initialize(reviewsCanary(meshv1.CanaryAnalysis{StepWeight: ptr.To[int32](10)}))
+	h.startRollout("reviews:v2")
+	h.create(&meshv1.MeshPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "reviews"},
+		Spec: meshv1.MeshPolicySpec{
+			TargetRef: meshv1.ServiceRef{Name: "reviews"},
+			Routes:    []meshv1.Route{{Match: &meshv1.HTTPMatch{URI: &meshv1.StringMatch{Prefix: ptr.To("/admin")}}, Port: ptr.To[int32](7777)}},
+		},
+	})
+	h.deleteCanary() // fails the test if the finalizer's reconcile errs
+	h.expectWeights(100, 0)
+	expectReadyReason(t, h.canary(), meshv1.ReasonDeletionBlocked)
+}

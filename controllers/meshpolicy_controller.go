@@ -55,7 +55,7 @@ type MeshPolicyReconciler struct {
 	Tenancy *render.Tenancy
 	// MeshConfig is the ConfigMap of istiod's mesh configuration (zero: DefaultMeshConfig),
 	// read uncached through APIReader (nil: the Client) when a policy names a tracing
-	// provider, to check that the provider exists.
+	// provider or an external authorizer, to check that it exists.
 	MeshConfig types.NamespacedName
 	APIReader  client.Reader
 

@@ -43,7 +43,7 @@ type Config struct {
 	ProviderPolicy *hooks.Policy
 	Credentials    *hooks.CredentialPolicy
 	// MeshConfig is the ConfigMap of istiod's mesh configuration (--mesh-config; zero:
-	// istio-system/istio), read to check the tracing providers MeshPolicies name.
+	// istio-system/istio), read to check the tracing providers and external authorizers MeshPolicies name.
 	MeshConfig types.NamespacedName
 	// Limits bound the time one reconcile of a Canary spends on its checks and webhooks
 	// (--reconcile-budget, --max-check-timeout, --max-webhook-timeout; zero: the defaults).

@@ -75,7 +75,7 @@ type Options struct {
 	MaxWebhookTimeout   time.Duration
 	NotificationsConfig string
 	// MeshConfig is "namespace/name" of istiod's mesh configuration ConfigMap, read to check
-	// the tracing providers MeshPolicies name.
+	// the tracing providers and external authorizers MeshPolicies name.
 	MeshConfig string
 	// AllowedGatewayNamespaces, AllowedClusterIssuers, AllowedHosts and AllowedExternalHosts
 	// are the tenancy flags: what one namespace's Canaries and MeshPolicies may claim beyond
@@ -161,7 +161,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&o.MemoryLimitRatio, "memory-limit-ratio", DefaultMemoryLimitRatio,
 		"Share of the container's memory limit (its cgroup's) the Go runtime keeps the heap under, collecting harder near it; 0 disables; GOMEMLIMIT, when set, wins.")
 	fs.StringVar(&o.MeshConfig, "mesh-config", "istio-system/istio",
-		"namespace/name of istiod's mesh configuration ConfigMap (its \"mesh\" key), read to check the tracing providers MeshPolicies name.")
+		"namespace/name of istiod's mesh configuration ConfigMap (its \"mesh\" key), read to check the tracing providers and external authorizers MeshPolicies name.")
 	fs.StringVar(&o.NotificationsConfig, "notifications-config", "",
 		"YAML file of rollout notification channels (Slack, Teams, webhook); mount it from a Secret. Empty: no notifications.")
 	o.bindTenancyFlags(fs)

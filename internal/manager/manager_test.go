@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"canopy.dev/canopy/controllers"
 )
 
 func TestLeaderElectionFlagDefaultsAreControllerRuntimes(t *testing.T) {
@@ -89,5 +91,20 @@ func TestBudgetFlags(t *testing.T) {
 	}
 	if err := o.Limits().Validate(); err == nil || !strings.Contains(err.Error(), "--reconcile-budget: -1s is negative") {
 		t.Errorf("a negative budget: %v, want it refused by name", err)
+	}
+}
+
+// --mesh-config is namespace/name; anything else is refused naming the flag.
+func TestParseMeshConfig(t *testing.T) {
+	if got, err := parseMeshConfig(""); err != nil || got != controllers.DefaultMeshConfig {
+		t.Errorf("empty: %v %v, want the default", got, err)
+	}
+	if got, err := parseMeshConfig("mesh/istio-1-31"); err != nil || got.Namespace != "mesh" || got.Name != "istio-1-31" {
+		t.Errorf("mesh/istio-1-31: %v %v", got, err)
+	}
+	for _, bad := range []string{"istio", "/istio", "istio-system/", "a/b/c"} {
+		if _, err := parseMeshConfig(bad); err == nil || !strings.Contains(err.Error(), "--mesh-config") {
+			t.Errorf("%q: %v, want an error naming --mesh-config", bad, err)
+		}
 	}
 }

@@ -205,12 +205,7 @@ func (m *machine) rollbackAsked() bool {
 	if len(hooks) == 0 {
 		return false
 	}
-	var last *metav1.Time
-	for i := range m.st.Gates {
-		if g := &m.st.Gates[i]; g.Type == t && g.LastAttempt != nil && (last == nil || last.Before(g.LastAttempt)) {
-			last = g.LastAttempt
-		}
-	}
+	last := m.lastGateAttempt(t)
 	if !m.elapsed(last, m.spec.interval()) {
 		m.after(m.until(last, m.spec.interval()))
 		return false
@@ -241,6 +236,18 @@ func (m *machine) rollbackAsked() bool {
 	m.rollBack(meshv1.ReasonRollbackWebhook, true, "Rollback webhook %s asked for a rollback: rolled back revision %s",
 		asked.Name, m.st.CurrentRevision)
 	return true
+}
+
+// lastGateAttempt is when the webhooks of type t were last called in this rollout (nil:
+// never).
+func (m *machine) lastGateAttempt(t meshv1.WebhookType) *metav1.Time {
+	var last *metav1.Time
+	for i := range m.st.Gates {
+		if g := &m.st.Gates[i]; g.Type == t && g.LastAttempt != nil && (last == nil || last.Before(g.LastAttempt)) {
+			last = g.LastAttempt
+		}
+	}
+	return last
 }
 
 func (m *machine) recordGate(g meshv1.GateStatus) {

@@ -151,12 +151,7 @@ func (m *machine) waiting() {
 		m.routingHeld()
 		return
 	}
-	last := (*metav1.Time)(nil)
-	for i := range st.Gates {
-		if g := &st.Gates[i]; g.Type == meshv1.WebhookConfirmRollout && g.LastAttempt != nil && (last == nil || last.Before(g.LastAttempt)) {
-			last = g.LastAttempt
-		}
-	}
+	last := m.lastGateAttempt(meshv1.WebhookConfirmRollout)
 	if !m.elapsed(last, m.spec.interval()) {
 		m.waitingForGate(meshv1.WebhookConfirmRollout)
 		m.after(m.until(last, m.spec.interval()))
