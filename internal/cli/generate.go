@@ -460,7 +460,7 @@ func (w *world) policyObjects(ctx context.Context, p *meshv1.MeshPolicy, opts ge
 		}
 		// The Service the policy's controller reads is the Canary's apex: generated, or
 		// adopted with canopy's selector and port.
-		set, err := render.CanaryObjects(canary, target, render.Weights{Primary: 100}, nil)
+		set, err := render.CanaryObjects(canary, target, progress.Routing{PrimaryWeight: 100}, nil)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("rendering Canary %s, which delivers its Service: %w", canary.Name, err)
 		}

@@ -23,6 +23,7 @@ import (
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/progress"
 	"canopy.dev/canopy/internal/render"
 	"canopy.dev/canopy/internal/scheme"
 )
@@ -102,7 +103,7 @@ func TestRenderBookinfoOffline(t *testing.T) {
 
 	// Exactly what the renderer gives the controller, at rest.
 	target, canary := readBookinfo(t)
-	set, err := render.CanaryObjects(canary, target, render.Weights{Primary: 100}, nil)
+	set, err := render.CanaryObjects(canary, target, progress.Routing{PrimaryWeight: 100}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

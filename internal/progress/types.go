@@ -29,6 +29,7 @@
 package progress
 
 import (
+	"fmt"
 	"time"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
@@ -104,6 +105,24 @@ type Routing struct {
 	// Mirror copies MirrorWeight percent of the traffic to the canary.
 	Mirror       bool
 	MirrorWeight int32
+}
+
+// Validate reports a split Istio would not route as meant. Renderers never clamp: a split
+// out of range is a bug in the caller.
+func (r Routing) Validate() error {
+	if r.PrimaryWeight < 0 || r.PrimaryWeight > 100 || r.CanaryWeight < 0 || r.CanaryWeight > 100 {
+		return fmt.Errorf("weights primary=%d canary=%d: each must be within 0..100", r.PrimaryWeight, r.CanaryWeight)
+	}
+	if r.PrimaryWeight+r.CanaryWeight != 100 {
+		return fmt.Errorf("weights primary=%d canary=%d: they must add up to 100", r.PrimaryWeight, r.CanaryWeight)
+	}
+	if r.MirrorWeight < 0 || r.MirrorWeight > 100 {
+		return fmt.Errorf("mirror weight %d: must be within 0..100", r.MirrorWeight)
+	}
+	if r.MirrorWeight != 0 && !r.Mirror {
+		return fmt.Errorf("mirror weight %d without mirror", r.MirrorWeight)
+	}
+	return nil
 }
 
 // Workload is what the primary and the target (canary) Deployments must look like.

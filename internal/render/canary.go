@@ -13,40 +13,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/progress"
 	pods "canopy.dev/canopy/internal/workload"
 )
-
-// Weights is the traffic split the controller wants for one reconcile.
-type Weights struct {
-	// Primary and Canary are percentages of the requests routed by weight; they are each
-	// within 0..100 and add up to 100.
-	Primary, Canary int32
-	// Match adds the A/B route: requests matching spec.analysis.match go to the canary
-	// whatever the weights; the others are split by Primary and Canary.
-	Match bool
-	// Mirror copies the requests split by weight to the canary.
-	Mirror bool
-	// MirrorWeight is the percentage of requests mirrored; 0 means the API's default, 100.
-	MirrorWeight int32
-}
-
-// Validate reports weights Istio would not route as meant. The renderer never clamps:
-// weights out of range are a bug in the caller.
-func (w Weights) Validate() error {
-	if w.Primary < 0 || w.Primary > 100 || w.Canary < 0 || w.Canary > 100 {
-		return fmt.Errorf("weights primary=%d canary=%d: each must be within 0..100", w.Primary, w.Canary)
-	}
-	if w.Primary+w.Canary != 100 {
-		return fmt.Errorf("weights primary=%d canary=%d: they must add up to 100", w.Primary, w.Canary)
-	}
-	if w.MirrorWeight < 0 || w.MirrorWeight > 100 {
-		return fmt.Errorf("mirror weight %d: must be within 0..100", w.MirrorWeight)
-	}
-	if w.MirrorWeight != 0 && !w.Mirror {
-		return fmt.Errorf("mirror weight %d without mirror", w.MirrorWeight)
-	}
-	return nil
-}
 
 // CanarySet is everything rendered for a Canary.
 type CanarySet struct {
@@ -88,7 +57,7 @@ func (s *CanarySet) Routing() []Object {
 // composed into the Canary's VirtualService and DestinationRules without changing the
 // weights. An error wrapping *FieldError is a spec problem (see ReasonOf); any other
 // error is a bug in the caller (nil objects, invalid weights, a mismatched target).
-func CanaryObjects(c *meshv1.Canary, target *appsv1.Deployment, w Weights, policy *meshv1.MeshPolicy) (CanarySet, error) {
+func CanaryObjects(c *meshv1.Canary, target *appsv1.Deployment, w progress.Routing, policy *meshv1.MeshPolicy) (CanarySet, error) {
 	r, err := newCanaryRenderer(c, target, w, policy)
 	if err != nil {
 		return CanarySet{}, err
@@ -114,7 +83,7 @@ func CanaryObjects(c *meshv1.Canary, target *appsv1.Deployment, w Weights, polic
 
 // newCanaryRenderer checks what every rendering of a Canary needs: the objects, the weights,
 // the names, and that the policy (nil: none) is the apex Service's.
-func newCanaryRenderer(c *meshv1.Canary, target *appsv1.Deployment, w Weights, policy *meshv1.MeshPolicy) (*canaryRenderer, error) {
+func newCanaryRenderer(c *meshv1.Canary, target *appsv1.Deployment, w progress.Routing, policy *meshv1.MeshPolicy) (*canaryRenderer, error) {
 	if c == nil || target == nil {
 		return nil, fmt.Errorf("render canary: canary and target are required")
 	}
@@ -160,7 +129,7 @@ var dns1035 = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
 type canaryRenderer struct {
 	c      *meshv1.Canary
 	target *appsv1.Deployment
-	w      Weights
+	w      progress.Routing
 	name   string
 	policy *meshv1.MeshPolicy
 	e      *errs
@@ -547,8 +516,8 @@ func (r *canaryRenderer) destination(host string) *networking.Destination {
 // its shape; a weight of 0 vanishes from the JSON and Istio reads it as 0.
 func (r *canaryRenderer) split() []*networking.HTTPRouteDestination {
 	return []*networking.HTTPRouteDestination{
-		{Destination: r.destination(PrimaryName(r.name)), Weight: r.w.Primary},
-		{Destination: r.destination(CanaryName(r.name)), Weight: r.w.Canary},
+		{Destination: r.destination(PrimaryName(r.name)), Weight: r.w.PrimaryWeight},
+		{Destination: r.destination(CanaryName(r.name)), Weight: r.w.CanaryWeight},
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/progress"
 )
 
 const canaryLabels = `
@@ -19,7 +20,7 @@ const canaryLabels = `
     mesh.canopy.dev/owner-name: reviews
     mesh.canopy.dev/owner-namespace: bookinfo`
 
-func renderCanary(t *testing.T, c *meshv1.Canary, w Weights, p *meshv1.MeshPolicy) CanarySet {
+func renderCanary(t *testing.T, c *meshv1.Canary, w progress.Routing, p *meshv1.MeshPolicy) CanarySet {
 	t.Helper()
 	set, err := CanaryObjects(c, reviewsTarget(), w, p)
 	if err != nil {
@@ -29,7 +30,7 @@ func renderCanary(t *testing.T, c *meshv1.Canary, w Weights, p *meshv1.MeshPolic
 }
 
 func TestCanaryObjectsWeighted(t *testing.T) {
-	set := renderCanary(t, reviewsCanary(), Weights{Primary: 90, Canary: 10}, nil)
+	set := renderCanary(t, reviewsCanary(), progress.Routing{PrimaryWeight: 90, CanaryWeight: 10}, nil)
 	rev := Revision(&reviewsTarget().Spec.Template)
 
 	expectYAML(t, set.Primary, `
@@ -132,7 +133,7 @@ spec:
 // A weight of 0 is not in the JSON at all (proto3 omits zero scalars). Under server-side
 // apply that removes the weight field canopy owned, and Istio reads the absence as 0.
 func TestZeroWeightIsOmittedFromJSON(t *testing.T) {
-	set := renderCanary(t, reviewsCanary(), Weights{Primary: 100, Canary: 0}, nil)
+	set := renderCanary(t, reviewsCanary(), progress.Routing{PrimaryWeight: 100, CanaryWeight: 0}, nil)
 	b, err := json.Marshal(set.VirtualService)
 	if err != nil {
 		t.Fatal(err)
@@ -167,7 +168,7 @@ func TestZeroWeightIsOmittedFromJSON(t *testing.T) {
 	}
 
 	// The other way round at the end of a blue/green switch.
-	set = renderCanary(t, reviewsCanary(), Weights{Primary: 0, Canary: 100}, nil)
+	set = renderCanary(t, reviewsCanary(), progress.Routing{PrimaryWeight: 0, CanaryWeight: 100}, nil)
 	expectYAML(t, set.VirtualService, `
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -196,7 +197,7 @@ func TestCanaryABMatch(t *testing.T) {
 		},
 	}
 	c.Spec.Service.Match = []meshv1.HTTPMatch{{URI: &meshv1.StringMatch{Prefix: ptr("/reviews")}}}
-	set := renderCanary(t, c, Weights{Primary: 100, Match: true}, nil)
+	set := renderCanary(t, c, progress.Routing{PrimaryWeight: 100, Match: true}, nil)
 	expectYAML(t, set.VirtualService, `
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -231,18 +232,18 @@ spec:
 
 	// Without a match in the spec, A/B routing is an error on the field.
 	c.Spec.Analysis.Match = nil
-	_, err := CanaryObjects(c, reviewsTarget(), Weights{Primary: 100, Match: true}, nil)
+	_, err := CanaryObjects(c, reviewsTarget(), progress.Routing{PrimaryWeight: 100, Match: true}, nil)
 	expectFieldError(t, err, "spec.analysis.match", meshv1.ReasonInvalidSpec)
 }
 
 func TestCanaryMirror(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		w    Weights
+		w    progress.Routing
 		want float64
 	}{
-		{"default percentage", Weights{Primary: 100, Mirror: true}, 100},
-		{"given percentage", Weights{Primary: 90, Canary: 10, Mirror: true, MirrorWeight: 25}, 25},
+		{"default percentage", progress.Routing{PrimaryWeight: 100, Mirror: true}, 100},
+		{"given percentage", progress.Routing{PrimaryWeight: 90, CanaryWeight: 10, Mirror: true, MirrorWeight: 25}, 25},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			set := renderCanary(t, reviewsCanary(), tc.w, nil)
@@ -253,7 +254,7 @@ func TestCanaryMirror(t *testing.T) {
 			if rt.MirrorPercentage.GetValue() != tc.want {
 				t.Errorf("mirrorPercentage = %v, want %v", rt.MirrorPercentage, tc.want)
 			}
-			if rt.Route[0].Weight != tc.w.Primary || rt.Route[1].Weight != tc.w.Canary {
+			if rt.Route[0].Weight != tc.w.PrimaryWeight || rt.Route[1].Weight != tc.w.CanaryWeight {
 				t.Errorf("mirroring changed the weights: %v", rt.Route)
 			}
 			if !strings.Contains(asYAML(t, set.VirtualService), "mirrorPercentage:\n      value: ") {
@@ -295,7 +296,7 @@ func TestCanaryServiceSettings(t *testing.T) {
 			CircuitBreaker: &meshv1.CircuitBreaker{Consecutive5xxErrors: ptr[int32](5), ConsecutiveGatewayErrors: ptr[int32](3), Interval: "10s", BaseEjectionTime: "30s", MaxEjectionPercent: ptr[int32](50)},
 		},
 	}
-	set := renderCanary(t, c, Weights{Primary: 50, Canary: 50}, nil)
+	set := renderCanary(t, c, progress.Routing{PrimaryWeight: 50, CanaryWeight: 50}, nil)
 	expectYAML(t, set.VirtualService, `
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -366,7 +367,7 @@ func TestCanaryPrimary(t *testing.T) {
 	t.Run("an autoscaler keeps the replicas", func(t *testing.T) {
 		c := reviewsCanary()
 		c.Spec.AutoscalerRef = &meshv1.AutoscalerRef{Name: "reviews"}
-		set := renderCanary(t, c, Weights{Primary: 100}, nil)
+		set := renderCanary(t, c, progress.Routing{PrimaryWeight: 100}, nil)
 		if set.Primary.Spec.Replicas != nil {
 			t.Errorf("replicas = %d, want unset when an HPA manages them", *set.Primary.Spec.Replicas)
 		}
@@ -454,19 +455,19 @@ func TestRevision(t *testing.T) {
 func TestCanaryComposesMeshPolicy(t *testing.T) {
 	p := reviewsPolicy()
 	c := reviewsCanary()
-	for _, w := range []Weights{{Primary: 100}, {Primary: 70, Canary: 30}, {Canary: 100}} {
+	for _, w := range []progress.Routing{{PrimaryWeight: 100}, {PrimaryWeight: 70, CanaryWeight: 30}, {CanaryWeight: 100}} {
 		set := renderCanary(t, c, w, p)
 		for i, rt := range set.VirtualService.Spec.Http {
-			if rt.Route[0].Weight != w.Primary || rt.Route[1].Weight != w.Canary {
+			if rt.Route[0].Weight != w.PrimaryWeight || rt.Route[1].Weight != w.CanaryWeight {
 				t.Errorf("weights %v: route %d has %d/%d", w, i, rt.Route[0].Weight, rt.Route[1].Weight)
 			}
 		}
-		if gp, gc, ok := ObservedWeights(set.VirtualService, "reviews"); !ok || gp != w.Primary || gc != w.Canary {
+		if gp, gc, ok := ObservedWeights(set.VirtualService, "reviews"); !ok || gp != w.PrimaryWeight || gc != w.CanaryWeight {
 			t.Errorf("ObservedWeights = %d, %d, %v; want %v", gp, gc, ok, w)
 		}
 	}
 
-	set := renderCanary(t, c, Weights{Primary: 80, Canary: 20}, p)
+	set := renderCanary(t, c, progress.Routing{PrimaryWeight: 80, CanaryWeight: 20}, p)
 	expectYAML(t, set.VirtualService, `
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -538,7 +539,7 @@ func TestCanaryComposesMeshPolicyAB(t *testing.T) {
 	p.Spec.Routes = p.Spec.Routes[1:] // legacy only
 	c := reviewsCanary()
 	c.Spec.Analysis = meshv1.CanaryAnalysis{Iterations: ptr[int32](5), Match: []meshv1.HTTPMatch{{Headers: map[string]meshv1.StringMatch{"end-user": {Exact: ptr("jason")}}}}}
-	set := renderCanary(t, c, Weights{Primary: 100, Match: true}, p)
+	set := renderCanary(t, c, progress.Routing{PrimaryWeight: 100, Match: true}, p)
 	var got []string
 	for _, rt := range set.VirtualService.Spec.Http {
 		var hosts []string
@@ -564,7 +565,7 @@ func TestCanaryOverridesPolicyWithWarnings(t *testing.T) {
 	c := reviewsCanary()
 	c.Spec.Service.Timeout = "20s"
 	c.Spec.Service.TrafficPolicy = &meshv1.TrafficPolicy{LoadBalancer: "RANDOM"}
-	set := renderCanary(t, c, Weights{Primary: 100}, reviewsPolicy())
+	set := renderCanary(t, c, progress.Routing{PrimaryWeight: 100}, reviewsPolicy())
 	def := set.VirtualService.Spec.Http[len(set.VirtualService.Spec.Http)-1]
 	if def.Timeout.AsDuration().String() != "20s" {
 		t.Errorf("default route timeout = %v, want the Canary's 20s", def.Timeout.AsDuration())
@@ -613,7 +614,7 @@ func TestCanaryErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		mutate func(c *meshv1.Canary, p *meshv1.MeshPolicy)
-		w      Weights
+		w      progress.Routing
 		field  string
 		object string
 		reason string
@@ -636,7 +637,7 @@ func TestCanaryErrors(t *testing.T) {
 		{name: "two match kinds", mutate: func(c *meshv1.Canary, _ *meshv1.MeshPolicy) {
 			c.Spec.Service.Match = []meshv1.HTTPMatch{{URI: &meshv1.StringMatch{Exact: ptr("/a"), Prefix: ptr("/b")}}}
 		}, field: "spec.service.match[0].uri"},
-		{name: "A/B match conflicts with service match", w: Weights{Primary: 100, Match: true}, mutate: func(c *meshv1.Canary, p *meshv1.MeshPolicy) {
+		{name: "A/B match conflicts with service match", w: progress.Routing{PrimaryWeight: 100, Match: true}, mutate: func(c *meshv1.Canary, p *meshv1.MeshPolicy) {
 			p.Spec.Routes = nil
 			c.Spec.Service.Match = []meshv1.HTTPMatch{{URI: &meshv1.StringMatch{Prefix: ptr("/api")}}}
 			c.Spec.Analysis.Match = []meshv1.HTTPMatch{{URI: &meshv1.StringMatch{Prefix: ptr("/beta")}}}
@@ -669,8 +670,8 @@ func TestCanaryErrors(t *testing.T) {
 			c, p := reviewsCanary(), reviewsPolicy()
 			tc.mutate(c, p)
 			w := tc.w
-			if w == (Weights{}) {
-				w = Weights{Primary: 100}
+			if w == (progress.Routing{}) {
+				w = progress.Routing{PrimaryWeight: 100}
 			}
 			_, err := CanaryObjects(c, reviewsTarget(), w, p)
 			reason := tc.reason
@@ -693,12 +694,12 @@ func TestCanaryErrors(t *testing.T) {
 }
 
 func TestWeightsValidate(t *testing.T) {
-	for _, w := range []Weights{
-		{Primary: 90, Canary: 20},
-		{Primary: 110, Canary: -10},
-		{Primary: 50},
-		{Primary: 100, Mirror: true, MirrorWeight: 101},
-		{Primary: 100, MirrorWeight: 10},
+	for _, w := range []progress.Routing{
+		{PrimaryWeight: 90, CanaryWeight: 20},
+		{PrimaryWeight: 110, CanaryWeight: -10},
+		{PrimaryWeight: 50},
+		{PrimaryWeight: 100, Mirror: true, MirrorWeight: 101},
+		{PrimaryWeight: 100, MirrorWeight: 10},
 	} {
 		_, err := CanaryObjects(reviewsCanary(), reviewsTarget(), w, nil)
 		if err == nil {
@@ -717,7 +718,7 @@ func TestCanaryDeterministic(t *testing.T) {
 	c.Spec.Service.Match = []meshv1.HTTPMatch{{Headers: map[string]meshv1.StringMatch{"x": {Exact: ptr("1")}, "y": {Prefix: ptr("2")}, "z": {Regex: ptr("3")}}}}
 	p := reviewsPolicy()
 	hashes := func() []string {
-		set := renderCanary(t, c, Weights{Primary: 60, Canary: 40, Mirror: true}, p)
+		set := renderCanary(t, c, progress.Routing{PrimaryWeight: 60, CanaryWeight: 40, Mirror: true}, p)
 		var out []string
 		for _, o := range append(set.Routing(), set.Primary) {
 			h, err := Hash(o)
@@ -781,7 +782,7 @@ func TestObservedWeights(t *testing.T) {
 func TestCanaryHostsAreListedOnce(t *testing.T) {
 	c := reviewsCanary()
 	c.Spec.Service.Hosts = []string{"reviews.bookinfo.svc.cluster.local", "reviews", "reviews.example.com"}
-	set := renderCanary(t, c, Weights{Primary: 100}, nil)
+	set := renderCanary(t, c, progress.Routing{PrimaryWeight: 100}, nil)
 	if got := set.VirtualService.Spec.Hosts; !slices.Equal(got, []string{"reviews", "reviews.example.com"}) {
 		t.Errorf("hosts %v, want reviews and reviews.example.com once each", got)
 	}

@@ -9,6 +9,7 @@ import (
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/progress"
 )
 
 // FuzzCanaryObjects renders arbitrary weights and spec strings. A render never panics;
@@ -40,7 +41,7 @@ func FuzzCanaryObjects(f *testing.F) {
 				p.Spec.Routes[i].Port = &port
 			}
 		}
-		w := Weights{Primary: primary, Canary: canary, Match: match, Mirror: mirror, MirrorWeight: mirrorWeight}
+		w := progress.Routing{PrimaryWeight: primary, CanaryWeight: canary, Match: match, Mirror: mirror, MirrorWeight: mirrorWeight}
 
 		set, err := CanaryObjects(c, reviewsTarget(), w, p)
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/progress"
 )
 
 // GatewaySet is everything rendered for a Canary routed with the Gateway API.
@@ -36,7 +37,7 @@ type GatewaySet struct {
 // match, the A/B route, the MeshPolicy's routes, headers and timeouts) and then written as
 // HTTPRoute rules; what has no HTTPRoute equivalent is listed in GatewaySet.Unsupported.
 // Errors are as CanaryObjects'.
-func CanaryGatewayObjects(c *meshv1.Canary, target *appsv1.Deployment, w Weights, policy *meshv1.MeshPolicy) (GatewaySet, error) {
+func CanaryGatewayObjects(c *meshv1.Canary, target *appsv1.Deployment, w progress.Routing, policy *meshv1.MeshPolicy) (GatewaySet, error) {
 	r, err := newCanaryRenderer(c, target, w, policy)
 	if err != nil {
 		return GatewaySet{}, err

@@ -8,13 +8,14 @@ import (
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/progress"
 )
 
 func TestCanaryGatewayObjectsWeighted(t *testing.T) {
 	c := reviewsCanary()
 	c.Spec.Service.Timeout = "1.5s"
 	c.Spec.Service.Headers = &meshv1.Headers{Request: &meshv1.HeaderOperations{Set: map[string]string{"x-via": "canopy"}}}
-	set, err := CanaryGatewayObjects(c, reviewsTarget(), Weights{Primary: 90, Canary: 10}, nil)
+	set, err := CanaryGatewayObjects(c, reviewsTarget(), progress.Routing{PrimaryWeight: 90, CanaryWeight: 10}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +64,7 @@ spec:
 
 // A weight of 0 stays in the HTTPRoute: an unset weight would be 1.
 func TestCanaryGatewayObjectsZeroWeightIsExplicit(t *testing.T) {
-	set, err := CanaryGatewayObjects(reviewsCanary(), reviewsTarget(), Weights{Primary: 100}, nil)
+	set, err := CanaryGatewayObjects(reviewsCanary(), reviewsTarget(), progress.Routing{PrimaryWeight: 100}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func TestCanaryGatewayObjectsABAndMirror(t *testing.T) {
 	c.Spec.Analysis.Iterations = ptr[int32](3)
 	c.Spec.Analysis.Match = []meshv1.HTTPMatch{{Headers: map[string]meshv1.StringMatch{"x-canary": {Exact: ptr("always")}}}}
 	c.Spec.Service.Match = []meshv1.HTTPMatch{{URI: &meshv1.StringMatch{Prefix: ptr("/api")}}}
-	set, err := CanaryGatewayObjects(c, reviewsTarget(), Weights{Primary: 100, Match: true}, nil)
+	set, err := CanaryGatewayObjects(c, reviewsTarget(), progress.Routing{PrimaryWeight: 100, Match: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +100,7 @@ func TestCanaryGatewayObjectsABAndMirror(t *testing.T) {
 
 	c = reviewsCanary()
 	c.Spec.Analysis.Mirror = true
-	set, err = CanaryGatewayObjects(c, reviewsTarget(), Weights{Primary: 100, Mirror: true, MirrorWeight: 25}, nil)
+	set, err = CanaryGatewayObjects(c, reviewsTarget(), progress.Routing{PrimaryWeight: 100, Mirror: true, MirrorWeight: 25}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestCanaryGatewayObjectsIngressGateway(t *testing.T) {
 	c := reviewsCanary()
 	c.Spec.Service.Gateways = []string{"edge/public"}
 	c.Spec.Service.Hosts = []string{"reviews.example.com"}
-	set, err := CanaryGatewayObjects(c, reviewsTarget(), Weights{Primary: 100}, nil)
+	set, err := CanaryGatewayObjects(c, reviewsTarget(), progress.Routing{PrimaryWeight: 100}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +131,7 @@ func TestCanaryGatewayObjectsUnsupported(t *testing.T) {
 	c.Spec.Service.Retries = &meshv1.HTTPRetry{Attempts: 3}
 	c.Spec.Service.TrafficPolicy = &meshv1.TrafficPolicy{LoadBalancer: "ROUND_ROBIN"}
 	p := reviewsPolicy()
-	set, err := CanaryGatewayObjects(c, reviewsTarget(), Weights{Primary: 100}, p)
+	set, err := CanaryGatewayObjects(c, reviewsTarget(), progress.Routing{PrimaryWeight: 100}, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +149,7 @@ func TestCanaryGatewayObjectsUnsupported(t *testing.T) {
 		t.Errorf("the MeshPolicy's retries are not reported; got:\n%s", all)
 	}
 	// The same Canary and policy for Istio express everything.
-	if _, err := CanaryObjects(c, reviewsTarget(), Weights{Primary: 100}, p); err != nil {
+	if _, err := CanaryObjects(c, reviewsTarget(), progress.Routing{PrimaryWeight: 100}, p); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -173,7 +174,7 @@ func TestCanaryGatewayObjectsCORS(t *testing.T) {
 		MaxAge:           "24h",
 		AllowCredentials: ptr(true),
 	}
-	set, err := CanaryGatewayObjects(c, reviewsTarget(), Weights{Primary: 100}, nil)
+	set, err := CanaryGatewayObjects(c, reviewsTarget(), progress.Routing{PrimaryWeight: 100}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +204,7 @@ func TestCanaryGatewayObjectsRewrite(t *testing.T) {
 			}},
 		},
 	}
-	set, err := CanaryGatewayObjects(reviewsCanary(), reviewsTarget(), Weights{Primary: 100}, p)
+	set, err := CanaryGatewayObjects(reviewsCanary(), reviewsTarget(), progress.Routing{PrimaryWeight: 100}, p)
 	if err != nil {
 		t.Fatal(err)
 	}

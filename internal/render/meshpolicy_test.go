@@ -13,6 +13,7 @@ import (
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/progress"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -186,7 +187,7 @@ Telemetry shop/payment-processing-canary`
 func TestCanaryAndMeshPolicyShareOneVirtualService(t *testing.T) {
 	p := reviewsPolicy()
 	c := reviewsCanary()
-	cs := renderCanary(t, c, Weights{Primary: 90, Canary: 10}, p)
+	cs := renderCanary(t, c, progress.Routing{PrimaryWeight: 90, CanaryWeight: 10}, p)
 	apex := cs.Services[0]
 	ps, err := MeshPolicyObjects(p, apex, MeshPolicyOptions{CanaryOwnsRouting: true, CanarySelector: cs.Services[2].Spec.Selector})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/progress"
 )
 
 func TestLongNamesFitLabelsAndNames(t *testing.T) {
@@ -49,9 +50,9 @@ func TestLongNamesFitLabelsAndNames(t *testing.T) {
 }
 
 func TestHashAndToUnstructured(t *testing.T) {
-	set := renderCanary(t, reviewsCanary(), Weights{Primary: 90, Canary: 10}, nil)
+	set := renderCanary(t, reviewsCanary(), progress.Routing{PrimaryWeight: 90, CanaryWeight: 10}, nil)
 	h1, _ := Hash(set.VirtualService)
-	set2 := renderCanary(t, reviewsCanary(), Weights{Primary: 80, Canary: 20}, nil)
+	set2 := renderCanary(t, reviewsCanary(), progress.Routing{PrimaryWeight: 80, CanaryWeight: 20}, nil)
 	h2, _ := Hash(set2.VirtualService)
 	if h1 == h2 {
 		t.Error("different weights, same hash")

@@ -23,6 +23,7 @@ import (
 	celconfig "k8s.io/apiserver/pkg/apis/cel"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/progress"
 	"canopy.dev/canopy/test/testenv"
 )
 
@@ -182,7 +183,7 @@ func TestRenderedObjectsMatchUpstreamSchemas(t *testing.T) {
 			t.Error("nothing checked")
 		}
 	}
-	canary := func(mutate func(c *meshv1.Canary), w Weights, p *meshv1.MeshPolicy) []Object {
+	canary := func(mutate func(c *meshv1.Canary), w progress.Routing, p *meshv1.MeshPolicy) []Object {
 		c := reviewsCanary()
 		if mutate != nil {
 			mutate(c)
@@ -190,15 +191,15 @@ func TestRenderedObjectsMatchUpstreamSchemas(t *testing.T) {
 		set := renderCanary(t, c, w, p)
 		return set.Routing()
 	}
-	t.Run("canary weighted", func(t *testing.T) { check(t, canary(nil, Weights{Primary: 90, Canary: 10}, nil)) })
-	t.Run("canary zero weight", func(t *testing.T) { check(t, canary(nil, Weights{Primary: 100}, nil)) })
+	t.Run("canary weighted", func(t *testing.T) { check(t, canary(nil, progress.Routing{PrimaryWeight: 90, CanaryWeight: 10}, nil)) })
+	t.Run("canary zero weight", func(t *testing.T) { check(t, canary(nil, progress.Routing{PrimaryWeight: 100}, nil)) })
 	t.Run("canary mirror", func(t *testing.T) {
-		check(t, canary(nil, Weights{Primary: 100, Mirror: true, MirrorWeight: 20}, nil))
+		check(t, canary(nil, progress.Routing{PrimaryWeight: 100, Mirror: true, MirrorWeight: 20}, nil))
 	})
 	t.Run("canary A/B with policy", func(t *testing.T) {
 		check(t, canary(func(c *meshv1.Canary) {
 			c.Spec.Analysis.Match = []meshv1.HTTPMatch{{Headers: map[string]meshv1.StringMatch{"end-user": {Exact: ptr("jason")}}}}
-		}, Weights{Primary: 100, Match: true}, reviewsPolicy()))
+		}, progress.Routing{PrimaryWeight: 100, Match: true}, reviewsPolicy()))
 	})
 	t.Run("canary every service setting", func(t *testing.T) {
 		c := reviewsCanary()
@@ -212,7 +213,7 @@ func TestRenderedObjectsMatchUpstreamSchemas(t *testing.T) {
 				ConnectionPool: &meshv1.ConnectionPool{TCP: &meshv1.TCPConnectionPool{MaxConnections: ptr[int32](1), ConnectTimeout: "1ms"}, HTTP: &meshv1.HTTPConnectionPool{MaxRetries: ptr[int32](0), IdleTimeout: "5m"}},
 				CircuitBreaker: &meshv1.CircuitBreaker{ConsecutiveGatewayErrors: ptr[int32](1), MaxEjectionPercent: ptr[int32](100)}},
 		}
-		set := renderCanary(t, c, Weights{Primary: 40, Canary: 60, Mirror: true}, nil)
+		set := renderCanary(t, c, progress.Routing{PrimaryWeight: 40, CanaryWeight: 60, Mirror: true}, nil)
 		check(t, set.Routing())
 	})
 	policy := func(p *meshv1.MeshPolicy, opts MeshPolicyOptions) []Object {
@@ -243,7 +244,7 @@ func TestSchemaCheckRejects(t *testing.T) {
 	if testing.Short() {
 		t.Skip("reads the CRDs from the module cache")
 	}
-	set := renderCanary(t, reviewsCanary(), Weights{Primary: 100}, nil)
+	set := renderCanary(t, reviewsCanary(), progress.Routing{PrimaryWeight: 100}, nil)
 	vs := set.VirtualService
 	vs.Spec.Http[0].Timeout = &durationPB{Nanos: 1000} // 1µs: below Istio's 1ms rule
 	ft := &fakeT{TB: t}

@@ -6,6 +6,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/progress"
 )
 
 // ValidateCanary runs the renderer's checks of a Canary that need nothing but the Canary:
@@ -25,7 +26,7 @@ func ValidateCanary(c *meshv1.Canary) ([]Warning, error) {
 		},
 	}
 	a := c.Spec.Analysis
-	w := Weights{Primary: 50, Canary: 50, Match: len(a.Match) > 0, Mirror: a.Mirror}
+	w := progress.Routing{PrimaryWeight: 50, CanaryWeight: 50, Match: len(a.Match) > 0, Mirror: a.Mirror}
 	if a.Mirror && a.MirrorWeight != nil && *a.MirrorWeight >= 0 && *a.MirrorWeight <= 100 {
 		w.MirrorWeight = *a.MirrorWeight
 	}

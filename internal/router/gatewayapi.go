@@ -20,7 +20,7 @@ func (GatewayAPI) Provider() meshv1.RoutingProvider { return meshv1.RoutingGatew
 
 // Render renders the Services and then the HTTPRoute.
 func (GatewayAPI) Render(in Input) (Set, error) {
-	gs, err := render.CanaryGatewayObjects(in.Canary, in.Target, Weights(in.Routing), in.Policy)
+	gs, err := render.CanaryGatewayObjects(in.Canary, in.Target, in.Routing, in.Policy)
 	if err != nil {
 		return Set{}, err
 	}

@@ -18,7 +18,7 @@ func (Istio) Provider() meshv1.RoutingProvider { return meshv1.RoutingIstio }
 
 // Render renders the Services, the DestinationRules and then the VirtualService.
 func (Istio) Render(in Input) (Set, error) {
-	cs, err := render.CanaryObjects(in.Canary, in.Target, Weights(in.Routing), in.Policy)
+	cs, err := render.CanaryObjects(in.Canary, in.Target, in.Routing, in.Policy)
 	if err != nil {
 		return Set{}, err
 	}

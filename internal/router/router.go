@@ -94,8 +94,3 @@ func For(c *meshv1.Canary) (Router, error) {
 	return nil, &render.FieldError{Field: "spec.routing.provider", Reason: meshv1.ReasonInvalidSpec,
 		Message: fmt.Sprintf("%q is not a routing provider canopy knows", p)}
 }
-
-// Weights is the renderer's form of a routing decision.
-func Weights(rt progress.Routing) render.Weights {
-	return render.Weights{Primary: rt.PrimaryWeight, Canary: rt.CanaryWeight, Match: rt.Match, Mirror: rt.Mirror, MirrorWeight: rt.MirrorWeight}
-}

@@ -61,7 +61,7 @@ func TestIstioIsTheRenderer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := render.CanaryObjects(c, target(), render.Weights{Primary: 70, Canary: 30}, nil)
+	want, err := render.CanaryObjects(c, target(), progress.Routing{PrimaryWeight: 70, CanaryWeight: 30}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/apply"
+	"canopy.dev/canopy/internal/progress"
 	"canopy.dev/canopy/internal/render"
 	"canopy.dev/canopy/test/testenv"
 )
@@ -184,7 +185,7 @@ func newWriteCost(ctx context.Context, env *testenv.Env) (*writeCost, error) {
 }
 
 func (w *writeCost) virtualService(i int, weight int32) (*networkingv1.VirtualService, error) {
-	set, err := render.CanaryObjects(w.canaries[i], w.targets[i], render.Weights{Primary: 100 - weight, Canary: weight}, nil)
+	set, err := render.CanaryObjects(w.canaries[i], w.targets[i], progress.Routing{PrimaryWeight: 100 - weight, CanaryWeight: weight}, nil)
 	return set.VirtualService, err
 }
 
