@@ -22,7 +22,6 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -33,11 +32,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/analysis"
 	"canopy.dev/canopy/internal/apply"
 	"canopy.dev/canopy/internal/budget"
+	"canopy.dev/canopy/internal/desired"
 	"canopy.dev/canopy/internal/hooks"
 	"canopy.dev/canopy/internal/progress"
 	"canopy.dev/canopy/internal/render"
@@ -77,10 +78,11 @@ type CanaryReconciler struct {
 	// Observers are told of each status written (metrics, notifications).
 	Observers []RolloutObserver
 
-	// unroutable are the routing providers whose kinds the API server did not serve when
-	// the controller was set up (it watches only the others): a Canary choosing one waits,
-	// saying which API is missing.
-	unroutable map[meshv1.RoutingProvider]bool
+	// unroutable holds the routing providers (meshv1.RoutingProvider) whose kinds the API
+	// server does not serve yet: a Canary choosing one waits, saying which API is missing.
+	// An apiGate per provider adds the watches on its kinds once they are served, removes
+	// it, and wakes the Canaries that chose it.
+	unroutable sync.Map
 }
 
 // +kubebuilder:rbac:groups=mesh.canopy.dev,resources=canaries,verbs=get;list;watch;update;patch
@@ -290,17 +292,13 @@ func (r *CanaryReconciler) loadWorkloads(ctx context.Context, s *canaryScope) (b
 	if err := r.List(ctx, policies, client.InNamespace(ns)); err != nil {
 		return true, fmt.Errorf("listing MeshPolicies: %w", err)
 	}
+	// Of two policies for one Service the older one is in force (the newer one is refused as
+	// a Conflict by its own controller).
+	ps := make([]*meshv1.MeshPolicy, len(policies.Items))
 	for i := range policies.Items {
-		p := &policies.Items[i]
-		if p.Spec.TargetRef.Name != c.Spec.TargetRef.Name || !p.DeletionTimestamp.IsZero() {
-			continue
-		}
-		// Of two policies for one Service the older one is in force (the newer one is
-		// refused as a Conflict by its own controller).
-		if s.policy == nil || render.CreatedBefore(p, s.policy) {
-			s.policy = p
-		}
+		ps[i] = &policies.Items[i]
 	}
+	s.policy = desired.PolicyFor(ps, c.Spec.TargetRef.Name)
 	return false, nil
 }
 
@@ -372,8 +370,8 @@ func (r *CanaryReconciler) decide(ctx context.Context, s *canaryScope) (bool, er
 	if err != nil {
 		return true, r.invalid(s, err)
 	}
-	if r.unroutable[rt.Provider()] {
-		s.setNotReady(meshv1.ReasonRoutingAPIMissing, fmt.Sprintf("spec.routing.provider %s: the API server does not serve %s; install it and restart canopy",
+	if _, missing := r.unroutable.Load(rt.Provider()); missing {
+		s.setNotReady(meshv1.ReasonRoutingAPIMissing, fmt.Sprintf("spec.routing.provider %s: the API server does not serve %s; canopy goes on once they are installed",
 			rt.Provider(), kindNames(r.Scheme(), rt.Kinds())), false)
 		return true, nil
 	}
@@ -404,7 +402,16 @@ func (r *CanaryReconciler) renderRouting(s *canaryScope, rt progress.Routing, po
 			return router.Set{}, err
 		}
 	}
-	return s.router.Render(router.Input{Canary: s.canary, Target: s.target, Routing: rt, Policy: policy})
+	in := s.desired()
+	in.Routing, in.Policy = rt, policy
+	_, set, err := desired.CanaryRouting(in)
+	return set, err
+}
+
+// desired is what the reconcile knows of the Canary for the desired package; the decision's
+// routing and workload are set by the caller.
+func (s *canaryScope) desired() desired.Canary {
+	return desired.Canary{Canary: s.canary, Target: s.target, Primary: s.primary, Autoscaler: s.hpa, Policy: s.policy}
 }
 
 // setRoutingCondition names on st the settings the Canary's router cannot express; without
@@ -457,43 +464,27 @@ func setPolicyCondition(st *meshv1.CanaryStatus, policy *meshv1.MeshPolicy, err 
 // renderWorkload renders the primary Deployment, when the decision writes it, and the
 // primary's autoscaler.
 func (r *CanaryReconciler) renderWorkload(ctx context.Context, s *canaryScope) (bool, error) {
-	c, d := s.canary, s.decision
-	w := d.Workload
+	d := s.decision
+	in := s.desired()
+	in.Routing, in.Workload = d.Routing, d.Workload
 	// While the target carries the promoted revision the primary must be exactly what it
 	// renders to: re-applying it puts back manual edits (the applier skips no-ops).
-	repair := s.primary != nil && s.obs.TargetRevision == d.Status.LastPromotedRevision &&
+	in.Repair = s.primary != nil && s.obs.TargetRevision == d.Status.LastPromotedRevision &&
 		s.obs.PrimaryRevision == d.Status.LastPromotedRevision
-	if w.Initialize || w.PromotePrimary || repair {
-		// The primary keeps the count it has (an autoscaler's, or the one last given). A new
-		// primary starts with the target's, and a count the user sets on the target (in Git)
-		// while no rollout runs moves to the primary before the target goes back to zero.
-		n := workload.Replicas(s.primary)
-		userCount := (w.Initialize || w.ScaleTargetToZero) && c.Spec.AutoscalerRef == nil && workload.Replicas(s.target) > 0
-		if s.primary == nil || userCount {
-			n = workload.Replicas(s.target)
-			if n == 0 && s.primary != nil {
-				n = workload.Replicas(s.primary)
-			}
-		}
+	if in.WritesPrimary() {
 		// The copies of the configs are read and rendered with the primary, whose pods read
 		// them; applyWorkload writes them first.
-		configs, copies, err := r.primaryConfigs(ctx, s, repair && !w.Initialize && !w.PromotePrimary)
+		configs, copies, err := r.primaryConfigs(ctx, s, in.Repair && !in.Workload.Initialize && !in.Workload.PromotePrimary)
 		if err != nil {
 			return true, r.invalid(s, err)
 		}
-		primary, err := render.Primary(c, s.target, ptr.To(max(n, 1)), configs...)
-		if err != nil {
-			return true, r.invalid(s, err)
-		}
-		s.primaryObj, s.copyObjs = primary, copies
+		in.Configs, s.copyObjs = configs, copies
 	}
-	if s.hpa != nil {
-		hpa, err := render.PrimaryAutoscaler(c, s.hpa)
-		if err != nil {
-			return true, r.invalid(s, err)
-		}
-		s.hpaObj = hpa
+	primary, hpa, err := desired.CanaryWorkload(in)
+	if err != nil {
+		return true, r.invalid(s, err)
 	}
+	s.primaryObj, s.hpaObj = primary, hpa
 	return false, nil
 }
 
@@ -619,22 +610,26 @@ func (r *CanaryReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int)
 	deployments := builder.WithPredicates(others, deploymentChanged)
 	b := ctrl.NewControllerManagedBy(mgr)
 	// Each router's kinds are watched where the API server serves them; a Canary choosing a
-	// router whose API is missing says so (RoutingAPIMissing).
-	r.unroutable = map[meshv1.RoutingProvider]bool{}
+	// router whose API is missing says so (RoutingAPIMissing) until it is installed.
+	var missing []router.Router
 	for _, rt := range router.All() {
 		served, err := kindsServed(mgr.GetRESTMapper(), mgr.GetScheme(), rt.Kinds())
 		if err != nil {
 			return err
 		}
 		if !served {
-			r.unroutable[rt.Provider()] = true
+			r.unroutable.Store(rt.Provider(), true)
+			missing = append(missing, rt)
 			continue
 		}
 		for _, k := range rt.Kinds() {
 			b = b.Owns(k, builder.WithPredicates(others))
 		}
 	}
-	return b.
+	// Canaries waiting for a router's API are sent through this channel when it arrives.
+	wake := make(chan event.GenericEvent)
+	ctl, err := b.
+		WatchesRawSource(source.Channel(wake, &handler.EnqueueRequestForObject{})).
 		For(&meshv1.Canary{}, builder.WithPredicates(predicate.Or[client.Object](r.Applier.Writes().CaughtUp(), predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&appsv1.Deployment{}, deployments).
 		Owns(&corev1.Service{}, builder.WithPredicates(others)).
@@ -652,7 +647,49 @@ func (r *CanaryReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int)
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.canariesReading)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
 		Named("canary").
-		Complete(r)
+		Build(r)
+	if err != nil {
+		return err
+	}
+	for _, rt := range missing {
+		if err := mgr.Add(r.routerGate(mgr, ctl, rt, others, wake)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// routerGate waits for the API of a router the API server did not serve at setup: once it
+// does, the controller owns the router's kinds and the Canaries that chose it go on.
+func (r *CanaryReconciler) routerGate(mgr ctrl.Manager, ctl controller.Controller, rt router.Router, others predicate.Predicate, wake chan event.GenericEvent) *apiGate {
+	mgr.GetLogger().Info("A routing API is not installed: Canaries choosing it wait for it", "provider", rt.Provider(), "kinds", kindNames(mgr.GetScheme(), rt.Kinds()))
+	return &apiGate{
+		name: "routing provider " + string(rt.Provider()), wake: wake, interval: meshAPIPoll,
+		served: func() (bool, error) { return kindsServed(mgr.GetRESTMapper(), mgr.GetScheme(), rt.Kinds()) },
+		start: func() error {
+			for _, k := range rt.Kinds() {
+				owner := handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &meshv1.Canary{}, handler.OnlyControllerOwner())
+				if err := ctl.Watch(source.Kind(mgr.GetCache(), k, owner, others)); err != nil {
+					return fmt.Errorf("watching %T: %w", k, err)
+				}
+			}
+			r.unroutable.Delete(rt.Provider())
+			return nil
+		},
+		waiting: func(ctx context.Context) ([]client.Object, error) {
+			list := &meshv1.CanaryList{}
+			if err := r.List(ctx, list); err != nil {
+				return nil, err
+			}
+			var out []client.Object
+			for i := range list.Items {
+				if c := &list.Items[i]; c.Spec.RoutingProviderOf() == rt.Provider() {
+					out = append(out, c)
+				}
+			}
+			return out, nil
+		},
+	}
 }
 
 // kindsServed says whether the API server serves every kind of objs.

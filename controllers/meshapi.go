@@ -131,28 +131,34 @@ func certManagerMissing(mapper meta.RESTMapper) (bool, error) {
 	return false, nil
 }
 
-// certManagerGate runs while cert-manager's API is missing: once it is served, it starts
-// the MeshPolicy controller's Certificate watches and wakes the policies that wait for it,
-// with no restart. (Their status already says what is missing.)
-type certManagerGate struct {
-	mapper   meta.RESTMapper
-	client   client.Client
-	start    func() error
+// apiGate runs while an API a running controller can use is missing (cert-manager's
+// Certificates, a router's kinds): once the API server serves it, start adds the
+// controller's watches on it, and the objects waiting for it are woken, with no restart.
+// (Their status already says what is missing.)
+type apiGate struct {
+	// name names the API in the log.
+	name string
+	// served says whether the API server serves the API now.
+	served func() (bool, error)
+	// start adds the watches and lets the reconciler use the API.
+	start func() error
+	// waiting lists the objects to reconcile once it is served.
+	waiting  func(ctx context.Context) ([]client.Object, error)
 	wake     chan<- event.GenericEvent
 	interval time.Duration
 }
 
 // NeedLeaderElection: the controller it adds watches to runs on the leader only.
-func (g *certManagerGate) NeedLeaderElection() bool { return true }
+func (g *apiGate) NeedLeaderElection() bool { return true }
 
-func (g *certManagerGate) Start(ctx context.Context) error {
-	log := ctrl.LoggerFrom(ctx).WithName("cert-manager-gate")
+func (g *apiGate) Start(ctx context.Context) error {
+	log := ctrl.LoggerFrom(ctx).WithName("api-gate").WithValues("api", g.name)
 	for {
-		missing, err := certManagerMissing(g.mapper)
+		served, err := g.served()
 		if err != nil {
-			log.Error(err, "Looking up cert-manager's API")
+			log.Error(err, "Looking up the API")
 		}
-		if err == nil && !missing {
+		if err == nil && served {
 			break
 		}
 		select {
@@ -161,21 +167,19 @@ func (g *certManagerGate) Start(ctx context.Context) error {
 		case <-time.After(g.interval):
 		}
 	}
-	log.Info("cert-manager's Certificate API is installed: MeshPolicies with ingress.tls go on")
+	log.Info("The API is installed: the objects waiting for it go on")
 	if err := g.start(); err != nil {
 		return err
 	}
-	policies := &meshv1.MeshPolicyList{}
-	if err := g.client.List(ctx, policies); err != nil {
-		return fmt.Errorf("listing the MeshPolicies waiting for cert-manager: %w", err)
+	objs, err := g.waiting(ctx)
+	if err != nil {
+		return fmt.Errorf("listing the objects waiting for %s: %w", g.name, err)
 	}
-	for i := range policies.Items {
-		if p := &policies.Items[i]; p.Spec.Ingress != nil && p.Spec.Ingress.TLS != nil {
-			select {
-			case g.wake <- event.GenericEvent{Object: p}:
-			case <-ctx.Done():
-				return nil
-			}
+	for _, o := range objs {
+		select {
+		case g.wake <- event.GenericEvent{Object: o}:
+		case <-ctx.Done():
+			return nil
 		}
 	}
 	return nil

@@ -130,35 +130,6 @@ func TestCertificateProblem(t *testing.T) {
 	}
 }
 
-func TestServeHTTPS(t *testing.T) {
-	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
-	later, earlier := metav1.NewTime(now.Add(time.Hour)), metav1.NewTime(now.Add(-time.Hour))
-	for _, tc := range []struct {
-		name     string
-		cert     *cmv1.Certificate
-		ready    bool
-		want     bool
-		notAfter *metav1.Time
-	}{
-		{name: "no Certificate"},
-		{name: "not issued", cert: &cmv1.Certificate{}},
-		{name: "Ready", cert: &cmv1.Certificate{}, ready: true, want: true},
-		{name: "re-issuing with a valid certificate in the Secret", cert: &cmv1.Certificate{}, notAfter: &later, want: true},
-		{name: "expired", cert: &cmv1.Certificate{}, notAfter: &earlier},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			s := &policyScope{now: now, cert: tc.cert}
-			if tc.cert != nil {
-				tc.cert.Status.NotAfter = tc.notAfter
-				s.certStatus = &meshv1.CertificateStatus{Ready: tc.ready}
-			}
-			if got := s.serveHTTPS(); got != tc.want {
-				t.Fatalf("serveHTTPS() = %v, want %v", got, tc.want)
-			}
-		})
-	}
-}
-
 func TestServiceAccountRefs(t *testing.T) {
 	p := &meshv1.MeshPolicy{Spec: meshv1.MeshPolicySpec{Authorization: &meshv1.Authorization{Rules: []meshv1.AuthorizationRule{
 		{From: []meshv1.AuthorizationSource{{Namespaces: []string{"x"}}, {ServiceAccounts: []string{"shop/a", "shop/b"}}}},

@@ -62,7 +62,7 @@ type MeshPolicyReconciler struct {
 	// NoCertManager says cert-manager's API is not installed: canopy then runs without
 	// watching Certificates, and policies with ingress.tls say what is missing. Setup
 	// finds out, and a gate starts the watches once cert-manager is installed, with no
-	// restart (see certManagerGate).
+	// restart (see apiGate).
 	NoCertManager atomic.Bool
 }
 
@@ -291,14 +291,31 @@ func (r *MeshPolicyReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent 
 	if err != nil {
 		return err
 	}
-	return mgr.Add(&certManagerGate{
-		mapper: mgr.GetRESTMapper(), client: mgr.GetClient(), interval: meshAPIPoll, wake: wake,
+	return mgr.Add(&apiGate{
+		name: "cert-manager's Certificates", wake: wake, interval: meshAPIPoll,
+		served: func() (bool, error) {
+			missing, err := certManagerMissing(mgr.GetRESTMapper())
+			return !missing, err
+		},
 		start: func() error {
 			if err := watchCertificates(ctl.Watch); err != nil {
 				return err
 			}
 			r.NoCertManager.Store(false)
 			return nil
+		},
+		waiting: func(ctx context.Context) ([]client.Object, error) {
+			policies := &meshv1.MeshPolicyList{}
+			if err := mgr.GetClient().List(ctx, policies); err != nil {
+				return nil, err
+			}
+			var out []client.Object
+			for i := range policies.Items {
+				if p := &policies.Items[i]; p.Spec.Ingress != nil && p.Spec.Ingress.TLS != nil {
+					out = append(out, p)
+				}
+			}
+			return out, nil
 		},
 	})
 }

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/desired"
 	"canopy.dev/canopy/internal/render"
 )
 
@@ -154,8 +155,7 @@ func (r *MeshPolicyReconciler) observeCertificate(ctx context.Context, s *policy
 	}
 	s.cert = cert
 	cs.NotAfter, cs.RenewalTime = cert.Status.NotAfter, cert.Status.RenewalTime
-	ready := certCondition(cert, cmv1.CertificateConditionReady)
-	cs.Ready = ready != nil && ready.Status == cmmeta.ConditionTrue && ready.ObservedGeneration >= cert.Generation
+	cs.Ready = desired.CertificateReady(cert)
 	if cs.Ready {
 		return false, nil
 	}
@@ -229,20 +229,9 @@ func certificateProblem(cert *cmv1.Certificate, req *cmv1.CertificateRequest) (r
 	return meshv1.ReasonCertificatePending, "waiting for cert-manager to issue the certificate"
 }
 
-// serveHTTPS says whether the Gateway may name the Certificate's Secret: once it is Ready,
-// and afterwards as long as the Secret holds a certificate that has not expired (cert-manager
-// clears notAfter when the Secret has none). A re-issue after a change of hosts turns Ready
-// False for a while; dropping HTTPS then would take the site down while the old
-// certificate still serves.
+// serveHTTPS says whether the Gateway may name the Certificate's Secret (desired.ServesHTTPS).
 func (s *policyScope) serveHTTPS() bool {
-	if s.cert == nil || s.certStatus == nil {
-		return false
-	}
-	if s.certStatus.Ready {
-		return true
-	}
-	na := s.cert.Status.NotAfter
-	return na != nil && s.now.Before(na.Time)
+	return s.certStatus != nil && desired.ServesHTTPS(s.cert, s.now)
 }
 
 // checkConsistency looks for what the renderer cannot see: a DestinationRule of another

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
-	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -21,9 +20,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/desired"
 	"canopy.dev/canopy/internal/progress"
 	"canopy.dev/canopy/internal/render"
-	"canopy.dev/canopy/internal/router"
 	"canopy.dev/canopy/internal/workload"
 )
 
@@ -63,6 +62,8 @@ type world struct {
 	scheme *runtime.Scheme
 	files  []manifest
 	live   client.Reader
+	// now is the time the Canaries' statuses are read at (desired.FromStatus).
+	now time.Time
 }
 
 var _ client.Reader = (*world)(nil)
@@ -178,20 +179,20 @@ func (w *world) policyFor(ctx context.Context, ns, name string) (*meshv1.MeshPol
 	if err != nil {
 		return nil, err
 	}
-	var found *meshv1.MeshPolicy
+	// Files carry no creation times: two policies of the files for one Service have no
+	// order, where the cluster would apply the older.
+	var seen *meshv1.MeshPolicy
 	for _, p := range ps {
-		if p.Spec.TargetRef.Name != name {
+		if p.Spec.TargetRef.Name != name || !p.DeletionTimestamp.IsZero() {
 			continue
 		}
-		if found != nil && (found.CreationTimestamp.IsZero() || p.CreationTimestamp.IsZero()) {
+		if seen != nil && (seen.CreationTimestamp.IsZero() || p.CreationTimestamp.IsZero()) {
 			return nil, fmt.Errorf("MeshPolicies %s and %s both target Service %s/%s: canopy applies only the older; merge them or delete one",
-				found.Name, p.Name, ns, name)
+				seen.Name, p.Name, ns, name)
 		}
-		if found == nil || render.CreatedBefore(p, found) {
-			found = p
-		}
+		seen = p
 	}
-	return found, nil
+	return desired.PolicyFor(ps, name), nil
 }
 
 // lookup reads obj by key; found is false when it exists neither in the files nor the cluster.
@@ -212,7 +213,7 @@ func (w *world) lookup(ctx context.Context, ns, name string, obj client.Object) 
 // Warnings are the renderer's; errors are collected so that one bad resource does not hide
 // the others' output.
 func generate(ctx context.Context, s *runtime.Scheme, files []manifest, opts generateOptions) (rendering, error) {
-	w := &world{scheme: s, files: files, live: opts.live}
+	w := &world{scheme: s, files: files, live: opts.live, now: opts.now}
 	var out []generated
 	var warnings []string
 	var errs []error
@@ -313,29 +314,41 @@ func (w *world) canaryObjects(ctx context.Context, c *meshv1.Canary, routingOnly
 	if err != nil {
 		return nil, nil, err
 	}
-	routing := progress.Routing{PrimaryWeight: 100}
-	var livePrimary *appsv1.Deployment
+	in := desired.Canary{Canary: c.DeepCopy(), Target: target, Policy: policy}
+	in.Canary.Status = meshv1.CanaryStatus{} // at rest, unless the cluster has it
 	if w.live != nil {
 		cur := &meshv1.Canary{}
 		if err := w.live.Get(ctx, client.ObjectKeyFromObject(c), cur); err == nil {
-			routing = routingOf(&c.Spec.Analysis, &cur.Status)
+			in.Canary.Status = cur.Status
 		} else if !apierrors.IsNotFound(err) {
 			return nil, nil, err
 		}
-		livePrimary = &appsv1.Deployment{}
-		if err := w.live.Get(ctx, client.ObjectKey{Namespace: ns, Name: render.PrimaryName(name)}, livePrimary); err != nil {
-			if !apierrors.IsNotFound(err) {
-				return nil, nil, err
-			}
-			livePrimary = nil
+		livePrimary := &appsv1.Deployment{}
+		if err := w.live.Get(ctx, client.ObjectKey{Namespace: ns, Name: render.PrimaryName(name)}, livePrimary); err == nil {
+			in.Primary = livePrimary
+		} else if !apierrors.IsNotFound(err) {
+			return nil, nil, err
 		}
 	}
-	// The Canary's router, as the controller chooses it (spec.routing.provider).
-	rt, err := router.For(c)
-	if err != nil {
-		return nil, nil, err
+	if !routingOnly {
+		configs, err := workload.ReadConfigs(ctx, w, ns, &target.Spec.Template.Spec)
+		if err != nil {
+			return nil, nil, err
+		}
+		in.Configs = configs
+		if ref := c.Spec.AutoscalerRef; ref != nil {
+			hpa := &autoscalingv2.HorizontalPodAutoscaler{}
+			if ok, err := w.lookup(ctx, ns, ref.Name, hpa); err != nil {
+				return nil, nil, err
+			} else if ok {
+				in.Autoscaler = hpa
+			}
+		}
 	}
-	set, err := rt.Render(router.Input{Canary: c, Target: target, Routing: routing, Policy: policy})
+	// The controller's routing and workload for the status the cluster's Canary has (at
+	// rest without one: all traffic on the primary).
+	in = desired.FromStatus(in, w.now)
+	rt, set, err := desired.CanaryRouting(in)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -348,16 +361,12 @@ func (w *world) canaryObjects(ctx context.Context, c *meshv1.Canary, routingOnly
 	}
 	var out []generated
 	if !routingOnly {
-		configs, err := workload.ReadConfigs(ctx, w, ns, &target.Spec.Template.Spec)
-		if err != nil {
-			return nil, warnings, err
-		}
-		primary, err := render.Primary(c, target, primaryReplicas(c, target, livePrimary), configs...)
+		primary, phpa, err := desired.CanaryWorkload(in)
 		if err != nil {
 			return nil, warnings, err
 		}
 		note := "written when the Canary initializes and when a revision is promoted"
-		if copies := copiedConfigs(configs); copies != "" {
+		if copies := copiedConfigs(in.Configs); copies != "" {
 			note += "; it reads canopy's copies, written with it, of " + copies
 		}
 		if w.live == nil {
@@ -366,19 +375,11 @@ func (w *world) canaryObjects(ctx context.Context, c *meshv1.Canary, routingOnly
 			note += "; canopy's revision hashes the Deployment as stored, with the API server's defaults, so it differs from this one"
 		}
 		out = append(out, generated{obj: primary, note: note})
-		if ref := c.Spec.AutoscalerRef; ref != nil {
-			hpa := &autoscalingv2.HorizontalPodAutoscaler{}
-			if ok, err := w.lookup(ctx, ns, ref.Name, hpa); err != nil {
-				return nil, warnings, err
-			} else if ok {
-				phpa, err := render.PrimaryAutoscaler(c, hpa)
-				if err != nil {
-					return nil, warnings, err
-				}
-				out = append(out, generated{obj: phpa})
-			} else {
-				warnings = append(warnings, fmt.Sprintf("its autoscaler %s is not in the files%s: the primary keeps its replicas until it exists", ref.Name, w.orCluster()))
-			}
+		switch {
+		case phpa != nil:
+			out = append(out, generated{obj: phpa})
+		case c.Spec.AutoscalerRef != nil:
+			warnings = append(warnings, fmt.Sprintf("its autoscaler %s is not in the files%s: the primary keeps its replicas until it exists", c.Spec.AutoscalerRef.Name, w.orCluster()))
 		}
 	}
 	for _, o := range set.All() {
@@ -407,28 +408,6 @@ func (w *world) orCluster() string {
 		return " nor in the cluster"
 	}
 	return " (render reads nothing from the cluster)"
-}
-
-// primaryReplicas is the count the controller gives the primary (controllers
-// applyWorkload): the user's count on the target, when the target sets one and no
-// autoscaler owns it, else the one the primary has, else the target's, at least 1.
-func primaryReplicas(c *meshv1.Canary, target, livePrimary *appsv1.Deployment) *int32 {
-	var n int32
-	switch {
-	case c.Spec.AutoscalerRef == nil && target.Spec.Replicas != nil && *target.Spec.Replicas > 0:
-		n = *target.Spec.Replicas
-	case livePrimary != nil:
-		n = workload.Replicas(livePrimary)
-	default:
-		n = workload.Replicas(target)
-	}
-	n = max(n, 1)
-	return &n
-}
-
-// routingOf is the traffic split a Canary's status stands for, as the controller routes it.
-func routingOf(a *meshv1.CanaryAnalysis, st *meshv1.CanaryStatus) progress.Routing {
-	return progress.RoutingOf(specOf(a), st)
 }
 
 // policyObjects renders a MeshPolicy as its controller does. It returns the Canary that
@@ -506,12 +485,7 @@ func (w *world) certificateReady(ctx context.Context, p *meshv1.MeshPolicy, now 
 	if err := w.live.Get(ctx, client.ObjectKey{Namespace: render.GatewayNamespace(p), Name: render.GatewayName(p)}, cert); err != nil {
 		return false
 	}
-	for _, c := range cert.Status.Conditions {
-		if c.Type == cmv1.CertificateConditionReady && c.Status == cmmeta.ConditionTrue && c.ObservedGeneration >= cert.Generation {
-			return true
-		}
-	}
-	return cert.Status.NotAfter != nil && now.Before(cert.Status.NotAfter.Time)
+	return desired.ServesHTTPS(cert, now)
 }
 
 // upsertPorts puts canopy's ports over the Service's own, matched by port number as

@@ -9,6 +9,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/progress"
 )
 
 func TestStatusViewGolden(t *testing.T) {
@@ -348,19 +349,19 @@ func TestRolloutEnded(t *testing.T) {
 
 func TestRoutingOfFollowsTheStatus(t *testing.T) {
 	c := fixtureCanary("progressing")
-	if w := routingOf(&c.Spec.Analysis, &c.Status); w.PrimaryWeight != 70 || w.CanaryWeight != 30 || w.Match || w.Mirror {
+	if w := progress.RoutingOf(&c.Spec, &c.Status); w.PrimaryWeight != 70 || w.CanaryWeight != 30 || w.Match || w.Mirror {
 		t.Errorf("weighted at 30%%: %+v", w)
 	}
 	ab := fixtureCanary("abtesting")
-	if w := routingOf(&ab.Spec.Analysis, &ab.Status); w.PrimaryWeight != 100 || !w.Match {
+	if w := progress.RoutingOf(&ab.Spec, &ab.Status); w.PrimaryWeight != 100 || !w.Match {
 		t.Errorf("A/B testing under way: %+v", w)
 	}
 	ab.Status.Phase = meshv1.PhaseSucceeded
-	if w := routingOf(&ab.Spec.Analysis, &ab.Status); w.Match {
+	if w := progress.RoutingOf(&ab.Spec, &ab.Status); w.Match {
 		t.Errorf("A/B testing at rest routes no match: %+v", w)
 	}
 	c.Spec.Analysis.Mirror = true
-	if w := routingOf(&c.Spec.Analysis, &c.Status); !w.Mirror || w.MirrorWeight != 100 {
+	if w := progress.RoutingOf(&c.Spec, &c.Status); !w.Mirror || w.MirrorWeight != 100 {
 		t.Errorf("mirroring: %+v", w)
 	}
 }

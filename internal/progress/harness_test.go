@@ -87,12 +87,21 @@ type rollout struct {
 	hookCalls map[string]int // calls of each check-like webhook
 	reconcile int
 	trace     []string
+	// onStep, when set, sees every reconcile: the status it started from, the observation
+	// and the decision.
+	onStep func(now time.Time, before meshv1.CanaryStatus, obs Observation, d Decision)
 }
 
 // newRollout creates the Canary for a Deployment at revision v1 and lets it initialize.
 func newRollout(t *testing.T, spec meshv1.CanarySpec) *rollout {
 	t.Helper()
-	r := &rollout{
+	return newObservedRollout(t, spec, nil)
+}
+
+// newObservedRollout is newRollout with onStep set from the first reconcile on.
+func newObservedRollout(t *testing.T, spec meshv1.CanarySpec, onStep func(time.Time, meshv1.CanaryStatus, Observation, Decision)) *rollout {
+	t.Helper()
+	r := &rollout{onStep: onStep,
 		t: t, spec: spec, now: t0,
 		world:       world{target: "v1", targetUp: true, targetSince: t0.Add(-time.Hour), canaryDelay: 20 * time.Second, primaryDelay: 30 * time.Second},
 		hookOutcome: map[string]meshv1.CheckOutcome{},
@@ -173,6 +182,9 @@ func (r *rollout) step() {
 		r.t.Fatalf("reconcile %d: Step is not idempotent\nfirst: %s\nagain: %s", r.reconcile, dump(d), dump(again))
 	}
 
+	if r.onStep != nil {
+		r.onStep(r.now, r.status, full, d)
+	}
 	r.status = persisted(d.Status) // what a fresh operator would read back
 	r.world.apply(d.Workload, r.now)
 	r.last, r.lastAt = d, r.now

@@ -1,6 +1,10 @@
 package progress
 
-import meshv1 "canopy.dev/canopy/api/v1alpha1"
+import (
+	"time"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+)
 
 // What the progression reads from a spec, with its defaults applied, for the tools that show
 // a rollout (the kubectl plugin): they must agree with Step exactly.
@@ -49,4 +53,11 @@ func StepWeights(spec *meshv1.CanarySpec) []int32 {
 // RoutingOf is the traffic split a status stands for: what the controller routes with.
 func RoutingOf(spec *meshv1.CanarySpec, st *meshv1.CanaryStatus) Routing {
 	return routingFor(specView{spec}, st)
+}
+
+// WorkloadOf is what the Deployments must look like in the status's phase at now, for a
+// target that carries the revision the status names (status.currentRevision): what the
+// controller decided when it wrote that status.
+func WorkloadOf(spec *meshv1.CanarySpec, st *meshv1.CanaryStatus, now time.Time) Workload {
+	return workloadFor(specView{spec}, st, Observation{TargetRevision: st.CurrentRevision}, now)
 }

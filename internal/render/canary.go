@@ -19,10 +19,6 @@ import (
 
 // CanarySet is everything rendered for a Canary.
 type CanarySet struct {
-	// Primary is "<name>-primary" as it is after promoting the given target: the target's
-	// spec with the selector {app: <name>-primary}. Apply it when initializing and when
-	// promoting; in any other phase the primary must keep the template it has.
-	Primary *appsv1.Deployment
 	// Services are "<name>" (the apex, selecting the primary's pods), "<name>-primary"
 	// and "<name>-canary" (selecting the target's pods), in that order.
 	Services []*corev1.Service
@@ -36,7 +32,8 @@ type CanarySet struct {
 }
 
 // Routing returns the Services, DestinationRules and VirtualService: what is applied
-// on every reconcile (the primary Deployment is not).
+// on every reconcile. The primary Deployment is rendered by Primary, with the count
+// desired.PrimaryReplicas gives.
 func (s *CanarySet) Routing() []Object {
 	var out []Object
 	for _, o := range s.Services {
@@ -65,12 +62,6 @@ func CanaryObjects(c *meshv1.Canary, target *appsv1.Deployment, w progress.Routi
 	e := r.e
 
 	var set CanarySet
-	var replicas *int32
-	if c.Spec.AutoscalerRef == nil && target.Spec.Replicas != nil {
-		replicas = new(int32)
-		*replicas = *target.Spec.Replicas
-	}
-	set.Primary = primary(e, c, target, replicas)
 	set.Services = r.services()
 	set.DestinationRules = r.destinationRules()
 	set.VirtualService = r.virtualService()

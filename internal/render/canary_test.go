@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
@@ -29,11 +30,22 @@ func renderCanary(t *testing.T, c *meshv1.Canary, w progress.Routing, p *meshv1.
 	return set
 }
 
+// renderPrimary renders the primary of c for reviewsTarget with the target's replicas.
+func renderPrimary(t *testing.T, c *meshv1.Canary) *appsv1.Deployment {
+	t.Helper()
+	target := reviewsTarget()
+	d, err := Primary(c, target, target.Spec.Replicas)
+	if err != nil {
+		t.Fatalf("Primary: %v", err)
+	}
+	return d
+}
+
 func TestCanaryObjectsWeighted(t *testing.T) {
 	set := renderCanary(t, reviewsCanary(), progress.Routing{PrimaryWeight: 90, CanaryWeight: 10}, nil)
 	rev := Revision(&reviewsTarget().Spec.Template)
 
-	expectYAML(t, set.Primary, `
+	expectYAML(t, renderPrimary(t, reviewsCanary()), `
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -364,12 +376,15 @@ spec:
 }
 
 func TestCanaryPrimary(t *testing.T) {
-	t.Run("an autoscaler keeps the replicas", func(t *testing.T) {
+	t.Run("no count leaves the replicas unset", func(t *testing.T) {
 		c := reviewsCanary()
 		c.Spec.AutoscalerRef = &meshv1.AutoscalerRef{Name: "reviews"}
-		set := renderCanary(t, c, progress.Routing{PrimaryWeight: 100}, nil)
-		if set.Primary.Spec.Replicas != nil {
-			t.Errorf("replicas = %d, want unset when an HPA manages them", *set.Primary.Spec.Replicas)
+		d, err := Primary(c, reviewsTarget(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Spec.Replicas != nil {
+			t.Errorf("replicas = %d, want unset", *d.Spec.Replicas)
 		}
 	})
 	t.Run("explicit replicas", func(t *testing.T) {
@@ -720,7 +735,7 @@ func TestCanaryDeterministic(t *testing.T) {
 	hashes := func() []string {
 		set := renderCanary(t, c, progress.Routing{PrimaryWeight: 60, CanaryWeight: 40, Mirror: true}, p)
 		var out []string
-		for _, o := range append(set.Routing(), set.Primary) {
+		for _, o := range append(set.Routing(), renderPrimary(t, c)) {
 			h, err := Hash(o)
 			if err != nil {
 				t.Fatal(err)

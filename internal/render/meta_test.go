@@ -57,7 +57,7 @@ func TestHashAndToUnstructured(t *testing.T) {
 	if h1 == h2 {
 		t.Error("different weights, same hash")
 	}
-	u, err := ToUnstructured(set.Primary)
+	u, err := ToUnstructured(renderPrimary(t, reviewsCanary()))
 	if err != nil {
 		t.Fatal(err)
 	}

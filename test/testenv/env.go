@@ -35,6 +35,9 @@ type Options struct {
 	// WithoutCertManager leaves cert-manager's CRDs out likewise (CertManagerCRDPath
 	// installs them later); it excludes CertManager.
 	WithoutCertManager bool
+	// WithoutGatewayAPI leaves the Gateway API's CRDs out likewise (GatewayAPICRDPath
+	// installs them later).
+	WithoutGatewayAPI bool
 	// CRDPaths are installed besides canopy's, Istio's and cert-manager's CRDs.
 	CRDPaths []string
 	// CertManager runs cert-manager's controllers (see StartCertManager) with the
@@ -197,6 +200,13 @@ func (e *Env) startAPIServer(opts Options) error {
 			return err
 		}
 		crds = slices.DeleteFunc(crds, func(p string) bool { return p == certManager })
+	}
+	if opts.WithoutGatewayAPI {
+		gatewayAPI, err := GatewayAPICRDPath()
+		if err != nil {
+			return err
+		}
+		crds = slices.DeleteFunc(crds, func(p string) bool { return p == gatewayAPI })
 	}
 	crds = append(crds, opts.CRDPaths...)
 

@@ -1,5 +1,5 @@
-// Package withoutistio runs canopy on an API server that does not serve Istio's or
-// cert-manager's APIs yet: the operator must keep running, say why nothing happens, and
+// Package withoutistio runs canopy on an API server that does not serve Istio's,
+// cert-manager's or the Gateway API's APIs yet: the operator must keep running, say why nothing happens, and
 // start working as soon as their CRDs are installed, without a restart.
 package withoutistio
 
@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/manager"
@@ -26,7 +27,7 @@ import (
 var env *testenv.Env
 
 func TestMain(m *testing.M) {
-	testenv.Main(m, testenv.Options{WithoutIstio: true, WithoutCertManager: true}, &env)
+	testenv.Main(m, testenv.Options{WithoutIstio: true, WithoutCertManager: true, WithoutGatewayAPI: true}, &env)
 }
 
 func TestCanopyWaitsForIstioWithoutARestart(t *testing.T) {
@@ -115,6 +116,52 @@ func TestCanopyWaitsForIstioWithoutARestart(t *testing.T) {
 			return fmt.Errorf("phase %q, want Initializing once Istio is there (conditions %+v)", got.Status.Phase, got.Status.Conditions)
 		}
 		return env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "reviews-primary"}, &appsv1.Deployment{})
+	})
+
+	// A Canary routing with the Gateway API waits for its CRDs, and says so.
+	ratings := d.DeepCopy()
+	ratings.ObjectMeta = metav1.ObjectMeta{Namespace: ns, Name: "ratings"}
+	ratings.Spec.Selector.MatchLabels = map[string]string{"app": "ratings"}
+	ratings.Spec.Template.Labels = map[string]string{"app": "ratings"}
+	byRoute := c.DeepCopy()
+	byRoute.ObjectMeta = metav1.ObjectMeta{Namespace: ns, Name: "ratings"}
+	byRoute.Spec.TargetRef.Name = "ratings"
+	byRoute.Spec.Routing = &meshv1.CanaryRouting{Provider: meshv1.RoutingGatewayAPI}
+	for _, o := range []client.Object{ratings, byRoute} {
+		if err := env.Client.Create(t.Context(), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.Eventually(t, time.Minute, func() error {
+		got := &meshv1.Canary{}
+		if err := env.Client.Get(t.Context(), client.ObjectKeyFromObject(byRoute), got); err != nil {
+			return err
+		}
+		ready := meta.FindStatusCondition(got.Status.Conditions, meshv1.ConditionReady)
+		if ready == nil || ready.Reason != meshv1.ReasonRoutingAPIMissing || !strings.Contains(ready.Message, "HTTPRoute") {
+			return fmt.Errorf("Ready condition %+v, want reason %s naming HTTPRoute", ready, meshv1.ReasonRoutingAPIMissing)
+		}
+		return nil
+	})
+
+	// The Gateway API is installed: that Canary goes on, with no restart, and routes with
+	// an HTTPRoute.
+	gatewayAPI, err := testenv.GatewayAPICRDPath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := envtest.InstallCRDs(env.Config, envtest.CRDInstallOptions{Paths: []string{gatewayAPI}}); err != nil {
+		t.Fatalf("installing the Gateway API's CRDs: %v", err)
+	}
+	testenv.Eventually(t, 2*time.Minute, func() error {
+		got := &meshv1.Canary{}
+		if err := env.Client.Get(t.Context(), client.ObjectKeyFromObject(byRoute), got); err != nil {
+			return err
+		}
+		if ready := meta.FindStatusCondition(got.Status.Conditions, meshv1.ConditionReady); ready != nil && ready.Reason == meshv1.ReasonRoutingAPIMissing {
+			return fmt.Errorf("the Canary still says %q", ready.Message)
+		}
+		return env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "ratings"}, &gwapiv1.HTTPRoute{})
 	})
 
 	// The MeshPolicy's ingress TLS still needs cert-manager, and says so.
