@@ -312,6 +312,7 @@ type ThresholdRange struct {
 // +kubebuilder:validation:XValidation:rule="has(self.thresholdRange) || has(self.successCondition) || has(self.failureCondition) || (self.name == 'pod-restarts' && !has(self.templateRef))",message="set thresholdRange, successCondition or failureCondition (only the built-in pod-restarts has a default: max 0)"
 // +kubebuilder:validation:XValidation:rule="!has(self.interval) || duration(self.interval) >= duration('1s')",message="interval must be at least 1s",fieldPath=".interval"
 // +kubebuilder:validation:XValidation:rule="!has(self.holdTimeout) || duration(self.holdTimeout) >= duration('1s')",message="holdTimeout must be at least 1s",fieldPath=".holdTimeout"
+// +kubebuilder:validation:XValidation:rule="!has(self.compareWithPrimary) || !self.compareWithPrimary || has(self.successCondition) || has(self.failureCondition)",message="compareWithPrimary needs a successCondition or failureCondition over canary and primary, e.g. \"canary <= primary * 1.1\""
 type CanaryMetric struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
@@ -365,6 +366,14 @@ type CanaryMetric struct {
 	// fails, holds or pauses the rollout, and no limit applies to it.
 	// +optional
 	DryRun bool `json:"dryRun,omitempty"`
+	// CompareWithPrimary measures the check's query twice: for the canary, and for the
+	// primary ("<target>-primary" as {{ target }}; every other variable the same). Its
+	// successCondition and failureCondition then see both values as canary and primary
+	// (result is canary), e.g. "canary <= primary * 1.1 + 0.5"; one of them is required, and
+	// thresholdRange does not apply. Status shows both values. minRequests counts the
+	// canary's requests only.
+	// +optional
+	CompareWithPrimary bool `json:"compareWithPrimary,omitempty"`
 	// Interval is the metric's look-back window (default: the analysis interval).
 	// +optional
 	Interval Duration `json:"interval,omitempty"`
@@ -536,6 +545,9 @@ type CheckStatus struct {
 	// Value as measured, formatted; empty when there was none.
 	// +optional
 	Value string `json:"value,omitempty"`
+	// PrimaryValue is the primary's value of a check with compareWithPrimary, formatted.
+	// +optional
+	PrimaryValue string `json:"primaryValue,omitempty"`
 	// Threshold as written, e.g. ">= 99" or "<= 500".
 	// +optional
 	Threshold string `json:"threshold,omitempty"`

@@ -3,6 +3,7 @@ package analysis
 import (
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 
 	"github.com/google/cel-go/cel"
@@ -27,6 +28,17 @@ var conditionEnv = sync.OnceValues(func() (*cel.Env, error) {
 	)
 })
 
+// comparisonEnv is the environment of a check that compares with the primary
+// (compareWithPrimary): canary and primary are the two values, result is canary's.
+var comparisonEnv = sync.OnceValues(func() (*cel.Env, error) {
+	return cel.NewEnv(
+		cel.Variable("result", cel.DoubleType),
+		cel.Variable("canary", cel.DoubleType),
+		cel.Variable("primary", cel.DoubleType),
+		cel.CrossTypeNumericComparisons(true),
+	)
+})
+
 // noSizes is the cost estimator for an environment with no variables of unknown size.
 type noSizes struct{}
 
@@ -35,17 +47,26 @@ func (noSizes) EstimateCallCost(string, string, *checker.AstNode, []checker.AstN
 	return nil
 }
 
-// CompileCondition compiles a condition: it must be CEL over result returning a bool,
-// whose worst cost is at most MaxConditionCost. The admission webhook calls it, and the
-// runner, so that what is admitted is what runs.
-func CompileCondition(expr string) (cel.Program, error) {
-	env, err := conditionEnv()
+// CompileCondition compiles a condition: it must be CEL over result returning a bool (and
+// over canary and primary when compare is set: a check with compareWithPrimary), whose
+// worst cost is at most MaxConditionCost. The admission webhook calls it, and the runner,
+// so that what is admitted is what runs.
+func CompileCondition(expr string, compare bool) (cel.Program, error) {
+	envOf, over := conditionEnv, "result (a double)"
+	if compare {
+		envOf, over = comparisonEnv, "result, canary and primary (doubles)"
+	}
+	env, err := envOf()
 	if err != nil {
 		return nil, err
 	}
 	ast, iss := env.Compile(expr)
 	if iss.Err() != nil {
-		return nil, fmt.Errorf("not a valid CEL expression over result (a double): %w", iss.Err())
+		hint := ""
+		if msg := iss.Err().Error(); strings.Contains(msg, "no matching overload") && strings.Contains(msg, "int") {
+			hint = " (arithmetic needs doubles: write 10.0, not 10)"
+		}
+		return nil, fmt.Errorf("not a valid CEL expression over %s%s: %w", over, hint, iss.Err())
 	}
 	if !ast.OutputType().IsExactType(types.BoolType) {
 		return nil, fmt.Errorf("must return a bool, not %s", ast.OutputType())
@@ -65,37 +86,61 @@ func CompileCondition(expr string) (cel.Program, error) {
 // over, which costs a recompilation and nothing else.
 var programs = struct {
 	sync.Mutex
-	m map[string]cel.Program
-}{m: map[string]cel.Program{}}
+	m map[programKey]cel.Program
+}{m: map[programKey]cel.Program{}}
+
+type programKey struct {
+	expr    string
+	compare bool
+}
 
 const maxPrograms = 1024
 
-func compiled(expr string) (cel.Program, error) {
+func compiled(expr string, compare bool) (cel.Program, error) {
+	key := programKey{expr, compare}
 	programs.Lock()
-	p, ok := programs.m[expr]
+	p, ok := programs.m[key]
 	programs.Unlock()
 	if ok {
 		return p, nil
 	}
-	p, err := CompileCondition(expr)
+	p, err := CompileCondition(expr, compare)
 	if err != nil {
 		return nil, err
 	}
 	programs.Lock()
 	if len(programs.m) >= maxPrograms {
-		programs.m = map[string]cel.Program{}
+		programs.m = map[programKey]cel.Program{}
 	}
-	programs.m[expr] = p
+	programs.m[key] = p
 	programs.Unlock()
 	return p, nil
 }
 
-func evalCondition(field, expr string, v float64) (bool, error) {
-	p, err := compiled(expr)
+// measured is what a check's conditions see: the canary's value, and with
+// compareWithPrimary the primary's.
+type measured struct {
+	canary, primary float64
+	compare         bool
+}
+
+func (v measured) String() string {
+	if v.compare {
+		return fmt.Sprintf("canary %s (primary %s)", preciseValue(v.canary), preciseValue(v.primary))
+	}
+	return preciseValue(v.canary)
+}
+
+func evalCondition(field, expr string, v measured) (bool, error) {
+	p, err := compiled(expr, v.compare)
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", field, err)
 	}
-	out, _, err := p.Eval(map[string]any{"result": v})
+	vars := map[string]any{"result": v.canary}
+	if v.compare {
+		vars["canary"], vars["primary"] = v.canary, v.primary
+	}
+	out, _, err := p.Eval(vars)
 	if err != nil {
 		return false, fmt.Errorf("%s %q: %w", field, expr, err)
 	}
@@ -109,9 +154,11 @@ func evalCondition(field, expr string, v float64) (bool, error) {
 // judgeConditions decides a measured value by the check's CEL conditions, as Argo Rollouts
 // does: failureCondition true fails; else successCondition true passes; with only one of
 // them, its being false decides the other way; with both, neither true is Inconclusive.
-func judgeConditions(v float64, m *meshv1.CanaryMetric) (meshv1.CheckOutcome, string) {
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return judge(v, meshv1.ThresholdRange{})
+func judgeConditions(v measured, m *meshv1.CanaryMetric) (meshv1.CheckOutcome, string) {
+	for _, x := range []float64{v.canary, v.primary} {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return judge(x, meshv1.ThresholdRange{})
+		}
 	}
 	failure, success := false, false
 	if m.FailureCondition != "" {
@@ -120,7 +167,7 @@ func judgeConditions(v float64, m *meshv1.CanaryMetric) (meshv1.CheckOutcome, st
 			return meshv1.OutcomeBadQuery, err.Error()
 		}
 		if failure {
-			return meshv1.OutcomeFail, fmt.Sprintf("%s meets the failureCondition %s", preciseValue(v), m.FailureCondition)
+			return meshv1.OutcomeFail, fmt.Sprintf("%s meets the failureCondition %s", v, m.FailureCondition)
 		}
 	}
 	if m.SuccessCondition != "" {
@@ -135,10 +182,10 @@ func judgeConditions(v float64, m *meshv1.CanaryMetric) (meshv1.CheckOutcome, st
 	case m.SuccessCondition == "":
 		return meshv1.OutcomePass, ""
 	case m.FailureCondition == "":
-		return meshv1.OutcomeFail, fmt.Sprintf("%s does not meet the successCondition %s", preciseValue(v), m.SuccessCondition)
+		return meshv1.OutcomeFail, fmt.Sprintf("%s does not meet the successCondition %s", v, m.SuccessCondition)
 	}
 	return meshv1.OutcomeInconclusive, fmt.Sprintf("%s meets neither the successCondition %s nor the failureCondition %s",
-		preciseValue(v), m.SuccessCondition, m.FailureCondition)
+		v, m.SuccessCondition, m.FailureCondition)
 }
 
 // conditionText is what status shows as a check's threshold.

@@ -19,6 +19,7 @@ import (
 	"canopy.dev/canopy/internal/analysis/providers"
 	"canopy.dev/canopy/internal/budget"
 	"canopy.dev/canopy/internal/hooks"
+	"canopy.dev/canopy/internal/render"
 )
 
 const (
@@ -176,7 +177,10 @@ func (r *Runner) runCheck(ctx context.Context, canary *meshv1.Canary, m *meshv1.
 		st.Outcome, st.Message = err.outcome, truncate(budget.WithNote(err.msg, note), maxMessage)
 		return st
 	}
-	st.Value = FormatValue(value)
+	st.Value = FormatValue(value.canary)
+	if value.compare {
+		st.PrimaryValue = FormatValue(value.primary)
+	}
 	st.Outcome, st.Message = judgeMetric(value, m)
 	if isPodRestarts(m) {
 		// pod-restarts' note is what it counted, not a ceiling's.
@@ -214,11 +218,11 @@ func rangeOf(m *meshv1.CanaryMetric) meshv1.ThresholdRange {
 }
 
 // judgeMetric decides a measured value by the check's conditions, else its range.
-func judgeMetric(v float64, m *meshv1.CanaryMetric) (meshv1.CheckOutcome, string) {
+func judgeMetric(v measured, m *meshv1.CanaryMetric) (meshv1.CheckOutcome, string) {
 	if m.SuccessCondition != "" || m.FailureCondition != "" {
 		return judgeConditions(v, m)
 	}
-	return judge(v, rangeOf(m))
+	return judge(v.canary, rangeOf(m))
 }
 
 // thresholdText is what status shows as the check's threshold.
@@ -231,38 +235,49 @@ func thresholdText(m *meshv1.CanaryMetric) string {
 
 // measure renders the check's query, runs it and returns its value, and a note when the
 // operator's ceiling lowered the provider's timeout.
-func (r *Runner) measure(ctx context.Context, canary *meshv1.Canary, m *meshv1.CanaryMetric) (float64, string, *checkFailure) {
+func (r *Runner) measure(ctx context.Context, canary *meshv1.Canary, m *meshv1.CanaryMetric) (measured, string, *checkFailure) {
 	b := budget.FromContext(ctx)
 	if b.Spent() {
-		return 0, "", failf(meshv1.OutcomeTimeout, "%s", budget.ErrNotRun)
+		return measured{}, "", failf(meshv1.OutcomeTimeout, "%s", budget.ErrNotRun)
 	}
 	interval, err := CheckInterval(canary, m)
 	if err != nil {
-		return 0, "", failf(meshv1.OutcomeBadQuery, "%s", err)
+		return measured{}, "", failf(meshv1.OutcomeBadQuery, "%s", err)
 	}
 
 	if isPodRestarts(m) {
-		return r.podRestarts(ctx, canary)
+		v, note, fail := r.podRestarts(ctx, canary)
+		return measured{canary: v}, note, fail
 	}
 
 	tmpl, cfg, fail := r.querySource(ctx, canary, m)
 	if fail != nil {
-		return 0, "", fail
+		return measured{}, "", fail
 	}
 	// The provider's own timeout is the ceiling's; each query is also cut to what is left.
 	capped := b.Cap(budget.Query, cfg.Timeout)
 	cfg.Timeout = capped.Timeout
-	value, fail := r.query(ctx, canary, m, tmpl, cfg, interval)
-	return value, capped.Note(), fail
+	target := canary.Spec.TargetRef.Name
+	value, fail := r.query(ctx, canary, m, tmpl, cfg, interval, target)
+	if fail != nil || !m.CompareWithPrimary {
+		return measured{canary: value}, capped.Note(), fail
+	}
+	primary, fail := r.query(ctx, canary, m, tmpl, cfg, interval, render.PrimaryName(target))
+	if fail != nil {
+		fail.msg = "the primary's value: " + fail.msg
+	}
+	return measured{canary: value, primary: primary, compare: true}, capped.Note(), fail
 }
 
-// query runs a check's rendered query, after its request count when it has minRequests.
-func (r *Runner) query(ctx context.Context, canary *meshv1.Canary, m *meshv1.CanaryMetric, tmpl string, cfg providers.Config, interval time.Duration) (float64, *checkFailure) {
-	log := ctrl.LoggerFrom(ctx).WithValues("check", m.Name)
+// query runs a check's rendered query for the workload target (the canary's, or the
+// primary's for compareWithPrimary), after the canary's request count when it has
+// minRequests.
+func (r *Runner) query(ctx context.Context, canary *meshv1.Canary, m *meshv1.CanaryMetric, tmpl string, cfg providers.Config, interval time.Duration, target string) (float64, *checkFailure) {
+	log := ctrl.LoggerFrom(ctx).WithValues("check", m.Name, "workload", target)
 	vars := QueryVars{
 		Namespace: canary.Namespace,
 		Name:      canary.Name,
-		Target:    canary.Spec.TargetRef.Name,
+		Target:    target,
 		// The apex Service is named after the target.
 		Service:  canary.Spec.TargetRef.Name,
 		Interval: interval,
@@ -294,7 +309,7 @@ func (r *Runner) query(ctx context.Context, canary *meshv1.Canary, m *meshv1.Can
 		return v, err
 	}
 
-	if m.MinRequests != nil && *m.MinRequests > 0 {
+	if m.MinRequests != nil && *m.MinRequests > 0 && target == canary.Spec.TargetRef.Name {
 		countQuery, err := RenderQuery(requestCountQuery, vars)
 		if err != nil {
 			return 0, failf(meshv1.OutcomeBadQuery, "%s", err)

@@ -71,10 +71,14 @@ func writeStatus(w io.Writer, v statusView, p palette) {
 			if ck.DryRun {
 				name += " (dry run)" // measured, never deciding
 			}
+			value := orDash(ck.Value)
+			if ck.PrimaryValue != "" {
+				value += " (primary " + ck.PrimaryValue + ")" // compareWithPrimary
+			}
 			rows = append(rows, []cell{
 				plain(name),
 				{text: string(ck.Outcome), style: func(string) string { return p.outcome(outcome) }},
-				plain(orDash(ck.Value)), plain(orDash(ck.Threshold)), plain(measured), plain(ck.Message),
+				plain(value), plain(orDash(ck.Threshold)), plain(measured), plain(ck.Message),
 			})
 		}
 		writeTable(w, []string{colName, "OUTCOME", "VALUE", "THRESHOLD", "MEASURED", colMessage}, rows, "  ")

@@ -152,6 +152,17 @@ func TestStatusViewMarksDryRunAndInconclusive(t *testing.T) {
 	}
 }
 
+// A check compared with the primary shows both values.
+func TestStatusViewShowsThePrimarysValue(t *testing.T) {
+	c := fixtureCanary("progressing")
+	c.Status.Checks[1].Value, c.Status.Checks[1].PrimaryValue = "210", "24"
+	var b bytes.Buffer
+	writeStatus(&b, statusView{canary: c, now: fixedNow}, palette{})
+	if !strings.Contains(b.String(), "210 (primary 24)") {
+		t.Errorf("view lacks both values:\n%s", b.String())
+	}
+}
+
 type errString string
 
 func (e errString) Error() string { return string(e) }

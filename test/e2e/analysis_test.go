@@ -33,6 +33,7 @@ func TestAnalysis(t *testing.T) {
 		{name: "healthy-revision-promoted", run: healthyRevisionPromoted},
 		{name: "errors-rolled-back", run: errorsRolledBack},
 		{name: "latency-rolled-back", run: latencyRolledBack},
+		{name: "compared-with-primary", run: comparedWithPrimary},
 		{name: "confirm-promotion-gate", run: confirmPromotionGate},
 		{name: "rollback-webhook-gate", run: rollbackWebhookGate},
 		{name: "ab-header-only", run: abHeaderOnly},
@@ -160,6 +161,39 @@ func latencyRolledBack(t *testing.T, b *analysisBed, nss []string) {
 	if ch := findCheck(c, "request-success-rate"); ch == nil || ch.Outcome != meshv1.OutcomePass {
 		t.Errorf("request-success-rate of a revision without errors: %+v, want Pass", ch)
 	}
+}
+
+// A revision whose p99 latency is well within an absolute threshold but much slower than
+// the primary's is rolled back by a check comparing the two, and the status shows both.
+func comparedWithPrimary(t *testing.T, b *analysisBed, nss []string) {
+	ns := nss[0]
+	latency := requestDuration(0)
+	latency.ThresholdRange = meshv1.ThresholdRange{}
+	latency.CompareWithPrimary, latency.SuccessCondition = true, "canary <= primary * 1.5 + 10.0"
+	c := analysisCanary(ns, 10, 50, successRate(99), latency)
+	c.Spec.Analysis.Threshold = 2
+	deployReviews(t, c)
+	waitQuiet(t, b.prom.URL(), ns)
+	weights := watchWeights(t, ns, "reviews")
+	newRevision(t, ns, "bookinfo/reviews:v2", map[string]string{meshsim.AnnotationErrorRate: "0", meshsim.AnnotationLatency: "p50=120,p99=200"})
+
+	c = waitPhase(t, ns, "reviews", meshv1.PhaseFailed)
+	if got, want := weights.values(), []int32{0, 10, 0}; !slices.Equal(got, want) {
+		t.Errorf("canary weights went %v, want %v: no step after the first", got, want)
+	}
+	ch := findCheck(c, "request-duration")
+	if ch == nil || ch.Outcome != meshv1.OutcomeFail {
+		t.Fatalf("request-duration: %+v, want a failed comparison", ch)
+	}
+	canary, errC := strconv.ParseFloat(ch.Value, 64)
+	primary, errP := strconv.ParseFloat(ch.PrimaryValue, 64)
+	if errC != nil || errP != nil || !(canary > primary*1.5+10) {
+		t.Errorf("request-duration canary %q, primary %q: want both measured, the canary's over primary*1.5+10", ch.Value, ch.PrimaryValue)
+	}
+	if !strings.Contains(ch.Message, "primary") || ch.Threshold != "canary <= primary * 1.5 + 10.0" {
+		t.Errorf("message %q, threshold %q: want the comparison named", ch.Message, ch.Threshold)
+	}
+	t.Logf("request-duration: canary %s ms, primary %s ms: %s", ch.Value, ch.PrimaryValue, ch.Message)
 }
 
 // runsUntilRollback waits for the Canary to be rolled back and counts the analysis runs of

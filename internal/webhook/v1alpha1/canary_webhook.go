@@ -103,7 +103,7 @@ func (v *CanaryValidator) validateMetric(c *meshv1.Canary, path *field.Path, m *
 		if cond.expr == "" {
 			continue
 		}
-		if _, err := analysis.CompileCondition(cond.expr); err != nil {
+		if _, err := analysis.CompileCondition(cond.expr, m.CompareWithPrimary); err != nil {
 			errs = append(errs, field.Invalid(path.Child(cond.name), cond.expr, err.Error()))
 		}
 	}
