@@ -224,6 +224,9 @@ func (p *Policy) checkStatic(rawURL string) (*url.URL, string, netip.Addr, error
 		}
 		return u, host, addr, nil
 	}
+	if !hostName(host) {
+		return refuse("%s is neither an address nor a host name (letters, digits, '-', '_' and '.' only)", host)
+	}
 	if numericHost(host) {
 		return refuse("%s is an address in a form other than dotted decimal (octal, hex or a single number): write the address itself", host)
 	}
@@ -347,6 +350,23 @@ func hostInList(list []string, host string, exactOnly bool) bool {
 		}
 	}
 	return false
+}
+
+// hostName reports whether h is spelled like a DNS name: labels of letters, digits, '-'
+// and '_' (seen in service records) joined by dots. Anything else ("10.0.0.0]", a name
+// with a space or a percent sign) is refused before a resolver could read it its own way.
+func hostName(h string) bool {
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return len(h) <= 253
 }
 
 // numericHost reports a host that is not a valid address but that C resolvers
