@@ -192,7 +192,8 @@ type CanaryService struct {
 // stepWeight or stepWeights give a weighted canary; iterations with match give A/B testing;
 // iterations alone give blue/green; mirror adds traffic mirroring.
 // +kubebuilder:validation:XValidation:rule="!(has(self.stepWeight) && has(self.stepWeights))",message="set stepWeight or stepWeights, not both"
-// +kubebuilder:validation:XValidation:rule="has(self.stepWeight) || has(self.stepWeights) || has(self.iterations)",message="one of stepWeight, stepWeights or iterations is required"
+// +kubebuilder:validation:XValidation:rule="has(self.stepWeight) || has(self.stepWeights) || has(self.iterations) || has(self.steps)",message="one of stepWeight, stepWeights, iterations or steps is required"
+// +kubebuilder:validation:XValidation:rule="!has(self.steps) || !(has(self.stepWeight) || has(self.stepWeights) || has(self.iterations) || has(self.match) || has(self.mirror) && self.mirror)",message="steps cannot be combined with stepWeight, stepWeights, iterations (A/B, blue/green), match or mirror: use setWeight, analysis, setHeaderRoute and setMirrorRoute steps"
 // +kubebuilder:validation:XValidation:rule="!has(self.iterations) || !(has(self.stepWeight) || has(self.stepWeights))",message="iterations (A/B or blue/green) cannot be combined with stepWeight or stepWeights"
 // +kubebuilder:validation:XValidation:rule="!has(self.stepWeight) || self.stepWeight <= self.maxWeight",message="stepWeight must be less than or equal to maxWeight"
 // +kubebuilder:validation:XValidation:rule="!has(self.stepWeights) || self.stepWeights.all(w, w <= self.maxWeight)",message="every stepWeights entry must be less than or equal to maxWeight"
@@ -273,6 +274,8 @@ type CanaryAnalysis struct {
 	// +listMapKey=name
 	// +optional
 	Metrics []CanaryMetric `json:"metrics,omitempty"`
+	// Steps and StepWeightPromotion: canary_steps_types.go.
+	CanarySteps `json:",inline"`
 	// Webhooks are called at the points of the rollout their type names; confirm-* gates
 	// hold the rollout until they answer 200.
 	// +kubebuilder:validation:MaxItems=32
@@ -596,13 +599,15 @@ type CanaryStatus struct {
 	// CanaryWeight is the percentage of traffic routed to the canary.
 	// +optional
 	CanaryWeight int32 `json:"canaryWeight"`
-	// StepIndex counts the passed steps of the current rollout.
+	// StepIndex counts the passed steps of the current rollout (with spec.analysis.steps: the
+	// rollout is at steps[stepIndex-1]).
 	// +optional
 	StepIndex int32 `json:"stepIndex,omitempty"`
 	// FailedChecks counts the failed checks of the current rollout.
 	// +optional
 	FailedChecks int32 `json:"failedChecks"`
-	// Iterations counts the passed analysis runs of an A/B or blue/green rollout.
+	// Iterations counts the passed analysis runs of an A/B or blue/green rollout, or of the
+	// current analysis step.
 	// +optional
 	Iterations int32 `json:"iterations,omitempty"`
 	// CurrentRevision is the revision of the target's pod template (and tracked configs).
