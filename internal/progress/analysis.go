@@ -330,6 +330,8 @@ func (m *machine) nextGate() meshv1.WebhookType {
 	switch {
 	case m.spec.SkipAnalysis:
 		return meshv1.WebhookConfirmPromotion
+	case m.spec.strategy() == stepped:
+		return m.steppedGate()
 	case m.spec.strategy() == weighted && st.StepIndex == 0:
 		return meshv1.WebhookConfirmTrafficIncrease
 	case m.spec.strategy() == weighted && st.CanaryWeight >= m.spec.maxWeight():

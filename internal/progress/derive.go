@@ -22,6 +22,9 @@ func routingFor(s specView, st *meshv1.CanaryStatus) Routing {
 		r.Mirror = true
 		r.MirrorWeight = s.mirrorWeight()
 	}
+	if s.strategy() == stepped && analysing {
+		stepRoutes(s, st, &r)
+	}
 	return r
 }
 
@@ -38,7 +41,13 @@ func workloadFor(s specView, st *meshv1.CanaryStatus, obs Observation, now time.
 		return Workload{}
 	case meshv1.PhaseWaiting, meshv1.PhaseSucceeded, meshv1.PhaseFailed:
 		return Workload{ScaleTargetToZero: true}
-	case meshv1.PhaseProgressing, meshv1.PhaseFinalising, meshv1.PhaseRollingBack:
+	case meshv1.PhaseProgressing:
+		w := Workload{CanaryScaledUp: true}
+		if s.strategy() == stepped {
+			stepScale(s, st, &w)
+		}
+		return w
+	case meshv1.PhaseFinalising, meshv1.PhaseRollingBack:
 		return Workload{CanaryScaledUp: true}
 	case meshv1.PhasePromoting:
 		// The target's template is the promoted revision only while the target still carries it.

@@ -48,6 +48,9 @@ func invariants(spec *meshv1.CanarySpec, before meshv1.CanaryStatus, d Decision)
 	// No step skipped or repeated: counters move by one, or start over with a new rollout.
 	restarted := !st.RolloutStarted.Equal(before.RolloutStarted) || st.CurrentRevision != before.CurrentRevision ||
 		(isIdle(before.Phase) && !isIdle(st.Phase))
+	stepped := (specView{spec}).strategy() == stepped
+	// An explicit step starts its analysis runs afresh.
+	nextStep := stepped && st.StepIndex == before.StepIndex+1 && st.Iterations == 0
 	for _, c := range []struct {
 		name          string
 		before, after int32
@@ -56,13 +59,22 @@ func invariants(spec *meshv1.CanarySpec, before meshv1.CanaryStatus, d Decision)
 		{"iterations", before.Iterations, st.Iterations},
 		{"failedChecks", before.FailedChecks, st.FailedChecks},
 	} {
-		if c.after != c.before && c.after != c.before+1 && (!restarted || c.after > 1) {
+		if c.after != c.before && c.after != c.before+1 && (!restarted || c.after > 1) && !(nextStep && c.name == "iterations") {
 			return fmt.Errorf("%s went from %d to %d", c.name, c.before, c.after)
 		}
 	}
 	if before.Phase == meshv1.PhaseProgressing && st.Phase == meshv1.PhaseProgressing && !restarted &&
-		st.CanaryWeight != before.CanaryWeight && st.CanaryWeight != (specView{spec}).nextWeight(before.CanaryWeight) {
-		return fmt.Errorf("weight jumped from %d to %d", before.CanaryWeight, st.CanaryWeight)
+		st.CanaryWeight != before.CanaryWeight {
+		if !stepped && st.CanaryWeight != (specView{spec}).nextWeight(before.CanaryWeight) {
+			return fmt.Errorf("weight jumped from %d to %d", before.CanaryWeight, st.CanaryWeight)
+		}
+		if s := spec.Analysis.Steps; stepped && (!nextStep || s[st.StepIndex-1].SetWeight == nil || *s[st.StepIndex-1].SetWeight != st.CanaryWeight) {
+			return fmt.Errorf("weight went from %d to %d at step %d, not by a setWeight step", before.CanaryWeight, st.CanaryWeight, st.StepIndex)
+		}
+	}
+	if before.Phase == meshv1.PhasePromoting && st.Phase == meshv1.PhasePromoting && st.CanaryWeight > before.CanaryWeight &&
+		before.LastPromotedRevision == st.CurrentRevision {
+		return fmt.Errorf("weight went up from %d to %d during a gradual promotion", before.CanaryWeight, st.CanaryWeight)
 	}
 
 	suspended := spec.Suspend

@@ -224,6 +224,10 @@ func (m *machine) progressing() {
 		m.after(resync)
 		return
 	}
+	if m.spec.strategy() == stepped && st.StepIndex > 0 && !m.atAnalysisStep() && !m.spec.SkipAnalysis {
+		m.stepped()
+		return
+	}
 	due, wait := m.analysisDue()
 	if !due {
 		m.reportProgress()
@@ -292,18 +296,24 @@ func (m *machine) progressing() {
 			fmt.Sprintf("Passed at step %d: %s", st.StepIndex, strings.Join(results, ", ")))
 	}
 	if !open {
-		if g := m.closedGate(gateType); reported && g != nil && !wasClosed {
-			m.normal(meshv1.ReasonWaitingForGate, "%s waits for the %s webhook %s", m.where(), gateType, g.Name)
-		}
-		m.reportProgress()
-		if reported {
-			m.after(m.spec.interval())
-		} else {
-			m.after(m.spec.poll())
-		}
+		m.gateClosed(gateType, reported, wasClosed)
 		return
 	}
 	m.advance()
+}
+
+// gateClosed holds a step whose gate of type t did not open: it announces a gate that just
+// closed, and looks again an interval later (a poll later when the gate was not called).
+func (m *machine) gateClosed(t meshv1.WebhookType, reported, wasClosed bool) {
+	if g := m.closedGate(t); reported && g != nil && !wasClosed {
+		m.normal(meshv1.ReasonWaitingForGate, "%s waits for the %s webhook %s", m.where(), t, g.Name)
+	}
+	m.reportProgress()
+	if reported {
+		m.after(m.spec.interval())
+	} else {
+		m.after(m.spec.poll())
+	}
 }
 
 // waitForCanary waits for the canary to be ready, at most progressDeadlineSeconds from the
@@ -394,6 +404,10 @@ func (m *machine) advance() {
 		return
 	}
 	kind := m.spec.strategy()
+	if kind == stepped {
+		m.advanceStep()
+		return
+	}
 	if st.StepIndex == 0 {
 		st.StepIndex = 1
 		m.restartStep()
@@ -445,7 +459,17 @@ func (m *machine) promote(reason, format string, args ...any) {
 func (m *machine) promoting() {
 	st := &m.st
 	rev := st.CurrentRevision
+	if st.LastPromotedRevision == rev && !m.obs.PrimaryReady {
+		// Traffic is moving to the promoted primary step by step: its health is not the
+		// canary's fault, and the canary still serves the rest.
+		m.busy(meshv1.ReasonWaitingForPrimary, "Waiting for the primary to be available; canary weight %d%%", st.CanaryWeight)
+		m.after(resync)
+		return
+	}
 	if m.obs.PrimaryReady && m.obs.PrimaryRevision == rev {
+		if m.promoteGradually() {
+			return
+		}
 		m.enter(meshv1.PhaseFinalising)
 		st.LastPromotedRevision = rev
 		st.CanaryWeight = 0
@@ -465,6 +489,35 @@ func (m *machine) promoting() {
 	}
 	m.busy(meshv1.ReasonPromoting, "Waiting for the primary to run revision %s", rev)
 	m.after(min(resync, m.until(st.LastStepTime, deadline)))
+}
+
+// promoteGradually moves traffic from the canary to the primary, which runs the promoted
+// revision, by stepWeightPromotion percent each interval (Flagger's gradual promotion), and
+// reports whether traffic is still on the canary. The first step is taken as soon as the
+// primary is ready; status.lastPromotedRevision says it was.
+func (m *machine) promoteGradually() bool {
+	st := &m.st
+	step, rev := m.spec.promotionStep(), st.CurrentRevision
+	if step == 0 || st.CanaryWeight == 0 {
+		return false
+	}
+	if st.LastPromotedRevision == rev && !m.elapsed(st.LastStepTime, m.spec.interval()) {
+		m.busy(meshv1.ReasonPromoting, "Primary runs revision %s; canary weight %d%%, %d%% moving to the primary every %s",
+			rev, st.CanaryWeight, step, m.spec.interval())
+		m.after(m.until(st.LastStepTime, m.spec.interval()))
+		return true
+	}
+	st.LastPromotedRevision = rev
+	st.CanaryWeight = max(st.CanaryWeight-step, 0)
+	m.restartStep()
+	if st.CanaryWeight == 0 {
+		return false
+	}
+	m.normal(meshv1.ReasonPromoting, "Primary runs revision %s: routing %d%% of the traffic to it", rev, 100-st.CanaryWeight)
+	m.busy(meshv1.ReasonPromoting, "Primary runs revision %s; canary weight %d%%, %d%% moving to the primary every %s",
+		rev, st.CanaryWeight, step, m.spec.interval())
+	m.after(m.spec.interval())
+	return true
 }
 
 // finalising lets traffic drain from the canary before it is scaled down.

@@ -38,6 +38,7 @@ const (
 	weighted  strategy = iota // stepWeight or stepWeights
 	abTesting                 // iterations with match
 	blueGreen                 // iterations alone
+	stepped                   // spec.analysis.steps
 )
 
 // specView reads a CanarySpec with its defaults applied.
@@ -46,6 +47,8 @@ type specView struct{ *meshv1.CanarySpec }
 func (s specView) strategy() strategy {
 	a := s.Analysis
 	switch {
+	case len(a.Steps) > 0:
+		return stepped
 	case a.StepWeight != nil || len(a.StepWeights) > 0:
 		return weighted
 	case len(a.Match) > 0:
@@ -104,6 +107,15 @@ func (s specView) mirrorWeight() int32 {
 		return min(*w, 100)
 	}
 	return defaultMirrorWeight
+}
+
+// promotionStep is the weight moved from the canary to the promoted primary each interval;
+// 0 moves all of it at once.
+func (s specView) promotionStep() int32 {
+	if p := s.Analysis.StepWeightPromotion; p != nil && *p > 0 {
+		return min(*p, 100)
+	}
+	return 0
 }
 
 // nextWeight is the canary weight after the step that follows weight w.

@@ -98,6 +98,8 @@ func (m *machine) where() string {
 		return fmt.Sprintf("Starting the analysis of revision %s", st.CurrentRevision)
 	}
 	switch m.spec.strategy() {
+	case stepped:
+		return m.whereStep()
 	case weighted:
 		return fmt.Sprintf("Canary weight %d%% at step %d", st.CanaryWeight, st.StepIndex)
 	case abTesting:

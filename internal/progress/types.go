@@ -105,6 +105,12 @@ type Routing struct {
 	// Mirror copies MirrorWeight percent of the traffic to the canary.
 	Mirror       bool
 	MirrorWeight int32
+	// HeaderRoute is 1 + the index of the spec.analysis.steps entry whose setHeaderRoute
+	// routes the requests it matches to the canary; 0 for none.
+	HeaderRoute int32
+	// MirrorRoute is 1 + the index of the spec.analysis.steps entry whose setMirrorRoute
+	// restricts the mirroring (Mirror) to the requests it matches; 0 mirrors every request.
+	MirrorRoute int32
 }
 
 // Validate reports a split Istio would not route as meant. Renderers never clamp: a split
@@ -137,6 +143,11 @@ type Workload struct {
 	// PromotePrimary: copy the target's template to the primary. Only set while the target
 	// still carries the revision being promoted (status.currentRevision).
 	PromotePrimary bool
+	// With CanaryScaledUp, a setCanaryScale step's count for the canary, whatever it runs
+	// now (0: the default, the primary's count when scaling up from zero): CanaryReplicas
+	// replicas, else CanaryPercent percent of the primary's (rounded up, at least 1).
+	CanaryReplicas int32
+	CanaryPercent  int32
 }
 
 // Event types, as core/v1 Event.Type.

@@ -17,6 +17,7 @@ const (
 	Weighted  = weighted  // stepWeight or stepWeights
 	ABTesting = abTesting // iterations with match
 	BlueGreen = blueGreen // iterations alone
+	Stepped   = stepped   // spec.analysis.steps
 )
 
 // StrategyOf is the spec's strategy.
