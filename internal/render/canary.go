@@ -82,6 +82,7 @@ func newCanaryRenderer(c *meshv1.Canary, target *appsv1.Deployment, w progress.R
 		return nil, fmt.Errorf("render canary %s/%s: %w", c.Namespace, c.Name, err)
 	}
 	r := &canaryRenderer{c: c, target: target, w: w, e: newErrs(), name: c.Spec.TargetRef.Name, policy: policy}
+	r.stepRoutes()
 	if !r.checkNames() {
 		return nil, r.e.err()
 	}
@@ -125,6 +126,27 @@ type canaryRenderer struct {
 	policy *meshv1.MeshPolicy
 	e      *errs
 	pe     *errs // the MeshPolicy's fields, when there is one
+	// The steps' routes of the routing (progress.Routing.HeaderRoute and MirrorRoute, resolved
+	// by stepRoutes): when headerPath is set, the A/B route matches header, the matches of
+	// that field, instead of spec.analysis.match; when mirrorPath is set, only the requests
+	// matching mirrorList, the matches of that field, are mirrored (mirrorMatch, rendered).
+	header, mirrorList     []meshv1.HTTPMatch
+	headerPath, mirrorPath string
+	mirrorMatch            matchList
+}
+
+// stepRoutes resolves the routing's step routes in the Canary's spec.analysis.steps: a header
+// route is the A/B route with that step's match; a mirror route restricts the mirroring.
+func (r *canaryRenderer) stepRoutes() {
+	steps := r.c.Spec.Analysis.Steps
+	if i := int(r.w.HeaderRoute) - 1; i >= 0 && i < len(steps) && steps[i].SetHeaderRoute != nil {
+		r.w.Match, r.header = true, steps[i].SetHeaderRoute.Match
+		r.headerPath = fmt.Sprintf("spec.analysis.steps[%d].setHeaderRoute.match", i)
+	}
+	if i := int(r.w.MirrorRoute) - 1; i >= 0 && i < len(steps) && steps[i].SetMirrorRoute != nil {
+		r.mirrorList = steps[i].SetMirrorRoute.Match
+		r.mirrorPath = fmt.Sprintf("spec.analysis.steps[%d].setMirrorRoute.match", i)
+	}
 }
 
 func (r *canaryRenderer) checkNames() bool {
@@ -339,10 +361,17 @@ func (r *canaryRenderer) virtualService() *networkingv1.VirtualService {
 	svcMatch := httpMatches(r.e, "spec.service.match", s.Match)
 	var abMatch matchList
 	if r.w.Match {
-		abMatch = httpMatches(r.e, "spec.analysis.match", r.c.Spec.Analysis.Match)
-		if len(abMatch.reqs) == 0 {
-			r.e.invalid("spec.analysis.match", "A/B routing needs at least one match")
+		path, list := "spec.analysis.match", r.c.Spec.Analysis.Match
+		if r.headerPath != "" {
+			path, list = r.headerPath, r.header
 		}
+		abMatch = httpMatches(r.e, path, list)
+		if len(abMatch.reqs) == 0 {
+			r.e.invalid(path, "A/B routing needs at least one match")
+		}
+	}
+	if r.w.Mirror && r.mirrorPath != "" {
+		r.mirrorMatch = httpMatches(r.e, r.mirrorPath, r.mirrorList)
 	}
 
 	var routes []*networking.HTTPRoute
@@ -370,8 +399,7 @@ func (r *canaryRenderer) virtualService() *networkingv1.VirtualService {
 			}
 			base.Match = match.reqs
 			base.Route = r.split()
-			r.mirror(base)
-			routes = append(routes, base)
+			routes = append(routes, r.withMirror(base, match)...)
 			if len(match.reqs) == 0 {
 				catchAll = true
 			}
@@ -387,8 +415,7 @@ func (r *canaryRenderer) virtualService() *networkingv1.VirtualService {
 		def := d.route()
 		def.Match = svcMatch.reqs
 		def.Route = r.split()
-		r.mirror(def)
-		routes = append(routes, def)
+		routes = append(routes, r.withMirror(def, svcMatch)...)
 	}
 	checkRouteNames(r.pe, routes)
 	vs.Spec.Http = routes
@@ -514,6 +541,25 @@ func (r *canaryRenderer) split() []*networking.HTTPRouteDestination {
 
 func (r *canaryRenderer) canaryOnly() []*networking.HTTPRouteDestination {
 	return []*networking.HTTPRouteDestination{{Destination: r.destination(CanaryName(r.name)), Weight: 100}}
+}
+
+// withMirror is what a split route becomes: itself mirrored, or, when a step mirrors only
+// matching requests, a mirrored copy for those before it.
+func (r *canaryRenderer) withMirror(rt *networking.HTTPRoute, match matchList) []*networking.HTTPRoute {
+	if r.mirrorPath == "" {
+		r.mirror(rt)
+		return []*networking.HTTPRoute{rt}
+	}
+	if !r.w.Mirror {
+		return []*networking.HTTPRoute{rt}
+	}
+	m := proto.Clone(rt).(*networking.HTTPRoute)
+	if m.Name != "" {
+		m.Name += "-mirror"
+	}
+	m.Match = r.mirrorMatch.and(match).reqs
+	r.mirror(m)
+	return []*networking.HTTPRoute{m, rt}
 }
 
 func (r *canaryRenderer) mirror(rt *networking.HTTPRoute) {

@@ -30,6 +30,30 @@ func ValidateCanary(c *meshv1.Canary) ([]Warning, error) {
 	if a.Mirror && a.MirrorWeight != nil && *a.MirrorWeight >= 0 && *a.MirrorWeight <= 100 {
 		w.MirrorWeight = *a.MirrorWeight
 	}
+	ws, err := validateCanaryAt(c, target, w)
+	if err != nil {
+		return ws, err
+	}
+	// Every header and mirror route of the steps renders too.
+	for i, s := range a.Steps {
+		sw := progress.Routing{PrimaryWeight: 50, CanaryWeight: 50}
+		switch {
+		case s.SetHeaderRoute != nil && len(s.SetHeaderRoute.Match) > 0:
+			sw.HeaderRoute = int32(i + 1)
+		case s.SetMirrorRoute != nil && len(s.SetMirrorRoute.Match) > 0:
+			sw.Mirror, sw.MirrorRoute = true, int32(i+1)
+		default:
+			continue
+		}
+		if _, err := validateCanaryAt(c, target, sw); err != nil {
+			return ws, err
+		}
+	}
+	return ws, nil
+}
+
+// validateCanaryAt renders c at the weights w with the routers that route it.
+func validateCanaryAt(c *meshv1.Canary, target *appsv1.Deployment, w progress.Routing) ([]Warning, error) {
 	set, err := CanaryObjects(c, target, w, nil)
 	if err != nil || c.Spec.RoutingProviderOf() != meshv1.RoutingGatewayAPI {
 		return set.Warnings, err

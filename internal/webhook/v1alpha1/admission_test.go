@@ -143,6 +143,32 @@ func TestCanaryAdmission(t *testing.T) {
 			c.Spec.Analysis.StepWeight, c.Spec.Analysis.StepWeights = nil, []int32{10, 30, 20, 50}
 		}), wantErr: []string{"spec.analysis.stepWeights", "strictly increasing"}},
 
+		// Explicit steps and gradual promotion.
+		{name: "valid: steps of every kind and a gradual promotion", obj: canary(withSteps(
+			meshv1.CanaryStep{SetCanaryScale: &meshv1.StepCanaryScale{Replicas: ptr.To[int32](1)}},
+			meshv1.CanaryStep{SetWeight: ptr.To[int32](10)},
+			meshv1.CanaryStep{Pause: &meshv1.StepPause{Duration: "30s"}},
+			meshv1.CanaryStep{SetHeaderRoute: &meshv1.StepHeaderRoute{Match: []meshv1.HTTPMatch{{Headers: map[string]meshv1.StringMatch{"x-canary": {Exact: ptr.To("1")}}}}}},
+			meshv1.CanaryStep{SetMirrorRoute: &meshv1.StepMirrorRoute{Percent: ptr.To[int32](20)}},
+			meshv1.CanaryStep{Analysis: &meshv1.StepAnalysis{Intervals: 2}},
+			meshv1.CanaryStep{Pause: &meshv1.StepPause{}},
+			meshv1.CanaryStep{SetCanaryScale: &meshv1.StepCanaryScale{MatchTrafficWeight: true}},
+		))},
+		{name: "steps with stepWeight", obj: canary(func(c *meshv1.Canary) {
+			withSteps(meshv1.CanaryStep{SetWeight: ptr.To[int32](10)})(c)
+			c.Spec.Analysis.StepWeight = ptr.To[int32](10)
+		}), wantErr: []string{"spec.analysis", "steps cannot be combined with stepWeight"}},
+		{name: "a step with two fields", obj: canary(withSteps(meshv1.CanaryStep{SetWeight: ptr.To[int32](10), Pause: &meshv1.StepPause{}})),
+			wantErr: []string{"spec.analysis.steps[0]", "a step sets exactly one of"}},
+		{name: "setCanaryScale with replicas and weight", obj: canary(withSteps(meshv1.CanaryStep{SetCanaryScale: &meshv1.StepCanaryScale{Replicas: ptr.To[int32](1), Weight: ptr.To[int32](10)}})),
+			wantErr: []string{"spec.analysis.steps[0].setCanaryScale", "exactly one of replicas, weight or matchTrafficWeight"}},
+		{name: "pause below 1s", obj: canary(withSteps(meshv1.CanaryStep{Pause: &meshv1.StepPause{Duration: "10ms"}})),
+			wantErr: []string{"spec.analysis.steps[0].pause", "duration must be at least 1s"}},
+		{name: "header route with a bad regex", obj: canary(withSteps(meshv1.CanaryStep{SetHeaderRoute: &meshv1.StepHeaderRoute{Match: []meshv1.HTTPMatch{{URI: &meshv1.StringMatch{Regex: ptr.To("(")}}}}})),
+			wantErr: []string{"spec.analysis.steps[0].setHeaderRoute.match[0].uri.regex"}},
+		{name: "stepWeightPromotion 0", obj: canary(func(c *meshv1.Canary) { c.Spec.Analysis.StepWeightPromotion = ptr.To[int32](0) }),
+			wantErr: []string{"spec.analysis.stepWeightPromotion", "greater than or equal to 1"}},
+
 		// Durations.
 		{name: "interval that does not parse", obj: canary(func(c *meshv1.Canary) { c.Spec.Analysis.Interval = "1 minute" }),
 			wantErr: []string{"spec.analysis.interval"}},
@@ -483,4 +509,12 @@ func TestSamplesAdmitted(t *testing.T) {
 		t.Fatal("no canopy objects in config/samples")
 	}
 	t.Logf("%d samples admitted", seen)
+}
+
+// withSteps replaces the Canary's stepWeight with explicit steps.
+func withSteps(steps ...meshv1.CanaryStep) func(*meshv1.Canary) {
+	return func(c *meshv1.Canary) {
+		c.Spec.Analysis.StepWeight, c.Spec.Analysis.StepWeights = nil, nil
+		c.Spec.Analysis.Steps = steps
+	}
 }
