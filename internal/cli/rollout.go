@@ -49,6 +49,9 @@ func stepText(c *meshv1.Canary) string {
 		return "-"
 	}
 	a := &c.Spec.Analysis
+	if strategyOf(a) == progress.Stepped {
+		return fmt.Sprintf("%d/%d", st.StepIndex, len(a.Steps))
+	}
 	if strategyOf(a) == weighted {
 		return fmt.Sprintf("%d/%d", st.StepIndex, len(stepWeights(a)))
 	}

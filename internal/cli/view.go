@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/progress"
 )
 
 // barWidth is the number of cells of the progress bar.
@@ -163,6 +164,10 @@ func progressOf(c *meshv1.Canary) (label string, frac float64, steps string) {
 	case meshv1.PhaseTerminating:
 		return "the Canary is being deleted", 0, ""
 	case meshv1.PhasePromoting:
+		if st.LastPromotedRevision == st.CurrentRevision && st.CanaryWeight > 0 {
+			return fmt.Sprintf("promoting revision %s gradually: %d%% still on the canary", st.CurrentRevision, st.CanaryWeight),
+				float64(100-st.CanaryWeight) / 100, ""
+		}
 		return fmt.Sprintf("promoting revision %s: the primary rolls it out", st.CurrentRevision), 1, ""
 	case meshv1.PhaseFinalising:
 		return "promoted: routing all traffic back to the primary", 1, ""
@@ -180,6 +185,10 @@ func progressOf(c *meshv1.Canary) (label string, frac float64, steps string) {
 	if st.Phase == meshv1.PhaseWaiting {
 		waiting = "waiting for confirm-rollout; "
 	}
+	if how == progress.Stepped {
+		label = fmt.Sprintf("%s%d%% to the canary", waiting, st.CanaryWeight)
+		return label, float64(st.StepIndex) / float64(len(a.Steps)), stepsLine(a.Steps, st)
+	}
 	if how == weighted {
 		ws := stepWeights(a)
 		label = fmt.Sprintf("%s%d%% to the canary, promoted after %d%%", waiting, st.CanaryWeight, top)
@@ -195,6 +204,15 @@ func progressOf(c *meshv1.Canary) (label string, frac float64, steps string) {
 	}
 	label = fmt.Sprintf("%siteration %d of %d, %s", waiting, st.Iterations, total, mode)
 	return label, float64(st.Iterations) / float64(total), ""
+}
+
+// stepsLine says which of the explicit steps the rollout is at: "step 3 of 7: pause 30s".
+func stepsLine(steps []meshv1.CanaryStep, st *meshv1.CanaryStatus) string {
+	i := int(st.StepIndex) - 1
+	if i < 0 || i >= len(steps) {
+		return fmt.Sprintf("step %d of %d: starting", st.StepIndex, len(steps))
+	}
+	return fmt.Sprintf("step %d of %d: %s", st.StepIndex, len(steps), progress.DescribeStep(&steps[i], st.Iterations))
 }
 
 // stepList is "10 20 [30] 40 50"; with many steps, only the ends and around the current one.

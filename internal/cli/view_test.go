@@ -240,6 +240,31 @@ func TestProgressBar(t *testing.T) {
 		mutate: func(c *meshv1.Canary) { c.Status.Phase = meshv1.PhasePromoting },
 		bar:    "[########################################]", label: "promoting revision 7f9c2d1e4b5a: the primary rolls it out",
 	}, {
+		name: "explicit steps: at a pause until resumed",
+		mutate: func(c *meshv1.Canary) {
+			c.Spec.Analysis.StepWeight = nil
+			c.Spec.Analysis.Steps = []meshv1.CanaryStep{{SetWeight: ptr.To[int32](20)}, {Pause: &meshv1.StepPause{}}, {Analysis: &meshv1.StepAnalysis{Intervals: 3}}, {SetWeight: ptr.To[int32](60)}}
+			c.Status.CanaryWeight, c.Status.StepIndex, c.Status.Paused = 20, 2, true
+		},
+		bar: "[####################--------------------]", label: "20% to the canary",
+		steps: "step 2 of 4: pause until resumed",
+	}, {
+		name: "explicit steps: in an analysis step",
+		mutate: func(c *meshv1.Canary) {
+			c.Spec.Analysis.StepWeight = nil
+			c.Spec.Analysis.Steps = []meshv1.CanaryStep{{SetWeight: ptr.To[int32](20)}, {Pause: &meshv1.StepPause{}}, {Analysis: &meshv1.StepAnalysis{Intervals: 3}}, {SetWeight: ptr.To[int32](60)}}
+			c.Status.CanaryWeight, c.Status.StepIndex, c.Status.Iterations = 20, 3, 1
+		},
+		bar: "[##############################----------]", label: "20% to the canary",
+		steps: "step 3 of 4: analysis 2 of 3",
+	}, {
+		name: "gradual promotion",
+		mutate: func(c *meshv1.Canary) {
+			c.Status.Phase, c.Status.CanaryWeight = meshv1.PhasePromoting, 30
+			c.Status.LastPromotedRevision = c.Status.CurrentRevision
+		},
+		bar: "[############################------------]", label: "promoting revision 7f9c2d1e4b5a gradually: 30% still on the canary",
+	}, {
 		name:   "rolling back",
 		mutate: func(c *meshv1.Canary) { c.Status.Phase, c.Status.CanaryWeight = meshv1.PhaseRollingBack, 0 },
 		bar:    "[----------------------------------------]", label: "rolling back: routing all traffic to the primary",
