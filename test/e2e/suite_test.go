@@ -130,6 +130,25 @@ func watchWeights(t *testing.T, ns, name string) *weightLog {
 // ns (ok false: not the route, or no split).
 func watchSplit(t *testing.T, ns string, list client.ObjectList, canaryOf func(client.Object) (int32, bool)) *weightLog {
 	t.Helper()
+	l := &weightLog{}
+	watchEach(t, ns, list, func(o client.Object) {
+		c, ok := canaryOf(o)
+		if !ok {
+			return
+		}
+		l.mu.Lock()
+		if n := len(l.log); n == 0 || l.log[n-1] != c {
+			l.log = append(l.log, c)
+		}
+		l.mu.Unlock()
+	})
+	return l
+}
+
+// watchEach calls seen with every version of the objects of list's kind in ns, from a watch
+// that lasts as long as the test.
+func watchEach(t *testing.T, ns string, list client.ObjectList, seen func(client.Object)) {
+	t.Helper()
 	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
 	if err != nil {
 		t.Fatal(err)
@@ -140,26 +159,14 @@ func watchSplit(t *testing.T, ns string, list client.ObjectList, canaryOf func(c
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &weightLog{}
 	go func() {
 		defer w.Stop()
 		for ev := range w.ResultChan() {
-			o, ok := ev.Object.(client.Object)
-			if !ok {
-				continue
+			if o, ok := ev.Object.(client.Object); ok {
+				seen(o)
 			}
-			c, ok := canaryOf(o)
-			if !ok {
-				continue
-			}
-			l.mu.Lock()
-			if n := len(l.log); n == 0 || l.log[n-1] != c {
-				l.log = append(l.log, c)
-			}
-			l.mu.Unlock()
 		}
 	}()
-	return l
 }
 
 func (l *weightLog) values() []int32 {
