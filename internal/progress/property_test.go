@@ -137,7 +137,9 @@ func randomSpec(rng *rand.Rand) meshv1.CanarySpec {
 	a.Threshold = int32(rng.IntN(5)) // 0 takes the default
 	a.MaxWeight = int32(rng.IntN(101))
 	top := specView{&spec}.maxWeight()
-	switch rng.IntN(4) {
+	switch rng.IntN(5) {
+	case 4:
+		a.Steps = randomSteps(rng)
 	case 0:
 		a.StepWeight = ptr(int32(1 + rng.IntN(int(top))))
 	case 1:
@@ -151,7 +153,10 @@ func randomSpec(rng *rand.Rand) meshv1.CanarySpec {
 	default:
 		a.Iterations = ptr(int32(1 + rng.IntN(5)))
 	}
-	if rng.IntN(4) == 0 {
+	if rng.IntN(3) == 0 {
+		a.StepWeightPromotion = ptr(int32(1 + rng.IntN(100)))
+	}
+	if rng.IntN(4) == 0 && len(a.Steps) == 0 {
 		a.Mirror = true
 		if rng.IntN(2) == 0 {
 			a.MirrorWeight = ptr(int32(1 + rng.IntN(100)))
@@ -245,6 +250,41 @@ func eventReasons(es []Event) []string {
 	out := make([]string, 0, len(es))
 	for _, e := range es {
 		out = append(out, e.Reason)
+	}
+	return out
+}
+
+// randomSteps is 1 to 8 explicit steps of any kind.
+func randomSteps(rng *rand.Rand) []meshv1.CanaryStep {
+	match := []meshv1.HTTPMatch{{Headers: map[string]meshv1.StringMatch{"x-canary": {Exact: ptr("1")}}}}
+	var out []meshv1.CanaryStep
+	for range 1 + rng.IntN(8) {
+		var s meshv1.CanaryStep
+		switch rng.IntN(9) {
+		case 0, 1:
+			s.SetWeight = ptr(int32(rng.IntN(101)))
+		case 2:
+			s.Pause = &meshv1.StepPause{Duration: meshv1.Duration(pick(rng, "1s", "30s", "10m"))}
+		case 3:
+			s.Pause = &meshv1.StepPause{}
+		case 4:
+			s.Analysis = &meshv1.StepAnalysis{Intervals: int32(1 + rng.IntN(3))}
+		case 5:
+			s.SetHeaderRoute = &meshv1.StepHeaderRoute{}
+			if rng.IntN(3) > 0 {
+				s.SetHeaderRoute.Match = match
+			}
+		case 6:
+			s.SetMirrorRoute = &meshv1.StepMirrorRoute{Percent: ptr(int32(rng.IntN(101)))}
+			if rng.IntN(2) == 0 {
+				s.SetMirrorRoute.Match = match
+			}
+		case 7:
+			s.SetCanaryScale = &meshv1.StepCanaryScale{Replicas: ptr(int32(1 + rng.IntN(5)))}
+		default:
+			s.SetCanaryScale = &meshv1.StepCanaryScale{MatchTrafficWeight: true}
+		}
+		out = append(out, s)
 	}
 	return out
 }
