@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sync"
@@ -18,18 +19,31 @@ import (
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/manager"
 	"canopy.dev/canopy/internal/render"
+	"canopy.dev/canopy/test/meshsim"
 	"canopy.dev/canopy/test/testenv"
 )
 
 // A rollout spelled out in explicit steps on the local cluster, its VirtualServices judged by
 // istiod's webhook: the canary scaled to one replica whatever the primary runs, a weight, a
 // header route, a pause that holds until a resume request, a mirror route for matching
-// requests, an analysis of two intervals, and a last weight before the promotion. The
+// requests, an analysis of three intervals, and a last weight before the promotion. The
 // operator is restarted during the pause.
 func TestExplicitStepsOnLocalCluster(t *testing.T) {
 	testenv.SkipIfShort(t)
 	ns := env.CreateNamespace(t)
 	op := startOperator(t, manager.Options{Analyzer: imageAnalyzer{env.Client}})
+	// The mesh simulator sends /api requests, 30% with the insider header, routed by what
+	// istiod makes of the VirtualServices.
+	ctx, cancel := context.WithCancel(context.Background())
+	sim, err := meshsim.Start(ctx, env.Config, meshsim.Options{
+		XDSAddress: env.Istio.XDSAddress, RequestsPerSecond: 100, Path: "/api",
+		Headers: map[string]string{insiderHeader: insiderValue}, HeaderFraction: insiderFraction, Namespaces: []string{ns},
+	})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); <-sim.Done() })
 	if err := env.Client.Create(t.Context(), newDeployment(ns, "reviews", "bookinfo/reviews:v1", 3)); err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +55,7 @@ func TestExplicitStepsOnLocalCluster(t *testing.T) {
 		{SetHeaderRoute: &meshv1.StepHeaderRoute{Match: []meshv1.HTTPMatch{{Headers: map[string]meshv1.StringMatch{"x-canary": {Exact: ptr.To("insider")}}}}}},
 		{Pause: &meshv1.StepPause{}},
 		{SetMirrorRoute: &meshv1.StepMirrorRoute{Percent: ptr.To[int32](50), Match: []meshv1.HTTPMatch{{URI: &meshv1.StringMatch{Prefix: ptr.To("/api")}}}}},
-		{Analysis: &meshv1.StepAnalysis{Intervals: 2}},
+		{Analysis: &meshv1.StepAnalysis{Intervals: 3}},
 		{SetWeight: ptr.To[int32](60)},
 	}
 	if err := env.Client.Create(t.Context(), c); err != nil {
@@ -81,7 +95,26 @@ func TestExplicitStepsOnLocalCluster(t *testing.T) {
 	if _, w, _ := render.ObservedWeights(vs, "reviews"); w != 20 {
 		t.Fatalf("canary weight %d at step 4, want 20", w)
 	}
-	time.Sleep(3 * time.Second) // three intervals: the pause still holds
+	// While paused, the insiders' requests all reach the canary's pods, by istiod's routes:
+	// over two simulator ticks, once the routes reached the simulator.
+	tagged := func(s meshsim.Stats, workload string) int64 {
+		return s.Requests(func(k meshsim.RouteKey) bool {
+			return k.Namespace == ns && k.Workload == workload && k.Tagged && !k.Mirror
+		})
+	}
+	from := sim.Stats()
+	testenv.Eventually(t, time.Minute, func() error {
+		to := sim.Stats()
+		if to.Ticks < from.Ticks+2 {
+			return fmt.Errorf("%d simulator ticks, waiting for 2", to.Ticks-from.Ticks)
+		}
+		onPrimary, onCanary := tagged(to, "reviews-primary")-tagged(from, "reviews-primary"), tagged(to, "reviews")-tagged(from, "reviews")
+		from = to
+		if onPrimary != 0 || onCanary == 0 {
+			return fmt.Errorf("insiders' requests while paused: %d on the primary, %d on the canary; want all on the canary", onPrimary, onCanary)
+		}
+		return nil
+	})
 	st := getCanary(t, ns, "reviews").Status
 	if st.StepIndex != 4 || st.Phase != meshv1.PhaseProgressing {
 		t.Fatalf("the pause did not hold: %s at step %d", st.Phase, st.StepIndex)
@@ -105,6 +138,11 @@ func TestExplicitStepsOnLocalCluster(t *testing.T) {
 	}
 	if !routes.any(func(vs *istionetv1.VirtualService) bool { return mirrorsAPI(vs, 50) }) {
 		t.Fatal("no VirtualService mirrored 50% of the /api requests to the canary")
+	}
+	mirrored := sim.Stats().Requests(func(k meshsim.RouteKey) bool { return k.Namespace == ns && k.Mirror && k.Workload == "reviews" })
+	t.Logf("the canary's pods got %d mirrored /api requests", mirrored)
+	if mirrored == 0 {
+		t.Error("no mirrored request reached the canary's pods")
 	}
 	if c.Status.LastPromotedRevision != c.Status.CurrentRevision {
 		t.Fatalf("last promoted %q, current %q", c.Status.LastPromotedRevision, c.Status.CurrentRevision)
