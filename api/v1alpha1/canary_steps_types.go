@@ -104,7 +104,8 @@ type StepCanaryScale struct {
 	// +optional
 	Weight *int32 `json:"weight,omitempty"`
 	// MatchTrafficWeight scales the canary to its traffic weight's share of the primary's
-	// replicas (rounded up, at least 1) at every later step.
+	// replicas (rounded up, at least 1) at every later step; for a setWeight, during the
+	// step before it, so that traffic moves only to a canary ready at that count.
 	// +optional
 	MatchTrafficWeight bool `json:"matchTrafficWeight,omitempty"`
 }

@@ -236,19 +236,30 @@ func stepRoutes(s specView, st *meshv1.CanaryStatus, r *Routing) {
 	}
 }
 
-// stepScale sets the canary's count the last setCanaryScale passed asks for.
+// stepScale sets the canary's count the last setCanaryScale passed asks for. With
+// matchTrafficWeight, the canary is scaled for the weight of a setWeight that comes next
+// already, so that the step before it ends only once the canary is ready at that count:
+// traffic never reaches a canary scaled for less.
 func stepScale(s specView, st *meshv1.CanaryStatus, w *Workload) {
 	steps := s.Analysis.Steps
+	match := false
 	for i := 0; i < min(int(st.StepIndex), len(steps)); i++ {
 		sc := steps[i].SetCanaryScale
 		switch {
 		case sc == nil:
 		case sc.Replicas != nil:
-			w.CanaryReplicas, w.CanaryPercent = max(*sc.Replicas, 1), 0
+			w.CanaryReplicas, w.CanaryPercent, match = max(*sc.Replicas, 1), 0, false
 		case sc.Weight != nil:
-			w.CanaryReplicas, w.CanaryPercent = 0, min(max(*sc.Weight, 1), 100)
-		default: // matchTrafficWeight
-			w.CanaryReplicas, w.CanaryPercent = 0, min(max(st.CanaryWeight, 1), 100)
+			w.CanaryReplicas, w.CanaryPercent, match = 0, min(max(*sc.Weight, 1), 100), false
+		default:
+			match = true
 		}
+	}
+	if match {
+		weight := st.CanaryWeight
+		if next := int(st.StepIndex); next < len(steps) && steps[next].SetWeight != nil {
+			weight = max(weight, *steps[next].SetWeight)
+		}
+		w.CanaryReplicas, w.CanaryPercent = 0, min(max(weight, 1), 100)
 	}
 }

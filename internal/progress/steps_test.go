@@ -82,9 +82,13 @@ func TestExplicitStepsRunInOrder(t *testing.T) {
 	if w := r.last.Workload; w.CanaryReplicas != 0 || w.CanaryPercent != 40 {
 		t.Fatalf("matchTrafficWeight at 40%%: workload %+v", w)
 	}
+	r.waitForStep(10, time.Minute)
+	if w := r.last.Workload; w.CanaryPercent != 60 || r.last.Routing.CanaryWeight != 40 || r.last.Routing.HeaderRoute != 0 {
+		t.Fatalf("matchTrafficWeight scales for the next setWeight before traffic moves, the header route is gone: %+v %+v", w, r.last.Routing)
+	}
 	r.waitForStep(11, time.Minute)
-	if w := r.last.Workload; w.CanaryPercent != 60 || r.last.Routing.HeaderRoute != 0 {
-		t.Fatalf("matchTrafficWeight follows the weight, the header route is gone: %+v %+v", w, r.last.Routing)
+	if w := r.last.Workload; w.CanaryPercent != 60 || r.last.Routing.CanaryWeight != 60 {
+		t.Fatalf("matchTrafficWeight at 60%%: %+v %+v", w, r.last.Routing)
 	}
 	r.waitForPhase(meshv1.PhaseSucceeded, 10*time.Minute)
 	r.expectWeights(0, 10, 40, 60, 0)

@@ -313,6 +313,24 @@ func TestCanaryDefaultsAndWarnings(t *testing.T) {
 		}
 	}
 
+	// Steps that never run the checks, and a canary scale an autoscaler also sets.
+	stepped := canary(func(c *meshv1.Canary) {
+		withMetric(meshv1.CanaryMetric{Name: "request-success-rate"})(c)
+		withSteps(meshv1.CanaryStep{SetCanaryScale: &meshv1.StepCanaryScale{Replicas: ptr.To[int32](1)}}, meshv1.CanaryStep{SetWeight: ptr.To[int32](20)})(c)
+		c.Spec.AutoscalerRef = &meshv1.AutoscalerRef{Name: "podinfo"}
+	})(ns)
+	if err := c.Create(t.Context(), stepped); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"spec.analysis.steps: has no analysis step: the metrics and rollout webhooks of spec.analysis never run",
+		"spec.analysis.steps[0].setCanaryScale: spec.autoscalerRef podinfo scales the canary too",
+	} {
+		if !slices.ContainsFunc(w.all(), func(s string) bool { return strings.HasPrefix(s, want) }) {
+			t.Errorf("no warning starting %q in %q", want, w.all())
+		}
+	}
+
 	// A change of metadata alone is never refused, even of an object the webhook would
 	// refuse now, and neither is the removal of a finalizer from an object being deleted.
 	obj.Finalizers = []string{"example.com/hold"}

@@ -13,7 +13,8 @@ import (
 // validateSteps checks spec.analysis.steps as the CRD's CEL rules do (for objects of an older
 // CRD), parses pause durations as the controller does, and warns of checks that no analysis
 // step ever runs.
-func validateSteps(path *field.Path, a *meshv1.CanaryAnalysis, ws *admission.Warnings) field.ErrorList {
+func validateSteps(path *field.Path, c *meshv1.Canary, ws *admission.Warnings) field.ErrorList {
+	a := &c.Spec.Analysis
 	if len(a.Steps) == 0 {
 		return nil
 	}
@@ -59,6 +60,9 @@ func validateSteps(path *field.Path, a *meshv1.CanaryAnalysis, ws *admission.War
 			}
 			if n != 1 {
 				errs = append(errs, field.Invalid(p.Child("setCanaryScale"), fmt.Sprintf("%d fields set", n), "set exactly one of replicas, weight or matchTrafficWeight"))
+			}
+			if c.Spec.AutoscalerRef != nil {
+				*ws = append(*ws, fmt.Sprintf("%s: spec.autoscalerRef %s scales the canary too: canopy sets the count at every reconcile from this step on, against the autoscaler", p.Child("setCanaryScale"), c.Spec.AutoscalerRef.Name))
 			}
 		}
 	}

@@ -75,7 +75,7 @@ func (v *CanaryValidator) Validate(c *meshv1.Canary) (admission.Warnings, error)
 		errs = append(errs, field.Invalid(analysisPath.Child("interval"), a.Interval, err.Error()))
 	}
 	errs = append(errs, v.Providers.validate(analysisPath.Child("provider"), a.Provider, &ws)...)
-	errs = append(errs, validateSteps(analysisPath, a, &ws)...)
+	errs = append(errs, validateSteps(analysisPath, c, &ws)...)
 	for i := range a.Metrics {
 		errs = append(errs, v.validateMetric(c, analysisPath.Child("metrics").Index(i), &a.Metrics[i], &ws)...)
 	}
