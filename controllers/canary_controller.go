@@ -499,7 +499,7 @@ func (r *CanaryReconciler) applyWorkload(ctx context.Context, s *canaryScope) (b
 		}
 	}
 	resyncSecrets(s)
-	if n, ok := canaryReplicas(w, s.primary, s.target); ok {
+	if n, ok := desired.CanaryReplicas(w, s.primary, s.target); ok {
 		if err := r.scale(ctx, s.target, n); err != nil {
 			return true, err
 		}
@@ -510,30 +510,6 @@ func (r *CanaryReconciler) applyWorkload(ctx context.Context, s *canaryScope) (b
 		}
 	}
 	return false, nil
-}
-
-// canaryReplicas is the one place the target's (the canary's) replica count is decided:
-// the count to scale it to, and whether to scale it at all.
-func canaryReplicas(w progress.Workload, primary, target *appsv1.Deployment) (int32, bool) {
-	has := workload.Replicas(target)
-	switch {
-	case w.ScaleTargetToZero:
-		return 0, true
-	case !w.CanaryScaledUp:
-		return 0, false
-	case w.CanaryReplicas > 0:
-		// A setCanaryScale step: its count, whatever the canary runs.
-		return w.CanaryReplicas, has != w.CanaryReplicas
-	case w.CanaryPercent > 0:
-		n := max((workload.Replicas(primary)*w.CanaryPercent+99)/100, 1)
-		return n, has != n
-	case has == 0:
-		// Only from zero: once running, the canary's count is the user's autoscaler's
-		// business, and canopy never fights it.
-		return max(workload.Replicas(primary), 1), true
-	default:
-		return 0, false
-	}
 }
 
 // applyRouting applies the Services and the router's objects decide rendered, then deletes

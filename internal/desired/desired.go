@@ -87,6 +87,30 @@ func PrimaryReplicas(c *meshv1.Canary, target, primary *appsv1.Deployment, w pro
 	return max(n, 1)
 }
 
+// CanaryReplicas is the one place the target's (the canary's) replica count is decided:
+// the count to scale it to, and whether to scale it at all.
+func CanaryReplicas(w progress.Workload, primary, target *appsv1.Deployment) (int32, bool) {
+	has := workload.Replicas(target)
+	switch {
+	case w.ScaleTargetToZero:
+		return 0, true
+	case !w.CanaryScaledUp:
+		return 0, false
+	case w.CanaryReplicas > 0:
+		// A setCanaryScale step: its count, whatever the canary runs.
+		return w.CanaryReplicas, has != w.CanaryReplicas
+	case w.CanaryPercent > 0:
+		n := max((workload.Replicas(primary)*w.CanaryPercent+99)/100, 1)
+		return n, has != n
+	case has == 0:
+		// Only from zero: once running, the canary's count is the user's autoscaler's
+		// business, and canopy never fights it.
+		return max(workload.Replicas(primary), 1), true
+	default:
+		return 0, false
+	}
+}
+
 // Canary is what is known of a Canary and its workloads at one moment.
 type Canary struct {
 	// Canary is the resource, its status included.

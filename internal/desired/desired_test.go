@@ -83,3 +83,29 @@ func TestPrimaryReplicas(t *testing.T) {
 		})
 	}
 }
+
+func TestCanaryReplicas(t *testing.T) {
+	dep := func(n int32) *appsv1.Deployment { return &appsv1.Deployment{Spec: appsv1.DeploymentSpec{Replicas: &n}} }
+	for _, tc := range []struct {
+		name            string
+		w               progress.Workload
+		primary, target *appsv1.Deployment
+		want            int32
+		scale           bool
+	}{
+		{"back to zero", progress.Workload{ScaleTargetToZero: true}, dep(3), dep(2), 0, true},
+		{"left alone", progress.Workload{}, dep(3), dep(2), 0, false},
+		{"up from zero to the primary's", progress.Workload{CanaryScaledUp: true}, dep(3), dep(0), 3, true},
+		{"running: the user's or an autoscaler's", progress.Workload{CanaryScaledUp: true}, dep(3), dep(5), 0, false},
+		{"a setCanaryScale count", progress.Workload{CanaryScaledUp: true, CanaryReplicas: 1}, dep(3), dep(3), 1, true},
+		{"a setCanaryScale weight, rounded up", progress.Workload{CanaryScaledUp: true, CanaryPercent: 20}, dep(6), dep(0), 2, true},
+		{"already at the step's count", progress.Workload{CanaryScaledUp: true, CanaryPercent: 20}, dep(6), dep(2), 2, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, scale := CanaryReplicas(tc.w, tc.primary, tc.target)
+			if scale != tc.scale || (scale && n != tc.want) {
+				t.Fatalf("CanaryReplicas = %d, %v; want %d, %v", n, scale, tc.want, tc.scale)
+			}
+		})
+	}
+}
