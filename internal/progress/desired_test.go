@@ -56,14 +56,8 @@ func (c *cluster) carryOut(objs desired.CanaryObjects, w progress.Workload) {
 	if objs.Primary != nil {
 		c.primary = objs.Primary.DeepCopy()
 	}
-	switch {
-	case w.ScaleTargetToZero:
-		c.replicas = 0
-	case w.CanaryScaledUp && c.replicas == 0:
-		c.replicas = 1
-		if c.primary != nil {
-			c.replicas = max(*c.primary.Spec.Replicas, 1)
-		}
+	if n, scale := desired.CanaryReplicas(w, c.primary, c.target()); scale {
+		c.replicas = n
 	}
 }
 
@@ -77,6 +71,8 @@ func TestControllerAndCLIAgreeInEveryPhase(t *testing.T) {
 	ab.Analysis.Match = []meshv1.HTTPMatch{{Headers: map[string]meshv1.StringMatch{"x-canary": {Exact: new("insider")}}}}
 	mirrored := progress.IterationsSpec(2)
 	mirrored.Analysis.Mirror = true
+	gradual := progress.WeightedSpec()
+	gradual.Analysis.StepWeightPromotion = new(int32(20))
 	mirroredWeighted := progress.WeightedSpec()
 	mirroredWeighted.Analysis.Mirror = true
 	mirroredWeighted.Analysis.MirrorWeight = new(int32(40))
@@ -115,6 +111,13 @@ func TestControllerAndCLIAgreeInEveryPhase(t *testing.T) {
 		}, 0},
 		{"weighted, the primary scaled by hand", progress.WeightedSpec(), promoted, 5},
 		{"A/B", ab, promoted, 0},
+		{"explicit steps", progress.StepsSpec(), func(s *progress.Story) {
+			s.Deploy("v2")
+			s.Wait(10 * time.Minute) // to the pause that waits for a resume
+			s.Ask(progress.ActionResume)
+			s.WaitForPhase(meshv1.PhaseSucceeded, time.Hour)
+		}, 0},
+		{"explicit steps, promoted gradually", gradual, promoted, 0},
 		{"blue/green mirrored", mirrored, promoted, 0},
 		{"weighted mirrored", mirroredWeighted, promoted, 0},
 	}

@@ -41,5 +41,8 @@ func (s *Story) Wait(d time.Duration) { s.r.t.Helper(); s.r.wait(d) }
 
 // WeightedSpec is a canary moving 10% a minute up to 50%; IterationsSpec a blue/green one
 // of n iterations.
+// StepsSpec is a rollout spelled out with every kind of explicit step.
+func StepsSpec() meshv1.CanarySpec { return stepsSpec() }
+
 func WeightedSpec() meshv1.CanarySpec          { return weightedSpec() }
 func IterationsSpec(n int32) meshv1.CanarySpec { return iterationsSpec(n) }
