@@ -58,6 +58,8 @@ type CanarySpec struct {
 	// deletionPolicy HandOver and contradicts Orphan; false changes nothing.
 	// +optional
 	RevertOnDeletion bool `json:"revertOnDeletion,omitempty"`
+
+	FlaggerSpecFields `json:",inline"`
 }
 
 // CanaryRouting chooses how the apex Service's traffic is split between the primary and
@@ -140,6 +142,8 @@ type AutoscalerRef struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$`
 	Name string `json:"name"`
+
+	FlaggerAutoscalerFields `json:",inline"`
 }
 
 // CanaryService describes the Services and routing canopy generates for the target.
@@ -186,6 +190,9 @@ type CanaryService struct {
 	CorsPolicy *CorsPolicy `json:"corsPolicy,omitempty"`
 	// +optional
 	TrafficPolicy *TrafficPolicy `json:"trafficPolicy,omitempty"`
+
+	CanaryServiceMeta    `json:",inline"`
+	FlaggerServiceFields `json:",inline"`
 }
 
 // CanaryAnalysis is the progression and its checks. The strategy follows from the fields set:
@@ -283,6 +290,11 @@ type CanaryAnalysis struct {
 	// +listMapKey=name
 	// +optional
 	Webhooks []CanaryWebhook `json:"webhooks,omitempty"`
+	// SessionAffinity keeps users who reached the canary on it until the rollout ends.
+	// +optional
+	SessionAffinity *SessionAffinity `json:"sessionAffinity,omitempty"`
+
+	FlaggerAnalysisFields `json:",inline"`
 }
 
 // OnErrorPolicy says what a check that could not be measured does.
@@ -399,6 +411,8 @@ type CanaryMetric struct {
 	// +kubebuilder:default="10m"
 	// +optional
 	HoldTimeout Duration `json:"holdTimeout,omitempty"`
+
+	FlaggerMetricFields `json:",inline"`
 }
 
 // TemplateRef names a MetricTemplate; namespace defaults to the Canary's.
@@ -438,8 +452,12 @@ type CanaryWebhook struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
-	Name string      `json:"name"`
-	Type WebhookType `json:"type"`
+	Name string `json:"name"`
+	// Type is when the webhook is called; rollout (a check at every step) by default, as
+	// in Flagger.
+	// +kubebuilder:default=rollout
+	// +optional
+	Type WebhookType `json:"type,omitempty"`
 	// URL receives a POST with a JSON payload.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=2048
@@ -468,6 +486,8 @@ type CanaryWebhook struct {
 	// mesh.canopy.dev/credentials=true.
 	// +optional
 	Header *WebhookHeader `json:"header,omitempty"`
+
+	FlaggerWebhookFields `json:",inline"`
 }
 
 // WebhookHeader is an HTTP header whose value is a Secret's key.

@@ -197,4 +197,6 @@ type TrafficPolicy struct {
 	ConnectionPool *ConnectionPool `json:"connectionPool,omitempty"`
 	// +optional
 	CircuitBreaker *CircuitBreaker `json:"circuitBreaker,omitempty"`
+
+	FlaggerTrafficPolicyFields `json:",inline"`
 }

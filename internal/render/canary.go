@@ -62,6 +62,7 @@ func CanaryObjects(c *meshv1.Canary, target *appsv1.Deployment, w progress.Routi
 	e := r.e
 
 	var set CanarySet
+	checkSessionAffinity(e, &c.Spec.Analysis)
 	set.Services = r.services()
 	set.DestinationRules = r.destinationRules()
 	set.VirtualService = r.virtualService()
@@ -253,11 +254,13 @@ func (r *canaryRenderer) services() []*corev1.Service {
 		}
 	}
 	primarySel := map[string]string{SelectorLabel: PrimaryName(r.name)}
-	return []*corev1.Service{
+	svcs := []*corev1.Service{
 		svc(r.name, primarySel),
 		svc(PrimaryName(r.name), copyMap(primarySel)),
 		svc(CanaryName(r.name), copyMap(r.target.Spec.Selector.MatchLabels)),
 	}
+	r.serviceExtras(svcs)
+	return svcs
 }
 
 func (r *canaryRenderer) destinationRules() []*networkingv1.DestinationRule {
@@ -397,6 +400,9 @@ func (r *canaryRenderer) virtualService() *networkingv1.VirtualService {
 				ab.Route = r.canaryOnly()
 				routes = append(routes, ab)
 			}
+			if r.sticky() {
+				routes = append(routes, r.stickyRoute(base, match))
+			}
 			base.Match = match.reqs
 			base.Route = r.split()
 			routes = append(routes, r.withMirror(base, match)...)
@@ -413,6 +419,9 @@ func (r *canaryRenderer) virtualService() *networkingv1.VirtualService {
 			routes = append(routes, ab)
 		}
 		def := d.route()
+		if r.sticky() {
+			routes = append(routes, r.stickyRoute(def, svcMatch))
+		}
 		def.Match = svcMatch.reqs
 		def.Route = r.split()
 		routes = append(routes, r.withMirror(def, svcMatch)...)
@@ -532,11 +541,16 @@ func (r *canaryRenderer) destination(host string) *networking.Destination {
 
 // split is the weighted pair of destinations. Both are always listed, so the route keeps
 // its shape; a weight of 0 vanishes from the JSON and Istio reads it as 0.
+// With session affinity, the canary's answers set the cookie that keeps its users on it.
 func (r *canaryRenderer) split() []*networking.HTTPRouteDestination {
-	return []*networking.HTTPRouteDestination{
+	out := []*networking.HTTPRouteDestination{
 		{Destination: r.destination(PrimaryName(r.name)), Weight: r.w.PrimaryWeight},
 		{Destination: r.destination(CanaryName(r.name)), Weight: r.w.CanaryWeight},
 	}
+	if r.sticky() {
+		out[1].Headers = r.setCookie()
+	}
+	return out
 }
 
 func (r *canaryRenderer) canaryOnly() []*networking.HTTPRouteDestination {

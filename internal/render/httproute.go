@@ -303,6 +303,9 @@ func (g *gatewayRenderer) unsupported() {
 			}
 		}
 	}
+	if g.c.Spec.Analysis.SessionAffinity != nil {
+		g.u.warn("spec.analysis.sessionAffinity", "is not written: the cookie match it needs is a regular expression, whose support the Gateway API leaves to the implementation: not in force with routing.provider gatewayapi")
+	}
 	if s.TrafficPolicy != nil {
 		g.u.warn("spec.service.trafficPolicy", "is an Istio DestinationRule setting, which routing.provider gatewayapi does not write: not in force")
 	}

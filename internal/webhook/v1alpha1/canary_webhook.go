@@ -67,7 +67,7 @@ type CanaryValidator struct {
 func (v *CanaryValidator) Validate(c *meshv1.Canary) (admission.Warnings, error) {
 	warnings, err := render.ValidateCanary(c)
 	errs := append(renderErrors(err), renderErrors(v.Tenancy.CheckCanary(c, nil))...)
-	ws := renderWarnings(warnings)
+	ws := append(flaggerWarnings(c), renderWarnings(warnings)...)
 
 	a := &c.Spec.Analysis
 	analysisPath := field.NewPath("spec", "analysis")
