@@ -55,6 +55,37 @@ type SessionAffinity struct {
 	// +kubebuilder:default=86400
 	// +optional
 	MaxAge int32 `json:"maxAge,omitempty"`
+	// PrimaryCookieName, when set, keeps users who reached the primary during the rollout
+	// on it too, by a cookie of that name, so that the weights keep holding for new users
+	// rather than tilting to the canary as its users stay.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&'*+.^_|~-]+$`
+	// +optional
+	PrimaryCookieName string `json:"primaryCookieName,omitempty"`
+	// Path is the cookie's Path attribute; "/" (the whole site) by default.
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^/[^;\x00-\x1f\x7f]*$`
+	// +optional
+	Path string `json:"path,omitempty"`
+	// Domain is the cookie's Domain attribute; by default the request's host only.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^\.?[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$`
+	// +optional
+	Domain string `json:"domain,omitempty"`
+	// HTTPOnly hides the cookie from scripts.
+	// +optional
+	HTTPOnly bool `json:"httpOnly,omitempty"`
+	// Secure sends the cookie over HTTPS only.
+	// +optional
+	Secure bool `json:"secure,omitempty"`
+	// SameSite is the cookie's SameSite attribute.
+	// +kubebuilder:validation:Enum=Strict;Lax;None
+	// +optional
+	SameSite string `json:"sameSite,omitempty"`
+	// Partitioned stores the cookie in partitioned storage (CHIPS).
+	// +optional
+	Partitioned bool `json:"partitioned,omitempty"`
 }
 
 // The fields below are Flagger's with no canopy equivalent. They are accepted so that a
@@ -114,6 +145,24 @@ type FlaggerServiceFields struct {
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
 	GatewayRefs []runtime.RawExtension `json:"gatewayRefs,omitempty"`
+	// TrafficDistribution is Flagger's Service trafficDistribution: ignored.
+	// +optional
+	TrafficDistribution string `json:"trafficDistribution,omitempty"`
+	// Headless is Flagger's headless primary and canary Services: ignored.
+	// +optional
+	Headless bool `json:"headless,omitempty"`
+	// BackendTimeout is Flagger's Gateway API backend timeout: ignored.
+	// +optional
+	BackendTimeout string `json:"backendTimeout,omitempty"`
+	// Mirror are Flagger's Gateway API mirror filters: ignored; canopy's is analysis.mirror.
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +optional
+	Mirror []runtime.RawExtension `json:"mirror,omitempty"`
+	// UnmanagedMetadata are Flagger's label and annotation keys left to others: ignored;
+	// canopy leaves alone every key it does not set.
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +optional
+	UnmanagedMetadata *runtime.RawExtension `json:"unmanagedMetadata,omitempty"`
 }
 
 // FlaggerTrafficPolicyFields are the parts of Istio's TrafficPolicy that Flagger copies and
@@ -159,6 +208,9 @@ type FlaggerWebhookFields struct {
 	// MuteAlert is Flagger's: ignored; canopy has no alerts to mute.
 	// +optional
 	MuteAlert bool `json:"muteAlert,omitempty"`
+	// DisableTLS is Flagger's: ignored; canopy verifies https:// webhooks' certificates.
+	// +optional
+	DisableTLS bool `json:"disableTLS,omitempty"`
 }
 
 // FlaggerAutoscalerFields are Flagger's autoscalerRef fields canopy ignores.

@@ -31,37 +31,66 @@ func (r *canaryRenderer) cookieValue() string {
 // cookieValueRE is what may stand in a cookie's value unquoted (RFC 6265's cookie-octet).
 var cookieValueRE = regexp.MustCompile(`^[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]+$`)
 
-// setCookie is the Set-Cookie header the canary's responses carry on the weighted routes.
-func (r *canaryRenderer) setCookie() *networking.Headers {
+// setCookie is the Set-Cookie header the responses of one side (the canary's or the
+// primary's cookie name) carry on the weighted routes.
+func (r *canaryRenderer) setCookie(name string) *networking.Headers {
 	sa := r.c.Spec.Analysis.SessionAffinity
 	maxAge := sa.MaxAge
 	if maxAge <= 0 {
 		maxAge = defaultCookieMaxAge
 	}
-	v := fmt.Sprintf("%s=%s; Max-Age=%d; Path=/", sa.CookieName, r.cookieValue(), maxAge)
+	path := sa.Path
+	if path == "" {
+		path = "/"
+	}
+	v := fmt.Sprintf("%s=%s; Max-Age=%d; Path=%s", name, r.cookieValue(), maxAge, path)
+	if sa.Domain != "" {
+		v += "; Domain=" + sa.Domain
+	}
+	if sa.SameSite != "" {
+		v += "; SameSite=" + sa.SameSite
+	}
+	for _, flag := range []struct {
+		on   bool
+		name string
+	}{{sa.HTTPOnly, "HttpOnly"}, {sa.Secure, "Secure"}, {sa.Partitioned, "Partitioned"}} {
+		if flag.on {
+			v += "; " + flag.name
+		}
+	}
 	return &networking.Headers{Response: &networking.Headers_HeaderOperations{Add: map[string]string{"Set-Cookie": v}}}
 }
 
-// cookieMatch matches the requests that carry the canary's cookie, among any others.
-func (r *canaryRenderer) cookieMatch() matchList {
-	sa := r.c.Spec.Analysis.SessionAffinity
-	re := fmt.Sprintf(`^(.*;\s*)?%s=%s(;.*)?$`, regexp.QuoteMeta(sa.CookieName), regexp.QuoteMeta(r.cookieValue()))
+// cookieMatch matches the requests that carry the named cookie of this rollout, among
+// any others.
+func (r *canaryRenderer) cookieMatch(name string) matchList {
+	re := fmt.Sprintf(`^(.*;\s*)?%s=%s(;.*)?$`, regexp.QuoteMeta(name), regexp.QuoteMeta(r.cookieValue()))
 	return matchList{
 		src:  []matchSrc{{r.e, "spec.analysis.sessionAffinity"}},
 		reqs: []*networking.HTTPMatchRequest{{Headers: map[string]*networking.StringMatch{"cookie": {MatchType: &networking.StringMatch_Regex{Regex: re}}}}},
 	}
 }
 
-// stickyRoute is base (a weighted route, before its match and destinations are set) for
-// the requests that match match and carry the canary's cookie: all to the canary.
-func (r *canaryRenderer) stickyRoute(base *networking.HTTPRoute, match matchList) *networking.HTTPRoute {
-	rt := cloneMsg(base)
-	if rt.Name != "" {
-		rt.Name += "-sticky"
+// stickyRoutes are base (a weighted route, before its match and destinations are set) for
+// the requests that match match and carry the canary's cookie, all to the canary, and with
+// primaryCookieName, then those that carry the primary's, all to the primary.
+func (r *canaryRenderer) stickyRoutes(base *networking.HTTPRoute, match matchList) []*networking.HTTPRoute {
+	sa := r.c.Spec.Analysis.SessionAffinity
+	route := func(suffix, cookie string, to []*networking.HTTPRouteDestination) *networking.HTTPRoute {
+		rt := cloneMsg(base)
+		if rt.Name != "" {
+			rt.Name += suffix
+		}
+		rt.Match = r.cookieMatch(cookie).and(match).reqs
+		rt.Route = to
+		return rt
 	}
-	rt.Match = r.cookieMatch().and(match).reqs
-	rt.Route = r.canaryOnly()
-	return rt
+	out := []*networking.HTTPRoute{route("-sticky", sa.CookieName, r.canaryOnly())}
+	if sa.PrimaryCookieName != "" {
+		out = append(out, route("-sticky-primary", sa.PrimaryCookieName,
+			[]*networking.HTTPRouteDestination{{Destination: r.destination(PrimaryName(r.name)), Weight: 100}}))
+	}
+	return out
 }
 
 // checkSessionAffinity refuses session affinity where no weighted split keeps it: A/B
@@ -69,6 +98,12 @@ func (r *canaryRenderer) stickyRoute(base *networking.HTTPRoute, match matchList
 func checkSessionAffinity(e *errs, a *meshv1.CanaryAnalysis) {
 	if a.SessionAffinity == nil {
 		return
+	}
+	if sa := a.SessionAffinity; sa.PrimaryCookieName == sa.CookieName {
+		e.invalid("spec.analysis.sessionAffinity.primaryCookieName", "is the same as cookieName: the primary's and the canary's users would be told apart by nothing")
+	}
+	if sa := a.SessionAffinity; sa.SameSite == "None" && !sa.Secure {
+		e.warn("spec.analysis.sessionAffinity.sameSite", "None without secure: browsers drop such cookies")
 	}
 	if a.StepWeight == nil && len(a.StepWeights) == 0 {
 		e.invalid("spec.analysis.sessionAffinity", "needs a weighted rollout (stepWeight or stepWeights): A/B testing and blue/green have no weighted split to keep users out of")

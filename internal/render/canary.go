@@ -401,7 +401,7 @@ func (r *canaryRenderer) virtualService() *networkingv1.VirtualService {
 				routes = append(routes, ab)
 			}
 			if r.sticky() {
-				routes = append(routes, r.stickyRoute(base, match))
+				routes = append(routes, r.stickyRoutes(base, match)...)
 			}
 			base.Match = match.reqs
 			base.Route = r.split()
@@ -420,7 +420,7 @@ func (r *canaryRenderer) virtualService() *networkingv1.VirtualService {
 		}
 		def := d.route()
 		if r.sticky() {
-			routes = append(routes, r.stickyRoute(def, svcMatch))
+			routes = append(routes, r.stickyRoutes(def, svcMatch)...)
 		}
 		def.Match = svcMatch.reqs
 		def.Route = r.split()
@@ -548,7 +548,11 @@ func (r *canaryRenderer) split() []*networking.HTTPRouteDestination {
 		{Destination: r.destination(CanaryName(r.name)), Weight: r.w.CanaryWeight},
 	}
 	if r.sticky() {
-		out[1].Headers = r.setCookie()
+		sa := r.c.Spec.Analysis.SessionAffinity
+		out[1].Headers = r.setCookie(sa.CookieName)
+		if sa.PrimaryCookieName != "" {
+			out[0].Headers = r.setCookie(sa.PrimaryCookieName)
+		}
 	}
 	return out
 }

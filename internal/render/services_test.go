@@ -154,9 +154,25 @@ spec:
 		t.Errorf("routes %q, want each policy route and the default after their sticky route", got)
 	}
 
+	// A primary cookie too, and the cookie's attributes.
+	c.Spec.Analysis.SessionAffinity = &meshv1.SessionAffinity{CookieName: "canary", PrimaryCookieName: "primary",
+		Path: "/shop", Domain: "example.com", HTTPOnly: true, Secure: true, SameSite: "Lax"}
+	set = renderCanary(t, c, Weights{Primary: 70, Canary: 30}, nil)
+	http := set.VirtualService.Spec.Http
+	if len(http) != 3 || http[1].Route[0].Destination.Host != "reviews-primary" || http[1].Match[0].Headers["cookie"].GetRegex() != `^(.*;\s*)?primary=abc123(;.*)?$` {
+		t.Fatalf("routes %v, want the canary's sticky route, the primary's, then the weighted one", http)
+	}
+	if got, want := http[2].Route[0].Headers.GetResponse().GetAdd()["Set-Cookie"], "primary=abc123; Max-Age=86400; Path=/shop; Domain=example.com; SameSite=Lax; HttpOnly; Secure"; got != want {
+		t.Errorf("the primary's Set-Cookie %q, want %q", got, want)
+	}
+	c.Spec.Analysis.SessionAffinity.PrimaryCookieName = "canary"
+	_, err := CanaryObjects(c, reviewsTarget(), Weights{Primary: 70, Canary: 30}, nil)
+	expectFieldError(t, err, "spec.analysis.sessionAffinity.primaryCookieName", meshv1.ReasonInvalidSpec)
+	c.Spec.Analysis.SessionAffinity.PrimaryCookieName = ""
+
 	// Blue/green has no split to keep users out of.
 	c.Spec.Analysis.StepWeight = nil
 	c.Spec.Analysis.Iterations = ptr[int32](5)
-	_, err := CanaryObjects(c, reviewsTarget(), Weights{Primary: 100}, nil)
+	_, err = CanaryObjects(c, reviewsTarget(), Weights{Primary: 100}, nil)
 	expectFieldError(t, err, "spec.analysis.sessionAffinity", meshv1.ReasonInvalidSpec)
 }

@@ -285,7 +285,7 @@ func TestCanaryCrossNamespaceAllowed(t *testing.T) {
 func TestCanaryDefaultsAndWarnings(t *testing.T) {
 	startOperator(t, manager.Options{})
 	ns := env.CreateNamespace(t)
-	c, w := warningClient(t)
+	c, w := env.WarningClient(t)
 	obj := canary(func(c *meshv1.Canary) {
 		withMetric(meshv1.CanaryMetric{Name: "errors", TemplateRef: &meshv1.TemplateRef{Name: "errors"}, HoldTimeout: "30s", Interval: "5m"})(c)
 		withCheck(meshv1.CanaryMetric{Name: "request-success-rate", SuccessCondition: "result >= 99.0",
@@ -308,8 +308,8 @@ func TestCanaryDefaultsAndWarnings(t *testing.T) {
 		"spec.analysis.metrics[1].dryRun: is true: the check never decides",
 		"spec.analysis.metrics[2].minRequests: pod-restarts counts the canary's pods",
 	} {
-		if !slices.ContainsFunc(w.all(), func(s string) bool { return strings.HasPrefix(s, want) }) {
-			t.Errorf("no warning starting %q in %q", want, w.all())
+		if !slices.ContainsFunc(w.All(), func(s string) bool { return strings.HasPrefix(s, want) }) {
+			t.Errorf("no warning starting %q in %q", want, w.All())
 		}
 	}
 

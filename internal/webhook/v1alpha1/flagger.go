@@ -47,6 +47,11 @@ func flaggerWarnings(c *meshv1.Canary) admission.Warnings {
 	add(svc.MeshName != "", sp.Child("meshName"), "")
 	add(len(svc.Backends) > 0, sp.Child("backends"), "")
 	add(len(svc.GatewayRefs) > 0, sp.Child("gatewayRefs"), "use spec.service.gateways with spec.routing.provider: gatewayapi")
+	add(svc.TrafficDistribution != "", sp.Child("trafficDistribution"), "")
+	add(svc.Headless, sp.Child("headless"), "")
+	add(svc.BackendTimeout != "", sp.Child("backendTimeout"), "")
+	add(len(svc.Mirror) > 0, sp.Child("mirror"), "use spec.analysis.mirror")
+	add(svc.UnmanagedMetadata != nil, sp.Child("unmanagedMetadata"), "canopy leaves alone the labels and annotations it does not set")
 	if tp := svc.TrafficPolicy; tp != nil {
 		p := sp.Child("trafficPolicy")
 		add(tp.TLS != nil, p.Child("tls"), "use spec.service.trafficPolicy.tlsMode")
@@ -63,7 +68,9 @@ func flaggerWarnings(c *meshv1.Canary) admission.Warnings {
 		add(m.Query != "", p.Child("query"), "put the query in a MetricTemplate and use templateRef")
 	}
 	for i := range a.Webhooks {
-		add(a.Webhooks[i].MuteAlert, ap.Child("webhooks").Index(i).Child("muteAlert"), "")
+		p := ap.Child("webhooks").Index(i)
+		add(a.Webhooks[i].MuteAlert, p.Child("muteAlert"), "")
+		add(a.Webhooks[i].DisableTLS, p.Child("disableTLS"), "")
 	}
 	return ws
 }
