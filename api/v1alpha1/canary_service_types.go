@@ -188,9 +188,6 @@ type FlaggerAnalysisFields struct {
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
 	Alerts []runtime.RawExtension `json:"alerts,omitempty"`
-	// StepWeightPromotion is Flagger's stepped promotion: ignored; canopy promotes at once.
-	// +optional
-	StepWeightPromotion *int32 `json:"stepWeightPromotion,omitempty"`
 }
 
 // FlaggerMetricFields are Flagger's metric fields canopy ignores.

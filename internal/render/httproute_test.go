@@ -130,6 +130,7 @@ func TestCanaryGatewayObjectsUnsupported(t *testing.T) {
 	c := reviewsCanary()
 	c.Spec.Service.Retries = &meshv1.HTTPRetry{Attempts: 3}
 	c.Spec.Service.TrafficPolicy = &meshv1.TrafficPolicy{LoadBalancer: "ROUND_ROBIN"}
+	c.Spec.Analysis.SessionAffinity = &meshv1.SessionAffinity{CookieName: "canary"}
 	p := reviewsPolicy()
 	set, err := CanaryGatewayObjects(c, reviewsTarget(), progress.Routing{PrimaryWeight: 100}, p)
 	if err != nil {
@@ -140,7 +141,7 @@ func TestCanaryGatewayObjectsUnsupported(t *testing.T) {
 		got = append(got, u.String())
 	}
 	all := strings.Join(got, "\n")
-	for _, want := range []string{"spec.service.retries", "spec.service.trafficPolicy"} {
+	for _, want := range []string{"spec.service.retries", "spec.service.trafficPolicy", "spec.analysis.sessionAffinity"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("%s is not reported; got:\n%s", want, all)
 		}

@@ -61,7 +61,6 @@ func flaggerWarnings(c *meshv1.Canary) admission.Warnings {
 
 	a, ap := &s.Analysis, spec.Child("analysis")
 	add(len(a.Alerts) > 0, ap.Child("alerts"), "event webhooks receive every event")
-	add(a.StepWeightPromotion != nil, ap.Child("stepWeightPromotion"), "canopy promotes at once")
 	for i := range a.Metrics {
 		m, p := &a.Metrics[i], ap.Child("metrics").Index(i)
 		add(m.Threshold != nil, p.Child("threshold"), "use thresholdRange.max")
