@@ -193,6 +193,11 @@ func TestRenderedObjectsMatchUpstreamSchemas(t *testing.T) {
 	}
 	t.Run("canary weighted", func(t *testing.T) { check(t, canary(nil, progress.Routing{PrimaryWeight: 90, CanaryWeight: 10}, nil)) })
 	t.Run("canary zero weight", func(t *testing.T) { check(t, canary(nil, progress.Routing{PrimaryWeight: 100}, nil)) })
+	t.Run("canary session affinity with policy", func(t *testing.T) {
+		check(t, canary(func(c *meshv1.Canary) {
+			c.Spec.Analysis.SessionAffinity = &meshv1.SessionAffinity{CookieName: "canary", PrimaryCookieName: "primary", SameSite: "Lax", Secure: true}
+		}, progress.Routing{PrimaryWeight: 90, CanaryWeight: 10}, reviewsPolicy()))
+	})
 	t.Run("canary mirror", func(t *testing.T) {
 		check(t, canary(nil, progress.Routing{PrimaryWeight: 100, Mirror: true, MirrorWeight: 20}, nil))
 	})

@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/progress"
 )
 
 func TestCanaryServiceMetadata(t *testing.T) {
@@ -16,7 +17,7 @@ func TestCanaryServiceMetadata(t *testing.T) {
 		Annotations: map[string]string{"external-dns.alpha.kubernetes.io/hostname": "reviews.example.com"},
 	}
 	c.Spec.Service.Canary = &meshv1.ServiceMetadata{Annotations: map[string]string{"prometheus.io/scrape": "true"}}
-	set := renderCanary(t, c, Weights{Primary: 100}, nil)
+	set := renderCanary(t, c, progress.Routing{PrimaryWeight: 100}, nil)
 	expectYAML(t, set.Services[0], `
 apiVersion: v1
 kind: Service
@@ -52,7 +53,7 @@ spec:
 		t.Run(tc.name, func(t *testing.T) {
 			c := reviewsCanary()
 			c.Spec.Service.Primary = &tc.meta
-			_, err := CanaryObjects(c, reviewsTarget(), Weights{Primary: 100}, nil)
+			_, err := CanaryObjects(c, reviewsTarget(), progress.Routing{PrimaryWeight: 100}, nil)
 			expectFieldError(t, err, tc.field, meshv1.ReasonInvalidSpec)
 		})
 	}
@@ -71,7 +72,7 @@ func TestCanaryPortDiscovery(t *testing.T) {
 	}
 	target.Spec.Template.Spec.Containers = append(target.Spec.Template.Spec.Containers,
 		corev1.Container{Name: "sidecar", Ports: []corev1.ContainerPort{{Name: "grpc", ContainerPort: 9999}}})
-	set, err := CanaryObjects(c, target, Weights{Primary: 100}, nil)
+	set, err := CanaryObjects(c, target, progress.Routing{PrimaryWeight: 100}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +95,7 @@ func TestCanaryPortDiscovery(t *testing.T) {
 
 	// Without portDiscovery, the one port.
 	c.Spec.Service.PortDiscovery = false
-	set, err = CanaryObjects(c, target, Weights{Primary: 100}, nil)
+	set, err = CanaryObjects(c, target, progress.Routing{PrimaryWeight: 100}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +108,7 @@ func TestCanarySessionAffinity(t *testing.T) {
 	c := reviewsCanary()
 	c.Spec.Analysis.SessionAffinity = &meshv1.SessionAffinity{CookieName: "canary.user", MaxAge: 600}
 	c.Status.CurrentRevision = "abc123"
-	set := renderCanary(t, c, Weights{Primary: 70, Canary: 30}, nil)
+	set := renderCanary(t, c, progress.Routing{PrimaryWeight: 70, CanaryWeight: 30}, nil)
 	expectYAML(t, set.VirtualService, `
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -139,13 +140,13 @@ spec:
 	}
 
 	// Outside a rollout (all to the primary), no cookie is set or routed.
-	set = renderCanary(t, c, Weights{Primary: 100}, nil)
+	set = renderCanary(t, c, progress.Routing{PrimaryWeight: 100}, nil)
 	if n := len(set.VirtualService.Spec.Http); n != 1 || set.VirtualService.Spec.Http[0].Route[1].Headers != nil {
 		t.Errorf("with no split, %d routes (want 1) and canary headers %v (want none)", n, set.VirtualService.Spec.Http[0].Route[1].Headers)
 	}
 
 	// Composed with a MeshPolicy's routes: each gets its sticky route.
-	set = renderCanary(t, c, Weights{Primary: 70, Canary: 30}, reviewsPolicy())
+	set = renderCanary(t, c, progress.Routing{PrimaryWeight: 70, CanaryWeight: 30}, reviewsPolicy())
 	var names []string
 	for _, rt := range set.VirtualService.Spec.Http {
 		names = append(names, rt.Name)
@@ -157,7 +158,7 @@ spec:
 	// A primary cookie too, and the cookie's attributes.
 	c.Spec.Analysis.SessionAffinity = &meshv1.SessionAffinity{CookieName: "canary", PrimaryCookieName: "primary",
 		Path: "/shop", Domain: "example.com", HTTPOnly: true, Secure: true, SameSite: "Lax"}
-	set = renderCanary(t, c, Weights{Primary: 70, Canary: 30}, nil)
+	set = renderCanary(t, c, progress.Routing{PrimaryWeight: 70, CanaryWeight: 30}, nil)
 	http := set.VirtualService.Spec.Http
 	if len(http) != 3 || http[1].Route[0].Destination.Host != "reviews-primary" || http[1].Match[0].Headers["cookie"].GetRegex() != `^(.*;\s*)?primary=abc123(;.*)?$` {
 		t.Fatalf("routes %v, want the canary's sticky route, the primary's, then the weighted one", http)
@@ -166,13 +167,13 @@ spec:
 		t.Errorf("the primary's Set-Cookie %q, want %q", got, want)
 	}
 	c.Spec.Analysis.SessionAffinity.PrimaryCookieName = "canary"
-	_, err := CanaryObjects(c, reviewsTarget(), Weights{Primary: 70, Canary: 30}, nil)
+	_, err := CanaryObjects(c, reviewsTarget(), progress.Routing{PrimaryWeight: 70, CanaryWeight: 30}, nil)
 	expectFieldError(t, err, "spec.analysis.sessionAffinity.primaryCookieName", meshv1.ReasonInvalidSpec)
 	c.Spec.Analysis.SessionAffinity.PrimaryCookieName = ""
 
 	// Blue/green has no split to keep users out of.
 	c.Spec.Analysis.StepWeight = nil
 	c.Spec.Analysis.Iterations = ptr[int32](5)
-	_, err = CanaryObjects(c, reviewsTarget(), Weights{Primary: 100}, nil)
+	_, err = CanaryObjects(c, reviewsTarget(), progress.Routing{PrimaryWeight: 100}, nil)
 	expectFieldError(t, err, "spec.analysis.sessionAffinity", meshv1.ReasonInvalidSpec)
 }

@@ -326,8 +326,8 @@ func TestCanaryDefaultsAndWarnings(t *testing.T) {
 		"spec.analysis.steps: has no analysis step: the metrics and rollout webhooks of spec.analysis never run",
 		"spec.analysis.steps[0].setCanaryScale: spec.autoscalerRef podinfo scales the canary too",
 	} {
-		if !slices.ContainsFunc(w.all(), func(s string) bool { return strings.HasPrefix(s, want) }) {
-			t.Errorf("no warning starting %q in %q", want, w.all())
+		if !slices.ContainsFunc(w.All(), func(s string) bool { return strings.HasPrefix(s, want) }) {
+			t.Errorf("no warning starting %q in %q", want, w.All())
 		}
 	}
 

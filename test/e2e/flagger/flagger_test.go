@@ -206,6 +206,206 @@ func TestFlaggerCanaryIsAdmittedWithWarnings(t *testing.T) {
 	})
 }
 
+// The Canaries of Flagger's other tutorials, apiVersion changed, are admitted as kubectl
+// sends them, each warned of exactly the fields canopy ignores.
+func TestFlaggerTutorialCanariesAreAdmitted(t *testing.T) {
+	// The tutorials' claims beyond the namespace, which the operator allows, as its
+	// administrator would: their hosts, and MetricTemplates in flagger-system.
+	inprocess.Start(t, env, manager.Options{AllowedGatewayNamespaces: "istio-system", AllowedHosts: "app.example.com,www.example.com", AllowCrossNamespace: true})
+	ns := env.CreateNamespace(t)
+	for _, tc := range []struct {
+		name, yaml string
+		warnings   []string
+	}{
+		{"istio-ab-testing", abTestingCanary, []string{
+			"spec.service.trafficPolicy.tls is not supported by canopy; ignored (use spec.service.trafficPolicy.tlsMode)",
+		}},
+		{"gatewayapi-progressive-delivery", gatewayAPICanary, []string{
+			"spec.service.gatewayRefs is not supported by canopy; ignored (use spec.service.gateways with spec.routing.provider: gatewayapi)",
+		}},
+		{"kubernetes-blue-green", blueGreenCanary, []string{
+			"spec.provider is not supported by canopy; ignored (canopy routes with spec.routing.provider: istio, the default, or gatewayapi)",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, warned := env.WarningClient(t)
+			obj := &unstructured.Unstructured{}
+			if err := yaml.Unmarshal([]byte(tc.yaml), &obj.Object); err != nil {
+				t.Fatal(err)
+			}
+			obj.SetNamespace(ns)
+			if err := c.Create(t.Context(), obj, client.FieldValidation("Strict"), client.DryRunAll); err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if got := warned.All(); !slices.Equal(got, tc.warnings) {
+				t.Errorf("warnings\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tc.warnings, "\n"))
+			}
+		})
+	}
+}
+
+// abTestingCanary is the Canary of Flagger's docs/gitbook/tutorials/istio-ab-testing.md.
+const abTestingCanary = `
+apiVersion: mesh.canopy.dev/v1alpha1
+kind: Canary
+metadata:
+  name: podinfo
+spec:
+  targetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: podinfo
+  progressDeadlineSeconds: 60
+  autoscalerRef:
+    apiVersion: autoscaling/v2
+    kind: HorizontalPodAutoscaler
+    name: podinfo
+  service:
+    port: 9898
+    gateways:
+    - istio-system/public-gateway
+    hosts:
+    - app.example.com
+    trafficPolicy:
+      tls:
+        mode: DISABLE
+  analysis:
+    interval: 1m
+    iterations: 10
+    threshold: 2
+    match:
+      - headers:
+          user-agent:
+            regex: ".*Firefox.*"
+      - headers:
+          cookie:
+            regex: "^(.*?;)?(type=insider)(;.*)?$"
+    metrics:
+    - name: request-success-rate
+      thresholdRange:
+        min: 99
+      interval: 1m
+    - name: request-duration
+      thresholdRange:
+        max: 500
+      interval: 30s
+    webhooks:
+      - name: load-test
+        url: http://flagger-loadtester.test/
+        timeout: 15s
+        metadata:
+          cmd: "hey -z 1m -q 10 -c 2 -H 'Cookie: type=insider' http://podinfo.test:9898/"
+`
+
+// gatewayAPICanary is the Canary of Flagger's
+// docs/gitbook/tutorials/gatewayapi-progressive-delivery.md.
+const gatewayAPICanary = `
+apiVersion: mesh.canopy.dev/v1alpha1
+kind: Canary
+metadata:
+  name: podinfo
+spec:
+  targetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: podinfo
+  progressDeadlineSeconds: 60
+  autoscalerRef:
+    apiVersion: autoscaling/v2
+    kind: HorizontalPodAutoscaler
+    name: podinfo
+  service:
+    port: 9898
+    targetPort: 9898
+    hosts:
+     - www.example.com
+    gatewayRefs:
+      - name: gateway
+        namespace: istio-ingress
+  analysis:
+    interval: 1m
+    threshold: 5
+    maxWeight: 50
+    stepWeight: 10
+    metrics:
+    - name: error-rate
+      templateRef:
+        name: error-rate
+        namespace: flagger-system
+      thresholdRange:
+        max: 1
+      interval: 1m
+    - name: latency
+      templateRef:
+        name: latency
+        namespace: flagger-system
+      thresholdRange:
+         max: 0.5
+      interval: 30s
+    webhooks:
+      - name: smoke-test
+        type: pre-rollout
+        url: http://flagger-loadtester.test/
+        timeout: 15s
+        metadata:
+          type: bash
+          cmd: "curl -sd 'anon' http://podinfo-canary.test:9898/token | grep token"
+      - name: load-test
+        url: http://flagger-loadtester.test/
+        timeout: 5s
+        metadata:
+          cmd: "hey -z 2m -q 10 -c 2 -host www.example.com http://gateway-istio.istio-ingress/"
+`
+
+// blueGreenCanary is the Canary of Flagger's docs/gitbook/tutorials/kubernetes-blue-green.md.
+const blueGreenCanary = `
+apiVersion: mesh.canopy.dev/v1alpha1
+kind: Canary
+metadata:
+  name: podinfo
+spec:
+  provider: kubernetes
+  targetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: podinfo
+  progressDeadlineSeconds: 60
+  autoscalerRef:
+    apiVersion: autoscaling/v2
+    kind: HorizontalPodAutoscaler
+    name: podinfo
+  service:
+    port: 9898
+    portDiscovery: true
+  analysis:
+    interval: 30s
+    threshold: 2
+    iterations: 10
+    metrics:
+      - name: request-success-rate
+        thresholdRange:
+          min: 99
+        interval: 1m
+      - name: request-duration
+        thresholdRange:
+          max: 500
+        interval: 30s
+    webhooks:
+      - name: smoke-test
+        type: pre-rollout
+        url: http://flagger-loadtester.test/
+        timeout: 15s
+        metadata:
+          type: bash
+          cmd: "curl -sd 'anon' http://podinfo-canary.test:9898/token | grep token"
+      - name: load-test
+        url: http://flagger-loadtester.test/
+        timeout: 5s
+        metadata:
+          type: cmd
+          cmd: "hey -z 1m -q 10 -c 2 http://podinfo-canary.test:9898/"
+`
+
 // A label canopy sets itself is refused at admission, naming the field.
 func TestServiceMetadataCannotSetCanopysLabels(t *testing.T) {
 	inprocess.Start(t, env, manager.Options{})
