@@ -5,6 +5,8 @@ package flagger
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -30,91 +32,6 @@ func TestMain(m *testing.M) {
 	testenv.Main(m, testenv.Options{LocalCluster: true, Webhooks: true}, &env)
 }
 
-// podinfoCanary is the Canary of Flagger's Istio tutorial (docs/gitbook/tutorials/
-// istio-progressive-delivery.md, its session affinity variant), with the provider and the
-// alerts of its other pages, the Services' metadata and port discovery of its reference,
-// and the apiVersion changed.
-const podinfoCanary = `
-apiVersion: mesh.canopy.dev/v1alpha1
-kind: Canary
-metadata:
-  name: podinfo
-spec:
-  provider: istio
-  targetRef:
-    apiVersion: apps/v1
-    kind: Deployment
-    name: podinfo
-  progressDeadlineSeconds: 60
-  autoscalerRef:
-    apiVersion: autoscaling/v2
-    kind: HorizontalPodAutoscaler
-    name: podinfo
-  service:
-    port: 9898
-    targetPort: 9898
-    portDiscovery: true
-    apex:
-      annotations:
-        external-dns.alpha.kubernetes.io/hostname: app.example.com
-      labels:
-        team: podinfo
-    primary:
-      labels:
-        role: primary
-    canary:
-      annotations:
-        prometheus.io/scrape: "true"
-    gateways:
-    - public-gateway.istio-system.svc.cluster.local
-    hosts:
-    - app.example.com
-    trafficPolicy:
-      tls:
-        mode: DISABLE
-    retries:
-      attempts: 3
-      perTryTimeout: 1s
-      retryOn: "gateway-error,connect-failure,refused-stream"
-  analysis:
-    interval: 1m
-    threshold: 5
-    maxWeight: 50
-    stepWeight: 10
-    sessionAffinity:
-      cookieName: flagger-cookie
-      maxAge: 21600
-    alerts:
-    - name: "on-call Slack"
-      severity: error
-      providerRef:
-        name: on-call
-        namespace: flagger
-    metrics:
-    - name: request-success-rate
-      thresholdRange:
-        min: 99
-      interval: 1m
-    - name: request-duration
-      thresholdRange:
-        max: 500
-      interval: 30s
-    webhooks:
-      - name: acceptance-test
-        type: pre-rollout
-        url: http://flagger-loadtester.test/
-        timeout: 30s
-        metadata:
-          type: bash
-          cmd: "curl -sd 'test' http://podinfo-canary:9898/token | grep token"
-      - name: load-test
-        url: http://flagger-loadtester.test/
-        timeout: 5s
-        muteAlert: true
-        metadata:
-          cmd: "hey -z 1m -q 10 -c 2 http://podinfo-canary.test:9898/"
-`
-
 // A Flagger Canary whose apiVersion alone is changed is admitted; the client is warned of
 // each field canopy does not act on, by name; the generated Services carry the labels,
 // annotations and container ports the Canary asks for.
@@ -127,7 +44,7 @@ func TestFlaggerCanaryIsAdmittedWithWarnings(t *testing.T) {
 
 	c, warned := env.WarningClient(t)
 	obj := &unstructured.Unstructured{}
-	if err := yaml.Unmarshal([]byte(podinfoCanary), &obj.Object); err != nil {
+	if err := yaml.Unmarshal(tutorial(t, "istio-progressive-delivery.yaml"), &obj.Object); err != nil {
 		t.Fatal(err)
 	}
 	obj.SetNamespace(ns)
@@ -214,23 +131,23 @@ func TestFlaggerTutorialCanariesAreAdmitted(t *testing.T) {
 	inprocess.Start(t, env, manager.Options{AllowedGatewayNamespaces: "istio-system", AllowedHosts: "app.example.com,www.example.com", AllowCrossNamespace: true})
 	ns := env.CreateNamespace(t)
 	for _, tc := range []struct {
-		name, yaml string
-		warnings   []string
+		name     string
+		warnings []string
 	}{
-		{"istio-ab-testing", abTestingCanary, []string{
+		{"istio-ab-testing", []string{
 			"spec.service.trafficPolicy.tls is not supported by canopy; ignored (use spec.service.trafficPolicy.tlsMode)",
 		}},
-		{"gatewayapi-progressive-delivery", gatewayAPICanary, []string{
+		{"gatewayapi-progressive-delivery", []string{
 			"spec.service.gatewayRefs is not supported by canopy; ignored (use spec.service.gateways with spec.routing.provider: gatewayapi)",
 		}},
-		{"kubernetes-blue-green", blueGreenCanary, []string{
+		{"kubernetes-blue-green", []string{
 			"spec.provider is not supported by canopy; ignored (canopy routes with spec.routing.provider: istio, the default, or gatewayapi)",
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, warned := env.WarningClient(t)
 			obj := &unstructured.Unstructured{}
-			if err := yaml.Unmarshal([]byte(tc.yaml), &obj.Object); err != nil {
+			if err := yaml.Unmarshal(tutorial(t, tc.name+".yaml"), &obj.Object); err != nil {
 				t.Fatal(err)
 			}
 			obj.SetNamespace(ns)
@@ -244,174 +161,12 @@ func TestFlaggerTutorialCanariesAreAdmitted(t *testing.T) {
 	}
 }
 
-// abTestingCanary is the Canary of Flagger's docs/gitbook/tutorials/istio-ab-testing.md.
-const abTestingCanary = `
-apiVersion: mesh.canopy.dev/v1alpha1
-kind: Canary
-metadata:
-  name: podinfo
-spec:
-  targetRef:
-    apiVersion: apps/v1
-    kind: Deployment
-    name: podinfo
-  progressDeadlineSeconds: 60
-  autoscalerRef:
-    apiVersion: autoscaling/v2
-    kind: HorizontalPodAutoscaler
-    name: podinfo
-  service:
-    port: 9898
-    gateways:
-    - istio-system/public-gateway
-    hosts:
-    - app.example.com
-    trafficPolicy:
-      tls:
-        mode: DISABLE
-  analysis:
-    interval: 1m
-    iterations: 10
-    threshold: 2
-    match:
-      - headers:
-          user-agent:
-            regex: ".*Firefox.*"
-      - headers:
-          cookie:
-            regex: "^(.*?;)?(type=insider)(;.*)?$"
-    metrics:
-    - name: request-success-rate
-      thresholdRange:
-        min: 99
-      interval: 1m
-    - name: request-duration
-      thresholdRange:
-        max: 500
-      interval: 30s
-    webhooks:
-      - name: load-test
-        url: http://flagger-loadtester.test/
-        timeout: 15s
-        metadata:
-          cmd: "hey -z 1m -q 10 -c 2 -H 'Cookie: type=insider' http://podinfo.test:9898/"
-`
-
-// gatewayAPICanary is the Canary of Flagger's
-// docs/gitbook/tutorials/gatewayapi-progressive-delivery.md.
-const gatewayAPICanary = `
-apiVersion: mesh.canopy.dev/v1alpha1
-kind: Canary
-metadata:
-  name: podinfo
-spec:
-  targetRef:
-    apiVersion: apps/v1
-    kind: Deployment
-    name: podinfo
-  progressDeadlineSeconds: 60
-  autoscalerRef:
-    apiVersion: autoscaling/v2
-    kind: HorizontalPodAutoscaler
-    name: podinfo
-  service:
-    port: 9898
-    targetPort: 9898
-    hosts:
-     - www.example.com
-    gatewayRefs:
-      - name: gateway
-        namespace: istio-ingress
-  analysis:
-    interval: 1m
-    threshold: 5
-    maxWeight: 50
-    stepWeight: 10
-    metrics:
-    - name: error-rate
-      templateRef:
-        name: error-rate
-        namespace: flagger-system
-      thresholdRange:
-        max: 1
-      interval: 1m
-    - name: latency
-      templateRef:
-        name: latency
-        namespace: flagger-system
-      thresholdRange:
-         max: 0.5
-      interval: 30s
-    webhooks:
-      - name: smoke-test
-        type: pre-rollout
-        url: http://flagger-loadtester.test/
-        timeout: 15s
-        metadata:
-          type: bash
-          cmd: "curl -sd 'anon' http://podinfo-canary.test:9898/token | grep token"
-      - name: load-test
-        url: http://flagger-loadtester.test/
-        timeout: 5s
-        metadata:
-          cmd: "hey -z 2m -q 10 -c 2 -host www.example.com http://gateway-istio.istio-ingress/"
-`
-
-// blueGreenCanary is the Canary of Flagger's docs/gitbook/tutorials/kubernetes-blue-green.md.
-const blueGreenCanary = `
-apiVersion: mesh.canopy.dev/v1alpha1
-kind: Canary
-metadata:
-  name: podinfo
-spec:
-  provider: kubernetes
-  targetRef:
-    apiVersion: apps/v1
-    kind: Deployment
-    name: podinfo
-  progressDeadlineSeconds: 60
-  autoscalerRef:
-    apiVersion: autoscaling/v2
-    kind: HorizontalPodAutoscaler
-    name: podinfo
-  service:
-    port: 9898
-    portDiscovery: true
-  analysis:
-    interval: 30s
-    threshold: 2
-    iterations: 10
-    metrics:
-      - name: request-success-rate
-        thresholdRange:
-          min: 99
-        interval: 1m
-      - name: request-duration
-        thresholdRange:
-          max: 500
-        interval: 30s
-    webhooks:
-      - name: smoke-test
-        type: pre-rollout
-        url: http://flagger-loadtester.test/
-        timeout: 15s
-        metadata:
-          type: bash
-          cmd: "curl -sd 'anon' http://podinfo-canary.test:9898/token | grep token"
-      - name: load-test
-        url: http://flagger-loadtester.test/
-        timeout: 5s
-        metadata:
-          type: cmd
-          cmd: "hey -z 1m -q 10 -c 2 http://podinfo-canary.test:9898/"
-`
-
 // A label canopy sets itself is refused at admission, naming the field.
 func TestServiceMetadataCannotSetCanopysLabels(t *testing.T) {
 	inprocess.Start(t, env, manager.Options{})
 	ns := env.CreateNamespace(t)
 	cn := &meshv1.Canary{}
-	if err := yaml.Unmarshal([]byte(podinfoCanary), cn); err != nil {
+	if err := yaml.Unmarshal(tutorial(t, "istio-progressive-delivery.yaml"), cn); err != nil {
 		t.Fatal(err)
 	}
 	cn.Namespace = ns
@@ -449,6 +204,17 @@ func createPodinfo(t *testing.T, ns string) {
 	if err := env.Client.Create(t.Context(), hpa); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// tutorial reads the Canary of a Flagger tutorial from testdata: Flagger's YAML with its
+// apiVersion changed (and its comments dropped).
+func tutorial(t *testing.T, file string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func portsOf(svc *corev1.Service) string {
