@@ -594,22 +594,30 @@ func (r *canaryRenderer) mirror(rt *networking.HTTPRoute) {
 
 // ObservedWeights reads the primary/canary split of the Canary named name (its apex
 // Service name) from a VirtualService as stored: the split of its catch-all route, or of
-// its first route to the primary when every route has a match. ok is false when no route
-// sends to the primary, or the split does not add up to 100.
+// its first route to the primary when every route has a match; a route listing both the
+// primary and the canary (the weighted split) is preferred to one to the primary alone (a
+// session-affinity route). ok is false when no route sends to the primary, or the split
+// does not add up to 100.
 func ObservedWeights(vs *networkingv1.VirtualService, name string) (primary, canary int32, ok bool) {
 	if vs == nil {
 		return 0, 0, false
 	}
 	var chosen *networking.HTTPRoute
+	rank := func(rt *networking.HTTPRoute) int { // higher is better
+		r := 0
+		if routesTo(rt, CanaryName(name)) {
+			r += 2
+		}
+		if len(rt.Match) == 0 {
+			r++
+		}
+		return r
+	}
 	for _, rt := range vs.Spec.Http {
 		if !routesTo(rt, PrimaryName(name)) {
 			continue
 		}
-		if len(rt.Match) == 0 {
-			chosen = rt
-			break
-		}
-		if chosen == nil {
+		if chosen == nil || rank(rt) > rank(chosen) {
 			chosen = rt
 		}
 	}

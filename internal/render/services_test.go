@@ -166,6 +166,13 @@ spec:
 	if got, want := http[2].Route[0].Headers.GetResponse().GetAdd()["Set-Cookie"], "primary=abc123; Max-Age=86400; Path=/shop; Domain=example.com; SameSite=Lax; HttpOnly; Secure"; got != want {
 		t.Errorf("the primary's Set-Cookie %q, want %q", got, want)
 	}
+	// With every route matched (service.match), the split is still read from the weighted route.
+	c.Spec.Service.Match = []meshv1.HTTPMatch{{URI: &meshv1.StringMatch{Prefix: ptr("/")}}}
+	set = renderCanary(t, c, Weights{Primary: 70, Canary: 30}, nil)
+	if p, cw, ok := ObservedWeights(set.VirtualService, "reviews"); !ok || p != 70 || cw != 30 {
+		t.Errorf("ObservedWeights = %d, %d, %v; want the weighted route's 70, 30, not the primary cookie's route", p, cw, ok)
+	}
+	c.Spec.Service.Match = nil
 	c.Spec.Analysis.SessionAffinity.PrimaryCookieName = "canary"
 	_, err := CanaryObjects(c, reviewsTarget(), progress.Routing{PrimaryWeight: 70, CanaryWeight: 30}, nil)
 	expectFieldError(t, err, "spec.analysis.sessionAffinity.primaryCookieName", meshv1.ReasonInvalidSpec)
