@@ -168,7 +168,7 @@ spec:
 	}
 	// With every route matched (service.match), the split is still read from the weighted route.
 	c.Spec.Service.Match = []meshv1.HTTPMatch{{URI: &meshv1.StringMatch{Prefix: ptr("/")}}}
-	set = renderCanary(t, c, Weights{Primary: 70, Canary: 30}, nil)
+	set = renderCanary(t, c, progress.Routing{PrimaryWeight: 70, CanaryWeight: 30}, nil)
 	if p, cw, ok := ObservedWeights(set.VirtualService, "reviews"); !ok || p != 70 || cw != 30 {
 		t.Errorf("ObservedWeights = %d, %d, %v; want the weighted route's 70, 30, not the primary cookie's route", p, cw, ok)
 	}
