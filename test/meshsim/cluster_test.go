@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"canopy.dev/canopy/test/testenv"
 )
@@ -424,5 +425,137 @@ func TestIstiodFaultAndMissingSubset(t *testing.T) {
 	}
 	if got := s.Requests(toWorkload("reviews")); got != 0 {
 		t.Errorf("%d requests reached the canary", got)
+	}
+}
+
+// TestGatewayAPIIngress routes ingress traffic through a Gateway API Gateway of class
+// istio: istiod deploys its proxy (a Deployment and Service public-istio, whose pods kwok
+// runs; the test plays the load balancer that gives the Service its address), and the
+// simulator connects as a pod of that Deployment, labelled as istiod labels them. An HTTPRoute with the Gateway as parent splits reviews.example.com 70/30;
+// istiod translates it into the gateway's listener on port 80, and the split holds at
+// the ingress, then follows an edit of the weights.
+func TestGatewayAPIIngress(t *testing.T) {
+	testenv.SkipIfShort(t)
+	ns := env.CreateNamespace(t)
+	ctx := t.Context()
+	createReviews(t, ns, 100, 0)
+	hostname := gwapiv1.Hostname("*.example.com")
+	gw := &gwapiv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "public"}}
+	gw.Spec.GatewayClassName = "istio"
+	gw.Spec.Listeners = []gwapiv1.Listener{{Name: "http", Port: 80, Protocol: gwapiv1.HTTPProtocolType, Hostname: &hostname}}
+	if err := env.Client.Create(ctx, gw); err != nil {
+		t.Fatal(err)
+	}
+	backend := func(name string, weight int32) gwapiv1.HTTPBackendRef {
+		return gwapiv1.HTTPBackendRef{BackendRef: gwapiv1.BackendRef{
+			BackendObjectReference: gwapiv1.BackendObjectReference{Name: gwapiv1.ObjectName(name), Port: ptr.To(gwapiv1.PortNumber(9080))},
+			Weight:                 ptr.To(weight),
+		}}
+	}
+	hr := &gwapiv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reviews-ingress"}}
+	hr.Spec.ParentRefs = []gwapiv1.ParentReference{{Name: "public"}}
+	hr.Spec.Hostnames = []gwapiv1.Hostname{"reviews.example.com"}
+	hr.Spec.Rules = []gwapiv1.HTTPRouteRule{{BackendRefs: []gwapiv1.HTTPBackendRef{backend("reviews-primary", 70), backend("reviews-canary", 30)}}}
+	if err := env.Client.Create(ctx, hr); err != nil {
+		t.Fatal(err)
+	}
+
+	// The cluster's load balancer gives istiod's Service an address: Programmed.
+	if gw = env.ProvisionGatewayAddress(t, ns, "public"); len(gw.Status.Addresses) == 0 || gw.Status.Addresses[0].Value != testenv.LoadBalancerIP {
+		t.Errorf("the Gateway's addresses %+v, want the load balancer's %s", gw.Status.Addresses, testenv.LoadBalancerIP)
+	}
+
+	sim := startSim(t, Options{TickInterval: -1, Namespaces: []string{ns}, IngressShare: 0.5})
+	waitForProxy(t, sim, "router", ns, ingressSplit(ns, "reviews-primary", 70, "reviews-canary", 30))
+	// The proxy is a pod of istiod's deployment for the Gateway.
+	dep := &appsv1.Deployment{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "public-istio"}, dep); err != nil {
+		t.Fatalf("istiod's deployment of the Gateway: %v", err)
+	}
+	if got := dep.Spec.Template.Labels["gateway.networking.k8s.io/gateway-name"]; got != "public" {
+		t.Errorf("istiod labels the gateway pods gateway-name=%q, want public", got)
+	}
+
+	atIngress := func(workload string) func(RouteKey) bool {
+		return func(k RouteKey) bool {
+			return k.Host == "reviews.example.com" && k.VirtualService == "reviews-ingress" && k.Workload == workload && k.Code == 200
+		}
+	}
+	if err := sim.Tick(ctx, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s := sim.Stats()
+	if p, c := s.Requests(atIngress("reviews-primary")), s.Requests(atIngress("reviews")); p != 350 || c != 150 {
+		t.Fatalf("ingress: primary %d, canary %d; want 350 and 150 (half of 50/s for 20s, split 70/30)\n%+v", p, c, s.Routes)
+	}
+	if n := s.Requests(func(k RouteKey) bool { return k.Host == "reviews" }); n != 1000 {
+		t.Errorf("%d mesh requests for reviews, want 1000: the ingress share is the ingress's alone", n)
+	}
+
+	// Shift to 20/80: istiod pushes the gateway's new route, and the ingress follows.
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(hr), hr); err != nil {
+		t.Fatal(err)
+	}
+	hr.Spec.Rules[0].BackendRefs = []gwapiv1.HTTPBackendRef{backend("reviews-primary", 20), backend("reviews-canary", 80)}
+	if err := env.Client.Update(ctx, hr); err != nil {
+		t.Fatal(err)
+	}
+	waitForProxy(t, sim, "router", ns, ingressSplit(ns, "reviews-primary", 20, "reviews-canary", 80))
+	before := sim.Stats()
+	if err := sim.Tick(ctx, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s = sim.Stats()
+	if p, c := s.Requests(atIngress("reviews-primary"))-before.Requests(atIngress("reviews-primary")),
+		s.Requests(atIngress("reviews"))-before.Requests(atIngress("reviews")); p != 100 || c != 400 {
+		t.Fatalf("ingress after the shift: primary %d, canary %d; want 100 and 400\n%+v", p, c, s.Routes)
+	}
+
+	// Reported as the gateway's workload, for Prometheus.
+	resp, err := http.Get("http://" + sim.Addr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{`source_workload="public-istio"`, `source_canonical_service="public-istio"`, `destination_service="reviews-canary.` + ns + `.svc.cluster.local"`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+// ingressSplit accepts a gateway configuration whose virtual host for reviews.example.com
+// splits between the clusters of Services of ns by the given weights, each with one
+// endpoint of a running Pod.
+func ingressSplit(ns string, servicesAndWeights ...any) func(w *World, cfg *envoyConfig) error {
+	return func(w *World, cfg *envoyConfig) error {
+		for _, names := range cfg.httpRouteNames() {
+			for _, name := range names {
+				vh := virtualHost(cfg.Routes[name], "reviews.example.com")
+				if vh == nil || len(vh.Routes) == 0 {
+					continue
+				}
+				got := map[string]uint32{}
+				for _, c := range vh.Routes[0].GetRoute().GetWeightedClusters().GetClusters() {
+					got[c.GetName()] = c.GetWeight().GetValue()
+				}
+				for i := 0; i < len(servicesAndWeights); i += 2 {
+					cluster := "outbound|9080||" + servicesAndWeights[i].(string) + "." + ns + ".svc.cluster.local"
+					if want := uint32(servicesAndWeights[i+1].(int)); got[cluster] != want {
+						return fmt.Errorf("the gateway's route splits %v, want %s at %d", got, cluster, want)
+					}
+					eps, _ := cfg.clusterEndpoints(cluster)
+					if len(eps) != 1 {
+						return fmt.Errorf("%s has endpoints %v, want the one Pod", cluster, eps)
+					}
+					if _, ok := w.at(eps[0].IP); !ok {
+						return fmt.Errorf("%s: no running Pod has the endpoint %s", cluster, eps[0].IP)
+					}
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no virtual host for reviews.example.com: listeners %v", cfg.httpRouteNames())
 	}
 }

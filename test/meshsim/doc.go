@@ -5,14 +5,28 @@
 // What is real: istiod's translation. Every source of traffic connects to istiod
 // (Options.XDSAddress, plaintext ADS, state of the world) as its own proxy: the client's
 // sidecar in the source namespace (node sidecar~192.0.2.x~<SourceWorkload>-meshsim.<ns>,
-// labels app=<SourceWorkload>), and for a VirtualService bound to a gateway, a router in
-// the Gateway's namespace labelled as the Gateway selects. istiod sends it listeners,
+// labels app=<SourceWorkload>), for a VirtualService bound to a gateway, a router in
+// the Gateway's namespace labelled as the Gateway selects, and for an HTTPRoute whose
+// parent is a Gateway API Gateway of gatewayClassName istio (in the watched namespaces),
+// a router that is a pod of the Deployment istiod's gateway deployment controller makes
+// for it: in the Gateway's namespace, with that Deployment's pod labels
+// (gateway.networking.k8s.io/gateway-name: <gateway>, which the Service <gateway>-istio
+// selects) and service account, so that istiod, finding the proxy behind the Service it
+// binds the Gateway's generated Istio Gateways to, sends it the Gateway's listeners (a
+// manual deployment's Service, named by a Hostname address, works the same way; until
+// the Service exists, nobody sends that Gateway's requests). istiod sends it listeners,
 // route configurations, clusters and endpoints as to an Envoy, so VirtualService
 // merging and conflicts, exportTo, sourceLabels and gateways matches, subsets and
 // DestinationRules, Istio's default retry policy and timeouts all arrive as istiod
-// resolves them. The simulator does not read VirtualServices or DestinationRules to
-// route; it lists VirtualServices only to know which hosts get traffic, and HTTPRoutes
-// whose parent is a Service (GAMMA) to send that Service sidecar traffic too.
+// resolves them, and HTTPRoutes as istiod translates them. The simulator does not read
+// VirtualServices, DestinationRules or HTTPRoutes to route; it lists VirtualServices
+// only to know which hosts get traffic, HTTPRoutes whose parent is a Service (GAMMA) to
+// send that Service sidecar traffic too, and HTTPRoutes whose parent is a Gateway API
+// Gateway to send ingress traffic through that Gateway's proxy: for each hostname of the
+// route an HTTP listener of the Gateway accepts (the listener's own when the route has
+// none; the parentRef's sectionName and port narrow the listeners), at
+// Options.IngressShare of RequestsPerSecond. Its metrics are the gateway workload's, as
+// for an Istio Gateway's router (source_workload <gateway>-istio).
 //
 // What is modelled: Envoy's reading of that configuration for one HTTP/1.1 request.
 // A sidecar sends a host's requests to the route configuration of its Service's HTTP
@@ -36,7 +50,9 @@
 // HTTP on the Service's port and no connection ever fails), header and path rewrites,
 // CORS, rate limits, outlier detection, circuit breakers, consistent hashing and
 // locality failover, retry backoff and retry host predicates (a retry takes the next
-// endpoint in turn), TCP and TLS routes, header-controlled faults, gRPC, and filters
+// endpoint in turn), TCP and TLS routes, HTTPS listeners (a Gateway's HTTPS listeners
+// get no requests), the Gateway's load balancer address (nothing is sent to it; the
+// request enters at the proxy), header-controlled faults, gRPC, and filters
 // other than the router and fault filters (EnvoyFilters patching them are not applied).
 //
 // Each request's answer comes from the workload at the endpoint's address: the Pod with

@@ -13,6 +13,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // Options configure a simulator.
@@ -20,6 +21,10 @@ type Options struct {
 	// RequestsPerSecond is the synthetic traffic sent to every VirtualService host
 	// (default 50).
 	RequestsPerSecond float64
+	// IngressShare is the share of RequestsPerSecond that each ingress host of a Gateway
+	// API Gateway (of class istio, an HTTPRoute's parent) gets through that Gateway's
+	// proxy (default 1, as much as any host; negative sends none).
+	IngressShare float64
 	// TickInterval is how often Start's simulator generates traffic (default 1s); each
 	// tick generates the traffic of the wall time elapsed since the last one. Negative
 	// turns the background ticker off: the caller then drives it with Tick.
@@ -57,6 +62,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.TickInterval == 0 {
 		o.TickInterval = time.Second
+	}
+	switch {
+	case o.IngressShare == 0:
+		o.IngressShare = 1
+	case o.IngressShare < 0:
+		o.IngressShare = 0
 	}
 	if len(o.Headers) > 0 && o.HeaderFraction <= 0 {
 		o.HeaderFraction = 0.5
@@ -218,7 +229,11 @@ func (e *engine) simulate(w *World, px proxies, d time.Duration) {
 		}
 		t.cfg = cfg
 		skey := src.node.ID() + "|" + authority
-		n := e.count(skey, e.opts.RequestsPerSecond*d.Seconds())
+		rate := e.opts.RequestsPerSecond
+		if st.KubeGateway != nil {
+			rate *= e.opts.IngressShare
+		}
+		n := e.count(skey, rate*d.Seconds())
 		for range n {
 			tagged := len(e.opts.Headers) > 0 && e.bernoulli(skey+"|tagged", e.opts.HeaderFraction)
 			key := RouteKey{Namespace: st.VS.Namespace, VirtualService: st.VS.Name, Host: st.Host, Tagged: tagged}
@@ -261,6 +276,9 @@ func (e *engine) request(authority string, tagged bool) request {
 // namespace, or for a VirtualService bound to a gateway, that gateway's proxy (a router
 // labelled as its Gateway selects, in the Gateway's namespace).
 func (e *engine) source(w *World, st stream) (source, bool) {
+	if st.KubeGateway != nil {
+		return kubeGatewaySource(w, st.KubeGateway)
+	}
 	if st.Gateway != "mesh" {
 		gw := w.gateway(st.Gateway, st.VS.Namespace)
 		if gw == nil {
@@ -291,6 +309,27 @@ func (e *engine) source(w *World, st stream) (source, bool) {
 		CanonicalService: name, CanonicalRevision: "latest",
 		Principal: "spiffe://cluster.local/ns/" + ns + "/sa/default",
 	}}, true
+}
+
+// kubeGatewaySource is the proxy of a Gateway API Gateway of class istio: a pod of the
+// Deployment behind the Service istiod binds the Gateway to (see kubeGatewayService), as
+// istiod's deployment controller makes it (labelled
+// gateway.networking.k8s.io/gateway-name, the Service's selector) or the user deploys it
+// for a manual one. istiod finds the Service from the proxy's namespace and labels, and
+// sends it the Gateway's listeners. Without that Service no proxy runs the Gateway yet,
+// and nobody sends its requests.
+func kubeGatewaySource(w *World, gw *gwapiv1.Gateway) (source, bool) {
+	svc := w.service(serviceRef{Namespace: gw.Namespace, Name: kubeGatewayService(gw)})
+	if svc == nil || len(svc.Spec.Selector) == 0 {
+		return source{}, false
+	}
+	name, labels, sa := svc.Name, svc.Spec.Selector, ""
+	if d := w.deploymentBehind(svc); d != nil {
+		name, labels, sa = d.Name, d.Spec.Template.Labels, d.Spec.Template.Spec.ServiceAccountName
+	}
+	n := node{Type: "router", Namespace: gw.Namespace, Name: name + "-meshsim", Labels: labels, ServiceAccount: sa}
+	n.IP = testNetIP(n.Namespace + "/" + n.Name)
+	return source{node: n, peer: workloadPeer(name, gw.Namespace, labels, sa)}, true
 }
 
 // testNetIP is a stable address in TEST-NET-1 (192.0.2.0/24, never routed) for a

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -675,5 +676,71 @@ func TestStreamsOfHTTPRoutes(t *testing.T) {
 	}
 	if want := []string{"older reviews mesh", "reviews ratings.books mesh"}; !slices.Equal(got, want) {
 		t.Fatalf("streams with an older VirtualService for reviews %q, want %q", got, want)
+	}
+}
+
+// An HTTPRoute whose parent is a Gateway API Gateway of class istio sends the hostnames
+// that Gateway's HTTP listeners accept through the proxy of the Deployment istiod made for
+// it, at IngressShare of the rate; a Gateway of another class, an HTTPS listener and a
+// hostname no listener accepts send nothing.
+func TestStreamsOfGatewayAPIGateways(t *testing.T) {
+	wildcard := gwapiv1.Hostname("*.example.com")
+	public := &gwapiv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "public"}}
+	public.Spec.GatewayClassName = istioGatewayClass
+	public.Spec.Listeners = []gwapiv1.Listener{
+		{Name: "http", Port: 80, Protocol: gwapiv1.HTTPProtocolType, Hostname: &wildcard},
+		{Name: "https", Port: 443, Protocol: gwapiv1.HTTPSProtocolType},
+	}
+	other := public.DeepCopy()
+	other.Name, other.Spec.GatewayClassName = "other", "envoy"
+	hr := &gwapiv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "reviews"}}
+	hr.Spec.Hostnames = []gwapiv1.Hostname{"reviews.example.com", "reviews.example.org"}
+	hr.Spec.ParentRefs = []gwapiv1.ParentReference{{Name: "public"}, {Name: "other"}}
+	w := reviewsWorld(nil)
+	w.VirtualServices = nil
+	w.HTTPRoutes = []*gwapiv1.HTTPRoute{hr}
+	w.KubeGateways = []*gwapiv1.Gateway{public, other}
+	gwLabels := map[string]string{"gateway.networking.k8s.io/gateway-name": "public", "service.istio.io/canonical-name": "public-istio"}
+	w.deployment("shop", "public-istio", gwLabels, nil, "10.0.0.9").Spec.Template.Spec.ServiceAccountName = "public-istio"
+
+	e, _ := newTestEngine(Options{IngressShare: 0.5})
+	streams := w.streams()
+	if len(streams) != 1 || streams[0].Host != "reviews.example.com" || streams[0].KubeGateway != public || streams[0].VS.Name != "reviews" {
+		t.Fatalf("streams %+v, want reviews.example.com through shop/public", streams)
+	}
+	if _, ok := e.source(w, streams[0]); ok {
+		t.Fatalf("a proxy sends through a Gateway whose Service istiod has not made yet")
+	}
+	svc := service("shop", "public-istio", 80)
+	svc.Spec.Selector = map[string]string{"gateway.networking.k8s.io/gateway-name": "public"}
+	w.Services = append(w.Services, svc)
+	src, ok := e.source(w, streams[0])
+	if !ok {
+		t.Fatal("no proxy for the Gateway")
+	}
+	if n := src.node; n.Type != "router" || n.Namespace != "shop" || n.Labels["gateway.networking.k8s.io/gateway-name"] != "public" || n.ServiceAccount != "public-istio" {
+		t.Errorf("proxy %+v, want a router of shop labelled as istiod's deployment labels its pods", n)
+	}
+	if p := src.peer; p.Workload != "public-istio" || p.CanonicalService != "public-istio" || p.Principal != "spiffe://cluster.local/ns/shop/sa/public-istio" {
+		t.Errorf("source peer %+v, want the deployment public-istio", p)
+	}
+
+	// istiod's configuration for it: listener 80 naming route configuration http.80.
+	rc := &routev3.RouteConfiguration{Name: "http.80", VirtualHosts: []*routev3.VirtualHost{{
+		Name: "reviews.example.com:80", Domains: []string{"reviews.example.com", "reviews.example.com:*"},
+		Routes: []*routev3.Route{split(cluster("reviews-primary", ""), 80, cluster("reviews-canary", ""), 20)},
+	}}}
+	cfg := reviewsConfig()
+	cfg.Routes = map[string]*routev3.RouteConfiguration{"http.80": rc}
+	cfg.Listeners = map[string]*listenerv3.Listener{"0.0.0.0_80": httpListener(80, "http.80")}
+	run(e, w, fixed(cfg), 10)
+	s := e.snapshot()
+	atIngress := func(workload string) func(RouteKey) bool {
+		return func(k RouteKey) bool {
+			return k.Host == "reviews.example.com" && k.Workload == workload && k.Code == 200
+		}
+	}
+	if p, c := s.Requests(atIngress("reviews-primary")), s.Requests(atIngress("reviews")); p != 200 || c != 50 {
+		t.Fatalf("ingress requests: primary %d, canary %d; want 200 and 50 (half of 50/s for 10s, split 80/20)\n%+v", p, c, s.Routes)
 	}
 }

@@ -69,12 +69,15 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*Sim, error) {
 			return nil, fmt.Errorf("meshsim: watching %T (are Istio's CRDs installed?): %w", obj, err)
 		}
 	}
-	// HTTPRoutes are optional: without the Gateway API's CRDs only VirtualServices route.
+	// HTTPRoutes and Gateway API Gateways are optional: without the Gateway API's CRDs
+	// only VirtualServices route.
 	httpRoutes := true
-	if _, err := c.GetInformer(ctx, &gwapiv1.HTTPRoute{}); meta.IsNoMatchError(err) {
-		httpRoutes = false
-	} else if err != nil {
-		return nil, fmt.Errorf("meshsim: watching HTTPRoutes: %w", err)
+	for _, obj := range []client.Object{&gwapiv1.HTTPRoute{}, &gwapiv1.Gateway{}} {
+		if _, err := c.GetInformer(ctx, obj); meta.IsNoMatchError(err) {
+			httpRoutes = false
+		} else if err != nil {
+			return nil, fmt.Errorf("meshsim: watching %T: %w", obj, err)
+		}
 	}
 
 	ln, err := net.Listen("tcp", opts.Addr)
@@ -187,6 +190,7 @@ func (s *Sim) Done() <-chan struct{} { return s.done }
 func listWorld(ctx context.Context, r client.Reader, httpRoutes bool) (*World, error) {
 	var (
 		hrs  gwapiv1.HTTPRouteList
+		kgws gwapiv1.GatewayList
 		vss  networkingv1.VirtualServiceList
 		gws  networkingv1.GatewayList
 		svcs corev1.ServiceList
@@ -200,8 +204,10 @@ func listWorld(ctx context.Context, r client.Reader, httpRoutes bool) (*World, e
 		}
 	}
 	if httpRoutes {
-		if err := r.List(ctx, &hrs); err != nil {
-			return nil, fmt.Errorf("meshsim: listing HTTPRoutes: %w", err)
+		for _, l := range []client.ObjectList{&hrs, &kgws} {
+			if err := r.List(ctx, l); err != nil {
+				return nil, fmt.Errorf("meshsim: listing %T: %w", l, err)
+			}
 		}
 	}
 	w := &World{}
@@ -210,6 +216,9 @@ func listWorld(ctx context.Context, r client.Reader, httpRoutes bool) (*World, e
 		w.HTTPRoutes = append(w.HTTPRoutes, &hrs.Items[i])
 	}
 	w.Gateways = append(w.Gateways, gws.Items...)
+	for i := range kgws.Items {
+		w.KubeGateways = append(w.KubeGateways, &kgws.Items[i])
+	}
 	for i := range svcs.Items {
 		w.Services = append(w.Services, &svcs.Items[i])
 	}

@@ -18,13 +18,17 @@ import (
 // its informers every tick; tests build it by hand.
 type World struct {
 	VirtualServices []*networkingv1.VirtualService
-	// HTTPRoutes whose parent is a Service (GAMMA) make sidecars call that Service.
-	HTTPRoutes  []*gwapiv1.HTTPRoute
-	Gateways    []*networkingv1.Gateway
-	Services    []*corev1.Service
-	Deployments []*appsv1.Deployment
-	ReplicaSets []*appsv1.ReplicaSet
-	Pods        []*corev1.Pod
+	// HTTPRoutes whose parent is a Service (GAMMA) make sidecars call that Service; those
+	// whose parent is one of KubeGateways send their hostnames ingress traffic through it.
+	HTTPRoutes []*gwapiv1.HTTPRoute
+	Gateways   []*networkingv1.Gateway
+	// KubeGateways are the Gateway API's Gateways; those of gatewayClassName istio are
+	// run by a simulated proxy of the deployment istiod makes for them.
+	KubeGateways []*gwapiv1.Gateway
+	Services     []*corev1.Service
+	Deployments  []*appsv1.Deployment
+	ReplicaSets  []*appsv1.ReplicaSet
+	Pods         []*corev1.Pod
 
 	podsByIP map[string]*corev1.Pod
 }
@@ -181,20 +185,138 @@ type stream struct {
 	Host string // as written in the VirtualService
 	// Gateway is "mesh" for traffic from sidecars, else the gateway the requests enter by.
 	Gateway string
+	// KubeGateway is the Gateway API Gateway the requests enter by (Gateway is then
+	// kubeGatewayKey's), nil for the others.
+	KubeGateway *gwapiv1.Gateway
+}
+
+// istioGatewayClass is the GatewayClass whose Gateways istiod deploys and programs.
+const istioGatewayClass = "istio"
+
+// kubeGatewayKey names a Gateway API Gateway among a stream's gateways, where no Istio
+// Gateway reference can have the same name (they have no ':').
+func kubeGatewayKey(gw *gwapiv1.Gateway) string {
+	return "gateway.networking.k8s.io:" + gw.Namespace + "/" + gw.Name
+}
+
+func (w *World) kubeGateway(ns, name string) *gwapiv1.Gateway {
+	for _, g := range w.KubeGateways {
+		if g.Namespace == ns && g.Name == name && g.DeletionTimestamp == nil {
+			return g
+		}
+	}
+	return nil
+}
+
+// ingressHosts are the hosts a client sends requests for through the HTTP listeners of a
+// Gateway API Gateway an HTTPRoute names as parent (all of them, or the section or port
+// ref names): the route's hostnames the listener accepts, or the listener's own hostname
+// when the route has none. Wildcards are nobody's request. Whether istiod attaches the
+// route (allowedRoutes, hostnames, conflicts) is istiod's to say: it routes the requests.
+func ingressHosts(hr *gwapiv1.HTTPRoute, gw *gwapiv1.Gateway, ref gwapiv1.ParentReference) []string {
+	var out []string
+	add := func(h string) {
+		if h != "" && !strings.Contains(h, "*") && !contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	for _, l := range gw.Spec.Listeners {
+		if l.Protocol != gwapiv1.HTTPProtocolType ||
+			(ref.SectionName != nil && *ref.SectionName != l.Name) ||
+			(ref.Port != nil && *ref.Port != l.Port) {
+			continue
+		}
+		lh := ""
+		if l.Hostname != nil {
+			lh = strings.ToLower(string(*l.Hostname))
+		}
+		if len(hr.Spec.Hostnames) == 0 {
+			add(lh)
+			continue
+		}
+		for _, h := range hr.Spec.Hostnames {
+			h := strings.ToLower(string(h))
+			if lh == "" || lh == h || (strings.HasPrefix(lh, "*.") && strings.HasSuffix(h, lh[1:])) {
+				add(h)
+			}
+		}
+	}
+	return out
+}
+
+// kubeGatewayService is the Service istiod binds a Gateway API Gateway's configuration
+// to, in the Gateway's namespace: the proxies behind it get the Gateway's listeners. For
+// a Gateway istiod deploys that is <name>-<class> (or the name-override annotation's),
+// the Service its deployment controller creates; for a manual deployment, the Service a
+// Hostname address names.
+func kubeGatewayService(gw *gwapiv1.Gateway) string {
+	for _, a := range gw.Spec.Addresses {
+		if a.Type != nil && *a.Type == gwapiv1.HostnameAddressType {
+			name, _, _ := strings.Cut(a.Value, ".")
+			return name
+		}
+	}
+	if o := gw.Annotations["gateway.istio.io/name-override"]; o != "" {
+		return o
+	}
+	return gw.Name + "-" + string(gw.Spec.GatewayClassName)
+}
+
+// deploymentBehind finds the Deployment whose pods svc selects, nil when none does.
+func (w *World) deploymentBehind(svc *corev1.Service) *appsv1.Deployment {
+	if len(svc.Spec.Selector) == 0 {
+		return nil
+	}
+	for _, d := range w.Deployments {
+		if d.Namespace != svc.Namespace || d.DeletionTimestamp != nil {
+			continue
+		}
+		matches := true
+		for k, v := range svc.Spec.Selector {
+			if d.Spec.Template.Labels[k] != v {
+				matches = false
+				break
+			}
+		}
+		if matches {
+			return d
+		}
+	}
+	return nil
 }
 
 // streams lists the hosts to send traffic to. When several VirtualServices claim a host
 // for the same gateway, the oldest wins, as in Istio. A Service an HTTPRoute has as its
 // parent (GAMMA mesh routing) is called by sidecars like a VirtualService's host: its
 // stream stands for the route as a VirtualService of the route's name and namespace with
-// that host, and the requests are routed by what istiod made of the HTTPRoute.
+// that host, and the requests are routed by what istiod made of the HTTPRoute. So does an
+// ingress host of a Gateway API Gateway of class istio an HTTPRoute has as its parent,
+// whose requests enter by that Gateway's proxy.
 func (w *World) streams() []stream {
 	vss := append([]*networkingv1.VirtualService(nil), w.VirtualServices...)
+	kubeGateways := map[string]*gwapiv1.Gateway{}
 	for _, hr := range w.HTTPRoutes {
 		if hr.DeletionTimestamp != nil {
 			continue
 		}
 		for _, ref := range hr.Spec.ParentRefs {
+			if (ref.Group == nil || *ref.Group == gwapiv1.GroupName) && (ref.Kind == nil || *ref.Kind == "Gateway") {
+				ns := hr.Namespace
+				if ref.Namespace != nil {
+					ns = string(*ref.Namespace)
+				}
+				gw := w.kubeGateway(ns, string(ref.Name))
+				if gw == nil || gw.Spec.GatewayClassName != istioGatewayClass {
+					continue // no proxy of istiod's runs it
+				}
+				if hosts := ingressHosts(hr, gw, ref); len(hosts) > 0 {
+					kubeGateways[kubeGatewayKey(gw)] = gw
+					vs := &networkingv1.VirtualService{ObjectMeta: *hr.ObjectMeta.DeepCopy()}
+					vs.Spec.Hosts, vs.Spec.Gateways = hosts, []string{kubeGatewayKey(gw)}
+					vss = append(vss, vs)
+				}
+				continue
+			}
 			if ref.Group == nil || *ref.Group != "" || ref.Kind == nil || *ref.Kind != "Service" {
 				continue
 			}
@@ -236,7 +358,7 @@ func (w *World) streams() []stream {
 				continue
 			}
 			seen[key] = true
-			out = append(out, stream{VS: vs, Host: h, Gateway: gateway})
+			out = append(out, stream{VS: vs, Host: h, Gateway: gateway, KubeGateway: kubeGateways[gateway]})
 		}
 	}
 	return out
