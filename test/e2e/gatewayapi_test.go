@@ -27,20 +27,34 @@ import (
 // Prometheus for the checks, and the simulator's own counts).
 func TestGatewayAPIRouting(t *testing.T) {
 	testenv.SkipIfShort(t)
-	scenarios := []struct {
-		name string
-		run  func(t *testing.T, b *analysisBed, ns string)
-	}{
+	playGatewayScenarios(t, []gatewayScenario{
 		{"weighted-promoted", gatewayWeighted},
 		{"ab-header-only", gatewayAB},
 		{"errors-rolled-back", gatewayRollback},
-	}
+	}, nil, manager.Options{})
+}
+
+// gatewayScenario is a rollout played in a namespace of its own, beside the others.
+type gatewayScenario struct {
+	name string
+	run  func(t *testing.T, b *analysisBed, ns string)
+}
+
+// playGatewayScenarios prepares a namespace for each scenario (setup, when set), starts
+// one analysis bed and operator (opts, watching those namespaces) for them all, and plays
+// them in parallel.
+func playGatewayScenarios(t *testing.T, scenarios []gatewayScenario, setup func(t *testing.T, ns string), opts manager.Options) {
+	t.Helper()
 	nss := make([]string, len(scenarios))
 	for i := range scenarios {
 		nss[i] = env.CreateNamespace(t)
+		if setup != nil {
+			setup(t, nss[i])
+		}
 	}
 	bed := startAnalysisBed(t, nss)
-	startOperator(t, manager.Options{WatchNamespaces: strings.Join(nss, ","), PrometheusAddress: bed.prom.URL()})
+	opts.WatchNamespaces, opts.PrometheusAddress = strings.Join(nss, ","), bed.prom.URL()
+	startOperator(t, opts)
 	for i, s := range scenarios {
 		t.Run(s.name, func(t *testing.T) {
 			t.Parallel()
@@ -117,6 +131,13 @@ func gatewayRollback(t *testing.T, b *analysisBed, ns string) {
 		t.Fatalf("request-success-rate: %+v, want the failure the mesh's traffic showed", ch)
 	}
 	t.Logf("rolled back on request-success-rate %s", ch.Value)
+	expectRouteRolledBack(t, ns)
+}
+
+// expectRouteRolledBack checks that the Canary's HTTPRoute sends everything to the
+// primary.
+func expectRouteRolledBack(t *testing.T, ns string) {
+	t.Helper()
 	hr := &gwapiv1.HTTPRoute{}
 	if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "reviews"}, hr); err != nil {
 		t.Fatal(err)
