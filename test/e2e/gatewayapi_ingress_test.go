@@ -118,7 +118,7 @@ func ingressRollback(t *testing.T, b *analysisBed, ns string) {
 			return err
 		}
 		if v == 0 {
-			return fmt.Errorf("Prometheus has no 500 from the canary reported by the gateway: %s", q)
+			return fmt.Errorf("no 500 of the canary reported by the gateway in Prometheus: %s", q)
 		}
 		return nil
 	})
@@ -137,10 +137,10 @@ func expectIngressHTTPRoute(t *testing.T, ns string) {
 		refs := hr.Spec.ParentRefs
 		if len(refs) != 2 || ptr.Deref(refs[0].Kind, "") != "Service" || refs[0].Name != "reviews" ||
 			ptr.Deref(refs[1].Kind, "") != "Gateway" || refs[1].Name != ingressGateway {
-			return fmt.Errorf("HTTPRoute parents %+v, want the apex Service reviews and the Gateway %s", refs, ingressGateway)
+			return fmt.Errorf("the HTTPRoute's parents %+v, want the apex Service reviews and the Gateway %s", refs, ingressGateway)
 		}
 		if !slices.Equal(hr.Spec.Hostnames, []gwapiv1.Hostname{gwapiv1.Hostname(ingressHost(ns))}) {
-			return fmt.Errorf("HTTPRoute hostnames %v, want %s", hr.Spec.Hostnames, ingressHost(ns))
+			return fmt.Errorf("the HTTPRoute's hostnames %v, want %s", hr.Spec.Hostnames, ingressHost(ns))
 		}
 		for _, ps := range hr.Status.Parents {
 			if ps.ParentRef.Name != ingressGateway {

@@ -56,7 +56,7 @@ func (e *Env) ProvisionGatewayAddress(t testing.TB, ns, name string) *gwapiv1.Ga
 		}
 		c := meta.FindStatusCondition(gw.Status.Conditions, string(gwapiv1.GatewayConditionProgrammed))
 		if c == nil || c.Status != "True" || c.ObservedGeneration != gw.Generation {
-			return fmt.Errorf("Gateway %s/%s is not Programmed: %+v", ns, name, c)
+			return fmt.Errorf("the Gateway %s/%s is not Programmed: %+v", ns, name, c)
 		}
 		return nil
 	})
