@@ -16,6 +16,7 @@ import (
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
@@ -723,6 +724,16 @@ func TestStreamsOfGatewayAPIGateways(t *testing.T) {
 	}
 	if p := src.peer; p.Workload != "public-istio" || p.CanonicalService != "public-istio" || p.Principal != "spiffe://cluster.local/ns/shop/sa/public-istio" {
 		t.Errorf("source peer %+v, want the deployment public-istio", p)
+	}
+
+	// A manual deployment: the Service is the one a Hostname address names.
+	manual := public.DeepCopy()
+	manual.Spec.Addresses = []gwapiv1.GatewaySpecAddress{{Type: ptr.To(gwapiv1.HostnameAddressType), Value: "edge.shop.svc.cluster.local"}}
+	if got := kubeGatewayService(manual); got != "edge" {
+		t.Errorf("the Service of a manually deployed Gateway: %q, want edge", got)
+	}
+	if got := kubeGatewayService(public); got != "public-istio" {
+		t.Errorf("the Service of a deployed Gateway: %q, want public-istio", got)
 	}
 
 	// istiod's configuration for it: listener 80 naming route configuration http.80.
