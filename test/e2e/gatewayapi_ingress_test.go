@@ -70,6 +70,7 @@ func ingressWeighted(t *testing.T, b *analysisBed, ns string) {
 	expectIngressHTTPRoute(t, ns)
 	shares := watchIngressShares(t, b.sim, ns)
 	weights := watchRouteWeights(t, ns, "reviews")
+	shares.waitFor(t, []int{0}) // the ingress is seen on the primary alone before the rollout
 	newRevision(t, ns, "bookinfo/reviews:v2", healthy)
 	c := waitPhase(t, ns, "reviews", meshv1.PhaseSucceeded)
 
@@ -93,6 +94,7 @@ func ingressRollback(t *testing.T, b *analysisBed, ns string) {
 	expectIngressHTTPRoute(t, ns)
 	waitQuiet(t, b.prom.URL(), ns)
 	shares := watchIngressShares(t, b.sim, ns)
+	shares.waitFor(t, []int{0})
 	newRevision(t, ns, "bookinfo/reviews:v2", map[string]string{meshsim.AnnotationErrorRate: "0.2"})
 	c = waitPhase(t, ns, "reviews", meshv1.PhaseFailed)
 
