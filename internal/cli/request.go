@@ -160,11 +160,7 @@ func (r *requestOptions) run(ctx context.Context, name string) error {
 	}
 
 	value := r.action.name + ":" + r.settings.token(r.now())
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{meshv1.AnnotationRequest: value}}})
-	if err != nil {
-		return err
-	}
-	if err := cl.Patch(ctx, before.DeepCopy(), client.RawPatch(types.MergePatchType, patch)); err != nil {
+	if err := sendRequest(ctx, cl, before, value); err != nil {
 		if apierrors.IsNotFound(err) {
 			return notFound(ns, name)
 		}
@@ -175,6 +171,16 @@ func (r *requestOptions) run(ctx context.Context, name string) error {
 		return nil
 	}
 	return r.await(ctx, cl, before, value)
+}
+
+// sendRequest writes the request annotation with a merge patch of the Canary's metadata
+// only, which GitOps tools do not revert; the apiserver's error is returned as it is.
+func sendRequest(ctx context.Context, cl client.Client, c *meshv1.Canary, value string) error {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{meshv1.AnnotationRequest: value}}})
+	if err != nil {
+		return err
+	}
+	return cl.Patch(ctx, c.DeepCopy(), client.RawPatch(types.MergePatchType, patch))
 }
 
 // await waits until the controller recorded value as handled, then says whether it acted.

@@ -126,7 +126,8 @@ func (o *rootOptions) command() *cobra.Command {
                        the manual controls, through the mesh.canopy.dev/request annotation
                        (GitOps tools do not revert it)
   render -f FILE...    the Istio, cert-manager and core objects canopy would generate, offline
-  diff -f FILE...      those objects against the cluster (exit 1 when they differ)`,
+  diff -f FILE...      those objects against the cluster (exit 1 when they differ)
+  dashboard            a local web UI of every Canary and MeshPolicy, live, with the controls`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		CompletionOptions: cobra.CompletionOptions{
@@ -148,6 +149,7 @@ func (o *rootOptions) command() *cobra.Command {
 		o.statusCommand(),
 		o.renderCommand(),
 		o.diffCommand(),
+		o.dashboardCommand(),
 	)
 	for _, a := range requestActions {
 		cmd.AddCommand(o.requestCommand(a))

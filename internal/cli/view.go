@@ -64,10 +64,6 @@ func writeStatus(w io.Writer, v statusView, p palette) {
 		rows := make([][]cell, 0, len(st.Checks))
 		for _, ck := range st.Checks {
 			outcome := ck.Outcome
-			measured := ago(ck.LastMeasured, v.now)
-			if ck.HoldingSince != nil {
-				measured += ", holding since " + ago(ck.HoldingSince, v.now)
-			}
 			name := ck.Name
 			if ck.DryRun {
 				name += " (dry run)" // measured, never deciding
@@ -79,7 +75,7 @@ func writeStatus(w io.Writer, v statusView, p palette) {
 			rows = append(rows, []cell{
 				plain(name),
 				{text: string(ck.Outcome), style: func(string) string { return p.outcome(outcome) }},
-				plain(value), plain(orDash(ck.Threshold)), plain(measured), plain(ck.Message),
+				plain(value), plain(orDash(ck.Threshold)), plain(measuredText(&ck, v.now)), plain(ck.Message),
 			})
 		}
 		writeTable(w, []string{colName, "OUTCOME", "VALUE", "THRESHOLD", "MEASURED", colMessage}, rows, "  ")
@@ -89,14 +85,14 @@ func writeStatus(w io.Writer, v statusView, p palette) {
 		printf(w, "\n%s\n", p.bold("Gates"))
 		rows := make([][]cell, 0, len(st.Gates))
 		for _, g := range st.Gates {
-			state := cell{text: "waiting", style: p.yellow}
-			switch {
-			case g.Type == meshv1.WebhookRollback && g.Open:
-				state = cell{text: "rolled back", style: p.red}
-			case g.Type == meshv1.WebhookRollback:
-				state = plain("watching") // a rollback webhook holds nothing until it answers 2xx
-			case g.Open:
-				state = cell{text: "open", style: p.green}
+			state := cell{text: gateState(&g), style: p.yellow}
+			switch state.text {
+			case gateRolledBack:
+				state.style = p.red
+			case gateWatching:
+				state.style = nil
+			case gateOpen:
+				state.style = p.green
 			}
 			rows = append(rows, []cell{
 				plain(g.Name), plain(string(g.Type)), state,
@@ -126,11 +122,7 @@ func writeStatus(w io.Writer, v statusView, p palette) {
 	case len(v.events) == 0:
 		printLine(w, "  none")
 	default:
-		evs := slices.Clone(v.events)
-		slices.SortStableFunc(evs, func(a, b eventsv1.Event) int { return eventTime(&a).Compare(eventTime(&b)) })
-		if n := v.maxEvents; n > 0 && len(evs) > n {
-			evs = evs[len(evs)-n:]
-		}
+		evs := lastEvents(v.events, v.maxEvents)
 		rows := make([][]cell, 0, len(evs))
 		for i := range evs {
 			e := &evs[i]
@@ -138,11 +130,7 @@ func writeStatus(w io.Writer, v statusView, p palette) {
 			if e.Type == "Warning" {
 				typ.style = p.yellow
 			}
-			t := metav1.NewTime(eventTime(e))
-			when := ago(&t, v.now)
-			if n := eventCount(e); n > 1 {
-				when += fmt.Sprintf(" (x%d)", n)
-			}
+			when := eventWhen(e, v.now)
 			rows = append(rows, []cell{plain(when), typ, plain(e.Reason), plain(e.Note)})
 		}
 		writeTable(w, []string{"LAST SEEN", colType, "REASON", colMessage}, rows, "  ")
@@ -274,6 +262,57 @@ func hints(c *meshv1.Canary) []string {
 		}
 	}
 	return out
+}
+
+// The states of a gate.
+const (
+	gateWaiting    = "waiting"
+	gateOpen       = "open"
+	gateWatching   = "watching"
+	gateRolledBack = "rolled back"
+)
+
+// gateState is a gate's state in words.
+func gateState(g *meshv1.GateStatus) string {
+	switch {
+	case g.Type == meshv1.WebhookRollback && g.Open:
+		return gateRolledBack
+	case g.Type == meshv1.WebhookRollback:
+		return gateWatching // a rollback webhook holds nothing until it answers 2xx
+	case g.Open:
+		return gateOpen
+	default:
+		return gateWaiting
+	}
+}
+
+// measuredText is when a check was last measured, and since when it holds.
+func measuredText(ck *meshv1.CheckStatus, now time.Time) string {
+	measured := ago(ck.LastMeasured, now)
+	if ck.HoldingSince != nil {
+		measured += ", holding since " + ago(ck.HoldingSince, now)
+	}
+	return measured
+}
+
+// lastEvents are the last n events (all when n <= 0), oldest first.
+func lastEvents(events []eventsv1.Event, n int) []eventsv1.Event {
+	evs := slices.Clone(events)
+	slices.SortStableFunc(evs, func(a, b eventsv1.Event) int { return eventTime(&a).Compare(eventTime(&b)) })
+	if n > 0 && len(evs) > n {
+		evs = evs[len(evs)-n:]
+	}
+	return evs
+}
+
+// eventWhen is "12s ago (x3)".
+func eventWhen(e *eventsv1.Event, now time.Time) string {
+	t := metav1.NewTime(eventTime(e))
+	when := ago(&t, now)
+	if n := eventCount(e); n > 1 {
+		when += fmt.Sprintf(" (x%d)", n)
+	}
+	return when
 }
 
 // eventTime is when an event last happened.

@@ -1,0 +1,84 @@
+package dashboard
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+)
+
+// The history keeps weight changes only, and the last keep of them.
+func TestRingKeepsTheLastChanges(t *testing.T) {
+	r := &ring{keep: 3}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i, w := range []int32{0, 0, 10, 10, 20, 30, 40} {
+		r.weight(WeightPoint{T: t0.Add(time.Duration(i) * time.Second), Weight: w, Phase: "Progressing"})
+	}
+	var got []int32
+	for _, p := range r.weights {
+		got = append(got, p.Weight)
+	}
+	if len(got) != 3 || got[0] != 20 || got[2] != 40 {
+		t.Errorf("weights %v, want [20 30 40]", got)
+	}
+}
+
+// The weight is read from canopy_canary_weight as a step line: points where it changes.
+func TestPrometheusWeights(t *testing.T) {
+	var query string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		query = r.URL.Query().Get("query")
+		_, _ = w.Write([]byte(`{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1700000000,"0"],[1700000015,"0"],[1700000030,"10"],[1700000045,"20"]]}]}}`))
+	}))
+	defer srv.Close()
+	p, err := newPrometheus(srv.URL, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	points, err := p.weights(t.Context(), "bookinfo", "reviews", time.Unix(1700000060, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `max(canopy_canary_weight{namespace="bookinfo",name="reviews"})`; query != want {
+		t.Errorf("query %s, want %s", query, want)
+	}
+	if len(points) != 3 || points[1].Weight != 10 || !points[1].T.Equal(time.Unix(1700000030, 0)) {
+		t.Errorf("points %+v, want 0, 10 from 1700000030, 20", points)
+	}
+	if _, err := newPrometheus("127.0.0.1:9090", time.Hour); err == nil || !strings.Contains(err.Error(), "--prometheus-url") {
+		t.Errorf("a URL without scheme: error %v, want one naming --prometheus-url", err)
+	}
+}
+
+// A MeshPolicy in words: mTLS, callers, resilience, and the ingress certificate's expiry.
+func TestPolicyView(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	notAfter := metav1.NewTime(now.Add(48 * time.Hour))
+	p := &meshv1.MeshPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "storefront"},
+		Spec: meshv1.MeshPolicySpec{
+			TargetRef: meshv1.ServiceRef{Name: "storefront"},
+			MTLS:      &meshv1.MTLS{Mode: "STRICT"},
+			Authorization: &meshv1.Authorization{DefaultDeny: true, Rules: []meshv1.AuthorizationRule{{
+				From: []meshv1.AuthorizationSource{{ServiceAccounts: []string{"shop/frontend"}}},
+				To:   []meshv1.AuthorizationOperation{{Methods: []string{"GET"}}},
+			}}},
+			Resilience: &meshv1.Resilience{Timeout: "2s", Retries: &meshv1.HTTPRetry{Attempts: 3, PerTryTimeout: "500ms"}},
+			Ingress:    &meshv1.Ingress{Hosts: []string{"shop.example.com"}, TLS: &meshv1.IngressTLS{IssuerRef: meshv1.IssuerRef{Name: "shop-ca"}}},
+		},
+		Status: meshv1.MeshPolicyStatus{Certificates: []meshv1.CertificateStatus{{Name: "shop-storefront", Namespace: "istio-system", Ready: true, NotAfter: &notAfter}}},
+	}
+	v := policyView(p, now)
+	got := strings.Join([]string{v.MTLS, strings.Join(v.Callers, "|"), strings.Join(v.Resilience, "|"), v.Ingress[0].Certificate, v.Ingress[0].Expires}, "\n")
+	for _, want := range []string{"STRICT", "nobody but the rules below", "ALLOW from service accounts shop/frontend to methods GET",
+		"timeout 2s", "retries attempts:3, perTryTimeout:500ms", "istio-system/shop-storefront", "2026-01-03T00:00:00Z (in 2d)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the view lacks %q:\n%s", want, got)
+		}
+	}
+}
