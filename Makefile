@@ -73,12 +73,20 @@ tidy: ## Tidy go.mod of the operator and of every tool module.
 components: ## Build the test bed (kube-apiserver, etcd, controller-manager, scheduler, kwok, Prometheus, cert-manager, helm, kustomize) into bin/.
 	hack/build-components.sh
 
+.PHONY: browser
+browser: ## Install Debian's chromium for the dashboard's browser tests when it is missing (hack/install-chromium.sh).
+	hack/install-chromium.sh
+
 .PHONY: test
-test: manifests generate fmt vet components ## Run every test (RACE_PACKAGES under the race detector): unit, envtest and local-cluster end to end; then every fuzz target for FUZZTIME_TEST.
+test: manifests generate fmt vet components browser ## Run every test (RACE_PACKAGES under the race detector): unit, envtest and local-cluster end to end; then every fuzz target for FUZZTIME_TEST.
 	@if [ -z "$(RACE)" ]; then echo "make test: no C compiler (go env CGO_ENABLED is 0): RACE_PACKAGES run without the race detector"; fi
 	go test $(RACE) $(RACE_PACKAGES) -timeout $(TEST_TIMEOUT) $(TEST_ARGS)
 	go test $$(go list ./... | grep -v -x -F "$$(go list $(RACE_PACKAGES))") -timeout $(TEST_TIMEOUT) $(TEST_ARGS)
 	@if [ "$(FUZZTIME_TEST)" != "0" ]; then hack/fuzz.sh $(FUZZTIME_TEST); fi
+
+.PHONY: dashboard-screenshots
+dashboard-screenshots: components browser ## Regenerate the dashboard's screenshots in docs/dashboard (a local cluster and chromium).
+	CANOPY_SCREENSHOTS=$(CURDIR)/docs/dashboard go test ./test/browser -run '^TestScreenshots$$' -count=1 $(TEST_ARGS)
 
 .PHONY: test-short
 test-short: manifests generate fmt vet ## Run the pure unit tests only (no cluster).

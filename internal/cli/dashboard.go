@@ -156,7 +156,7 @@ func (v dashboardViews) Request(ctx context.Context, key types.NamespacedName, a
 
 func (v dashboardViews) Generated(ctx context.Context, obj client.Object) ([]dashboard.GeneratedObject, error) {
 	s := scheme.New()
-	res, err := generate(ctx, s, []manifest{{obj: obj, source: "the cluster"}}, generateOptions{live: v.cl, now: v.o.now()})
+	res, err := generate(ctx, s, []manifest{{obj: obj, source: "the cluster"}}, generateOptions{live: v.cl, now: v.o.now(), origin: "the cluster"})
 	if err != nil && len(res.objects) == 0 {
 		return nil, explain(err)
 	}

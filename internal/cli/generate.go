@@ -54,6 +54,15 @@ type generateOptions struct {
 	// Certificate's state decides.
 	certificateReady bool
 	now              time.Time
+	// origin names where the given objects come from in notes: "the files" by default.
+	origin string
+}
+
+func (o generateOptions) originOrFiles() string {
+	if o.origin == "" {
+		return "the files"
+	}
+	return o.origin
 }
 
 // world is the objects generate reads: the files', and the cluster's for what the files
@@ -255,7 +264,7 @@ func generate(ctx context.Context, s *runtime.Scheme, files []manifest, opts gen
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s %s: %w", render.KindCanary, client.ObjectKeyFromObject(o), err))
 			} else if p != nil && !w.inFiles(p) {
-				policies = append(policies, policyToRender{p, " (with Canary " + o.Name + " of the files)"})
+				policies = append(policies, policyToRender{p, " (with Canary " + o.Name + " of " + opts.originOrFiles() + ")"})
 			}
 		case *meshv1.MeshPolicy:
 			policies = append(policies, policyToRender{p: o})
@@ -291,7 +300,7 @@ func generate(ctx context.Context, s *runtime.Scheme, files []manifest, opts gen
 		}
 		// A Canary of the cluster that delivers the policy's Service carries its routes.
 		if canary != nil {
-			renderCanary(canary, true, " (its routing, with MeshPolicy "+p.Name+" of the files)")
+			renderCanary(canary, true, " (its routing, with MeshPolicy "+p.Name+" of "+opts.originOrFiles()+")")
 		}
 	}
 	if len(out) == 0 && len(errs) == 0 && len(inForce) == 0 {

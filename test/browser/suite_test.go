@@ -8,14 +8,12 @@
 package browser
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -33,6 +31,7 @@ import (
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/cli"
+	dashboardpkg "canopy.dev/canopy/internal/dashboard"
 	"canopy.dev/canopy/internal/manager"
 	"canopy.dev/canopy/test/e2e/fixture"
 	"canopy.dev/canopy/test/testenv"
@@ -102,11 +101,22 @@ func browser(t testing.TB, extra ...chromedp.ExecAllocatorOption) context.Contex
 // run runs browser actions with a deadline, failing the test on error.
 func run(t testing.TB, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	actx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := chromedp.Do(ctx, actions...); err != nil {
-		t.Fatalf("%s: %v", what, err)
+	if err := chromedp.Do(actx, actions...); err != nil {
+		t.Fatalf("%s: %v\nthe page shows:\n%s", what, err, pageText(ctx))
 	}
+}
+
+// pageText is what the page shows, for failure messages.
+func pageText(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href + "\n" + document.body.innerText`))
+	if err != nil {
+		return "(unreadable: " + err.Error() + ")"
+	}
+	return s
 }
 
 // eval evaluates a JavaScript expression in the page.
@@ -140,19 +150,7 @@ func dashboard(t testing.TB, args ...string) string {
 			t.Errorf("kubectl canopy dashboard exited %d: %s", code, errOut.String())
 		}
 	})
-	urls := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		re := regexp.MustCompile(`http://127\.0\.0\.1:\d+/`)
-		for sc.Scan() {
-			if u := re.FindString(sc.Text()); u != "" {
-				select {
-				case urls <- u:
-				default:
-				}
-			}
-		}
-	}()
+	urls := dashboardpkg.URLFrom(pr)
 	select {
 	case u := <-urls:
 		return u

@@ -34,6 +34,7 @@ func main() {
 	scenario := fs.Bool("scenario", true, "play the Bookinfo scenario: v2 promoted, bad v3 rolled back")
 	fast := fs.Bool("fast", true, "shorten the sample Canary's intervals (10s steps) so the scenario takes minutes")
 	verbose := fs.Bool("v", false, "print the operator's logs")
+	dashboardAddr := fs.String("dashboard", "127.0.0.1:3200", "where kubectl canopy dashboard serves the demo's web UI (empty: do not start it)")
 	_ = fs.Parse(os.Args[1:])
 
 	if *verbose {
@@ -41,13 +42,13 @@ func main() {
 	} else {
 		ctrl.SetLogger(logr.Discard())
 	}
-	if err := run(*kubeconfig, *samples, *scenario, *fast); err != nil && !errors.Is(err, context.Canceled) {
+	if err := run(*kubeconfig, *samples, *scenario, *fast, *dashboardAddr); err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(kubeconfig, samples string, scenario, fast bool) error {
+func run(kubeconfig, samples string, scenario, fast bool, dashboardAddr string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -121,14 +122,23 @@ func run(kubeconfig, samples string, scenario, fast bool) error {
 	if err != nil {
 		return err
 	}
+	dashboard := "not started (-dashboard is empty)"
+	if dashboardAddr != "" {
+		if dashboard, err = startDashboard(ctx, abs, dashboardAddr); err != nil {
+			dashboard = fmt.Sprintf("not started: %v", err)
+		}
+	}
 	fmt.Printf(`
 canopy is running on the local cluster, with istiod (%s) as istio-system's control plane.
   kubeconfig:  %s
   Prometheus:  %s
+  dashboard:   %s
+               open it in a browser to watch the Bookinfo rollout and rollback live; the same
+               as: go run ./cmd/kubectl-canopy dashboard --kubeconfig %s
   try:         kubectl --kubeconfig %s get canaries -A
                %s analyze --kubeconfig %s --all-namespaces
 
-`, env.Istio.XDSAddress, abs, prom.URL(), abs, filepath.Join(bin, "istioctl"), abs)
+`, env.Istio.XDSAddress, abs, prom.URL(), dashboard, abs, abs, filepath.Join(bin, "istioctl"), abs)
 
 	if scenario {
 		if err := playBookinfo(ctx, env); err != nil {

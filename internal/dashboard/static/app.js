@@ -20,8 +20,13 @@ function el(tag, attrs, ...kids) {
     else if (k === "class" && !svg) e.className = v;
     else e.setAttribute(k, v === true ? "" : v);
   }
-  for (const k of kids.flat()) if (k !== null && k !== undefined) e.append(k);
+  for (const k of kids.flat(Infinity)) if (k !== null && k !== undefined) e.append(k);
   return e;
+}
+
+// put replaces a container's children; views return nested arrays of nodes.
+function put(c, ...kids) {
+  c.replaceChildren(...kids.flat(Infinity).filter((k) => k !== null && k !== undefined));
 }
 
 async function api(path, opts) {
@@ -65,7 +70,7 @@ function route() {
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   document.getElementById("nav-canaries").removeAttribute("aria-current");
   document.getElementById("nav-policies").removeAttribute("aria-current");
-  main.replaceChildren();
+  put(main);
   if (parts[0] === "canary" && parts.length === 3) return showCanary(parts[1], parts[2]);
   if (parts[0] === "yaml" && parts.length === 5) return showYAML(parts[1], parts[2], parts[3], parts[4]);
   if (parts[0] === "policies") return showPolicies();
@@ -102,16 +107,16 @@ function showList() {
     sel.value = current;
   }
   function draw() {
-    errors.replaceChildren(...Object.entries(data.errors || {}).map(([k, m]) => el("p", { class: "result error", role: "alert", text: `${k}: ${m}` })));
+    put(errors, ...Object.entries(data.errors || {}).map(([k, m]) => el("p", { class: "result error", role: "alert", text: `${k}: ${m}` })));
     options(nsSel, [...new Set(data.canaries.map((c) => c.namespace))].sort(), state.ns);
     options(phSel, [...new Set(data.canaries.map((c) => c.phase).filter(Boolean))].sort(), state.phase);
     const rows = data.canaries.filter((c) => (!state.ns || c.namespace === state.ns) && (!state.phase || c.phase === state.phase) &&
       (!state.q || c.name.toLowerCase().includes(state.q.toLowerCase())));
     if (!rows.length) {
-      body.replaceChildren(el("p", { class: "muted", text: data.canaries.length ? "No Canary matches the filters." : "No Canaries (or none you may read)." }));
+      put(body, el("p", { class: "muted", text: data.canaries.length ? "No Canary matches the filters." : "No Canaries (or none you may read)." }));
       return;
     }
-    body.replaceChildren(table("Canaries: phase, weight, step, failed checks and revisions",
+    put(body, table("Canaries: phase, weight, step, failed checks and revisions",
       ["Namespace", "Name", "Phase", "Weight", "Step", "Failed checks", "Revision in analysis", "Promoted revision", "Age"],
       rows.map((c) => el("tr", { "data-canary": c.namespace + "/" + c.name },
         el("td", { text: c.namespace }),
@@ -148,10 +153,10 @@ function showCanary(ns, name) {
   state.refresh = async () => {
     let d;
     try { d = await api(`/api/canaries/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`); } catch (e) {
-      head.replaceChildren(el("h2", { text: `${ns}/${name}` }), el("p", { class: "result error", role: "alert", text: e.message }));
+      put(head, el("h2", { text: `${ns}/${name}` }), el("p", { class: "result error", role: "alert", text: e.message }));
       return;
     }
-    head.replaceChildren(
+    put(head,
       el("h2", null, `Canary ${ns}/${name}: `, phaseCell(d)),
       el("dl", { class: "facts" },
         el("dt", { text: "Weight" }), el("dd", { id: "weight" }, weightCell(d), ` of ${d.maxWeight}%`),
@@ -165,8 +170,10 @@ function showCanary(ns, name) {
       const b = document.getElementById("action-" + a.name);
       if (b) b.title = a.ignored ? `canopy will probably ignore ${a.name} now: ${a.ignored}` : a.short;
     }
-    chart.replaceChildren(weightChart(d));
-    rest.replaceChildren(
+    // Keep what the reader opened across redraws.
+    const open = new Set([...main.querySelectorAll("details[open]")].map((e) => e.dataset.key));
+    put(chart, weightChart(d));
+    put(rest,
       el("h2", { text: "Checks" }), checks(d),
       el("h2", { text: "Gates and webhooks" }), d.gates && d.gates.length ? table("Gates and webhooks with their last answers",
         ["Name", "Type", "State", "Attempts", "Last call", "Last answer"],
@@ -179,6 +186,7 @@ function showCanary(ns, name) {
         (d.events && d.events.length ? table("The Canary's events, newest last", ["Last seen", "Type", "Reason", "Message"],
           d.events.map((e) => el("tr", null, el("td", { text: e.when }), el("td", { class: e.type === "Warning" ? "warn" : "", text: e.type }),
             el("td", { text: e.reason }), el("td", { text: e.note })))) : el("p", { class: "muted", text: "No events." })));
+    for (const e of main.querySelectorAll("details[data-key]")) if (open.has(e.dataset.key)) e.open = true;
   };
   refresh();
 }
@@ -188,9 +196,9 @@ async function act(ns, name, action, result) {
   b.setAttribute("aria-busy", "true");
   try {
     const r = await api(`/api/canaries/${encodeURIComponent(ns)}/${encodeURIComponent(name)}/${action}`, { method: "POST", headers: { "X-Canopy-Token": TOKEN } });
-    result.replaceChildren(el("p", { class: "result", text: r.message }));
+    put(result, el("p", { class: "result", text: r.message }));
   } catch (e) {
-    result.replaceChildren(el("p", { class: "result error", role: "alert", text: `${action} refused: ${e.message}` }));
+    put(result, el("p", { class: "result error", role: "alert", text: `${action} refused: ${e.message}` }));
   } finally {
     b.removeAttribute("aria-busy");
   }
@@ -203,7 +211,7 @@ function checks(d) {
       el("td", { class: c.outcome === "Failed" ? "bad" : c.outcome === "Passed" ? "ok" : "", text: c.outcome }),
       el("td", { class: "num", text: c.value || "-" }), el("td", { text: c.threshold || "-" }), el("td", { text: c.measured }), el("td", { text: c.message }))));
   const hist = (d.history.checks || []).slice(-60).reverse();
-  return [now, hist.length ? el("details", null, el("summary", { text: `Each measurement (${hist.length}, newest first)` }),
+  return [now, hist.length ? el("details", { "data-key": "measurements" }, el("summary", { text: `Each measurement (${hist.length}, newest first)` }),
     table("Each check's value against its threshold per interval", ["Time", "Check", "Value", "Threshold", "Outcome"],
       hist.map((p) => el("tr", null, el("td", { text: new Date(p.t).toLocaleTimeString() }), el("td", { text: p.name }),
         el("td", { class: "num", text: p.value || "-" }), el("td", { text: p.threshold || "-" }),
@@ -239,20 +247,20 @@ function weightChart(d) {
   const rows = pts.slice(-40).reverse().map((p) => el("tr", null, el("td", { text: new Date(p.t).toLocaleTimeString() }),
     el("td", { class: "num", text: p.w + "%" }), el("td", { text: p.phase || "" })));
   return [svg, el("p", { class: "muted", text: "Source: " + src + (d.history.error ? ` (Prometheus: ${d.history.error})` : "") }),
-    el("details", null, el("summary", { text: "The weight changes as a table" }),
+    el("details", { "data-key": "weights" }, el("summary", { text: "The weight changes as a table" }),
       table("Weight changes, newest first", ["From", "Weight", "Phase"], rows))];
 }
 
 async function listGenerated(kind, ns, name, into) {
-  into.replaceChildren(el("p", { class: "muted", text: "Rendering…" }));
+  put(into, el("p", { class: "muted", text: "Rendering…" }));
   try {
     const r = await api(`/api/${kind}/${encodeURIComponent(ns)}/${encodeURIComponent(name)}/generated`);
-    into.replaceChildren(table("Objects canopy generates", ["Kind", "Namespace", "Name", "YAML", "Note"],
+    put(into, table("Objects canopy generates", ["Kind", "Namespace", "Name", "YAML", "Note"],
       r.objects.map((o) => el("tr", null, el("td", { text: o.kind }), el("td", { text: o.namespace }), el("td", { text: o.name }),
         el("td", null, el("a", { href: `#/yaml/${kind}/${encodeURIComponent(ns)}/${encodeURIComponent(name)}/${o.index}`, text: "rendered YAML" })),
         el("td", { text: o.note })))));
   } catch (e) {
-    into.replaceChildren(el("p", { class: "result error", role: "alert", text: e.message }));
+    put(into, el("p", { class: "result error", role: "alert", text: e.message }));
   }
 }
 
@@ -280,7 +288,7 @@ function showPolicies() {
   function draw() {
     const q = state.q.toLowerCase();
     const ps = data.policies.filter((p) => !q || p.name.toLowerCase().includes(q) || p.service.toLowerCase().includes(q));
-    body.replaceChildren(
+    put(body,
       ...Object.entries(data.errors || {}).filter(([k]) => k === "MeshPolicy").map(([k, m]) => el("p", { class: "result error", role: "alert", text: `${k}: ${m}` })),
       ...(ps.length ? [] : [el("p", { class: "muted", text: "No MeshPolicies (or none you may read)." })]),
       ...ps.map((p) => {
