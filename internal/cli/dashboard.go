@@ -55,8 +55,15 @@ The weight charts come from the history this process keeps from the watch (bound
 }
 
 func (d *dashboardOptions) run(ctx context.Context) error {
-	if _, _, err := net.SplitHostPort(d.address); err != nil {
+	host, _, err := net.SplitHostPort(d.address)
+	if err != nil {
 		return &exitError{code: ExitError, msg: fmt.Sprintf("error: --address %q: %v; want host:port, e.g. 127.0.0.1:3200", d.address, err)}
+	}
+	// The dashboard answers only to the name it listens on (DNS rebinding): an address of
+	// every interface would be one no browser can use.
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return &exitError{code: ExitError, msg: fmt.Sprintf(
+			"error: --address %q: give the one address browsers will use (e.g. 127.0.0.1:3200): the dashboard answers only requests addressed to it", d.address)}
 	}
 	if d.history <= 0 {
 		return &exitError{code: ExitError, msg: fmt.Sprintf("error: --history %d: want a positive number of points", d.history)}
