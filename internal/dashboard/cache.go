@@ -284,21 +284,17 @@ func (c *cache) broadcast(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+		// Under one lock: a change marked after the tabs were told waits for the next tick.
 		c.mu.Lock()
-		pending := len(c.changed) > 0
-		if pending {
+		if len(c.changed) > 0 {
 			for ch := range c.subs {
 				select {
 				case ch <- struct{}{}:
 				default: // the tab has not read the last change yet; it will read this one too
 				}
 			}
+			clear(c.changed)
 		}
 		c.mu.Unlock()
-		if pending {
-			c.mu.Lock()
-			clear(c.changed)
-			c.mu.Unlock()
-		}
 	}
 }
