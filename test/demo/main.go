@@ -122,10 +122,10 @@ func run(kubeconfig, samples string, scenario, fast bool, dashboardAddr string) 
 	if err != nil {
 		return err
 	}
-	dashboard := "not started (-dashboard is empty)"
+	dashboardURL := "not started (-dashboard is empty)"
 	if dashboardAddr != "" {
-		if dashboard, err = startDashboard(ctx, abs, dashboardAddr); err != nil {
-			dashboard = fmt.Sprintf("not started: %v", err)
+		if dashboardURL, err = startDashboard(ctx, abs, dashboardAddr); err != nil {
+			dashboardURL = fmt.Sprintf("not started: %v", err)
 		}
 	}
 	fmt.Printf(`
@@ -138,7 +138,7 @@ canopy is running on the local cluster, with istiod (%s) as istio-system's contr
   try:         kubectl --kubeconfig %s get canaries -A
                %s analyze --kubeconfig %s --all-namespaces
 
-`, env.Istio.XDSAddress, abs, prom.URL(), dashboard, abs, abs, filepath.Join(bin, "istioctl"), abs)
+`, env.Istio.XDSAddress, abs, prom.URL(), dashboardURL, abs, abs, filepath.Join(bin, "istioctl"), abs)
 
 	if scenario {
 		if err := playBookinfo(ctx, env); err != nil {
