@@ -82,3 +82,40 @@ func TestPolicyView(t *testing.T) {
 		}
 	}
 }
+
+// The watch's events make the history: the weight from the status first seen on, each
+// change after, and each new measurement of a check once.
+func TestHistoryFromTheWatch(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := newCache(nil, "", 10, func() time.Time { return now })
+	step := metav1.NewTime(now.Add(-time.Minute))
+	cn := &meshv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: "bookinfo", Name: "reviews", UID: "u1"}}
+	cn.Status = meshv1.CanaryStatus{Phase: meshv1.PhaseProgressing, CanaryWeight: 10, LastStepTime: &step}
+	c.observe(nil, cn)
+
+	measured := metav1.NewTime(now)
+	next := cn.DeepCopy()
+	next.Status.CanaryWeight = 20
+	next.Status.Checks = []meshv1.CheckStatus{{Name: "request-success-rate", Outcome: meshv1.OutcomePass, Value: "99.5", Threshold: ">= 99", LastMeasured: &measured}}
+	c.observe(cn, next)
+	c.observe(next, next.DeepCopy()) // a resync: nothing new
+
+	h := c.historyOf("bookinfo/reviews")
+	if len(h.Weight) != 2 || h.Weight[0].Weight != 10 || !h.Weight[0].T.Equal(step.Time) || h.Weight[1].Weight != 20 {
+		t.Errorf("weights %+v, want 10 from the last step's time, then 20", h.Weight)
+	}
+	if len(h.Checks) != 1 || h.Checks[0].Value != "99.5" || h.Checks[0].Threshold != ">= 99" {
+		t.Errorf("checks %+v, want the one measurement", h.Checks)
+	}
+
+	// A new Canary of the same name starts a new history.
+	again := &meshv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: "bookinfo", Name: "reviews", UID: "u2"}}
+	c.observe(nil, again)
+	if h := c.historyOf("bookinfo/reviews"); len(h.Weight) != 1 || h.Weight[0].Weight != 0 || len(h.Checks) != 0 {
+		t.Errorf("history %+v, want the new Canary's alone", h)
+	}
+	c.forget(again)
+	if h := c.historyOf("bookinfo/reviews"); len(h.Weight) != 0 {
+		t.Errorf("history %+v after the deletion, want none", h)
+	}
+}
