@@ -120,7 +120,7 @@ func (v dashboardViews) Detail(c *meshv1.Canary, events []eventsv1.Event, events
 	d := dashboard.CanaryDetail{CanaryRow: v.Row(c, now), Progress: label, Steps: steps, Hints: hints(c)}
 	for i := range st.Checks {
 		ck := &st.Checks[i]
-		d.Checks = append(d.Checks, dashboard.Check{Name: ck.Name, Outcome: string(ck.Outcome), Value: ck.Value, Threshold: ck.Threshold,
+		d.Checks = append(d.Checks, dashboard.Check{Name: ck.Name, Outcome: string(ck.Outcome), Value: checkValue(ck), Threshold: ck.Threshold,
 			Measured: measuredText(ck, now), Message: ck.Message, DryRun: ck.DryRun})
 	}
 	for i := range st.Gates {

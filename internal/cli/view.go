@@ -68,14 +68,10 @@ func writeStatus(w io.Writer, v statusView, p palette) {
 			if ck.DryRun {
 				name += " (dry run)" // measured, never deciding
 			}
-			value := orDash(ck.Value)
-			if ck.PrimaryValue != "" {
-				value += " (primary " + ck.PrimaryValue + ")" // compareWithPrimary
-			}
 			rows = append(rows, []cell{
 				plain(name),
 				{text: string(ck.Outcome), style: func(string) string { return p.outcome(outcome) }},
-				plain(value), plain(orDash(ck.Threshold)), plain(measuredText(&ck, v.now)), plain(ck.Message),
+				plain(checkValue(&ck)), plain(orDash(ck.Threshold)), plain(measuredText(&ck, v.now)), plain(ck.Message),
 			})
 		}
 		writeTable(w, []string{colName, "OUTCOME", "VALUE", "THRESHOLD", "MEASURED", colMessage}, rows, "  ")
@@ -287,6 +283,16 @@ func gateState(g *meshv1.GateStatus) string {
 }
 
 // measuredText is when a check was last measured, and since when it holds.
+// checkValue is a check's last value, with the primary's beside it for a check that
+// compares the two (compareWithPrimary).
+func checkValue(ck *meshv1.CheckStatus) string {
+	value := orDash(ck.Value)
+	if ck.PrimaryValue != "" {
+		value += " (primary " + ck.PrimaryValue + ")"
+	}
+	return value
+}
+
 func measuredText(ck *meshv1.CheckStatus, now time.Time) string {
 	measured := ago(ck.LastMeasured, now)
 	if ck.HoldingSince != nil {
