@@ -8,6 +8,7 @@ import (
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
+	istionetv1alpha3 "istio.io/client-go/pkg/apis/networking/v1alpha3"
 	istiosecv1 "istio.io/client-go/pkg/apis/security/v1"
 	istiotelv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -276,6 +277,7 @@ var generatedKinds = []struct {
 	{"DestinationRule", func() client.ObjectList { return &istionetv1.DestinationRuleList{} }, false},
 	{"VirtualService", func() client.ObjectList { return &istionetv1.VirtualServiceList{} }, false},
 	{"Telemetry", func() client.ObjectList { return &istiotelv1.TelemetryList{} }, false},
+	{"EnvoyFilter", func() client.ObjectList { return &istionetv1alpha3.EnvoyFilterList{} }, false},
 	{"Certificate", func() client.ObjectList { return &cmv1.CertificateList{} }, true},
 	{"Gateway", func() client.ObjectList { return &istionetv1.GatewayList{} }, true},
 }

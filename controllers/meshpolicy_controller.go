@@ -9,6 +9,7 @@ import (
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
+	istionetv1alpha3 "istio.io/client-go/pkg/apis/networking/v1alpha3"
 	istiosecv1 "istio.io/client-go/pkg/apis/security/v1"
 	istiotelv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -73,6 +74,8 @@ type MeshPolicyReconciler struct {
 // +kubebuilder:rbac:groups=security.istio.io,resources=peerauthentications;authorizationpolicies,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=networking.istio.io,resources=gateways;serviceentries;virtualservices;destinationrules,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=telemetry.istio.io,resources=telemetries,verbs=get;list;watch;create;update;patch;delete
+// The rate limit's EnvoyFilters are applied server-side (create, patch), never updated.
+// +kubebuilder:rbac:groups=networking.istio.io,resources=envoyfilters,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=cert-manager.io,resources=certificaterequests,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=services;serviceaccounts,verbs=get;list;watch
@@ -242,6 +245,7 @@ func (r *MeshPolicyReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent 
 		Owns(&istionetv1.DestinationRule{}).
 		Owns(&istionetv1.VirtualService{}).
 		Owns(&istiotelv1.Telemetry{}).
+		Owns(&istionetv1alpha3.EnvoyFilter{}).
 		// The Gateway and Certificate of another namespace carry owner labels only.
 		Watches(&istionetv1.Gateway{}, byOwnerLabels).
 		Watches(&corev1.Service{}, byName).

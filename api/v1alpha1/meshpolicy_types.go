@@ -29,6 +29,9 @@ type MeshPolicySpec struct {
 	Ingress *Ingress `json:"ingress,omitempty"`
 	// +optional
 	Telemetry *Telemetry `json:"telemetry,omitempty"`
+	// RateLimit limits the requests each of the service's pods answers.
+	// +optional
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
 }
 
 // ServiceRef names a Service in the same namespace.

@@ -5,6 +5,7 @@ import (
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
+	istionetv1alpha3 "istio.io/client-go/pkg/apis/networking/v1alpha3"
 	istiosecv1 "istio.io/client-go/pkg/apis/security/v1"
 	istiotelv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -26,7 +27,7 @@ import (
 // labelScopedKinds are the kinds whose informers hold only the objects canopy generated
 // (labelled app.kubernetes.io/managed-by=canopy), because canopy never needs to read an
 // unlabelled object of these kinds:
-//   - PeerAuthentication, AuthorizationPolicy, ServiceEntry, Telemetry, Gateway: only a
+//   - PeerAuthentication, AuthorizationPolicy, ServiceEntry, Telemetry, EnvoyFilter, Gateway: only a
 //     MeshPolicy generates them; the reconciler reads them back by its owner labels (watch
 //     and prune) and never looks at other authors' ones.
 //   - VirtualService: the Canary's apex route and the MeshPolicy's routes are generated; a
@@ -55,6 +56,7 @@ func labelScopedKinds() []client.Object {
 		&istiosecv1.AuthorizationPolicy{},
 		&istionetv1.ServiceEntry{},
 		&istiotelv1.Telemetry{},
+		&istionetv1alpha3.EnvoyFilter{},
 		&istionetv1.Gateway{},
 		&istionetv1.VirtualService{},
 		&gwapiv1.HTTPRoute{},

@@ -16,6 +16,7 @@ import (
 	telemetry "istio.io/api/telemetry/v1alpha1"
 	istiotype "istio.io/api/type/v1beta1"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	networkingv1alpha3 "istio.io/client-go/pkg/apis/networking/v1alpha3"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	telemetryv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -67,7 +68,9 @@ type MeshPolicySet struct {
 	Gateway         *networkingv1.Gateway
 	Certificate     *certmanagerv1.Certificate
 	Telemetries     []*telemetryv1.Telemetry
-	Warnings        []Warning
+	// EnvoyFilters carry the local rate limit, one per workload.
+	EnvoyFilters []*networkingv1alpha3.EnvoyFilter
+	Warnings     []Warning
 }
 
 // Objects returns every rendered object, the Certificate before the Gateway that
@@ -96,6 +99,9 @@ func (s *MeshPolicySet) Objects() []Object {
 		out = append(out, o)
 	}
 	for _, o := range s.Telemetries {
+		out = append(out, o)
+	}
+	for _, o := range s.EnvoyFilters {
 		out = append(out, o)
 	}
 	return out
@@ -140,6 +146,7 @@ func (r *policyRenderer) render() (MeshPolicySet, error) {
 	set.Certificate = r.certificate()
 	set.Gateway = r.gateway()
 	set.Telemetries = r.telemetries()
+	set.EnvoyFilters = r.rateLimits()
 	if err := e.err(); err != nil {
 		return MeshPolicySet{}, err
 	}

@@ -6,6 +6,7 @@ package scheme
 import (
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
+	istionetv1alpha3 "istio.io/client-go/pkg/apis/networking/v1alpha3"
 	istiosecv1 "istio.io/client-go/pkg/apis/security/v1"
 	istiotelv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -23,6 +24,7 @@ func New() *runtime.Scheme {
 		clientgoscheme.AddToScheme,
 		meshv1.AddToScheme,
 		istionetv1.AddToScheme,
+		istionetv1alpha3.AddToScheme, // EnvoyFilter is served as v1alpha3 only
 		istiosecv1.AddToScheme,
 		istiotelv1.AddToScheme,
 		gwapiv1.Install,
