@@ -13,7 +13,6 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -59,18 +58,8 @@ func (c *envoyConfig) httpRouteNames() map[uint32][]string {
 			chains = append(chains, dc)
 		}
 		for _, fc := range chains {
-			for _, f := range fc.GetFilters() {
-				a := f.GetTypedConfig()
-				if a == nil || !strings.HasSuffix(a.GetTypeUrl(), "http_connection_manager.v3.HttpConnectionManager") {
-					continue
-				}
-				hcm := &hcmv3.HttpConnectionManager{}
-				if err := a.UnmarshalTo(hcm); err != nil {
-					continue
-				}
-				if name := hcm.GetRds().GetRouteConfigName(); name != "" && !contains(out[port], name) {
-					out[port] = append(out[port], name)
-				}
+			if name := chainHCM(fc).GetRds().GetRouteConfigName(); name != "" && !contains(out[port], name) {
+				out[port] = append(out[port], name)
 			}
 		}
 	}
@@ -378,6 +367,7 @@ func (p retryPolicy) retriable(code int, perTryTimedOut bool) bool {
 // weighs it (locality weight times endpoint weight).
 type lbEndpoint struct {
 	IP     string
+	Port   uint32
 	Weight int64
 }
 
@@ -421,7 +411,7 @@ func healthyEndpoints(cla *endpointv3.ClusterLoadAssignment) []lbEndpoint {
 			if x := ep.GetLoadBalancingWeight(); x != nil && x.GetValue() > 0 {
 				w = int64(x.GetValue())
 			}
-			byPriority[loc.GetPriority()] = append(byPriority[loc.GetPriority()], lbEndpoint{IP: ip, Weight: lw * w})
+			byPriority[loc.GetPriority()] = append(byPriority[loc.GetPriority()], lbEndpoint{IP: ip, Port: ep.GetEndpoint().GetAddress().GetSocketAddress().GetPortValue(), Weight: lw * w})
 		}
 	}
 	prios := make([]uint32, 0, len(byPriority))

@@ -52,6 +52,14 @@ type Options struct {
 	Namespaces []string
 	// Addr is where /metrics is served (default 127.0.0.1:0, a free port).
 	Addr string
+	// InboundSidecars connects the sidecar of every running Pod to istiod too, and
+	// applies what its inbound HTTP filters do before the workload answers: the local rate
+	// limit (token buckets on the simulated clock, refilled once a tick, so that all of a
+	// tick's requests arrive at its end; descriptors of header_value_match and generic_key
+	// actions; per-route configuration). A request over the limit is answered by the
+	// destination's sidecar with the filter's status (429 by default), which the
+	// destination reports with response flag RL. Off by default: one more proxy per Pod.
+	InboundSidecars bool
 	// Logger reports annotations the simulator cannot read; discarded when unset.
 	Logger logr.Logger
 }
@@ -170,6 +178,10 @@ type engine struct {
 	warned  map[string]bool
 	stats   map[RouteKey]int64
 	ticks   int64
+	// clock is the simulated time, the sum of the ticks' durations; buckets are the
+	// inbound sidecars' local rate limit token buckets on it.
+	clock   time.Duration
+	buckets map[string]*bucket
 }
 
 func newEngine(opts Options, reg prometheus.Registerer) *engine {
@@ -182,6 +194,7 @@ func newEngine(opts Options, reg prometheus.Registerer) *engine {
 		touched: map[string]int64{},
 		warned:  map[string]bool{},
 		stats:   map[RouteKey]int64{},
+		buckets: map[string]*bucket{},
 	}
 }
 
@@ -204,6 +217,13 @@ func (e *engine) subscribe(w *World, px proxies) {
 			e.routeConfig(w, px, st, src)
 		}
 	}
+	if e.opts.InboundSidecars {
+		for _, p := range w.Pods {
+			if wl, ok := w.at(p.Status.PodIP); ok && wl.Pod == p {
+				px.config(podNode(p), nil)
+			}
+		}
+	}
 }
 
 // source is where a stream's requests leave from: a proxy and how metrics name it.
@@ -217,7 +237,9 @@ type source struct {
 func (e *engine) simulate(w *World, px proxies, d time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	t := &tick{w: w, b: batch{}, behaviors: map[string]Behavior{}}
+	t := &tick{w: w, px: px, b: batch{}, behaviors: map[string]Behavior{}}
+	// The tick's requests all arrive at its end: token buckets are refilled once a tick.
+	e.clock += d
 	for _, st := range w.streams() {
 		src, ok := e.source(w, st)
 		if !ok {
@@ -257,6 +279,7 @@ func (e *engine) simulate(w *World, px proxies, d time.Duration) {
 // tick is one traffic generation's view of the world and its observations.
 type tick struct {
 	w         *World
+	px        proxies
 	cfg       *envoyConfig
 	b         batch
 	behaviors map[string]Behavior
@@ -490,7 +513,7 @@ func (e *engine) send(t *tick, rc *routev3.RouteConfiguration, src source, skey 
 			mk := key
 			mk.Mirror, mk.Cluster = true, m.GetCluster()
 			mk.DestinationHost, mk.Subset = clusterHost(mk.Cluster)
-			e.upstream(t, src, mk, retryPolicy{}, 0, 0)
+			e.upstream(t, src, mk, req, retryPolicy{}, 0, 0)
 		}
 	}
 
@@ -501,7 +524,7 @@ func (e *engine) send(t *tick, rc *routev3.RouteConfiguration, src source, skey 
 	if len(flags) > 0 {
 		key.Flags = strings.Join(flags, ",")
 	}
-	e.upstream(t, src, key, retryOf(action, vh), timeout, delay)
+	e.upstream(t, src, key, req, retryOf(action, vh), timeout, delay)
 }
 
 // answerLocally is a request the source's proxy answered itself.
@@ -516,7 +539,7 @@ func (e *engine) answerLocally(t *tick, key RouteKey, src source, code int, flag
 // upstream sends a request (or a mirrored copy) to key.Cluster's endpoints, retrying as
 // the policy says; each attempt is reported by the workload that answered it, the
 // outcome by the source (never for a mirror).
-func (e *engine) upstream(t *tick, src source, key RouteKey, retry retryPolicy, timeout time.Duration, elapsed float64) {
+func (e *engine) upstream(t *tick, src source, key RouteKey, req request, retry retryPolicy, timeout time.Duration, elapsed float64) {
 	svc, _ := resolveHost(key.DestinationHost, "")
 	flags := []string{}
 	if key.Flags != "" {
@@ -557,14 +580,21 @@ func (e *engine) upstream(t *tick, src source, key RouteKey, retry retryPolicy, 
 		if found {
 			key.WorkloadNamespace, key.Workload = wl.Pod.Namespace, wl.name()
 			dst = wl.peer()
-			beh := e.behavior(t, wl)
-			code = 200
-			if e.bernoulli("error|"+key.WorkloadNamespace+"/"+key.Workload, beh.ErrorRate) {
-				code = beh.ErrorCode
+			if rl, limited := e.inbound(t, wl, ep, req); limited {
+				// The destination's sidecar answers: the workload never sees the request.
+				code, latency, flag = rl, 0, ""
+				o := observation{Reporter: "destination", Source: src.peer, Destination: dst, Service: svc, Code: code, Flags: "RL"}
+				t.b[o] = append(t.b[o], latency)
+			} else {
+				beh := e.behavior(t, wl)
+				code = 200
+				if e.bernoulli("error|"+key.WorkloadNamespace+"/"+key.Workload, beh.ErrorRate) {
+					code = beh.ErrorCode
+				}
+				latency, flag = beh.Latency(e.nextPhase(key.WorkloadNamespace+"/"+key.Workload)), ""
+				o := observation{Reporter: "destination", Source: src.peer, Destination: dst, Service: svc, Code: code, Flags: "-"}
+				t.b[o] = append(t.b[o], latency)
 			}
-			latency, flag = beh.Latency(e.nextPhase(key.WorkloadNamespace+"/"+key.Workload)), ""
-			o := observation{Reporter: "destination", Source: src.peer, Destination: dst, Service: svc, Code: code, Flags: "-"}
-			t.b[o] = append(t.b[o], latency)
 		} else {
 			key.WorkloadNamespace, key.Workload = "", ""
 		}
