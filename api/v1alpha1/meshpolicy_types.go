@@ -266,7 +266,12 @@ type LocalityFailover struct {
 }
 
 // Route is one HTTP route to the service.
+// +kubebuilder:validation:XValidation:rule="[has(self.redirect), has(self.directResponse), has(self.destinations)].filter(x, x).size() <= 1",message="set at most one of redirect, directResponse and destinations"
+// +kubebuilder:validation:XValidation:rule="!(has(self.redirect) || has(self.directResponse)) || !(has(self.fault) || has(self.rewrite))",message="a redirect or direct response forwards nothing: it cannot have fault or rewrite"
+// +kubebuilder:validation:XValidation:rule="!has(self.destinations) || self.destinations.map(d, d.weight).sum() == 100",message="the destinations' weights add up to 100",fieldPath=".destinations"
 type Route struct {
+	RouteActions `json:",inline"`
+
 	// +kubebuilder:validation:MaxLength=63
 	// +optional
 	Name string `json:"name,omitempty"`

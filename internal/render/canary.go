@@ -391,6 +391,16 @@ func (r *canaryRenderer) virtualService() *networkingv1.VirtualService {
 			}
 			match := singleMatch(r.pe, path+".match", pr.Match).and(svcMatch)
 			base := r.policyRoute(path, pr, d)
+			if own := routeDestinations(r.pe, path, pr.Destinations, r.portOf); answersItself(base) || own != nil {
+				// The route answers by itself or sends where it says: the Canary's split,
+				// A/B route and mirror are not the route's.
+				base.Match, base.Route = match.reqs, own
+				routes = append(routes, base)
+				if len(match.reqs) == 0 {
+					catchAll = true
+				}
+				continue
+			}
 			if r.w.Match {
 				ab := proto.Clone(base).(*networking.HTTPRoute)
 				if ab.Name != "" {
@@ -506,6 +516,7 @@ func policyHTTPRoute(e *errs, path string, pr *meshv1.Route, d routeDefaults) *n
 	rt.Headers = mergeHeaders(rt.Headers, headers(e, path+".headers", pr.Headers))
 	rt.Rewrite = rewrite(pr.Rewrite)
 	rt.Fault = fault(e, path+".fault", pr.Fault)
+	routeActions(e, path, pr, rt)
 	return rt
 }
 
@@ -533,6 +544,15 @@ func checkRouteNames(e *errs, routes []*networking.HTTPRoute) {
 		}
 		seen[rt.Name] = true
 	}
+}
+
+// portOf is the port of a MeshPolicy route's destination that names none: the Canary's
+// for its own Service, none for another.
+func (r *canaryRenderer) portOf(host string) *networking.PortSelector {
+	if host != r.name {
+		return nil
+	}
+	return &networking.PortSelector{Number: uint32(r.c.Spec.Service.Port)}
 }
 
 func (r *canaryRenderer) destination(host string) *networking.Destination {

@@ -3,6 +3,7 @@ package render
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -110,8 +111,12 @@ func (g *gatewayRenderer) rule(i int, rt *networking.HTTPRoute) gwapiv1.HTTPRout
 		rule.Matches = append(rule.Matches, g.match(path, m))
 	}
 	for _, d := range rt.Route {
+		ref := g.backend(d.GetDestination().GetHost())
+		if p := d.GetDestination().GetPort().GetNumber(); p != 0 {
+			ref.Port = utilptr.To(gwapiv1.PortNumber(p)) // a MeshPolicy route's destination
+		}
 		rule.BackendRefs = append(rule.BackendRefs, gwapiv1.HTTPBackendRef{BackendRef: gwapiv1.BackendRef{
-			BackendObjectReference: g.backend(d.GetDestination().GetHost()),
+			BackendObjectReference: ref,
 			// Always explicit: an unset weight is 1, not 0.
 			Weight: utilptr.To(d.Weight),
 		}})
@@ -134,6 +139,9 @@ func (g *gatewayRenderer) rule(i int, rt *networking.HTTPRoute) gwapiv1.HTTPRout
 	if c := rt.CorsPolicy; c != nil {
 		rule.Filters = append(rule.Filters, gwapiv1.HTTPRouteFilter{Type: gwapiv1.HTTPRouteFilterCORS, CORS: corsFilter(c)})
 	}
+	if rd := rt.Redirect; rd != nil {
+		rule.Filters = append(rule.Filters, gwapiv1.HTTPRouteFilter{Type: gwapiv1.HTTPRouteFilterRequestRedirect, RequestRedirect: redirectFilter(rd)})
+	}
 	if rt.Mirror != nil {
 		mirror := &gwapiv1.HTTPRequestMirrorFilter{BackendRef: g.backend(rt.Mirror.Host)}
 		if p := rt.MirrorPercentage; p != nil && p.Value < 100 {
@@ -142,6 +150,28 @@ func (g *gatewayRenderer) rule(i int, rt *networking.HTTPRoute) gwapiv1.HTTPRout
 		rule.Filters = append(rule.Filters, gwapiv1.HTTPRouteFilter{Type: gwapiv1.HTTPRouteFilterRequestMirror, RequestMirror: mirror})
 	}
 	return rule
+}
+
+// redirectFilter writes an Istio redirect as the Gateway API's RequestRedirect filter.
+func redirectFilter(rd *networking.HTTPRedirect) *gwapiv1.HTTPRequestRedirectFilter {
+	f := &gwapiv1.HTTPRequestRedirectFilter{StatusCode: utilptr.To(301)}
+	if rd.RedirectCode != 0 {
+		f.StatusCode = utilptr.To(int(rd.RedirectCode))
+	}
+	if rd.Scheme != "" {
+		f.Scheme = utilptr.To(rd.Scheme)
+	}
+	if a := rd.Authority; a != "" {
+		host, port, ok := strings.Cut(a, ":")
+		f.Hostname = utilptr.To(gwapiv1.PreciseHostname(host))
+		if n, err := strconv.Atoi(port); ok && err == nil {
+			f.Port = utilptr.To(gwapiv1.PortNumber(n))
+		}
+	}
+	if rd.Uri != "" {
+		f.Path = &gwapiv1.HTTPPathModifier{Type: gwapiv1.FullPathHTTPPathModifier, ReplaceFullPath: utilptr.To(rd.Uri)}
+	}
+	return f
 }
 
 func (g *gatewayRenderer) backend(host string) gwapiv1.BackendObjectReference {
@@ -282,6 +312,25 @@ func gatewayDuration(d time.Duration) gwapiv1.Duration {
 	return gwapiv1.Duration(b.String())
 }
 
+// corsUnsupported reports the parts of a CORS policy the Gateway API's CORS filter cannot
+// express.
+func corsUnsupported(u *errs, path string, c *meshv1.CorsPolicy) {
+	if c == nil {
+		return
+	}
+	for i, o := range c.AllowOrigins {
+		if _, ok := corsOrigin(o.Exact); !ok || o.Prefix != nil || o.Regex != nil {
+			u.warn(fmt.Sprintf("%s.allowOrigins[%d]", path, i),
+				"the Gateway API allows an origin by its exact scheme://host[:port] (a \"*.\" host prefix or \"*\" at most), not by a prefix or a regular expression: not in force")
+		}
+	}
+	for i, m := range c.AllowMethods {
+		if !validMethod(m) && m != "*" {
+			u.warn(fmt.Sprintf("%s.allowMethods[%d]", path, i), "%q is not a method the Gateway API's CORS filter allows: not in force", m)
+		}
+	}
+}
+
 // unsupported lists the settings the HTTPRoute does not carry: those an Istio
 // VirtualService or DestinationRule would.
 func (g *gatewayRenderer) unsupported() {
@@ -290,19 +339,7 @@ func (g *gatewayRenderer) unsupported() {
 	if s.Retries != nil {
 		g.u.warn("spec.service.retries", "%s (HTTPRoute retries are experimental)", why)
 	}
-	if c := s.CorsPolicy; c != nil {
-		for i, o := range c.AllowOrigins {
-			if _, ok := corsOrigin(o.Exact); !ok || o.Prefix != nil || o.Regex != nil {
-				g.u.warn(fmt.Sprintf("spec.service.corsPolicy.allowOrigins[%d]", i),
-					"the Gateway API allows an origin by its exact scheme://host[:port] (a \"*.\" host prefix or \"*\" at most), not by a prefix or a regular expression: not in force")
-			}
-		}
-		for i, m := range c.AllowMethods {
-			if !validMethod(m) && m != "*" {
-				g.u.warn(fmt.Sprintf("spec.service.corsPolicy.allowMethods[%d]", i), "%q is not a method the Gateway API's CORS filter allows: not in force", m)
-			}
-		}
-	}
+	corsUnsupported(g.u, "spec.service.corsPolicy", s.CorsPolicy)
 	if g.c.Spec.Analysis.SessionAffinity != nil {
 		g.u.warn("spec.analysis.sessionAffinity", "is not written: the cookie match it needs is a regular expression, whose support the Gateway API leaves to the implementation: not in force with routing.provider gatewayapi")
 	}
@@ -321,6 +358,15 @@ func (g *gatewayRenderer) unsupported() {
 		}
 		if rt.Fault != nil {
 			pu.warn(path+".fault", "%s (fault injection)", why)
+		}
+		corsUnsupported(pu, path+".corsPolicy", rt.CorsPolicy)
+		if rt.DirectResponse != nil {
+			pu.warn(path+".directResponse", "has no equivalent in the Gateway API: the rule has no backend, and is answered 500 instead")
+		}
+		for j, d := range rt.Destinations {
+			if d.Subset != "" {
+				pu.warn(fmt.Sprintf("%s.destinations[%d].subset", path, j), "is an Istio DestinationRule subset, which the Gateway API has not: the HTTPRoute sends to the whole Service %q", d.Host)
+			}
 		}
 		if rt.Rewrite != nil && rt.Rewrite.URI != "" {
 			pu.warn(path+".rewrite.uri", "is not written as an HTTPRoute URLRewrite filter (Istio replaces the matched prefix, "+

@@ -462,9 +462,29 @@ func (r *policyRenderer) virtualService() *networkingv1.VirtualService {
 	// the first port, by a route of its own.
 	ports := r.svc.Spec.Ports
 	multiPort := !r.static && len(ports) > 1
-	add := func(path string, rt *networking.HTTPRoute, port *int32) {
+	// target is where a route sends, on a port of the Service: the Service, or the route's
+	// own weighted destinations (the Service among them on that port); nothing for a
+	// route that answers by itself.
+	target := func(path string, rt *networking.HTTPRoute, port *int32, dests []*networking.HTTPRouteDestination) []*networking.HTTPRouteDestination {
+		switch {
+		case answersItself(rt):
+			return nil
+		case dests != nil:
+			out := make([]*networking.HTTPRouteDestination, 0, len(dests))
+			for _, d := range dests {
+				d = cloneMsg(d)
+				if d.Destination.Host == r.svc.Name && d.Destination.Port == nil {
+					d.Destination.Port = r.destination(path+".port", port).Port
+				}
+				out = append(out, d)
+			}
+			return out
+		}
+		return []*networking.HTTPRouteDestination{{Destination: r.destination(path+".port", port)}}
+	}
+	add := func(path string, rt *networking.HTTPRoute, port *int32, dests []*networking.HTTPRouteDestination) {
 		if port != nil || !multiPort {
-			rt.Route = []*networking.HTTPRouteDestination{{Destination: r.destination(path+".port", port)}}
+			rt.Route = target(path, rt, port, dests)
 			vs.Spec.Http = append(vs.Spec.Http, rt)
 			return
 		}
@@ -475,7 +495,7 @@ func (r *policyRenderer) virtualService() *networkingv1.VirtualService {
 				gw.Name += "-ingress"
 			}
 			gw.Match = onGateway(gw.Match, GatewayRef(r.p))
-			gw.Route = []*networking.HTTPRouteDestination{{Destination: r.destination(path+".port", &first)}}
+			gw.Route = target(path, gw, &first, dests)
 			vs.Spec.Http = append(vs.Spec.Http, gw)
 			rt.Match = onGateway(rt.Match, "mesh")
 		}
@@ -485,7 +505,7 @@ func (r *policyRenderer) virtualService() *networkingv1.VirtualService {
 				pr.Name += "-" + strconv.Itoa(int(sp.Port))
 			}
 			pr.Match = onPort(pr.Match, uint32(sp.Port))
-			pr.Route = []*networking.HTTPRouteDestination{{Destination: r.destination(path+".port", &sp.Port)}}
+			pr.Route = target(path, pr, &sp.Port, dests)
 			vs.Spec.Http = append(vs.Spec.Http, pr)
 		}
 	}
@@ -503,13 +523,13 @@ func (r *policyRenderer) virtualService() *networkingv1.VirtualService {
 		}
 		rt := policyHTTPRoute(r.e, path, pr, d)
 		rt.Match = singleMatch(r.e, path+".match", pr.Match).reqs
-		add(path, rt, pr.Port)
+		add(path, rt, pr.Port, routeDestinations(r.e, path, pr.Destinations, nil))
 		if pr.Match == nil {
 			catchAll = true
 		}
 	}
 	if !catchAll {
-		add("", d.route(), nil)
+		add("", d.route(), nil, nil)
 	}
 	if multiPort && s.Ingress != nil {
 		r.e.warn("spec.ingress", "Service %q has %d ports: traffic from the gateway on routes without a port goes to the first, %d", r.svc.Name, len(r.svc.Spec.Ports), r.svc.Spec.Ports[0].Port)

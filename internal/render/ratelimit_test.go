@@ -52,12 +52,18 @@ func TestMeshPolicyRateLimitErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := rateLimitedPolicy()
 			tc.mutate(p.Spec.RateLimit)
-			_, err := MeshPolicyObjects(p, paymentService(), MeshPolicyOptions{})
-			reason := tc.reason
-			if reason == "" {
-				reason = meshv1.ReasonInvalidSpec
-			}
-			expectFieldError(t, err, tc.field, reason)
+			expectPolicyError(t, p, tc.field, tc.reason)
 		})
 	}
+}
+
+// expectPolicyError renders p for the payment Service and expects an error on field, for
+// reason (InvalidSpec when empty).
+func expectPolicyError(t *testing.T, p *meshv1.MeshPolicy, field, reason string) {
+	t.Helper()
+	_, err := MeshPolicyObjects(p, paymentService(), MeshPolicyOptions{})
+	if reason == "" {
+		reason = meshv1.ReasonInvalidSpec
+	}
+	expectFieldError(t, err, field, reason)
 }
