@@ -273,6 +273,7 @@ var generatedKinds = []struct {
 }{
 	{"PeerAuthentication", func() client.ObjectList { return &istiosecv1.PeerAuthenticationList{} }, false},
 	{"AuthorizationPolicy", func() client.ObjectList { return &istiosecv1.AuthorizationPolicyList{} }, false},
+	{"RequestAuthentication", func() client.ObjectList { return &istiosecv1.RequestAuthenticationList{} }, false},
 	{"ServiceEntry", func() client.ObjectList { return &istionetv1.ServiceEntryList{} }, false},
 	{"DestinationRule", func() client.ObjectList { return &istionetv1.DestinationRuleList{} }, false},
 	{"VirtualService", func() client.ObjectList { return &istionetv1.VirtualServiceList{} }, false},

@@ -71,7 +71,7 @@ type MeshPolicyReconciler struct {
 // +kubebuilder:rbac:groups=mesh.canopy.dev,resources=meshpolicies/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=mesh.canopy.dev,resources=meshpolicies/finalizers,verbs=update
 // +kubebuilder:rbac:groups=mesh.canopy.dev,resources=canaries,verbs=get;list;watch
-// +kubebuilder:rbac:groups=security.istio.io,resources=peerauthentications;authorizationpolicies,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=security.istio.io,resources=peerauthentications;authorizationpolicies;requestauthentications,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=networking.istio.io,resources=gateways;serviceentries;virtualservices;destinationrules,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=telemetry.istio.io,resources=telemetries,verbs=get;list;watch;create;update;patch;delete
 // The rate limit's EnvoyFilters are applied server-side (create, patch), never updated.
@@ -241,6 +241,7 @@ func (r *MeshPolicyReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent 
 		For(&meshv1.MeshPolicy{}, builder.WithPredicates(predicate.Or[client.Object](r.Applier.Writes().CaughtUp(), predicate.GenerationChangedPredicate{}))).
 		Owns(&istiosecv1.PeerAuthentication{}).
 		Owns(&istiosecv1.AuthorizationPolicy{}).
+		Owns(&istiosecv1.RequestAuthentication{}).
 		Owns(&istionetv1.ServiceEntry{}).
 		Owns(&istionetv1.DestinationRule{}).
 		Owns(&istionetv1.VirtualService{}).

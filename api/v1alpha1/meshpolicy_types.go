@@ -13,6 +13,9 @@ type MeshPolicySpec struct {
 	MTLS *MTLS `json:"mtls,omitempty"`
 	// +optional
 	Authorization *Authorization `json:"authorization,omitempty"`
+	// Authentication verifies the requests' JSON Web Tokens.
+	// +optional
+	Authentication *Authentication `json:"authentication,omitempty"`
 	// +optional
 	Resilience *Resilience `json:"resilience,omitempty"`
 	// Routes are HTTP routes to the service, matched in order.
@@ -139,7 +142,7 @@ type AuthorizationCondition struct {
 }
 
 // AuthorizationSource names callers: those it names, except those its not* fields name.
-// +kubebuilder:validation:XValidation:rule="has(self.serviceAccounts) || has(self.namespaces) || has(self.principals) || has(self.notServiceAccounts) || has(self.notNamespaces) || has(self.notPrincipals)",message="name serviceAccounts, namespaces or principals (or their not* forms)"
+// +kubebuilder:validation:XValidation:rule="has(self.serviceAccounts) || has(self.namespaces) || has(self.principals) || has(self.notServiceAccounts) || has(self.notNamespaces) || has(self.notPrincipals) || has(self.requestPrincipals) || has(self.notRequestPrincipals)",message="name serviceAccounts, namespaces, principals or requestPrincipals (or their not* forms)"
 type AuthorizationSource struct {
 	// ServiceAccounts as "namespace/name".
 	// +kubebuilder:validation:MaxItems=64
@@ -168,6 +171,16 @@ type AuthorizationSource struct {
 	// +kubebuilder:validation:items:MaxLength=512
 	// +optional
 	NotPrincipals []string `json:"notPrincipals,omitempty"`
+	// RequestPrincipals are the JWT identities "<issuer>/<subject>" (spec.authentication
+	// verifies them), with a * wildcard at the start or end: "*" is any verified token.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=1024
+	// +optional
+	RequestPrincipals []string `json:"requestPrincipals,omitempty"`
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=1024
+	// +optional
+	NotRequestPrincipals []string `json:"notRequestPrincipals,omitempty"`
 }
 
 // AuthorizationOperation names what is called.

@@ -27,7 +27,7 @@ import (
 // labelScopedKinds are the kinds whose informers hold only the objects canopy generated
 // (labelled app.kubernetes.io/managed-by=canopy), because canopy never needs to read an
 // unlabelled object of these kinds:
-//   - PeerAuthentication, AuthorizationPolicy, ServiceEntry, Telemetry, EnvoyFilter, Gateway: only a
+//   - PeerAuthentication, RequestAuthentication, AuthorizationPolicy, ServiceEntry, Telemetry, EnvoyFilter, Gateway: only a
 //     MeshPolicy generates them; the reconciler reads them back by its owner labels (watch
 //     and prune) and never looks at other authors' ones.
 //   - VirtualService: the Canary's apex route and the MeshPolicy's routes are generated; a
@@ -54,6 +54,7 @@ func labelScopedKinds() []client.Object {
 	return []client.Object{
 		&istiosecv1.PeerAuthentication{},
 		&istiosecv1.AuthorizationPolicy{},
+		&istiosecv1.RequestAuthentication{},
 		&istionetv1.ServiceEntry{},
 		&istiotelv1.Telemetry{},
 		&istionetv1alpha3.EnvoyFilter{},

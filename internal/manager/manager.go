@@ -84,6 +84,7 @@ type Options struct {
 	AllowedClusterIssuers    string
 	AllowedHosts             string
 	AllowedExternalHosts     string
+	AllowedJWKSHosts         string
 	// MemoryLimitRatio is the share of the container's memory limit the Go heap keeps under
 	// (ApplyMemoryLimit; main applies it, being process-wide).
 	MemoryLimitRatio float64
@@ -178,6 +179,8 @@ func (o *Options) bindTenancyFlags(fs *flag.FlagSet) {
 		"Comma-separated host rules [namespace:]host for the hosts a namespace may route and serve besides its own Services' (Canary spec.service.hosts, MeshPolicy spec.ingress.hosts): a name, *.domain or *; no namespace (or *) means every namespace; {namespace} in the host stands for the namespace. Empty: none.")
 	fs.StringVar(&o.AllowedExternalHosts, "allowed-external-hosts", "",
 		"Comma-separated host rules [namespace:]host, as --allowed-hosts, for the hosts a MeshPolicy may declare as external services (spec.externalServices). Empty: none.")
+	fs.StringVar(&o.AllowedJWKSHosts, "allowed-jwks-hosts", "",
+		"Comma-separated host rules [namespace:]host, as --allowed-hosts, for the hosts of the JWKS URLs a MeshPolicy's authentication may name (spec.authentication.jwt[].jwksUri), which istiod fetches. Empty: none, inline keys (jwks) only.")
 }
 
 // Tenancy is what the tenancy flags allow; an error names the flag at fault.
@@ -195,6 +198,9 @@ func (o *Options) Tenancy() (*render.Tenancy, error) {
 	}
 	if t.ExternalHosts, err = render.ParseHostRules(splitList(o.AllowedExternalHosts)); err != nil {
 		return nil, fmt.Errorf("--allowed-external-hosts: %w", err)
+	}
+	if t.JWKSHosts, err = render.ParseHostRules(splitList(o.AllowedJWKSHosts)); err != nil {
+		return nil, fmt.Errorf("--allowed-jwks-hosts: %w", err)
 	}
 	return t, nil
 }

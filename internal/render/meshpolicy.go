@@ -57,8 +57,9 @@ type MeshPolicyOptions struct {
 // namespace except the Gateway and the Certificate, which are in the gateway's
 // namespace and cannot carry an ownerReference to the policy.
 type MeshPolicySet struct {
-	PeerAuthentications   []*securityv1.PeerAuthentication
-	AuthorizationPolicies []*securityv1.AuthorizationPolicy
+	PeerAuthentications    []*securityv1.PeerAuthentication
+	RequestAuthentications []*securityv1.RequestAuthentication
+	AuthorizationPolicies  []*securityv1.AuthorizationPolicy
 	// DestinationRules are the Service's (unless a Canary owns its routing) and one per
 	// host of each external service with TLS origination.
 	DestinationRules []*networkingv1.DestinationRule
@@ -78,6 +79,9 @@ type MeshPolicySet struct {
 func (s *MeshPolicySet) Objects() []Object {
 	var out []Object
 	for _, o := range s.PeerAuthentications {
+		out = append(out, o)
+	}
+	for _, o := range s.RequestAuthentications {
 		out = append(out, o)
 	}
 	for _, o := range s.AuthorizationPolicies {
@@ -126,6 +130,7 @@ func (r *policyRenderer) render() (MeshPolicySet, error) {
 	p, e := r.p, r.e
 	var set MeshPolicySet
 	set.PeerAuthentications = r.peerAuthentications()
+	set.RequestAuthentications = r.requestAuthentications()
 	set.AuthorizationPolicies = r.authorizationPolicies()
 	dr, vs := r.serviceDestinationRule(), r.virtualService()
 	if !r.opts.CanaryOwnsRouting {
@@ -345,8 +350,13 @@ func (r *policyRenderer) authzRule(path string, rule *meshv1.AuthorizationRule) 
 		s := &security.Source{Namespaces: slices.Clone(src.Namespaces), NotNamespaces: slices.Clone(src.NotNamespaces)}
 		s.Principals = r.principals(sp+".serviceAccounts", src.ServiceAccounts, src.Principals)
 		s.NotPrincipals = r.principals(sp+".notServiceAccounts", src.NotServiceAccounts, src.NotPrincipals)
-		if len(s.Principals) == 0 && len(s.Namespaces) == 0 && len(s.NotPrincipals) == 0 && len(s.NotNamespaces) == 0 {
-			r.e.invalid(sp, "name serviceAccounts, namespaces or principals (or their not* forms)")
+		s.RequestPrincipals = r.authzPaths(sp+".requestPrincipals", src.RequestPrincipals)
+		s.NotRequestPrincipals = r.authzPaths(sp+".notRequestPrincipals", src.NotRequestPrincipals)
+		if (len(s.RequestPrincipals) > 0 || len(s.NotRequestPrincipals) > 0) && r.p.Spec.Authentication == nil {
+			r.e.warn(sp+".requestPrincipals", "no spec.authentication verifies a token: only RequestAuthentications of other authors can give a request a principal")
+		}
+		if len(s.Principals) == 0 && len(s.Namespaces) == 0 && len(s.NotPrincipals) == 0 && len(s.NotNamespaces) == 0 && len(s.RequestPrincipals) == 0 && len(s.NotRequestPrincipals) == 0 {
+			r.e.invalid(sp, "name serviceAccounts, namespaces, principals or requestPrincipals (or their not* forms)")
 		}
 		out.From = append(out.From, &security.Rule_From{Source: s})
 	}

@@ -26,10 +26,7 @@ func TestMeshPolicyRateLimitGolden(t *testing.T) {
 		t.Fatalf("%d EnvoyFilters, want one for the primary's pods and one for the canary's", len(set.EnvoyFilters))
 	}
 	objs := []Object{set.EnvoyFilters[0], set.EnvoyFilters[1]}
-	expectGolden(t, "meshpolicy-ratelimit.yaml", objs)
-	for _, o := range objs {
-		expectValid(t, o)
-	}
+	expectGoldenValid(t, "meshpolicy-ratelimit.yaml", objs)
 }
 
 func TestMeshPolicyRateLimitErrors(t *testing.T) {
@@ -66,4 +63,13 @@ func expectPolicyError(t *testing.T, p *meshv1.MeshPolicy, field, reason string)
 		reason = meshv1.ReasonInvalidSpec
 	}
 	expectFieldError(t, err, field, reason)
+}
+
+// expectGoldenValid compares objs with a golden file and checks each against its CRD.
+func expectGoldenValid(t *testing.T, file string, objs []Object) {
+	t.Helper()
+	expectGolden(t, file, objs)
+	for _, o := range objs {
+		expectValid(t, o)
+	}
 }

@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -34,6 +35,9 @@ type Tenancy struct {
 	// ExternalHosts are the names a namespace may declare as external services
 	// (ServiceEntries): with an outbound policy of REGISTRY_ONLY, what its workloads may call.
 	ExternalHosts []HostRule
+	// JWKSHosts are the hosts of the JWKS URLs a MeshPolicy's authentication may name, which
+	// istiod fetches from inside the cluster: none by default (inline keys only).
+	JWKSHosts []HostRule
 }
 
 // HostRule gives names to a namespace, or to every namespace.
@@ -156,6 +160,20 @@ func (t *Tenancy) checkPolicy(e *errs, p *meshv1.MeshPolicy) {
 		}
 		if in.TLS != nil {
 			t.checkIssuer(e, p, in.TLS.IssuerRef)
+		}
+	}
+	if a := p.Spec.Authentication; a != nil {
+		for i, j := range a.JWT {
+			if j.JWKSURI == "" {
+				continue
+			}
+			u, err := url.Parse(j.JWKSURI)
+			if err != nil || u.Hostname() == "" {
+				continue // the renderer says what is wrong with it
+			}
+			if h := strings.ToLower(u.Hostname()); !t.allowed(t.JWKSHosts, ns, h) {
+				e.notAllowed(fmt.Sprintf("spec.authentication.jwt[%d].jwksUri", i), "istiod would fetch it from inside the cluster, and no rule of --allowed-jwks-hosts gives host %q to namespace %q: give the keys inline (jwks), or ask the operator", h, ns)
+			}
 		}
 	}
 	for i := range p.Spec.ExternalServices {
