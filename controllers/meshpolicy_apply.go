@@ -226,7 +226,8 @@ func (s *policyScope) objectState(o render.Object) (string, string) {
 			return statePending, cs.Message
 		}
 	case *istionetv1.Gateway:
-		if cs != nil && !s.serveHTTPS() {
+		// The ingress Gateway waits for its certificate; an egress one does not.
+		if cs != nil && !s.serveHTTPS() && o.GetName() == render.GatewayName(s.policy) {
 			return statePending, fmt.Sprintf("serving HTTP only until Certificate %s/%s is Ready", cs.Namespace, cs.Name)
 		}
 	}

@@ -369,6 +369,9 @@ type ExternalService struct {
 	// TLSOrigination lets the workload speak plain HTTP while the sidecar speaks TLS to the host.
 	// +optional
 	TLSOrigination *TLSOrigination `json:"tlsOrigination,omitempty"`
+	// EgressGateway sends the service's traffic out through an egress gateway.
+	// +optional
+	EgressGateway *EgressGateway `json:"egressGateway,omitempty"`
 }
 
 // ExternalPort is a port of an external service.

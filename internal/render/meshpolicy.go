@@ -67,8 +67,12 @@ type MeshPolicySet struct {
 	VirtualServices []*networkingv1.VirtualService
 	ServiceEntries  []*networkingv1.ServiceEntry
 	Gateway         *networkingv1.Gateway
-	Certificate     *certmanagerv1.Certificate
-	Telemetries     []*telemetryv1.Telemetry
+	// EgressGateways are the Gateways of the external services reached through an
+	// egress gateway, in the gateways' namespaces; EgressRoutes their VirtualServices.
+	EgressGateways []*networkingv1.Gateway
+	EgressRoutes   []*networkingv1.VirtualService
+	Certificate    *certmanagerv1.Certificate
+	Telemetries    []*telemetryv1.Telemetry
 	// EnvoyFilters carry the local rate limit, one per workload.
 	EnvoyFilters []*networkingv1alpha3.EnvoyFilter
 	Warnings     []Warning
@@ -100,6 +104,12 @@ func (s *MeshPolicySet) Objects() []Object {
 		out = append(out, s.Gateway)
 	}
 	for _, o := range s.VirtualServices {
+		out = append(out, o)
+	}
+	for _, o := range s.EgressGateways {
+		out = append(out, o)
+	}
+	for _, o := range s.EgressRoutes {
 		out = append(out, o)
 	}
 	for _, o := range s.Telemetries {
@@ -147,6 +157,10 @@ func (r *policyRenderer) render() (MeshPolicySet, error) {
 			set.ServiceEntries = append(set.ServiceEntries, se)
 		}
 		set.DestinationRules = append(set.DestinationRules, drs...)
+		if gw, vs := r.egress(i); gw != nil {
+			set.EgressGateways = append(set.EgressGateways, gw)
+			set.EgressRoutes = append(set.EgressRoutes, vs)
+		}
 	}
 	set.Certificate = r.certificate()
 	set.Gateway = r.gateway()
@@ -642,6 +656,10 @@ func (r *policyRenderer) externalService(i int) (*networkingv1.ServiceEntry, []*
 	se.Spec.Location = networking.ServiceEntry_MESH_EXTERNAL
 	se.Spec.Resolution = res
 	se.Spec.ExportTo = []string{"."}
+	if x.EgressGateway != nil {
+		// The egress gateway routes to the host too.
+		se.Spec.ExportTo = appendUnique(se.Spec.ExportTo, EgressGatewayNamespace(x))
+	}
 	names := map[string]bool{}
 	numbers := map[int32]bool{}
 	for j, port := range x.Ports {

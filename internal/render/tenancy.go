@@ -178,6 +178,11 @@ func (t *Tenancy) checkPolicy(e *errs, p *meshv1.MeshPolicy) {
 	}
 	for i := range p.Spec.ExternalServices {
 		x := &p.Spec.ExternalServices[i]
+		if x.EgressGateway != nil {
+			if gns := EgressGatewayNamespace(x); gns != ns && !t.gatewayNamespace(gns) {
+				e.notAllowed(fmt.Sprintf("spec.externalServices[%d].egressGateway.namespace", i), "%q is another namespace; %s", gns, t.gatewayNamespacesMessage())
+			}
+		}
 		for j, h := range x.Hosts {
 			if !ownHost(ns, h, false) && !t.allowed(t.ExternalHosts, ns, h) {
 				e.notAllowed(fmt.Sprintf("spec.externalServices[%d].hosts[%d]", i, j), "%s", t.hostMessage(ns, h, "--allowed-external-hosts"))
