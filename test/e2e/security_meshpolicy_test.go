@@ -322,3 +322,74 @@ func expectPolicyEvent(t *testing.T, ns, name, reason string, contains ...string
 		return fmt.Errorf("no %s event about MeshPolicy %s/%s", reason, ns, name)
 	})
 }
+
+// A namespace editor sends an external host's traffic through an egress gateway in another
+// namespace (istio-system on a real cluster), where canopy would write a Gateway and to
+// which it would export the host's routing. The host is allowed; the gateway's namespace is
+// not: the policy is refused naming the field and --allowed-gateway-namespaces, and nothing
+// is written there. Allowed by the operator, the Gateway is written there, and the sidecars
+// route the host to the gateway (istioctl analyze judges both namespaces when the test ends).
+func TestNamespaceEditorCannotUseAnEgressGatewayElsewhere(t *testing.T) {
+	testenv.SkipIfShort(t)
+	gwNS := env.CreateNamespace(t) // stands for istio-system
+	labels := map[string]string{"app": "egressgateway"}
+	gw := newDeployment(gwNS, "egressgateway", "istio/proxyv2", 1)
+	gw.Spec.Selector.MatchLabels, gw.Spec.Template.Labels = labels, labels
+	for _, o := range []client.Object{gw, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: gwNS, Name: "istio-egressgateway"},
+		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
+	}} {
+		if err := env.Client.Create(t.Context(), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tn := newTenant(t, "")
+	hosts := tn.ns + ":news.example.com"
+	op := startOperator(t, manager.Options{AllowedExternalHosts: hosts})
+
+	p := &meshv1.MeshPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: tn.ns, Name: "web"}}
+	p.Spec.TargetRef.Name = "web"
+	p.Spec.ExternalServices = []meshv1.ExternalService{{
+		Name: "news", Hosts: []string{"news.example.com"}, Ports: []meshv1.ExternalPort{{Number: 80, Protocol: "HTTP"}},
+		EgressGateway: &meshv1.EgressGateway{Namespace: gwNS, Selector: labels},
+	}}
+	tn.create(t, webService(tn.ns, "web"), p)
+	const field = "spec.externalServices[0].egressGateway.namespace"
+	waitPolicy(t, tn.ns, "web", func(p *meshv1.MeshPolicy) error {
+		if err := expectPolicyCondition(p, meshv1.ConditionReady, metav1.ConditionFalse, meshv1.ReasonNotAllowed, field); err != nil {
+			return err
+		}
+		return expectPolicyCondition(p, meshv1.ConditionStalled, metav1.ConditionTrue, meshv1.ReasonNotAllowed, "--allowed-gateway-namespaces")
+	})
+	expectPolicyEvent(t, tn.ns, "web", meshv1.ReasonNotAllowed, field)
+	if got := outsideObjects(t, tn.ns); len(got) > 0 {
+		t.Fatalf("a refused policy wrote outside its namespace: %v", got)
+	}
+	gws := &istionetv1.GatewayList{}
+	if err := env.Client.List(t.Context(), gws, client.InNamespace(gwNS)); err != nil {
+		t.Fatal(err)
+	}
+	if len(gws.Items) != 0 {
+		t.Fatalf("the gateway's namespace holds %d Gateways", len(gws.Items))
+	}
+
+	// The operator allows it: the egress Gateway is written in the gateway's namespace.
+	op.stop(t)
+	startOperator(t, manager.Options{AllowedExternalHosts: hosts, AllowedGatewayNamespaces: gwNS})
+	waitPolicy(t, tn.ns, "web", func(p *meshv1.MeshPolicy) error {
+		if err := expectPolicyCondition(p, meshv1.ConditionReady, metav1.ConditionTrue, meshv1.ReasonReconciled); err != nil {
+			return err
+		}
+		if got := outsideObjects(t, tn.ns); len(got) != 1 {
+			return fmt.Errorf("outside the namespace: %v, want the egress Gateway", got)
+		}
+		return nil
+	})
+	vs := &istionetv1.VirtualService{}
+	if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: tn.ns, Name: "web-news-egress"}, vs); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{".", gwNS}; !slices.Equal(vs.Spec.ExportTo, want) {
+		t.Errorf("VirtualService exportTo %v, want %v", vs.Spec.ExportTo, want)
+	}
+}
