@@ -11,7 +11,8 @@ type EgressGateway struct {
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	// +optional
 	Namespace string `json:"namespace,omitempty"`
-	// Selector of the egress gateway's pods (default istio: egressgateway).
+	// Selector of the egress gateway's pods (default istio: egressgateway). In a namespace
+	// other than the policy's, only Istio's egress gateway (the default) is allowed.
 	// +kubebuilder:validation:MaxProperties=16
 	// +optional
 	Selector map[string]string `json:"selector,omitempty"`

@@ -64,3 +64,24 @@ func TestTenancyRefusesEgressGatewayNamespace(t *testing.T) {
 		t.Errorf("allowed: %v", err)
 	}
 }
+
+// In a shared namespace the egress Gateway selects Istio's egress gateway only: another
+// selector could attach it to the ingress gateway's pods and publish the external host.
+func TestTenancyRefusesEgressGatewaySelectorElsewhere(t *testing.T) {
+	p := egressPolicy()
+	p.Spec.ExternalServices[0].EgressGateway.Selector = map[string]string{"istio": "ingressgateway"}
+	external, _ := ParseHostRules([]string{"*"})
+	tn := &Tenancy{ExternalHosts: external, GatewayNamespaces: []string{"istio-system"}}
+	if got := notAllowedFields(t, tn.CheckMeshPolicy(p)); !slices.Equal(got, []string{"spec.externalServices[0].egressGateway.selector"}) {
+		t.Errorf("refused %v", got)
+	}
+	p.Spec.ExternalServices[0].EgressGateway.Selector = map[string]string{"istio": "egressgateway"}
+	if err := tn.CheckMeshPolicy(p); err != nil {
+		t.Errorf("Istio's own selector: %v", err)
+	}
+	// In the policy's own namespace, any of its pods.
+	p.Spec.ExternalServices[0].EgressGateway = &meshv1.EgressGateway{Namespace: p.Namespace, Selector: map[string]string{"app": "egress"}}
+	if err := (&Tenancy{ExternalHosts: external}).CheckMeshPolicy(p); err != nil {
+		t.Errorf("a gateway of the policy's namespace: %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -178,9 +179,16 @@ func (t *Tenancy) checkPolicy(e *errs, p *meshv1.MeshPolicy) {
 	}
 	for i := range p.Spec.ExternalServices {
 		x := &p.Spec.ExternalServices[i]
-		if x.EgressGateway != nil {
-			if gns := EgressGatewayNamespace(x); gns != ns && !t.gatewayNamespace(gns) {
+		if g := x.EgressGateway; g != nil {
+			gns := EgressGatewayNamespace(x)
+			if gns != ns && !t.gatewayNamespace(gns) {
 				e.notAllowed(fmt.Sprintf("spec.externalServices[%d].egressGateway.namespace", i), "%q is another namespace; %s", gns, t.gatewayNamespacesMessage())
+			}
+			// In a shared namespace, a selector of the tenant's choosing could attach the
+			// Gateway to other pods there, such as the ingress gateway's, and publish the
+			// external host on them: only Istio's egress gateway is used there.
+			if gns != ns && len(g.Selector) > 0 && !maps.Equal(g.Selector, defaultEgressSelector) {
+				e.notAllowed(fmt.Sprintf("spec.externalServices[%d].egressGateway.selector", i), "in namespace %q, another than the policy's, the egress gateway is Istio's own (istio: egressgateway): another selector could attach the Gateway to other pods there, such as the ingress gateway's", gns)
 			}
 		}
 		for j, h := range x.Hosts {

@@ -325,15 +325,18 @@ func expectPolicyEvent(t *testing.T, ns, name, reason string, contains ...string
 
 // A namespace editor sends an external host's traffic through an egress gateway in another
 // namespace (istio-system on a real cluster), where canopy would write a Gateway and to
-// which it would export the host's routing. The host is allowed; the gateway's namespace is
-// not: the policy is refused naming the field and --allowed-gateway-namespaces, and nothing
-// is written there. Allowed by the operator, the Gateway is written there, and the sidecars
-// route the host to the gateway (istioctl analyze judges both namespaces when the test ends).
+// which it would export the host's routing, and picks the ingress gateway's pods as the
+// egress gateway's, which would publish the external host on the ingress. The host is
+// allowed; the gateway's namespace is not: the policy is refused naming the field and
+// --allowed-gateway-namespaces, and nothing is written there. Once the operator allows the
+// namespace, the selector is still refused; with Istio's egress gateway (the default
+// selector) the Gateway is written there, the routing exported to it only (istioctl
+// analyze judges both namespaces when the test ends).
 func TestNamespaceEditorCannotUseAnEgressGatewayElsewhere(t *testing.T) {
 	testenv.SkipIfShort(t)
 	gwNS := env.CreateNamespace(t) // stands for istio-system
-	labels := map[string]string{"app": "egressgateway"}
-	gw := newDeployment(gwNS, "egressgateway", "istio/proxyv2", 1)
+	labels := map[string]string{"istio": "egressgateway"}
+	gw := newDeployment(gwNS, "istio-egressgateway", "istio/proxyv2", 1)
 	gw.Spec.Selector.MatchLabels, gw.Spec.Template.Labels = labels, labels
 	for _, o := range []client.Object{gw, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: gwNS, Name: "istio-egressgateway"},
@@ -351,31 +354,49 @@ func TestNamespaceEditorCannotUseAnEgressGatewayElsewhere(t *testing.T) {
 	p.Spec.TargetRef.Name = "web"
 	p.Spec.ExternalServices = []meshv1.ExternalService{{
 		Name: "news", Hosts: []string{"news.example.com"}, Ports: []meshv1.ExternalPort{{Number: 80, Protocol: "HTTP"}},
-		EgressGateway: &meshv1.EgressGateway{Namespace: gwNS, Selector: labels},
+		EgressGateway: &meshv1.EgressGateway{Namespace: gwNS, Selector: map[string]string{"istio": "ingressgateway"}},
 	}}
 	tn.create(t, webService(tn.ns, "web"), p)
-	const field = "spec.externalServices[0].egressGateway.namespace"
+	const nsField, selField = "spec.externalServices[0].egressGateway.namespace", "spec.externalServices[0].egressGateway.selector"
+	nothingThere := func() {
+		t.Helper()
+		if got := outsideObjects(t, tn.ns); len(got) > 0 {
+			t.Fatalf("a refused policy wrote outside its namespace: %v", got)
+		}
+		gws := &istionetv1.GatewayList{}
+		if err := env.Client.List(t.Context(), gws, client.InNamespace(gwNS)); err != nil {
+			t.Fatal(err)
+		}
+		if len(gws.Items) != 0 {
+			t.Fatalf("the gateway's namespace holds %d Gateways", len(gws.Items))
+		}
+	}
 	waitPolicy(t, tn.ns, "web", func(p *meshv1.MeshPolicy) error {
-		if err := expectPolicyCondition(p, meshv1.ConditionReady, metav1.ConditionFalse, meshv1.ReasonNotAllowed, field); err != nil {
+		if err := expectPolicyCondition(p, meshv1.ConditionReady, metav1.ConditionFalse, meshv1.ReasonNotAllowed, nsField, selField); err != nil {
 			return err
 		}
 		return expectPolicyCondition(p, meshv1.ConditionStalled, metav1.ConditionTrue, meshv1.ReasonNotAllowed, "--allowed-gateway-namespaces")
 	})
-	expectPolicyEvent(t, tn.ns, "web", meshv1.ReasonNotAllowed, field)
-	if got := outsideObjects(t, tn.ns); len(got) > 0 {
-		t.Fatalf("a refused policy wrote outside its namespace: %v", got)
-	}
-	gws := &istionetv1.GatewayList{}
-	if err := env.Client.List(t.Context(), gws, client.InNamespace(gwNS)); err != nil {
-		t.Fatal(err)
-	}
-	if len(gws.Items) != 0 {
-		t.Fatalf("the gateway's namespace holds %d Gateways", len(gws.Items))
-	}
+	expectPolicyEvent(t, tn.ns, "web", meshv1.ReasonNotAllowed, nsField)
+	nothingThere()
 
-	// The operator allows it: the egress Gateway is written in the gateway's namespace.
+	// The operator allows the namespace: the ingress gateway's pods are still refused.
 	op.stop(t)
 	startOperator(t, manager.Options{AllowedExternalHosts: hosts, AllowedGatewayNamespaces: gwNS})
+	waitPolicy(t, tn.ns, "web", func(p *meshv1.MeshPolicy) error {
+		if c := meta.FindStatusCondition(p.Status.Conditions, meshv1.ConditionReady); c != nil && strings.Contains(c.Message, nsField) {
+			return fmt.Errorf("still refused for the namespace: %s", c.Message)
+		}
+		return expectPolicyCondition(p, meshv1.ConditionReady, metav1.ConditionFalse, meshv1.ReasonNotAllowed, selField)
+	})
+	nothingThere()
+
+	// Istio's egress gateway: the Gateway is written in its namespace.
+	live := waitPolicy(t, tn.ns, "web", func(*meshv1.MeshPolicy) error { return nil })
+	live.Spec.ExternalServices[0].EgressGateway.Selector = nil
+	if err := tn.c.Update(t.Context(), live); err != nil {
+		t.Fatalf("the editor of %s updating the policy: %v", tn.ns, err)
+	}
 	waitPolicy(t, tn.ns, "web", func(p *meshv1.MeshPolicy) error {
 		if err := expectPolicyCondition(p, meshv1.ConditionReady, metav1.ConditionTrue, meshv1.ReasonReconciled); err != nil {
 			return err
