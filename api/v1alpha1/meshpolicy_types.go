@@ -29,6 +29,8 @@ type MeshPolicySpec struct {
 	Ingress *Ingress `json:"ingress,omitempty"`
 	// +optional
 	Telemetry *Telemetry `json:"telemetry,omitempty"`
+	// +optional
+	Rollout *PolicyRollout `json:"rollout,omitempty"`
 }
 
 // ServiceRef names a Service in the same namespace.
@@ -539,6 +541,8 @@ type MeshPolicyStatus struct {
 	// +listType=set
 	// +optional
 	ReportedWarnings []string `json:"reportedWarnings,omitempty"`
+	// +optional
+	Rollout *PolicyRolloutStatus `json:"rollout,omitempty"`
 	// +listType=map
 	// +listMapKey=type
 	// +optional
