@@ -378,6 +378,7 @@ func (p retryPolicy) retriable(code int, perTryTimedOut bool) bool {
 // weighs it (locality weight times endpoint weight).
 type lbEndpoint struct {
 	IP     string
+	Port   uint32
 	Weight int64
 }
 
@@ -421,7 +422,7 @@ func healthyEndpoints(cla *endpointv3.ClusterLoadAssignment) []lbEndpoint {
 			if x := ep.GetLoadBalancingWeight(); x != nil && x.GetValue() > 0 {
 				w = int64(x.GetValue())
 			}
-			byPriority[loc.GetPriority()] = append(byPriority[loc.GetPriority()], lbEndpoint{IP: ip, Weight: lw * w})
+			byPriority[loc.GetPriority()] = append(byPriority[loc.GetPriority()], lbEndpoint{IP: ip, Port: ep.GetEndpoint().GetAddress().GetSocketAddress().GetPortValue(), Weight: lw * w})
 		}
 	}
 	prios := make([]uint32, 0, len(byPriority))

@@ -54,6 +54,17 @@ type Options struct {
 	Addr string
 	// Logger reports annotations the simulator cannot read; discarded when unset.
 	Logger logr.Logger
+	// Authorization evaluates the dry-run AuthorizationPolicies (istio.io/dry-run) of the
+	// workloads that answer, as their sidecars' RBAC shadow rules: the simulator then
+	// connects to istiod as each answering Pod's sidecar too, and labels the requests the
+	// destination reports with dry_run_result, request_method and request_path (see
+	// rbac.go). Off, no such label is set.
+	Authorization bool
+	// Plaintext makes the synthetic client's sidecar send plaintext (as with a
+	// DestinationRule of tls.mode DISABLE): the destination then reports
+	// connection_security_policy "none" and source_principal "unknown", and no principal
+	// is authenticated for authorization.
+	Plaintext bool
 }
 
 func (o Options) withDefaults() Options {
@@ -217,7 +228,7 @@ type source struct {
 func (e *engine) simulate(w *World, px proxies, d time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	t := &tick{w: w, b: batch{}, behaviors: map[string]Behavior{}}
+	t := &tick{w: w, px: px, b: batch{}, behaviors: map[string]Behavior{}}
 	for _, st := range w.streams() {
 		src, ok := e.source(w, st)
 		if !ok {
@@ -257,6 +268,7 @@ func (e *engine) simulate(w *World, px proxies, d time.Duration) {
 // tick is one traffic generation's view of the world and its observations.
 type tick struct {
 	w         *World
+	px        proxies
 	cfg       *envoyConfig
 	b         batch
 	behaviors map[string]Behavior
@@ -490,7 +502,7 @@ func (e *engine) send(t *tick, rc *routev3.RouteConfiguration, src source, skey 
 			mk := key
 			mk.Mirror, mk.Cluster = true, m.GetCluster()
 			mk.DestinationHost, mk.Subset = clusterHost(mk.Cluster)
-			e.upstream(t, src, mk, retryPolicy{}, 0, 0)
+			e.upstream(t, src, mk, req, retryPolicy{}, 0, 0)
 		}
 	}
 
@@ -501,7 +513,7 @@ func (e *engine) send(t *tick, rc *routev3.RouteConfiguration, src source, skey 
 	if len(flags) > 0 {
 		key.Flags = strings.Join(flags, ",")
 	}
-	e.upstream(t, src, key, retryOf(action, vh), timeout, delay)
+	e.upstream(t, src, key, req, retryOf(action, vh), timeout, delay)
 }
 
 // answerLocally is a request the source's proxy answered itself.
@@ -516,7 +528,7 @@ func (e *engine) answerLocally(t *tick, key RouteKey, src source, code int, flag
 // upstream sends a request (or a mirrored copy) to key.Cluster's endpoints, retrying as
 // the policy says; each attempt is reported by the workload that answered it, the
 // outcome by the source (never for a mirror).
-func (e *engine) upstream(t *tick, src source, key RouteKey, retry retryPolicy, timeout time.Duration, elapsed float64) {
+func (e *engine) upstream(t *tick, src source, key RouteKey, req request, retry retryPolicy, timeout time.Duration, elapsed float64) {
 	svc, _ := resolveHost(key.DestinationHost, "")
 	flags := []string{}
 	if key.Flags != "" {
@@ -563,7 +575,12 @@ func (e *engine) upstream(t *tick, src source, key RouteKey, retry retryPolicy, 
 				code = beh.ErrorCode
 			}
 			latency, flag = beh.Latency(e.nextPhase(key.WorkloadNamespace+"/"+key.Workload)), ""
-			o := observation{Reporter: "destination", Source: src.peer, Destination: dst, Service: svc, Code: code, Flags: "-"}
+			o := observation{Reporter: "destination", Source: src.peer, Destination: dst, Service: svc, Code: code, Flags: "-", Plaintext: e.opts.Plaintext}
+			if e.opts.Authorization {
+				if o.DryRun = e.dryRun(t, wl, ep, src, req); o.DryRun != "" {
+					o.Method, o.Path = req.Method, urlPath(req.Path)
+				}
+			}
 			t.b[o] = append(t.b[o], latency)
 		} else {
 			key.WorkloadNamespace, key.Workload = "", ""
