@@ -60,12 +60,8 @@ func (c *envoyConfig) httpRouteNames() map[uint32][]string {
 		}
 		for _, fc := range chains {
 			for _, f := range fc.GetFilters() {
-				a := f.GetTypedConfig()
-				if a == nil || !strings.HasSuffix(a.GetTypeUrl(), "http_connection_manager.v3.HttpConnectionManager") {
-					continue
-				}
-				hcm := &hcmv3.HttpConnectionManager{}
-				if err := a.UnmarshalTo(hcm); err != nil {
+				hcm := httpManager(f)
+				if hcm == nil {
 					continue
 				}
 				if name := hcm.GetRds().GetRouteConfigName(); name != "" && !contains(out[port], name) {
@@ -78,6 +74,19 @@ func (c *envoyConfig) httpRouteNames() map[uint32][]string {
 		sort.Strings(out[p])
 	}
 	return out
+}
+
+// httpManager is a network filter's HTTP connection manager; nil for another filter.
+func httpManager(f *listenerv3.Filter) *hcmv3.HttpConnectionManager {
+	a := f.GetTypedConfig()
+	if a == nil || !strings.HasSuffix(a.GetTypeUrl(), "http_connection_manager.v3.HttpConnectionManager") {
+		return nil
+	}
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := a.UnmarshalTo(hcm); err != nil {
+		return nil
+	}
+	return hcm
 }
 
 // virtualHost picks the virtual host of a route configuration for an authority as

@@ -6,7 +6,6 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 )
 
 // This file reads the RBAC filters istiod sends a destination's sidecar (its
@@ -51,12 +50,8 @@ func (c *envoyConfig) inboundRBAC(port uint32) []*rbacfilterv3.RBAC {
 // false when the chain has none (TCP).
 func chainRBAC(filters []*listenerv3.Filter) ([]*rbacfilterv3.RBAC, bool) {
 	for _, f := range filters {
-		a := f.GetTypedConfig()
-		if a == nil || !strings.HasSuffix(a.GetTypeUrl(), "http_connection_manager.v3.HttpConnectionManager") {
-			continue
-		}
-		hcm := &hcmv3.HttpConnectionManager{}
-		if err := a.UnmarshalTo(hcm); err != nil {
+		hcm := httpManager(f)
+		if hcm == nil {
 			continue
 		}
 		var out []*rbacfilterv3.RBAC
