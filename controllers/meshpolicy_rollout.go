@@ -253,14 +253,14 @@ func judge(st *meshv1.PolicyRolloutStatus, in rolloutStep, a rolloutAnalysis) ro
 	}
 	if denied > in.settings.maxDenied {
 		st.Phase = meshv1.PolicyPhaseHeld
-		st.Message = fmt.Sprintf("held: the new authorization would have denied %d requests (maxDenied %d): %s; the rules in force stay until the spec changes or a promote is requested",
+		st.Message = fmt.Sprintf("the new authorization would have denied %d requests (maxDenied %d): %s; the rules in force stay until the spec changes or a promote is requested",
 			denied, in.settings.maxDenied, describeDenied(a.denied))
 		return rolloutVerdict{reason: reasonWouldDeny, message: st.Message, eventType: corev1.EventTypeWarning, eventNote: st.Message}
 	}
 	if len(a.plaintext) > 0 {
 		wasHeld := st.Phase == meshv1.PolicyPhaseHeld
 		st.Phase = meshv1.PolicyPhaseHeld
-		st.Message = fmt.Sprintf("held: clients called without mTLS in the last %s: %s; STRICT would refuse them, the mode in force stays until they send mTLS", in.settings.window, describePlaintext(a.plaintext))
+		st.Message = fmt.Sprintf("clients called without mTLS in the last %s: %s; STRICT would refuse them, the mode in force stays until they send mTLS", in.settings.window, describePlaintext(a.plaintext))
 		v := rolloutVerdict{reason: reasonPlaintextClients, message: st.Message}
 		if !wasHeld {
 			v.eventType, v.eventNote = corev1.EventTypeWarning, st.Message
