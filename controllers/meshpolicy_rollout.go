@@ -35,9 +35,6 @@ type PolicyPrometheus interface {
 const (
 	defaultPolicyWindow   = 5 * time.Minute
 	defaultPolicyInterval = 30 * time.Second
-	// minQueryRange is the shortest range the queries look back over: shorter ones may
-	// hold fewer than two scrapes, and increase() sees nothing in them.
-	minQueryRange = time.Minute
 )
 
 // The reasons of the PolicyRollout condition and of its events.
@@ -220,6 +217,9 @@ func advance(st *meshv1.PolicyRolloutStatus, in rolloutStep) rolloutVerdict {
 		// Would deny, or aborted: only a new spec or a promote moves it. Plaintext clients
 		// are looked for again.
 		v.analyze = v.reason == reasonPlaintextClients && !in.now.Before(st.LastAnalysis.Add(in.settings.interval))
+	case in.now.Before(st.DryRunSince.Add(min(in.settings.interval, in.settings.window))):
+		// The denials are counted since the window started: an interval in, so that
+		// Prometheus has scrapes of it, and a denial of a change before it cannot count.
 	case st.LastAnalysis == nil || !in.now.Before(st.LastAnalysis.Add(in.settings.interval)) || !in.now.Before(windowEnd(st, in.settings)):
 		v.analyze = true
 	}
@@ -363,7 +363,7 @@ func (r *MeshPolicyReconciler) analyze(ctx context.Context, p *meshv1.MeshPolicy
 	var a rolloutAnalysis
 	if in.change.authorization {
 		since := in.now.Sub(st.DryRunSince.Time)
-		q := fmt.Sprintf(deniedQuery, p.Namespace, svc, seconds(max(since, minQueryRange)))
+		q := fmt.Sprintf(deniedQuery, p.Namespace, svc, seconds(max(since, time.Second)))
 		samples, err := r.Prometheus.QueryVector(ctx, p.Namespace, owner, "spec.rollout.provider", p.Spec.Rollout.Provider, q)
 		if err != nil {
 			return rolloutAnalysis{err: err}
@@ -371,7 +371,7 @@ func (r *MeshPolicyReconciler) analyze(ctx context.Context, p *meshv1.MeshPolicy
 		a.denied = deniedCalls(samples)
 	}
 	if in.change.strict {
-		q := fmt.Sprintf(plaintextQuery, p.Namespace, svc, seconds(max(in.settings.window, minQueryRange)))
+		q := fmt.Sprintf(plaintextQuery, p.Namespace, svc, seconds(in.settings.window))
 		samples, err := r.Prometheus.QueryVector(ctx, p.Namespace, owner, "spec.rollout.provider", p.Spec.Rollout.Provider, q)
 		if err != nil {
 			return rolloutAnalysis{err: err}

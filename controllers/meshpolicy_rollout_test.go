@@ -29,13 +29,16 @@ func TestRolloutHarmlessChangeEnforcedAfterWindow(t *testing.T) {
 	authz := policyChange{authorization: true}
 
 	v := advance(st, stepAt(0, authz, "new", ""))
-	if st.Phase != meshv1.PolicyPhaseDryRun || st.PendingHash != "new" || !st.DryRunSince.Time.Equal(rolloutT0) || !v.analyze {
-		t.Fatalf("a new change: want DryRun since t0 and an analysis, got %+v, %+v", st, v)
+	if st.Phase != meshv1.PolicyPhaseDryRun || st.PendingHash != "new" || !st.DryRunSince.Time.Equal(rolloutT0) || v.analyze {
+		t.Fatalf("a new change: want DryRun since t0 and no analysis before an interval, got %+v, %+v", st, v)
 	}
-	if v = judge(st, stepAt(0, authz, "new", ""), rolloutAnalysis{}); v.reason != reasonPolicyDryRun || st.Phase != meshv1.PolicyPhaseDryRun {
+	if v = advance(st, stepAt(10*time.Second, authz, "new", "")); !v.analyze {
+		t.Fatalf("an interval in: want an analysis")
+	}
+	if v = judge(st, stepAt(10*time.Second, authz, "new", ""), rolloutAnalysis{}); v.reason != reasonPolicyDryRun || st.Phase != meshv1.PolicyPhaseDryRun {
 		t.Fatalf("within the window: want DryRun, got %s %+v", v.reason, st)
 	}
-	if v = advance(st, stepAt(5*time.Second, authz, "new", "")); v.analyze {
+	if v = advance(st, stepAt(15*time.Second, authz, "new", "")); v.analyze {
 		t.Fatalf("before the interval: want no analysis")
 	}
 	if v = advance(st, stepAt(2*time.Minute, authz, "new", "")); !v.analyze {
