@@ -140,6 +140,7 @@ func (r *policyRenderer) render() (MeshPolicySet, error) {
 	set.Certificate = r.certificate()
 	set.Gateway = r.gateway()
 	set.Telemetries = r.telemetries()
+	r.checkRollout()
 	if err := e.err(); err != nil {
 		return MeshPolicySet{}, err
 	}

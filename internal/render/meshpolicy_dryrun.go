@@ -1,9 +1,13 @@
 package render
 
 import (
+	"time"
+
 	"google.golang.org/protobuf/proto"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
 )
 
 // AnnotationDryRun is Istio's annotation that makes an AuthorizationPolicy evaluated and
@@ -61,5 +65,22 @@ func inForceMeta(live metav1.Object) metav1.ObjectMeta {
 		Namespace:   live.GetNamespace(),
 		Labels:      copyMap(live.GetLabels()),
 		Annotations: copyMap(live.GetAnnotations()),
+	}
+}
+
+// checkRollout checks spec.rollout's durations: at least a second each (Prometheus is
+// asked every interval; a shorter window would have no scrape in it).
+func (r *policyRenderer) checkRollout() {
+	ro := r.p.Spec.Rollout
+	if ro == nil {
+		return
+	}
+	for _, f := range []struct {
+		path string
+		d    meshv1.Duration
+	}{{"spec.rollout.window", ro.Window}, {"spec.rollout.interval", ro.Interval}} {
+		if v := duration(r.e, f.path, f.d); v != nil && v.AsDuration() < time.Second {
+			r.e.invalid(f.path, "%q is shorter than 1s", f.d)
+		}
 	}
 }
