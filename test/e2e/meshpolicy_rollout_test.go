@@ -231,3 +231,33 @@ func promClient(t *testing.T, addr string) *prometheus.Client {
 	}
 	return c
 }
+
+// A namespace editor points a MeshPolicy's rollout at an address of the operator's network
+// (loopback here, standing for a service on the operator's node): the URL policy of
+// Canaries' providers refuses it before anything is dialed, the status names the field,
+// and the change, never analysed, is never enforced.
+func TestTenantPolicyRolloutProviderRefused(t *testing.T) {
+	testenv.SkipIfShort(t)
+	ns := env.CreateNamespace(t)
+	tc := tenantClient(t, ns)
+	startOperator(t, manager.Options{WatchNamespaces: ns})
+	internal := newReceiver(t, nil)
+	deployService(t, ns, "reviews")
+	p := rolloutPolicy(ns)
+	p.Spec.Rollout = &meshv1.PolicyRollout{Window: "3s", Interval: "1s", Provider: &meshv1.MetricProvider{Address: internal.URL}}
+	p.Spec.Authorization = &meshv1.Authorization{Rules: []meshv1.AuthorizationRule{{From: []meshv1.AuthorizationSource{{Namespaces: []string{ns}}}}}}
+	if err := tc.Create(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+	waitPolicy(t, ns, "reviews", func(p *meshv1.MeshPolicy) error {
+		return expectPolicyCondition(p, meshv1.ConditionPolicyRollout, metav1.ConditionFalse, "AnalysisFailed",
+			"MeshPolicy "+ns+"/reviews spec.rollout.provider.address", "refused range 127.0.0.0/8 (loopback)")
+	})
+	time.Sleep(5 * time.Second) // past the window
+	if err := env.Client.Get(t.Context(), objKey(ns, "reviews"), &istiosecv1.AuthorizationPolicy{}); !apierrors.IsNotFound(err) {
+		t.Errorf("AuthorizationPolicy reviews is enforced without an analysis (%v)", err)
+	}
+	if got := internal.requests(); len(got) != 0 {
+		t.Errorf("the operator queried the loopback address %d times", len(got))
+	}
+}
