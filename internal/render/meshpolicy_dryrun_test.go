@@ -29,7 +29,7 @@ func TestDryRunAuthorizationPolicies(t *testing.T) {
 func TestValidateMeshPolicyRollout(t *testing.T) {
 	p := &meshv1.MeshPolicy{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "reviews"},
-		Spec: meshv1.MeshPolicySpec{TargetRef: meshv1.ServiceRef{Name: "reviews"}, Rollout: &meshv1.PolicyRollout{Window: "500ms", Interval: "30s"}},
+		Spec:       meshv1.MeshPolicySpec{TargetRef: meshv1.ServiceRef{Name: "reviews"}, Rollout: &meshv1.PolicyRollout{Window: "500ms", Interval: "30s"}},
 	}
 	if _, err := ValidateMeshPolicy(p); err == nil || !strings.Contains(err.Error(), `spec.rollout.window: "500ms" is shorter than 1s`) {
 		t.Fatalf("a window of 500ms: %v", err)
