@@ -205,15 +205,14 @@ func advance(st *meshv1.PolicyRolloutStatus, in rolloutStep) rolloutVerdict {
 			enforce(st, in, "promoted by request "+in.request+": the change is enforced without the rest of its window")
 			return rolloutVerdict{reason: reasonPolicyEnforced, message: st.Message, eventType: corev1.EventTypeNormal, eventNote: st.Message}
 		case progress.ActionAbort:
-			st.Phase = meshv1.PolicyPhaseHeld
-			st.Message = "aborted by request " + in.request + ": the dry-run is dropped and the rules in force stay until the spec changes or a promote is requested"
+			hold(st, reasonPolicyAborted, "aborted by request "+in.request+": the dry-run is dropped and the rules in force stay until the spec changes or a promote is requested")
 			return rolloutVerdict{reason: reasonPolicyAborted, message: st.Message, eventType: corev1.EventTypeWarning, eventNote: st.Message}
 		}
 	}
 	v.reason, v.message = reasonPolicyDryRun, st.Message
 	switch {
 	case st.Phase == meshv1.PolicyPhaseHeld:
-		v.reason = heldReason(st)
+		v.reason = st.Reason
 		// Would deny, or aborted: only a new spec or a promote moves it. Plaintext clients
 		// are looked for again.
 		v.analyze = v.reason == reasonPlaintextClients && !in.now.Before(st.LastAnalysis.Add(in.settings.interval))
@@ -252,15 +251,13 @@ func judge(st *meshv1.PolicyRolloutStatus, in rolloutStep, a rolloutAnalysis) ro
 		denied += d.Count
 	}
 	if denied > in.settings.maxDenied {
-		st.Phase = meshv1.PolicyPhaseHeld
-		st.Message = fmt.Sprintf("the new authorization would have denied %d requests (maxDenied %d): %s; the rules in force stay until the spec changes or a promote is requested",
-			denied, in.settings.maxDenied, describeDenied(a.denied))
+		hold(st, reasonWouldDeny, fmt.Sprintf("the new authorization would have denied %d requests (maxDenied %d): %s; the rules in force stay until the spec changes or a promote is requested",
+			denied, in.settings.maxDenied, describeDenied(a.denied)))
 		return rolloutVerdict{reason: reasonWouldDeny, message: st.Message, eventType: corev1.EventTypeWarning, eventNote: st.Message}
 	}
 	if len(a.plaintext) > 0 {
 		wasHeld := st.Phase == meshv1.PolicyPhaseHeld
-		st.Phase = meshv1.PolicyPhaseHeld
-		st.Message = fmt.Sprintf("clients called without mTLS in the last %s: %s; STRICT would refuse them, the mode in force stays until they send mTLS", in.settings.window, describePlaintext(a.plaintext))
+		hold(st, reasonPlaintextClients, fmt.Sprintf("clients called without mTLS in the last %s: %s; STRICT would refuse them, the mode in force stays until they send mTLS", in.settings.window, describePlaintext(a.plaintext)))
 		v := rolloutVerdict{reason: reasonPlaintextClients, message: st.Message}
 		if !wasHeld {
 			v.eventType, v.eventNote = corev1.EventTypeWarning, st.Message
@@ -269,7 +266,7 @@ func judge(st *meshv1.PolicyRolloutStatus, in rolloutStep, a rolloutAnalysis) ro
 	}
 	if st.Phase == meshv1.PolicyPhaseHeld {
 		// The plaintext clients have stopped: the window starts again.
-		st.Phase, st.DryRunSince = meshv1.PolicyPhaseDryRun, &metav1.Time{Time: in.now}
+		st.Phase, st.Reason, st.DryRunSince = meshv1.PolicyPhaseDryRun, "", &metav1.Time{Time: in.now}
 	}
 	if end := windowEnd(st, in.settings); in.now.Before(end) {
 		st.Message = fmt.Sprintf("the change of %s runs in dry-run until %s; %d requests it would deny so far", in.change.what(), end.UTC().Format(time.RFC3339), denied)
@@ -294,20 +291,13 @@ func windowEnd(st *meshv1.PolicyRolloutStatus, s rolloutSettings) time.Time {
 }
 
 func held(st *meshv1.PolicyRolloutStatus, reason string) bool {
-	return st.Phase == meshv1.PolicyPhaseHeld && heldReason(st) == reason
+	return st.Phase == meshv1.PolicyPhaseHeld && st.Reason == reason
 }
 
-// heldReason reads why a rollout is held from its message (status keeps no reason of
-// its own: the condition does).
-func heldReason(st *meshv1.PolicyRolloutStatus) string {
-	switch {
-	case strings.HasPrefix(st.Message, "aborted"):
-		return reasonPolicyAborted
-	case strings.Contains(st.Message, "without mTLS"):
-		return reasonPlaintextClients
-	default:
-		return reasonWouldDeny
-	}
+// hold holds the change for reason (status.rollout.reason: what moves it on is read from
+// there, never from the message).
+func hold(st *meshv1.PolicyRolloutStatus, reason, message string) {
+	st.Phase, st.Reason, st.Message = meshv1.PolicyPhaseHeld, reason, message
 }
 
 func (c policyChange) what() string {

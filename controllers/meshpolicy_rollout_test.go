@@ -73,6 +73,8 @@ func TestRolloutWouldDenyHeld(t *testing.T) {
 	if len(st.DeniedCalls) != 1 || st.DeniedCalls[0] != want {
 		t.Fatalf("denied calls: want [%+v], got %+v", want, st.DeniedCalls)
 	}
+	// What holds it is status.rollout.reason, not the message's wording.
+	st.Message = "reworded: clients called without mTLS"
 	if v = advance(st, stepAt(5*time.Minute, authz, "new", "")); v.analyze || st.Phase != meshv1.PolicyPhaseHeld || v.reason != reasonWouldDeny {
 		t.Fatalf("held: want it to stay held without analysis, got %+v %+v", st, v)
 	}
@@ -106,11 +108,12 @@ func TestRolloutStrictWaitsForPlaintextClients(t *testing.T) {
 	if v = advance(st, stepAt(5*time.Second, strict, "strict", "")); v.analyze || v.reason != reasonPlaintextClients {
 		t.Fatalf("before the interval: want no analysis, reason kept, got %+v", v)
 	}
+	st.Message = "aborted? no: reworded"
 	if v = advance(st, stepAt(3*time.Minute, strict, "strict", "")); !v.analyze {
 		t.Fatalf("held for plaintext clients: want them looked for again")
 	}
 	judge(st, stepAt(3*time.Minute, strict, "strict", ""), rolloutAnalysis{})
-	if st.Phase != meshv1.PolicyPhaseDryRun || !st.DryRunSince.Time.Equal(rolloutT0.Add(3*time.Minute)) {
+	if st.Phase != meshv1.PolicyPhaseDryRun || st.Reason != "" || !st.DryRunSince.Time.Equal(rolloutT0.Add(3*time.Minute)) {
 		t.Fatalf("clients stopped: want the window started again, got %+v", st)
 	}
 }
@@ -121,7 +124,7 @@ func TestRolloutRequests(t *testing.T) {
 	authz := policyChange{authorization: true}
 	st := &meshv1.PolicyRolloutStatus{}
 	advance(st, stepAt(0, authz, "a", ""))
-	if advance(st, stepAt(time.Second, authz, "a", "abort")); st.Phase != meshv1.PolicyPhaseHeld || heldReason(st) != reasonPolicyAborted {
+	if advance(st, stepAt(time.Second, authz, "a", "abort")); st.Phase != meshv1.PolicyPhaseHeld || st.Reason != reasonPolicyAborted {
 		t.Fatalf("abort: want Held Aborted, got %+v", st)
 	}
 	if advance(st, stepAt(2*time.Second, authz, "a", "promote:1")); st.Phase != meshv1.PolicyPhaseEnforced || st.EnforcedHash != "a" {

@@ -76,6 +76,11 @@ type PolicyRolloutStatus struct {
 	// +kubebuilder:validation:MaxItems=10
 	// +optional
 	PlaintextClients []PlaintextClient `json:"plaintextClients,omitempty"`
+	// Reason is why a Held rollout is held: WouldDeny (only a new spec or a promote moves
+	// it), PlaintextClients (looked for again each interval) or Aborted.
+	// +kubebuilder:validation:Enum=WouldDeny;PlaintextClients;Aborted
+	// +optional
+	Reason string `json:"reason,omitempty"`
 	// +optional
 	Message string `json:"message,omitempty"`
 	// LastHandledRequest is the last value of the mesh.canopy.dev/request annotation acted
