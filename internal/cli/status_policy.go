@@ -69,11 +69,14 @@ func writePolicyStatus(w io.Writer, pol *meshv1.MeshPolicy, evs []eventsv1.Event
 			phase = p.green(phase)
 		}
 		printf(w, "  %-10s %s: %s\n", "Rollout", phase, ro.Message)
+		if ro.Reason != "" {
+			printf(w, "  %-10s %s\n", "Reason", ro.Reason)
+		}
 		if ro.DryRunSince != nil && ro.Phase != meshv1.PolicyPhaseEnforced {
 			printf(w, "  %-10s %s\n", "Since", ago(ro.DryRunSince, now))
 		}
 		if ro.Phase != meshv1.PolicyPhaseEnforced {
-			printf(w, "  %-10s %s\n", "Next", fmt.Sprintf("kubectl annotate meshpolicy %s -n %s --overwrite %s=promote (enforce now) or =abort (keep the rules in force)", pol.Name, pol.Namespace, meshv1.AnnotationRequest))
+			printf(w, "  %-10s %s\n", "Next", fmt.Sprintf("kubectl canopy promote meshpolicy/%s -n %s (enforce now), or abort (keep the rules in force)", pol.Name, pol.Namespace))
 		}
 	}
 	if ro != nil && len(ro.DeniedCalls) > 0 {

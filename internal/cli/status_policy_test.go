@@ -17,7 +17,7 @@ func TestPolicyStatusView(t *testing.T) {
 		Spec:       meshv1.MeshPolicySpec{TargetRef: meshv1.ServiceRef{Name: "reviews"}, Rollout: &meshv1.PolicyRollout{}},
 		Status: meshv1.MeshPolicyStatus{
 			Rollout: &meshv1.PolicyRolloutStatus{
-				Phase: meshv1.PolicyPhaseHeld, DryRunSince: &metav1.Time{Time: now.Add(-2 * time.Minute)},
+				Phase: meshv1.PolicyPhaseHeld, Reason: "WouldDeny", DryRunSince: &metav1.Time{Time: now.Add(-2 * time.Minute)},
 				Message:     "the new authorization would have denied 42 requests (maxDenied 0)",
 				DeniedCalls: []meshv1.DeniedCall{{SourcePrincipal: "cluster.local/ns/bookinfo/sa/productpage", Method: "GET", Path: "/reviews/1", Count: 42}},
 			},
@@ -29,8 +29,9 @@ func TestPolicyStatusView(t *testing.T) {
 	want := `MeshPolicy bookinfo/reviews: Unknown
   Target     Service reviews
   Rollout    Held: the new authorization would have denied 42 requests (maxDenied 0)
+  Reason     WouldDeny
   Since      2m ago
-  Next       kubectl annotate meshpolicy reviews -n bookinfo --overwrite mesh.canopy.dev/request=promote (enforce now) or =abort (keep the rules in force)
+  Next       kubectl canopy promote meshpolicy/reviews -n bookinfo (enforce now), or abort (keep the rules in force)
 
 Would deny
   SOURCE PRINCIPAL                           METHOD   PATH         REQUESTS
