@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	security "istio.io/api/security/v1beta1"
 	istiosecv1 "istio.io/client-go/pkg/apis/security/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -17,6 +19,7 @@ import (
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/analysis/providers"
 	"canopy.dev/canopy/internal/analysis/providers/prometheus"
+	"canopy.dev/canopy/internal/cli"
 	"canopy.dev/canopy/internal/manager"
 	"canopy.dev/canopy/internal/render"
 	"canopy.dev/canopy/test/meshsim"
@@ -77,10 +80,13 @@ func TestMeshPolicyProgressiveChanges(t *testing.T) {
 	caller := func(ns string) string { return render.Principal(ns, "default") } // the simulator's client
 	deny := rolloutPolicy(denyNS)
 	deny.Spec.Authorization = &meshv1.Authorization{Rules: []meshv1.AuthorizationRule{{From: []meshv1.AuthorizationSource{{ServiceAccounts: []string{denyNS + "/web"}}}}}}
+	// Harmless: the client is in the namespace and sends mTLS, so STRICT refuses nothing.
 	harmless := rolloutPolicy(okNS)
 	harmless.Spec.Authorization = &meshv1.Authorization{Rules: []meshv1.AuthorizationRule{{From: []meshv1.AuthorizationSource{{Namespaces: []string{okNS}}}}}}
+	harmless.Spec.MTLS = &meshv1.MTLS{Mode: meshv1.MTLSStrict}
+	// PERMISSIVE first (nothing to analyse: enforced at once), STRICT later.
 	strict := rolloutPolicy(strictNS)
-	strict.Spec.MTLS = &meshv1.MTLS{Mode: meshv1.MTLSStrict}
+	strict.Spec.MTLS = &meshv1.MTLS{Mode: meshv1.MTLSPermissive}
 	for _, p := range []*meshv1.MeshPolicy{deny, harmless, strict} {
 		deployService(t, p.Namespace, "reviews")
 		if err := env.Client.Create(t.Context(), p); err != nil {
@@ -144,17 +150,18 @@ func TestMeshPolicyProgressiveChanges(t *testing.T) {
 		if evs := policyEvents(t, denyNS, "reviews", "WouldDeny"); len(evs) != 1 || !strings.Contains(evs[0].Note, "GET / from "+caller(denyNS)) {
 			t.Errorf("WouldDeny events: %s", notes(evs))
 		}
+		// What the user sees: the held change, the call it would deny, the event.
+		policyStatusShows(t, denyNS, "Rollout    Held: the new authorization would have denied", "Reason     WouldDeny",
+			"Would deny", caller(denyNS)+"   GET      /", "PolicyRollout", "Warning   WouldDeny")
 	})
 
 	t.Run("a held change is enforced on request", func(t *testing.T) {
-		p := waitPolicy(t, denyNS, "reviews", func(*meshv1.MeshPolicy) error { return nil })
-		patch := client.MergeFrom(p.DeepCopy())
-		metav1.SetMetaDataAnnotation(&p.ObjectMeta, meshv1.AnnotationRequest, "promote:1")
-		if err := env.Client.Patch(t.Context(), p, patch); err != nil {
-			t.Fatal(err)
+		out := kubectlCanopy(t, 0, "promote", "meshpolicy/reviews", "-n", denyNS, "--wait")
+		if !strings.Contains(out, "canopy handled promote: "+denyNS+"/meshpolicy/reviews is Enforced: promoted by request promote:") {
+			t.Errorf("kubectl canopy promote meshpolicy/reviews --wait:\n%s", out)
 		}
 		waitPolicy(t, denyNS, "reviews", func(p *meshv1.MeshPolicy) error {
-			return expectPolicyCondition(p, meshv1.ConditionPolicyRollout, metav1.ConditionTrue, "Enforced", "promoted by request promote:1")
+			return expectPolicyCondition(p, meshv1.ConditionPolicyRollout, metav1.ConditionTrue, "Enforced", "promoted by request promote:")
 		})
 		testenv.Eventually(t, 30*time.Second, func() error {
 			if got := enforced(denyNS); !slices.Equal(got, []string{"reviews"}) {
@@ -180,6 +187,9 @@ func TestMeshPolicyProgressiveChanges(t *testing.T) {
 			if got := enforced(okNS); !slices.Equal(got, []string{"reviews"}) {
 				return fmt.Errorf("enforced AuthorizationPolicies %v, want [reviews]", got)
 			}
+			if mode := peerMode(t, okNS); mode != security.PeerAuthentication_MutualTLS_STRICT {
+				return fmt.Errorf("PeerAuthentication reviews: mode %v, want STRICT", mode)
+			}
 			if err := env.Client.Get(t.Context(), objKey(okNS, "reviews"+render.DryRunSuffix), &istiosecv1.AuthorizationPolicy{}); !apierrors.IsNotFound(err) {
 				return fmt.Errorf("the dry-run AuthorizationPolicy is still there (%v)", err)
 			}
@@ -187,20 +197,95 @@ func TestMeshPolicyProgressiveChanges(t *testing.T) {
 		})
 	})
 
-	t.Run("STRICT waits for plaintext clients", func(t *testing.T) {
-		p := waitPolicy(t, strictNS, "reviews", func(p *meshv1.MeshPolicy) error {
+	t.Run("PERMISSIVE to STRICT waits for plaintext clients", func(t *testing.T) {
+		waitPolicy(t, strictNS, "reviews", func(p *meshv1.MeshPolicy) error {
+			return expectPolicyCondition(p, meshv1.ConditionPolicyRollout, metav1.ConditionTrue, "Enforced")
+		})
+		if mode := peerMode(t, strictNS); mode != security.PeerAuthentication_MutualTLS_PERMISSIVE {
+			t.Fatalf("PeerAuthentication reviews: mode %v, want PERMISSIVE in force", mode)
+		}
+		p := waitPolicy(t, strictNS, "reviews", func(*meshv1.MeshPolicy) error { return nil })
+		p.Spec.MTLS = &meshv1.MTLS{Mode: meshv1.MTLSStrict}
+		if err := env.Client.Update(t.Context(), p); err != nil {
+			t.Fatal(err)
+		}
+		p = waitPolicy(t, strictNS, "reviews", func(p *meshv1.MeshPolicy) error {
 			return expectPolicyCondition(p, meshv1.ConditionPolicyRollout, metav1.ConditionFalse, "PlaintextClients", strictNS+"/meshsim-client")
 		})
-		if st := p.Status.Rollout; st == nil || len(st.PlaintextClients) != 1 || st.PlaintextClients[0].Workload != "meshsim-client" {
+		if st := p.Status.Rollout; st == nil || st.Reason != "PlaintextClients" || len(st.PlaintextClients) != 1 || st.PlaintextClients[0].Workload != "meshsim-client" {
 			t.Errorf("status.rollout: %+v", st)
+		}
+		if evs := policyEvents(t, strictNS, "reviews", "PlaintextClients"); len(evs) != 1 || !strings.Contains(evs[0].Note, strictNS+"/meshsim-client") {
+			t.Errorf("PlaintextClients events: %s", notes(evs))
 		}
 		time.Sleep(policyWindow)
 		analyzeClean(t, okNS, strictNS)
-		pa := &istiosecv1.PeerAuthentication{}
-		if err := env.Client.Get(t.Context(), objKey(strictNS, "reviews"), pa); !apierrors.IsNotFound(err) {
-			t.Errorf("PeerAuthentication reviews is in force (%v): %v", err, pa.Spec.String())
+		if mode := peerMode(t, strictNS); mode != security.PeerAuthentication_MutualTLS_PERMISSIVE {
+			t.Errorf("PeerAuthentication reviews: mode %v, want PERMISSIVE kept in force", mode)
+		}
+		policyStatusShows(t, strictNS, "Held: clients called without mTLS", "Reason     PlaintextClients", "Plaintext clients", strictNS+"   meshsim-client")
+	})
+
+	t.Run("an aborted change stays out of force", func(t *testing.T) {
+		out := kubectlCanopy(t, 0, "abort", "meshpolicy/reviews", "-n", strictNS, "--wait")
+		if !strings.Contains(out, "canopy handled abort: "+strictNS+"/meshpolicy/reviews is Held: aborted by request abort:") {
+			t.Errorf("kubectl canopy abort meshpolicy/reviews --wait:\n%s", out)
+		}
+		p := waitPolicy(t, strictNS, "reviews", func(p *meshv1.MeshPolicy) error {
+			return expectPolicyCondition(p, meshv1.ConditionPolicyRollout, metav1.ConditionFalse, "Aborted", "aborted by request abort:")
+		})
+		analysed := p.Status.Rollout.LastAnalysis
+		time.Sleep(2 * policyWindow / 3) // several intervals: aborted, nothing is asked again
+		p = waitPolicy(t, strictNS, "reviews", func(p *meshv1.MeshPolicy) error {
+			return expectPolicyCondition(p, meshv1.ConditionPolicyRollout, metav1.ConditionFalse, "Aborted")
+		})
+		if st := p.Status.Rollout; st.Reason != "Aborted" || !st.LastAnalysis.Equal(analysed) {
+			t.Errorf("status.rollout after the abort: %+v (last analysis was %v)", st, analysed)
+		}
+		if mode := peerMode(t, strictNS); mode != security.PeerAuthentication_MutualTLS_PERMISSIVE {
+			t.Errorf("PeerAuthentication reviews: mode %v, want PERMISSIVE kept in force", mode)
+		}
+		if evs := policyEvents(t, strictNS, "reviews", "Aborted"); len(evs) != 1 || evs[0].Type != "Warning" {
+			t.Errorf("Aborted events: %s", notes(evs))
 		}
 	})
+}
+
+// peerMode is the mTLS mode of the PeerAuthentication reviews in force in ns (UNSET when
+// there is none).
+func peerMode(t *testing.T, ns string) security.PeerAuthentication_MutualTLS_Mode {
+	t.Helper()
+	pa := &istiosecv1.PeerAuthentication{}
+	if err := env.Client.Get(t.Context(), objKey(ns, "reviews"), pa); apierrors.IsNotFound(err) {
+		return security.PeerAuthentication_MutualTLS_UNSET
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return pa.Spec.GetMtls().GetMode()
+}
+
+// policyStatusShows fails the test unless kubectl canopy status meshpolicy/reviews prints
+// each of wants.
+func policyStatusShows(t *testing.T, ns string, wants ...string) {
+	t.Helper()
+	out := kubectlCanopy(t, 0, "status", "meshpolicy/reviews", "-n", ns)
+	for _, want := range wants {
+		if !strings.Contains(out, want) {
+			t.Errorf("kubectl canopy status meshpolicy/reviews: no %q in\n%s", want, out)
+		}
+	}
+}
+
+// kubectlCanopy runs the plugin against the local cluster, fails the test unless it exits
+// with code, and returns its output.
+func kubectlCanopy(t *testing.T, code int, args ...string) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	args = append([]string{"--kubeconfig", env.Kubeconfig}, args...)
+	if got := cli.Main(t.Context(), args, cli.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}); got != code {
+		t.Fatalf("kubectl canopy %s: exit %d, want %d\n%s%s", strings.Join(args[2:], " "), got, code, out.String(), errOut.String())
+	}
+	return out.String()
 }
 
 func objKey(ns, name string) client.ObjectKey { return client.ObjectKey{Namespace: ns, Name: name} }
