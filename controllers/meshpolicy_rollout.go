@@ -2,17 +2,12 @@ package controllers
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-	security "istio.io/api/security/v1beta1"
 	istiosecv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -21,6 +16,7 @@ import (
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/analysis/providers"
+	"canopy.dev/canopy/internal/desired"
 	"canopy.dev/canopy/internal/progress"
 	"canopy.dev/canopy/internal/render"
 )
@@ -41,9 +37,9 @@ const (
 const (
 	reasonPolicyDryRun       = "DryRun"
 	reasonPolicyEnforced     = "Enforced"
-	reasonWouldDeny          = "WouldDeny"
-	reasonPlaintextClients   = "PlaintextClients"
-	reasonPolicyAborted      = "Aborted"
+	reasonWouldDeny          = meshv1.PolicyReasonWouldDeny
+	reasonPlaintextClients   = meshv1.PolicyReasonPlaintextClients
+	reasonPolicyAborted      = meshv1.PolicyReasonAborted
 	reasonPolicyAnalysisFail = "AnalysisFailed"
 )
 
@@ -75,92 +71,26 @@ func parseRolloutSettings(ro *meshv1.PolicyRollout) (rolloutSettings, error) {
 	return st, nil
 }
 
-// policyChange is what the rendered policy changes in the rules in force.
-type policyChange struct {
-	// authorization: the AuthorizationPolicies differ from those in force.
-	authorization bool
-	// strict: a PeerAuthentication moves to STRICT from another mode (or from none).
-	strict bool
-}
-
-func (c policyChange) any() bool { return c.authorization || c.strict }
-
-// inForce are the policy's AuthorizationPolicies (dry-run copies aside) and
-// PeerAuthentications in the cluster: the rules in force, kept while a change waits.
-type inForce struct {
-	aps []*istiosecv1.AuthorizationPolicy
-	pas []*istiosecv1.PeerAuthentication
-}
-
-// readInForce lists them by the policy's owner labels, controlled by the policy.
-func (r *MeshPolicyReconciler) readInForce(ctx context.Context, p *meshv1.MeshPolicy) (inForce, error) {
-	var f inForce
+// readInForce reads the rules in force: the policy's AuthorizationPolicies and
+// PeerAuthentications by its owner labels (desired.PolicyInForceOf keeps those it controls).
+func (r *MeshPolicyReconciler) readInForce(ctx context.Context, p *meshv1.MeshPolicy) (desired.PolicyInForce, error) {
 	labels := client.MatchingLabels(render.OwnerLabels(render.KindMeshPolicy, p.Namespace, p.Name))
 	aps := &istiosecv1.AuthorizationPolicyList{}
 	if err := r.List(ctx, aps, client.InNamespace(p.Namespace), labels); err != nil {
-		return f, fmt.Errorf("listing AuthorizationPolicies: %w", err)
-	}
-	for _, ap := range aps.Items {
-		if metav1.IsControlledBy(ap, p) && !render.IsDryRun(ap) {
-			f.aps = append(f.aps, render.InForceAuthorizationPolicy(ap))
-		}
+		return desired.PolicyInForce{}, fmt.Errorf("listing AuthorizationPolicies: %w", err)
 	}
 	pas := &istiosecv1.PeerAuthenticationList{}
 	if err := r.List(ctx, pas, client.InNamespace(p.Namespace), labels); err != nil {
-		return f, fmt.Errorf("listing PeerAuthentications: %w", err)
+		return desired.PolicyInForce{}, fmt.Errorf("listing PeerAuthentications: %w", err)
 	}
-	for _, pa := range pas.Items {
-		if metav1.IsControlledBy(pa, p) {
-			f.pas = append(f.pas, render.InForcePeerAuthentication(pa))
-		}
-	}
-	slices.SortFunc(f.aps, func(a, b *istiosecv1.AuthorizationPolicy) int { return strings.Compare(a.Name, b.Name) })
-	slices.SortFunc(f.pas, func(a, b *istiosecv1.PeerAuthentication) int { return strings.Compare(a.Name, b.Name) })
-	return f, nil
-}
-
-// changeOf compares what was rendered with what is in force.
-func changeOf(old inForce, set *render.MeshPolicySet) policyChange {
-	var c policyChange
-	oldAP := map[string]*istiosecv1.AuthorizationPolicy{}
-	for _, ap := range old.aps {
-		oldAP[ap.Name] = ap
-	}
-	if len(old.aps) != len(set.AuthorizationPolicies) {
-		c.authorization = true
-	}
-	for _, ap := range set.AuthorizationPolicies {
-		if o := oldAP[ap.Name]; o == nil || !proto.Equal(&o.Spec, &ap.Spec) {
-			c.authorization = true
-		}
-	}
-	oldPA := map[string]*istiosecv1.PeerAuthentication{}
-	for _, pa := range old.pas {
-		oldPA[pa.Name] = pa
-	}
-	for _, pa := range set.PeerAuthentications {
-		if pa.Spec.GetMtls().GetMode() != security.PeerAuthentication_MutualTLS_STRICT {
-			continue
-		}
-		if o := oldPA[pa.Name]; o == nil || o.Spec.GetMtls().GetMode() != security.PeerAuthentication_MutualTLS_STRICT {
-			c.strict = true
-		}
-	}
-	return c
-}
-
-// rolloutHash is the digest of what a rollout guards: the authorization and mTLS.
-func rolloutHash(p *meshv1.MeshPolicy) string {
-	b, _ := json.Marshal([]any{p.Spec.Authorization, p.Spec.MTLS})
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:8])
+	return desired.PolicyInForceOf(p, aps.Items, pas.Items), nil
 }
 
 // rolloutStep is one reconcile's view of the rollout, decided by advance and judge.
 type rolloutStep struct {
 	now      time.Time
 	settings rolloutSettings
-	change   policyChange
+	change   desired.PolicyChange
 	hash     string
 	// request is the mesh.canopy.dev/request annotation's value.
 	request string
@@ -185,7 +115,7 @@ func advance(st *meshv1.PolicyRolloutStatus, in rolloutStep) rolloutVerdict {
 		// promote a later change.
 		st.LastHandledRequest = in.request
 	}
-	if !in.change.any() {
+	if !in.change.Any() {
 		if st.Phase != meshv1.PolicyPhaseEnforced || st.EnforcedHash != in.hash {
 			enforce(st, in, "the rules in force are the spec's")
 			st.DeniedCalls, st.PlaintextClients = nil, nil
@@ -197,7 +127,7 @@ func advance(st *meshv1.PolicyRolloutStatus, in rolloutStep) rolloutVerdict {
 			Phase: meshv1.PolicyPhaseDryRun, EnforcedHash: st.EnforcedHash, PendingHash: in.hash,
 			DryRunSince: &metav1.Time{Time: in.now}, LastHandledRequest: st.LastHandledRequest,
 		}
-		v.eventType, v.eventNote = corev1.EventTypeNormal, "A change of "+in.change.what()+" starts its analysis window of "+in.settings.window.String()
+		v.eventType, v.eventNote = corev1.EventTypeNormal, "A change of "+changeWhat(in.change)+" starts its analysis window of "+in.settings.window.String()
 	}
 	if fresh {
 		switch action, _, _ := strings.Cut(in.request, ":"); action {
@@ -223,7 +153,7 @@ func advance(st *meshv1.PolicyRolloutStatus, in rolloutStep) rolloutVerdict {
 		v.analyze = true
 	}
 	if st.Phase == meshv1.PolicyPhaseDryRun && st.Message == "" {
-		st.Message = fmt.Sprintf("the change of %s runs in dry-run until %s", in.change.what(), windowEnd(st, in.settings).UTC().Format(time.RFC3339))
+		st.Message = fmt.Sprintf("the change of %s runs in dry-run until %s", changeWhat(in.change), windowEnd(st, in.settings).UTC().Format(time.RFC3339))
 		v.message = st.Message
 	}
 	return v
@@ -269,11 +199,11 @@ func judge(st *meshv1.PolicyRolloutStatus, in rolloutStep, a rolloutAnalysis) ro
 		st.Phase, st.Reason, st.DryRunSince = meshv1.PolicyPhaseDryRun, "", &metav1.Time{Time: in.now}
 	}
 	if end := windowEnd(st, in.settings); in.now.Before(end) {
-		st.Message = fmt.Sprintf("the change of %s runs in dry-run until %s; %d requests it would deny so far", in.change.what(), end.UTC().Format(time.RFC3339), denied)
+		st.Message = fmt.Sprintf("the change of %s runs in dry-run until %s; %d requests it would deny so far", changeWhat(in.change), end.UTC().Format(time.RFC3339), denied)
 		return rolloutVerdict{reason: reasonPolicyDryRun, message: st.Message}
 	}
 	enforce(st, in, fmt.Sprintf("enforced after a window of %s in which it would have denied %d requests", in.settings.window, denied))
-	return rolloutVerdict{reason: reasonPolicyEnforced, message: st.Message, eventType: corev1.EventTypeNormal, eventNote: "The change of " + in.change.what() + " is " + st.Message}
+	return rolloutVerdict{reason: reasonPolicyEnforced, message: st.Message, eventType: corev1.EventTypeNormal, eventNote: "The change of " + changeWhat(in.change) + " is " + st.Message}
 }
 
 func enforce(st *meshv1.PolicyRolloutStatus, in rolloutStep, message string) {
@@ -290,21 +220,17 @@ func windowEnd(st *meshv1.PolicyRolloutStatus, s rolloutSettings) time.Time {
 	return st.DryRunSince.Add(s.window)
 }
 
-func held(st *meshv1.PolicyRolloutStatus, reason string) bool {
-	return st.Phase == meshv1.PolicyPhaseHeld && st.Reason == reason
-}
-
 // hold holds the change for reason (status.rollout.reason: what moves it on is read from
 // there, never from the message).
 func hold(st *meshv1.PolicyRolloutStatus, reason, message string) {
 	st.Phase, st.Reason, st.Message = meshv1.PolicyPhaseHeld, reason, message
 }
 
-func (c policyChange) what() string {
+func changeWhat(c desired.PolicyChange) string {
 	switch {
-	case c.authorization && c.strict:
+	case c.Authorization && c.Strict:
 		return "authorization and mTLS STRICT"
-	case c.strict:
+	case c.Strict:
 		return "mTLS to STRICT"
 	default:
 		return "authorization"
@@ -351,7 +277,7 @@ func (r *MeshPolicyReconciler) analyze(ctx context.Context, p *meshv1.MeshPolicy
 	owner := "MeshPolicy " + p.Namespace + "/" + p.Name
 	svc := p.Spec.TargetRef.Name
 	var a rolloutAnalysis
-	if in.change.authorization {
+	if in.change.Authorization {
 		since := in.now.Sub(st.DryRunSince.Time)
 		q := fmt.Sprintf(deniedQuery, p.Namespace, svc, seconds(max(since, time.Second)))
 		samples, err := r.Prometheus.QueryVector(ctx, p.Namespace, owner, "spec.rollout.provider", p.Spec.Rollout.Provider, q)
@@ -360,7 +286,7 @@ func (r *MeshPolicyReconciler) analyze(ctx context.Context, p *meshv1.MeshPolicy
 		}
 		a.denied = deniedCalls(samples)
 	}
-	if in.change.strict {
+	if in.change.Strict {
 		q := fmt.Sprintf(plaintextQuery, p.Namespace, svc, seconds(in.settings.window))
 		samples, err := r.Prometheus.QueryVector(ctx, p.Namespace, owner, "spec.rollout.provider", p.Spec.Rollout.Provider, q)
 		if err != nil {
@@ -451,7 +377,7 @@ func (r *MeshPolicyReconciler) rollout(ctx context.Context, s *policyScope) (boo
 	if err != nil {
 		return true, err
 	}
-	in := rolloutStep{now: s.now, settings: settings, change: changeOf(old, &s.set), hash: rolloutHash(p), request: p.Annotations[meshv1.AnnotationRequest]}
+	in := rolloutStep{now: s.now, settings: settings, change: desired.PolicyChangeOf(old, &s.set), hash: desired.PolicyRolloutHash(p), request: p.Annotations[meshv1.AnnotationRequest]}
 	st := &meshv1.PolicyRolloutStatus{}
 	if p.Status.Rollout != nil {
 		st = p.Status.Rollout.DeepCopy()
@@ -474,16 +400,7 @@ func (r *MeshPolicyReconciler) rollout(ctx context.Context, s *policyScope) (boo
 	}
 	// Waiting: what is in force stays; the new authorization runs in dry-run unless held
 	// for good (would deny, aborted).
-	if in.change.authorization {
-		aps := old.aps
-		if st.Phase == meshv1.PolicyPhaseDryRun || held(st, reasonPlaintextClients) {
-			aps = append(aps, render.DryRunAuthorizationPolicies(s.set.AuthorizationPolicies)...)
-		}
-		s.set.AuthorizationPolicies = aps
-	}
-	if in.change.strict {
-		s.set.PeerAuthentications = old.pas
-	}
+	desired.PolicyWhileWaiting(&s.set, old, in.change, st)
 	if v.reason != reasonWouldDeny && v.reason != reasonPolicyAborted {
 		s.rolloutRequeue = settings.interval
 		if end := windowEnd(st, settings); end.After(s.now) && end.Sub(s.now) < settings.interval {

@@ -5,18 +5,14 @@ import (
 	"testing"
 	"time"
 
-	security "istio.io/api/security/v1beta1"
-	istiosecv1 "istio.io/client-go/pkg/apis/security/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/analysis/providers"
-	"canopy.dev/canopy/internal/render"
+	"canopy.dev/canopy/internal/desired"
 )
 
 var rolloutT0 = time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
 
-func stepAt(d time.Duration, change policyChange, hash, request string) rolloutStep {
+func stepAt(d time.Duration, change desired.PolicyChange, hash, request string) rolloutStep {
 	return rolloutStep{
 		now: rolloutT0.Add(d), settings: rolloutSettings{window: 2 * time.Minute, interval: 10 * time.Second},
 		change: change, hash: hash, request: request,
@@ -26,7 +22,7 @@ func stepAt(d time.Duration, change policyChange, hash, request string) rolloutS
 // A harmless change runs its window in dry-run and is enforced after it, not before.
 func TestRolloutHarmlessChangeEnforcedAfterWindow(t *testing.T) {
 	st := &meshv1.PolicyRolloutStatus{Phase: meshv1.PolicyPhaseEnforced, EnforcedHash: "old"}
-	authz := policyChange{authorization: true}
+	authz := desired.PolicyChange{Authorization: true}
 
 	v := advance(st, stepAt(0, authz, "new", ""))
 	if st.Phase != meshv1.PolicyPhaseDryRun || st.PendingHash != "new" || !st.DryRunSince.Time.Equal(rolloutT0) || v.analyze {
@@ -50,7 +46,7 @@ func TestRolloutHarmlessChangeEnforcedAfterWindow(t *testing.T) {
 	}
 	// Once the objects in force are the spec's, nothing changes any more.
 	before := *st
-	advance(st, stepAt(3*time.Minute, policyChange{}, "new", ""))
+	advance(st, stepAt(3*time.Minute, desired.PolicyChange{}, "new", ""))
 	if st.Message != before.Message || st.Phase != meshv1.PolicyPhaseEnforced {
 		t.Fatalf("no change: want the status kept, got %+v", st)
 	}
@@ -59,7 +55,7 @@ func TestRolloutHarmlessChangeEnforcedAfterWindow(t *testing.T) {
 // A change that would deny calls is held, names them, and stays held without analysis.
 func TestRolloutWouldDenyHeld(t *testing.T) {
 	st := &meshv1.PolicyRolloutStatus{}
-	authz := policyChange{authorization: true}
+	authz := desired.PolicyChange{Authorization: true}
 	advance(st, stepAt(0, authz, "new", ""))
 	calls := deniedCalls([]providers.Sample{
 		{Labels: map[string]string{"source_principal": "spiffe://cluster.local/ns/shop/sa/web", "request_method": "GET", "request_path": "/cart"}, Value: 41.7},
@@ -87,7 +83,7 @@ func TestRolloutWouldDenyHeld(t *testing.T) {
 // maxDenied tolerates that many denials.
 func TestRolloutMaxDenied(t *testing.T) {
 	st := &meshv1.PolicyRolloutStatus{}
-	in := stepAt(0, policyChange{authorization: true}, "new", "")
+	in := stepAt(0, desired.PolicyChange{Authorization: true}, "new", "")
 	in.settings.maxDenied = 5
 	advance(st, in)
 	judge(st, in, rolloutAnalysis{denied: []meshv1.DeniedCall{{SourcePrincipal: "a", Count: 5}}})
@@ -99,7 +95,7 @@ func TestRolloutMaxDenied(t *testing.T) {
 // Plaintext clients hold a move to STRICT until they stop; the window then starts again.
 func TestRolloutStrictWaitsForPlaintextClients(t *testing.T) {
 	st := &meshv1.PolicyRolloutStatus{}
-	strict := policyChange{strict: true}
+	strict := desired.PolicyChange{Strict: true}
 	advance(st, stepAt(0, strict, "strict", ""))
 	v := judge(st, stepAt(0, strict, "strict", ""), rolloutAnalysis{plaintext: []meshv1.PlaintextClient{{Workload: "legacy", Namespace: "shop", Count: 10}}})
 	if st.Phase != meshv1.PolicyPhaseHeld || v.reason != reasonPlaintextClients {
@@ -121,7 +117,7 @@ func TestRolloutStrictWaitsForPlaintextClients(t *testing.T) {
 // promote enforces at once, abort holds; each value acts once, and a request left on the
 // policy does not act on a later change.
 func TestRolloutRequests(t *testing.T) {
-	authz := policyChange{authorization: true}
+	authz := desired.PolicyChange{Authorization: true}
 	st := &meshv1.PolicyRolloutStatus{}
 	advance(st, stepAt(0, authz, "a", ""))
 	if advance(st, stepAt(time.Second, authz, "a", "abort")); st.Phase != meshv1.PolicyPhaseHeld || st.Reason != reasonPolicyAborted {
@@ -139,43 +135,11 @@ func TestRolloutRequests(t *testing.T) {
 // A failed analysis never enforces.
 func TestRolloutAnalysisFailureWaits(t *testing.T) {
 	st := &meshv1.PolicyRolloutStatus{}
-	authz := policyChange{authorization: true}
+	authz := desired.PolicyChange{Authorization: true}
 	advance(st, stepAt(0, authz, "a", ""))
 	v := judge(st, stepAt(10*time.Minute, authz, "a", ""), rolloutAnalysis{err: errors.New("unreachable")})
 	if st.Phase != meshv1.PolicyPhaseDryRun || v.reason != reasonPolicyAnalysisFail {
 		t.Fatalf("want DryRun AnalysisFailed, got %+v %+v", st, v)
-	}
-}
-
-func TestChangeOf(t *testing.T) {
-	ap := func(name string, paths ...string) *istiosecv1.AuthorizationPolicy {
-		a := &istiosecv1.AuthorizationPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}}
-		if len(paths) > 0 {
-			a.Spec.Rules = []*security.Rule{{To: []*security.Rule_To{{Operation: &security.Operation{Paths: paths}}}}}
-		}
-		return a
-	}
-	pa := func(mode security.PeerAuthentication_MutualTLS_Mode) *istiosecv1.PeerAuthentication {
-		p := &istiosecv1.PeerAuthentication{ObjectMeta: metav1.ObjectMeta{Name: "p"}}
-		p.Spec.Mtls = &security.PeerAuthentication_MutualTLS{Mode: mode}
-		return p
-	}
-	for _, tc := range []struct {
-		name string
-		old  inForce
-		set  render.MeshPolicySet
-		want policyChange
-	}{
-		{"same", inForce{aps: []*istiosecv1.AuthorizationPolicy{ap("p", "/a")}}, render.MeshPolicySet{AuthorizationPolicies: []*istiosecv1.AuthorizationPolicy{ap("p", "/a")}}, policyChange{}},
-		{"rules", inForce{aps: []*istiosecv1.AuthorizationPolicy{ap("p", "/a")}}, render.MeshPolicySet{AuthorizationPolicies: []*istiosecv1.AuthorizationPolicy{ap("p", "/b")}}, policyChange{authorization: true}},
-		{"new", inForce{}, render.MeshPolicySet{AuthorizationPolicies: []*istiosecv1.AuthorizationPolicy{ap("p", "/a")}}, policyChange{authorization: true}},
-		{"removed", inForce{aps: []*istiosecv1.AuthorizationPolicy{ap("p", "/a")}}, render.MeshPolicySet{}, policyChange{authorization: true}},
-		{"to strict", inForce{pas: []*istiosecv1.PeerAuthentication{pa(security.PeerAuthentication_MutualTLS_PERMISSIVE)}}, render.MeshPolicySet{PeerAuthentications: []*istiosecv1.PeerAuthentication{pa(security.PeerAuthentication_MutualTLS_STRICT)}}, policyChange{strict: true}},
-		{"to permissive", inForce{pas: []*istiosecv1.PeerAuthentication{pa(security.PeerAuthentication_MutualTLS_STRICT)}}, render.MeshPolicySet{PeerAuthentications: []*istiosecv1.PeerAuthentication{pa(security.PeerAuthentication_MutualTLS_PERMISSIVE)}}, policyChange{}},
-	} {
-		if got := changeOf(tc.old, &tc.set); got != tc.want {
-			t.Errorf("%s: want %+v, got %+v", tc.name, tc.want, got)
-		}
 	}
 }
 

@@ -40,6 +40,13 @@ const (
 	PolicyPhaseHeld = "Held"
 )
 
+// The reasons a rollout is held (status.rollout.reason).
+const (
+	PolicyReasonWouldDeny        = "WouldDeny"
+	PolicyReasonPlaintextClients = "PlaintextClients"
+	PolicyReasonAborted          = "Aborted"
+)
+
 // ConditionPolicyRollout is the condition of a MeshPolicy's rollout: True once what the
 // spec says is enforced, False in dry-run (reason DryRun) or held (reason WouldDeny,
 // PlaintextClients, Aborted or AnalysisFailed).

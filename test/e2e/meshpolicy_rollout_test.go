@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/analysis/providers"
@@ -153,6 +156,10 @@ func TestMeshPolicyProgressiveChanges(t *testing.T) {
 		// What the user sees: the held change, the call it would deny, the event.
 		policyStatusShows(t, denyNS, "Rollout    Held: the new authorization would have denied", "Reason     WouldDeny",
 			"Would deny", caller(denyNS)+"   GET      /", "PolicyRollout", "Warning   WouldDeny")
+		// kubectl canopy diff of the policy's manifest sees what the operator keeps applied.
+		if out := policyDiff(t, denyNS); strings.Contains(out, "AuthorizationPolicy") {
+			t.Errorf("kubectl canopy diff of a held policy shows an AuthorizationPolicy:\n%s", out)
+		}
 	})
 
 	t.Run("a held change is enforced on request", func(t *testing.T) {
@@ -248,6 +255,9 @@ func TestMeshPolicyProgressiveChanges(t *testing.T) {
 		if evs := policyEvents(t, strictNS, "reviews", "Aborted"); len(evs) != 1 || evs[0].Type != "Warning" {
 			t.Errorf("Aborted events: %s", notes(evs))
 		}
+		if out := policyDiff(t, strictNS); !strings.Contains(out, "PeerAuthentication "+strictNS+"/reviews: same") {
+			t.Errorf("kubectl canopy diff of an aborted move to STRICT:\n%s", out)
+		}
 	})
 }
 
@@ -274,6 +284,27 @@ func policyStatusShows(t *testing.T, ns string, wants ...string) {
 			t.Errorf("kubectl canopy status meshpolicy/reviews: no %q in\n%s", want, out)
 		}
 	}
+}
+
+// policyDiff runs kubectl canopy diff on the manifest of the MeshPolicy reviews of ns as
+// the cluster has it, wants no difference, and returns the output.
+func policyDiff(t *testing.T, ns string) string {
+	t.Helper()
+	live := waitPolicy(t, ns, "reviews", func(*meshv1.MeshPolicy) error { return nil })
+	manifest := &meshv1.MeshPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: meshv1.GroupVersion.String(), Kind: "MeshPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reviews"},
+		Spec:       live.Spec,
+	}
+	b, err := yaml.Marshal(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return kubectlCanopy(t, 0, "diff", "-f", file, "-n", ns)
 }
 
 // kubectlCanopy runs the plugin against the local cluster, fails the test unless it exits
