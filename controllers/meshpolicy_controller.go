@@ -59,6 +59,8 @@ type MeshPolicyReconciler struct {
 	// provider or an external authorizer, to check that it exists.
 	MeshConfig types.NamespacedName
 	APIReader  client.Reader
+	// Prometheus answers the queries of spec.rollout (nil: a rollout waits, saying so).
+	Prometheus PolicyPrometheus
 
 	// NoCertManager says cert-manager's API is not installed: canopy then runs without
 	// watching Certificates, and policies with ingress.tls say what is missing. Setup
@@ -124,6 +126,7 @@ func (r *MeshPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		r.observeCanary,
 		r.observeCertificate,
 		r.render,
+		r.rollout,
 		r.checkConsistency,
 		r.apply,
 		r.prune,
@@ -146,10 +149,14 @@ func (r *MeshPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 // does not change). 0 when nothing depends on the time.
 func (s *policyScope) nextDecision() time.Duration {
 	if !s.serveHTTPS() || s.cert.Status.NotAfter == nil {
-		return 0
+		return s.rolloutRequeue
 	}
 	// A moment past notAfter, so that serveHTTPS sees the certificate expired.
-	return s.cert.Status.NotAfter.Sub(s.now) + time.Second
+	d := s.cert.Status.NotAfter.Sub(s.now) + time.Second
+	if s.rolloutRequeue > 0 {
+		d = min(d, s.rolloutRequeue)
+	}
+	return d
 }
 
 // policyScope is what one reconcile of a MeshPolicy learns and does.
@@ -170,6 +177,12 @@ type policyScope struct {
 
 	set      render.MeshPolicySet
 	warnings []policyWarning
+
+	// rollout is spec.rollout's status and condition after this reconcile (nil when its
+	// step did not run); rolloutRequeue when to look again.
+	rollout        *meshv1.PolicyRolloutStatus
+	rolloutCond    *metav1.Condition
+	rolloutRequeue time.Duration
 
 	// objects is the generated objects' status; objectsKnown says it replaces the old.
 	objects      []meshv1.GeneratedObject
@@ -238,7 +251,7 @@ func (r *MeshPolicyReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent 
 	// Policies waiting for cert-manager are sent through this channel when it arrives.
 	wake := make(chan event.GenericEvent)
 	b := ctrl.NewControllerManagedBy(mgr).
-		For(&meshv1.MeshPolicy{}, builder.WithPredicates(predicate.Or[client.Object](r.Applier.Writes().CaughtUp(), predicate.GenerationChangedPredicate{}))).
+		For(&meshv1.MeshPolicy{}, builder.WithPredicates(predicate.Or[client.Object](r.Applier.Writes().CaughtUp(), predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&istiosecv1.PeerAuthentication{}).
 		Owns(&istiosecv1.AuthorizationPolicy{}).
 		Owns(&istiosecv1.RequestAuthentication{}).

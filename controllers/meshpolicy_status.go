@@ -46,6 +46,7 @@ func (s *policyScope) status() meshv1.MeshPolicyStatus {
 		}
 	}
 	setPolicyConditions(&st.Conditions, s.readyCondition(), s.problem)
+	s.rolloutStatus(&st)
 	st.ReportedWarnings = s.warningDigests()
 	gen := p.Generation
 	if !s.transient {

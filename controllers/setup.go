@@ -53,7 +53,9 @@ type Config struct {
 	// set them to feed the analysis. Clock replaces the real clock.
 	Analyzer analysis.Analyzer
 	Hooks    hooks.Caller
-	Clock    clock.PassiveClock
+	// PolicyPrometheus replaces the Prometheus MeshPolicies' rollouts ask.
+	PolicyPrometheus PolicyPrometheus
+	Clock            clock.PassiveClock
 	// Observers are told of each Canary status written, after canopy's own metrics
 	// (notifications).
 	Observers []RolloutObserver
@@ -68,15 +70,19 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	if cfg.MaxConcurrentReconciles < 1 {
 		cfg.MaxConcurrentReconciles = 1
 	}
+	prom := analysis.New(mgr.GetClient(), prometheus.NewFactory().New, analysis.Options{
+		DefaultProvider:              providers.Config{Type: prometheus.Type, Address: cfg.PrometheusAddress},
+		AllowCrossNamespaceTemplates: cfg.AllowCrossNamespace,
+		ProviderPolicy:               cfg.ProviderPolicy,
+		Credentials:                  cfg.Credentials,
+		SecretReader:                 mgr.GetAPIReader(),
+		Clock:                        cfg.Clock,
+	})
 	if cfg.Analyzer == nil {
-		cfg.Analyzer = analysis.New(mgr.GetClient(), prometheus.NewFactory().New, analysis.Options{
-			DefaultProvider:              providers.Config{Type: prometheus.Type, Address: cfg.PrometheusAddress},
-			AllowCrossNamespaceTemplates: cfg.AllowCrossNamespace,
-			ProviderPolicy:               cfg.ProviderPolicy,
-			Credentials:                  cfg.Credentials,
-			SecretReader:                 mgr.GetAPIReader(),
-			Clock:                        cfg.Clock,
-		})
+		cfg.Analyzer = prom
+	}
+	if cfg.PolicyPrometheus == nil {
+		cfg.PolicyPrometheus = prom
 	}
 	if cfg.Hooks == nil {
 		policy := cfg.HookPolicy
@@ -117,7 +123,8 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		Tenancy:    cfg.Tenancy,
 		MeshConfig: cfg.MeshConfig,
 		// The cache keeps no ConfigMap's data (workload.CacheConfigMap).
-		APIReader: mgr.GetAPIReader(),
+		APIReader:  mgr.GetAPIReader(),
+		Prometheus: cfg.PolicyPrometheus,
 	}
 	// Indexes must exist before the cache starts, the controllers may come later.
 	if err := setupIndexes(mgr); err != nil {

@@ -35,6 +35,8 @@ type MeshPolicySpec struct {
 	// RateLimit limits the requests each of the service's pods answers.
 	// +optional
 	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+	// +optional
+	Rollout *PolicyRollout `json:"rollout,omitempty"`
 }
 
 // ServiceRef names a Service in the same namespace.
@@ -563,6 +565,8 @@ type MeshPolicyStatus struct {
 	// +listType=set
 	// +optional
 	ReportedWarnings []string `json:"reportedWarnings,omitempty"`
+	// +optional
+	Rollout *PolicyRolloutStatus `json:"rollout,omitempty"`
 	// +listType=map
 	// +listMapKey=type
 	// +optional

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	istiosecv1 "istio.io/client-go/pkg/apis/security/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -470,6 +471,13 @@ func (w *world) policyObjects(ctx context.Context, p *meshv1.MeshPolicy, opts ge
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if w.live != nil && p.Spec.Rollout != nil {
+		// A change that waits (spec.rollout): the rules in force and the new ones in
+		// dry-run, for the status the cluster's policy has.
+		if err := w.policyRollout(ctx, p, &set); err != nil {
+			return nil, nil, nil, err
+		}
+	}
 	var warnings []string
 	for _, x := range set.Warnings {
 		warnings = append(warnings, x.String())
@@ -478,6 +486,36 @@ func (w *world) policyObjects(ctx context.Context, p *meshv1.MeshPolicy, opts ge
 		return set.Objects(), warnings, canary, nil
 	}
 	return set.Objects(), warnings, nil, nil
+}
+
+// policyRollout puts into set what the policy's controller applies while a change waits,
+// from the status of the cluster's policy of that name and the rules in force there
+// (desired.PolicyFromStatus).
+func (w *world) policyRollout(ctx context.Context, p *meshv1.MeshPolicy, set *render.MeshPolicySet) error {
+	cur := &meshv1.MeshPolicy{}
+	if err := w.live.Get(ctx, client.ObjectKeyFromObject(p), cur); apierrors.IsNotFound(err) {
+		cur = nil
+	} else if err != nil {
+		return err
+	}
+	labels := client.MatchingLabels(render.OwnerLabels(render.KindMeshPolicy, p.Namespace, p.Name))
+	aps := &istiosecv1.AuthorizationPolicyList{}
+	pas := &istiosecv1.PeerAuthenticationList{}
+	if cur != nil {
+		for _, l := range []client.ObjectList{aps, pas} {
+			if err := w.live.List(ctx, l, client.InNamespace(p.Namespace), labels); err != nil {
+				return fmt.Errorf("reading the rules in force of MeshPolicy %s: %w", p.Name, err)
+			}
+		}
+	}
+	in := p.DeepCopy()
+	in.Status = meshv1.MeshPolicyStatus{}
+	if cur != nil {
+		// The objects in force are controlled by the cluster's policy, by UID.
+		in.UID, in.Status = cur.UID, cur.Status
+	}
+	desired.PolicyFromStatus(in, set, desired.PolicyInForceOf(in, aps.Items, pas.Items))
+	return nil
 }
 
 func (w *world) inFiles(o client.Object) bool {

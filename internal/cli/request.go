@@ -128,7 +128,7 @@ func (o *rootOptions) requestCommand(a requestAction) *cobra.Command {
 The request is the annotation ` + meshv1.AnnotationRequest + `=` + a.name + `:<token> on the Canary,
 set with a merge patch of its metadata only: GitOps tools do not revert it. canopy acts on
 each distinct value once and records it in status.lastHandledRequest. With --wait the
-command waits for that, and exits 1 when canopy ignored the request.`,
+command waits for that, and exits 1 when canopy ignored the request.` + policyRequestHelp(a.name),
 		Example: fmt.Sprintf("  kubectl canopy %s reviews -n bookinfo\n  kubectl canopy %s reviews -n bookinfo --wait", a.name, a.name),
 		Args:    exactlyOneName(a.name),
 		RunE:    func(cmd *cobra.Command, args []string) error { return r.run(cmd.Context(), args[0]) },
@@ -144,6 +144,9 @@ func (r *requestOptions) run(ctx context.Context, name string) error {
 		return err
 	}
 	ns := r.namespace()
+	if policy, ok := policyName(name); ok {
+		return r.policyRequest(ctx, cl, client.ObjectKey{Namespace: ns, Name: policy})
+	}
 	key := client.ObjectKey{Namespace: ns, Name: name}
 	before := &meshv1.Canary{}
 	if err := cl.Get(ctx, key, before); err != nil {
@@ -185,33 +188,43 @@ func sendRequest(ctx context.Context, cl client.Client, c *meshv1.Canary, value 
 
 // await waits until the controller recorded value as handled, then says whether it acted.
 func (r *requestOptions) await(ctx context.Context, cl client.Client, before *meshv1.Canary, value string) error {
-	// A timer rather than a context deadline: requests made close to a deadline fail with
-	// the client's rate limiter's error instead of a clean timeout.
-	timeout := time.NewTimer(r.timeout)
-	defer timeout.Stop()
 	key := client.ObjectKeyFromObject(before)
-	tick := time.NewTicker(r.settings.poll)
-	defer tick.Stop()
-	for {
+	return r.poll(ctx, "is the operator running? (kubectl get pods -A -l app.kubernetes.io/name=canopy)", func() (bool, error) {
 		c := &meshv1.Canary{}
 		err := cl.Get(ctx, key, c)
 		switch {
 		case err == nil && c.Status.LastHandledRequest == value:
-			return r.outcome(ctx, cl, before, c, value)
+			return true, r.outcome(ctx, cl, before, c, value)
 		case err == nil && c.Annotations[meshv1.AnnotationRequest] != value:
-			return failed("another request (%s) replaced this one before canopy handled it", c.Annotations[meshv1.AnnotationRequest])
+			return true, failed("another request (%s) replaced this one before canopy handled it", c.Annotations[meshv1.AnnotationRequest])
 		case apierrors.IsNotFound(err) && r.action.name == "confirm-deletion":
 			printf(r.streams.Out, "canopy handled %s: %s/%s is gone\n", r.action.name, key.Namespace, key.Name)
-			return nil
+			return true, nil
 		case apierrors.IsNotFound(err):
-			return fmt.Errorf("%s/%s was deleted before canopy handled the request", key.Namespace, key.Name)
+			return true, fmt.Errorf("%s/%s was deleted before canopy handled the request", key.Namespace, key.Name)
 		case err != nil && ctx.Err() == nil:
+			return true, err
+		}
+		return false, nil
+	})
+}
+
+// poll calls check every poll interval until it is done, --timeout passes (hint says what
+// to look at then) or ctx ends.
+func (r *requestOptions) poll(ctx context.Context, hint string, check func() (done bool, err error)) error {
+	// A timer rather than a context deadline: requests made close to a deadline fail with
+	// the client's rate limiter's error instead of a clean timeout.
+	timeout := time.NewTimer(r.timeout)
+	defer timeout.Stop()
+	tick := time.NewTicker(r.settings.poll)
+	defer tick.Stop()
+	for {
+		if done, err := check(); done {
 			return err
 		}
 		select {
 		case <-timeout.C:
-			return &exitError{code: ExitError, msg: fmt.Sprintf(
-				"canopy did not handle the request within %s: is the operator running? (kubectl get pods -A -l app.kubernetes.io/name=canopy)", r.timeout)}
+			return &exitError{code: ExitError, msg: fmt.Sprintf("canopy did not handle the request within %s: %s", r.timeout, hint)}
 		case <-ctx.Done():
 			return &exitError{code: ExitError, msg: "interrupted before canopy handled the request"}
 		case <-tick.C:

@@ -36,10 +36,14 @@ func (o *rootOptions) statusCommand() *cobra.Command {
 
 With --wait, wait until the rollout of the target Deployment's current revision ends:
 exit 0 when it is promoted (or was already), 1 when it is rolled back or the Canary is
-stalled, 2 on --timeout or an error. Made for pipelines: run it after the deploy step.`,
+stalled, 2 on --timeout or an error. Made for pipelines: run it after the deploy step.
+
+meshpolicy/NAME shows a MeshPolicy instead: where a change of its authorization or mTLS
+stands (spec.rollout), the calls it would deny, the clients calling without mTLS.`,
 		Example: `  kubectl canopy status reviews -n bookinfo
   kubectl canopy status reviews -n bookinfo --watch
-  kubectl canopy status reviews -n bookinfo --wait --timeout 30m`,
+  kubectl canopy status reviews -n bookinfo --wait --timeout 30m
+  kubectl canopy status meshpolicy/reviews -n bookinfo`,
 		Args: exactlyOneName("status"),
 		RunE: func(cmd *cobra.Command, args []string) error { return s.run(cmd.Context(), args[0]) },
 	}
@@ -66,6 +70,9 @@ func (s *statusOptions) run(ctx context.Context, name string) error {
 		return err
 	}
 	ns := s.namespace()
+	if policy, ok := policyName(name); ok {
+		return s.policyStatus(ctx, cl, client.ObjectKey{Namespace: ns, Name: policy})
+	}
 	key := client.ObjectKey{Namespace: ns, Name: name}
 	if !s.watch && !s.wait {
 		v, err := s.view(ctx, cl, key)

@@ -98,27 +98,36 @@ func writeStatus(w io.Writer, v statusView, p palette) {
 		writeTable(w, []string{colName, colType, "STATE", "ATTEMPTS", "LAST CALL", colMessage}, rows, "  ")
 	}
 
-	if len(st.Conditions) > 0 {
+	writeConditions(w, st.Conditions, v.now, p)
+	writeEvents(w, v.events, v.eventsErr, v.maxEvents, v.now, p)
+}
+
+// writeConditions prints a resource's conditions, when it has any.
+func writeConditions(w io.Writer, conds []metav1.Condition, now time.Time, p palette) {
+	if len(conds) > 0 {
 		printf(w, "\n%s\n", p.bold("Conditions"))
-		rows := make([][]cell, 0, len(st.Conditions))
-		for _, cond := range st.Conditions {
+		rows := make([][]cell, 0, len(conds))
+		for _, cond := range conds {
 			status := plain(string(cond.Status))
 			if cond.Type == meshv1.ConditionStalled && cond.Status == metav1.ConditionTrue {
 				status.style = p.red
 			}
-			rows = append(rows, []cell{plain(cond.Type), status, plain(cond.Reason), plain(ago(&cond.LastTransitionTime, v.now)), plain(cond.Message)})
+			rows = append(rows, []cell{plain(cond.Type), status, plain(cond.Reason), plain(ago(&cond.LastTransitionTime, now)), plain(cond.Message)})
 		}
 		writeTable(w, []string{colType, "STATUS", "REASON", "SINCE", colMessage}, rows, "  ")
 	}
+}
 
+// writeEvents prints the last max events (all when max <= 0), or why they cannot be read.
+func writeEvents(w io.Writer, events []eventsv1.Event, eventsErr error, max int, now time.Time, p palette) {
 	printf(w, "\n%s\n", p.bold("Events"))
 	switch {
-	case v.eventsErr != nil:
-		printf(w, "  cannot read the events: %v\n", v.eventsErr)
-	case len(v.events) == 0:
+	case eventsErr != nil:
+		printf(w, "  cannot read the events: %v\n", eventsErr)
+	case len(events) == 0:
 		printLine(w, "  none")
 	default:
-		evs := lastEvents(v.events, v.maxEvents)
+		evs := lastEvents(events, max)
 		rows := make([][]cell, 0, len(evs))
 		for i := range evs {
 			e := &evs[i]
@@ -126,7 +135,7 @@ func writeStatus(w io.Writer, v statusView, p palette) {
 			if e.Type == "Warning" {
 				typ.style = p.yellow
 			}
-			when := eventWhen(e, v.now)
+			when := eventWhen(e, now)
 			rows = append(rows, []cell{plain(when), typ, plain(e.Reason), plain(e.Note)})
 		}
 		writeTable(w, []string{"LAST SEEN", colType, "REASON", colMessage}, rows, "  ")

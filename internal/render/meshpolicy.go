@@ -166,6 +166,7 @@ func (r *policyRenderer) render() (MeshPolicySet, error) {
 	set.Gateway = r.gateway()
 	set.Telemetries = r.telemetries()
 	set.EnvoyFilters = r.rateLimits()
+	r.checkRollout()
 	if err := e.err(); err != nil {
 		return MeshPolicySet{}, err
 	}

@@ -179,13 +179,20 @@ func condition(t *testing.T, c *meshv1.Canary, typ string) metav1.Condition {
 // canaryEvents lists the events (events.k8s.io) about the Canary with reason, oldest first.
 func canaryEvents(t *testing.T, ns, name, reason string) []eventsv1.Event {
 	t.Helper()
+	return eventsAbout(t, ns, "Canary", name, reason)
+}
+
+// eventsAbout lists the events about the object of kind with reason (any when ""),
+// oldest first.
+func eventsAbout(t *testing.T, ns, kind, name, reason string) []eventsv1.Event {
+	t.Helper()
 	list := &eventsv1.EventList{}
 	if err := env.Client.List(t.Context(), list, client.InNamespace(ns)); err != nil {
 		t.Fatal(err)
 	}
 	var out []eventsv1.Event
 	for _, e := range list.Items {
-		if e.Regarding.Kind == "Canary" && e.Regarding.Name == name && (reason == "" || e.Reason == reason) {
+		if e.Regarding.Kind == kind && e.Regarding.Name == name && (reason == "" || e.Reason == reason) {
 			out = append(out, e)
 		}
 	}

@@ -74,5 +74,18 @@
 // (reporter="destination"), each request's outcome by the source (reporter="source",
 // never for a mirror). Stats gives the same traffic per route, in Go. A share of the
 // requests (Options.HeaderFraction) carries Options.Headers, so that A/B matches have
-// something to match. Only test code may import this package.
+// something to match.
+//
+// With Options.Authorization, the dry-run AuthorizationPolicies (istio.io/dry-run) are
+// evaluated too: the simulator connects to istiod as the sidecar of each Pod that answers
+// (at the Pod's address, so istiod sends it the Pod's inbound listeners), reads the HTTP
+// RBAC filters of the port's filter chain and evaluates their shadow_rules as Envoy does
+// (principals: authenticated principal names, the caller's SPIFFE identity; permissions:
+// headers, url_path, ports, and/or/not), and the destination reports the request with
+// dry_run_result ("allowed" or "denied"), request_method and request_path: what a
+// Telemetry's tagOverrides add from Envoy's shadow_engine_result metadata in a real mesh
+// (docs/meshpolicy.md). The rules in force are not enforced. connection_security_policy is
+// "mutual_tls" at the destination unless Options.Plaintext, which stands for a client
+// sidecar sending plaintext ("none", source_principal "unknown"). Only test code may
+// import this package.
 package meshsim

@@ -13,6 +13,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -67,6 +68,19 @@ func (c *envoyConfig) httpRouteNames() map[uint32][]string {
 		sort.Strings(out[p])
 	}
 	return out
+}
+
+// httpManager is a network filter's HTTP connection manager; nil for another filter.
+func httpManager(f *listenerv3.Filter) *hcmv3.HttpConnectionManager {
+	a := f.GetTypedConfig()
+	if a == nil || !strings.HasSuffix(a.GetTypeUrl(), "http_connection_manager.v3.HttpConnectionManager") {
+		return nil
+	}
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := a.UnmarshalTo(hcm); err != nil {
+		return nil
+	}
+	return hcm
 }
 
 // virtualHost picks the virtual host of a route configuration for an authority as

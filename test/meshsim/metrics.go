@@ -16,6 +16,9 @@ var istioLabels = []string{
 	"destination_canonical_service", "destination_canonical_revision", "destination_cluster", "destination_principal",
 	"destination_service", "destination_service_name", "destination_service_namespace",
 	"request_protocol", "response_code", "grpc_response_status", "response_flags", "connection_security_policy",
+	// Not Istio's defaults: what a Telemetry's tagOverrides add (docs/meshpolicy.md), set
+	// with Options.Authorization only.
+	"request_method", "request_path", "dry_run_result",
 }
 
 // istioDurationBuckets are Istio's default buckets for
@@ -85,6 +88,11 @@ type observation struct {
 	Service     serviceRef // zero when no Service was reached
 	Code        int
 	Flags       string
+	// Plaintext: the request came without mTLS.
+	Plaintext bool
+	// DryRun is the destination's shadow RBAC result (shadowAllowed, shadowDenied), "" with
+	// no dry-run policy; Method and Path are the request's when it is set.
+	DryRun, Method, Path string
 }
 
 func (o observation) labels() []string {
@@ -92,18 +100,22 @@ func (o observation) labels() []string {
 	if o.Service.Name != "" {
 		svc, svcName, svcNS = o.Service.FQDN(), o.Service.Name, o.Service.Namespace
 	}
-	security := "unknown"
+	security, principal := "unknown", o.Source.Principal
 	if o.Reporter == "destination" {
 		security = "mutual_tls"
+		if o.Plaintext {
+			security, principal = "none", "unknown" // no peer certificate
+		}
 	}
 	return []string{
 		o.Reporter,
 		o.Source.Workload, o.Source.Namespace, o.Source.App, o.Source.Version,
-		o.Source.CanonicalService, o.Source.CanonicalRevision, "Kubernetes", o.Source.Principal,
+		o.Source.CanonicalService, o.Source.CanonicalRevision, "Kubernetes", principal,
 		o.Destination.Workload, o.Destination.Namespace, o.Destination.App, o.Destination.Version,
 		o.Destination.CanonicalService, o.Destination.CanonicalRevision, "Kubernetes", o.Destination.Principal,
 		svc, svcName, svcNS,
 		"http", strconv.Itoa(o.Code), "-", o.Flags, security,
+		o.Method, o.Path, o.DryRun,
 	}
 }
 

@@ -72,12 +72,7 @@ func inboundHCM(cfg *envoyConfig, port uint32) *hcmv3.HttpConnectionManager {
 // chainHCM is the HTTP connection manager of a filter chain, nil when it has none.
 func chainHCM(fc *listenerv3.FilterChain) *hcmv3.HttpConnectionManager {
 	for _, f := range fc.GetFilters() {
-		a := f.GetTypedConfig()
-		if a == nil || !strings.HasSuffix(a.GetTypeUrl(), "http_connection_manager.v3.HttpConnectionManager") {
-			continue
-		}
-		hcm := &hcmv3.HttpConnectionManager{}
-		if err := a.UnmarshalTo(hcm); err == nil {
+		if hcm := httpManager(f); hcm != nil {
 			return hcm
 		}
 	}

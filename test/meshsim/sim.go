@@ -62,6 +62,17 @@ type Options struct {
 	InboundSidecars bool
 	// Logger reports annotations the simulator cannot read; discarded when unset.
 	Logger logr.Logger
+	// Authorization evaluates the dry-run AuthorizationPolicies (istio.io/dry-run) of the
+	// workloads that answer, as their sidecars' RBAC shadow rules: the simulator then
+	// connects to istiod as each answering Pod's sidecar too, and labels the requests the
+	// destination reports with dry_run_result, request_method and request_path (see
+	// rbac.go). Off, no such label is set.
+	Authorization bool
+	// Plaintext makes the synthetic client's sidecar send plaintext (as with a
+	// DestinationRule of tls.mode DISABLE): the destination then reports
+	// connection_security_policy "none" and source_principal "unknown", and no principal
+	// is authenticated for authorization.
+	Plaintext bool
 }
 
 func (o Options) withDefaults() Options {
@@ -583,7 +594,7 @@ func (e *engine) upstream(t *tick, src source, key RouteKey, req request, retry 
 			if rl, limited := e.inbound(t, wl, ep, req); limited {
 				// The destination's sidecar answers: the workload never sees the request.
 				code, latency, flag = rl, 0, ""
-				o := observation{Reporter: "destination", Source: src.peer, Destination: dst, Service: svc, Code: code, Flags: "RL"}
+				o := observation{Reporter: "destination", Source: src.peer, Destination: dst, Service: svc, Code: code, Flags: "RL", Plaintext: e.opts.Plaintext}
 				t.b[o] = append(t.b[o], latency)
 			} else {
 				beh := e.behavior(t, wl)
@@ -592,7 +603,12 @@ func (e *engine) upstream(t *tick, src source, key RouteKey, req request, retry 
 					code = beh.ErrorCode
 				}
 				latency, flag = beh.Latency(e.nextPhase(key.WorkloadNamespace+"/"+key.Workload)), ""
-				o := observation{Reporter: "destination", Source: src.peer, Destination: dst, Service: svc, Code: code, Flags: "-"}
+				o := observation{Reporter: "destination", Source: src.peer, Destination: dst, Service: svc, Code: code, Flags: "-", Plaintext: e.opts.Plaintext}
+				if e.opts.Authorization {
+					if o.DryRun = e.dryRun(t, wl, ep, src, req); o.DryRun != "" {
+						o.Method, o.Path = req.Method, urlPath(req.Path)
+					}
+				}
 				t.b[o] = append(t.b[o], latency)
 			}
 		} else {

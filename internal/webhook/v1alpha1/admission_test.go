@@ -433,6 +433,9 @@ func TestMeshPolicyAdmission(t *testing.T) {
 		{name: "the same mTLS port twice", obj: meshPolicy(func(p *meshv1.MeshPolicy) {
 			p.Spec.MTLS = &meshv1.MTLS{Mode: meshv1.MTLSStrict, PortLevel: []meshv1.PortMTLS{{Port: 8080, Mode: meshv1.MTLSDisable}, {Port: 8080, Mode: meshv1.MTLSPermissive}}}
 		}), wantErr: []string{"spec.mtls.portLevel", "8080"}},
+		{name: "a rollout provider on loopback, a window under a second", obj: meshPolicy(func(p *meshv1.MeshPolicy) {
+			p.Spec.Rollout = &meshv1.PolicyRollout{Window: "500ms", Provider: &meshv1.MetricProvider{Address: "http://127.0.0.1:9090"}}
+		}), wantErr: []string{"spec.rollout.provider.address", "refused range 127.0.0.0/8 (loopback)", "spec.rollout.window", "shorter than 1s"}},
 	})
 }
 

@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
@@ -19,6 +20,8 @@ import (
 // It also refuses what the operator's Tenancy does not let the policy's namespace claim.
 type MeshPolicyValidator struct {
 	Tenancy *render.Tenancy
+	// Providers checks spec.rollout.provider as a Canary's analysis.provider.
+	Providers providerValidator
 }
 
 // Validate refuses a MeshPolicy, naming every field at fault, and passes on the
@@ -26,5 +29,9 @@ type MeshPolicyValidator struct {
 func (v *MeshPolicyValidator) Validate(p *meshv1.MeshPolicy) (admission.Warnings, error) {
 	warnings, err := render.ValidateMeshPolicy(p)
 	errs := append(renderErrors(err), renderErrors(v.Tenancy.CheckMeshPolicy(p))...)
-	return renderWarnings(warnings), invalid("MeshPolicy", p.Name, errs)
+	ws := renderWarnings(warnings)
+	if ro := p.Spec.Rollout; ro != nil && v.Providers.policy != nil {
+		errs = append(errs, v.Providers.validate(field.NewPath("spec", "rollout", "provider"), ro.Provider, &ws)...)
+	}
+	return ws, invalid("MeshPolicy", p.Name, errs)
 }

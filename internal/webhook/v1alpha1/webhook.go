@@ -61,7 +61,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	defaulter.Handler = lenientDecode[meshv1.Canary]{defaulter.Handler}
 	mgr.GetWebhookServer().Register(canaryMutatePath, defaulter)
 	if err := ctrl.NewWebhookManagedBy(mgr, &meshv1.MeshPolicy{}).
-		WithValidator(specValidator[*meshv1.MeshPolicy]{(&MeshPolicyValidator{Tenancy: o.Tenancy}).Validate, func(p *meshv1.MeshPolicy) any { return p.Spec }}).
+		WithValidator(specValidator[*meshv1.MeshPolicy]{(&MeshPolicyValidator{Tenancy: o.Tenancy, Providers: providers}).Validate, func(p *meshv1.MeshPolicy) any { return p.Spec }}).
 		Complete(); err != nil {
 		return fmt.Errorf("setting up the MeshPolicy webhook: %w", err)
 	}

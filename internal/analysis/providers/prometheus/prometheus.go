@@ -111,7 +111,15 @@ type vectorSample struct {
 func (c *Client) Query(ctx context.Context, query string) (float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	resp, body, err := c.exchange(ctx, query)
+	if err != nil {
+		return 0, err
+	}
+	return readAnswer(resp, body)
+}
 
+// exchange sends an instant query and reads the answer's body (at most maxResponseBytes).
+func (c *Client) exchange(ctx context.Context, query string) (*http.Response, []byte, error) {
 	form := url.Values{}
 	form.Set("query", query)
 	// Prometheus stops evaluating when this passes, instead of working on for nobody.
@@ -132,7 +140,7 @@ func (c *Client) Query(ctx context.Context, query string) (float64, error) {
 		}
 	}
 	if err != nil {
-		return 0, providers.Errorf(providers.Other, "building the request: %w", err)
+		return nil, nil, providers.Errorf(providers.Other, "building the request: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
 	switch {
@@ -144,18 +152,17 @@ func (c *Client) Query(ctx context.Context, query string) (float64, error) {
 
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, classifyTransportError(ctx, err)
+		return nil, nil, classifyTransportError(ctx, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
 	if err != nil {
-		return 0, classifyTransportError(ctx, fmt.Errorf("reading the answer: %w", err))
+		return nil, nil, classifyTransportError(ctx, fmt.Errorf("reading the answer: %w", err))
 	}
 	if len(body) > maxResponseBytes {
-		return 0, providers.Errorf(providers.BadQuery, "the answer is larger than %d bytes: aggregate the query to one series", maxResponseBytes)
+		return nil, nil, providers.Errorf(providers.BadQuery, "the answer is larger than %d bytes: aggregate the query to one series", maxResponseBytes)
 	}
-
-	return readAnswer(resp, body)
+	return resp, body, nil
 }
 
 // readAnswer reads Prometheus' answer to an instant query: its value, or an error classified
@@ -163,24 +170,33 @@ func (c *Client) Query(ctx context.Context, query string) (float64, error) {
 // the address may be any service the operator can reach, and its answer none of the
 // tenant's business.
 func readAnswer(resp *http.Response, body []byte) (float64, error) {
+	data, err := readData(resp, body)
+	if err != nil {
+		return 0, err
+	}
+	return parseResult(data)
+}
+
+// readData reads the data of a successful answer, or an error classified as readAnswer's.
+func readData(resp *http.Response, body []byte) (json.RawMessage, error) {
 	if resp.StatusCode/100 == 3 {
-		return 0, classifyStatus(resp.StatusCode, "", "a redirect, which is not followed")
+		return nil, classifyStatus(resp.StatusCode, "", "a redirect, which is not followed")
 	}
 	var env apiResponse
 	if err := json.Unmarshal(body, &env); err != nil || env.Status == "" {
-		return 0, classifyStatus(resp.StatusCode, "", describeAnswer(resp, body))
+		return nil, classifyStatus(resp.StatusCode, "", describeAnswer(resp, body))
 	}
 	if env.Status != "success" {
 		msg := describeAnswer(resp, body)
 		if env.ErrorType != "" && env.Error != "" {
 			msg = quoteError(env.Error)
 		}
-		return 0, classifyStatus(resp.StatusCode, env.ErrorType, msg)
+		return nil, classifyStatus(resp.StatusCode, env.ErrorType, msg)
 	}
 	if resp.StatusCode/100 != 2 {
-		return 0, classifyStatus(resp.StatusCode, "", describeAnswer(resp, body))
+		return nil, classifyStatus(resp.StatusCode, "", describeAnswer(resp, body))
 	}
-	return parseResult(env.Data)
+	return env.Data, nil
 }
 
 func parseResult(raw json.RawMessage) (float64, error) {

@@ -1,0 +1,86 @@
+package render
+
+import (
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
+)
+
+// AnnotationDryRun is Istio's annotation that makes an AuthorizationPolicy evaluated and
+// reported (Envoy's RBAC shadow rules) without being enforced.
+const AnnotationDryRun = "istio.io/dry-run"
+
+// DryRunSuffix ends the names of the dry-run copies of a MeshPolicy's AuthorizationPolicies.
+const DryRunSuffix = "-dry-run"
+
+// DryRunAuthorizationPolicies are copies of aps in Istio's dry-run mode, named with
+// DryRunSuffix, to be applied beside the policies in force.
+func DryRunAuthorizationPolicies(aps []*securityv1.AuthorizationPolicy) []*securityv1.AuthorizationPolicy {
+	out := make([]*securityv1.AuthorizationPolicy, 0, len(aps))
+	for _, ap := range aps {
+		c := &securityv1.AuthorizationPolicy{TypeMeta: ap.TypeMeta, ObjectMeta: *ap.ObjectMeta.DeepCopy()}
+		c.Name = limit(ap.Name+DryRunSuffix, maxObjectName)
+		if c.Annotations == nil {
+			c.Annotations = map[string]string{}
+		}
+		c.Annotations[AnnotationDryRun] = "true"
+		proto.Merge(&c.Spec, &ap.Spec)
+		out = append(out, c)
+	}
+	return out
+}
+
+// IsDryRun says whether an object carries Istio's dry-run annotation.
+func IsDryRun(o metav1.Object) bool { return o.GetAnnotations()[AnnotationDryRun] == "true" }
+
+// InForceAuthorizationPolicy is a copy of an AuthorizationPolicy read from the cluster,
+// with only what canopy writes (name, namespace, labels, annotations, spec), to be applied
+// again as it is: the rules in force while a change runs in dry-run.
+func InForceAuthorizationPolicy(live *securityv1.AuthorizationPolicy) *securityv1.AuthorizationPolicy {
+	c := &securityv1.AuthorizationPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: securityv1.SchemeGroupVersion.String(), Kind: "AuthorizationPolicy"},
+		ObjectMeta: inForceMeta(live),
+	}
+	proto.Merge(&c.Spec, &live.Spec)
+	return c
+}
+
+// InForcePeerAuthentication is InForceAuthorizationPolicy's PeerAuthentication.
+func InForcePeerAuthentication(live *securityv1.PeerAuthentication) *securityv1.PeerAuthentication {
+	c := &securityv1.PeerAuthentication{
+		TypeMeta:   metav1.TypeMeta{APIVersion: securityv1.SchemeGroupVersion.String(), Kind: "PeerAuthentication"},
+		ObjectMeta: inForceMeta(live),
+	}
+	proto.Merge(&c.Spec, &live.Spec)
+	return c
+}
+
+func inForceMeta(live metav1.Object) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:        live.GetName(),
+		Namespace:   live.GetNamespace(),
+		Labels:      copyMap(live.GetLabels()),
+		Annotations: copyMap(live.GetAnnotations()),
+	}
+}
+
+// checkRollout checks spec.rollout's durations: at least a second each (Prometheus is
+// asked every interval; a shorter window would have no scrape in it).
+func (r *policyRenderer) checkRollout() {
+	ro := r.p.Spec.Rollout
+	if ro == nil {
+		return
+	}
+	for _, f := range []struct {
+		path string
+		d    meshv1.Duration
+	}{{"spec.rollout.window", ro.Window}, {"spec.rollout.interval", ro.Interval}} {
+		if v := duration(r.e, f.path, f.d); v != nil && v.AsDuration() < time.Second {
+			r.e.invalid(f.path, "%q is shorter than 1s", f.d)
+		}
+	}
+}
