@@ -91,6 +91,7 @@ type CanaryReconciler struct {
 // +kubebuilder:rbac:groups=mesh.canopy.dev,resources=meshpolicies;metrictemplates,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=apps,resources=deployments/scale,verbs=get;update;patch
+// +kubebuilder:rbac:groups=apps,resources=daemonsets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;destinationrules,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;create;update;patch;delete
@@ -186,15 +187,18 @@ func (r *CanaryReconciler) requeueAfter(s *canaryScope) time.Duration {
 
 // canaryScope is what one reconcile of a Canary learns and decides.
 type canaryScope struct {
-	canary  *meshv1.Canary
-	before  *meshv1.Canary
-	now     time.Time
-	target  *appsv1.Deployment
-	primary *appsv1.Deployment
-	apex    *corev1.Service
-	hpa     *autoscalingv2.HorizontalPodAutoscaler
-	policy  *meshv1.MeshPolicy
-	obs     progress.Observation
+	canary *meshv1.Canary
+	before *meshv1.Canary
+	now    time.Time
+	// target and primary are read as Deployments (a DaemonSet as its workload.View);
+	// targetObj is the target as stored, which the canary's scale is written to.
+	target    *appsv1.Deployment
+	primary   *appsv1.Deployment
+	targetObj client.Object
+	apex      *corev1.Service
+	hpa       *autoscalingv2.HorizontalPodAutoscaler
+	policy    *meshv1.MeshPolicy
+	obs       progress.Observation
 
 	decision *progress.Decision
 	// completed: every step ran without error, so the decision was carried out.
@@ -205,7 +209,7 @@ type canaryScope struct {
 	// What decide rendered, before anything is written: the primary and its config copies
 	// (nil when the primary is not written this reconcile), the primary's autoscaler (nil
 	// without one) and the routing.
-	primaryObj *appsv1.Deployment
+	primaryObj client.Object
 	copyObjs   []client.Object // the primary's copies of its ConfigMaps and Secrets
 	hpaObj     *autoscalingv2.HorizontalPodAutoscaler
 	router     router.Router
@@ -252,25 +256,23 @@ func (r *CanaryReconciler) targetOwner(ctx context.Context, c *meshv1.Canary) (*
 	return owner, nil
 }
 
-// loadWorkloads reads the target Deployment, the primary and the apex Service from the cache.
+// loadWorkloads reads the target (a Deployment or a DaemonSet), the primary and the apex
+// Service from the cache.
 func (r *CanaryReconciler) loadWorkloads(ctx context.Context, s *canaryScope) (bool, error) {
 	c := s.canary
-	ns := c.Namespace
-	s.target = &appsv1.Deployment{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: c.Spec.TargetRef.Name}, s.target); err != nil {
-		if !apierrors.IsNotFound(err) {
-			return true, fmt.Errorf("reading the target Deployment: %w", err)
-		}
-		s.target = nil
-		s.setNotReady(meshv1.ReasonTargetNotFound, fmt.Sprintf("Deployment %s/%s does not exist", ns, c.Spec.TargetRef.Name), false)
+	ns, kind := c.Namespace, c.Spec.TargetRef.KindOrDefault()
+	get := workload.ReaderLookup(r.Client)
+	var err error
+	s.target, s.targetObj, err = workload.Get(ctx, get, kind, types.NamespacedName{Namespace: ns, Name: c.Spec.TargetRef.Name})
+	if err != nil {
+		return true, fmt.Errorf("reading the target %s: %w", kind, err)
+	}
+	if s.target == nil {
+		s.setNotReady(meshv1.ReasonTargetNotFound, fmt.Sprintf("%s %s/%s does not exist", kind, ns, c.Spec.TargetRef.Name), false)
 		return true, nil
 	}
-	s.primary = &appsv1.Deployment{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: render.PrimaryName(c.Spec.TargetRef.Name)}, s.primary); err != nil {
-		if !apierrors.IsNotFound(err) {
-			return true, fmt.Errorf("reading the primary Deployment: %w", err)
-		}
-		s.primary = nil
+	if s.primary, _, err = workload.Get(ctx, get, kind, types.NamespacedName{Namespace: ns, Name: render.PrimaryName(c.Spec.TargetRef.Name)}); err != nil {
+		return true, fmt.Errorf("reading the primary %s: %w", kind, err)
 	}
 	s.apex = &corev1.Service{}
 	if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: c.Spec.TargetRef.Name}, s.apex); err != nil {
@@ -500,7 +502,7 @@ func (r *CanaryReconciler) applyWorkload(ctx context.Context, s *canaryScope) (b
 	}
 	resyncSecrets(s)
 	if n, ok := desired.CanaryReplicas(w, s.primary, s.target); ok {
-		if err := r.scale(ctx, s.target, n); err != nil {
+		if err := r.scale(ctx, s.targetObj, n); err != nil {
 			return true, err
 		}
 	}
@@ -543,15 +545,16 @@ func (r *CanaryReconciler) applyRouting(ctx context.Context, s *canaryScope) (bo
 	return false, nil
 }
 
-// scale sets the replicas of the target through its scale subresource; the applier knows the
-// version written as canopy's own (apply.Writes.Own).
-func (r *CanaryReconciler) scale(ctx context.Context, d *appsv1.Deployment, replicas int32) error {
-	before := d.ResourceVersion
-	if err := workload.Scale(ctx, r.Client, d, replicas); err != nil {
+// scale sets the replicas of the target (workload.ScaleObject: a Deployment's scale
+// subresource, a DaemonSet stopped or started); the applier knows the version written as
+// canopy's own (apply.Writes.Own).
+func (r *CanaryReconciler) scale(ctx context.Context, target client.Object, replicas int32) error {
+	before := target.GetResourceVersion()
+	if err := workload.ScaleObject(ctx, r.Client, target, replicas); err != nil {
 		return err
 	}
-	if d.ResourceVersion != before {
-		r.Applier.Writes().Wrote(d)
+	if target.GetResourceVersion() != before {
+		r.Applier.Writes().Wrote(target)
 	}
 	return nil
 }
@@ -621,12 +624,14 @@ func (r *CanaryReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int)
 		WatchesRawSource(source.Channel(wake, &handler.EnqueueRequestForObject{})).
 		For(&meshv1.Canary{}, builder.WithPredicates(predicate.Or[client.Object](r.Applier.Writes().CaughtUp(), predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&appsv1.Deployment{}, deployments).
+		Owns(&appsv1.DaemonSet{}, deployments).
 		Owns(&corev1.Service{}, builder.WithPredicates(others)).
 		Owns(&autoscalingv2.HorizontalPodAutoscaler{}, builder.WithPredicates(others)).
 		// The primary's copies of ConfigMaps: a change or deletion by someone else is
 		// repaired. (Secrets are not watched: see secretResync.)
 		Owns(&corev1.ConfigMap{}, builder.WithPredicates(others)).
 		Watches(&appsv1.Deployment{}, byTarget, deployments).
+		Watches(&appsv1.DaemonSet{}, byTarget, deployments).
 		Watches(&corev1.Service{}, byTarget, builder.WithPredicates(others)).
 		Watches(&meshv1.MeshPolicy{}, byPolicy).
 		// A Canary refused for a Conflict takes the target over once its owner is gone or
@@ -707,15 +712,14 @@ var siblingGone = predicate.Funcs{
 	GenericFunc: func(event.GenericEvent) bool { return false },
 }
 
-// deploymentChanged passes the Deployment updates a Canary decides on: its spec or metadata
-// changed, or it became ready or stopped being so (workload.Ready is all canopy reads of a
-// Deployment's status). A rolling Deployment's status is written many times by the
+// deploymentChanged passes the Deployment and DaemonSet updates a Canary decides on (a
+// DaemonSet read as its workload.View): its spec or metadata changed, or it became ready or
+// stopped being so (workload.Ready is all canopy reads of a Deployment's status). A rolling Deployment's status is written many times by the
 // controller-manager (replica counts, conditions) and each write used to wake its Canary:
 // at a thousand rollouts these were most of canopy's reconciles.
 var deploymentChanged = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
-	old, okOld := e.ObjectOld.(*appsv1.Deployment)
-	cur, okCur := e.ObjectNew.(*appsv1.Deployment)
-	if !okOld || !okCur {
+	old, cur := workload.View(e.ObjectOld), workload.View(e.ObjectNew)
+	if old == nil || cur == nil {
 		return true
 	}
 	oldReady, _ := workload.Ready(old)
@@ -753,8 +757,8 @@ func (r *CanaryReconciler) canariesReading(ctx context.Context, cm client.Object
 	var out []reconcile.Request
 	for i := range list.Items {
 		c := &list.Items[i]
-		d := &appsv1.Deployment{}
-		if err := r.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: c.Spec.TargetRef.Name}, d); err != nil {
+		d, _, err := workload.Get(ctx, workload.ReaderLookup(r.Client), c.Spec.TargetRef.KindOrDefault(), types.NamespacedName{Namespace: c.Namespace, Name: c.Spec.TargetRef.Name})
+		if err != nil || d == nil {
 			continue
 		}
 		if slices.Contains(workload.ConfigMapRefs(&d.Spec.Template.Spec), cm.GetName()) {

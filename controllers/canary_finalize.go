@@ -159,7 +159,7 @@ func (r *CanaryReconciler) handOver(ctx context.Context, s *canaryScope) (handOv
 	}
 	if workload.Replicas(s.target) < replicas {
 		// Never fewer than the target has: its own autoscaler may have scaled it up.
-		if err := r.scale(ctx, s.target, replicas); err != nil {
+		if err := r.scale(ctx, s.targetObj, replicas); err != nil {
 			return handOverStep{}, err
 		}
 	}
@@ -301,6 +301,7 @@ func (r *CanaryReconciler) deleteGenerated(ctx context.Context, c *meshv1.Canary
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.CanaryName(name)}},
 		&autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.PrimaryName(name)}},
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.PrimaryName(name)}},
+		&appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.PrimaryName(name)}},
 	)
 	return r.deleteAllOwned(ctx, c, objs)
 }

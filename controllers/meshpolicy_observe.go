@@ -9,7 +9,6 @@ import (
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,6 +18,7 @@ import (
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/desired"
 	"canopy.dev/canopy/internal/render"
+	"canopy.dev/canopy/internal/workload"
 )
 
 // loadTarget reads the target Service. While it is missing, what is applied stays: the
@@ -118,15 +118,15 @@ func (r *MeshPolicyReconciler) observeCanary(ctx context.Context, s *policyScope
 	if s.canary == nil {
 		return false, nil
 	}
-	d := &appsv1.Deployment{}
-	switch err := r.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: s.canary.Spec.TargetRef.Name}, d); {
-	case err == nil:
+	kind := s.canary.Spec.TargetRef.KindOrDefault()
+	switch d, _, err := workload.Get(ctx, workload.ReaderLookup(r.Client), kind, types.NamespacedName{Namespace: p.Namespace, Name: s.canary.Spec.TargetRef.Name}); {
+	case err != nil:
+		return true, fmt.Errorf("reading the Canary's target %s: %w", kind, err)
+	case d != nil:
 		s.canaryTarget = d
 		if d.Spec.Selector != nil {
 			s.canarySelector = d.Spec.Selector.MatchLabels
 		}
-	case !apierrors.IsNotFound(err):
-		return true, fmt.Errorf("reading the Canary's target Deployment: %w", err)
 	}
 	return false, nil
 }

@@ -116,7 +116,10 @@ type TargetRef struct {
 	// +kubebuilder:default=apps/v1
 	// +optional
 	APIVersion string `json:"apiVersion,omitempty"`
-	// +kubebuilder:validation:Enum=Deployment
+	// Kind is Deployment (the default) or DaemonSet. A DaemonSet is delivered blue/green
+	// (analysis.iterations, A/B, mirroring): it runs one pod per node, so it cannot run a
+	// fraction of its pods, and weighted steps are refused.
+	// +kubebuilder:validation:Enum=Deployment;DaemonSet
 	// +kubebuilder:default=Deployment
 	// +optional
 	Kind string `json:"kind,omitempty"`

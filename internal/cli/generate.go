@@ -11,7 +11,6 @@ import (
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	istiosecv1 "istio.io/client-go/pkg/apis/security/v1"
-	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -313,12 +312,12 @@ func generate(ctx context.Context, s *runtime.Scheme, files []manifest, opts gen
 // canaryObjects renders a Canary as its controller does at rest, or with the weights the
 // cluster's Canary of the same name routes with now (diff during a rollout).
 func (w *world) canaryObjects(ctx context.Context, c *meshv1.Canary, routingOnly bool) ([]generated, []string, error) {
-	ns, name := c.Namespace, c.Spec.TargetRef.Name
-	target := &appsv1.Deployment{}
-	if ok, err := w.lookup(ctx, ns, name, target); err != nil {
+	ns, name, kind := c.Namespace, c.Spec.TargetRef.Name, c.Spec.TargetRef.KindOrDefault()
+	target, _, err := workload.Get(ctx, workload.ReaderLookup(w), kind, client.ObjectKey{Namespace: ns, Name: name})
+	if err != nil {
 		return nil, nil, err
-	} else if !ok {
-		return nil, nil, fmt.Errorf("its target Deployment %s is not in the files%s; add its manifest with -f", name, w.orCluster())
+	} else if target == nil {
+		return nil, nil, fmt.Errorf("its target %s %s is not in the files%s; add its manifest with -f", kind, name, w.orCluster())
 	}
 	policy, err := w.policyFor(ctx, ns, name)
 	if err != nil {
@@ -333,12 +332,11 @@ func (w *world) canaryObjects(ctx context.Context, c *meshv1.Canary, routingOnly
 		} else if !apierrors.IsNotFound(err) {
 			return nil, nil, err
 		}
-		livePrimary := &appsv1.Deployment{}
-		if err := w.live.Get(ctx, client.ObjectKey{Namespace: ns, Name: render.PrimaryName(name)}, livePrimary); err == nil {
-			in.Primary = livePrimary
-		} else if !apierrors.IsNotFound(err) {
+		livePrimary, _, err := workload.Get(ctx, workload.ReaderLookup(w.live), kind, client.ObjectKey{Namespace: ns, Name: render.PrimaryName(name)})
+		if err != nil {
 			return nil, nil, err
 		}
+		in.Primary = livePrimary
 	}
 	if !routingOnly {
 		configs, err := workload.ReadConfigs(ctx, w, ns, &target.Spec.Template.Spec)
@@ -436,12 +434,13 @@ func (w *world) policyObjects(ctx context.Context, p *meshv1.MeshPolicy, opts ge
 	}
 	ropts := render.MeshPolicyOptions{CertificateReady: opts.certificateReady}
 	if canary != nil {
-		target := &appsv1.Deployment{}
-		if ok, err := w.lookup(ctx, ns, canary.Spec.TargetRef.Name, target); err != nil {
+		kind := canary.Spec.TargetRef.KindOrDefault()
+		target, _, err := workload.Get(ctx, workload.ReaderLookup(w), kind, client.ObjectKey{Namespace: ns, Name: canary.Spec.TargetRef.Name})
+		if err != nil {
 			return nil, nil, nil, err
-		} else if !ok {
-			return nil, nil, nil, fmt.Errorf("its Service %s is delivered by Canary %s, whose target Deployment is not in the files%s; add its manifest with -f",
-				name, canary.Name, w.orCluster())
+		} else if target == nil {
+			return nil, nil, nil, fmt.Errorf("its Service %s is delivered by Canary %s, whose target %s is not in the files%s; add its manifest with -f",
+				name, canary.Name, kind, w.orCluster())
 		}
 		ropts.CanaryOwnsRouting = true
 		if target.Spec.Selector != nil {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	appsv1 "k8s.io/api/apps/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/fields"
@@ -222,8 +221,8 @@ func progressLine(c *meshv1.Canary, now time.Time) string {
 // (pod template and the ConfigMaps it reads), or "" when it cannot be read; --wait then
 // judges by the phase alone.
 func targetRevision(ctx context.Context, cl client.Client, c *meshv1.Canary) string {
-	d := &appsv1.Deployment{}
-	if err := cl.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: c.Spec.TargetRef.Name}, d); err != nil {
+	d, _, err := workload.Get(ctx, workload.ReaderLookup(cl), c.Spec.TargetRef.KindOrDefault(), client.ObjectKey{Namespace: c.Namespace, Name: c.Spec.TargetRef.Name})
+	if err != nil || d == nil {
 		return ""
 	}
 	tracked, err := workload.TrackedConfigs(ctx, cl, c.Namespace, &d.Spec.Template.Spec)

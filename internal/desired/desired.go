@@ -15,6 +15,7 @@ import (
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/progress"
@@ -115,8 +116,8 @@ func CanaryReplicas(w progress.Workload, primary, target *appsv1.Deployment) (in
 type Canary struct {
 	// Canary is the resource, its status included.
 	Canary *meshv1.Canary
-	// Target is the Deployment spec.targetRef names; Primary is "<name>-primary" as it is
-	// (nil before the first initialization).
+	// Target is the workload spec.targetRef names; Primary is "<name>-primary" as it is
+	// (nil before the first initialization). A DaemonSet is read as its workload.View.
 	Target, Primary *appsv1.Deployment
 	// Autoscaler is the target's autoscaler (spec.autoscalerRef), nil when it has none or
 	// it does not exist yet.
@@ -141,8 +142,9 @@ type CanaryObjects struct {
 	// the Services and the routes for the decision's split.
 	Router  router.Router
 	Routing router.Set
-	// Primary is the primary Deployment when this reconcile writes it (WritesPrimary), else nil.
-	Primary *appsv1.Deployment
+	// Primary is the primary (a Deployment, or a DaemonSet for a DaemonSet target) when
+	// this reconcile writes it (WritesPrimary), else nil.
+	Primary client.Object
 	// Autoscaler is the primary's copy of the target's autoscaler, nil without one.
 	Autoscaler *autoscalingv2.HorizontalPodAutoscaler
 }
@@ -163,13 +165,19 @@ func CanaryRouting(in Canary) (router.Router, router.Set, error) {
 	return rt, set, err
 }
 
-// CanaryWorkload renders the primary Deployment (when the reconcile writes it, with
-// PrimaryReplicas) and the primary's autoscaler.
-func CanaryWorkload(in Canary) (primary *appsv1.Deployment, hpa *autoscalingv2.HorizontalPodAutoscaler, err error) {
+// CanaryWorkload renders the primary (when the reconcile writes it, with PrimaryReplicas)
+// and the primary's autoscaler. The primary is of the target's kind: a Deployment, or for
+// a DaemonSet target (read as its workload.View) a DaemonSet with the same template.
+func CanaryWorkload(in Canary) (primary client.Object, hpa *autoscalingv2.HorizontalPodAutoscaler, err error) {
 	if in.WritesPrimary() {
 		n := PrimaryReplicas(in.Canary, in.Target, in.Primary, in.Workload)
-		if primary, err = render.Primary(in.Canary, in.Target, &n, in.Configs...); err != nil {
+		d, err := render.Primary(in.Canary, in.Target, &n, in.Configs...)
+		if err != nil {
 			return nil, nil, err
+		}
+		primary = d
+		if in.Canary.Spec.TargetRef.IsDaemonSet() {
+			primary = render.AsDaemonSet(d)
 		}
 	}
 	if in.Autoscaler != nil {

@@ -16,6 +16,7 @@ import (
 	"canopy.dev/canopy/internal/desired"
 	"canopy.dev/canopy/internal/progress"
 	"canopy.dev/canopy/internal/render"
+	"canopy.dev/canopy/internal/workload"
 )
 
 // cluster is what the controller's writes leave in the apiserver, for one Canary: the
@@ -24,6 +25,9 @@ type cluster struct {
 	rev      string
 	replicas int32
 	primary  *appsv1.Deployment
+	// daemonSet: the target is a DaemonSet (stopped at 0 replicas), read as its
+	// workload.View as the controller reads it.
+	daemonSet bool
 	// scalePrimary, when set, is the count someone (an operator, an autoscaler without a
 	// spec.autoscalerRef) gives the primary once it runs: canopy keeps it until Git
 	// sets a count on the target again.
@@ -34,6 +38,22 @@ type cluster struct {
 const gitReplicas = 3
 
 func (c *cluster) target() *appsv1.Deployment {
+	d := c.deployment()
+	if !c.daemonSet {
+		return d
+	}
+	ds := &appsv1.DaemonSet{
+		ObjectMeta: d.ObjectMeta,
+		Spec:       appsv1.DaemonSetSpec{Selector: d.Spec.Selector, Template: d.Spec.Template},
+		Status:     appsv1.DaemonSetStatus{DesiredNumberScheduled: 2, NumberReady: 2, UpdatedNumberScheduled: 2, NumberAvailable: 2},
+	}
+	if c.replicas == 0 {
+		ds.Spec.Template.Spec.NodeSelector = map[string]string{meshv1.LabelScaleToZero: "true"}
+	}
+	return workload.View(ds)
+}
+
+func (c *cluster) deployment() *appsv1.Deployment {
 	return &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Namespace: "apps", UID: "t-1"},
@@ -54,7 +74,7 @@ func (c *cluster) target() *appsv1.Deployment {
 // carryOut does what the controller does with a decision's objects and workload.
 func (c *cluster) carryOut(objs desired.CanaryObjects, w progress.Workload) {
 	if objs.Primary != nil {
-		c.primary = objs.Primary.DeepCopy()
+		c.primary = workload.View(objs.Primary).DeepCopy()
 	}
 	if n, scale := desired.CanaryReplicas(w, c.primary, c.target()); scale {
 		c.replicas = n
@@ -76,6 +96,11 @@ func TestControllerAndCLIAgreeInEveryPhase(t *testing.T) {
 	mirroredWeighted := progress.WeightedSpec()
 	mirroredWeighted.Analysis.Mirror = true
 	mirroredWeighted.Analysis.MirrorWeight = new(int32(40))
+
+	daemonSet := func(spec meshv1.CanarySpec) meshv1.CanarySpec {
+		spec.TargetRef.Kind = meshv1.KindDaemonSet
+		return spec
+	}
 
 	promoted := func(s *progress.Story) {
 		s.Deploy("v2")
@@ -120,11 +145,19 @@ func TestControllerAndCLIAgreeInEveryPhase(t *testing.T) {
 		{"explicit steps, promoted gradually", gradual, promoted, 0},
 		{"blue/green mirrored", mirrored, promoted, 0},
 		{"weighted mirrored", mirroredWeighted, promoted, 0},
+		{"DaemonSet, blue/green promoted", daemonSet(progress.IterationsSpec(3)), promoted, 0},
+		{"DaemonSet, blue/green rolled back", daemonSet(progress.IterationsSpec(3)), func(s *progress.Story) {
+			s.Deploy("v2")
+			s.Wait(2 * time.Minute)
+			s.FailChecks("12")
+			s.WaitForPhase(meshv1.PhaseFailed, time.Hour)
+		}, 0},
+		{"DaemonSet, A/B", daemonSet(ab), promoted, 0},
 	}
 	seen := map[meshv1.CanaryPhase]bool{}
 	for _, story := range stories {
 		t.Run(story.name, func(t *testing.T) {
-			cl := &cluster{rev: "v1", replicas: gitReplicas, scalePrimary: story.scalePrimary}
+			cl := &cluster{rev: "v1", replicas: gitReplicas, scalePrimary: story.scalePrimary, daemonSet: story.spec.TargetRef.IsDaemonSet()}
 			onStep := func(now time.Time, before meshv1.CanaryStatus, obs progress.Observation, d progress.Decision) {
 				t.Helper()
 				if cl.scalePrimary > 0 && cl.replicas == 0 && cl.primary != nil {
@@ -158,7 +191,10 @@ func TestControllerAndCLIAgreeInEveryPhase(t *testing.T) {
 				where := fmt.Sprintf("phase %s, weight %d, step %d", d.Status.Phase, d.Status.CanaryWeight, d.Status.StepIndex)
 				sameObjects(t, where, ctrl.Routing.All(), cli.Routing.All())
 				if ctrl.Primary != nil {
-					sameObjects(t, where+", the primary written", []*appsv1.Deployment{ctrl.Primary}, []*appsv1.Deployment{cli.Primary})
+					sameObjects(t, where+", the primary written", []render.Object{ctrl.Primary}, []render.Object{cli.Primary})
+					if got, want := ctrl.Primary.GetObjectKind().GroupVersionKind().Kind, story.spec.TargetRef.KindOrDefault(); got != want {
+						t.Fatalf("%s: the primary is a %s, want a %s like the target", where, got, want)
+					}
 				}
 				seen[d.Status.Phase] = true
 			}

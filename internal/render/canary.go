@@ -162,9 +162,10 @@ func (r *canaryRenderer) checkNames() bool {
 		ok = false
 	}
 	if r.target.Spec.Selector == nil || len(r.target.Spec.Selector.MatchLabels) == 0 {
-		r.e.inconsistent("spec.targetRef.name", "Deployment %q has no selector.matchLabels for the canary Service to select its pods by", r.name)
+		r.e.inconsistent("spec.targetRef.name", "%s %q has no selector.matchLabels for the canary Service to select its pods by", r.c.Spec.TargetRef.KindOrDefault(), r.name)
 		ok = false
 	}
+	r.checkDaemonSet()
 	return ok
 }
 

@@ -85,6 +85,19 @@ func canary(mutate func(*meshv1.Canary)) func(ns string) client.Object {
 	}
 }
 
+// daemonSet makes the Canary's target a DaemonSet delivered blue/green (two iterations), then
+// applies mutate.
+func daemonSet(mutate func(*meshv1.Canary)) func(*meshv1.Canary) {
+	return func(c *meshv1.Canary) {
+		c.Spec.TargetRef.Kind = meshv1.KindDaemonSet
+		c.Spec.Analysis.StepWeight, c.Spec.Analysis.Iterations = nil, ptr.To[int32](2)
+		mutate(c)
+		if len(c.Spec.Analysis.Steps) > 0 {
+			c.Spec.Analysis.Iterations = nil
+		}
+	}
+}
+
 func withMetric(m meshv1.CanaryMetric) func(*meshv1.Canary) {
 	return func(c *meshv1.Canary) {
 		if m.ThresholdRange.Min == nil && m.ThresholdRange.Max == nil {
@@ -168,6 +181,32 @@ func TestCanaryAdmission(t *testing.T) {
 			wantErr: []string{"spec.analysis.steps[0].setHeaderRoute.match[0].uri.regex"}},
 		{name: "stepWeightPromotion 0", obj: canary(func(c *meshv1.Canary) { c.Spec.Analysis.StepWeightPromotion = ptr.To[int32](0) }),
 			wantErr: []string{"spec.analysis.stepWeightPromotion", "greater than or equal to 1"}},
+
+		// DaemonSet targets: blue/green only.
+		{name: "valid: a DaemonSet delivered blue/green", obj: canary(daemonSet(func(c *meshv1.Canary) {}))},
+		{name: "valid: a DaemonSet with steps of pauses, analysis and routes", obj: canary(daemonSet(withSteps(
+			meshv1.CanaryStep{SetHeaderRoute: &meshv1.StepHeaderRoute{Match: []meshv1.HTTPMatch{{Headers: map[string]meshv1.StringMatch{"x-canary": {Exact: ptr.To("1")}}}}}},
+			meshv1.CanaryStep{Analysis: &meshv1.StepAnalysis{Intervals: 2}},
+			meshv1.CanaryStep{Pause: &meshv1.StepPause{}},
+		)))},
+		{name: "a DaemonSet with stepWeight", obj: canary(func(c *meshv1.Canary) { c.Spec.TargetRef.Kind = meshv1.KindDaemonSet }),
+			wantErr: []string{"spec.analysis.stepWeight", "a DaemonSet target is delivered blue/green"}},
+		{name: "a DaemonSet with stepWeights", obj: canary(func(c *meshv1.Canary) {
+			c.Spec.TargetRef.Kind = meshv1.KindDaemonSet
+			c.Spec.Analysis.StepWeight, c.Spec.Analysis.StepWeights = nil, []int32{10, 50}
+		}), wantErr: []string{"spec.analysis.stepWeights", "is not supported"}},
+		{name: "a DaemonSet with setWeight and setCanaryScale steps", obj: canary(daemonSet(withSteps(
+			meshv1.CanaryStep{Pause: &meshv1.StepPause{}},
+			meshv1.CanaryStep{SetWeight: ptr.To[int32](10)},
+			meshv1.CanaryStep{SetCanaryScale: &meshv1.StepCanaryScale{Replicas: ptr.To[int32](1)}},
+		))), wantErr: []string{"spec.analysis.steps[1].setWeight", "spec.analysis.steps[2].setCanaryScale", "is not supported"}},
+		{name: "a DaemonSet promoted gradually", obj: canary(daemonSet(func(c *meshv1.Canary) { c.Spec.Analysis.StepWeightPromotion = ptr.To[int32](20) })),
+			wantErr: []string{"spec.analysis.stepWeightPromotion", "is not supported"}},
+		{name: "a DaemonSet with an autoscaler", obj: canary(daemonSet(func(c *meshv1.Canary) {
+			c.Spec.AutoscalerRef = &meshv1.AutoscalerRef{Name: "podinfo-hpa"}
+		})), wantErr: []string{"spec.autoscalerRef", "has no autoscaler"}},
+		{name: "an unknown target kind", obj: canary(func(c *meshv1.Canary) { c.Spec.TargetRef.Kind = "StatefulSet" }),
+			wantErr: []string{"spec.targetRef.kind", "Unsupported value"}},
 
 		// Durations.
 		{name: "interval that does not parse", obj: canary(func(c *meshv1.Canary) { c.Spec.Analysis.Interval = "1 minute" }),
