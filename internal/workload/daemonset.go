@@ -123,21 +123,33 @@ func ScaleObject(ctx context.Context, c client.Client, o client.Object, replicas
 }
 
 // setStopped puts canopy's scale-to-zero node selector on the DaemonSet's pod template, or
-// takes it away, by server-side apply under FieldManagerScaleToZero: the selector is that
-// manager's only field, so a GitOps tool applying the user's DaemonSet (another manager)
-// neither removes it nor conflicts with it, and applying nothing under the manager removes
-// it again.
+// takes it away, by server-side apply under FieldManagerScaleToZero, so that a GitOps tool
+// applying the user's DaemonSet as another manager does not remove it. A pod's nodeSelector
+// is an atomic map: the manager that applies it owns all its keys. So the user's own keys
+// are applied with canopy's (and kept when it goes): stopping and starting never change
+// where the user's pods may run. When the user's DaemonSet has no node selector, canopy's
+// manager is the field's only one, a sync of a DaemonSet without a nodeSelector does not
+// touch it, and starting (applying nothing under that manager) removes the field.
 func setStopped(ctx context.Context, c client.Client, ds *appsv1.DaemonSet, stop bool) error {
 	if Stopped(ds) == stop {
 		return nil
+	}
+	sel := map[string]string{}
+	for k, v := range ds.Spec.Template.Spec.NodeSelector {
+		if k != meshv1.LabelScaleToZero {
+			sel[k] = v
+		}
+	}
+	if stop {
+		sel[meshv1.LabelScaleToZero] = "true"
 	}
 	u := &unstructured.Unstructured{}
 	u.SetAPIVersion("apps/v1")
 	u.SetKind("DaemonSet")
 	u.SetNamespace(ds.Namespace)
 	u.SetName(ds.Name)
-	if stop {
-		if err := unstructured.SetNestedStringMap(u.Object, map[string]string{meshv1.LabelScaleToZero: "true"}, "spec", "template", "spec", "nodeSelector"); err != nil {
+	if len(sel) > 0 {
+		if err := unstructured.SetNestedStringMap(u.Object, sel, "spec", "template", "spec", "nodeSelector"); err != nil {
 			return err
 		}
 	}
