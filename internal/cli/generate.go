@@ -380,7 +380,7 @@ func (w *world) canaryObjects(ctx context.Context, c *meshv1.Canary, routingOnly
 		if w.live == nil {
 			// The API server's defaults are part of the template canopy hashes; render does
 			// not know them (diff asks the API server for them).
-			note += "; canopy's revision hashes the Deployment as stored, with the API server's defaults, so it differs from this one"
+			note += "; canopy's revision hashes the " + kind + " as stored, with the API server's defaults, so it differs from this one"
 		}
 		out = append(out, generated{obj: primary, note: note})
 		switch {

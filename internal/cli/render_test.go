@@ -452,3 +452,58 @@ func TestRenderAGatewayAPICanary(t *testing.T) {
 		t.Errorf("parent %+v, want the apex Service", ref)
 	}
 }
+
+// A DaemonSet Canary renders a primary DaemonSet, as the controller writes it, beside the
+// same Services and routes.
+func TestRenderADaemonSetCanary(t *testing.T) {
+	offline(t)
+	file := filepath.Join(t.TempDir(), "agent.yaml")
+	const manifests = `apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent, namespace: infra}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      containers: [{name: agent, image: example/agent:v1, ports: [{containerPort: 9080}]}]
+---
+apiVersion: mesh.canopy.dev/v1alpha1
+kind: Canary
+metadata: {name: agent, namespace: infra}
+spec:
+  targetRef: {apiVersion: apps/v1, kind: DaemonSet, name: agent}
+  service: {port: 9080}
+  analysis: {interval: 1m, iterations: 3}
+`
+	if err := os.WriteFile(file, []byte(manifests), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := cliRun(t, "", "render", "-f", file)
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	objs := parseBack(t, out)
+	want := []string{
+		"DaemonSet infra/agent-primary",
+		"Service infra/agent", "Service infra/agent-primary", "Service infra/agent-canary",
+		"DestinationRule infra/agent-primary", "DestinationRule infra/agent-canary",
+		"VirtualService infra/agent",
+	}
+	if got := names(objs); !slices.Equal(got, want) {
+		t.Fatalf("rendered %v, want %v", got, want)
+	}
+	primary := objs[0].(*appsv1.DaemonSet)
+	if img := primary.Spec.Template.Spec.Containers[0].Image; img != "example/agent:v1" || primary.Spec.Selector.MatchLabels[render.SelectorLabel] != "agent-primary" {
+		t.Errorf("primary DaemonSet runs %s, selects %v", img, primary.Spec.Selector.MatchLabels)
+	}
+
+	// Weighted steps are refused, naming the field.
+	weighted := strings.Replace(manifests, "iterations: 3", "stepWeight: 10, maxWeight: 50", 1)
+	if err := os.WriteFile(file, []byte(weighted), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := cliRun(t, "", "render", "-f", file); code == ExitOK || !strings.Contains(errOut, "spec.analysis.stepWeight") {
+		t.Errorf("a weighted DaemonSet Canary rendered (exit %d): %s", code, errOut)
+	}
+}
