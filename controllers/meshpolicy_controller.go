@@ -233,8 +233,8 @@ func (r *MeshPolicyReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent 
 	})
 	byOwnerLabels := handler.EnqueueRequestsFromMapFunc(r.policyOfLabels)
 	byServiceAccount := handler.EnqueueRequestsFromMapFunc(r.policiesNaming)
-	// A Deployment's selector is immutable: only its coming and going changes what a
-	// policy of a Canary's Service renders for the canary's pods.
+	// A Deployment's or DaemonSet's selector is immutable: only its coming and going changes
+	// what a policy of a Canary's Service renders for the canary's pods.
 	createdOrDeleted := predicate.Funcs{
 		CreateFunc:  func(event.CreateEvent) bool { return true },
 		DeleteFunc:  func(event.DeleteEvent) bool { return true },
@@ -266,6 +266,7 @@ func (r *MeshPolicyReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent 
 		Watches(&corev1.ServiceAccount{}, byServiceAccount, builder.WithPredicates(createdOrDeleted)).
 		Watches(&meshv1.Canary{}, byCanary, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&appsv1.Deployment{}, byName, builder.WithPredicates(createdOrDeleted)).
+		Watches(&appsv1.DaemonSet{}, byName, builder.WithPredicates(createdOrDeleted)).
 		// The Service's VirtualService changes hands with a Canary; another author's
 		// DestinationRule for the host may contradict the mTLS mode.
 		Watches(&istionetv1.VirtualService{}, byName).
