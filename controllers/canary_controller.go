@@ -413,7 +413,7 @@ func (r *CanaryReconciler) renderRouting(s *canaryScope, rt progress.Routing, po
 // desired is what the reconcile knows of the Canary for the desired package; the decision's
 // routing and workload are set by the caller.
 func (s *canaryScope) desired() desired.Canary {
-	return desired.Canary{Canary: s.canary, Target: s.target, Primary: s.primary, Autoscaler: s.hpa, Policy: s.policy}
+	return desired.Canary{Canary: s.canary, Target: s.target, TargetObject: s.targetObj, Primary: s.primary, Autoscaler: s.hpa, Policy: s.policy}
 }
 
 // setRoutingCondition names on st the settings the Canary's router cannot express; without

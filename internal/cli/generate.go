@@ -313,7 +313,7 @@ func generate(ctx context.Context, s *runtime.Scheme, files []manifest, opts gen
 // cluster's Canary of the same name routes with now (diff during a rollout).
 func (w *world) canaryObjects(ctx context.Context, c *meshv1.Canary, routingOnly bool) ([]generated, []string, error) {
 	ns, name, kind := c.Namespace, c.Spec.TargetRef.Name, c.Spec.TargetRef.KindOrDefault()
-	target, _, err := workload.Get(ctx, workload.ReaderLookup(w), kind, client.ObjectKey{Namespace: ns, Name: name})
+	target, targetObj, err := workload.Get(ctx, workload.ReaderLookup(w), kind, client.ObjectKey{Namespace: ns, Name: name})
 	if err != nil {
 		return nil, nil, err
 	} else if target == nil {
@@ -323,7 +323,7 @@ func (w *world) canaryObjects(ctx context.Context, c *meshv1.Canary, routingOnly
 	if err != nil {
 		return nil, nil, err
 	}
-	in := desired.Canary{Canary: c.DeepCopy(), Target: target, Policy: policy}
+	in := desired.Canary{Canary: c.DeepCopy(), Target: target, TargetObject: targetObj, Policy: policy}
 	in.Canary.Status = meshv1.CanaryStatus{} // at rest, unless the cluster has it
 	if w.live != nil {
 		cur := &meshv1.Canary{}

@@ -119,6 +119,9 @@ type Canary struct {
 	// Target is the workload spec.targetRef names; Primary is "<name>-primary" as it is
 	// (nil before the first initialization). A DaemonSet is read as its workload.View.
 	Target, Primary *appsv1.Deployment
+	// TargetObject is the target as stored (the DaemonSet whose View Target is); a
+	// primary DaemonSet takes its rolling update parameters. Nil: the API's defaults.
+	TargetObject client.Object
 	// Autoscaler is the target's autoscaler (spec.autoscalerRef), nil when it has none or
 	// it does not exist yet.
 	Autoscaler *autoscalingv2.HorizontalPodAutoscaler
@@ -177,7 +180,7 @@ func CanaryWorkload(in Canary) (primary client.Object, hpa *autoscalingv2.Horizo
 		}
 		primary = d
 		if in.Canary.Spec.TargetRef.IsDaemonSet() {
-			primary = render.AsDaemonSet(d)
+			primary = render.AsDaemonSet(d, in.TargetObject)
 		}
 	}
 	if in.Autoscaler != nil {

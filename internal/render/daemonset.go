@@ -45,16 +45,22 @@ func (r *canaryRenderer) checkDaemonSet() {
 }
 
 // AsDaemonSet is the primary of a DaemonSet target: the primary Deployment Primary renders
-// (its metadata, selector and pod template, with canopy's revision), as a DaemonSet. The
-// primary updates its pods by the API's default strategy (a rolling update, one node at a
-// time).
-func AsDaemonSet(d *appsv1.Deployment) *appsv1.DaemonSet {
+// (its metadata, selector and pod template, with canopy's revision), as a DaemonSet. It
+// rolls its pods as the target does when target (the DaemonSet as stored; nil: unknown) has
+// a rolling update strategy; otherwise (OnDelete, which would never roll a promotion out,
+// or unknown) by the API's default, a rolling update one node at a time.
+func AsDaemonSet(d *appsv1.Deployment, target Object) *appsv1.DaemonSet {
+	var strategy appsv1.DaemonSetUpdateStrategy
+	if ds, ok := target.(*appsv1.DaemonSet); ok && ds.Spec.UpdateStrategy.Type == appsv1.RollingUpdateDaemonSetStrategyType {
+		strategy = *ds.Spec.UpdateStrategy.DeepCopy()
+	}
 	return &appsv1.DaemonSet{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: meshv1.KindDaemonSet},
 		ObjectMeta: *d.ObjectMeta.DeepCopy(),
 		Spec: appsv1.DaemonSetSpec{
 			Selector:             d.Spec.Selector.DeepCopy(),
 			Template:             *d.Spec.Template.DeepCopy(),
+			UpdateStrategy:       strategy,
 			MinReadySeconds:      d.Spec.MinReadySeconds,
 			RevisionHistoryLimit: d.Spec.RevisionHistoryLimit,
 		},

@@ -4,6 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
 	"canopy.dev/canopy/internal/progress"
 )
@@ -18,7 +21,7 @@ func TestPrimaryOfADaemonSet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ds := AsDaemonSet(d)
+	ds := AsDaemonSet(d, nil)
 	if ds.Kind != "DaemonSet" || ds.APIVersion != "apps/v1" || ds.Name != "reviews-primary" || ds.Namespace != c.Namespace {
 		t.Fatalf("primary %s %s %s/%s", ds.APIVersion, ds.Kind, ds.Namespace, ds.Name)
 	}
@@ -33,8 +36,22 @@ func TestPrimaryOfADaemonSet(t *testing.T) {
 		t.Errorf("labels or template differ from the primary Deployment's")
 	}
 	y := asYAML(t, ds)
-	if strings.Contains(y, "replicas") || strings.Contains(y, "strategy") {
-		t.Errorf("a DaemonSet primary has no replicas nor a Deployment's strategy:\n%s", y)
+	if strings.Contains(y, "replicas") {
+		t.Errorf("a DaemonSet primary has no replicas:\n%s", y)
+	}
+
+	// The target's rolling update parameters are the primary's; OnDelete, which would never
+	// roll a promotion out, is not.
+	target := &appsv1.DaemonSet{Spec: appsv1.DaemonSetSpec{UpdateStrategy: appsv1.DaemonSetUpdateStrategy{
+		Type:          appsv1.RollingUpdateDaemonSetStrategyType,
+		RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: new(intstr.FromString("25%"))},
+	}}}
+	if got := AsDaemonSet(d, target).Spec.UpdateStrategy; got.RollingUpdate == nil || got.RollingUpdate.MaxUnavailable.String() != "25%" {
+		t.Errorf("update strategy %+v, want the target's maxUnavailable 25%%", got)
+	}
+	target.Spec.UpdateStrategy = appsv1.DaemonSetUpdateStrategy{Type: appsv1.OnDeleteDaemonSetStrategyType}
+	if got := AsDaemonSet(d, target).Spec.UpdateStrategy; got.Type != "" {
+		t.Errorf("update strategy %+v copied from an OnDelete target, want the default", got)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -75,6 +76,9 @@ func TestDaemonSetCanary(t *testing.T) {
 	}
 	if !metav1.IsControlledBy(primary, getCanary(t, ns, "agent")) {
 		t.Errorf("the primary DaemonSet is not controlled by the Canary: %v", primary.OwnerReferences)
+	}
+	if ru := primary.Spec.UpdateStrategy.RollingUpdate; ru == nil || ru.MaxUnavailable.String() != "50%" {
+		t.Errorf("the primary DaemonSet's update strategy %+v, want the target's maxUnavailable 50%%", primary.Spec.UpdateStrategy)
 	}
 	waitStopped(t, ns, "agent", canaryPods)
 
@@ -193,6 +197,10 @@ func newDaemonSet(ns, name, image string) *appsv1.DaemonSet {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
 		Spec: appsv1.DaemonSetSpec{
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{
+				Type:          appsv1.RollingUpdateDaemonSetStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: ptr.To(intstr.FromString("50%"))},
+			},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{
