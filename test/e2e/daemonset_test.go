@@ -191,18 +191,18 @@ func watchReadyImages(t *testing.T, ns string, selector map[string]string) *imag
 
 // newDaemonSet is a DaemonSet labelled app=name serving on port 9080, as kept in Git.
 func newDaemonSet(ns, name, image string) *appsv1.DaemonSet {
-	labels := map[string]string{"app": name}
+	podLabels := map[string]string{"app": name}
 	return &appsv1.DaemonSet{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "DaemonSet"},
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: podLabels},
 		Spec: appsv1.DaemonSetSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Selector: &metav1.LabelSelector{MatchLabels: podLabels},
 			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{
 				Type:          appsv1.RollingUpdateDaemonSetStrategyType,
 				RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: ptr.To(intstr.FromString("50%"))},
 			},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{
 					Name: name, Image: image, Ports: []corev1.ContainerPort{{ContainerPort: 9080}},
 				}}},
@@ -255,7 +255,7 @@ func waitStopped(t *testing.T, ns, name string, selector map[string]string) {
 			var fields []string
 			for _, mf := range ds.ManagedFields {
 				if mf.FieldsV1 != nil {
-					fields = append(fields, mf.Manager+" "+string(mf.Operation)+": "+string(mf.FieldsV1.Raw))
+					fields = append(fields, mf.Manager+" "+string(mf.Operation)+": "+mf.FieldsV1.GetRawString())
 				}
 			}
 			return fmt.Errorf("the stop selector is managed by %q, want %q; managed fields:\n%s", m, meshv1.FieldManagerScaleToZero, strings.Join(fields, "\n"))
@@ -276,7 +276,7 @@ func waitStopped(t *testing.T, ns, name string, selector map[string]string) {
 func selectorManager(ds *appsv1.DaemonSet) string {
 	const key = `"f:nodeSelector"`
 	for _, mf := range ds.ManagedFields {
-		if mf.FieldsV1 != nil && strings.Contains(string(mf.FieldsV1.Raw), key) {
+		if mf.FieldsV1 != nil && strings.Contains(mf.FieldsV1.GetRawString(), key) {
 			return mf.Manager
 		}
 	}
