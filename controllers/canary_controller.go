@@ -231,8 +231,9 @@ func (r *CanaryReconciler) checkConflict(ctx context.Context, s *canaryScope) (b
 		return false, nil
 	}
 	c := s.canary
-	s.setNotReady(meshv1.ReasonConflict, fmt.Sprintf("Deployment %s/%s is delivered by Canary %s, created before this one: this Canary writes nothing until that one is deleted or targets another Deployment",
-		c.Namespace, c.Spec.TargetRef.Name, owner.Name), true)
+	kind := c.Spec.TargetRef.KindOrDefault()
+	s.setNotReady(meshv1.ReasonConflict, fmt.Sprintf("%s %s/%s is delivered by Canary %s, created before this one: this Canary writes nothing until that one is deleted or targets another %s",
+		kind, c.Namespace, c.Spec.TargetRef.Name, owner.Name, kind), true)
 	return true, nil
 }
 
@@ -241,7 +242,7 @@ func (r *CanaryReconciler) checkConflict(ctx context.Context, s *canaryScope) (b
 func (r *CanaryReconciler) targetOwner(ctx context.Context, c *meshv1.Canary) (*meshv1.Canary, error) {
 	list := &meshv1.CanaryList{}
 	if err := r.List(ctx, list, client.InNamespace(c.Namespace), client.MatchingFields{indexTarget: c.Spec.TargetRef.Name}); err != nil {
-		return nil, fmt.Errorf("listing the Canaries of Deployment %s: %w", c.Spec.TargetRef.Name, err)
+		return nil, fmt.Errorf("listing the Canaries of %s %s: %w", c.Spec.TargetRef.KindOrDefault(), c.Spec.TargetRef.Name, err)
 	}
 	var owner *meshv1.Canary
 	for i := range list.Items {

@@ -134,7 +134,7 @@ func (r *CanaryReconciler) handOver(ctx context.Context, s *canaryScope) (handOv
 	if s.target == nil || !s.target.DeletionTimestamp.IsZero() {
 		return handOverStep{done: true}, r.deleteGenerated(ctx, c) // nothing to route back to
 	}
-	st := &c.Status
+	st, kind := &c.Status, c.Spec.TargetRef.KindOrDefault()
 	if st.Phase != meshv1.PhaseTerminating {
 		st.Phase, st.LastTransitionTime = meshv1.PhaseTerminating, ptrTime(s.now)
 	}
@@ -150,7 +150,7 @@ func (r *CanaryReconciler) handOver(ctx context.Context, s *canaryScope) (handOv
 			return r.blockDeletion(ctx, s, rev)
 		}
 		step.events = append(step.events, progress.Event{Type: progress.EventNormal, Reason: meshv1.ReasonDeletionConfirmed,
-			Message: fmt.Sprintf("Request %q accepted revision %s: handing it over to Deployment %s", st.LastHandledRequest, rev, s.target.Name)})
+			Message: fmt.Sprintf("Request %q accepted revision %s: handing it over to %s %s", st.LastHandledRequest, rev, kind, s.target.Name)})
 	}
 
 	replicas := int32(1)
@@ -165,8 +165,8 @@ func (r *CanaryReconciler) handOver(ctx context.Context, s *canaryScope) (handOv
 	}
 	if ready, why := workload.ReadyAt(s.target, c.Spec.Analysis.PrimaryReadyThreshold); !ready {
 		step.wait = handOverPoll
-		msg := fmt.Sprintf("Handing the service over to Deployment %s at revision %s: waiting for it to be ready at %d replicas (%s)",
-			s.target.Name, rev, workload.Replicas(s.target), why)
+		msg := fmt.Sprintf("Handing the service over to %s %s at revision %s: waiting for it to be ready at %d replicas (%s)",
+			kind, s.target.Name, rev, workload.Replicas(s.target), why)
 		step.announce(readyReason(&s.before.Status) != meshv1.ReasonHandingOver, msg)
 		s.handingOver(msg)
 		return step, nil
@@ -187,8 +187,8 @@ func (r *CanaryReconciler) handOver(ctx context.Context, s *canaryScope) (handOv
 	}
 	if wait > 0 {
 		step.wait = wait
-		msg := fmt.Sprintf("Deployment %s serves revision %s at %d replicas through Service %s; the generated objects go once the mesh has followed",
-			s.target.Name, rev, workload.Replicas(s.target), c.Spec.TargetRef.Name)
+		msg := fmt.Sprintf("%s %s serves revision %s at %d replicas through Service %s; the generated objects go once the mesh has followed",
+			kind, s.target.Name, rev, workload.Replicas(s.target), c.Spec.TargetRef.Name)
 		step.announce(moved, msg)
 		s.handingOver(msg)
 		return step, nil
@@ -248,10 +248,11 @@ func (r *CanaryReconciler) blockDeletion(ctx context.Context, s *canaryScope, re
 		return handOverStep{}, err
 	}
 	c.Status.CanaryWeight = 0
-	msg := fmt.Sprintf("Deletion waits: Deployment %s carries revision %s (%s), which was not promoted; Deployment %s serves all traffic with revision %s (%s). "+
-		"Set Deployment %s back to that revision (in Git), or hand revision %s over as it is with kubectl canopy confirm-deletion %s -n %s (annotation %s=%s:<token>)",
-		s.target.Name, rev, images(s.target), s.primary.Name, c.Status.LastPromotedRevision, images(s.primary),
-		s.target.Name, rev, c.Name, c.Namespace, meshv1.AnnotationRequest, progress.ActionConfirmDeletion)
+	kind := c.Spec.TargetRef.KindOrDefault()
+	msg := fmt.Sprintf("Deletion waits: %s %s carries revision %s (%s), which was not promoted; %s %s serves all traffic with revision %s (%s). "+
+		"Set %s %s back to that revision (in Git), or hand revision %s over as it is with kubectl canopy confirm-deletion %s -n %s (annotation %s=%s:<token>)",
+		kind, s.target.Name, rev, images(s.target), kind, s.primary.Name, c.Status.LastPromotedRevision, images(s.primary),
+		kind, s.target.Name, rev, c.Name, c.Namespace, meshv1.AnnotationRequest, progress.ActionConfirmDeletion)
 	var step handOverStep
 	if readyReason(&s.before.Status) != meshv1.ReasonDeletionBlocked || c.Status.CurrentRevision != s.before.Status.CurrentRevision {
 		step.events = append(step.events, progress.Event{Type: progress.EventWarning, Reason: meshv1.ReasonDeletionBlocked, Message: msg})
