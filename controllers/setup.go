@@ -15,6 +15,7 @@ import (
 	"canopy.dev/canopy/internal/analysis"
 	"canopy.dev/canopy/internal/analysis/providers"
 	"canopy.dev/canopy/internal/analysis/providers/prometheus"
+	"canopy.dev/canopy/internal/analysis/providers/registry"
 	"canopy.dev/canopy/internal/apply"
 	"canopy.dev/canopy/internal/budget"
 	"canopy.dev/canopy/internal/hooks"
@@ -70,7 +71,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	if cfg.MaxConcurrentReconciles < 1 {
 		cfg.MaxConcurrentReconciles = 1
 	}
-	prom := analysis.New(mgr.GetClient(), prometheus.NewFactory().New, analysis.Options{
+	prom := analysis.New(mgr.GetClient(), registry.New().New, analysis.Options{
 		DefaultProvider:              providers.Config{Type: prometheus.Type, Address: cfg.PrometheusAddress},
 		AllowCrossNamespaceTemplates: cfg.AllowCrossNamespace,
 		ProviderPolicy:               cfg.ProviderPolicy,

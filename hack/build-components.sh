@@ -6,7 +6,7 @@
 #
 #   hack/build-components.sh [component...]   (default: all)
 #   components: kube-apiserver kube-controller-manager kube-scheduler etcd kwok prometheus cert-manager
-#               helm kustomize pilot-discovery istioctl
+#               helm kustomize pilot-discovery istioctl victoria-metrics
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -57,6 +57,9 @@ one() {
     etcd) build etcd etcd go.etcd.io/etcd/server/v3 -ldflags "-s -w" ;;
     kwok) build kwok kwok sigs.k8s.io/kwok/cmd/kwok -ldflags "-s -w" ;;
     prometheus) GOFLAGS=-mod=mod build prometheus prometheus github.com/prometheus/prometheus/cmd/prometheus -ldflags "-s -w" ;;
+    # A PromQL/MetricsQL server other than Prometheus, for the victoriametrics metric provider.
+    # Pure Go (CGO_ENABLED=0 selects its pure-Go zstd), so it needs no C toolchain.
+    victoria-metrics) CGO_ENABLED=0 build victoria-metrics victoriametrics github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics -ldflags "-s -w" ;;
     cert-manager) build cert-manager certmanager ./ -ldflags "-s -w" ;;
     helm) build helm helm helm.sh/helm/v3/cmd/helm -ldflags "$helm_ldflags" ;;
     kustomize) build kustomize kustomize sigs.k8s.io/kustomize/kustomize/v5 -ldflags "$kustomize_ldflags" ;;
@@ -69,6 +72,6 @@ one() {
 
 if [[ $# -eq 0 ]]; then
   set -- etcd kube-apiserver kube-controller-manager kube-scheduler kwok prometheus cert-manager helm kustomize \
-    pilot-discovery istioctl
+    pilot-discovery istioctl victoria-metrics
 fi
 for c in "$@"; do one "$c"; done

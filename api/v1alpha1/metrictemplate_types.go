@@ -7,9 +7,11 @@ import (
 // MetricTemplateSpec is a metric query with variables.
 type MetricTemplateSpec struct {
 	Provider MetricProvider `json:"provider"`
-	// Query is a PromQL template. Variables are written {{ namespace }}, {{ name }},
-	// {{ target }}, {{ service }}, {{ interval }} and {{ variables.KEY }}; every value is
-	// escaped for the place it is substituted in, so a Canary cannot change the query's shape.
+	// Query is a template in the provider's query language: PromQL for prometheus, MetricsQL
+	// for victoriametrics, a JSONPath selecting one number for web. Variables are written
+	// {{ namespace }}, {{ name }}, {{ target }}, {{ service }}, {{ interval }} and
+	// {{ variables.KEY }}; every value is escaped for the place it is substituted in, so a
+	// Canary cannot change the query's shape. A web query takes no variables.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=8192
 	Query string `json:"query"`
@@ -27,13 +29,18 @@ type MetricTemplateSpec struct {
 
 // MetricProvider is where a template's query runs.
 // +kubebuilder:validation:XValidation:rule="!has(self.timeout) || duration(self.timeout) >= duration('100ms')",message="timeout must be at least 100ms",fieldPath=".timeout"
+// +kubebuilder:validation:XValidation:rule="!has(self.type) || self.type in ['prometheus', 'victoriametrics'] || has(self.address)",message="address is required for this provider type: the operator's default address is Prometheus'",fieldPath=".address"
 type MetricProvider struct {
-	// +kubebuilder:validation:Enum=prometheus
+	// Type is the metrics backend: prometheus, victoriametrics (Prometheus' query API with
+	// MetricsQL), or web (any HTTP endpoint answering JSON, read with a JSONPath). A Canary's
+	// spec.analysis.provider, which runs the built-in PromQL checks, takes only the PromQL
+	// types.
+	// +kubebuilder:validation:Enum=prometheus;victoriametrics;web
 	// +kubebuilder:default=prometheus
 	// +optional
 	Type string `json:"type,omitempty"`
-	// Address of the provider, e.g. http://prometheus.monitoring:9090 (default: the operator's
-	// --prometheus-address). It must pass the operator's URL policy
+	// Address of the provider, e.g. http://prometheus.monitoring:9090 (default, for the PromQL
+	// types only: the operator's --prometheus-address); for web, the URL that is read. It must pass the operator's URL policy
 	// (--metrics-provider-allowed-hosts, --metrics-provider-allowed-cidrs): by default no
 	// loopback, link-local, metadata, private or cluster address.
 	// +kubebuilder:validation:MaxLength=2048

@@ -283,12 +283,16 @@ func (r *Runner) query(ctx context.Context, canary *meshv1.Canary, m *meshv1.Can
 		Interval: interval,
 		Vars:     m.TemplateVariables,
 	}
-	query, err := RenderQuery(tmpl, vars)
+	query, err := RenderFor(cfg.Type, tmpl, vars)
 	if err != nil {
 		return 0, failf(meshv1.OutcomeBadQuery, "%s", err)
 	}
 	if cfg.Address == "" {
 		return 0, failf(meshv1.OutcomeError, "no Prometheus address: set the MetricTemplate's provider.address or start the operator with --prometheus-address")
+	}
+	if m.MinRequests != nil && *m.MinRequests > 0 && !IsPromQL(cfg.Type) {
+		// The request count is a PromQL query of Istio's metrics.
+		return 0, failf(meshv1.OutcomeBadQuery, "minRequests needs a PromQL provider (prometheus, victoriametrics), not %s", cfg.Type)
 	}
 	b := budget.FromContext(ctx)
 	provider, err := r.factory(cfg)
@@ -422,6 +426,10 @@ func (r *Runner) providerConfig(ctx context.Context, namespace, owner, path stri
 	cfg := r.opts.DefaultProvider
 	if p.Type != "" {
 		cfg.Type = p.Type
+	}
+	if p.Address == "" && !IsPromQL(cfg.Type) {
+		// The operator's default address and its credentials are Prometheus'.
+		return cfg, failf(meshv1.OutcomeBadQuery, "%s %s.address: provider type %s needs an address", owner, path, cfg.Type)
 	}
 	if p.Address != "" {
 		// An address of the tenant's: every connection is checked against the policy.

@@ -28,6 +28,15 @@ var anyPlaceholderRe = regexp.MustCompile(strings.TrimPrefix(placeholderRe.Strin
 // same way at analysis time. A *TemplateError is a template problem; a *QueryError
 // quotes the PromQL parser, with the position in the query as rendered.
 func ValidateQuery(tmpl string) error {
+	return validateRendered(tmpl, "PromQL", func(q string) error {
+		_, err := parser.ParseExpr(q)
+		return err
+	})
+}
+
+// validateRendered renders tmpl with sample values and parses it with parse, a parser of
+// the language named lang.
+func validateRendered(tmpl, lang string, parse func(string) error) error {
 	vars := QueryVars{Namespace: sampleIdent, Name: sampleIdent, Target: sampleIdent, Service: sampleIdent,
 		Interval: time.Minute, Vars: map[string]string{}}
 	for _, m := range anyPlaceholderRe.FindAllStringSubmatch(tmpl, -1) {
@@ -39,23 +48,25 @@ func ValidateQuery(tmpl string) error {
 	if err != nil {
 		return err
 	}
-	_, perr := parser.ParseExpr(rendered)
+	perr := parse(rendered)
 	if perr == nil || len(vars.Vars) == 0 {
-		return queryError(rendered, perr)
+		return queryError(lang, rendered, perr)
 	}
 	for k := range vars.Vars {
 		vars.Vars[k] = sampleDuration
 	}
 	if again, err := RenderQuery(tmpl, vars); err == nil {
-		if _, err := parser.ParseExpr(again); err == nil {
+		if err := parse(again); err == nil {
 			return nil
 		}
 	}
-	return queryError(rendered, perr)
+	return queryError(lang, rendered, perr)
 }
 
-// QueryError is a rendered query the PromQL parser refuses.
+// QueryError is a rendered query the provider language's parser refuses.
 type QueryError struct {
+	// Lang is the query language, e.g. PromQL or MetricsQL.
+	Lang string
 	// Rendered is the query with sample values in its placeholders.
 	Rendered string
 	// Err is the parser's first error, e.g. "1:14: parse error: unexpected <by>".
@@ -63,12 +74,12 @@ type QueryError struct {
 }
 
 func (e *QueryError) Error() string {
-	return fmt.Sprintf("not valid PromQL: %v (placeholders filled with sample values: %q)", e.Err, e.Rendered)
+	return fmt.Sprintf("not valid %s: %v (placeholders filled with sample values: %q)", e.Lang, e.Err, e.Rendered)
 }
 
 func (e *QueryError) Unwrap() error { return e.Err }
 
-func queryError(rendered string, err error) error {
+func queryError(lang, rendered string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -76,5 +87,5 @@ func queryError(rendered string, err error) error {
 	if errors.As(err, &perrs) && len(perrs) > 0 {
 		err = &perrs[0]
 	}
-	return &QueryError{Rendered: rendered, Err: err}
+	return &QueryError{Lang: lang, Rendered: rendered, Err: err}
 }

@@ -76,6 +76,7 @@ func (v *CanaryValidator) Validate(c *meshv1.Canary) (admission.Warnings, error)
 	}
 	errs = append(errs, v.Providers.validate(analysisPath.Child("provider"), a.Provider, &ws)...)
 	errs = append(errs, validateSteps(analysisPath, c, &ws)...)
+	errs = append(errs, promQLProvider(analysisPath.Child("provider"), a.Provider)...)
 	for i := range a.Metrics {
 		errs = append(errs, v.validateMetric(c, analysisPath.Child("metrics").Index(i), &a.Metrics[i], &ws)...)
 	}

@@ -7,14 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"canopy.dev/canopy/internal/analysis/providers"
 )
@@ -22,12 +20,13 @@ import (
 // Type is the provider type this package implements.
 const Type = "prometheus"
 
+// TypeVictoriaMetrics is VictoriaMetrics (single-node, or vmselect's
+// /select/<tenant>/prometheus path), which answers Prometheus' /api/v1/query with
+// MetricsQL, a superset of PromQL: the same client serves it.
+const TypeVictoriaMetrics = "victoriametrics"
+
 // DefaultTimeout bounds a query whose configuration sets no timeout.
 const DefaultTimeout = 5 * time.Second
-
-// maxResponseBytes bounds what is read of an answer: a check needs one sample, and a
-// query returning millions of series must not take the operator's memory with it.
-const maxResponseBytes = 8 << 20
 
 // maxGetURL is the longest URL sent as a GET; longer queries are POSTed as a form.
 const maxGetURL = 4096
@@ -45,7 +44,7 @@ var _ providers.Provider = (*Client)(nil)
 // New returns a Client for cfg with its own transport. Prefer a Factory's clients, which
 // share transports (and so connections) between checks.
 func New(cfg providers.Config) (*Client, error) {
-	transport, err := newTransport(cfg)
+	transport, err := providers.NewTransport(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -53,21 +52,12 @@ func New(cfg providers.Config) (*Client, error) {
 }
 
 func newClient(cfg providers.Config, transport http.RoundTripper) (*Client, error) {
-	if cfg.Type != "" && cfg.Type != Type {
-		return nil, fmt.Errorf("provider type %q is not %q", cfg.Type, Type)
+	if cfg.Type != "" && cfg.Type != Type && cfg.Type != TypeVictoriaMetrics {
+		return nil, fmt.Errorf("provider type %q is not %q or %q", cfg.Type, Type, TypeVictoriaMetrics)
 	}
-	if cfg.Address == "" {
-		return nil, errors.New("no Prometheus address")
-	}
-	base, err := url.Parse(cfg.Address)
+	base, err := providers.ParseAddress("Prometheus", cfg.Address)
 	if err != nil {
-		return nil, fmt.Errorf("the Prometheus address: %w", err)
-	}
-	if base.Scheme != "http" && base.Scheme != "https" || base.Host == "" {
-		return nil, fmt.Errorf("the Prometheus address %q is not an http:// or https:// URL", base.Redacted())
-	}
-	if base.User != nil {
-		return nil, fmt.Errorf("the Prometheus address %q carries credentials: put them in a Secret", base.Redacted())
+		return nil, err
 	}
 	timeout := cfg.Timeout
 	if timeout <= 0 {
@@ -75,14 +65,9 @@ func newClient(cfg providers.Config, transport http.RoundTripper) (*Client, erro
 	}
 	return &Client{
 		endpoint: base.JoinPath("api", "v1", "query"),
-		http: &http.Client{
-			Transport: transport,
-			// A redirect could lead anywhere (the metadata service, the API server): it is
-			// an answer, and not Prometheus'.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		timeout: timeout,
-		creds:   cfg.Credentials,
+		http:     providers.NewHTTPClient(transport),
+		timeout:  timeout,
+		creds:    cfg.Credentials,
 	}, nil
 }
 
@@ -143,26 +128,9 @@ func (c *Client) exchange(ctx context.Context, query string) (*http.Response, []
 		return nil, nil, providers.Errorf(providers.Other, "building the request: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
-	switch {
-	case c.creds.BearerToken != "":
-		req.Header.Set("Authorization", "Bearer "+c.creds.BearerToken)
-	case c.creds.Username != "":
-		req.SetBasicAuth(c.creds.Username, c.creds.Password)
-	}
+	providers.SetAuth(req, c.creds)
 
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, nil, classifyTransportError(ctx, err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
-	if err != nil {
-		return nil, nil, classifyTransportError(ctx, fmt.Errorf("reading the answer: %w", err))
-	}
-	if len(body) > maxResponseBytes {
-		return nil, nil, providers.Errorf(providers.BadQuery, "the answer is larger than %d bytes: aggregate the query to one series", maxResponseBytes)
-	}
-	return resp, body, nil
+	return providers.Do(ctx, c.http, "Prometheus", req)
 }
 
 // readAnswer reads Prometheus' answer to an instant query: its value, or an error classified
@@ -268,47 +236,15 @@ func classifyStatus(code int, errorType, msg string) error {
 	case "unavailable":
 		kind = providers.Unreachable
 	case "":
-		switch code {
-		case http.StatusBadRequest, http.StatusUnprocessableEntity:
-			kind = providers.BadQuery
-		case http.StatusGatewayTimeout:
-			kind = providers.Timeout
-		case http.StatusBadGateway, http.StatusServiceUnavailable:
-			kind = providers.Unreachable
-		default:
-			kind = providers.Other
-		}
+		kind = providers.StatusKind(code)
 	default:
 		kind = providers.Other
 	}
 	return providers.Errorf(kind, "%s: %s", prefix, msg)
 }
 
-// describeAnswer says what an answer that is not Prometheus' was, without its content.
 func describeAnswer(resp *http.Response, body []byte) string {
-	ct := resp.Header.Get("Content-Type")
-	if i := strings.IndexByte(ct, ';'); i >= 0 {
-		ct = ct[:i]
-	}
-	ct = strings.TrimSpace(ct)
-	if len(ct) > 64 || strings.IndexFunc(ct, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
-		ct = "an unusual content type"
-	}
-	if ct == "" {
-		ct = "no content type"
-	}
-	return fmt.Sprintf("not a Prometheus API answer (%d bytes, %s)", len(body), ct)
+	return providers.DescribeAnswer("Prometheus", resp, body)
 }
 
-// quoteError is Prometheus' own error message (a parse error, a bad matcher), bounded.
-func quoteError(msg string) string {
-	const limit = 256
-	if len(msg) > limit {
-		cut := limit
-		for cut > 0 && !utf8.RuneStart(msg[cut]) {
-			cut--
-		}
-		msg = msg[:cut] + "..."
-	}
-	return strconv.Quote(msg)
-}
+func quoteError(msg string) string { return providers.QuoteError(msg) }
