@@ -8,7 +8,8 @@ import (
 type MetricTemplateSpec struct {
 	Provider MetricProvider `json:"provider"`
 	// Query is a template in the provider's query language: PromQL for prometheus, MetricsQL
-	// for victoriametrics, a JSONPath selecting one number for web. Variables are written
+	// for victoriametrics, a JSONPath selecting one number for web, a metric query for
+	// datadog, NRQL for newrelic. Variables are written
 	// {{ namespace }}, {{ name }}, {{ target }}, {{ service }}, {{ interval }} and
 	// {{ variables.KEY }}; every value is escaped for the place it is substituted in, so a
 	// Canary cannot change the query's shape. A web query takes no variables.
@@ -30,12 +31,15 @@ type MetricTemplateSpec struct {
 // MetricProvider is where a template's query runs.
 // +kubebuilder:validation:XValidation:rule="!has(self.timeout) || duration(self.timeout) >= duration('100ms')",message="timeout must be at least 100ms",fieldPath=".timeout"
 // +kubebuilder:validation:XValidation:rule="!has(self.type) || self.type in ['prometheus', 'victoriametrics'] || has(self.address)",message="address is required for this provider type: the operator's default address is Prometheus'",fieldPath=".address"
+// +kubebuilder:validation:XValidation:rule="has(self.type) && self.type == 'newrelic' ? has(self.newRelic) : !has(self.newRelic)",message="newRelic is required with type newrelic, and only then",fieldPath=".newRelic"
 type MetricProvider struct {
 	// Type is the metrics backend: prometheus, victoriametrics (Prometheus' query API with
-	// MetricsQL), or web (any HTTP endpoint answering JSON, read with a JSONPath). A Canary's
+	// MetricsQL), web (any HTTP endpoint answering JSON, read with a JSONPath), or datadog
+	// (Datadog's v1 metric query API; the Secret gives "api-key" and "application-key"), or
+	// newrelic (NRQL through NerdGraph; the Secret gives "api-key", a User key). A Canary's
 	// spec.analysis.provider, which runs the built-in PromQL checks, takes only the PromQL
 	// types.
-	// +kubebuilder:validation:Enum=prometheus;victoriametrics;web
+	// +kubebuilder:validation:Enum=prometheus;victoriametrics;web;datadog;newrelic
 	// +kubebuilder:default=prometheus
 	// +optional
 	Type string `json:"type,omitempty"`
@@ -48,7 +52,8 @@ type MetricProvider struct {
 	// +optional
 	Address string `json:"address,omitempty"`
 	// SecretRef names a Secret in the template's (or Canary's) namespace with a "token" key
-	// (bearer) or "username" and "password" keys (basic auth), and optionally "ca.crt". The
+	// (bearer) or "username" and "password" keys (basic auth), and optionally "ca.crt"; for
+	// datadog, "api-key" and "application-key". The
 	// Secret must be labelled mesh.canopy.dev/credentials=true and may not be a
 	// ServiceAccount token; its credentials go only to hosts in the operator's
 	// --credential-allowed-hosts.
@@ -62,6 +67,16 @@ type MetricProvider struct {
 	// +kubebuilder:default="5s"
 	// +optional
 	Timeout Duration `json:"timeout,omitempty"`
+	// NewRelic is the account a newrelic query runs in.
+	// +optional
+	NewRelic *NewRelicProvider `json:"newRelic,omitempty"`
+}
+
+// NewRelicProvider says where an NRQL query runs.
+type NewRelicProvider struct {
+	// AccountID is the New Relic account the query runs in.
+	// +kubebuilder:validation:Minimum=1
+	AccountID int64 `json:"accountID"`
 }
 
 // LocalObjectReference names an object in the same namespace.

@@ -2,9 +2,14 @@ package analysis
 
 import (
 	"fmt"
+	"regexp"
+	"strings"
+	"time"
 
 	"github.com/VictoriaMetrics/metricsql"
 
+	"canopy.dev/canopy/internal/analysis/providers/datadog"
+	"canopy.dev/canopy/internal/analysis/providers/newrelic"
 	"canopy.dev/canopy/internal/analysis/providers/prometheus"
 	"canopy.dev/canopy/internal/analysis/providers/web"
 )
@@ -23,6 +28,10 @@ func IsPromQL(providerType string) bool {
 // for that provider's query language.
 func RenderFor(providerType, tmpl string, vars QueryVars) (string, error) {
 	switch providerType {
+	case newrelic.Type:
+		return renderNRQL(tmpl, vars)
+	case datadog.Type:
+		return renderTokens(tmpl, vars, datadogTokenRe, "a Datadog tag value (letters, digits, _ - . /)")
 	case web.Type:
 		if m := anyPlaceholderRe.FindStringSubmatch(tmpl); m != nil {
 			return "", templateErrorf("{{ %s }}: the web provider's query is a JSONPath and takes no placeholders", m[1])
@@ -44,6 +53,11 @@ func ValidateFor(providerType, tmpl string) error {
 			_, err := metricsql.Parse(q)
 			return err
 		})
+	case datadog.Type, newrelic.Type:
+		// canopy has no parser of these languages: the provider judges the query when it
+		// runs (a BadQuery outcome).
+		_, err := RenderFor(providerType, tmpl, sampleVars(tmpl))
+		return err
 	case web.Type:
 		if _, err := RenderFor(providerType, tmpl, QueryVars{}); err != nil {
 			return err
@@ -54,4 +68,48 @@ func ValidateFor(providerType, tmpl string) error {
 		return nil
 	}
 	return ValidateQuery(tmpl)
+}
+
+// datadogTokenRe is what a value may be in a Datadog metric query: a tag value or a name,
+// never a comma, brace, colon, space or operator that would add a tag, close the scope or
+// start another expression.
+var datadogTokenRe = regexp.MustCompile(`^[A-Za-z0-9_./-]+$`)
+
+// renderTokens substitutes placeholders in a language canopy does not lex: every value must
+// be one token of safe characters (safe), wherever it lands, or the template is refused.
+func renderTokens(tmpl string, vars QueryVars, safe *regexp.Regexp, what string) (string, error) {
+	var out strings.Builder
+	for i := 0; i < len(tmpl); {
+		if !strings.HasPrefix(tmpl[i:], "{{") {
+			out.WriteByte(tmpl[i])
+			i++
+			continue
+		}
+		m := placeholderRe.FindStringSubmatch(tmpl[i:])
+		if m == nil {
+			return "", templateErrorf("malformed placeholder at offset %d: want {{ name }}", i)
+		}
+		value, err := lookupVar(m[1], vars)
+		if err != nil {
+			return "", err
+		}
+		if !safe.MatchString(value) {
+			return "", templateErrorf("{{ %s }}: value %q is not %s", m[1], value, what)
+		}
+		out.WriteString(value)
+		i += len(m[0])
+	}
+	return out.String(), nil
+}
+
+// sampleVars fills every placeholder of tmpl with a sample value, for validation.
+func sampleVars(tmpl string) QueryVars {
+	vars := QueryVars{Namespace: sampleIdent, Name: sampleIdent, Target: sampleIdent, Service: sampleIdent,
+		Interval: time.Minute, Vars: map[string]string{}}
+	for _, m := range anyPlaceholderRe.FindAllStringSubmatch(tmpl, -1) {
+		if key, ok := cutVariable(m[1]); ok {
+			vars.Vars[key] = sampleIdent
+		}
+	}
+	return vars
 }

@@ -295,6 +295,7 @@ func (r *Runner) query(ctx context.Context, canary *meshv1.Canary, m *meshv1.Can
 		return 0, failf(meshv1.OutcomeBadQuery, "minRequests needs a PromQL provider (prometheus, victoriametrics), not %s", cfg.Type)
 	}
 	b := budget.FromContext(ctx)
+	cfg.Window = interval
 	provider, err := r.factory(cfg)
 	if err != nil {
 		return 0, failf(meshv1.OutcomeBadQuery, "metric provider: %s", err)
@@ -440,6 +441,9 @@ func (r *Runner) providerConfig(ctx context.Context, namespace, owner, path stri
 	}
 	if p.InsecureSkipVerify {
 		cfg.InsecureSkipVerify = true
+	}
+	if p.NewRelic != nil {
+		cfg.AccountID = p.NewRelic.AccountID
 	}
 	if p.Timeout != "" {
 		d, err := time.ParseDuration(string(p.Timeout))

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"time"
 
 	"github.com/prometheus/prometheus/promql/parser"
 )
@@ -37,13 +36,7 @@ func ValidateQuery(tmpl string) error {
 // validateRendered renders tmpl with sample values and parses it with parse, a parser of
 // the language named lang.
 func validateRendered(tmpl, lang string, parse func(string) error) error {
-	vars := QueryVars{Namespace: sampleIdent, Name: sampleIdent, Target: sampleIdent, Service: sampleIdent,
-		Interval: time.Minute, Vars: map[string]string{}}
-	for _, m := range anyPlaceholderRe.FindAllStringSubmatch(tmpl, -1) {
-		if key, ok := cutVariable(m[1]); ok {
-			vars.Vars[key] = sampleIdent
-		}
-	}
+	vars := sampleVars(tmpl)
 	rendered, err := RenderQuery(tmpl, vars)
 	if err != nil {
 		return err

@@ -39,6 +39,11 @@ type Config struct {
 	// URLPolicy, when set, decides which addresses every connection may go to, checked when
 	// it is dialed: a tenant named Address. Nil for the operator's own --prometheus-address.
 	URLPolicy *hooks.Policy
+	// Window is the check's look-back, for providers whose API takes a time range
+	// (datadog) rather than a range in the query.
+	Window time.Duration
+	// AccountID is the account a newrelic query runs in.
+	AccountID int64
 }
 
 // Credentials authenticate to a provider: a bearer token, or basic auth, and a CA bundle
@@ -49,6 +54,10 @@ type Credentials struct {
 	Password    string
 	// CA is a PEM bundle; when set, only these CAs are trusted.
 	CA []byte
+	// APIKey and ApplicationKey are a SaaS API's keys (Datadog's DD-API-KEY and
+	// DD-APPLICATION-KEY; New Relic's API-Key).
+	APIKey         string
+	ApplicationKey string
 }
 
 // The keys read from a provider's Secret.
@@ -57,10 +66,15 @@ const (
 	SecretKeyUsername = "username"
 	SecretKeyPassword = "password"
 	SecretKeyCA       = "ca.crt"
+	// SecretKeyAPIKey and SecretKeyApplicationKey are Datadog's keys; New Relic's User key
+	// is SecretKeyAPIKey.
+	SecretKeyAPIKey         = "api-key"
+	SecretKeyApplicationKey = "application-key"
 )
 
 // CredentialsFromSecret reads a Secret with a "token" key (bearer) or "username" and
-// "password" keys (basic auth), and optionally "ca.crt".
+// "password" keys (basic auth), and optionally "ca.crt"; "api-key" and "application-key"
+// for the providers that take API keys.
 func CredentialsFromSecret(s *corev1.Secret) (Credentials, error) {
 	var c Credentials
 	token, hasToken := s.Data[SecretKeyToken]
@@ -82,6 +96,8 @@ func CredentialsFromSecret(s *corev1.Secret) (Credentials, error) {
 		c.Password = strings.TrimRight(string(pass), "\r\n")
 	}
 	c.CA = s.Data[SecretKeyCA]
+	c.APIKey = strings.TrimSpace(string(s.Data[SecretKeyAPIKey]))
+	c.ApplicationKey = strings.TrimSpace(string(s.Data[SecretKeyApplicationKey]))
 	return c, nil
 }
 

@@ -27,6 +27,7 @@ func TestCredentialsFromSecret(t *testing.T) {
 		{name: "basic", secret: secret("username", "u", "password", " p \n"), want: Credentials{Username: "u", Password: " p "}},
 		{name: "CA only", secret: secret("ca.crt", "PEM"), want: Credentials{CA: []byte("PEM")}},
 		{name: "token and CA", secret: secret("token", "abc", "ca.crt", "PEM"), want: Credentials{BearerToken: "abc", CA: []byte("PEM")}},
+		{name: "API keys", secret: secret("api-key", "a\n", "application-key", "b"), want: Credentials{APIKey: "a", ApplicationKey: "b"}},
 		{name: "both kinds", secret: secret("token", "abc", "username", "u", "password", "p"), wantErr: true},
 		{name: "username alone", secret: secret("username", "u"), wantErr: true},
 		{name: "empty token", secret: secret("token", "\n"), wantErr: true},

@@ -233,3 +233,38 @@ func QuoteError(msg string) string {
 	}
 	return strconv.Quote(msg)
 }
+
+// DefaultTimeout bounds a query whose configuration sets no timeout.
+const DefaultTimeout = 5 * time.Second
+
+// Base checks that cfg is of type typ and returns its base URL (ParseAddress) and its
+// timeout, DefaultTimeout when unset. backend names the provider in errors.
+func Base(cfg Config, typ, backend string) (*url.URL, time.Duration, error) {
+	if cfg.Type != typ {
+		return nil, 0, fmt.Errorf("provider type %q is not %q", cfg.Type, typ)
+	}
+	base, err := ParseAddress(backend, cfg.Address)
+	if err != nil {
+		return nil, 0, err
+	}
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	return base, timeout, nil
+}
+
+// StatusError is a non-2xx answer of backend as an error of the status' kind, quoting own,
+// the backend's own error message, when its answer had one, else describing the answer.
+func StatusError(backend string, resp *http.Response, body []byte, own string) error {
+	msg := DescribeAnswer(backend, resp, body)
+	if own != "" {
+		msg = QuoteError(own)
+	}
+	kind := StatusKind(resp.StatusCode)
+	if resp.StatusCode == http.StatusTooManyRequests {
+		// Rate limited: the backend is there but will not answer now.
+		kind = Unreachable
+	}
+	return Errorf(kind, "answer %d from %s: %s", resp.StatusCode, backend, msg)
+}

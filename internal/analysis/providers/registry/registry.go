@@ -8,6 +8,8 @@ import (
 	"slices"
 
 	"canopy.dev/canopy/internal/analysis/providers"
+	"canopy.dev/canopy/internal/analysis/providers/datadog"
+	"canopy.dev/canopy/internal/analysis/providers/newrelic"
 	"canopy.dev/canopy/internal/analysis/providers/prometheus"
 	"canopy.dev/canopy/internal/analysis/providers/web"
 )
@@ -36,6 +38,10 @@ func (r *Registry) New(cfg providers.Config) (providers.Provider, error) {
 	switch cfg.Type {
 	case web.Type:
 		return web.New(cfg, t)
+	case datadog.Type:
+		return datadog.New(cfg, t)
+	case newrelic.Type:
+		return newrelic.New(cfg, t)
 	}
 	return nil, fmt.Errorf("unknown provider type %q: want one of %v", cfg.Type, Types())
 }
@@ -45,4 +51,4 @@ func Types() []string {
 	return slices.Clone(types)
 }
 
-var types = []string{prometheus.Type, prometheus.TypeVictoriaMetrics, web.Type}
+var types = []string{prometheus.Type, prometheus.TypeVictoriaMetrics, web.Type, datadog.Type, newrelic.Type}

@@ -38,16 +38,9 @@ var _ providers.Provider = (*Client)(nil)
 
 // New returns a Client for the endpoint cfg.Address on transport.
 func New(cfg providers.Config, transport http.RoundTripper) (*Client, error) {
-	if cfg.Type != Type {
-		return nil, fmt.Errorf("provider type %q is not %q", cfg.Type, Type)
-	}
-	u, err := providers.ParseAddress("web", cfg.Address)
+	u, timeout, err := providers.Base(cfg, Type, "web")
 	if err != nil {
 		return nil, err
-	}
-	timeout := cfg.Timeout
-	if timeout <= 0 {
-		timeout = 5 * time.Second
 	}
 	return &Client{url: u, http: providers.NewHTTPClient(transport), timeout: timeout, creds: cfg.Credentials}, nil
 }
@@ -100,8 +93,7 @@ func (c *Client) Query(ctx context.Context, query string) (float64, error) {
 		return 0, err
 	}
 	if resp.StatusCode/100 != 2 {
-		return 0, providers.Errorf(providers.StatusKind(resp.StatusCode), "answer %d from the web endpoint: %s",
-			resp.StatusCode, providers.DescribeAnswer("JSON", resp, body))
+		return 0, providers.StatusError(backend, resp, body, "")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
