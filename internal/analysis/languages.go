@@ -85,19 +85,15 @@ func renderTokens(tmpl string, vars QueryVars, safe *regexp.Regexp, what string)
 			i++
 			continue
 		}
-		m := placeholderRe.FindStringSubmatch(tmpl[i:])
-		if m == nil {
-			return "", templateErrorf("malformed placeholder at offset %d: want {{ name }}", i)
-		}
-		value, err := lookupVar(m[1], vars)
+		name, value, n, err := readPlaceholder(tmpl, i, vars, false, "")
 		if err != nil {
 			return "", err
 		}
 		if !safe.MatchString(value) {
-			return "", templateErrorf("{{ %s }}: value %q is not %s", m[1], value, what)
+			return "", templateErrorf("{{ %s }}: value %q is not %s", name, value, what)
 		}
 		out.WriteString(value)
-		i += len(m[0])
+		i += n
 	}
 	return out.String(), nil
 }

@@ -23,19 +23,12 @@ func renderNRQL(tmpl string, vars QueryVars) (string, error) {
 	escaped := false
 	for i := 0; i < len(tmpl); {
 		if strings.HasPrefix(tmpl[i:], "{{") {
-			m := placeholderRe.FindStringSubmatch(tmpl[i:])
-			if m == nil {
-				return "", templateErrorf("malformed placeholder at offset %d: want {{ name }}", i)
-			}
-			if escaped {
-				return "", templateErrorf("placeholder {{ %s }} follows a backslash", m[1])
-			}
-			value, err := lookupVar(m[1], vars)
+			name, value, n, err := readPlaceholder(tmpl, i, vars, escaped, "a backslash")
 			if err != nil {
 				return "", err
 			}
 			if !utf8.ValidString(value) {
-				return "", templateErrorf("{{ %s }}: value is not valid UTF-8", m[1])
+				return "", templateErrorf("{{ %s }}: value is not valid UTF-8", name)
 			}
 			switch state {
 			case quoted:
@@ -43,15 +36,15 @@ func renderNRQL(tmpl string, vars QueryVars) (string, error) {
 				value = r.Replace(value)
 			case backquoted:
 				if strings.ContainsAny(value, "`\n") {
-					return "", templateErrorf("{{ %s }}: value %q contains a backquote and is substituted in a `...` name", m[1], value)
+					return "", templateErrorf("{{ %s }}: value %q contains a backquote and is substituted in a `...` name", name, value)
 				}
 			default:
 				if !identRe.MatchString(value) && !numberRe.MatchString(value) {
-					return "", templateErrorf("{{ %s }}: value %q is substituted outside a string literal and is not an identifier or number", m[1], value)
+					return "", templateErrorf("{{ %s }}: value %q is substituted outside a string literal and is not an identifier or number", name, value)
 				}
 			}
 			out.WriteString(value)
-			i += len(m[0])
+			i += n
 			continue
 		}
 		c := tmpl[i]

@@ -78,14 +78,7 @@ func RenderQuery(tmpl string, vars QueryVars) (string, error) {
 	regex := false   // the string being read is the value of a =~ or !~ matcher
 	for i := 0; i < len(tmpl); {
 		if strings.HasPrefix(tmpl[i:], "{{") {
-			m := placeholderRe.FindStringSubmatch(tmpl[i:])
-			if m == nil {
-				return "", templateErrorf("malformed placeholder at offset %d: want {{ name }}", i)
-			}
-			if escaped {
-				return "", templateErrorf("placeholder {{ %s }} follows a backslash", m[1])
-			}
-			value, err := lookupVar(m[1], vars)
+			name, value, n, err := readPlaceholder(tmpl, i, vars, escaped, "a backslash")
 			if err != nil {
 				return "", err
 			}
@@ -94,10 +87,10 @@ func RenderQuery(tmpl string, vars QueryVars) (string, error) {
 			}
 			placed, err := place(value, state)
 			if err != nil {
-				return "", templateErrorf("{{ %s }}: %s", m[1], err)
+				return "", templateErrorf("{{ %s }}: %s", name, err)
 			}
 			out.WriteString(placed)
-			i += len(m[0])
+			i += n
 			continue
 		}
 		c := tmpl[i]
@@ -158,6 +151,21 @@ func RenderQuery(tmpl string, vars QueryVars) (string, error) {
 func afterRegexMatcher(code string) bool {
 	code = strings.TrimRight(code, " \t\r\n")
 	return strings.HasSuffix(code, "=~") || strings.HasSuffix(code, "!~")
+}
+
+// readPlaceholder reads the placeholder that starts tmpl[i:] ("{{"), looks its value up and
+// returns its name, its value and its length. escaped says the character before it was an
+// escape character (escapeName), which would swallow the value's first character.
+func readPlaceholder(tmpl string, i int, vars QueryVars, escaped bool, escapeName string) (name, value string, n int, err error) {
+	m := placeholderRe.FindStringSubmatch(tmpl[i:])
+	if m == nil {
+		return "", "", 0, templateErrorf("malformed placeholder at offset %d: want {{ name }}", i)
+	}
+	if escaped {
+		return "", "", 0, templateErrorf("placeholder {{ %s }} follows %s", m[1], escapeName)
+	}
+	value, err = lookupVar(m[1], vars)
+	return m[1], value, len(m[0]), err
 }
 
 func lookupVar(name string, vars QueryVars) (string, error) {

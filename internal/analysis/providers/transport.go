@@ -160,6 +160,22 @@ func Do(ctx context.Context, client *http.Client, backend string, req *http.Requ
 	return resp, body, nil
 }
 
+// Get sends a GET of endpoint with params as its query and header (besides Accept:
+// application/json) through Do.
+func Get(ctx context.Context, client *http.Client, backend string, endpoint *url.URL, params url.Values, header http.Header) (*http.Response, []byte, error) {
+	u := *endpoint
+	u.RawQuery = params.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, nil, Errorf(Other, "building the request: %w", err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Accept", "application/json")
+	return Do(ctx, client, backend, req)
+}
+
 // ParseAddress checks a provider's base URL: http or https, a host, and no credentials
 // in it (they belong in a Secret). backend names the provider in errors.
 func ParseAddress(backend, address string) (*url.URL, error) {

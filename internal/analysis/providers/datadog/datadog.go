@@ -87,16 +87,8 @@ func (c *Client) Query(ctx context.Context, query string) (float64, error) {
 	params.Set("from", strconv.FormatInt(now.Add(-c.window).Unix(), 10))
 	params.Set("to", strconv.FormatInt(now.Unix(), 10))
 	params.Set("query", query)
-	u := *c.endpoint
-	u.RawQuery = params.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return 0, providers.Errorf(providers.Other, "building the request: %w", err)
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("DD-API-KEY", c.creds.APIKey)
-	req.Header.Set("DD-APPLICATION-KEY", c.creds.ApplicationKey)
-	resp, body, err := providers.Do(ctx, c.http, backend, req)
+	header := http.Header{"Dd-Api-Key": {c.creds.APIKey}, "Dd-Application-Key": {c.creds.ApplicationKey}}
+	resp, body, err := providers.Get(ctx, c.http, backend, c.endpoint, params, header)
 	if err != nil {
 		return 0, err
 	}
