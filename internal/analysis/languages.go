@@ -9,6 +9,7 @@ import (
 	"github.com/VictoriaMetrics/metricsql"
 
 	"canopy.dev/canopy/internal/analysis/providers/datadog"
+	"canopy.dev/canopy/internal/analysis/providers/dynatrace"
 	"canopy.dev/canopy/internal/analysis/providers/newrelic"
 	"canopy.dev/canopy/internal/analysis/providers/prometheus"
 	"canopy.dev/canopy/internal/analysis/providers/web"
@@ -30,6 +31,8 @@ func RenderFor(providerType, tmpl string, vars QueryVars) (string, error) {
 	switch providerType {
 	case newrelic.Type:
 		return renderNRQL(tmpl, vars)
+	case dynatrace.Type:
+		return renderDynatrace(tmpl, vars)
 	case datadog.Type:
 		return renderTokens(tmpl, vars, datadogTokenRe, "a Datadog tag value (letters, digits, _ - . /)")
 	case web.Type:
@@ -53,7 +56,7 @@ func ValidateFor(providerType, tmpl string) error {
 			_, err := metricsql.Parse(q)
 			return err
 		})
-	case datadog.Type, newrelic.Type:
+	case datadog.Type, newrelic.Type, dynatrace.Type:
 		// canopy has no parser of these languages: the provider judges the query when it
 		// runs (a BadQuery outcome).
 		_, err := RenderFor(providerType, tmpl, sampleVars(tmpl))

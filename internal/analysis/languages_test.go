@@ -80,3 +80,30 @@ func TestRenderForNRQLRefusesHostileValues(t *testing.T) {
 		}
 	}
 }
+
+// A Canary's value stays inside the Dynatrace selector string it is written in.
+func TestRenderForDynatraceRefusesHostileValues(t *testing.T) {
+	tmpl := `builtin:service.errors.total.rate:filter(eq("dt.entity.service.name","{{ variables.v }}")):splitBy()`
+	render := func(tmpl, v string) (string, error) {
+		return RenderFor("dynatrace", tmpl, QueryVars{Vars: map[string]string{"v": v}})
+	}
+	for v, want := range map[string]string{
+		"reviews":               `"reviews"`,
+		`x"),or(eq("a","b`:      `"x~"),or(eq(~"a~",~"b"`,
+		`x~"):filter(eq("a","b`: `"x~~~"):filter(eq(~"a~",~"b"`,
+	} {
+		got, err := render(tmpl, v)
+		if err != nil || !strings.Contains(got, want) {
+			t.Errorf("value %q: %q, %v; want it to contain %q", v, got, err, want)
+		}
+	}
+	for _, tt := range []struct{ tmpl, v string }{
+		{`builtin:host.cpu.usage:filter(eq(x,{{ variables.v }}))`, "a),or(eq(b"},
+		{`builtin:host.cpu.usage:filter(eq("x","{{ variables.v }}))`, "a"},
+		{`builtin:x:filter(eq("a","{{ variables.v }}"))`, "line\nbreak"},
+	} {
+		if got, err := render(tt.tmpl, tt.v); err == nil {
+			t.Errorf("template %q with %q rendered as %q", tt.tmpl, tt.v, got)
+		}
+	}
+}

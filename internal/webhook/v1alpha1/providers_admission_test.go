@@ -44,6 +44,11 @@ func TestMetricTemplateProviderAdmission(t *testing.T) {
 		{name: "NRQL with an unterminated string", obj: providerTemplate(meshv1.MetricProvider{Type: "newrelic", Address: "https://api.newrelic.com", SecretRef: secret,
 			NewRelic: &meshv1.NewRelicProvider{AccountID: 1}}, "SELECT count(*) FROM Transaction WHERE appName = '{{ service }}"),
 			wantErr: []string{"spec.query", "unterminated string literal"}},
+		{name: "dynatrace without a token", obj: providerTemplate(meshv1.MetricProvider{Type: "dynatrace", Address: "https://abc123.live.dynatrace.com"}, "builtin:service.errors.total.rate:splitBy()"),
+			wantErr: []string{"spec.provider.secretRef", "needs a Secret"}},
+		{name: "dynatrace selector with an unterminated string", obj: providerTemplate(meshv1.MetricProvider{Type: "dynatrace", Address: "https://abc123.live.dynatrace.com", SecretRef: secret},
+			`builtin:service.errors.total.rate:filter(eq("dt.entity.service.name","{{ service }})):splitBy()`),
+			wantErr: []string{"spec.query", "unterminated string literal"}},
 		{name: "a Canary's built-in checks on a web provider", obj: canary(func(c *meshv1.Canary) {
 			c.Spec.Analysis.Provider = &meshv1.MetricProvider{Type: "web", Address: "https://status.example.com/"}
 		}), wantErr: []string{"spec.analysis.provider.type", "Unsupported value"}},

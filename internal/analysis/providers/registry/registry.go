@@ -9,6 +9,7 @@ import (
 
 	"canopy.dev/canopy/internal/analysis/providers"
 	"canopy.dev/canopy/internal/analysis/providers/datadog"
+	"canopy.dev/canopy/internal/analysis/providers/dynatrace"
 	"canopy.dev/canopy/internal/analysis/providers/newrelic"
 	"canopy.dev/canopy/internal/analysis/providers/prometheus"
 	"canopy.dev/canopy/internal/analysis/providers/web"
@@ -42,6 +43,8 @@ func (r *Registry) New(cfg providers.Config) (providers.Provider, error) {
 		return datadog.New(cfg, t)
 	case newrelic.Type:
 		return newrelic.New(cfg, t)
+	case dynatrace.Type:
+		return dynatrace.New(cfg, t)
 	}
 	return nil, fmt.Errorf("unknown provider type %q: want one of %v", cfg.Type, Types())
 }
@@ -51,4 +54,4 @@ func Types() []string {
 	return slices.Clone(types)
 }
 
-var types = []string{prometheus.Type, prometheus.TypeVictoriaMetrics, web.Type, datadog.Type, newrelic.Type}
+var types = []string{prometheus.Type, prometheus.TypeVictoriaMetrics, web.Type, datadog.Type, newrelic.Type, dynatrace.Type}
