@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,21 +24,12 @@ import (
 
 // Issue 23, items 1 and 2: a Canary's checks read MetricTemplates of providers other than
 // Prometheus, created by a namespace editor: a web endpoint's JSON (a JSONPath), a real
-// VictoriaMetrics server (MetricsQL over Prometheus' query API) and a server speaking
-// Datadog's documented query API, whose keys come from the editor's Secret. A rollout is
-// promoted while all say healthy, and rolled back when one says otherwise.
+// PromQL/MetricsQL endpoint read as victoriametrics (VictoriaMetrics where it was built,
+// else Prometheus), and servers speaking Datadog's, New Relic's (NerdGraph) and Dynatrace's
+// documented query APIs, whose keys come from the editor's Secrets. A rollout is promoted
+// while all say healthy, and rolled back when one says otherwise.
 func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
 	testenv.SkipIfShort(t)
-	vm, err := testenv.StartVictoriaMetrics()
-	testenv.SkipUnlessOptional(t, err)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("VictoriaMetrics log:\n%s", vm.Log())
-		}
-		if err := vm.Close(); err != nil {
-			t.Errorf("closing VictoriaMetrics: %v", err)
-		}
-	})
 	ns := env.CreateNamespace(t)
 	tc := tenantClient(t, ns)
 	startOperator(t, manager.Options{WatchNamespaces: ns, MetricsProviderAllowedCIDRs: "127.0.0.0/8", CredentialAllowedHosts: "127.0.0.1"})
@@ -46,19 +40,17 @@ func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = fmt.Fprintf(w, `{"service":"reviews","status":{"healthy":%t,"checks":[{"name":"db","ok":true}]}}`, healthy.Load())
 	})
-	vmQuery := `max(last_over_time(reviews_success_percent{namespace="{{ namespace }}"}))`
-	// successRate stores v and waits until VictoriaMetrics answers it (a sample becomes
-	// searchable a moment after it is written), so that the next rollout's checks see it.
+	vm := startPromQLSource(t, ns)
+	// successRate stores v and waits until the PromQL endpoint answers it, so that the next
+	// rollout's checks see it.
 	successRate := func(v float64) {
 		t.Helper()
-		if err := vm.Import(t.Context(), fmt.Sprintf("reviews_success_percent{namespace=%q} %g\n", ns, v)); err != nil {
-			t.Fatal(err)
-		}
-		q := strings.ReplaceAll(vmQuery, "{{ namespace }}", ns)
+		vm.set(v)
+		q := strings.ReplaceAll(vm.query, "{{ namespace }}", ns)
 		testenv.Eventually(t, time.Minute, func() error {
-			got, ok, err := promQuery(t.Context(), vm.URL(), q)
+			got, ok, err := promQuery(t.Context(), vm.url, q)
 			if err != nil || !ok || got != v {
-				return fmt.Errorf("VictoriaMetrics answers %v (ok %t, err %v), want %v", got, ok, err, v)
+				return fmt.Errorf("%s answers %v (ok %t, err %v), want %v", vm.url, got, ok, err, v)
 			}
 			return nil
 		})
@@ -82,17 +74,56 @@ func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// NerdGraph and Dynatrace's metrics API as documented, each answering only with the
+	// tenant's key.
+	nerdGraph := newReceiver(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		var body struct {
+			Variables struct {
+				AccountID int64  `json:"accountId"`
+				NRQL      string `json:"nrql"`
+			} `json:"variables"`
+		}
+		if r.URL.Path != "/graphql" || r.Header.Get("API-Key") != "NRAK-TENANT" || json.NewDecoder(r.Body).Decode(&body) != nil ||
+			body.Variables.AccountID != 4242 || body.Variables.NRQL != "SELECT percentage(count(*), WHERE error IS false) FROM Transaction WHERE appName = 'reviews' SINCE 1 minute ago" {
+			_, _ = w.Write([]byte(`{"errors":[{"message":"Unauthorized or unexpected query"}]}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"data":{"actor":{"account":{"nrql":{"results":[{"percentage":99.95}]}}}}}`))
+	})
+	dynatrace := newReceiver(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path != "/api/v2/metrics/query" || r.Header.Get("Authorization") != "Api-Token dt0c01.TENANT" ||
+			r.URL.Query().Get("metricSelector") != `builtin:service.errors.total.rate:filter(eq("dt.entity.service.name","reviews")):splitBy()` {
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error":{"code":401,"message":"Token is missing required scope"}}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"totalCount":1,"result":[{"metricId":"builtin:service.errors.total.rate","data":[{"dimensions":[],"timestamps":[1700000000000],"values":[0.2]}]}]}`))
+	})
+	for name, data := range map[string]map[string]string{"newrelic": {"api-key": "NRAK-TENANT"}, "dynatrace": {"token": "dt0c01.TENANT"}} {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{meshv1.LabelCredentials: "true"}}, StringData: data}
+		if err := tc.Create(t.Context(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	templates := map[string]meshv1.MetricTemplateSpec{
+		"nr-success": {
+			Provider: meshv1.MetricProvider{Type: "newrelic", Address: nerdGraph.URL, SecretRef: &meshv1.LocalObjectReference{Name: "newrelic"},
+				NewRelic: &meshv1.NewRelicProvider{AccountID: 4242}},
+			Query: "SELECT percentage(count(*), WHERE error IS false) FROM Transaction WHERE appName = '{{ service }}' SINCE 1 minute ago",
+		},
+		"dt-errors": {
+			Provider: meshv1.MetricProvider{Type: "dynatrace", Address: dynatrace.URL, SecretRef: &meshv1.LocalObjectReference{Name: "dynatrace"}},
+			Query:    `builtin:service.errors.total.rate:filter(eq("dt.entity.service.name","{{ service }}")):splitBy()`,
+		},
 		"dd-errors": {
 			Provider: meshv1.MetricProvider{Type: "datadog", Address: datadog.URL, SecretRef: &meshv1.LocalObjectReference{Name: "datadog"}},
 			Query:    "sum:trace.http.request.errors{service:{{ service }}}.as_count()",
 		},
 		"web-health": {Provider: meshv1.MetricProvider{Type: "web", Address: health.URL + "/health?service=reviews"}, Query: "{.status.healthy}"},
-		"vm-success": {
-			Provider: meshv1.MetricProvider{Type: "victoriametrics", Address: vm.URL()},
-			// last_over_time with a default window is MetricsQL, not PromQL.
-			Query: vmQuery,
-		},
+		"vm-success": {Provider: meshv1.MetricProvider{Type: "victoriametrics", Address: vm.url}, Query: vm.query},
 	}
 	c := newCanary(ns, "reviews", 10, 30)
 	c.Spec.Analysis.Metrics = nil
@@ -106,12 +137,14 @@ func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
 		{Name: "web-health", TemplateRef: &meshv1.TemplateRef{Name: "web-health"}, ThresholdRange: meshv1.ThresholdRange{Min: ptr.To(1.0)}},
 		{Name: "vm-success", TemplateRef: &meshv1.TemplateRef{Name: "vm-success"}, ThresholdRange: meshv1.ThresholdRange{Min: ptr.To(99.0)}},
 		{Name: "dd-errors", TemplateRef: &meshv1.TemplateRef{Name: "dd-errors"}, ThresholdRange: meshv1.ThresholdRange{Max: ptr.To(1.0)}},
+		{Name: "nr-success", TemplateRef: &meshv1.TemplateRef{Name: "nr-success"}, ThresholdRange: meshv1.ThresholdRange{Min: ptr.To(99.0)}},
+		{Name: "dt-errors", TemplateRef: &meshv1.TemplateRef{Name: "dt-errors"}, ThresholdRange: meshv1.ThresholdRange{Max: ptr.To(1.0)}},
 	}
 
 	// Both healthy: promoted, each check measured its provider's value.
 	startRollout(t, tc, c)
 	done := waitPhase(t, ns, "reviews", meshv1.PhaseSucceeded)
-	for name, want := range map[string]string{"web-health": "1", "vm-success": "99.9", "dd-errors": "0.5"} {
+	for name, want := range map[string]string{"web-health": "1", "vm-success": "99.9", "dd-errors": "0.5", "nr-success": "99.95", "dt-errors": "0.2"} {
 		if ch := findCheck(done, name); ch == nil || ch.Value != want {
 			t.Errorf("check %s = %+v, want value %s", name, ch, want)
 		}
@@ -129,7 +162,7 @@ func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
 		})
 	}
 
-	// VictoriaMetrics says the success rate fell: rolled back on its value.
+	// The PromQL endpoint says the success rate fell: rolled back on its value.
 	successRate(42)
 	setImage(t, ns, "reviews", "bookinfo/reviews:v3")
 	failed := waitPhase(t, ns, "reviews", meshv1.PhaseFailed)
@@ -151,4 +184,65 @@ func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// promQLSource is the endpoint the victoriametrics check reads: a real VictoriaMetrics
+// (MetricsQL) where bin/victoria-metrics was built, else a real Prometheus scraping an
+// exporter, whose query API is the one VictoriaMetrics serves (PromQL is MetricsQL too).
+type promQLSource struct {
+	url, query string
+	set        func(v float64)
+}
+
+func startPromQLSource(t *testing.T, ns string) *promQLSource {
+	t.Helper()
+	vm, err := testenv.StartVictoriaMetrics()
+	if errors.Is(err, testenv.ErrOptionalBinary) && os.Getenv("CI") != "true" {
+		t.Logf("the victoriametrics check reads Prometheus: %v", err)
+		return startPrometheusSource(t, ns)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("VictoriaMetrics log:\n%s", vm.Log())
+		}
+		if err := vm.Close(); err != nil {
+			t.Errorf("closing VictoriaMetrics: %v", err)
+		}
+	})
+	return &promQLSource{
+		url: vm.URL(),
+		// last_over_time with a default window is MetricsQL, not PromQL.
+		query: `max(last_over_time(reviews_success_percent{namespace="{{ namespace }}"}))`,
+		set: func(v float64) {
+			if err := vm.Import(t.Context(), fmt.Sprintf("reviews_success_percent{namespace=%q} %g\n", ns, v)); err != nil {
+				t.Fatal(err)
+			}
+		},
+	}
+}
+
+func startPrometheusSource(t *testing.T, ns string) *promQLSource {
+	t.Helper()
+	var value atomic.Value
+	value.Store(0.0)
+	exporter := newReceiver(t, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		_, _ = fmt.Fprintf(w, "reviews_success_percent{namespace=%q} %g\n", ns, value.Load())
+	})
+	prom, err := testenv.StartPrometheus(testenv.PrometheusOptions{Targets: []string{strings.TrimPrefix(exporter.URL, "http://")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("Prometheus log:\n%s", prom.Log())
+		}
+		if err := prom.Close(); err != nil {
+			t.Errorf("closing Prometheus: %v", err)
+		}
+	})
+	return &promQLSource{url: prom.URL(), query: `max(reviews_success_percent{namespace="{{ namespace }}"})`, set: func(v float64) { value.Store(v) }}
 }
