@@ -9,7 +9,8 @@ type MetricTemplateSpec struct {
 	Provider MetricProvider `json:"provider"`
 	// Query is a template in the provider's query language: PromQL for prometheus, MetricsQL
 	// for victoriametrics, a JSONPath selecting one number for web, a metric query for
-	// datadog, NRQL for newrelic, a metric selector for dynatrace. Variables are written
+	// datadog, NRQL for newrelic, a metric selector for dynatrace, a target expression for
+	// graphite. Variables are written
 	// {{ namespace }}, {{ name }}, {{ target }}, {{ service }}, {{ interval }} and
 	// {{ variables.KEY }}; every value is escaped for the place it is substituted in, so a
 	// Canary cannot change the query's shape. A web query takes no variables.
@@ -37,10 +38,11 @@ type MetricProvider struct {
 	// MetricsQL), web (any HTTP endpoint answering JSON, read with a JSONPath), or datadog
 	// (Datadog's v1 metric query API; the Secret gives "api-key" and "application-key"), or
 	// newrelic (NRQL through NerdGraph; the Secret gives "api-key", a User key), or dynatrace
-	// (a metric selector of the Metrics API v2; the Secret's "token" is an access token). A Canary's
+	// (a metric selector of the Metrics API v2; the Secret's "token" is an access token), or
+	// graphite (a target of the render API; a Secret is optional, for a proxy). A Canary's
 	// spec.analysis.provider, which runs the built-in PromQL checks, takes only the PromQL
 	// types.
-	// +kubebuilder:validation:Enum=prometheus;victoriametrics;web;datadog;newrelic;dynatrace
+	// +kubebuilder:validation:Enum=prometheus;victoriametrics;web;datadog;newrelic;dynatrace;graphite
 	// +kubebuilder:default=prometheus
 	// +optional
 	Type string `json:"type,omitempty"`

@@ -10,6 +10,7 @@ import (
 
 	"canopy.dev/canopy/internal/analysis/providers/datadog"
 	"canopy.dev/canopy/internal/analysis/providers/dynatrace"
+	"canopy.dev/canopy/internal/analysis/providers/graphite"
 	"canopy.dev/canopy/internal/analysis/providers/newrelic"
 	"canopy.dev/canopy/internal/analysis/providers/prometheus"
 	"canopy.dev/canopy/internal/analysis/providers/web"
@@ -35,6 +36,8 @@ func RenderFor(providerType, tmpl string, vars QueryVars) (string, error) {
 		return renderDynatrace(tmpl, vars)
 	case datadog.Type:
 		return renderTokens(tmpl, vars, datadogTokenRe, "a Datadog tag value (letters, digits, _ - . /)")
+	case graphite.Type:
+		return renderTokens(tmpl, vars, graphiteTokenRe, "one Graphite path node (letters, digits, _ -)")
 	case web.Type:
 		if m := anyPlaceholderRe.FindStringSubmatch(tmpl); m != nil {
 			return "", templateErrorf("{{ %s }}: the web provider's query is a JSONPath and takes no placeholders", m[1])
@@ -56,7 +59,7 @@ func ValidateFor(providerType, tmpl string) error {
 			_, err := metricsql.Parse(q)
 			return err
 		})
-	case datadog.Type, newrelic.Type, dynatrace.Type:
+	case datadog.Type, newrelic.Type, dynatrace.Type, graphite.Type:
 		// canopy has no parser of these languages: the provider judges the query when it
 		// runs (a BadQuery outcome).
 		_, err := RenderFor(providerType, tmpl, sampleVars(tmpl))
@@ -77,6 +80,11 @@ func ValidateFor(providerType, tmpl string) error {
 // never a comma, brace, colon, space or operator that would add a tag, close the scope or
 // start another expression.
 var datadogTokenRe = regexp.MustCompile(`^[A-Za-z0-9_./-]+$`)
+
+// graphiteTokenRe is what a value may be in a Graphite target: one node of a metric path
+// or a tag value, never a dot (another node), a wildcard (* ? [..] {..}), a comma, a
+// parenthesis or a quote that would widen the series matched or change the expression.
+var graphiteTokenRe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // renderTokens substitutes placeholders in a language canopy does not lex: every value must
 // be one token of safe characters (safe), wherever it lands, or the template is refused.

@@ -107,3 +107,18 @@ func TestRenderForDynatraceRefusesHostileValues(t *testing.T) {
 		}
 	}
 }
+
+// A Canary's value is one node of a Graphite path: it cannot add nodes, wildcards or
+// arguments.
+func TestRenderForGraphiteRefusesHostileValues(t *testing.T) {
+	tmpl := `sumSeries(stats.{{ namespace }}.{{ variables.v }}.errors)`
+	got, err := RenderFor("graphite", tmpl, QueryVars{Namespace: "shop", Vars: map[string]string{"v": "reviews-v2"}})
+	if err != nil || got != "sumSeries(stats.shop.reviews-v2.errors)" {
+		t.Errorf("RenderFor = %q, %v", got, err)
+	}
+	for _, v := range []string{"*", "a.b", "{a,b}", "a),sumSeries(other.*", "x'", "[0-9]", ""} {
+		if got, err := RenderFor("graphite", tmpl, QueryVars{Namespace: "shop", Vars: map[string]string{"v": v}}); err == nil {
+			t.Errorf("value %q rendered as %q", v, got)
+		}
+	}
+}

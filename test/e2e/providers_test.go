@@ -25,8 +25,8 @@ import (
 // Issue 23, items 1 and 2: a Canary's checks read MetricTemplates of providers other than
 // Prometheus, created by a namespace editor: a web endpoint's JSON (a JSONPath), a real
 // PromQL/MetricsQL endpoint read as victoriametrics (VictoriaMetrics where it was built,
-// else Prometheus), and servers speaking Datadog's, New Relic's (NerdGraph) and Dynatrace's
-// documented query APIs, whose keys come from the editor's Secrets. A rollout is promoted
+// else Prometheus), and servers speaking Datadog's, New Relic's (NerdGraph), Dynatrace's and
+// Graphite's documented query APIs, whose keys come from the editor's Secrets. A rollout is promoted
 // while all say healthy, and rolled back when one says otherwise.
 func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
 	testenv.SkipIfShort(t)
@@ -101,7 +101,22 @@ func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
 		}
 		_, _ = w.Write([]byte(`{"totalCount":1,"result":[{"metricId":"builtin:service.errors.total.rate","data":[{"dimensions":[],"timestamps":[1700000000000],"values":[0.2]}]}]}`))
 	})
-	for name, data := range map[string]map[string]string{"newrelic": {"api-key": "NRAK-TENANT"}, "dynatrace": {"token": "dt0c01.TENANT"}} {
+	// Graphite's render API as documented, behind basic auth.
+	graphite := newReceiver(t, func(w http.ResponseWriter, r *http.Request) {
+		user, pass, _ := r.BasicAuth()
+		q := r.URL.Query()
+		if r.URL.Path != "/render" || user != "canopy" || pass != "graphite-pw" || q.Get("format") != "json" || q.Get("until") != "now" ||
+			!strings.HasPrefix(q.Get("from"), "-") || q.Get("target") != "sumSeries(stats."+ns+".reviews.errors)" {
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte("<h1>Bad Request</h1>"))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`[{"target":"sumSeries(stats.x.reviews.errors)","tags":{},"datapoints":[[0.1,1700000000],[null,1700000060]]}]`))
+	})
+	for name, data := range map[string]map[string]string{"newrelic": {"api-key": "NRAK-TENANT"}, "dynatrace": {"token": "dt0c01.TENANT"},
+		"graphite": {"username": "canopy", "password": "graphite-pw"}} {
 		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{meshv1.LabelCredentials: "true"}}, StringData: data}
 		if err := tc.Create(t.Context(), s); err != nil {
 			t.Fatal(err)
@@ -117,6 +132,10 @@ func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
 		"dt-errors": {
 			Provider: meshv1.MetricProvider{Type: "dynatrace", Address: dynatrace.URL, SecretRef: &meshv1.LocalObjectReference{Name: "dynatrace"}},
 			Query:    `builtin:service.errors.total.rate:filter(eq("dt.entity.service.name","{{ service }}")):splitBy()`,
+		},
+		"graphite-errors": {
+			Provider: meshv1.MetricProvider{Type: "graphite", Address: graphite.URL, SecretRef: &meshv1.LocalObjectReference{Name: "graphite"}},
+			Query:    "sumSeries(stats.{{ namespace }}.{{ service }}.errors)",
 		},
 		"dd-errors": {
 			Provider: meshv1.MetricProvider{Type: "datadog", Address: datadog.URL, SecretRef: &meshv1.LocalObjectReference{Name: "datadog"}},
@@ -139,12 +158,14 @@ func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
 		{Name: "dd-errors", TemplateRef: &meshv1.TemplateRef{Name: "dd-errors"}, ThresholdRange: meshv1.ThresholdRange{Max: ptr.To(1.0)}},
 		{Name: "nr-success", TemplateRef: &meshv1.TemplateRef{Name: "nr-success"}, ThresholdRange: meshv1.ThresholdRange{Min: ptr.To(99.0)}},
 		{Name: "dt-errors", TemplateRef: &meshv1.TemplateRef{Name: "dt-errors"}, ThresholdRange: meshv1.ThresholdRange{Max: ptr.To(1.0)}},
+		{Name: "graphite-errors", TemplateRef: &meshv1.TemplateRef{Name: "graphite-errors"}, ThresholdRange: meshv1.ThresholdRange{Max: ptr.To(1.0)}},
 	}
 
 	// Both healthy: promoted, each check measured its provider's value.
 	startRollout(t, tc, c)
 	done := waitPhase(t, ns, "reviews", meshv1.PhaseSucceeded)
-	for name, want := range map[string]string{"web-health": "1", "vm-success": "99.9", "dd-errors": "0.5", "nr-success": "99.95", "dt-errors": "0.2"} {
+	for name, want := range map[string]string{"web-health": "1", "vm-success": "99.9", "dd-errors": "0.5", "nr-success": "99.95", "dt-errors": "0.2",
+		"graphite-errors": "0.1"} {
 		if ch := findCheck(done, name); ch == nil || ch.Value != want {
 			t.Errorf("check %s = %+v, want value %s", name, ch, want)
 		}

@@ -205,6 +205,13 @@ func SetAuth(req *http.Request, c Credentials) {
 	}
 }
 
+// AuthHeader is the header SetAuth sets, for Get.
+func AuthHeader(c Credentials) http.Header {
+	req := &http.Request{Header: http.Header{}}
+	SetAuth(req, c)
+	return req.Header
+}
+
 // StatusKind is the kind of an HTTP error status with no better explanation: 400 and 422
 // are a bad query, 504 a timeout, 502 and 503 an unreachable backend.
 func StatusKind(code int) Kind {

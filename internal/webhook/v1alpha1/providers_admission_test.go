@@ -49,6 +49,9 @@ func TestMetricTemplateProviderAdmission(t *testing.T) {
 		{name: "dynatrace selector with an unterminated string", obj: providerTemplate(meshv1.MetricProvider{Type: "dynatrace", Address: "https://abc123.live.dynatrace.com", SecretRef: secret},
 			`builtin:service.errors.total.rate:filter(eq("dt.entity.service.name","{{ service }})):splitBy()`),
 			wantErr: []string{"spec.query", "unterminated string literal"}},
+		{name: "graphite", obj: providerTemplate(meshv1.MetricProvider{Type: "graphite", Address: "https://graphite.example.com"}, "sumSeries(stats.{{ namespace }}.{{ service }}.errors)")},
+		{name: "graphite without address", obj: providerTemplate(meshv1.MetricProvider{Type: "graphite"}, "sumSeries(stats.a.errors)"),
+			wantErr: []string{"spec.provider.address", "address is required for this provider type"}},
 		{name: "a Canary's built-in checks on a web provider", obj: canary(func(c *meshv1.Canary) {
 			c.Spec.Analysis.Provider = &meshv1.MetricProvider{Type: "web", Address: "https://status.example.com/"}
 		}), wantErr: []string{"spec.analysis.provider.type", "Unsupported value"}},

@@ -10,6 +10,7 @@ import (
 	"canopy.dev/canopy/internal/analysis/providers"
 	"canopy.dev/canopy/internal/analysis/providers/datadog"
 	"canopy.dev/canopy/internal/analysis/providers/dynatrace"
+	"canopy.dev/canopy/internal/analysis/providers/graphite"
 	"canopy.dev/canopy/internal/analysis/providers/newrelic"
 	"canopy.dev/canopy/internal/analysis/providers/prometheus"
 	"canopy.dev/canopy/internal/analysis/providers/web"
@@ -45,6 +46,8 @@ func (r *Registry) New(cfg providers.Config) (providers.Provider, error) {
 		return newrelic.New(cfg, t)
 	case dynatrace.Type:
 		return dynatrace.New(cfg, t)
+	case graphite.Type:
+		return graphite.New(cfg, t)
 	}
 	return nil, fmt.Errorf("unknown provider type %q: want one of %v", cfg.Type, Types())
 }
@@ -54,4 +57,4 @@ func Types() []string {
 	return slices.Clone(types)
 }
 
-var types = []string{prometheus.Type, prometheus.TypeVictoriaMetrics, web.Type, datadog.Type, newrelic.Type, dynatrace.Type}
+var types = []string{prometheus.Type, prometheus.TypeVictoriaMetrics, web.Type, datadog.Type, newrelic.Type, dynatrace.Type, graphite.Type}
