@@ -11,6 +11,7 @@ import (
 	"canopy.dev/canopy/internal/analysis/providers/datadog"
 	"canopy.dev/canopy/internal/analysis/providers/dynatrace"
 	"canopy.dev/canopy/internal/analysis/providers/graphite"
+	"canopy.dev/canopy/internal/analysis/providers/influxdb"
 	"canopy.dev/canopy/internal/analysis/providers/newrelic"
 	"canopy.dev/canopy/internal/analysis/providers/prometheus"
 	"canopy.dev/canopy/internal/analysis/providers/web"
@@ -36,6 +37,10 @@ func RenderFor(providerType, tmpl string, vars QueryVars) (string, error) {
 		return renderDynatrace(tmpl, vars)
 	case datadog.Type:
 		return renderTokens(tmpl, vars, datadogTokenRe, "a Datadog tag value (letters, digits, _ - . /)")
+	case influxdb.TypeFlux:
+		return flux.render(tmpl, vars)
+	case influxdb.TypeInfluxQL:
+		return influxQL.render(tmpl, vars)
 	case graphite.Type:
 		return renderTokens(tmpl, vars, graphiteTokenRe, "one Graphite path node (letters, digits, _ -)")
 	case web.Type:
@@ -59,7 +64,7 @@ func ValidateFor(providerType, tmpl string) error {
 			_, err := metricsql.Parse(q)
 			return err
 		})
-	case datadog.Type, newrelic.Type, dynatrace.Type, graphite.Type:
+	case datadog.Type, newrelic.Type, dynatrace.Type, graphite.Type, influxdb.TypeFlux, influxdb.TypeInfluxQL:
 		// canopy has no parser of these languages: the provider judges the query when it
 		// runs (a BadQuery outcome).
 		_, err := RenderFor(providerType, tmpl, sampleVars(tmpl))

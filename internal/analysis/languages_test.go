@@ -3,6 +3,7 @@ package analysis
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestValidateFor(t *testing.T) {
@@ -119,6 +120,75 @@ func TestRenderForGraphiteRefusesHostileValues(t *testing.T) {
 	for _, v := range []string{"*", "a.b", "{a,b}", "a),sumSeries(other.*", "x'", "[0-9]", ""} {
 		if got, err := RenderFor("graphite", tmpl, QueryVars{Namespace: "shop", Vars: map[string]string{"v": v}}); err == nil {
 			t.Errorf("value %q rendered as %q", v, got)
+		}
+	}
+}
+
+// A Canary's value stays inside the InfluxQL string or identifier it is written in, and is
+// one token elsewhere; a regular expression takes none.
+func TestRenderForInfluxQL(t *testing.T) {
+	render := func(tmpl, v string) (string, error) {
+		return RenderFor("influxql", tmpl, QueryVars{Interval: 5 * time.Minute, Vars: map[string]string{"v": v}})
+	}
+	for _, tt := range []struct{ tmpl, v, want string }{
+		{`SELECT mean("errors") FROM "requests" WHERE "service" = '{{ variables.v }}' AND time > now() - {{ interval }}`, "reviews",
+			`SELECT mean("errors") FROM "requests" WHERE "service" = 'reviews' AND time > now() - 5m`},
+		{`SELECT mean(x) FROM m WHERE s = '{{ variables.v }}'`, `a' OR s =~ /.*/ --`, `SELECT mean(x) FROM m WHERE s = 'a\' OR s =~ /.*/ --'`},
+		{`SELECT mean(x) FROM m WHERE s = '{{ variables.v }}'`, `a\`, `SELECT mean(x) FROM m WHERE s = 'a\\'`},
+		{`SELECT mean("{{ variables.v }}") FROM m`, `x") FROM secret --`, `SELECT mean("x\") FROM secret --") FROM m`},
+		{`SELECT sum(a) / sum(b) FROM m WHERE s = '{{ variables.v }}'`, `it's`, `SELECT sum(a) / sum(b) FROM m WHERE s = 'it\'s'`},
+		{"SELECT mean(x) FROM m -- it's a comment\nWHERE s = '{{ variables.v }}'", "a'b", "SELECT mean(x) FROM m -- it's a comment\nWHERE s = 'a\\'b'"},
+		{`SELECT mean(x) FROM /it's/ WHERE s = '{{ variables.v }}'`, "a'b", `SELECT mean(x) FROM /it's/ WHERE s = 'a\'b'`},
+		{`SELECT mean(x) FROM m WHERE a =~ /x'y/ AND s = '{{ variables.v }}'`, "a'b", `SELECT mean(x) FROM m WHERE a =~ /x'y/ AND s = 'a\'b'`},
+		{`SELECT mean(x) FROM m WHERE s = '{{ variables.v }}'`, "two\nlines", `SELECT mean(x) FROM m WHERE s = 'two\nlines'`},
+	} {
+		got, err := render(tt.tmpl, tt.v)
+		if err != nil || got != tt.want {
+			t.Errorf("template %q with %q: %q, %v; want %q", tt.tmpl, tt.v, got, err, tt.want)
+		}
+	}
+	for _, tt := range []struct{ tmpl, v, wantErr string }{
+		{`SELECT mean(x) FROM m WHERE s = {{ variables.v }}`, "a OR 1=1", "not an identifier"},
+		{`SELECT mean(x) FROM m WHERE s = {{ variables.v }}`, "or", "keyword"},
+		{`SELECT mean(x) FROM m WHERE s =~ /{{ variables.v }}/`, "a", "regular expression"},
+		{`SELECT mean(x) FROM m /* {{ variables.v }} */`, "*/ OR", "not an identifier"},
+		{`SELECT mean(x) FROM m WHERE s = '{{ variables.v }}'`, "a\rb", "carriage return"},
+		{`SELECT mean(x) FROM m WHERE s = '{{ variables.v }}`, "a", "unterminated string"},
+	} {
+		if got, err := render(tt.tmpl, tt.v); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("template %q with %q: %q, %v; want an error containing %q", tt.tmpl, tt.v, got, err, tt.wantErr)
+		}
+	}
+}
+
+// A Canary's value stays inside the Flux string it is written in and cannot interpolate.
+func TestRenderForFlux(t *testing.T) {
+	render := func(tmpl, v string) (string, error) {
+		return RenderFor("influxdb", tmpl, QueryVars{Interval: 2 * time.Minute, Vars: map[string]string{"v": v}})
+	}
+	for _, tt := range []struct{ tmpl, v, want string }{
+		{`from(bucket: "mesh") |> range(start: -{{ interval }}) |> filter(fn: (r) => r.service == "{{ variables.v }}")`, "reviews",
+			`from(bucket: "mesh") |> range(start: -2m) |> filter(fn: (r) => r.service == "reviews")`},
+		{`filter(fn: (r) => r.s == "{{ variables.v }}")`, `x" or true or r.s == "`, `filter(fn: (r) => r.s == "x\" or true or r.s == \"")`},
+		{`filter(fn: (r) => r.s == "{{ variables.v }}")`, "a\\\nb", `filter(fn: (r) => r.s == "a\\\nb")`},
+		{"// \"quoted\" comment\nfilter(fn: (r) => r.s == \"{{ variables.v }}\")", `a"b`, "// \"quoted\" comment\nfilter(fn: (r) => r.s == \"a\\\"b\")"},
+		{`filter(fn: (r) => r.a =~ /"x/ and r.s == "{{ variables.v }}")`, `a"b`, `filter(fn: (r) => r.a =~ /"x/ and r.s == "a\"b")`},
+		{`map(fn: (r) => ({r with v: r.a / 2.0})) |> filter(fn: (r) => r.s == "{{ variables.v }}")`, `a"b`, `map(fn: (r) => ({r with v: r.a / 2.0})) |> filter(fn: (r) => r.s == "a\"b")`},
+	} {
+		got, err := render(tt.tmpl, tt.v)
+		if err != nil || got != tt.want {
+			t.Errorf("template %q with %q: %q, %v; want %q", tt.tmpl, tt.v, got, err, tt.want)
+		}
+	}
+	for _, tt := range []struct{ tmpl, v, wantErr string }{
+		{`filter(fn: (r) => r.s == "{{ variables.v }}")`, "${secret}", "interpolation"},
+		{`filter(fn: (r) => r.s == "${ {{ variables.v }} }")`, "x", "interpolation"},
+		{`filter(fn: (r) => r.s == {{ variables.v }})`, `"x" or true`, "not an identifier"},
+		{`filter(fn: (r) => r.s =~ /{{ variables.v }}/)`, "x", "regular expression"},
+		{`filter(fn: (r) => r.s == "{{ variables.v }})`, "x", "unterminated string"},
+	} {
+		if got, err := render(tt.tmpl, tt.v); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("template %q with %q: %q, %v; want an error containing %q", tt.tmpl, tt.v, got, err, tt.wantErr)
 		}
 	}
 }

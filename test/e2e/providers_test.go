@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -25,8 +26,9 @@ import (
 // Issue 23, items 1 and 2: a Canary's checks read MetricTemplates of providers other than
 // Prometheus, created by a namespace editor: a web endpoint's JSON (a JSONPath), a real
 // PromQL/MetricsQL endpoint read as victoriametrics (VictoriaMetrics where it was built,
-// else Prometheus), and servers speaking Datadog's, New Relic's (NerdGraph), Dynatrace's and
-// Graphite's documented query APIs, whose keys come from the editor's Secrets. A rollout is promoted
+// else Prometheus), and servers speaking Datadog's, New Relic's (NerdGraph), Dynatrace's,
+// Graphite's and InfluxDB's (Flux and InfluxQL) documented query APIs, whose keys come from
+// the editor's Secrets. A rollout is promoted
 // while all say healthy, and rolled back when one says otherwise.
 func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
 	testenv.SkipIfShort(t)
@@ -115,8 +117,34 @@ func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`[{"target":"sumSeries(stats.x.reviews.errors)","tags":{},"datapoints":[[0.1,1700000000],[null,1700000060]]}]`))
 	})
+	// InfluxDB's two query APIs as documented: Flux (POST /api/v2/query, a token, annotated
+	// CSV) and InfluxQL (GET /query, basic auth, JSON).
+	// The check's interval is rendered as a duration literal of either language.
+	fluxQuery := regexp.MustCompile("^" + regexp.QuoteMeta(`from(bucket: "mesh") |> range(start: -`) + "[0-9]+[smh]" +
+		regexp.QuoteMeta(`) |> filter(fn: (r) => r.service == "reviews") |> last()`) + "$")
+	influxQL := regexp.MustCompile("^" + regexp.QuoteMeta(`SELECT last("errors") FROM "requests" WHERE "service" = 'reviews' AND time > now() - `) + "[0-9]+[smh]$")
+	influx := newReceiver(t, func(w http.ResponseWriter, r *http.Request) {
+		user, pass, _ := r.BasicAuth()
+		var body struct{ Query, Type string }
+		switch {
+		case r.Method == http.MethodPost && r.URL.Path == "/api/v2/query" && r.URL.Query().Get("org") == "shop" && r.Header.Get("Authorization") == "Token influx-token" &&
+			json.NewDecoder(r.Body).Decode(&body) == nil && body.Type == "flux" && fluxQuery.MatchString(body.Query):
+			w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+			_, _ = w.Write([]byte("#datatype,string,long,dateTime:RFC3339,double\r\n#group,false,false,false,false\r\n#default,_result,,,\r\n" +
+				",result,table,_time,_value\r\n,,0,2026-12-07T10:00:00Z,0.3\r\n\r\n"))
+		case r.Method == http.MethodGet && r.URL.Path == "/query" && r.URL.Query().Get("db") == "mesh" && user == "canopy" && pass == "influx-pw" &&
+			influxQL.MatchString(r.URL.Query().Get("q")):
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"results":[{"statement_id":0,"series":[{"name":"requests","columns":["time","last"],"values":[[1700000000000,0.4]]}]}]}`))
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"code":"unauthorized","message":"unauthorized access"}`))
+		}
+	})
 	for name, data := range map[string]map[string]string{"newrelic": {"api-key": "NRAK-TENANT"}, "dynatrace": {"token": "dt0c01.TENANT"},
-		"graphite": {"username": "canopy", "password": "graphite-pw"}} {
+		"graphite": {"username": "canopy", "password": "graphite-pw"}, "influx-token": {"token": "influx-token"},
+		"influx-basic": {"username": "canopy", "password": "influx-pw"}} {
 		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{meshv1.LabelCredentials: "true"}}, StringData: data}
 		if err := tc.Create(t.Context(), s); err != nil {
 			t.Fatal(err)
@@ -132,6 +160,16 @@ func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
 		"dt-errors": {
 			Provider: meshv1.MetricProvider{Type: "dynatrace", Address: dynatrace.URL, SecretRef: &meshv1.LocalObjectReference{Name: "dynatrace"}},
 			Query:    `builtin:service.errors.total.rate:filter(eq("dt.entity.service.name","{{ service }}")):splitBy()`,
+		},
+		"flux-errors": {
+			Provider: meshv1.MetricProvider{Type: "influxdb", Address: influx.URL, SecretRef: &meshv1.LocalObjectReference{Name: "influx-token"},
+				InfluxDB: &meshv1.InfluxDBProvider{Org: "shop"}},
+			Query: `from(bucket: "mesh") |> range(start: -{{ interval }}) |> filter(fn: (r) => r.service == "{{ service }}") |> last()`,
+		},
+		"influxql-errors": {
+			Provider: meshv1.MetricProvider{Type: "influxql", Address: influx.URL, SecretRef: &meshv1.LocalObjectReference{Name: "influx-basic"},
+				InfluxDB: &meshv1.InfluxDBProvider{Database: "mesh"}},
+			Query: `SELECT last("errors") FROM "requests" WHERE "service" = '{{ service }}' AND time > now() - {{ interval }}`,
 		},
 		"graphite-errors": {
 			Provider: meshv1.MetricProvider{Type: "graphite", Address: graphite.URL, SecretRef: &meshv1.LocalObjectReference{Name: "graphite"}},
@@ -159,13 +197,15 @@ func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
 		{Name: "nr-success", TemplateRef: &meshv1.TemplateRef{Name: "nr-success"}, ThresholdRange: meshv1.ThresholdRange{Min: ptr.To(99.0)}},
 		{Name: "dt-errors", TemplateRef: &meshv1.TemplateRef{Name: "dt-errors"}, ThresholdRange: meshv1.ThresholdRange{Max: ptr.To(1.0)}},
 		{Name: "graphite-errors", TemplateRef: &meshv1.TemplateRef{Name: "graphite-errors"}, ThresholdRange: meshv1.ThresholdRange{Max: ptr.To(1.0)}},
+		{Name: "flux-errors", TemplateRef: &meshv1.TemplateRef{Name: "flux-errors"}, ThresholdRange: meshv1.ThresholdRange{Max: ptr.To(1.0)}},
+		{Name: "influxql-errors", TemplateRef: &meshv1.TemplateRef{Name: "influxql-errors"}, ThresholdRange: meshv1.ThresholdRange{Max: ptr.To(1.0)}},
 	}
 
 	// Both healthy: promoted, each check measured its provider's value.
 	startRollout(t, tc, c)
 	done := waitPhase(t, ns, "reviews", meshv1.PhaseSucceeded)
 	for name, want := range map[string]string{"web-health": "1", "vm-success": "99.9", "dd-errors": "0.5", "nr-success": "99.95", "dt-errors": "0.2",
-		"graphite-errors": "0.1"} {
+		"graphite-errors": "0.1", "flux-errors": "0.3", "influxql-errors": "0.4"} {
 		if ch := findCheck(done, name); ch == nil || ch.Value != want {
 			t.Errorf("check %s = %+v, want value %s", name, ch, want)
 		}

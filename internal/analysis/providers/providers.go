@@ -44,6 +44,16 @@ type Config struct {
 	Window time.Duration
 	// AccountID is the account a newrelic query runs in.
 	AccountID int64
+	// InfluxDB is where an influxdb (Flux) or influxql query runs.
+	InfluxDB InfluxDB
+}
+
+// InfluxDB names the organization a Flux query runs in, or the database (and retention
+// policy) of an InfluxQL query.
+type InfluxDB struct {
+	Org             string
+	Database        string
+	RetentionPolicy string
 }
 
 // Credentials authenticate to a provider: a bearer token, or basic auth, and a CA bundle

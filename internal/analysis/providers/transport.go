@@ -241,7 +241,11 @@ func DescribeAnswer(backend string, resp *http.Response, body []byte) string {
 	if ct == "" {
 		ct = "no content type"
 	}
-	return fmt.Sprintf("not a %s API answer (%d bytes, %s)", backend, len(body), ct)
+	article := "a"
+	if backend != "" && strings.ContainsRune("AEIOU", rune(backend[0])) {
+		article = "an"
+	}
+	return fmt.Sprintf("not %s %s API answer (%d bytes, %s)", article, backend, len(body), ct)
 }
 
 // QuoteError is a provider's own error message (a parse error, a bad metric name), bounded.

@@ -52,6 +52,18 @@ func TestMetricTemplateProviderAdmission(t *testing.T) {
 		{name: "graphite", obj: providerTemplate(meshv1.MetricProvider{Type: "graphite", Address: "https://graphite.example.com"}, "sumSeries(stats.{{ namespace }}.{{ service }}.errors)")},
 		{name: "graphite without address", obj: providerTemplate(meshv1.MetricProvider{Type: "graphite"}, "sumSeries(stats.a.errors)"),
 			wantErr: []string{"spec.provider.address", "address is required for this provider type"}},
+		{name: "influxdb (Flux)", obj: providerTemplate(meshv1.MetricProvider{Type: "influxdb", Address: "https://influx.example.com", InfluxDB: &meshv1.InfluxDBProvider{Org: "shop"}},
+			`from(bucket: "mesh") |> range(start: -{{ interval }}) |> filter(fn: (r) => r.service == "{{ service }}") |> last()`)},
+		{name: "influxdb without influxDB", obj: providerTemplate(meshv1.MetricProvider{Type: "influxdb", Address: "https://influx.example.com"}, `from(bucket: "mesh")`),
+			wantErr: []string{"spec.provider.influxDB", "influxDB is required with types influxdb and influxql"}},
+		{name: "influxql with an org", obj: providerTemplate(meshv1.MetricProvider{Type: "influxql", Address: "https://influx.example.com", InfluxDB: &meshv1.InfluxDBProvider{Org: "shop"}}, "SELECT 1"),
+			wantErr: []string{"spec.provider.influxDB", "influxDB.database (and retentionPolicy) for type influxql"}},
+		{name: "Flux interpolating a placeholder", obj: providerTemplate(meshv1.MetricProvider{Type: "influxdb", Address: "https://influx.example.com", InfluxDB: &meshv1.InfluxDBProvider{Org: "shop"}},
+			`from(bucket: "mesh") |> filter(fn: (r) => r.service == "${ {{ service }} }")`),
+			wantErr: []string{"spec.query", "string interpolation"}},
+		{name: "InfluxQL with a placeholder in a regex", obj: providerTemplate(meshv1.MetricProvider{Type: "influxql", Address: "https://influx.example.com", InfluxDB: &meshv1.InfluxDBProvider{Database: "mesh"}},
+			`SELECT mean("errors") FROM "requests" WHERE "service" =~ /{{ service }}/`),
+			wantErr: []string{"spec.query", "regular expression"}},
 		{name: "a Canary's built-in checks on a web provider", obj: canary(func(c *meshv1.Canary) {
 			c.Spec.Analysis.Provider = &meshv1.MetricProvider{Type: "web", Address: "https://status.example.com/"}
 		}), wantErr: []string{"spec.analysis.provider.type", "Unsupported value"}},

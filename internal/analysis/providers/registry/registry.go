@@ -11,6 +11,7 @@ import (
 	"canopy.dev/canopy/internal/analysis/providers/datadog"
 	"canopy.dev/canopy/internal/analysis/providers/dynatrace"
 	"canopy.dev/canopy/internal/analysis/providers/graphite"
+	"canopy.dev/canopy/internal/analysis/providers/influxdb"
 	"canopy.dev/canopy/internal/analysis/providers/newrelic"
 	"canopy.dev/canopy/internal/analysis/providers/prometheus"
 	"canopy.dev/canopy/internal/analysis/providers/web"
@@ -48,6 +49,8 @@ func (r *Registry) New(cfg providers.Config) (providers.Provider, error) {
 		return dynatrace.New(cfg, t)
 	case graphite.Type:
 		return graphite.New(cfg, t)
+	case influxdb.TypeFlux, influxdb.TypeInfluxQL:
+		return influxdb.New(cfg, t)
 	}
 	return nil, fmt.Errorf("unknown provider type %q: want one of %v", cfg.Type, Types())
 }
@@ -57,4 +60,4 @@ func Types() []string {
 	return slices.Clone(types)
 }
 
-var types = []string{prometheus.Type, prometheus.TypeVictoriaMetrics, web.Type, datadog.Type, newrelic.Type, dynatrace.Type, graphite.Type}
+var types = []string{prometheus.Type, prometheus.TypeVictoriaMetrics, web.Type, datadog.Type, newrelic.Type, dynatrace.Type, graphite.Type, influxdb.TypeFlux, influxdb.TypeInfluxQL}
