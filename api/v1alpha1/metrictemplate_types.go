@@ -45,7 +45,7 @@ type MetricProvider struct {
 	// (Flux through /api/v2/query) or influxql (InfluxQL through /query), where influxDB says
 	// where the query runs and the Secret gives a "token" or "username" and "password". A Canary's
 	// spec.analysis.provider, which runs the built-in PromQL checks, takes only the PromQL
-	// types.
+	// types. docs/concepts.md lists each type's query, address and how it was tested.
 	// +kubebuilder:validation:Enum=prometheus;victoriametrics;web;datadog;newrelic;dynatrace;graphite;influxdb;influxql
 	// +kubebuilder:default=prometheus
 	// +optional
