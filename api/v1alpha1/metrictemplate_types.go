@@ -10,7 +10,8 @@ type MetricTemplateSpec struct {
 	// Query is a template in the provider's query language: PromQL for prometheus, MetricsQL
 	// for victoriametrics, a JSONPath selecting one number for web, a metric query for
 	// datadog, NRQL for newrelic, a metric selector for dynatrace, a target expression for
-	// graphite, Flux for influxdb, InfluxQL for influxql. Variables are written
+	// graphite, Flux for influxdb, InfluxQL for influxql, a JSON list of GetMetricData's
+	// MetricDataQuery for cloudwatch. Variables are written
 	// {{ namespace }}, {{ name }}, {{ target }}, {{ service }}, {{ interval }} and
 	// {{ variables.KEY }}; every value is escaped for the place it is substituted in, so a
 	// Canary cannot change the query's shape. A web query takes no variables.
@@ -33,6 +34,7 @@ type MetricTemplateSpec struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.timeout) || duration(self.timeout) >= duration('100ms')",message="timeout must be at least 100ms",fieldPath=".timeout"
 // +kubebuilder:validation:XValidation:rule="!has(self.type) || self.type in ['prometheus', 'victoriametrics'] || has(self.address)",message="address is required for this provider type: the operator's default address is Prometheus'",fieldPath=".address"
 // +kubebuilder:validation:XValidation:rule="has(self.type) && self.type == 'newrelic' ? has(self.newRelic) : !has(self.newRelic)",message="newRelic is required with type newrelic, and only then",fieldPath=".newRelic"
+// +kubebuilder:validation:XValidation:rule="has(self.type) && self.type == 'cloudwatch' ? has(self.cloudWatch) : !has(self.cloudWatch)",message="cloudWatch is required with type cloudwatch, and only then",fieldPath=".cloudWatch"
 // +kubebuilder:validation:XValidation:rule="has(self.type) && self.type in ['influxdb', 'influxql'] ? has(self.influxDB) : !has(self.influxDB)",message="influxDB is required with types influxdb and influxql, and only then",fieldPath=".influxDB"
 // +kubebuilder:validation:XValidation:rule="!has(self.influxDB) || (self.type == 'influxdb' ? has(self.influxDB.org) && !has(self.influxDB.database) && !has(self.influxDB.retentionPolicy) : has(self.influxDB.database) && !has(self.influxDB.org))",message="influxDB.org for type influxdb (Flux), influxDB.database (and retentionPolicy) for type influxql",fieldPath=".influxDB"
 type MetricProvider struct {
@@ -43,10 +45,12 @@ type MetricProvider struct {
 	// (a metric selector of the Metrics API v2; the Secret's "token" is an access token), or
 	// graphite (a target of the render API; a Secret is optional, for a proxy), or influxdb
 	// (Flux through /api/v2/query) or influxql (InfluxQL through /query), where influxDB says
-	// where the query runs and the Secret gives a "token" or "username" and "password". A Canary's
+	// where the query runs and the Secret gives a "token" or "username" and "password", or
+	// cloudwatch (GetMetricData, SigV4-signed with the Secret's "aws-access-key-id",
+	// "aws-secret-access-key" and optional "aws-session-token"). A Canary's
 	// spec.analysis.provider, which runs the built-in PromQL checks, takes only the PromQL
 	// types. docs/concepts.md lists each type's query, address and how it was tested.
-	// +kubebuilder:validation:Enum=prometheus;victoriametrics;web;datadog;newrelic;dynatrace;graphite;influxdb;influxql
+	// +kubebuilder:validation:Enum=prometheus;victoriametrics;web;datadog;newrelic;dynatrace;graphite;influxdb;influxql;cloudwatch
 	// +kubebuilder:default=prometheus
 	// +optional
 	Type string `json:"type,omitempty"`
@@ -80,6 +84,9 @@ type MetricProvider struct {
 	// InfluxDB is where an influxdb or influxql query runs.
 	// +optional
 	InfluxDB *InfluxDBProvider `json:"influxDB,omitempty"`
+	// CloudWatch is the AWS region a cloudwatch query runs in.
+	// +optional
+	CloudWatch *CloudWatchProvider `json:"cloudWatch,omitempty"`
 }
 
 // NewRelicProvider says where an NRQL query runs.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/VictoriaMetrics/metricsql"
 
+	"canopy.dev/canopy/internal/analysis/providers/cloudwatch"
 	"canopy.dev/canopy/internal/analysis/providers/datadog"
 	"canopy.dev/canopy/internal/analysis/providers/dynatrace"
 	"canopy.dev/canopy/internal/analysis/providers/graphite"
@@ -41,6 +42,8 @@ func RenderFor(providerType, tmpl string, vars QueryVars) (string, error) {
 		return flux.render(tmpl, vars)
 	case influxdb.TypeInfluxQL:
 		return influxQL.render(tmpl, vars)
+	case cloudwatch.Type:
+		return renderTokens(tmpl, vars, cloudWatchTokenRe, "a CloudWatch dimension value (letters, digits, _ . : / -)")
 	case graphite.Type:
 		return renderTokens(tmpl, vars, graphiteTokenRe, "one Graphite path node (letters, digits, _ -)")
 	case web.Type:
@@ -69,6 +72,13 @@ func ValidateFor(providerType, tmpl string) error {
 		// runs (a BadQuery outcome).
 		_, err := RenderFor(providerType, tmpl, sampleVars(tmpl))
 		return err
+	case cloudwatch.Type:
+		rendered, err := RenderFor(providerType, tmpl, sampleVars(tmpl))
+		if err != nil {
+			return err
+		}
+		_, err = cloudwatch.ParseQueries(rendered)
+		return err
 	case web.Type:
 		if _, err := RenderFor(providerType, tmpl, QueryVars{}); err != nil {
 			return err
@@ -85,6 +95,12 @@ func ValidateFor(providerType, tmpl string) error {
 // never a comma, brace, colon, space or operator that would add a tag, close the scope or
 // start another expression.
 var datadogTokenRe = regexp.MustCompile(`^[A-Za-z0-9_./-]+$`)
+
+// cloudWatchTokenRe is what a value may be in a CloudWatch query: a dimension value such as
+// a target group (targetgroup/name/id) or a name, never a quote or a backslash that would
+// leave the JSON string or the expression's string it is written in, nor a space, comma or
+// parenthesis.
+var cloudWatchTokenRe = regexp.MustCompile(`^[A-Za-z0-9_.:/-]+$`)
 
 // graphiteTokenRe is what a value may be in a Graphite target: one node of a metric path
 // or a tag value, never a dot (another node), a wildcard (* ? [..] {..}), a comma, a

@@ -192,3 +192,24 @@ func TestRenderForFlux(t *testing.T) {
 		}
 	}
 }
+
+// A Canary's value cannot leave the JSON string of a CloudWatch query, and the rendered
+// query must be a list of MetricDataQuery with one returning data.
+func TestRenderForCloudWatch(t *testing.T) {
+	tmpl := `[{"Id": "e", "Expression": "SELECT SUM(HTTPCode_Target_5XX_Count) FROM SCHEMA(\"AWS/ApplicationELB\", TargetGroup) WHERE TargetGroup = '{{ variables.tg }}'"}]`
+	got, err := RenderFor("cloudwatch", tmpl, QueryVars{Vars: map[string]string{"tg": "targetgroup/reviews-canary/0123"}})
+	if err != nil || !strings.Contains(got, "TargetGroup = 'targetgroup/reviews-canary/0123'") {
+		t.Errorf("RenderFor = %q, %v", got, err)
+	}
+	for _, v := range []string{`x"}, {"Id": "b`, `x' OR 1=1`, `a\`, "a b", ""} {
+		if got, err := RenderFor("cloudwatch", tmpl, QueryVars{Vars: map[string]string{"tg": v}}); err == nil {
+			t.Errorf("value %q rendered as %q", v, got)
+		}
+	}
+	if err := ValidateFor("cloudwatch", tmpl); err != nil {
+		t.Errorf("ValidateFor: %v", err)
+	}
+	if err := ValidateFor("cloudwatch", `[{"Id": "{{ name }}"}]`); err == nil || !strings.Contains(err.Error(), "Expression and MetricStat") {
+		t.Errorf("ValidateFor of a query without a metric: %v", err)
+	}
+}

@@ -445,6 +445,9 @@ func (r *Runner) providerConfig(ctx context.Context, namespace, owner, path stri
 	if p.NewRelic != nil {
 		cfg.AccountID = p.NewRelic.AccountID
 	}
+	if p.CloudWatch != nil {
+		cfg.Region = p.CloudWatch.Region
+	}
 	if p.InfluxDB != nil {
 		cfg.InfluxDB = providers.InfluxDB{Org: p.InfluxDB.Org, Database: p.InfluxDB.Database, RetentionPolicy: p.InfluxDB.RetentionPolicy}
 	}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/smithy-go/encoding/cbor"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
+	"canopy.dev/canopy/internal/analysis/providers/cloudwatch/cloudwatchtest"
 	"canopy.dev/canopy/internal/manager"
 	"canopy.dev/canopy/test/testenv"
 )
@@ -27,8 +30,8 @@ import (
 // Prometheus, created by a namespace editor: a web endpoint's JSON (a JSONPath), a real
 // PromQL/MetricsQL endpoint read as victoriametrics (VictoriaMetrics where it was built,
 // else Prometheus), and servers speaking Datadog's, New Relic's (NerdGraph), Dynatrace's,
-// Graphite's and InfluxDB's (Flux and InfluxQL) documented query APIs, whose keys come from
-// the editor's Secrets. A rollout is promoted
+// Graphite's and InfluxDB's (Flux and InfluxQL) documented query APIs and CloudWatch's
+// GetMetricData (SigV4 by the AWS SDK), whose keys come from the editor's Secrets. A rollout is promoted
 // while all say healthy, and rolled back when one says otherwise.
 func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
 	testenv.SkipIfShort(t)
@@ -142,9 +145,24 @@ func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
 			_, _ = w.Write([]byte(`{"code":"unauthorized","message":"unauthorized access"}`))
 		}
 	})
-	for name, data := range map[string]map[string]string{"newrelic": {"api-key": "NRAK-TENANT"}, "dynatrace": {"token": "dt0c01.TENANT"},
-		"graphite": {"username": "canopy", "password": "graphite-pw"}, "influx-token": {"token": "influx-token"},
-		"influx-basic": {"username": "canopy", "password": "influx-pw"}} {
+	// CloudWatch's GetMetricData as the AWS SDK's service model defines it, accepting only
+	// requests SigV4-signed with the tenant's access key.
+	cloudWatch := cloudwatchtest.NewServer(t, aws.Credentials{AccessKeyID: "AKIDTENANT", SecretAccessKey: "tenant-secret"}, func(in cbor.Map) (int, cbor.Map) {
+		queries, _ := in["MetricDataQueries"].(cbor.List)
+		if len(queries) != 1 || queries[0].(cbor.Map)["Expression"] != cbor.String(`SELECT SUM(HTTPCode_Target_5XX_Count) FROM "AWS/ApplicationELB" WHERE TargetGroup = 'targetgroup/reviews/0123'`) {
+			return http.StatusBadRequest, cbor.Map{"__type": cbor.String("InvalidParameterValueException"), "message": cbor.String("unexpected query")}
+		}
+		return http.StatusOK, cbor.Map{"MetricDataResults": cbor.List{cloudwatchtest.Result("e", "Complete", time.Now(), 0.6)}}
+	})
+	secrets := map[string]map[string]string{
+		"newrelic":     {"api-key": "NRAK-TENANT"},
+		"dynatrace":    {"token": "dt0c01.TENANT"},
+		"cloudwatch":   {"aws-access-key-id": "AKIDTENANT", "aws-secret-access-key": "tenant-secret"},
+		"graphite":     {"username": "canopy", "password": "graphite-pw"},
+		"influx-token": {"token": "influx-token"},
+		"influx-basic": {"username": "canopy", "password": "influx-pw"},
+	}
+	for name, data := range secrets {
 		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{meshv1.LabelCredentials: "true"}}, StringData: data}
 		if err := tc.Create(t.Context(), s); err != nil {
 			t.Fatal(err)
@@ -170,6 +188,11 @@ func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
 			Provider: meshv1.MetricProvider{Type: "influxql", Address: influx.URL, SecretRef: &meshv1.LocalObjectReference{Name: "influx-basic"},
 				InfluxDB: &meshv1.InfluxDBProvider{Database: "mesh"}},
 			Query: `SELECT last("errors") FROM "requests" WHERE "service" = '{{ service }}' AND time > now() - {{ interval }}`,
+		},
+		"cw-errors": {
+			Provider: meshv1.MetricProvider{Type: "cloudwatch", Address: cloudWatch.URL, SecretRef: &meshv1.LocalObjectReference{Name: "cloudwatch"},
+				CloudWatch: &meshv1.CloudWatchProvider{Region: cloudwatchtest.Region}},
+			Query: `[{"Id": "e", "Expression": "SELECT SUM(HTTPCode_Target_5XX_Count) FROM \"AWS/ApplicationELB\" WHERE TargetGroup = 'targetgroup/{{ service }}/0123'"}]`,
 		},
 		"graphite-errors": {
 			Provider: meshv1.MetricProvider{Type: "graphite", Address: graphite.URL, SecretRef: &meshv1.LocalObjectReference{Name: "graphite"}},
@@ -197,6 +220,7 @@ func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
 		{Name: "nr-success", TemplateRef: &meshv1.TemplateRef{Name: "nr-success"}, ThresholdRange: meshv1.ThresholdRange{Min: ptr.To(99.0)}},
 		{Name: "dt-errors", TemplateRef: &meshv1.TemplateRef{Name: "dt-errors"}, ThresholdRange: meshv1.ThresholdRange{Max: ptr.To(1.0)}},
 		{Name: "graphite-errors", TemplateRef: &meshv1.TemplateRef{Name: "graphite-errors"}, ThresholdRange: meshv1.ThresholdRange{Max: ptr.To(1.0)}},
+		{Name: "cw-errors", TemplateRef: &meshv1.TemplateRef{Name: "cw-errors"}, ThresholdRange: meshv1.ThresholdRange{Max: ptr.To(1.0)}},
 		{Name: "flux-errors", TemplateRef: &meshv1.TemplateRef{Name: "flux-errors"}, ThresholdRange: meshv1.ThresholdRange{Max: ptr.To(1.0)}},
 		{Name: "influxql-errors", TemplateRef: &meshv1.TemplateRef{Name: "influxql-errors"}, ThresholdRange: meshv1.ThresholdRange{Max: ptr.To(1.0)}},
 	}
@@ -205,7 +229,7 @@ func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
 	startRollout(t, tc, c)
 	done := waitPhase(t, ns, "reviews", meshv1.PhaseSucceeded)
 	for name, want := range map[string]string{"web-health": "1", "vm-success": "99.9", "dd-errors": "0.5", "nr-success": "99.95", "dt-errors": "0.2",
-		"graphite-errors": "0.1", "flux-errors": "0.3", "influxql-errors": "0.4"} {
+		"graphite-errors": "0.1", "flux-errors": "0.3", "influxql-errors": "0.4", "cw-errors": "0.6"} {
 		if ch := findCheck(done, name); ch == nil || ch.Value != want {
 			t.Errorf("check %s = %+v, want value %s", name, ch, want)
 		}

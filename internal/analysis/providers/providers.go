@@ -46,6 +46,8 @@ type Config struct {
 	AccountID int64
 	// InfluxDB is where an influxdb (Flux) or influxql query runs.
 	InfluxDB InfluxDB
+	// Region is the AWS region a cloudwatch query runs in.
+	Region string
 }
 
 // InfluxDB names the organization a Flux query runs in, or the database (and retention
@@ -68,6 +70,15 @@ type Credentials struct {
 	// DD-APPLICATION-KEY; New Relic's API-Key).
 	APIKey         string
 	ApplicationKey string
+	// AWS is an AWS access key, for cloudwatch.
+	AWS AWSKeys
+}
+
+// AWSKeys are an AWS access key (and a session token, for temporary credentials).
+type AWSKeys struct {
+	AccessKeyID     string
+	SecretAccessKey string
+	SessionToken    string
 }
 
 // The keys read from a provider's Secret.
@@ -80,6 +91,11 @@ const (
 	// is SecretKeyAPIKey.
 	SecretKeyAPIKey         = "api-key"
 	SecretKeyApplicationKey = "application-key"
+	// SecretKeyAWSAccessKeyID, SecretKeyAWSSecretAccessKey and SecretKeyAWSSessionToken are
+	// CloudWatch's AWS access key.
+	SecretKeyAWSAccessKeyID     = "aws-access-key-id"
+	SecretKeyAWSSecretAccessKey = "aws-secret-access-key"
+	SecretKeyAWSSessionToken    = "aws-session-token"
 )
 
 // CredentialsFromSecret reads a Secret with a "token" key (bearer) or "username" and
@@ -108,6 +124,9 @@ func CredentialsFromSecret(s *corev1.Secret) (Credentials, error) {
 	c.CA = s.Data[SecretKeyCA]
 	c.APIKey = strings.TrimSpace(string(s.Data[SecretKeyAPIKey]))
 	c.ApplicationKey = strings.TrimSpace(string(s.Data[SecretKeyApplicationKey]))
+	c.AWS = AWSKeys{AccessKeyID: strings.TrimSpace(string(s.Data[SecretKeyAWSAccessKeyID])),
+		SecretAccessKey: strings.TrimSpace(string(s.Data[SecretKeyAWSSecretAccessKey])),
+		SessionToken:    strings.TrimSpace(string(s.Data[SecretKeyAWSSessionToken]))}
 	return c, nil
 }
 

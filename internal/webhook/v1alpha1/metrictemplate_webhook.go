@@ -48,7 +48,7 @@ func (v *MetricTemplateValidator) Validate(t *meshv1.MetricTemplate) (admission.
 		errs = append(errs, field.Required(field.NewPath("spec", "provider", "address"),
 			"provider type "+p.Type+" needs an address: the operator's default address is Prometheus'"))
 	}
-	if p := &t.Spec.Provider; p.SecretRef == nil && (p.Type == "datadog" || p.Type == "newrelic" || p.Type == "dynatrace") {
+	if p := &t.Spec.Provider; p.SecretRef == nil && (p.Type == "datadog" || p.Type == "newrelic" || p.Type == "dynatrace" || p.Type == "cloudwatch") {
 		errs = append(errs, field.Required(field.NewPath("spec", "provider", "secretRef"),
 			"provider type "+p.Type+" needs a Secret with its API key(s)"))
 	}

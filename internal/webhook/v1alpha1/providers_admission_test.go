@@ -64,6 +64,15 @@ func TestMetricTemplateProviderAdmission(t *testing.T) {
 		{name: "InfluxQL with a placeholder in a regex", obj: providerTemplate(meshv1.MetricProvider{Type: "influxql", Address: "https://influx.example.com", InfluxDB: &meshv1.InfluxDBProvider{Database: "mesh"}},
 			`SELECT mean("errors") FROM "requests" WHERE "service" =~ /{{ service }}/`),
 			wantErr: []string{"spec.query", "regular expression"}},
+		{name: "cloudwatch without region", obj: providerTemplate(meshv1.MetricProvider{Type: "cloudwatch", Address: "https://monitoring.us-east-1.amazonaws.com", SecretRef: secret},
+			`[{"Id": "a", "Expression": "SUM(METRICS())"}]`),
+			wantErr: []string{"spec.provider.cloudWatch", "cloudWatch is required with type cloudwatch"}},
+		{name: "cloudwatch without keys", obj: providerTemplate(meshv1.MetricProvider{Type: "cloudwatch", Address: "https://monitoring.us-east-1.amazonaws.com",
+			CloudWatch: &meshv1.CloudWatchProvider{Region: "us-east-1"}}, `[{"Id": "a", "Expression": "SUM(METRICS())"}]`),
+			wantErr: []string{"spec.provider.secretRef", "needs a Secret"}},
+		{name: "cloudwatch query returning two values", obj: providerTemplate(meshv1.MetricProvider{Type: "cloudwatch", Address: "https://monitoring.us-east-1.amazonaws.com",
+			SecretRef: secret, CloudWatch: &meshv1.CloudWatchProvider{Region: "us-east-1"}}, `[{"Id": "a", "Expression": "x"}, {"Id": "b", "Expression": "y"}]`),
+			wantErr: []string{"spec.query", "2 of the queries return data"}},
 		{name: "a Canary's built-in checks on a web provider", obj: canary(func(c *meshv1.Canary) {
 			c.Spec.Analysis.Provider = &meshv1.MetricProvider{Type: "web", Address: "https://status.example.com/"}
 		}), wantErr: []string{"spec.analysis.provider.type", "Unsupported value"}},

@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"canopy.dev/canopy/internal/analysis/providers"
+	"canopy.dev/canopy/internal/analysis/providers/cloudwatch"
 	"canopy.dev/canopy/internal/analysis/providers/datadog"
 	"canopy.dev/canopy/internal/analysis/providers/dynatrace"
 	"canopy.dev/canopy/internal/analysis/providers/graphite"
@@ -49,6 +50,8 @@ func (r *Registry) New(cfg providers.Config) (providers.Provider, error) {
 		return dynatrace.New(cfg, t)
 	case graphite.Type:
 		return graphite.New(cfg, t)
+	case cloudwatch.Type:
+		return cloudwatch.New(cfg, t)
 	case influxdb.TypeFlux, influxdb.TypeInfluxQL:
 		return influxdb.New(cfg, t)
 	}
@@ -60,4 +63,4 @@ func Types() []string {
 	return slices.Clone(types)
 }
 
-var types = []string{prometheus.Type, prometheus.TypeVictoriaMetrics, web.Type, datadog.Type, newrelic.Type, dynatrace.Type, graphite.Type, influxdb.TypeFlux, influxdb.TypeInfluxQL}
+var types = []string{prometheus.Type, prometheus.TypeVictoriaMetrics, web.Type, datadog.Type, newrelic.Type, dynatrace.Type, graphite.Type, influxdb.TypeFlux, influxdb.TypeInfluxQL, cloudwatch.Type}
