@@ -13,6 +13,7 @@ import (
 
 	"canopy.dev/canopy/internal/analysis/providers"
 	"canopy.dev/canopy/internal/analysis/providers/cloudwatch/cloudwatchtest"
+	"canopy.dev/canopy/internal/analysis/providers/providertest"
 )
 
 var keys = providers.AWSKeys{AccessKeyID: "AKIDTENANT", SecretAccessKey: "tenant-secret", SessionToken: "tenant-session"}
@@ -92,15 +93,7 @@ func TestQueryAnswers(t *testing.T) {
 				k = *tt.keys
 			}
 			got, err := newClient(t, srv.URL, k).Query(context.Background(), errorRate)
-			if tt.wantKind == "" {
-				if err != nil || got != tt.want {
-					t.Fatalf("Query = %v, %v; want %v", got, err, tt.want)
-				}
-				return
-			}
-			if providers.KindOf(err) != tt.wantKind || !strings.Contains(err.Error(), tt.wantMsg) {
-				t.Fatalf("Query error = %v (%s), want %s containing %q", err, providers.KindOf(err), tt.wantKind, tt.wantMsg)
-			}
+			providertest.CheckQuery(t, got, err, tt.want, tt.wantKind, tt.wantMsg)
 		})
 	}
 }
