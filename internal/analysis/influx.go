@@ -172,12 +172,12 @@ func (l *influxLexer) place(value string, state int, quote byte) (string, error)
 			return "", fmt.Errorf("value %q holds a $, which could start a %s interpolation", value, l.name)
 		}
 		if !l.interpolates && strings.Contains(value, "\r") {
-			return "", fmt.Errorf("value %q holds a carriage return, which an %s string cannot", value, l.name)
+			return "", fmt.Errorf("value %q holds a carriage return, which a string of %s cannot", value, l.name)
 		}
 		// \n is an escape of both languages, \r of Flux only.
 		return strings.NewReplacer(`\`, `\\`, string(quote), `\`+string(quote), "\n", `\n`, "\r", `\r`).Replace(value), nil
 	case influxRegex:
-		return "", fmt.Errorf("a placeholder in a %s regular expression: match the value with a string comparison", l.name)
+		return "", fmt.Errorf("a placeholder in a regular expression of %s: match the value with a string comparison", l.name)
 	}
 	if l.keywords[strings.ToLower(value)] {
 		return "", fmt.Errorf("value %q is a %s keyword", value, l.name)
