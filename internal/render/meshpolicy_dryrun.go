@@ -59,13 +59,18 @@ func InForcePeerAuthentication(live *securityv1.PeerAuthentication) *securityv1.
 	return c
 }
 
+// inForceMeta is what canopy writes of a live object's metadata: its name and canopy's
+// owner labels. Annotations are not canopy's on these kinds: the applier's own digest
+// (mesh.canopy.dev/applied-hash) among them would make every apply differ from the last,
+// and other managers' keys are theirs.
 func inForceMeta(live metav1.Object) metav1.ObjectMeta {
-	return metav1.ObjectMeta{
-		Name:        live.GetName(),
-		Namespace:   live.GetNamespace(),
-		Labels:      copyMap(live.GetLabels()),
-		Annotations: copyMap(live.GetAnnotations()),
+	labels := map[string]string{}
+	for _, k := range []string{meshv1.LabelManagedBy, meshv1.LabelOwnerKind, meshv1.LabelOwnerName, meshv1.LabelOwnerNamespace} {
+		if v, ok := live.GetLabels()[k]; ok {
+			labels[k] = v
+		}
 	}
+	return metav1.ObjectMeta{Name: live.GetName(), Namespace: live.GetNamespace(), Labels: labels}
 }
 
 // checkRollout checks spec.rollout's durations: at least a second each (Prometheus is
