@@ -6,7 +6,7 @@
 #
 #   hack/build-components.sh [component...]   (default: all)
 #   components: kube-apiserver kube-controller-manager kube-scheduler etcd kwok prometheus cert-manager
-#               helm kustomize pilot-discovery istioctl victoria-metrics
+#               helm kustomize pilot-discovery istioctl victoria-metrics influxd
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,6 +31,8 @@ kustomize_ldflags="-s -w -X sigs.k8s.io/kustomize/api/provenance.version=kustomi
 # it to proxies. The pinned commit is the 1.31 line's (see docs/testing.md).
 istio_commit=$(sed -n 's|^require istio.io/istio v0.0.0-[0-9]*-\([0-9a-f]*\)$|\1|p' "$tools/istio/go.mod")
 istio_ldflags="-X istio.io/istio/pkg/version.buildVersion=1.31-dev -X istio.io/istio/pkg/version.buildGitRevision=${istio_commit} -X istio.io/istio/pkg/version.buildStatus=Clean"
+influxd_version=$(sed -n 's|^require github.com/influxdata/influxdb v\(.*\)$|\1|p' "$tools/influxdb/go.mod")
+influxd_ldflags="-X main.version=${influxd_version} -X main.branch=${influxd_version%.*}"
 
 stamp_of() { cat "$tools/$1/go.mod" "$tools/$1/go.sum" "$tools/$1"/*.go | sha256sum | cut -c1-16; }
 
@@ -60,6 +62,9 @@ one() {
     # A PromQL/MetricsQL server other than Prometheus, for the victoriametrics metric provider.
     # Pure Go (CGO_ENABLED=0 selects its pure-Go zstd), so it needs no C toolchain.
     victoria-metrics) CGO_ENABLED=0 build victoria-metrics victoriametrics github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics -ldflags "-s -w" ;;
+    # InfluxDB 1.x for the influxql and influxdb (Flux) metric providers. 1.8 is the newest 1.x
+    # whose Flux is pure Go; later ones link Flux's Rust library through cgo (docs/testing.md).
+    influxd) CGO_ENABLED=0 build influxd influxdb github.com/influxdata/influxdb/cmd/influxd -ldflags "-s -w $influxd_ldflags" ;;
     cert-manager) build cert-manager certmanager ./ -ldflags "-s -w" ;;
     helm) build helm helm helm.sh/helm/v3/cmd/helm -ldflags "$helm_ldflags" ;;
     kustomize) build kustomize kustomize sigs.k8s.io/kustomize/kustomize/v5 -ldflags "$kustomize_ldflags" ;;
@@ -72,6 +77,6 @@ one() {
 
 if [[ $# -eq 0 ]]; then
   set -- etcd kube-apiserver kube-controller-manager kube-scheduler kwok prometheus cert-manager helm kustomize \
-    pilot-discovery istioctl victoria-metrics
+    pilot-discovery istioctl victoria-metrics influxd
 fi
 for c in "$@"; do one "$c"; done
