@@ -36,6 +36,51 @@ func optionalBinary(name string) (string, error) {
 	return "", fmt.Errorf("%w: %s is in none of %v: run `hack/build-components.sh %s`", ErrOptionalBinary, name, dirs, name)
 }
 
+// localServer is a test bed server with a temporary directory of its own, which holds its
+// data and its log.
+type localServer struct {
+	name string
+	dir  string
+	proc *process
+}
+
+// init creates the server's directory, removed by Close (or by the reaper if the tests die).
+func (s *localServer) init(name string) error {
+	s.name = name
+	dir, err := os.MkdirTemp("", "canopy-"+name+"-")
+	if err != nil {
+		return err
+	}
+	s.dir = dir
+	return reapDir(dir)
+}
+
+// start runs the server's binary with args, logging to its directory.
+func (s *localServer) start(path string, args ...string) (err error) {
+	s.proc, err = startProcess(s.name, filepath.Join(s.dir, s.name+".log"), path, args...)
+	return err
+}
+
+// Log returns the last lines of the server's log, for a failing test's output.
+func (s *localServer) Log() string { return tail(filepath.Join(s.dir, s.name+".log"), 60) }
+
+// Close stops the server and removes its directory.
+func (s *localServer) Close() error {
+	var err error
+	if s.proc != nil {
+		err = s.proc.stop(10 * time.Second)
+		s.proc = nil
+	}
+	if s.dir == "" {
+		return err
+	}
+	if rmErr := os.RemoveAll(s.dir); rmErr != nil && err == nil {
+		err = rmErr
+	}
+	unreapDir(s.dir)
+	return err
+}
+
 // SkipUnlessOptional skips t when err is ErrOptionalBinary, except in CI (CI=true), where
 // a missing component fails the test: CI must not pass without running it.
 func SkipUnlessOptional(t testing.TB, err error) {
@@ -52,9 +97,8 @@ func SkipUnlessOptional(t testing.TB, err error) {
 // VictoriaMetrics is bin/victoria-metrics, single-node, on a 127.0.0.1 port: a
 // PromQL/MetricsQL server that is not Prometheus, for the victoriametrics metric provider.
 type VictoriaMetrics struct {
-	dir  string
+	localServer
 	port int
-	proc *process
 }
 
 // StartVictoriaMetrics starts VictoriaMetrics with an empty store in a temporary directory,
@@ -66,16 +110,14 @@ func StartVictoriaMetrics() (_ *VictoriaMetrics, err error) {
 		return nil, err
 	}
 	v := &VictoriaMetrics{}
-	if v.dir, err = os.MkdirTemp("", "canopy-victoriametrics-"); err != nil {
-		return nil, err
-	}
-	if err := reapDir(v.dir); err != nil {
+	if err := v.init("victoria-metrics"); err != nil {
 		return nil, err
 	}
 	if v.port, err = FreePort(); err != nil {
+		_ = v.Close()
 		return nil, err
 	}
-	v.proc, err = startProcess("victoria-metrics", filepath.Join(v.dir, "victoria-metrics.log"), path,
+	err = v.start(path,
 		"-storageDataPath="+filepath.Join(v.dir, "data"),
 		"-httpListenAddr=127.0.0.1:"+strconv.Itoa(v.port),
 		"-retentionPeriod=1d",
@@ -116,21 +158,4 @@ func (v *VictoriaMetrics) Import(ctx context.Context, text string) error {
 		return fmt.Errorf("importing into VictoriaMetrics: %s", resp.Status)
 	}
 	return nil
-}
-
-// Log returns the last lines of the server's log, for a failing test's output.
-func (v *VictoriaMetrics) Log() string { return tail(filepath.Join(v.dir, "victoria-metrics.log"), 60) }
-
-// Close stops the server and removes its directory.
-func (v *VictoriaMetrics) Close() error {
-	var err error
-	if v.proc != nil {
-		err = v.proc.stop(10 * time.Second)
-		v.proc = nil
-	}
-	if rmErr := os.RemoveAll(v.dir); rmErr != nil && err == nil {
-		err = rmErr
-	}
-	unreapDir(v.dir)
-	return err
 }
