@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,8 +30,9 @@ import (
 // Issue 23, items 1 and 2: a Canary's checks read MetricTemplates of providers other than
 // Prometheus, created by a namespace editor: a web endpoint's JSON (a JSONPath), a real
 // PromQL/MetricsQL endpoint read as victoriametrics (VictoriaMetrics where it was built,
-// else Prometheus), and servers speaking Datadog's, New Relic's (NerdGraph), Dynatrace's,
-// Graphite's and InfluxDB's (Flux and InfluxQL) documented query APIs and CloudWatch's
+// else Prometheus), a real InfluxDB 1.8 read with Flux and InfluxQL (where bin/influxd was
+// built, else a server speaking both documented query APIs), and servers speaking Datadog's,
+// New Relic's (NerdGraph), Dynatrace's and Graphite's documented query APIs and CloudWatch's
 // GetMetricData (SigV4 by the AWS SDK), whose keys come from the editor's Secrets. A rollout is promoted
 // while all say healthy, and rolled back when one says otherwise.
 func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
@@ -120,31 +122,7 @@ func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`[{"target":"sumSeries(stats.x.reviews.errors)","tags":{},"datapoints":[[0.1,1700000000],[null,1700000060]]}]`))
 	})
-	// InfluxDB's two query APIs as documented: Flux (POST /api/v2/query, a token, annotated
-	// CSV) and InfluxQL (GET /query, basic auth, JSON).
-	// The check's interval is rendered as a duration literal of either language.
-	fluxQuery := regexp.MustCompile("^" + regexp.QuoteMeta(`from(bucket: "mesh") |> range(start: -`) + "[0-9]+[smh]" +
-		regexp.QuoteMeta(`) |> filter(fn: (r) => r.service == "reviews") |> last()`) + "$")
-	influxQL := regexp.MustCompile("^" + regexp.QuoteMeta(`SELECT last("errors") FROM "requests" WHERE "service" = 'reviews' AND time > now() - `) + "[0-9]+[smh]$")
-	influx := newReceiver(t, func(w http.ResponseWriter, r *http.Request) {
-		user, pass, _ := r.BasicAuth()
-		var body struct{ Query, Type string }
-		switch {
-		case r.Method == http.MethodPost && r.URL.Path == "/api/v2/query" && r.URL.Query().Get("org") == "shop" && r.Header.Get("Authorization") == "Token influx-token" &&
-			json.NewDecoder(r.Body).Decode(&body) == nil && body.Type == "flux" && fluxQuery.MatchString(body.Query):
-			w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-			_, _ = w.Write([]byte("#datatype,string,long,dateTime:RFC3339,double\r\n#group,false,false,false,false\r\n#default,_result,,,\r\n" +
-				",result,table,_time,_value\r\n,,0,2026-12-07T10:00:00Z,0.3\r\n\r\n"))
-		case r.Method == http.MethodGet && r.URL.Path == "/query" && r.URL.Query().Get("db") == "mesh" && user == "canopy" && pass == "influx-pw" &&
-			influxQL.MatchString(r.URL.Query().Get("q")):
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write([]byte(`{"results":[{"statement_id":0,"series":[{"name":"requests","columns":["time","last"],"values":[[1700000000000,0.4]]}]}]}`))
-		default:
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = w.Write([]byte(`{"code":"unauthorized","message":"unauthorized access"}`))
-		}
-	})
+	influx := startInfluxSource(t)
 	// CloudWatch's GetMetricData as the AWS SDK's service model defines it, accepting only
 	// requests SigV4-signed with the tenant's access key.
 	cloudWatch := cloudwatchtest.NewServer(t, aws.Credentials{AccessKeyID: "AKIDTENANT", SecretAccessKey: "tenant-secret"}, func(in cbor.Map) (int, cbor.Map) {
@@ -159,7 +137,7 @@ func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
 		"dynatrace":    {"token": "dt0c01.TENANT"},
 		"cloudwatch":   {"aws-access-key-id": "AKIDTENANT", "aws-secret-access-key": "tenant-secret"},
 		"graphite":     {"username": "canopy", "password": "graphite-pw"},
-		"influx-token": {"token": "influx-token"},
+		"influx-token": {"token": influx.token},
 		"influx-basic": {"username": "canopy", "password": "influx-pw"},
 	}
 	for name, data := range secrets {
@@ -180,12 +158,12 @@ func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
 			Query:    `builtin:service.errors.total.rate:filter(eq("dt.entity.service.name","{{ service }}")):splitBy()`,
 		},
 		"flux-errors": {
-			Provider: meshv1.MetricProvider{Type: "influxdb", Address: influx.URL, SecretRef: &meshv1.LocalObjectReference{Name: "influx-token"},
+			Provider: meshv1.MetricProvider{Type: "influxdb", Address: influx.url, SecretRef: &meshv1.LocalObjectReference{Name: "influx-token"},
 				InfluxDB: &meshv1.InfluxDBProvider{Org: "shop"}},
 			Query: `from(bucket: "mesh") |> range(start: -{{ interval }}) |> filter(fn: (r) => r.service == "{{ service }}") |> last()`,
 		},
 		"influxql-errors": {
-			Provider: meshv1.MetricProvider{Type: "influxql", Address: influx.URL, SecretRef: &meshv1.LocalObjectReference{Name: "influx-basic"},
+			Provider: meshv1.MetricProvider{Type: "influxql", Address: influx.url, SecretRef: &meshv1.LocalObjectReference{Name: "influx-basic"},
 				InfluxDB: &meshv1.InfluxDBProvider{Database: "mesh"}},
 			Query: `SELECT last("errors") FROM "requests" WHERE "service" = '{{ service }}' AND time > now() - {{ interval }}`,
 		},
@@ -229,7 +207,7 @@ func TestNonPrometheusProvidersDecideRollouts(t *testing.T) {
 	startRollout(t, tc, c)
 	done := waitPhase(t, ns, "reviews", meshv1.PhaseSucceeded)
 	for name, want := range map[string]string{"web-health": "1", "vm-success": "99.9", "dd-errors": "0.5", "nr-success": "99.95", "dt-errors": "0.2",
-		"graphite-errors": "0.1", "flux-errors": "0.3", "influxql-errors": "0.4", "cw-errors": "0.6"} {
+		"graphite-errors": "0.1", "flux-errors": influx.want["flux-errors"], "influxql-errors": influx.want["influxql-errors"], "cw-errors": "0.6"} {
 		if ch := findCheck(done, name); ch == nil || ch.Value != want {
 			t.Errorf("check %s = %+v, want value %s", name, ch, want)
 		}
@@ -330,4 +308,85 @@ func startPrometheusSource(t *testing.T, ns string) *promQLSource {
 		}
 	})
 	return &promQLSource{url: prom.URL(), query: `max(reviews_success_percent{namespace="{{ namespace }}"})`, set: func(v float64) { value.Store(v) }}
+}
+
+// influxSource is the InfluxDB the flux-errors and influxql-errors checks read: a real
+// InfluxDB 1.8 (InfluxQL on /query, Flux on /api/v2/query) where bin/influxd was built, else
+// a server speaking both documented query APIs.
+type influxSource struct {
+	url   string
+	token string            // the Flux check's token; InfluxDB 1.x takes user:password
+	want  map[string]string // each check's value
+}
+
+func startInfluxSource(t *testing.T) *influxSource {
+	t.Helper()
+	db, err := testenv.StartInfluxDB("canopy", "influx-pw")
+	if errors.Is(err, testenv.ErrOptionalBinary) && os.Getenv("CI") != "true" {
+		t.Logf("the flux and influxql checks read a server mimicking InfluxDB: %v", err)
+		return startInfluxFake(t)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("InfluxDB log:\n%s", db.Log())
+		}
+		if err := db.Close(); err != nil {
+			t.Errorf("closing InfluxDB: %v", err)
+		}
+	})
+	// A fresh point every second, so that every check's window holds one. Both languages
+	// read the same series.
+	const point = "requests,service=reviews errors=0.4"
+	if err := db.Write(t.Context(), "mesh", point); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Second):
+				_ = db.Write(context.Background(), "mesh", point) // a lost point shows as the check's missing value
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-stopped })
+	return &influxSource{url: db.URL(), token: "canopy:influx-pw", want: map[string]string{"flux-errors": "0.4", "influxql-errors": "0.4"}}
+}
+
+// startInfluxFake serves InfluxDB's two query APIs as documented.
+func startInfluxFake(t *testing.T) *influxSource {
+	t.Helper()
+	// InfluxDB's two query APIs as documented: Flux (POST /api/v2/query, a token, annotated
+	// CSV) and InfluxQL (GET /query, basic auth, JSON).
+	// The check's interval is rendered as a duration literal of either language.
+	fluxQuery := regexp.MustCompile("^" + regexp.QuoteMeta(`from(bucket: "mesh") |> range(start: -`) + "[0-9]+[smh]" +
+		regexp.QuoteMeta(`) |> filter(fn: (r) => r.service == "reviews") |> last()`) + "$")
+	influxQL := regexp.MustCompile("^" + regexp.QuoteMeta(`SELECT last("errors") FROM "requests" WHERE "service" = 'reviews' AND time > now() - `) + "[0-9]+[smh]$")
+	server := newReceiver(t, func(w http.ResponseWriter, r *http.Request) {
+		user, pass, _ := r.BasicAuth()
+		var body struct{ Query, Type string }
+		switch {
+		case r.Method == http.MethodPost && r.URL.Path == "/api/v2/query" && r.URL.Query().Get("org") == "shop" && r.Header.Get("Authorization") == "Token influx-token" &&
+			json.NewDecoder(r.Body).Decode(&body) == nil && body.Type == "flux" && fluxQuery.MatchString(body.Query):
+			w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+			_, _ = w.Write([]byte("#datatype,string,long,dateTime:RFC3339,double\r\n#group,false,false,false,false\r\n#default,_result,,,\r\n" +
+				",result,table,_time,_value\r\n,,0,2026-12-07T10:00:00Z,0.3\r\n\r\n"))
+		case r.Method == http.MethodGet && r.URL.Path == "/query" && r.URL.Query().Get("db") == "mesh" && user == "canopy" && pass == "influx-pw" &&
+			influxQL.MatchString(r.URL.Query().Get("q")):
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"results":[{"statement_id":0,"series":[{"name":"requests","columns":["time","last"],"values":[[1700000000000,0.4]]}]}]}`))
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"code":"unauthorized","message":"unauthorized access"}`))
+		}
+	})
+	return &influxSource{url: server.URL, token: "influx-token", want: map[string]string{"flux-errors": "0.3", "influxql-errors": "0.4"}}
 }
