@@ -259,22 +259,11 @@ type promQLSource struct {
 
 func startPromQLSource(t *testing.T, ns string) *promQLSource {
 	t.Helper()
-	vm, err := testenv.StartVictoriaMetrics()
-	if errors.Is(err, testenv.ErrOptionalBinary) && os.Getenv("CI") != "true" {
-		t.Logf("the victoriametrics check reads Prometheus: %v", err)
+	vm, ok := startOptional(t, "VictoriaMetrics", testenv.StartVictoriaMetrics)
+	if !ok {
+		t.Log("the victoriametrics check reads Prometheus")
 		return startPrometheusSource(t, ns)
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("VictoriaMetrics log:\n%s", vm.Log())
-		}
-		if err := vm.Close(); err != nil {
-			t.Errorf("closing VictoriaMetrics: %v", err)
-		}
-	})
 	return &promQLSource{
 		url: vm.URL(),
 		// last_over_time with a default window is MetricsQL, not PromQL.
@@ -321,22 +310,11 @@ type influxSource struct {
 
 func startInfluxSource(t *testing.T) *influxSource {
 	t.Helper()
-	db, err := testenv.StartInfluxDB("canopy", "influx-pw")
-	if errors.Is(err, testenv.ErrOptionalBinary) && os.Getenv("CI") != "true" {
-		t.Logf("the flux and influxql checks read a server mimicking InfluxDB: %v", err)
+	db, ok := startOptional(t, "InfluxDB", func() (*testenv.InfluxDB, error) { return testenv.StartInfluxDB("canopy", "influx-pw") })
+	if !ok {
+		t.Log("the flux and influxql checks read a server mimicking InfluxDB")
 		return startInfluxFake(t)
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("InfluxDB log:\n%s", db.Log())
-		}
-		if err := db.Close(); err != nil {
-			t.Errorf("closing InfluxDB: %v", err)
-		}
-	})
 	// A fresh point every second, so that every check's window holds one. Both languages
 	// read the same series.
 	const point = "requests,service=reviews errors=0.4"
@@ -389,4 +367,31 @@ func startInfluxFake(t *testing.T) *influxSource {
 		}
 	})
 	return &influxSource{url: server.URL, token: "influx-token", want: map[string]string{"flux-errors": "0.3", "influxql-errors": "0.4"}}
+}
+
+// startOptional starts a server whose binary only some tests need. Outside CI (CI=true) a
+// missing binary is logged and reported as !ok; any other error fails t. The server is
+// closed when t ends, its log shown if t failed.
+func startOptional[S interface {
+	Log() string
+	Close() error
+}](t *testing.T, name string, start func() (S, error)) (S, bool) {
+	t.Helper()
+	s, err := start()
+	if errors.Is(err, testenv.ErrOptionalBinary) && os.Getenv("CI") != "true" {
+		t.Logf("%s: %v", name, err)
+		return s, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s log:\n%s", name, s.Log())
+		}
+		if err := s.Close(); err != nil {
+			t.Errorf("closing %s: %v", name, err)
+		}
+	})
+	return s, true
 }
