@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 	eventsv1 "k8s.io/api/events/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
@@ -154,11 +153,9 @@ func (v dashboardViews) Actions() []string {
 	return out
 }
 
-func (v dashboardViews) Request(ctx context.Context, key types.NamespacedName, action string) (string, error) {
+func (v dashboardViews) Request(ctx context.Context, obj client.Object, action string) (string, error) {
 	value := action + ":" + v.o.settings.token(v.o.now())
-	c := &meshv1.Canary{}
-	c.Namespace, c.Name = key.Namespace, key.Name
-	return value, sendRequest(ctx, v.cl, c, value)
+	return value, sendRequest(ctx, v.cl, obj, value)
 }
 
 func (v dashboardViews) Generated(ctx context.Context, obj client.Object) ([]dashboard.GeneratedObject, error) {

@@ -176,14 +176,15 @@ func (r *requestOptions) run(ctx context.Context, name string) error {
 	return r.await(ctx, cl, before, value)
 }
 
-// sendRequest writes the request annotation with a merge patch of the Canary's metadata
-// only, which GitOps tools do not revert; the apiserver's error is returned as it is.
-func sendRequest(ctx context.Context, cl client.Client, c *meshv1.Canary, value string) error {
+// sendRequest writes the request annotation with a merge patch of the Canary's or
+// MeshPolicy's metadata only, which GitOps tools do not revert; the apiserver's error is
+// returned as it is.
+func sendRequest(ctx context.Context, cl client.Client, obj client.Object, value string) error {
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{meshv1.AnnotationRequest: value}}})
 	if err != nil {
 		return err
 	}
-	return cl.Patch(ctx, c.DeepCopy(), client.RawPatch(types.MergePatchType, patch))
+	return cl.Patch(ctx, obj.DeepCopyObject().(client.Object), client.RawPatch(types.MergePatchType, patch))
 }
 
 // await waits until the controller recorded value as handled, then says whether it acted.

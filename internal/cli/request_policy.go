@@ -2,11 +2,9 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
@@ -33,11 +31,7 @@ func (r *requestOptions) policyRequest(ctx context.Context, cl client.Client, ke
 		printLine(r.streams.ErrOut, ep.yellow(fmt.Sprintf("warning: no change of MeshPolicy %s/%s waits: canopy will probably ignore %s", key.Namespace, key.Name, r.action.name)))
 	}
 	value := r.action.name + ":" + r.settings.token(r.now())
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{meshv1.AnnotationRequest: value}}})
-	if err != nil {
-		return err
-	}
-	if err := cl.Patch(ctx, p.DeepCopy(), client.RawPatch(types.MergePatchType, patch)); err != nil {
+	if err := sendRequest(ctx, cl, p, value); err != nil {
 		return fmt.Errorf("requesting %s: %w", r.action.name, err)
 	}
 	ref := "meshpolicy/" + key.Name

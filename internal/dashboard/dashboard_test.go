@@ -83,6 +83,41 @@ func TestPolicyView(t *testing.T) {
 	}
 }
 
+// A MeshPolicy's rollout: nothing without spec.rollout; what a held change would deny and
+// who calls in plaintext; promote and abort only while a change waits.
+func TestPolicyRolloutView(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := &meshv1.MeshPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart"}}
+	if v := policyView(p, now); v.Rollout != nil {
+		t.Errorf("rollout %+v without spec.rollout, want none", v.Rollout)
+	}
+	p.Spec.Rollout = &meshv1.PolicyRollout{}
+	if v := policyView(p, now); v.Rollout == nil || v.Rollout.Phase != "Pending" || v.Rollout.Waiting {
+		t.Errorf("rollout %+v before any status, want Pending and nothing to press", v.Rollout)
+	}
+	since := metav1.NewTime(now.Add(-2 * time.Minute))
+	p.Status.Rollout = &meshv1.PolicyRolloutStatus{
+		Phase: meshv1.PolicyPhaseHeld, Reason: meshv1.PolicyReasonWouldDeny, Message: "would have denied 12 requests", DryRunSince: &since,
+		DeniedCalls:      []meshv1.DeniedCall{{SourcePrincipal: "spiffe://cluster.local/ns/shop/sa/web", Method: "GET", Path: "/cart", Count: 12}},
+		PlaintextClients: []meshv1.PlaintextClient{{Namespace: "legacy", Workload: "batch", Count: 3}},
+	}
+	v := policyView(p, now).Rollout
+	got := strings.Join(append([]string{v.Phase, v.Reason, v.Message, v.Since}, v.Calls...), "\n")
+	for _, want := range []string{"Held", "WouldDeny", "would have denied 12 requests", "2025-12-31T23:58:00Z (2m ago)",
+		"would deny GET /cart from spiffe://cluster.local/ns/shop/sa/web (12 requests)", "calls without mTLS: legacy/batch (3 requests)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the rollout view lacks %q:\n%s", want, got)
+		}
+	}
+	if !v.Waiting {
+		t.Errorf("a held change: want promote and abort offered")
+	}
+	p.Status.Rollout = &meshv1.PolicyRolloutStatus{Phase: meshv1.PolicyPhaseEnforced, DryRunSince: &since}
+	if v := policyView(p, now).Rollout; v.Waiting || v.Since != "" {
+		t.Errorf("an enforced change: %+v, want nothing to press and no window", v)
+	}
+}
+
 // The watch's events make the history: the weight from the status first seen on, each
 // change after, and each new measurement of a check once.
 func TestHistoryFromTheWatch(t *testing.T) {

@@ -28,6 +28,24 @@ type PolicyView struct {
 	External   []string `json:"external"`
 	Ingress    []Host   `json:"ingress"`
 	Objects    []string `json:"objects"`
+	// Rollout is where a change stands when the policy has spec.rollout; nil without it.
+	Rollout *PolicyRolloutView `json:"rollout,omitempty"`
+}
+
+// PolicyRolloutView is a MeshPolicy's rollout (spec.rollout) as kubectl canopy status
+// meshpolicy/NAME tells it.
+type PolicyRolloutView struct {
+	// Phase is DryRun, Held or Enforced ("Pending" before canopy first reported).
+	Phase   string `json:"phase"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+	// Since is when the change's window started, with its age.
+	Since string `json:"since"`
+	// Calls are the calls the change would have denied and the clients that still call
+	// without mTLS, most frequent first.
+	Calls []string `json:"calls"`
+	// Waiting is whether a change waits, so promote and abort apply.
+	Waiting bool `json:"waiting"`
 }
 
 // Host is an ingress host and its certificate's state.
@@ -89,7 +107,38 @@ func policyView(p *meshv1.MeshPolicy, now time.Time) PolicyView {
 	for _, o := range p.Status.Objects {
 		v.Objects = append(v.Objects, fmt.Sprintf("%s %s: %s", o.Kind, o.Name, o.State))
 	}
+	v.Rollout = rolloutView(p, now)
 	return v
+}
+
+func rolloutView(p *meshv1.MeshPolicy, now time.Time) *PolicyRolloutView {
+	if p.Spec.Rollout == nil {
+		return nil
+	}
+	st := p.Status.Rollout
+	if st == nil {
+		return &PolicyRolloutView{Phase: "Pending", Message: "not analysed yet"}
+	}
+	v := &PolicyRolloutView{Phase: st.Phase, Reason: st.Reason, Message: st.Message,
+		Waiting: st.Phase == meshv1.PolicyPhaseDryRun || st.Phase == meshv1.PolicyPhaseHeld}
+	if st.DryRunSince != nil && v.Waiting {
+		v.Since = st.DryRunSince.UTC().Format(time.RFC3339) + " (" + duration.HumanDuration(now.Sub(st.DryRunSince.Time)) + " ago)"
+	}
+	for _, c := range st.DeniedCalls {
+		v.Calls = append(v.Calls, fmt.Sprintf("would deny %s %s from %s (%d requests)", orAny(nonEmpty(c.Method)), orAny(nonEmpty(c.Path)), c.SourcePrincipal, c.Count))
+	}
+	for _, c := range st.PlaintextClients {
+		v.Calls = append(v.Calls, fmt.Sprintf("calls without mTLS: %s/%s (%d requests)", c.Namespace, c.Workload, c.Count))
+	}
+	return v
+}
+
+// nonEmpty is s as a list of one, or none when s is empty.
+func nonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
 }
 
 func callers(a *meshv1.Authorization) []string {

@@ -18,8 +18,9 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	meshv1 "canopy.dev/canopy/api/v1alpha1"
 )
 
 //go:embed static
@@ -132,10 +133,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/canaries/{ns}/{name}", s.canaryDetail)
 	mux.HandleFunc("GET /api/canaries/{ns}/{name}/generated", s.generated(kindCanary))
 	mux.HandleFunc("GET /api/canaries/{ns}/{name}/generated/{index}", s.generatedYAML(kindCanary))
-	mux.HandleFunc("POST /api/canaries/{ns}/{name}/{action}", s.request)
+	mux.HandleFunc("POST /api/canaries/{ns}/{name}/{action}", s.request(kindCanary))
 	mux.HandleFunc("GET /api/meshpolicies", s.listPolicies)
 	mux.HandleFunc("GET /api/meshpolicies/{ns}/{name}/generated", s.generated(kindMeshPolicy))
 	mux.HandleFunc("GET /api/meshpolicies/{ns}/{name}/generated/{index}", s.generatedYAML(kindMeshPolicy))
+	mux.HandleFunc("POST /api/meshpolicies/{ns}/{name}/{action}", s.request(kindMeshPolicy))
 	mux.HandleFunc("GET /api/stream", s.stream)
 	return s.guard(mux)
 }
@@ -278,19 +280,36 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, kind string) ([]
 }
 
 // request sends a manual control as the user; the apiserver's refusal is shown as it is.
-func (s *Server) request(w http.ResponseWriter, r *http.Request) {
-	ns, name, action := r.PathValue("ns"), r.PathValue("name"), r.PathValue("action")
-	if !slices.Contains(s.opts.Views.Actions(), action) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown action %q: use one of %s", action, strings.Join(s.opts.Views.Actions(), ", ")))
-		return
+// A MeshPolicy takes promote and abort (its rollout's), a Canary every action.
+func (s *Server) request(kind string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ns, name, action := r.PathValue("ns"), r.PathValue("name"), r.PathValue("action")
+		actions := s.opts.Views.Actions()
+		var obj client.Object = &meshv1.Canary{}
+		if kind == kindMeshPolicy {
+			actions, obj = policyActions, &meshv1.MeshPolicy{}
+		}
+		if !slices.Contains(actions, action) {
+			writeError(w, http.StatusNotFound, fmt.Sprintf("unknown action %q for a %s: use one of %s", action, kind, strings.Join(actions, ", ")))
+			return
+		}
+		obj.SetNamespace(ns)
+		obj.SetName(name)
+		value, err := s.opts.Views.Request(r.Context(), obj, action)
+		if err != nil {
+			writeError(w, statusOf(err), err.Error())
+			return
+		}
+		ref := name // as the CLI says it: reviews, meshpolicy/reviews
+		if kind == kindMeshPolicy {
+			ref = "meshpolicy/" + name
+		}
+		writeJSON(w, map[string]string{"message": fmt.Sprintf("%s requested for %s/%s (%s)", action, ns, ref, value), "value": value})
 	}
-	value, err := s.opts.Views.Request(r.Context(), types.NamespacedName{Namespace: ns, Name: name}, action)
-	if err != nil {
-		writeError(w, statusOf(err), err.Error())
-		return
-	}
-	writeJSON(w, map[string]string{"message": fmt.Sprintf("%s requested for %s/%s (%s)", action, ns, name, value), "value": value})
 }
+
+// policyActions are the manual controls of a MeshPolicy's rollout.
+var policyActions = []string{"promote", "abort"}
 
 // statusOf is the apiserver's HTTP status for its errors, else 500.
 func statusOf(err error) int {

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	eventsv1 "k8s.io/api/events/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "canopy.dev/canopy/api/v1alpha1"
@@ -32,9 +31,10 @@ type Views interface {
 	Detail(c *meshv1.Canary, events []eventsv1.Event, eventsErr error, now time.Time) CanaryDetail
 	// Actions are the manual controls, in the CLI's order.
 	Actions() []string
-	// Request sends action to the Canary as kubectl canopy ACTION does, and returns the
-	// annotation's value; the apiserver's refusal is returned as it is.
-	Request(ctx context.Context, key types.NamespacedName, action string) (string, error)
+	// Request sends action to the Canary or MeshPolicy obj (its kind, namespace and name
+	// set) as kubectl canopy ACTION does, and returns the annotation's value; the
+	// apiserver's refusal is returned as it is.
+	Request(ctx context.Context, obj client.Object, action string) (string, error)
 	// Generated are the objects canopy generates for a Canary or MeshPolicy, as kubectl
 	// canopy render prints them (from the cluster's objects).
 	Generated(ctx context.Context, obj client.Object) ([]GeneratedObject, error)

@@ -293,7 +293,7 @@ function showPolicies() {
       ...(ps.length ? [] : [el("p", { class: "muted", text: "No MeshPolicies (or none you may read)." })]),
       ...ps.map((p) => {
         const gen = el("div");
-        return el("section", { class: "card", "aria-labelledby": `p-${p.namespace}-${p.name}` },
+        return el("section", { class: "card", "data-policy": `${p.namespace}/${p.name}`, "aria-labelledby": `p-${p.namespace}-${p.name}` },
           el("h3", { id: `p-${p.namespace}-${p.name}` }, `Service ${p.namespace}/${p.service} `, el("span", { class: "muted", text: `(MeshPolicy ${p.name})` })),
           el("dl", { class: "facts" },
             el("dt", { text: "Ready" }), el("dd", { class: p.ready === "True" ? "ok" : "bad", text: `${p.ready || "Unknown"} ${p.reason ? "(" + p.reason + ")" : ""} ${p.message || ""}` }),
@@ -304,9 +304,34 @@ function showPolicies() {
             el("dt", { text: "Ingress" }), el("dd", null, p.ingress && p.ingress.length ? el("ul", { class: "plain" }, p.ingress.map((h) =>
               el("li", null, `${h.host}: certificate ${h.certificate}, `, el("span", { class: h.ready ? "ok" : "warn", text: h.ready ? "ready" : "not ready" }),
                 h.expires ? `, expires ${h.expires}` : "", h.message ? ` (${h.message})` : ""))) : "none"),
-            el("dt", { text: "Generated" }), el("dd", null, list(p.objects))),
+            el("dt", { text: "Generated" }), el("dd", null, list(p.objects)),
+            p.rollout ? [el("dt", { text: "Policy rollout" }), el("dd", { class: "rollout" }, policyRollout(p))] : []),
           el("button", { type: "button", text: "List the generated objects", onclick: () => listGenerated("meshpolicies", p.namespace, p.name, gen) }), gen);
       }));
+  }
+  // A request's answer, kept across redraws (the live update that follows redraws the cards).
+  const results = new Map();
+  function policyRollout(p) {
+    const r = p.rollout, key = `${p.namespace}/${p.name}`;
+    const result = el("div", { class: "policy-result", role: "status", "aria-live": "polite" }, results.get(key) || []);
+    const press = async (action) => {
+      try {
+        const res = await api(`/api/meshpolicies/${encodeURIComponent(p.namespace)}/${encodeURIComponent(p.name)}/${action}`, { method: "POST", headers: { "X-Canopy-Token": TOKEN } });
+        results.set(key, el("p", { class: "result", text: res.message }));
+      } catch (e) {
+        results.set(key, el("p", { class: "result error", role: "alert", text: `${action} refused: ${e.message}` }));
+      }
+      put(result, results.get(key));
+    };
+    return [
+      el("p", null, el("span", { class: "phase " + (r.phase === "Enforced" ? "ok" : r.phase === "Held" ? "warn" : ""), text: r.phase }),
+        r.reason ? ` (${r.reason})` : "", r.message ? `: ${r.message}` : ""),
+      r.since ? el("p", { text: `window started ${r.since}` }) : [],
+      r.calls && r.calls.length ? list(r.calls) : [],
+      r.waiting ? el("div", { class: "actions", role: "group", "aria-label": `Manual controls of MeshPolicy ${key}` },
+        el("button", { type: "button", "data-action": "promote", title: "Enforce the change now, without the rest of its window", onclick: () => press("promote"), text: "promote" }),
+        el("button", { type: "button", "data-action": "abort", class: "danger", title: "Drop the change in dry-run; the rules in force stay", onclick: () => press("abort"), text: "abort" })) : [],
+      result];
   }
   state.refresh = async () => { data = await api("/api/meshpolicies"); draw(); };
   refresh();
