@@ -440,9 +440,14 @@ type Ingress struct {
 
 // IngressGateway selects the gateway workload; the Gateway object lives in its namespace.
 type IngressGateway struct {
+	// Namespace is where the Gateway (and the Certificate) is written: the policy's own by
+	// default; another must be allowed by --allowed-gateway-namespaces.
 	// +kubebuilder:validation:MaxLength=63
 	// +optional
 	Namespace string `json:"namespace,omitempty"`
+	// Selector picks the gateway pods, in any namespace (as Istio applies a Gateway). In
+	// another namespace than the policy's it must include a label the operator gives its
+	// ingress gateways (--allowed-ingress-selectors, default istio=ingressgateway).
 	// +kubebuilder:validation:MinProperties=1
 	// +kubebuilder:validation:MaxProperties=16
 	Selector map[string]string `json:"selector"`

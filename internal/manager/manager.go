@@ -85,6 +85,9 @@ type Options struct {
 	AllowedHosts             string
 	AllowedExternalHosts     string
 	AllowedJWKSHosts         string
+	// AllowedIngressSelectors are the labels of the shared namespaces' ingress gateways
+	// (render.Tenancy.IngressSelectors); empty is Istio's own, istio=ingressgateway.
+	AllowedIngressSelectors string
 	// MemoryLimitRatio is the share of the container's memory limit the Go heap keeps under
 	// (ApplyMemoryLimit; main applies it, being process-wide).
 	MemoryLimitRatio float64
@@ -181,6 +184,8 @@ func (o *Options) bindTenancyFlags(fs *flag.FlagSet) {
 		"Comma-separated host rules [namespace:]host, as --allowed-hosts, for the hosts a MeshPolicy may declare as external services (spec.externalServices). Empty: none.")
 	fs.StringVar(&o.AllowedJWKSHosts, "allowed-jwks-hosts", "",
 		"Comma-separated host rules [namespace:]host, as --allowed-hosts, for the hosts of the JWKS URLs a MeshPolicy's authentication may name (spec.authentication.jwt[].jwksUri), which istiod fetches. Empty: none, inline keys (jwks) only.")
+	fs.StringVar(&o.AllowedIngressSelectors, "allowed-ingress-selectors", render.DefaultIngressSelector,
+		"Comma-separated labels key=value of the ingress gateways in the --allowed-gateway-namespaces: a MeshPolicy's ingress Gateway put there must select on one of them, so that it lands on ingress gateway pods only; * allows any selector.")
 }
 
 // Tenancy is what the tenancy flags allow; an error names the flag at fault.
@@ -201,6 +206,9 @@ func (o *Options) Tenancy() (*render.Tenancy, error) {
 	}
 	if t.JWKSHosts, err = render.ParseHostRules(splitList(o.AllowedJWKSHosts)); err != nil {
 		return nil, fmt.Errorf("--allowed-jwks-hosts: %w", err)
+	}
+	if t.IngressSelectors, err = render.ParseIngressSelectors(splitList(o.AllowedIngressSelectors)); err != nil {
+		return nil, fmt.Errorf("--allowed-ingress-selectors: %w", err)
 	}
 	return t, nil
 }

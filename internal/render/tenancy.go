@@ -39,7 +39,17 @@ type Tenancy struct {
 	// JWKSHosts are the hosts of the JWKS URLs a MeshPolicy's authentication may name, which
 	// istiod fetches from inside the cluster: none by default (inline keys only).
 	JWKSHosts []HostRule
+	// IngressSelectors are the labels ("key=value") that mark the ingress gateways of the
+	// shared gateway namespaces: a MeshPolicy's ingress Gateway put in another namespace
+	// than the policy's must select on one of them, so that it lands on ingress gateway
+	// pods only, never on an egress gateway's or another team's. Empty: Istio's own,
+	// istio=ingressgateway; "*" allows any selector.
+	IngressSelectors []string
 }
+
+// DefaultIngressSelector is Istio's own ingress gateway's label, the IngressSelectors of
+// an operator that set none.
+const DefaultIngressSelector = "istio=ingressgateway"
 
 // HostRule gives names to a namespace, or to every namespace.
 type HostRule struct {
@@ -96,6 +106,27 @@ func ParseClusterIssuers(entries []string) ([]string, error) {
 	return slices.Clone(entries), nil
 }
 
+// ParseIngressSelectors checks entries that are labels "key=value" or "*".
+func ParseIngressSelectors(entries []string) ([]string, error) {
+	for _, s := range entries {
+		if s == "*" {
+			continue
+		}
+		key, value, ok := strings.Cut(s, "=")
+		if !ok {
+			return nil, fmt.Errorf("%q is not a label key=value or *", s)
+		}
+		errs := append(validation.IsQualifiedName(key), validation.IsValidLabelValue(value)...)
+		if value == "" {
+			errs = append(errs, "the value is empty")
+		}
+		if len(errs) > 0 {
+			return nil, fmt.Errorf("%q is not a label key=value or *: %s", s, strings.Join(errs, "; "))
+		}
+	}
+	return slices.Clone(entries), nil
+}
+
 // ParseNamespaces checks entries that are namespace names or "*".
 func ParseNamespaces(entries []string) ([]string, error) {
 	for _, s := range entries {
@@ -147,8 +178,20 @@ func (t *Tenancy) CheckCanary(c *meshv1.Canary, policy *meshv1.MeshPolicy) error
 func (t *Tenancy) checkPolicy(e *errs, p *meshv1.MeshPolicy) {
 	ns := p.Namespace
 	if in := p.Spec.Ingress; in != nil {
-		if gns := in.Gateway.Namespace; gns != "" && gns != ns && !t.gatewayNamespace(gns) {
-			e.notAllowed("spec.ingress.gateway.namespace", "%q is another namespace; %s", gns, t.gatewayNamespacesMessage())
+		if gns := in.Gateway.Namespace; gns != "" && gns != ns {
+			if !t.gatewayNamespace(gns) {
+				e.notAllowed("spec.ingress.gateway.namespace", "%q is another namespace; %s", gns, t.gatewayNamespacesMessage())
+			}
+			// Istio applies a Gateway to every pod its selector matches, in any namespace:
+			// in a namespace others share, a selector of the tenant's choosing could open
+			// the tenant's hosts on an egress gateway or on another team's gateway.
+			if sel := t.ingressSelectors(); !slices.Contains(sel, "*") && !slices.ContainsFunc(sel, func(l string) bool {
+				k, v, _ := strings.Cut(l, "=")
+				val, ok := in.Gateway.Selector[k]
+				return ok && val == v
+			}) {
+				e.notAllowed("spec.ingress.gateway.selector", "in namespace %q, another than the policy's, the selector must include a label the operator gives its ingress gateways (--allowed-ingress-selectors: %s): another could put the Gateway on other pods, such as an egress gateway's or another team's", gns, strings.Join(sel, ", "))
+			}
 		}
 		for i, h := range in.Hosts {
 			switch {
@@ -222,6 +265,13 @@ func (t *Tenancy) checkIssuer(e *errs, p *meshv1.MeshPolicy, ref meshv1.IssuerRe
 
 func (t *Tenancy) clusterIssuer(group, name string) bool {
 	return slices.Contains(t.ClusterIssuers, "*") || slices.Contains(t.ClusterIssuers, group+"/"+name) || (group == "cert-manager.io" && slices.Contains(t.ClusterIssuers, name))
+}
+
+func (t *Tenancy) ingressSelectors() []string {
+	if len(t.IngressSelectors) == 0 {
+		return []string{DefaultIngressSelector}
+	}
+	return t.IngressSelectors
 }
 
 func (t *Tenancy) gatewayNamespace(ns string) bool {

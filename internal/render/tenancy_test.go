@@ -194,3 +194,59 @@ func notAllowedFields(t *testing.T, err error) []string {
 	}
 	return out
 }
+
+// In a gateway namespace others share, the ingress Gateway must select on a label the
+// operator gives its ingress gateways (Istio's own by default); in the policy's own
+// namespace any selector is the tenant's business.
+func TestTenancyRefusesIngressSelectors(t *testing.T) {
+	policy := func(gwNS string, sel map[string]string) *meshv1.MeshPolicy {
+		return &meshv1.MeshPolicy{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "storefront"},
+			Spec: meshv1.MeshPolicySpec{
+				TargetRef: meshv1.ServiceRef{Name: "storefront"},
+				Ingress: &meshv1.Ingress{Gateway: meshv1.IngressGateway{Namespace: gwNS, Selector: sel},
+					Hosts: []string{"storefront.shop.svc.cluster.local"}},
+			},
+		}
+	}
+	shared := []string{"istio-system"}
+	for _, tc := range []struct {
+		name    string
+		tn      Tenancy
+		gwNS    string
+		sel     map[string]string
+		refused bool
+	}{
+		{"Istio's own ingress gateway", Tenancy{GatewayNamespaces: shared}, "istio-system", map[string]string{"istio": "ingressgateway"}, false},
+		{"narrowed to one of its deployments", Tenancy{GatewayNamespaces: shared}, "istio-system", map[string]string{"istio": "ingressgateway", "app": "public"}, false},
+		{"the egress gateway", Tenancy{GatewayNamespaces: shared}, "istio-system", map[string]string{"istio": "egressgateway"}, true},
+		{"another team's pods", Tenancy{GatewayNamespaces: shared}, "istio-system", map[string]string{"app": "payments-gateway"}, true},
+		{"a label the operator names", Tenancy{GatewayNamespaces: shared, IngressSelectors: []string{"gateway.example.com/role=public"}}, "istio-system",
+			map[string]string{"gateway.example.com/role": "public"}, false},
+		{"Istio's own, when the operator names others", Tenancy{GatewayNamespaces: shared, IngressSelectors: []string{"gateway.example.com/role=public"}}, "istio-system",
+			map[string]string{"istio": "ingressgateway"}, true},
+		{"any, when the operator says so", Tenancy{GatewayNamespaces: shared, IngressSelectors: []string{"*"}}, "istio-system", map[string]string{"app": "anything"}, false},
+		{"the policy's own namespace", Tenancy{}, "", map[string]string{"app": "shop-gateway"}, false},
+		{"the policy's own namespace, named", Tenancy{}, "shop", map[string]string{"app": "shop-gateway"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := notAllowedFields(t, tc.tn.CheckMeshPolicy(policy(tc.gwNS, tc.sel)))
+			if want := slices.Contains(got, "spec.ingress.gateway.selector"); want != tc.refused || len(got) > 1 {
+				t.Errorf("refused %v; want the selector refused: %v, and nothing else", got, tc.refused)
+			}
+		})
+	}
+	err := (&Tenancy{GatewayNamespaces: shared}).CheckMeshPolicy(policy("istio-system", map[string]string{"istio": "egressgateway"}))
+	if err == nil || !strings.Contains(err.Error(), "--allowed-ingress-selectors: istio=ingressgateway") {
+		t.Errorf("the refusal should name the flag and what it allows: %v", err)
+	}
+
+	for _, bad := range []string{"istio", "=x", "istio=", "istio=a b", "a=b=c"} {
+		if _, err := ParseIngressSelectors([]string{bad}); err == nil {
+			t.Errorf("ParseIngressSelectors(%q) accepted it", bad)
+		}
+	}
+	if got, err := ParseIngressSelectors([]string{"*", "istio=ingressgateway", "example.com/role=public"}); err != nil || len(got) != 3 {
+		t.Errorf("ParseIngressSelectors: %v, %v", got, err)
+	}
+}

@@ -323,6 +323,21 @@ func expectPolicyEvent(t *testing.T, ns, name, reason string, contains ...string
 	})
 }
 
+// waitReadyWithOneOutside waits until the policy is applied with one object (what) outside
+// its namespace.
+func waitReadyWithOneOutside(t *testing.T, ns, name, what string) {
+	t.Helper()
+	waitPolicy(t, ns, name, func(p *meshv1.MeshPolicy) error {
+		if err := expectPolicyCondition(p, meshv1.ConditionReady, metav1.ConditionTrue, meshv1.ReasonReconciled); err != nil {
+			return err
+		}
+		if got := outsideObjects(t, ns); len(got) != 1 {
+			return fmt.Errorf("outside the namespace: %v, want %s", got, what)
+		}
+		return nil
+	})
+}
+
 // A namespace editor sends an external host's traffic through an egress gateway in another
 // namespace (istio-system on a real cluster), where canopy would write a Gateway and to
 // which it would export the host's routing, and picks the ingress gateway's pods as the
@@ -397,20 +412,71 @@ func TestNamespaceEditorCannotUseAnEgressGatewayElsewhere(t *testing.T) {
 	if err := tn.c.Update(t.Context(), live); err != nil {
 		t.Fatalf("the editor of %s updating the policy: %v", tn.ns, err)
 	}
-	waitPolicy(t, tn.ns, "web", func(p *meshv1.MeshPolicy) error {
-		if err := expectPolicyCondition(p, meshv1.ConditionReady, metav1.ConditionTrue, meshv1.ReasonReconciled); err != nil {
-			return err
-		}
-		if got := outsideObjects(t, tn.ns); len(got) != 1 {
-			return fmt.Errorf("outside the namespace: %v, want the egress Gateway", got)
-		}
-		return nil
-	})
+	waitReadyWithOneOutside(t, tn.ns, "web", "the egress Gateway")
 	vs := &istionetv1.VirtualService{}
 	if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: tn.ns, Name: "web-news-egress"}, vs); err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{".", gwNS}; !slices.Equal(vs.Spec.ExportTo, want) {
 		t.Errorf("VirtualService exportTo %v, want %v", vs.Spec.ExportTo, want)
+	}
+}
+
+// A namespace editor puts its ingress Gateway in the shared gateway namespace the operator
+// allows, but selects the egress gateway's pods, where Istio would open the tenant's host
+// too: the policy is refused naming the selector and --allowed-ingress-selectors, and
+// nothing is written there. With Istio's ingress gateway's label the Gateway is written.
+func TestNamespaceEditorCannotPutAnIngressOnOtherPods(t *testing.T) {
+	testenv.SkipIfShort(t)
+	gwNS := env.CreateNamespace(t) // stands for istio-system
+	for _, role := range []string{"ingressgateway", "egressgateway"} {
+		labels := map[string]string{"istio": role}
+		gw := newDeployment(gwNS, "istio-"+role, "istio/proxyv2", 1)
+		gw.Spec.Selector.MatchLabels, gw.Spec.Template.Labels = labels, labels
+		for _, o := range []client.Object{gw, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: gwNS, Name: "istio-" + role},
+			Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
+		}} {
+			if err := env.Client.Create(t.Context(), o); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tn := newTenant(t, "")
+	startOperator(t, manager.Options{AllowedGatewayNamespaces: gwNS})
+
+	host := "web." + tn.ns + ".svc.cluster.local"
+	p := &meshv1.MeshPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: tn.ns, Name: "web"}}
+	p.Spec.TargetRef.Name = "web"
+	p.Spec.Ingress = &meshv1.Ingress{
+		Gateway: meshv1.IngressGateway{Namespace: gwNS, Selector: map[string]string{"istio": "egressgateway"}},
+		Hosts:   []string{host},
+	}
+	tn.create(t, webService(tn.ns, "web"), p)
+	const selField = "spec.ingress.gateway.selector"
+	waitPolicy(t, tn.ns, "web", func(p *meshv1.MeshPolicy) error {
+		if err := expectPolicyCondition(p, meshv1.ConditionReady, metav1.ConditionFalse, meshv1.ReasonNotAllowed, selField); err != nil {
+			return err
+		}
+		return expectPolicyCondition(p, meshv1.ConditionStalled, metav1.ConditionTrue, meshv1.ReasonNotAllowed, "--allowed-ingress-selectors: istio=ingressgateway")
+	})
+	expectPolicyEvent(t, tn.ns, "web", meshv1.ReasonNotAllowed, selField)
+	if got := outsideObjects(t, tn.ns); len(got) > 0 {
+		t.Fatalf("a refused policy wrote outside its namespace: %v", got)
+	}
+
+	// Istio's ingress gateway: the Gateway is written in its namespace, for those pods.
+	live := waitPolicy(t, tn.ns, "web", func(*meshv1.MeshPolicy) error { return nil })
+	live.Spec.Ingress.Gateway.Selector = map[string]string{"istio": "ingressgateway"}
+	if err := tn.c.Update(t.Context(), live); err != nil {
+		t.Fatalf("the editor of %s updating the policy: %v", tn.ns, err)
+	}
+	waitReadyWithOneOutside(t, tn.ns, "web", "the ingress Gateway")
+	gws := &istionetv1.GatewayList{}
+	if err := env.Client.List(t.Context(), gws, client.InNamespace(gwNS)); err != nil {
+		t.Fatal(err)
+	}
+	if len(gws.Items) != 1 || gws.Items[0].Spec.GetSelector()["istio"] != "ingressgateway" {
+		t.Errorf("Gateways in %s: %v, want one for the ingress gateway", gwNS, gws.Items)
 	}
 }

@@ -112,7 +112,8 @@ func TestHelmChart(t *testing.T) {
 		// --set makes 20.5 a string, and splits a selector at its "=".
 		setJSON: []string{"operator.kubeAPIQPS=20.5", `operator.shardSelector="canopy.dev/shard=a"`,
 			// --set cannot hold the braces of {namespace} in a list.
-			`tenancy.hosts=["shop:shop.example.com","*.{namespace}.apps.example.com"]`},
+			`tenancy.hosts=["shop:shop.example.com","*.{namespace}.apps.example.com"]`,
+			`tenancy.ingressSelectors=["istio=ingressgateway","gateway.example.com/role=public"]`},
 		check: func(t *testing.T, r rendering) {
 			for _, kind := range []string{"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "Certificate", "Issuer", "CustomResourceDefinition", "PodDisruptionBudget"} {
 				if n := len(find(r.objs, kind)); n != 0 {
@@ -125,7 +126,8 @@ func TestHelmChart(t *testing.T) {
 				t.Errorf("the operator values did not reach the flags: %+v", o)
 			}
 			if o.AllowedGatewayNamespaces != "istio-system" || o.AllowedClusterIssuers != "letsencrypt,awspca.cert-manager.io/ca" ||
-				o.AllowedHosts != "shop:shop.example.com,*.{namespace}.apps.example.com" || o.AllowedExternalHosts != "shop:api.stripe.com" {
+				o.AllowedHosts != "shop:shop.example.com,*.{namespace}.apps.example.com" || o.AllowedExternalHosts != "shop:api.stripe.com" ||
+				o.AllowedIngressSelectors != "istio=ingressgateway,gateway.example.com/role=public" {
 				t.Errorf("the tenancy values did not reach the flags: %+v", o)
 			}
 			if _, err := o.Tenancy(); err != nil {
