@@ -537,14 +537,24 @@ func mergeMaps(base, over map[string]string) map[string]string {
 	return out
 }
 
-// appendUnique appends the values not already in list, keeping the first occurrence.
-// appendHosts adds VirtualService hosts of namespace ns to list, leaving out those that name a
-// host already there: Istio reads a short name as <name>.<ns>.svc.cluster.local, and one
-// VirtualService listing both forms defines the host twice (istioctl analyze: IST0109).
+// appendHosts adds VirtualService hosts of namespace ns to a copy of list, leaving out those
+// that name a host already there: Istio reads a short name as <name>.<ns>.svc.cluster.local,
+// and one VirtualService listing both forms defines the host twice (istioctl analyze:
+// IST0109). Of the two forms the spelled-out one is kept.
 func appendHosts(ns string, list []string, hosts ...string) []string {
+	list = slices.Clone(list)
 	for _, h := range hosts {
-		if h != "" && !slices.ContainsFunc(list, func(l string) bool { return fqdn(ns, l) == fqdn(ns, h) }) {
+		if h == "" {
+			continue
+		}
+		switch i := slices.IndexFunc(list, func(l string) bool { return fqdn(ns, l) == fqdn(ns, h) }); {
+		case i < 0:
 			list = append(list, h)
+		case list[i] != h && h == fqdn(ns, h):
+			// The same name spelled out (a Service's own name served on a gateway): Istio
+			// reads both alike, but a Gateway's hosts and istioctl analyze (IST0132) match
+			// the spelled-out one only.
+			list[i] = h
 		}
 	}
 	return list
@@ -558,6 +568,7 @@ func fqdn(ns, host string) string {
 	return host + "." + ns + ".svc." + clusterDomain
 }
 
+// appendUnique appends the values not already in list, keeping the first occurrence.
 func appendUnique(list []string, values ...string) []string {
 	for _, v := range values {
 		if v != "" && !slices.Contains(list, v) {

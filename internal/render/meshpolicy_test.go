@@ -628,3 +628,26 @@ func TestTLSOriginationVerifiesTheServer(t *testing.T) {
 		expectFieldError(t, err, name, meshv1.ReasonInvalidSpec)
 	}
 }
+
+// A Service's own name served on a shared gateway (the one form of its own host a tenant
+// may put there) is listed spelled out, as the Gateway's hosts list it: a short name is
+// the same host to istiod but matches no Gateway host for istioctl analyze (IST0132).
+func TestIngressOfTheServicesOwnNameIsSpelledOut(t *testing.T) {
+	p := paymentPolicy()
+	own := "payment-processing.shop.svc.cluster.local"
+	p.Spec.Ingress.Hosts = []string{own}
+	set := renderPolicy(t, p, MeshPolicyOptions{})
+	if len(set.VirtualServices) != 1 {
+		t.Fatalf("%d VirtualServices, want the Service's", len(set.VirtualServices))
+	}
+	if got := set.VirtualServices[0].Spec.Hosts; !slices.Equal(got, []string{own}) {
+		t.Errorf("VirtualService hosts %v, want [%s] once, spelled out", got, own)
+	}
+	var gwHosts []string
+	for _, s := range set.Gateway.Spec.GetServers() {
+		gwHosts = append(gwHosts, s.GetHosts()...)
+	}
+	if !slices.ContainsFunc(gwHosts, func(h string) bool { return strings.HasSuffix(h, own) }) {
+		t.Errorf("Gateway hosts %v, want %s", gwHosts, own)
+	}
+}
