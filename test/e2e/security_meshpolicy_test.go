@@ -285,8 +285,8 @@ func TestCanaryRoutesStayInTheirNamespace(t *testing.T) {
 	}
 	// Routing of the namespace's own Services only serves their callers in every namespace:
 	// it is visible to the whole mesh, as the Services are.
-	// The FQDN is the apex's own host, which the VirtualService lists once (as "reviews").
-	if len(vs.Spec.ExportTo) != 0 || !slices.Equal(vs.Spec.Hosts, []string{"reviews"}) {
+	// The FQDN is the apex's own host, which the VirtualService lists once, spelled out.
+	if len(vs.Spec.ExportTo) != 0 || !slices.Equal(vs.Spec.Hosts, []string{"reviews." + tn.ns + ".svc.cluster.local"}) {
 		t.Fatalf("VirtualService exportTo %v, hosts %v", vs.Spec.ExportTo, vs.Spec.Hosts)
 	}
 	for _, name := range []string{"reviews-primary", "reviews-canary"} {
