@@ -138,8 +138,12 @@ func TestRefusalIsShown(t *testing.T) {
 
 	run(t, ctx, "opening the list as a viewer", chromedp.Navigate(url))
 	waitText(t, ctx, fmt.Sprintf(`tr[data-canary="%s/details"] .phase`, ns), 30*time.Second, contains("Progressing"))
-	run(t, ctx, "opening the Canary", chromedp.Navigate(url+"#/canary/"+ns+"/details"),
-		chromedp.WaitVisible(chromedp.CSS("#action-abort")), chromedp.Click(chromedp.CSS("#action-abort")))
+	run(t, ctx, "opening the Canary", chromedp.Navigate(url+"#/canary/"+ns+"/details"), chromedp.WaitVisible(chromedp.CSS("#action-abort")))
+	// The Canary's facts render above the buttons once read, moving them down: a click
+	// aimed before that lands beside the button (seen under -race in CI), as a person's
+	// would. Press once the page has settled.
+	waitText(t, ctx, "h2 .phase", 30*time.Second, contains("Progressing"))
+	run(t, ctx, "pressing abort", chromedp.Click(chromedp.CSS("#action-abort")))
 	// The apiserver's own words.
 	msg := waitText(t, ctx, "#action-result", 30*time.Second,
 		contains("abort refused", `canaries.mesh.canopy.dev "details" is forbidden`, `User "`+user+`" cannot patch resource "canaries"`))
