@@ -321,7 +321,10 @@ function showPolicies() {
       } catch (e) {
         results.set(key, el("p", { class: "result error", role: "alert", text: `${action} refused: ${e.message}` }));
       }
-      put(result, results.get(key));
+      // A live update may have redrawn the card while the request was out: show the answer
+      // on the card on the page.
+      const shown = [...main.querySelectorAll("section[data-policy]")].find((s) => s.dataset.policy === key);
+      put(shown ? shown.querySelector(".policy-result") : result, results.get(key));
     };
     return [
       el("p", null, el("span", { class: "phase " + (r.phase === "Enforced" ? "ok" : r.phase === "Held" ? "warn" : ""), text: r.phase }),
