@@ -40,7 +40,8 @@ type Config struct {
 	// it is dialed: a tenant named Address. Nil for the operator's own --prometheus-address.
 	URLPolicy *hooks.Policy
 	// Window is the check's look-back, for providers whose API takes a time range
-	// (datadog) rather than a range in the query.
+	// (datadog, dynatrace, graphite, cloudwatch) rather than a range in the query; read it
+	// with LookBack.
 	Window time.Duration
 	// AccountID is the account a newrelic query runs in.
 	AccountID int64
@@ -97,6 +98,17 @@ const (
 	SecretKeyAWSSecretAccessKey = "aws-secret-access-key"
 	SecretKeyAWSSessionToken    = "aws-session-token"
 )
+
+// DefaultWindow is the look-back of a query whose check sets no interval.
+const DefaultWindow = 5 * time.Minute
+
+// LookBack is the time range a query covers: Window, or DefaultWindow without one.
+func (c Config) LookBack() time.Duration {
+	if c.Window <= 0 {
+		return DefaultWindow
+	}
+	return c.Window
+}
 
 // CredentialsFromSecret reads a Secret with a "token" key (bearer) or "username" and
 // "password" keys (basic auth), and optionally "ca.crt"; "api-key" and "application-key"

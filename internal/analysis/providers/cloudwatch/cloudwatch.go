@@ -51,10 +51,6 @@ func New(cfg providers.Config, transport http.RoundTripper) (*Client, error) {
 	if keys.AccessKeyID == "" || keys.SecretAccessKey == "" {
 		return nil, fmt.Errorf("the CloudWatch provider needs a secretRef with %q and %q", providers.SecretKeyAWSAccessKeyID, providers.SecretKeyAWSSecretAccessKey)
 	}
-	window := cfg.Window
-	if window <= 0 {
-		window = 5 * time.Minute
-	}
 	api := cloudwatch.New(cloudwatch.Options{
 		Region:       cfg.Region,
 		BaseEndpoint: aws.String(base.String()),
@@ -63,7 +59,7 @@ func New(cfg providers.Config, transport http.RoundTripper) (*Client, error) {
 		// One attempt: the check's own retries and the reconcile's budget decide.
 		RetryMaxAttempts: 1,
 	})
-	return &Client{api: api, endpoint: base.Redacted(), timeout: timeout, window: window, now: time.Now}, nil
+	return &Client{api: api, endpoint: base.Redacted(), timeout: timeout, window: cfg.LookBack(), now: time.Now}, nil
 }
 
 // ParseQueries reads a query: a JSON list of GetMetricData's MetricDataQuery, in the API's

@@ -22,9 +22,6 @@ const Type = "datadog"
 
 const backend = "Datadog"
 
-// defaultWindow is the look-back of a query whose check sets none.
-const defaultWindow = 5 * time.Minute
-
 // Client queries one Datadog site (https://api.datadoghq.com, https://api.datadoghq.eu, ...).
 type Client struct {
 	endpoint *url.URL
@@ -51,12 +48,9 @@ func New(cfg providers.Config, transport http.RoundTripper) (*Client, error) {
 		endpoint: base.JoinPath("api", "v1", "query"),
 		http:     providers.NewHTTPClient(transport),
 		timeout:  timeout,
-		window:   cfg.Window,
+		window:   cfg.LookBack(),
 		creds:    cfg.Credentials,
 		now:      time.Now,
-	}
-	if c.window <= 0 {
-		c.window = defaultWindow
 	}
 	return c, nil
 }

@@ -42,12 +42,8 @@ func New(cfg providers.Config, transport http.RoundTripper) (*Client, error) {
 	if cfg.Credentials.BearerToken == "" {
 		return nil, fmt.Errorf("the Dynatrace provider needs a secretRef with %q", providers.SecretKeyToken)
 	}
-	window := cfg.Window
-	if window <= 0 {
-		window = 5 * time.Minute
-	}
 	return &Client{endpoint: base.JoinPath("api", "v2", "metrics", "query"), http: providers.NewHTTPClient(transport),
-		timeout: timeout, window: window, token: cfg.Credentials.BearerToken}, nil
+		timeout: timeout, window: cfg.LookBack(), token: cfg.Credentials.BearerToken}, nil
 }
 
 // queryResponse is the MetricData answer; errorResponse Dynatrace's error envelope.

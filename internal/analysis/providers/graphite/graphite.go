@@ -38,12 +38,8 @@ func New(cfg providers.Config, transport http.RoundTripper) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	window := cfg.Window
-	if window <= 0 {
-		window = 5 * time.Minute
-	}
 	return &Client{endpoint: base.JoinPath("render"), http: providers.NewHTTPClient(transport),
-		timeout: timeout, window: window, creds: cfg.Credentials}, nil
+		timeout: timeout, window: cfg.LookBack(), creds: cfg.Credentials}, nil
 }
 
 // series is one element of the render API's JSON answer: datapoints are
